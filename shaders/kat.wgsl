@@ -1,0 +1,20 @@
+// Known-answer test kernel: runs the Philox block function on arbitrary
+// (counter, key) pairs, so the Random123 vectors (whose counters use all four
+// words) can be checked on the device. Needs philox.wgsl and a mulhilo_*.wgsl.
+// Input record i: words [6i, 6i+6) = ctr0..ctr3, key0, key1. Output: 4 words.
+
+@group(0) @binding(0) var<storage, read> kat_in: array<u32>;
+@group(0) @binding(1) var<storage, read_write> kat_out: array<u32>;
+
+@compute @workgroup_size(64)
+fn philox_kat(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (i >= arrayLength(&kat_in) / 6u || 4u * i + 3u >= arrayLength(&kat_out)) { return; }
+    let b = 6u * i;
+    let ctr = vec4<u32>(kat_in[b], kat_in[b + 1u], kat_in[b + 2u], kat_in[b + 3u]);
+    let key = vec2<u32>(kat_in[b + 4u], kat_in[b + 5u]);
+    let x = philox4x32_10(ctr, key);
+    for (var j = 0u; j < 4u; j++) {
+        kat_out[4u * i + j] = x[j];
+    }
+}

@@ -1,0 +1,305 @@
+//! The one place that creates the wgpu instance, adapter, device and queue.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::sync::{Arc, Mutex};
+
+/// How to choose an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct AdapterRequest {
+    /// Case-insensitive substring of the adapter name. Falls back to the
+    /// `WGPU_ADAPTER_NAME` environment variable when `None`.
+    pub name: Option<String>,
+    /// Backends to consider. Falls back to `WGPU_BACKEND` (e.g. `vulkan`,
+    /// `metal`, `dx12`, `gl`), then to the primary backends (Vulkan, Metal,
+    /// DX12), when `None`.
+    pub backends: Option<wgpu::Backends>,
+    /// Never use `SHADER_INT64` even where the adapter has it.
+    pub disable_int64: bool,
+}
+
+/// What deepinit reports about an adapter.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterSummary {
+    /// Adapter name.
+    pub name: String,
+    /// `vulkan`, `metal`, `dx12`, `gl`.
+    pub backend: String,
+    /// Discrete, integrated, virtual, CPU or other.
+    pub device_type: String,
+    /// Driver name.
+    pub driver: String,
+    /// Driver details.
+    pub driver_info: String,
+    /// Largest storage binding, bytes.
+    pub max_storage_buffer_binding_size: u64,
+    /// Largest buffer, bytes.
+    pub max_buffer_size: u64,
+    /// Largest dispatch per dimension.
+    pub max_compute_workgroups_per_dimension: u32,
+    /// Largest workgroup.
+    pub max_compute_invocations_per_workgroup: u32,
+    /// Native 64-bit integers in shaders.
+    pub shader_int64: bool,
+    /// GPU timestamp queries.
+    pub timestamp_query: bool,
+}
+
+impl AdapterSummary {
+    fn of(adapter: &wgpu::Adapter) -> Self {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let features = adapter.features();
+        Self {
+            name: info.name,
+            backend: info.backend.to_str().to_string(),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver,
+            driver_info: info.driver_info,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            shader_int64: features.contains(wgpu::Features::SHADER_INT64),
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        }
+    }
+}
+
+/// An open GPU: device, queue and what was negotiated.
+pub struct GpuContext {
+    /// The wgpu device.
+    pub device: wgpu::Device,
+    /// Its queue.
+    pub queue: wgpu::Queue,
+    /// The adapter's description and limits.
+    pub adapter: AdapterSummary,
+    /// The limits the device was created with (the adapter's own).
+    pub limits: wgpu::Limits,
+    /// Whether kernels may use native 64-bit integers.
+    pub int64: bool,
+    /// Errors wgpu raised outside any error scope (e.g. device loss); checked
+    /// after each submission. Per device, never global.
+    uncaptured: Arc<Mutex<Vec<String>>>,
+}
+
+impl std::fmt::Debug for GpuContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuContext")
+            .field("adapter", &self.adapter)
+            .field("int64", &self.int64)
+            .finish_non_exhaustive()
+    }
+}
+
+fn backends_for(req: &AdapterRequest) -> wgpu::Backends {
+    req.backends
+        .or_else(wgpu::Backends::from_env)
+        .unwrap_or(wgpu::Backends::PRIMARY)
+}
+
+fn name_filter(req: &AdapterRequest) -> Option<String> {
+    req.name
+        .clone()
+        .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_lowercase())
+}
+
+/// Lower is better: discrete GPUs first, the CPU (software) adapters last.
+fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let ty = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let backend = match info.backend {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        _ => 1,
+    };
+    (ty, backend)
+}
+
+fn instance(req: &AdapterRequest) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends_for(req);
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the request's backends expose, in preference order, and the
+/// index of the one [`GpuContext::new`] would choose (if any matches).
+pub fn list_adapters(req: &AdapterRequest) -> (Vec<AdapterSummary>, Option<usize>) {
+    let (adapters, chosen) = sorted_adapters(req);
+    (adapters.iter().map(AdapterSummary::of).collect(), chosen)
+}
+
+fn sorted_adapters(req: &AdapterRequest) -> (Vec<wgpu::Adapter>, Option<usize>) {
+    let inst = instance(req);
+    let mut adapters = pollster::block_on(inst.enumerate_adapters(backends_for(req)));
+    adapters.sort_by_key(|a| rank(&a.get_info()));
+    let filter = name_filter(req);
+    let chosen = adapters.iter().position(|a| match &filter {
+        Some(f) => a.get_info().name.to_lowercase().contains(f.as_str()),
+        None => true,
+    });
+    (adapters, chosen)
+}
+
+impl GpuContext {
+    /// Opens the best adapter matching `req` with the adapter's own limits (not
+    /// wgpu's conservative defaults, which cap a storage binding at 128 MiB and
+    /// a buffer at 256 MiB), and `SHADER_INT64` / `TIMESTAMP_QUERY` where offered.
+    pub fn new(req: &AdapterRequest) -> Result<GpuContext> {
+        let (mut adapters, chosen) = sorted_adapters(req);
+        let Some(idx) = chosen else {
+            let mut filter = String::new();
+            if let Some(f) = name_filter(req) {
+                filter.push_str(&format!(" matching name '{f}'"));
+            }
+            filter.push_str(&format!(" on backends {:?}", backends_for(req)));
+            if !adapters.is_empty() {
+                let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+                filter.push_str(&format!(" (available: {})", names.join(", ")));
+            }
+            return Err(Error::NoAdapter { filter });
+        };
+        let adapter = adapters.swap_remove(idx);
+        let summary = AdapterSummary::of(&adapter);
+        let mut features = wgpu::Features::empty();
+        let int64 = summary.shader_int64 && !req.disable_int64;
+        if int64 {
+            features |= wgpu::Features::SHADER_INT64;
+        }
+        if summary.timestamp_query {
+            features |= wgpu::Features::TIMESTAMP_QUERY;
+        }
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("deepinit"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            // Big buffers are the point; do not let the allocator hold extra memory.
+            memory_hints: wgpu::MemoryHints::MemoryUsage,
+            trace: wgpu::Trace::Off,
+        }))
+        .map_err(|e| Error::RequestDevice {
+            adapter: summary.name.clone(),
+            reason: e.to_string(),
+        })?;
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        // wgpu's default handler panics; the library must not, so record instead.
+        let sink = Arc::clone(&uncaptured);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(e.to_string());
+            }
+        }));
+        let sink = Arc::clone(&uncaptured);
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut v) = sink.lock() {
+                v.push(format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        Ok(GpuContext {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            int64,
+            uncaptured,
+        })
+    }
+
+    /// Returns the first error wgpu raised outside an error scope, if any.
+    pub fn check_uncaptured(&self, during: &'static str) -> Result<()> {
+        let mut v = self.uncaptured.lock().map_err(|_| Error::Gpu {
+            during,
+            message: "error sink poisoned".into(),
+        })?;
+        if let Some(first) = v.drain(..).next() {
+            return Err(Error::Gpu {
+                during,
+                message: first,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes, turning any
+    /// error they catch into [`Error::Gpu`].
+    pub fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let val_err = pollster::block_on(val.pop());
+        let oom_err = pollster::block_on(oom.pop());
+        if let Some(e) = val_err.or(oom_err) {
+            return Err(Error::Gpu {
+                during,
+                message: e.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Blocks until all submitted work is done.
+    pub fn wait_idle(&self, during: &'static str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu {
+                during,
+                message: e.to_string(),
+            })?;
+        self.check_uncaptured(during)
+    }
+}
+
+impl GpuContext {
+    /// Copies the first `bytes` of `src` (which needs `COPY_SRC`) back to the
+    /// host through a temporary mappable buffer. For small, one-off reads; the
+    /// generator streams big outputs with its own double-buffered read-back.
+    pub fn read_buffer(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        let staging = self.scoped("allocating a read-back buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("read-back"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read-back"),
+            });
+        enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+        let submission = self.queue.submit([enc.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                during: "reading a buffer back",
+                message: e.to_string(),
+            })?;
+        self.check_uncaptured("reading a buffer back")?;
+        rx.recv()
+            .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
+            .map_err(|e| Error::BufferMap(e.to_string()))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::BufferMap(e.to_string()))?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+}

@@ -1,0 +1,503 @@
+//! Host driver of `shaders/init.wgsl`: generates any element range of a tensor
+//! in chunks that fit one storage binding, streaming each chunk back to the
+//! host while the GPU works on the next.
+
+use super::context::GpuContext;
+use crate::dist::Dist;
+use crate::error::{Error, Result};
+use crate::shaders::{self, MulHi};
+use std::collections::HashMap;
+use std::sync::{mpsc, Mutex};
+
+/// Which generation kernel to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// The raw Philox word of each element (the "uniform bits").
+    Bits,
+    /// Scaled values of a distribution.
+    Dist(Dist),
+}
+
+impl Kernel {
+    fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::Bits => "gen_bits",
+            Kernel::Dist(Dist::Normal) => "gen_normal",
+            Kernel::Dist(Dist::Uniform) => "gen_uniform",
+            Kernel::Dist(Dist::Truncated) => "gen_truncated",
+        }
+    }
+}
+
+/// Elements `start .. start + count` of tensor `tensor_id` under `seed`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenRequest {
+    /// Kernel.
+    pub kernel: Kernel,
+    /// Seed (the Philox key).
+    pub seed: u64,
+    /// Tensor id (counter word 2).
+    pub tensor_id: u32,
+    /// First element index.
+    pub start: u64,
+    /// Number of elements.
+    pub count: u64,
+    /// Multiplier of the unit-scale value ([`Dist::kernel_scale`]); unused by `Bits`.
+    pub scale: f32,
+}
+
+/// How to run the kernels. None of these change the values produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GenOptions {
+    /// Elements per chunk; `None` = as many as one storage binding holds, at
+    /// most [`DEFAULT_CHUNK_BYTES`].
+    pub chunk_elems: Option<u64>,
+    /// Invocations per workgroup: a power of two from 32 to the device limit.
+    pub workgroup_size: u32,
+    /// Philox multiply; `None` = native int64 where the context enabled it.
+    pub mulhi: Option<MulHi>,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        Self {
+            chunk_elems: None,
+            workgroup_size: 256,
+            mulhi: None,
+        }
+    }
+}
+
+/// Default upper bound of one chunk: 256 MiB. Four buffers of this size (two
+/// storage, two read-back) are alive during a long generation.
+pub const DEFAULT_CHUNK_BYTES: u64 = 256 << 20;
+/// Hard cap on elements per chunk, keeping every in-kernel u32 index far from
+/// overflow (the kernel forms `lane_offset + count + 3`).
+pub const MAX_CHUNK_ELEMS: u64 = 1 << 30;
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    key: [u32; 2],
+    block_start: [u32; 2],
+    tensor_id: u32,
+    lane_offset: u32,
+    count: u32,
+    scale: f32,
+}
+
+type PipelineKey = (Kernel, MulHi, u32);
+
+/// The weight generator for one [`GpuContext`].
+///
+/// Pipelines are cached by (kernel, multiply variant, workgroup size). The cache
+/// is bounded: 4 kernels x 2 variants x at most 6 power-of-two workgroup sizes
+/// (32..=1024) = 48 entries, and a key fully determines the pipeline (same
+/// module source, entry point and override constant), so a hit is always sound.
+pub struct Generator<'a> {
+    ctx: &'a GpuContext,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<MulHi, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+}
+
+struct Slot {
+    params: wgpu::Buffer,
+    storage: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+struct InFlight {
+    slot: usize,
+    offset: u64,
+    count: u64,
+    submission: wgpu::SubmissionIndex,
+    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+}
+
+impl<'a> Generator<'a> {
+    /// Creates the bind group layout; pipelines are built on first use.
+    pub fn new(ctx: &'a GpuContext) -> Result<Self> {
+        let (layout, pipeline_layout) = ctx.scoped("creating the generation layout", || {
+            let layout = ctx
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("init"),
+                    entries: &[
+                        wgpu::BindGroupLayoutEntry {
+                            binding: 0,
+                            visibility: wgpu::ShaderStages::COMPUTE,
+                            ty: wgpu::BindingType::Buffer {
+                                ty: wgpu::BufferBindingType::Uniform,
+                                has_dynamic_offset: false,
+                                min_binding_size: wgpu::BufferSize::new(32),
+                            },
+                            count: None,
+                        },
+                        wgpu::BindGroupLayoutEntry {
+                            binding: 1,
+                            visibility: wgpu::ShaderStages::COMPUTE,
+                            ty: wgpu::BindingType::Buffer {
+                                ty: wgpu::BufferBindingType::Storage { read_only: false },
+                                has_dynamic_offset: false,
+                                min_binding_size: wgpu::BufferSize::new(4),
+                            },
+                            count: None,
+                        },
+                    ],
+                });
+            let pipeline_layout =
+                ctx.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some("init"),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+            (layout, pipeline_layout)
+        })?;
+        Ok(Self {
+            ctx,
+            layout,
+            pipeline_layout,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The context this generator runs on.
+    pub fn context(&self) -> &GpuContext {
+        self.ctx
+    }
+
+    /// Number of cached pipelines (for tests of the cache).
+    pub fn cached_pipelines(&self) -> usize {
+        self.pipelines.lock().map(|p| p.len()).unwrap_or(0)
+    }
+
+    fn resolve_mulhi(&self, opts: &GenOptions) -> Result<MulHi> {
+        match opts.mulhi {
+            None if self.ctx.int64 => Ok(MulHi::Int64),
+            None => Ok(MulHi::Emulated),
+            Some(MulHi::Int64) if !self.ctx.int64 => Err(Error::invalid(
+                "kernel variant",
+                "the int64 Philox path needs SHADER_INT64, which this device lacks",
+            )),
+            Some(m) => Ok(m),
+        }
+    }
+
+    fn pipeline(&self, key: PipelineKey) -> Result<wgpu::ComputePipeline> {
+        let poisoned = || Error::Gpu {
+            during: "building a pipeline",
+            message: "cache lock poisoned".into(),
+        };
+        if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
+            return Ok(p.clone());
+        }
+        let (kernel, mulhi, wg) = key;
+        let module = {
+            let mut modules = self.modules.lock().map_err(|_| poisoned())?;
+            match modules.get(&mulhi) {
+                Some(m) => m.clone(),
+                None => {
+                    let m = shaders::init_module(mulhi);
+                    let sm = self.ctx.scoped("compiling the generation shader", || {
+                        self.ctx
+                            .device
+                            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                                label: Some(m.name),
+                                source: wgpu::ShaderSource::Wgsl(m.source.into()),
+                            })
+                    })?;
+                    modules.insert(mulhi, sm.clone());
+                    sm
+                }
+            }
+        };
+        let constants = [("WORKGROUP_SIZE", f64::from(wg))];
+        let pipeline = self.ctx.scoped("building the generation pipeline", || {
+            self.ctx
+                .device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(kernel.entry_point()),
+                    layout: Some(&self.pipeline_layout),
+                    module: &module,
+                    entry_point: Some(kernel.entry_point()),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants: &constants,
+                        // Kernels use no workgroup memory.
+                        zero_initialize_workgroup_memory: false,
+                    },
+                    cache: None,
+                })
+        })?;
+        self.pipelines
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Largest chunk (elements) this device allows for `opts`.
+    pub fn chunk_limit(&self, opts: &GenOptions) -> Result<u64> {
+        let l = &self.ctx.limits;
+        let device_max = l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4;
+        match opts.chunk_elems {
+            None => Ok(device_max.min(DEFAULT_CHUNK_BYTES / 4).min(MAX_CHUNK_ELEMS)),
+            Some(0) => Err(Error::invalid("chunk size", "0 elements")),
+            Some(c) if c > device_max.min(MAX_CHUNK_ELEMS) => Err(Error::LimitExceeded {
+                what: "chunk (elements in one storage binding)".into(),
+                got: c,
+                max: device_max.min(MAX_CHUNK_ELEMS),
+                hint: format!(
+                    " on {} (max storage binding {} bytes)",
+                    self.ctx.adapter.name, l.max_storage_buffer_binding_size
+                ),
+            }),
+            Some(c) => Ok(c),
+        }
+    }
+
+    fn check_workgroup(&self, wg: u32) -> Result<()> {
+        let max = self
+            .ctx
+            .limits
+            .max_compute_invocations_per_workgroup
+            .min(self.ctx.limits.max_compute_workgroup_size_x)
+            .min(1024);
+        if !wg.is_power_of_two() || wg < 32 || wg > max {
+            return Err(Error::invalid(
+                "workgroup size",
+                format!("{wg} (must be a power of two from 32 to {max})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn make_slot(&self, bytes: u64, i: usize) -> Result<Slot> {
+        self.ctx.scoped("allocating generation buffers", || {
+            let d = &self.ctx.device;
+            let params = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("init params"),
+                size: std::mem::size_of::<Params>() as u64,
+                // Rewritten by queue.write_buffer before every chunk.
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let storage = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(if i == 0 { "init out 0" } else { "init out 1" }),
+                size: bytes,
+                // Written by the kernel, then copied to the mappable buffer
+                // (MAP_READ cannot be combined with STORAGE without a native-only feature).
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            let readback = d.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("init readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let bind_group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("init"),
+                layout: &self.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: storage.as_entire_binding(),
+                    },
+                ],
+            });
+            Slot {
+                params,
+                storage,
+                readback,
+                bind_group,
+            }
+        })
+    }
+
+    /// Generates the requested range and hands it to `sink` chunk by chunk, in
+    /// order: `sink(offset, words)` gets elements `req.start + offset ..` as
+    /// 32-bit patterns (raw words for [`Kernel::Bits`], `f32::to_bits` otherwise).
+    /// The values do not depend on `opts`.
+    pub fn generate(
+        &self,
+        req: &GenRequest,
+        opts: &GenOptions,
+        mut sink: impl FnMut(u64, &[u32]) -> Result<()>,
+    ) -> Result<()> {
+        if req.count == 0 {
+            return Ok(());
+        }
+        req.start.checked_add(req.count).ok_or_else(|| {
+            Error::invalid("element range", "start + count overflows a 64-bit index")
+        })?;
+        if !req.scale.is_finite() {
+            return Err(Error::invalid(
+                "scale",
+                format!("{} is not finite", req.scale),
+            ));
+        }
+        self.check_workgroup(opts.workgroup_size)?;
+        let chunk = self.chunk_limit(opts)?.min(req.count);
+        let mulhi = self.resolve_mulhi(opts)?;
+        let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
+        let n_slots = if req.count > chunk { 2 } else { 1 };
+        let slots: Vec<Slot> = (0..n_slots)
+            .map(|i| self.make_slot(chunk * 4, i))
+            .collect::<Result<_>>()?;
+        let max_dim = u64::from(self.ctx.limits.max_compute_workgroups_per_dimension);
+
+        let mut pending: Option<InFlight> = None;
+        let mut offset = 0u64;
+        let mut k = 0usize;
+        while offset < req.count {
+            let count = chunk.min(req.count - offset);
+            let first = req.start + offset;
+            let slot_i = k % n_slots;
+            let slot = &slots[slot_i];
+            let block_start = first >> 2;
+            let params = Params {
+                key: crate::philox::seed_key(req.seed),
+                block_start: [block_start as u32, (block_start >> 32) as u32],
+                tensor_id: req.tensor_id,
+                lane_offset: (first & 3) as u32,
+                // count <= MAX_CHUNK_ELEMS < 2^32
+                count: count as u32,
+                scale: req.scale,
+            };
+            let blocks = (u64::from(params.lane_offset) + count).div_ceil(4);
+            let groups = blocks.div_ceil(u64::from(opts.workgroup_size));
+            let gx = groups.min(max_dim);
+            let gy = groups.div_ceil(gx);
+            if gy > max_dim {
+                return Err(Error::LimitExceeded {
+                    what: "dispatch (workgroups)".into(),
+                    got: groups,
+                    max: max_dim * max_dim,
+                    hint: " ; use a smaller chunk".into(),
+                });
+            }
+            // Slot reuse is safe: its previous chunk was consumed (and unmapped)
+            // before this point, because at most one chunk is in flight while
+            // another is being encoded.
+            self.ctx
+                .queue
+                .write_buffer(&slot.params, 0, bytemuck::bytes_of(&params));
+            let mut enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("init chunk"),
+                });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("init"),
+                    timestamp_writes: None,
+                });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &slot.bind_group, &[]);
+                pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+            }
+            enc.copy_buffer_to_buffer(&slot.storage, 0, &slot.readback, 0, count * 4);
+            let submission = self.ctx.queue.submit([enc.finish()]);
+            let (tx, rx) = mpsc::channel();
+            slot.readback
+                .slice(..count * 4)
+                .map_async(wgpu::MapMode::Read, move |r| {
+                    // The receiver outlives the poll that runs this callback.
+                    let _ = tx.send(r);
+                });
+            // While the GPU runs this chunk, hand the previous one to the sink.
+            if let Some(prev) = pending.take() {
+                self.finish(&slots[prev.slot], prev, &mut sink)?;
+            }
+            pending = Some(InFlight {
+                slot: slot_i,
+                offset,
+                count,
+                submission,
+                mapped: rx,
+            });
+            offset += count;
+            k += 1;
+        }
+        if let Some(prev) = pending.take() {
+            self.finish(&slots[prev.slot], prev, &mut sink)?;
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &self,
+        slot: &Slot,
+        f: InFlight,
+        sink: &mut impl FnMut(u64, &[u32]) -> Result<()>,
+    ) -> Result<()> {
+        self.ctx
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(f.submission),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                during: "waiting for a generation chunk",
+                message: e.to_string(),
+            })?;
+        self.ctx.check_uncaptured("generating weights")?;
+        f.mapped
+            .recv()
+            .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
+            .map_err(|e| Error::BufferMap(e.to_string()))?;
+        let result = {
+            let view = slot
+                .readback
+                .slice(..f.count * 4)
+                .get_mapped_range()
+                .map_err(|e| Error::BufferMap(e.to_string()))?;
+            match bytemuck::try_cast_slice::<u8, u32>(&view) {
+                Ok(words) => sink(f.offset, words),
+                Err(_) => {
+                    // Mapped memory is at least 4-byte aligned in practice; copy if not.
+                    let words: Vec<u32> = view
+                        .chunks_exact(4)
+                        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    sink(f.offset, &words)
+                }
+            }
+        };
+        slot.readback.unmap();
+        result
+    }
+
+    /// Generates the range into a vector of f32 values (`Kernel::Dist`) — the
+    /// whole range must fit in host memory.
+    pub fn generate_f32(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<f32>> {
+        let mut out = crate::cpu::host_vec(req.count)?;
+        self.generate(req, opts, |off, w| {
+            let o = off as usize;
+            out[o..o + w.len()].copy_from_slice(bytemuck::cast_slice(w));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Generates the range's raw words (`Kernel::Bits`) into a vector.
+    pub fn generate_words(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<u32>> {
+        let mut out = crate::cpu::host_vec(req.count)?;
+        self.generate(req, opts, |off, w| {
+            let o = off as usize;
+            out[o..o + w.len()].copy_from_slice(w);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}

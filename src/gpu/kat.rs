@@ -1,0 +1,106 @@
+//! Runs the Philox block function on the device for arbitrary counters and
+//! keys (`shaders/kat.wgsl`), to check the WGSL Philox against the Random123
+//! known-answer vectors and the CPU implementation.
+
+use super::context::GpuContext;
+use crate::error::{Error, Result};
+use crate::shaders::{self, MulHi};
+use wgpu::util::DeviceExt;
+
+/// `philox4x32_10(ctr, key)` for each input, computed by the device with the
+/// chosen multiply variant.
+pub fn philox_blocks(
+    ctx: &GpuContext,
+    mulhi: MulHi,
+    inputs: &[([u32; 4], [u32; 2])],
+) -> Result<Vec<[u32; 4]>> {
+    if inputs.is_empty() {
+        return Ok(Vec::new());
+    }
+    if mulhi == MulHi::Int64 && !ctx.int64 {
+        return Err(Error::invalid(
+            "kernel variant",
+            "this device has no SHADER_INT64",
+        ));
+    }
+    let words: Vec<u32> = inputs
+        .iter()
+        .flat_map(|(c, k)| c.iter().chain(k.iter()).copied())
+        .collect();
+    let out_bytes = 16 * inputs.len() as u64;
+    let m = shaders::kat_module(mulhi);
+    let (pipeline, input, output) = ctx.scoped("setting up the Philox KAT kernel", || {
+        let module = ctx
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(m.name),
+                source: wgpu::ShaderSource::Wgsl(m.source.into()),
+            });
+        let pipeline = ctx
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some("philox_kat"),
+                layout: None, // derived from the shader: two storage bindings
+                module: &module,
+                entry_point: Some("philox_kat"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        let input = ctx
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("kat in"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let output = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kat out"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        (pipeline, input, output)
+    })?;
+    let groups = u32::try_from(inputs.len().div_ceil(64))
+        .ok()
+        .filter(|&g| g <= ctx.limits.max_compute_workgroups_per_dimension)
+        .ok_or_else(|| Error::invalid("KAT inputs", "too many for one dispatch"))?;
+    let bind_group = ctx.scoped("binding the Philox KAT buffers", || {
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("kat"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[
+                wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: input.as_entire_binding(),
+                },
+                wgpu::BindGroupEntry {
+                    binding: 1,
+                    resource: output.as_entire_binding(),
+                },
+            ],
+        })
+    })?;
+    let mut enc = ctx
+        .device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kat") });
+    {
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("kat"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups, 1, 1);
+    }
+    ctx.queue.submit([enc.finish()]);
+    let bytes = ctx.read_buffer(&output, out_bytes)?;
+    Ok(bytes
+        .chunks_exact(16)
+        .map(|b| {
+            let w =
+                |i: usize| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+            [w(0), w(1), w(2), w(3)]
+        })
+        .collect())
+}

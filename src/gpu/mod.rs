@@ -1,0 +1,8 @@
+//! The GPU side: device setup and the compute kernels' host drivers.
+
+pub mod context;
+pub mod generate;
+pub mod kat;
+
+pub use context::{list_adapters, AdapterRequest, AdapterSummary, GpuContext};
+pub use generate::{GenOptions, GenRequest, Generator, Kernel};

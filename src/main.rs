@@ -1,0 +1,456 @@
+//! The `deepinit` command line.
+//!
+//! Exit status: 0 success, 1 error (bad input, no device, I/O), 2 usage error,
+//! 3 the tensor was generated but failed verification.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use deepinit::gpu::{self, AdapterRequest, GenOptions, Generator, GpuContext};
+use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
+use deepinit::tensor::{self, Backend, DrawOptions, Report};
+use deepinit::{Dist, Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "deepinit",
+    version,
+    about = "Reproducible, verified neural-network weight initialization on the GPU",
+    long_about = "Generates He/LeCun/Xavier (and naive) initial weights with WGSL compute \
+                  shaders (Philox4x32-10 + Box-Muller), checks them against a bit-matching \
+                  CPU reference and the analytic distribution, and writes .npy files.\n\n\
+                  With no subcommand, runs `init` with its defaults."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    device: DeviceArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate one weight tensor, verify it, optionally write it as .npy.
+    Init(InitArgs),
+    /// List the GPU adapters with their limits, and the one deepinit would use.
+    Adapters {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum BackendChoice {
+    /// The GPU if an adapter exists, else the CPU (with a notice).
+    Auto,
+    /// A wgpu adapter is required.
+    Gpu,
+    /// The multi-threaded CPU reference.
+    Cpu,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DeviceArgs {
+    /// Where to run: auto, gpu or cpu.
+    #[arg(long, value_enum, default_value = "auto", global = true)]
+    backend: BackendChoice,
+    /// Use the adapter whose name contains NAME (overrides WGPU_ADAPTER_NAME).
+    #[arg(long, value_name = "NAME", global = true)]
+    adapter: Option<String>,
+    /// Do not use native 64-bit integers in the Philox rounds even if available.
+    #[arg(long, global = true)]
+    no_int64: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+struct InitArgs {
+    /// he|kaiming, lecun, xavier|glorot, or naive:STD.
+    #[arg(long, default_value = "he")]
+    scheme: String,
+    /// Weight shape, [out, in] or [out, in/groups, k...], e.g. 4096x4096 or 64x3x3x3.
+    #[arg(long, default_value = "4096x4096")]
+    shape: String,
+    /// normal, truncated (+-2 sigma, variance-corrected) or uniform.
+    #[arg(long, default_value = "normal")]
+    dist: String,
+    /// Seed (the Philox key).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Tensor id (Philox counter word 2), e.g. the layer index.
+    #[arg(long, default_value_t = 0)]
+    tensor_id: u32,
+    /// fan_in, fan_out or fan_avg (overrides the scheme's).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Gain: a number or an activation (relu, tanh, leaky_relu[:a], selu, ...);
+    /// the variance numerator becomes gain^2.
+    #[arg(long)]
+    gain: Option<String>,
+    /// Variance multiplier (the tunable hyperparameter).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    multiplier: f64,
+    /// Convolution groups.
+    #[arg(long, default_value_t = 1)]
+    groups: u64,
+    /// Write the tensor to this .npy file (atomically).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Skip the comparison with the CPU reference.
+    #[arg(long)]
+    no_verify: bool,
+    /// Elements per GPU chunk (default: one storage binding, at most 256 MiB).
+    #[arg(long)]
+    chunk_elems: Option<u64>,
+    /// GPU workgroup size (power of two, 32..=1024).
+    #[arg(long, default_value_t = 256)]
+    workgroup_size: u32,
+}
+
+impl Default for InitArgs {
+    fn default() -> Self {
+        // The defaults clap gives `deepinit init` with no flags.
+        InitArgs::parse_from_defaults()
+    }
+}
+
+impl InitArgs {
+    fn parse_from_defaults() -> InitArgs {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: InitArgs,
+        }
+        Wrap::parse_from(["deepinit"]).a
+    }
+
+    fn spec(&self) -> Result<InitSpec> {
+        let scheme = Scheme::parse(&self.scheme)?;
+        let shape = Shape::parse(&self.shape)?;
+        let dist = Dist::parse(&self.dist).ok_or_else(|| {
+            Error::invalid(
+                "distribution",
+                format!(
+                    "unknown distribution '{}' (expected normal, truncated or uniform)",
+                    self.dist
+                ),
+            )
+        })?;
+        let mut spec = InitSpec::new(scheme, shape);
+        spec.dist = dist;
+        spec.multiplier = self.multiplier;
+        spec.groups = self.groups;
+        spec.mode = self.mode.as_deref().map(FanMode::parse).transpose()?;
+        spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
+        spec.target()?; // validate everything before touching a device
+        Ok(spec)
+    }
+}
+
+fn request(d: &DeviceArgs) -> AdapterRequest {
+    AdapterRequest {
+        name: d.adapter.clone(),
+        backends: None,
+        disable_int64: d.no_int64,
+    }
+}
+
+/// Opens the GPU per --backend; `Ok(None)` means run on the CPU.
+fn open_device(d: &DeviceArgs) -> Result<Option<GpuContext>> {
+    match d.backend {
+        BackendChoice::Cpu => Ok(None),
+        BackendChoice::Gpu => GpuContext::new(&request(d)).map(Some),
+        BackendChoice::Auto => match GpuContext::new(&request(d)) {
+            Ok(ctx) => Ok(Some(ctx)),
+            Err(e @ Error::NoAdapter { .. }) => {
+                eprintln!("deepinit: {e}; falling back to the CPU backend");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        },
+    }
+}
+
+fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let spec = a.spec()?;
+    if let Some(out) = &a.out {
+        if out.exists() && !a.force {
+            return Err(Error::WouldOverwrite { path: out.clone() });
+        }
+    }
+    let ctx = open_device(d)?;
+    let gen = match &ctx {
+        Some(c) => Some(Generator::new(c)?),
+        None => None,
+    };
+    let backend = match &gen {
+        Some(g) => Backend::Gpu(g),
+        None => Backend::Cpu,
+    };
+    let opts = DrawOptions {
+        seed: a.seed,
+        tensor_id: a.tensor_id,
+        gen: GenOptions {
+            chunk_elems: a.chunk_elems,
+            workgroup_size: a.workgroup_size,
+            mulhi: None,
+        },
+        verify: !a.no_verify,
+        out: a.out.clone().map(|p| (p, a.force)),
+        ..DrawOptions::default()
+    };
+    let report = tensor::draw(&spec, &backend, &opts)?;
+    if a.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&report, &spec));
+    }
+    Ok(if report.verdict.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+fn ok(pass: bool) -> &'static str {
+    if pass {
+        "ok"
+    } else {
+        "FAIL"
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn render(r: &Report, spec: &InitSpec) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let t = &r.target;
+    let rule = match (t.scale, t.mode) {
+        (Some(scale), Some(mode)) => {
+            format!("variance {} x {scale} / {}", r.multiplier, mode.name())
+        }
+        _ => format!("fixed std, variance multiplier {}", r.multiplier),
+    };
+    let _ = writeln!(
+        s,
+        "deepinit init: {} ({rule}), {}, shape {} ({} elements), seed {}, tensor {}",
+        r.scheme,
+        r.dist.name(),
+        spec.shape,
+        thousands(r.elements),
+        r.seed,
+        r.tensor_id
+    );
+    let _ = writeln!(
+        s,
+        "device: {} [{}{}]",
+        r.backend.device,
+        r.backend.api,
+        if r.backend.kind == "gpu" {
+            if r.backend.int64 {
+                ", int64 Philox"
+            } else {
+                ", 16-bit-halves Philox"
+            }
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "fans: in {}, out {}  ->  target std {:.7}, variance {:.6e}",
+        t.fan_in, t.fan_out, t.std, t.variance
+    );
+    let _ = writeln!(s);
+    let m = &r.sample;
+    let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}z = {:+.3}, |z| <= {:.3}: {}",
+        "mean",
+        "0",
+        format!("{:+.3e}", m.mean),
+        r.mean_test.z,
+        r.mean_test.critical,
+        ok(r.mean_test.pass)
+    );
+    let ci = &r.variance_ci;
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}{:.1}% CI [{:.6e}, {:.6e}] ({}): {}",
+        "variance",
+        format!("{:.6e}", t.variance),
+        format!("{:.6e}", m.variance),
+        100.0 * ci.level,
+        ci.lo,
+        ci.hi,
+        ci.method.replace('_', "-"),
+        if r.target_in_ci {
+            "target inside, ok"
+        } else {
+            "target outside, FAIL"
+        }
+    );
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}",
+        "std",
+        format!("{:.7}", t.std),
+        format!("{:.7}", m.std)
+    );
+    let support = spec.dist.max_abs_in_std() * t.std;
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}support +-{:.5}",
+        "min / max",
+        "",
+        format!("{:.5} / {:.5}", m.min, m.max),
+        support
+    );
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}",
+        "excess kurtosis",
+        format!("{:+.4}", m.expected_excess_kurtosis),
+        format!("{:+.4}", m.excess_kurtosis)
+    );
+    let _ = writeln!(
+        s,
+        "{:<22}D = {:.6}, critical {:.6} (n = {}, alpha {}): {}",
+        format!("KS vs {} CDF", r.dist.name()),
+        r.ks.d,
+        r.ks.critical,
+        thousands(r.ks.n),
+        r.ks.alpha,
+        ok(r.ks.pass)
+    );
+    match &r.cpu_check {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "{:<22}raw bits: {} of {} words identical: {}",
+                "GPU vs CPU reference",
+                thousands(c.bits_compared - c.bits_mismatched),
+                thousands(c.bits_compared),
+                ok(c.bits_mismatched == 0)
+            );
+            let _ = writeln!(
+                s,
+                "{:<22}values: max |GPU - CPU| = {:.3e} (derived bound there {:.3e}), {} beyond bound: {}",
+                "",
+                c.values.max_abs_diff,
+                c.values.bound_at_max,
+                c.values.exceeding,
+                ok(c.values.within_bounds())
+            );
+        }
+        None if r.backend.kind == "cpu" => {
+            let _ = writeln!(
+                s,
+                "{:<22}n/a (generated by the CPU reference itself)",
+                "GPU vs CPU reference"
+            );
+        }
+        None => {
+            let _ = writeln!(s, "{:<22}skipped (--no-verify)", "GPU vs CPU reference");
+        }
+    }
+    let _ = writeln!(s);
+    if let Some(p) = &r.out {
+        let _ = writeln!(
+            s,
+            "wrote {} ({} bytes)",
+            p.display(),
+            thousands(4 * r.elements + deepinit::npy::header(&r.shape).len() as u64)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "time: {:.2} s (generation + streaming checks)",
+        r.seconds
+    );
+    if r.verdict.pass {
+        let _ = writeln!(s, "verdict: PASS");
+    } else {
+        let _ = writeln!(s, "verdict: FAIL");
+        for f in &r.verdict.failures {
+            let _ = writeln!(s, "  - {f}");
+        }
+        if r.out.is_none() && spec.shape.numel() > 0 {
+            let _ = writeln!(s, "  (no file was written)");
+        }
+    }
+    s
+}
+
+fn run_adapters(d: &DeviceArgs, json: bool) -> Result<ExitCode> {
+    let (list, chosen) = gpu::list_adapters(&request(d));
+    if json {
+        let v = serde_json::json!({ "adapters": list, "chosen": chosen });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).map_err(|e| Error::invalid("json", e.to_string()))?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("no GPU adapters found; install a Vulkan driver (Debian: mesa-vulkan-drivers) or use --backend cpu");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (i, a) in list.iter().enumerate() {
+        let mark = if Some(i) == chosen { "*" } else { " " };
+        println!(
+            "{mark} [{i}] {} ({}, {}; driver {} {})",
+            a.name, a.backend, a.device_type, a.driver, a.driver_info
+        );
+        println!(
+            "      max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}, max invocations/workgroup {}, int64 {}, timestamps {}",
+            a.max_storage_buffer_binding_size >> 20,
+            a.max_buffer_size >> 20,
+            a.max_compute_workgroups_per_dimension,
+            a.max_compute_invocations_per_workgroup,
+            a.shader_int64,
+            a.timestamp_query
+        );
+    }
+    match chosen {
+        Some(i) => println!("* = chosen (adapter {i})"),
+        None => println!("no adapter matches the name filter"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Some(Command::Init(a)) => run_init(a, &cli.device),
+        Some(Command::Adapters { json }) => run_adapters(&cli.device, *json),
+        None => run_init(&InitArgs::default(), &cli.device),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("deepinit: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

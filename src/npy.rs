@@ -1,0 +1,203 @@
+//! A streaming, atomic `.npy` writer for little-endian f32 tensors (NumPy
+//! format version 1.0, C order).
+//!
+//! The data goes to a hidden temporary file next to the destination, which is
+//! renamed over the destination only once every byte is written and synced.
+//! If anything fails, or the writer is dropped unfinished, the temporary file
+//! is removed: there is never a half-written output file.
+
+use crate::error::{Error, Result};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// The `.npy` header (magic, version, length, dict, padding) for an f32 array.
+pub fn header(shape: &[u64]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
+    let shape_txt = if dims.len() == 1 {
+        format!("({},)", dims[0])
+    } else {
+        format!("({})", dims.join(", "))
+    };
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_txt}, }}");
+    // Magic (6) + version (2) + length (2) + dict + '\n' must be a multiple of 64.
+    let unpadded = 10 + dict.len() + 1;
+    dict.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    dict.push('\n');
+    let mut h = Vec::with_capacity(10 + dict.len());
+    h.extend_from_slice(b"\x93NUMPY\x01\x00");
+    h.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    h.extend_from_slice(dict.as_bytes());
+    h
+}
+
+/// Writes one f32 tensor to a `.npy` file, chunk by chunk.
+pub struct NpyWriter {
+    dest: PathBuf,
+    tmp: PathBuf,
+    file: Option<BufWriter<File>>,
+    remaining: u64,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl NpyWriter {
+    /// Checks the destination (refusing an existing file unless `force`) and
+    /// opens the temporary file with the header written.
+    pub fn create(dest: &Path, shape: &[u64], force: bool) -> Result<NpyWriter> {
+        if dest.is_dir() {
+            return Err(Error::invalid(
+                "output path",
+                format!("{} is a directory", dest.display()),
+            ));
+        }
+        if dest.exists() && !force {
+            return Err(Error::WouldOverwrite {
+                path: dest.to_path_buf(),
+            });
+        }
+        let name = dest.file_name().ok_or_else(|| {
+            Error::invalid(
+                "output path",
+                format!("'{}' has no file name", dest.display()),
+            )
+        })?;
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "output path",
+                format!("directory {} does not exist", dir.display()),
+            ));
+        }
+        let tmp = dir.join(format!(
+            ".{}.{}.tmp",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        let mut w = NpyWriter {
+            dest: dest.to_path_buf(),
+            tmp,
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            remaining: shape.iter().product(),
+        };
+        let h = header(shape);
+        w.write_bytes(&h)?;
+        Ok(w)
+    }
+
+    fn write_bytes(&mut self, b: &[u8]) -> Result<()> {
+        let tmp = self.tmp.clone();
+        match self.file.as_mut() {
+            Some(f) => f.write_all(b).map_err(io(&tmp)),
+            None => Err(Error::invalid("npy writer", "already finished")),
+        }
+    }
+
+    /// Appends values in C order.
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        let n = values.len() as u64;
+        if n > self.remaining {
+            return Err(Error::invalid(
+                "npy writer",
+                "more values than the shape holds",
+            ));
+        }
+        if cfg!(target_endian = "little") {
+            self.write_bytes(bytemuck::cast_slice(values))?;
+        } else {
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.write_bytes(&bytes)?;
+        }
+        self.remaining -= n;
+        Ok(())
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        if self.remaining != 0 {
+            return Err(Error::invalid(
+                "npy writer",
+                format!("{} values missing", self.remaining),
+            ));
+        }
+        let tmp = self.tmp.clone();
+        let Some(buf) = self.file.take() else {
+            return Err(Error::invalid("npy writer", "already finished"));
+        };
+        let file = buf.into_inner().map_err(|e| Error::Io {
+            path: tmp.clone(),
+            source: e.into_error(),
+        })?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, &self.dest).map_err(io(&self.dest))?;
+        Ok(self.dest.clone())
+    }
+}
+
+impl Drop for NpyWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Unfinished: remove the partial temporary file; nothing else to do on failure.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_aligned_and_parsable() {
+        for shape in [&[3u64][..], &[4096, 4096], &[64, 3, 7, 7]] {
+            let h = header(shape);
+            assert_eq!(h.len() % 64, 0);
+            assert_eq!(&h[..8], b"\x93NUMPY\x01\x00");
+            assert_eq!(u16::from_le_bytes([h[8], h[9]]) as usize, h.len() - 10);
+            assert_eq!(*h.last().unwrap(), b'\n');
+        }
+        let h = header(&[3]);
+        assert!(String::from_utf8_lossy(&h).contains("'shape': (3,)"));
+    }
+
+    #[test]
+    fn unfinished_writer_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("w.npy");
+        {
+            let mut w = NpyWriter::create(&dest, &[2, 2], false).unwrap();
+            w.write(&[1.0, 2.0]).unwrap();
+            // dropped before finish
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let mut w = NpyWriter::create(&dest, &[2, 2], false).unwrap();
+        w.write(&[1.0, 2.0, 3.0]).unwrap();
+        assert!(w.write(&[4.0, 5.0]).is_err());
+        w.write(&[4.0]).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&dest).unwrap();
+        let h = header(&[2, 2]).len();
+        assert_eq!(bytes.len(), h + 16);
+        assert_eq!(&bytes[h..h + 4], &1f32.to_le_bytes());
+        assert_eq!(&bytes[h + 12..], &4f32.to_le_bytes());
+        assert!(matches!(
+            NpyWriter::create(&dest, &[1], false),
+            Err(Error::WouldOverwrite { .. })
+        ));
+        assert!(NpyWriter::create(&dest, &[1], true).is_ok());
+    }
+}

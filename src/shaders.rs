@@ -1,0 +1,89 @@
+//! The WGSL sources, loaded from `shaders/` at compile time, and how they are
+//! composed into modules (WGSL has no `#include`; a module is a concatenation
+//! of files, library files first).
+
+/// Philox4x32-10 block function and counter helpers (needs a `mulhilo`).
+pub const PHILOX: &str = include_str!("../shaders/philox.wgsl");
+/// `mulhilo` from 16-bit halves: portable.
+pub const MULHILO_U32: &str = include_str!("../shaders/mulhilo_u32.wgsl");
+/// `mulhilo` through `u64`: needs `wgpu::Features::SHADER_INT64`.
+pub const MULHILO_U64: &str = include_str!("../shaders/mulhilo_u64.wgsl");
+/// Weight generation entry points.
+pub const INIT: &str = include_str!("../shaders/init.wgsl");
+
+/// Philox known-answer test kernel.
+pub const KAT: &str = include_str!("../shaders/kat.wgsl");
+
+/// Every file in `shaders/`, by name; a test checks this list against the
+/// directory so no file escapes validation.
+pub const FILES: &[(&str, &str)] = &[
+    ("philox.wgsl", PHILOX),
+    ("mulhilo_u32.wgsl", MULHILO_U32),
+    ("mulhilo_u64.wgsl", MULHILO_U64),
+    ("init.wgsl", INIT),
+    ("kat.wgsl", KAT),
+];
+
+/// Which 32x32 -> 64 multiply the Philox rounds use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MulHi {
+    /// 16-bit halves, works everywhere.
+    Emulated,
+    /// Native 64-bit integers (`SHADER_INT64`).
+    Int64,
+}
+
+impl MulHi {
+    fn source(self) -> &'static str {
+        match self {
+            MulHi::Emulated => MULHILO_U32,
+            MulHi::Int64 => MULHILO_U64,
+        }
+    }
+}
+
+/// A composed WGSL module: the files it is made of, in order.
+#[derive(Debug, Clone)]
+pub struct Module {
+    /// Name for labels and error messages.
+    pub name: &'static str,
+    /// Whether the module needs `SHADER_INT64`.
+    pub needs_int64: bool,
+    /// The concatenated source.
+    pub source: String,
+}
+
+/// The weight generation module (entry points `gen_bits`, `gen_normal`,
+/// `gen_uniform`, `gen_truncated`).
+pub fn init_module(mulhi: MulHi) -> Module {
+    Module {
+        name: match mulhi {
+            MulHi::Emulated => "init",
+            MulHi::Int64 => "init_int64",
+        },
+        needs_int64: mulhi == MulHi::Int64,
+        source: [mulhi.source(), PHILOX, INIT].join("\n"),
+    }
+}
+
+/// The Philox known-answer module (entry point `philox_kat`).
+pub fn kat_module(mulhi: MulHi) -> Module {
+    Module {
+        name: match mulhi {
+            MulHi::Emulated => "kat",
+            MulHi::Int64 => "kat_int64",
+        },
+        needs_int64: mulhi == MulHi::Int64,
+        source: [mulhi.source(), PHILOX, KAT].join("\n"),
+    }
+}
+
+/// Every module deepinit builds, for validation.
+pub fn all_modules() -> Vec<Module> {
+    let mut v = Vec::new();
+    for m in [MulHi::Emulated, MulHi::Int64] {
+        v.push(init_module(m));
+        v.push(kat_module(m));
+    }
+    v
+}

@@ -1,0 +1,368 @@
+//! Drawing one weight tensor end to end: generation on a backend, streaming
+//! statistics, verification against the CPU reference and the analytic
+//! distribution, and optional `.npy` output. Memory use is bounded by the
+//! chunk size, whatever the tensor's size.
+
+use crate::cpu::{self, Comparison};
+use crate::dist::Dist;
+use crate::error::Result;
+use crate::gpu::{GenOptions, GenRequest, Generator, Kernel};
+use crate::npy::NpyWriter;
+use crate::scheme::{InitSpec, Target};
+use crate::stats::{self, KsTest, Moments, VarianceInterval};
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where the weights are generated.
+pub enum Backend<'g, 'c> {
+    /// A wgpu device.
+    Gpu(&'g Generator<'c>),
+    /// The CPU reference, on all cores.
+    Cpu,
+}
+
+/// Options of [`draw`].
+#[derive(Debug, Clone)]
+pub struct DrawOptions {
+    /// Seed.
+    pub seed: u64,
+    /// Tensor id (e.g. the layer index).
+    pub tensor_id: u32,
+    /// GPU kernel options (chunking, workgroup size).
+    pub gen: GenOptions,
+    /// Compare GPU output with the CPU reference (values and raw bits).
+    pub verify: bool,
+    /// False-alarm rate of each statistical test.
+    pub alpha: f64,
+    /// Most elements the KS test sorts (a deterministic strided subsample).
+    pub ks_max: u64,
+    /// Write a `.npy` here (`force` allows overwriting).
+    pub out: Option<(PathBuf, bool)>,
+}
+
+impl Default for DrawOptions {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            tensor_id: 0,
+            gen: GenOptions::default(),
+            verify: true,
+            alpha: 1e-3,
+            ks_max: 1 << 22,
+            out: None,
+        }
+    }
+}
+
+/// The device that produced the tensor.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendInfo {
+    /// `gpu` or `cpu`.
+    pub kind: &'static str,
+    /// Adapter name, or `cpu (N threads)`.
+    pub device: String,
+    /// wgpu backend (`vulkan`, ...) or `cpu`.
+    pub api: String,
+    /// Whether the Philox rounds used native 64-bit multiplies.
+    pub int64: bool,
+}
+
+/// Sample statistics of the generated tensor.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleStats {
+    /// Mean.
+    pub mean: f64,
+    /// Unbiased variance.
+    pub variance: f64,
+    /// Square root of the variance.
+    pub std: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+    /// Excess kurtosis.
+    pub excess_kurtosis: f64,
+    /// The distribution's excess kurtosis.
+    pub expected_excess_kurtosis: f64,
+    /// NaN/Inf count (must be 0).
+    pub nonfinite: u64,
+}
+
+/// z-test of the mean against 0.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeanTest {
+    /// mean / (target std / sqrt n).
+    pub z: f64,
+    /// Two-sided critical |z| at alpha.
+    pub critical: f64,
+    /// |z| <= critical.
+    pub pass: bool,
+}
+
+/// GPU output against the CPU reference.
+#[derive(Debug, Clone, Serialize)]
+pub struct CpuCheck {
+    /// Float values: largest difference and elements beyond the derived bound.
+    pub values: Comparison,
+    /// Raw Philox words compared (all elements).
+    pub bits_compared: u64,
+    /// Raw words that differ (must be 0: the integer path is exact).
+    pub bits_mismatched: u64,
+}
+
+/// Pass/fail and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    /// Every check passed.
+    pub pass: bool,
+    /// One line per failed check.
+    pub failures: Vec<String>,
+}
+
+/// Everything `deepinit init` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Scheme name.
+    pub scheme: String,
+    /// Distribution.
+    pub dist: Dist,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Element count.
+    pub elements: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Tensor id.
+    pub tensor_id: u32,
+    /// Variance multiplier.
+    pub multiplier: f64,
+    /// Fans and target variance.
+    pub target: Target,
+    /// Device.
+    pub backend: BackendInfo,
+    /// Sample statistics.
+    pub sample: SampleStats,
+    /// Mean test.
+    pub mean_test: MeanTest,
+    /// Confidence interval for the variance.
+    pub variance_ci: VarianceInterval,
+    /// Target variance inside the interval.
+    pub target_in_ci: bool,
+    /// KS test against the analytic CDF.
+    pub ks: KsTest,
+    /// CPU-reference comparison (GPU backend with verification only).
+    pub cpu_check: Option<CpuCheck>,
+    /// The written file.
+    pub out: Option<PathBuf>,
+    /// Wall-clock seconds for generation plus the streaming checks.
+    pub seconds: f64,
+    /// Overall verdict.
+    pub verdict: Verdict,
+}
+
+/// Generates the tensor `spec` describes and checks it. Nothing is written
+/// unless every step succeeds (the `.npy` is renamed into place at the end).
+pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> Result<Report> {
+    let target = spec.target()?;
+    let n = spec.shape.numel();
+    let scale = spec.dist.kernel_scale(target.std);
+    let mut writer = match &opts.out {
+        Some((path, force)) => Some(NpyWriter::create(path, &spec.shape.0, *force)?),
+        None => None,
+    };
+    let mut moments = Moments::default();
+    let mut cmp = Comparison::default();
+    // Odd stride, so a subsample visits all four lanes of the Philox blocks.
+    let stride = (n.div_ceil(opts.ks_max.max(1)).max(1)) | 1;
+    let mut sample: Vec<f32> = Vec::with_capacity(n.div_ceil(stride) as usize);
+    let verify_gpu = opts.verify && matches!(backend, Backend::Gpu(_));
+    let start = Instant::now();
+    let mut consume = |off: u64, values: &[f32]| -> Result<()> {
+        moments = moments.merge(Moments::of(values));
+        let first = (stride - off % stride) % stride;
+        sample.extend(values.iter().skip(first as usize).step_by(stride as usize));
+        if verify_gpu {
+            cmp = cmp.merge(cpu::compare(
+                spec.dist,
+                scale,
+                opts.seed,
+                opts.tensor_id,
+                off,
+                values,
+            ));
+        }
+        if let Some(w) = writer.as_mut() {
+            w.write(values)?;
+        }
+        Ok(())
+    };
+    let backend_info = match backend {
+        Backend::Gpu(g) => {
+            let req = GenRequest {
+                kernel: Kernel::Dist(spec.dist),
+                seed: opts.seed,
+                tensor_id: opts.tensor_id,
+                start: 0,
+                count: n,
+                scale,
+            };
+            g.generate(&req, &opts.gen, |off, words| {
+                consume(off, bytemuck::cast_slice(words))
+            })?;
+            let ctx = g.context();
+            BackendInfo {
+                kind: "gpu",
+                device: ctx.adapter.name.clone(),
+                api: ctx.adapter.backend.clone(),
+                int64: opts
+                    .gen
+                    .mulhi
+                    .map_or(ctx.int64, |m| m == crate::shaders::MulHi::Int64),
+            }
+        }
+        Backend::Cpu => {
+            let chunk = opts
+                .gen
+                .chunk_elems
+                .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
+            cpu::generate(
+                spec.dist,
+                scale,
+                opts.seed,
+                opts.tensor_id,
+                0,
+                n,
+                chunk,
+                consume,
+            )?;
+            BackendInfo {
+                kind: "cpu",
+                device: format!("cpu ({} threads)", cpu::threads()),
+                api: "cpu".into(),
+                int64: true,
+            }
+        }
+    };
+    let cpu_check = match backend {
+        Backend::Gpu(g) if verify_gpu => {
+            let req = GenRequest {
+                kernel: Kernel::Bits,
+                seed: opts.seed,
+                tensor_id: opts.tensor_id,
+                start: 0,
+                count: n,
+                scale: 1.0,
+            };
+            let mut mismatched = 0u64;
+            g.generate(&req, &opts.gen, |off, words| {
+                mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
+                Ok(())
+            })?;
+            Some(CpuCheck {
+                values: cmp,
+                bits_compared: n,
+                bits_mismatched: mismatched,
+            })
+        }
+        _ => None,
+    };
+    let seconds = start.elapsed().as_secs_f64();
+
+    let variance = moments.variance();
+    let kurt = spec.dist.excess_kurtosis();
+    let sample_stats = SampleStats {
+        mean: moments.mean,
+        variance,
+        std: variance.sqrt(),
+        min: moments.min,
+        max: moments.max,
+        excess_kurtosis: moments.excess_kurtosis(),
+        expected_excess_kurtosis: kurt,
+        nonfinite: moments.nonfinite,
+    };
+    let z = moments.mean / (target.std / (moments.n as f64).sqrt());
+    let zc = stats::normal_quantile(1.0 - opts.alpha / 2.0);
+    let mean_test = MeanTest {
+        z,
+        critical: zc,
+        pass: z.abs() <= zc,
+    };
+    let variance_ci = stats::variance_interval(moments.n, variance, kurt, 1.0 - opts.alpha);
+    let target_in_ci = variance_ci.contains(target.variance);
+    let ks = stats::ks_one_sample(&mut sample, |x| spec.dist.cdf(target.std, x), opts.alpha);
+
+    let mut failures = Vec::new();
+    if moments.nonfinite > 0 {
+        failures.push(format!("{} non-finite values", moments.nonfinite));
+    }
+    if n >= 2 {
+        if !mean_test.pass {
+            failures.push(format!("mean z = {z:.3} beyond +-{zc:.3}"));
+        }
+        if !target_in_ci {
+            failures.push(format!(
+                "target variance {:.6e} outside the {:.1}% interval [{:.6e}, {:.6e}]",
+                target.variance,
+                100.0 * variance_ci.level,
+                variance_ci.lo,
+                variance_ci.hi
+            ));
+        }
+        if !ks.pass {
+            failures.push(format!(
+                "KS D = {:.5} above the critical {:.5}",
+                ks.d, ks.critical
+            ));
+        }
+    }
+    let bound = spec.dist.max_abs_in_std() * target.std * (1.0 + 1e-5);
+    if moments.n > 0 && (moments.max > bound || moments.min < -bound) {
+        failures.push(format!(
+            "values outside the distribution's support +-{bound:.6e}"
+        ));
+    }
+    if let Some(c) = &cpu_check {
+        if c.bits_mismatched > 0 {
+            failures.push(format!(
+                "{} raw Philox words differ from the CPU",
+                c.bits_mismatched
+            ));
+        }
+        if !c.values.within_bounds() {
+            failures.push(format!(
+                "{} values differ from the CPU reference by more than the derived bound",
+                c.values.exceeding
+            ));
+        }
+    }
+    let out = match writer {
+        Some(w) if failures.is_empty() => Some(w.finish()?),
+        // A tensor that failed verification is not written (the writer's Drop
+        // removes the temporary file).
+        _ => None,
+    };
+    Ok(Report {
+        scheme: spec.scheme.name(),
+        dist: spec.dist,
+        shape: spec.shape.0.clone(),
+        elements: n,
+        seed: opts.seed,
+        tensor_id: opts.tensor_id,
+        multiplier: spec.multiplier,
+        target,
+        backend: backend_info,
+        sample: sample_stats,
+        mean_test,
+        variance_ci,
+        target_in_ci,
+        ks,
+        cpu_check,
+        out,
+        seconds,
+        verdict: Verdict {
+            pass: failures.is_empty(),
+            failures,
+        },
+    })
+}

@@ -1,0 +1,40 @@
+//! Shared test plumbing: one GPU context for the whole test binary.
+//!
+//! Without an adapter, GPU tests are reported as SKIPPED on stderr, never
+//! silently passed; under CI (`CI` set, as `.ci/run` does) a missing adapter
+//! fails them instead, because CI installs the lavapipe software driver.
+
+#![allow(dead_code)]
+
+use deepinit::gpu::{AdapterRequest, GpuContext};
+use std::sync::OnceLock;
+
+static GPU: OnceLock<Option<GpuContext>> = OnceLock::new();
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The shared GPU context, or `None` (after a loud SKIPPED line) where no
+/// adapter exists outside CI. Panics under CI when no adapter exists.
+pub fn gpu(test: &str) -> Option<&'static GpuContext> {
+    let ctx = GPU.get_or_init(|| match GpuContext::new(&AdapterRequest::default()) {
+        Ok(c) => {
+            eprintln!(
+                "GPU tests run on: {} ({}, int64 {})",
+                c.adapter.name, c.adapter.backend, c.int64
+            );
+            Some(c)
+        }
+        Err(e) => {
+            if in_ci() {
+                panic!("CI requires a GPU adapter (lavapipe is installed by .ci/run): {e}");
+            }
+            None
+        }
+    });
+    if ctx.is_none() {
+        eprintln!("SKIPPED {test}: no GPU adapter (install mesa-vulkan-drivers; CI fails instead of skipping)");
+    }
+    ctx.as_ref()
+}
