@@ -4,6 +4,7 @@
 
 use crate::dist::{self, Dist};
 use crate::error::{Error, Result};
+use crate::gpu::{GenRequest, Kernel};
 
 /// Number of worker threads: the machine's available parallelism.
 pub fn threads() -> usize {
@@ -51,25 +52,39 @@ pub fn fill_words(seed: u64, tensor_id: u32, start: u64, out: &mut [u32]) {
     });
 }
 
-/// Generates `count` elements from `start` in chunks of at most `chunk`
-/// elements, handing each to `sink(offset, values)`: the CPU twin of
-/// [`crate::gpu::Generator::generate`].
+/// Generates the range `req` describes (a [`Kernel::Dist`] request) in chunks
+/// of at most `chunk` elements, handing each to `sink(offset, values)`: the CPU
+/// twin of [`crate::gpu::Generator::generate`].
 pub fn generate(
-    dist: Dist,
-    scale: f32,
-    seed: u64,
-    tensor_id: u32,
-    start: u64,
-    count: u64,
+    req: &GenRequest,
     chunk: u64,
     mut sink: impl FnMut(u64, &[f32]) -> Result<()>,
 ) -> Result<()> {
-    let chunk = chunk.clamp(1, count.max(1));
-    let mut buf = host_vec::<f32>(chunk.min(count))?;
+    let Kernel::Dist(dist) = req.kernel else {
+        return Err(Error::invalid(
+            "kernel",
+            "the CPU backend generates distributions; use fill_words for raw bits",
+        ));
+    };
+    if req.count == 0 {
+        return Ok(());
+    }
+    req.start
+        .checked_add(req.count)
+        .ok_or_else(|| Error::invalid("element range", "start + count overflows a 64-bit index"))?;
+    let chunk = chunk.clamp(1, req.count);
+    let mut buf = host_vec::<f32>(chunk)?;
     let mut off = 0;
-    while off < count {
-        let n = chunk.min(count - off) as usize;
-        fill(dist, scale, seed, tensor_id, start + off, &mut buf[..n]);
+    while off < req.count {
+        let n = chunk.min(req.count - off) as usize;
+        fill(
+            dist,
+            req.scale,
+            req.seed,
+            req.tensor_id,
+            req.start + off,
+            &mut buf[..n],
+        );
         sink(off, &buf[..n])?;
         off += n as u64;
     }
@@ -155,7 +170,7 @@ fn compare_serial(
             let want = dist::element_value(dist, scale, x, lane);
             let tol = dist::gpu_tolerance(dist, scale, dist::tolerance_unit(dist, x, lane));
             let diff = (f64::from(got[i]) - f64::from(want)).abs();
-            if !(diff <= tol) {
+            if diff.is_nan() || diff > tol {
                 c.exceeding += 1;
             }
             if diff > c.max_abs_diff {

@@ -286,10 +286,8 @@ pub fn fill_reference(
 
 /// Fills `out` with the raw element words `start ..` (the "uniform bits").
 pub fn fill_words(seed: u64, tensor_id: u32, start: u64, out: &mut [u32]) {
-    let mut e = start;
-    for o in out.iter_mut() {
+    for (e, o) in (start..).zip(out.iter_mut()) {
         *o = block_words(seed, tensor_id, e >> 2)[(e & 3) as usize];
-        e += 1;
     }
 }
 

@@ -85,7 +85,7 @@ struct InitArgs {
     mode: Option<String>,
     /// Gain: a number or an activation (relu, tanh, leaky_relu[:a], selu, ...);
     /// the variance numerator becomes gain^2.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     gain: Option<String>,
     /// Variance multiplier (the tunable hyperparameter).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
@@ -149,6 +149,10 @@ impl InitArgs {
         spec.mode = self.mode.as_deref().map(FanMode::parse).transpose()?;
         spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
         spec.target()?; // validate everything before touching a device
+        gpu::generate::check_workgroup_size(
+            self.workgroup_size,
+            gpu::generate::MAX_WORKGROUP_SIZE,
+        )?;
         Ok(spec)
     }
 }
@@ -182,6 +186,21 @@ fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     if let Some(out) = &a.out {
         if out.exists() && !a.force {
             return Err(Error::WouldOverwrite { path: out.clone() });
+        }
+    }
+    if a.out.is_none() {
+        // Without --out the tensor is only checked, never kept; refuse what no
+        // one could hold in memory rather than stream it for hours.
+        let bytes = spec.shape.numel().saturating_mul(4);
+        if let Some(mem) = deepinit::cpu::host_memory_bytes() {
+            if bytes > mem {
+                return Err(Error::LimitExceeded {
+                    what: "tensor (bytes)".into(),
+                    got: bytes,
+                    max: mem,
+                    hint: " of host memory; pass --out FILE to stream it to disk".into(),
+                });
+            }
         }
     }
     let ctx = open_device(d)?;
@@ -232,7 +251,7 @@ fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -31,6 +31,21 @@ pub fn header(shape: &[u64]) -> Vec<u8> {
     h
 }
 
+/// Bytes available to this user on the file system holding `dir`, where the
+/// platform tells us.
+fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(dir).ok()?;
+        s.f_bavail.checked_mul(s.f_frsize)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// Writes one f32 tensor to a `.npy` file, chunk by chunk.
 pub struct NpyWriter {
     dest: PathBuf,
@@ -77,6 +92,24 @@ impl NpyWriter {
                 format!("directory {} does not exist", dir.display()),
             ));
         }
+        let numel = shape
+            .iter()
+            .try_fold(1u64, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| Error::invalid("shape", "more than 2^64 elements"))?;
+        let bytes = numel
+            .checked_mul(4)
+            .and_then(|b| b.checked_add(header(shape).len() as u64))
+            .ok_or_else(|| Error::invalid("shape", "the file would exceed 2^64 bytes"))?;
+        if let Some(free) = free_space(dir) {
+            if bytes > free {
+                return Err(Error::LimitExceeded {
+                    what: format!("output file {} (bytes)", dest.display()),
+                    got: bytes,
+                    max: free,
+                    hint: " free on that file system".into(),
+                });
+            }
+        }
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
             name.to_string_lossy(),
@@ -91,7 +124,7 @@ impl NpyWriter {
             dest: dest.to_path_buf(),
             tmp,
             file: Some(BufWriter::with_capacity(1 << 20, file)),
-            remaining: shape.iter().product(),
+            remaining: numel,
         };
         let h = header(shape);
         w.write_bytes(&h)?;

@@ -278,7 +278,7 @@ impl Shape {
                 Ok((d[1], d[0]))
             }
             _ => {
-                if d[0] % groups != 0 {
+                if !d[0].is_multiple_of(groups) {
                     return Err(Error::invalid(
                         "groups",
                         format!("{groups} does not divide the {} output channels", d[0]),

@@ -197,16 +197,16 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         }
         Ok(())
     };
+    let req = GenRequest {
+        kernel: Kernel::Dist(spec.dist),
+        seed: opts.seed,
+        tensor_id: opts.tensor_id,
+        start: 0,
+        count: n,
+        scale,
+    };
     let backend_info = match backend {
         Backend::Gpu(g) => {
-            let req = GenRequest {
-                kernel: Kernel::Dist(spec.dist),
-                seed: opts.seed,
-                tensor_id: opts.tensor_id,
-                start: 0,
-                count: n,
-                scale,
-            };
             g.generate(&req, &opts.gen, |off, words| {
                 consume(off, bytemuck::cast_slice(words))
             })?;
@@ -226,16 +226,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
                 .gen
                 .chunk_elems
                 .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
-            cpu::generate(
-                spec.dist,
-                scale,
-                opts.seed,
-                opts.tensor_id,
-                0,
-                n,
-                chunk,
-                consume,
-            )?;
+            cpu::generate(&req, chunk, consume)?;
             BackendInfo {
                 kind: "cpu",
                 device: format!("cpu ({} threads)", cpu::threads()),
@@ -246,16 +237,12 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
     };
     let cpu_check = match backend {
         Backend::Gpu(g) if verify_gpu => {
-            let req = GenRequest {
+            let bits = GenRequest {
                 kernel: Kernel::Bits,
-                seed: opts.seed,
-                tensor_id: opts.tensor_id,
-                start: 0,
-                count: n,
-                scale: 1.0,
+                ..req
             };
             let mut mismatched = 0u64;
-            g.generate(&req, &opts.gen, |off, words| {
+            g.generate(&bits, &opts.gen, |off, words| {
                 mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
                 Ok(())
             })?;

@@ -86,6 +86,20 @@ struct Params {
     scale: f32,
 }
 
+/// Largest workgroup size deepinit uses (WebGPU's guaranteed minimum limit is 256).
+pub const MAX_WORKGROUP_SIZE: u32 = 1024;
+
+/// Checks a workgroup size: a power of two from 32 to `max`.
+pub fn check_workgroup_size(wg: u32, max: u32) -> Result<()> {
+    if !wg.is_power_of_two() || !(32..=max).contains(&wg) {
+        return Err(Error::invalid(
+            "workgroup size",
+            format!("{wg} (must be a power of two from 32 to {max})"),
+        ));
+    }
+    Ok(())
+}
+
 type PipelineKey = (Kernel, MulHi, u32);
 
 /// The weight generator for one [`GpuContext`].
@@ -266,14 +280,8 @@ impl<'a> Generator<'a> {
             .limits
             .max_compute_invocations_per_workgroup
             .min(self.ctx.limits.max_compute_workgroup_size_x)
-            .min(1024);
-        if !wg.is_power_of_two() || wg < 32 || wg > max {
-            return Err(Error::invalid(
-                "workgroup size",
-                format!("{wg} (must be a power of two from 32 to {max})"),
-            ));
-        }
-        Ok(())
+            .min(MAX_WORKGROUP_SIZE);
+        check_workgroup_size(wg, max)
     }
 
     fn make_slot(&self, bytes: u64, i: usize) -> Result<Slot> {

@@ -1,0 +1,349 @@
+//! The `deepinit` binary end to end: output files, JSON, the numpy
+//! re-implementation of the RNG mapping, and bad input (clear message,
+//! non-zero exit, no panic, no file).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn deepinit(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_deepinit"))
+        .args(args)
+        .output()
+        .expect("the deepinit binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .collect()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("bad JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn writes_a_numpy_file_atomically_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("w.npy");
+    let o = out.to_str().expect("utf8 path");
+    let r = deepinit(&[
+        "init",
+        "--backend",
+        "cpu",
+        "--shape",
+        "64x300",
+        "--seed",
+        "3",
+        "--out",
+        o,
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let v = json(&r);
+    assert_eq!(v["verdict"]["pass"], true);
+    assert_eq!(v["elements"], 19_200);
+    assert_eq!(v["target"]["fan_in"], 300);
+    let bytes = std::fs::read(&out).expect("file written");
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let header_len = 10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    assert_eq!(bytes.len(), header_len + 4 * 19_200);
+    assert!(String::from_utf8_lossy(&bytes[10..header_len]).contains("'shape': (64, 300)"));
+    // Element 0 as written equals the CPU reference's element 0.
+    let mut want = [0f32; 1];
+    let std = v["target"]["std"].as_f64().expect("std");
+    deepinit::cpu::fill(
+        deepinit::Dist::Normal,
+        deepinit::Dist::Normal.kernel_scale(std),
+        3,
+        0,
+        0,
+        &mut want,
+    );
+    assert_eq!(&bytes[header_len..header_len + 4], &want[0].to_le_bytes());
+
+    // A second run without --force refuses and leaves the file untouched.
+    let r2 = deepinit(&["init", "--backend", "cpu", "--shape", "8x8", "--out", o]);
+    assert_eq!(r2.status.code(), Some(1));
+    assert!(
+        stderr(&r2).contains("already exists; pass --force"),
+        "{}",
+        stderr(&r2)
+    );
+    assert_eq!(std::fs::read(&out).expect("still there"), bytes);
+    let r3 = deepinit(&[
+        "init",
+        "--backend",
+        "cpu",
+        "--shape",
+        "8x8",
+        "--out",
+        o,
+        "--force",
+    ]);
+    assert!(r3.status.success(), "{}", stderr(&r3));
+    assert_eq!(
+        std::fs::read(&out).expect("rewritten").len(),
+        header_len + 4 * 64
+    );
+    assert_eq!(
+        files_in(dir.path()).len(),
+        1,
+        "no temporary files left behind"
+    );
+}
+
+fn numpy_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import numpy"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn numpy_reimplementation_of_the_documented_mapping_agrees() {
+    if !numpy_available() {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide python3 with numpy (.ci/run installs it)"
+        );
+        eprintln!("SKIPPED numpy_reimplementation_of_the_documented_mapping_agrees: no python3 with numpy");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/numpy_mapping.py");
+    for (dist, seed, tensor, shape, scheme) in [
+        ("normal", "0", "0", "128x257", "he"),
+        ("normal", "18446744073709551557", "7", "5x3x3", "lecun"),
+        ("uniform", "12345", "2", "100x101", "xavier"),
+        ("truncated", "99", "4294967295", "33x65", "naive:0.5"),
+    ] {
+        let out = dir.path().join(format!("{dist}-{seed}.npy"));
+        let o = out.to_str().expect("utf8");
+        let r = deepinit(&[
+            "init",
+            "--backend",
+            "cpu",
+            "--dist",
+            dist,
+            "--seed",
+            seed,
+            "--tensor-id",
+            tensor,
+            "--shape",
+            shape,
+            "--scheme",
+            scheme,
+            "--out",
+            o,
+            "--json",
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        let std = json(&r)["target"]["std"].as_f64().expect("std");
+        let check = Command::new("python3")
+            .arg(&script)
+            .args([o, dist, &format!("{std:?}"), seed, tensor])
+            .output()
+            .expect("python3 runs");
+        assert!(
+            check.status.success(),
+            "{dist}: {}{}",
+            String::from_utf8_lossy(&check.stdout),
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}
+
+#[test]
+fn gpu_file_equals_cpu_file_for_uniform_and_within_bound_otherwise() {
+    if common::gpu("gpu_file_equals_cpu_file_for_uniform_and_within_bound_otherwise").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    for dist in ["uniform", "normal"] {
+        let g = dir.path().join(format!("g-{dist}.npy"));
+        let c = dir.path().join(format!("c-{dist}.npy"));
+        for (backend, path) in [("gpu", &g), ("cpu", &c)] {
+            let r = deepinit(&[
+                "init",
+                "--backend",
+                backend,
+                "--dist",
+                dist,
+                "--shape",
+                "300x301",
+                "--seed",
+                "5",
+                "--out",
+                path.to_str().expect("utf8"),
+            ]);
+            assert!(r.status.success(), "{backend}: {}", stderr(&r));
+        }
+        let (gb, cb) = (
+            std::fs::read(&g).expect("gpu file"),
+            std::fs::read(&c).expect("cpu file"),
+        );
+        if dist == "uniform" {
+            assert_eq!(gb, cb, "uniform files must be identical");
+        } else {
+            assert_eq!(gb.len(), cb.len());
+            assert_ne!(
+                gb, cb,
+                "transcendentals differ in the last bits, so equality would be suspicious"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_input_gives_a_clear_error_and_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("bad.npy");
+    let o = out.to_str().expect("utf8");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--shape", "0x5"], "dimension 0 is 0"),
+        (
+            &["--shape", "4294967296x4294967296"],
+            "more than 2^64 elements",
+        ),
+        (&["--shape", "12xabc"], "not a positive integer"),
+        (&["--shape", ""], "empty shape"),
+        (&["--scheme", "naive:nan"], "naive standard deviation"),
+        (
+            &["--scheme", "naive:-1"],
+            "must be a finite number greater than 0",
+        ),
+        (&["--scheme", "naive:inf"], "naive standard deviation"),
+        (&["--multiplier", "nan"], "invalid multiplier"),
+        (&["--multiplier", "-2"], "invalid multiplier"),
+        (&["--multiplier", "inf"], "invalid multiplier"),
+        (&["--scheme", "hee"], "unknown scheme 'hee'"),
+        (&["--mode", "fan_sideways"], "unknown mode"),
+        (&["--dist", "cauchy"], "unknown distribution"),
+        (&["--gain", "-1"], "invalid gain"),
+        (&["--gain", "swish"], "invalid gain"),
+        (
+            &["--scheme", "naive:0.1", "--gain", "relu"],
+            "do not apply to naive",
+        ),
+        (&["--shape", "30x3x3x3", "--groups", "4"], "does not divide"),
+        (&["--workgroup-size", "100"], "workgroup size"),
+        (&["--shape", "1000000x1000000x1000"], "too large"),
+    ];
+    for (args, msg) in cases {
+        let mut full = vec!["init", "--backend", "cpu", "--out", o];
+        full.extend_from_slice(args);
+        let r = deepinit(&full);
+        let e = stderr(&r);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(msg), "{args:?}: expected '{msg}' in: {e}");
+        assert!(!e.contains("panicked"), "{args:?}: {e}");
+        assert!(files_in(dir.path()).is_empty(), "{args:?} left a file");
+    }
+    // Without --out, a tensor beyond host memory is refused up front.
+    let r = deepinit(&["init", "--backend", "cpu", "--shape", "1000000x1000000"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr(&r).contains("host memory; pass --out"),
+        "{}",
+        stderr(&r)
+    );
+    // Unknown subcommand / flag: clap's usage error, exit 2.
+    assert_eq!(deepinit(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(
+        deepinit(&["init", "--backend", "tpu"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn device_limits_are_enforced_with_a_message() {
+    let Some(ctx) = common::gpu("device_limits_are_enforced_with_a_message") else {
+        return;
+    };
+    let too_big = (ctx.limits.max_storage_buffer_binding_size / 4 + 1).min(1 << 30) + 1;
+    let r = deepinit(&[
+        "init",
+        "--backend",
+        "gpu",
+        "--shape",
+        "64x64",
+        "--chunk-elems",
+        &too_big.to_string(),
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(
+        stderr(&r).contains("chunk (elements in one storage binding) is too large"),
+        "{}",
+        stderr(&r)
+    );
+}
+
+#[test]
+fn adapter_selection_and_cpu_fallback() {
+    // A name that matches nothing: --backend gpu fails with the advice, auto falls back.
+    let r = deepinit(&[
+        "init",
+        "--backend",
+        "gpu",
+        "--adapter",
+        "no-such-adapter-xyz",
+        "--shape",
+        "16x16",
+    ]);
+    assert_eq!(r.status.code(), Some(1));
+    let e = stderr(&r);
+    assert!(
+        e.contains("no GPU adapter found matching name 'no-such-adapter-xyz'"),
+        "{e}"
+    );
+    assert!(
+        e.contains("mesa-vulkan-drivers") && e.contains("--backend cpu"),
+        "{e}"
+    );
+    let r = deepinit(&[
+        "init",
+        "--adapter",
+        "no-such-adapter-xyz",
+        "--shape",
+        "16x16",
+        "--json",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("falling back to the CPU backend"));
+    assert_eq!(json(&r)["backend"]["kind"], "cpu");
+
+    let r = deepinit(&["adapters", "--json"]);
+    assert!(r.status.success());
+    let v = json(&r);
+    if let Some(ctx) = common::gpu("adapter_selection_and_cpu_fallback (listing)") {
+        let list = v["adapters"].as_array().expect("list");
+        let chosen = v["chosen"].as_u64().expect("an adapter is chosen") as usize;
+        assert_eq!(list[chosen]["name"], ctx.adapter.name.as_str());
+        assert_eq!(
+            list[chosen]["max_storage_buffer_binding_size"],
+            ctx.limits.max_storage_buffer_binding_size
+        );
+    }
+}
+
+#[test]
+fn no_arguments_runs_the_default_job() {
+    // The README's main command: he, normal, 4096x4096, verified.
+    let r = deepinit(&["--backend", "cpu"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains("shape 4096x4096 (16,777,216 elements)"),
+        "{text}"
+    );
+    assert!(text.contains("verdict: PASS"), "{text}");
+}
