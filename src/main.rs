@@ -339,7 +339,7 @@ fn render(r: &Report, spec: &InitSpec) -> String {
     let support = spec.dist.max_abs_in_std() * t.std;
     let _ = writeln!(
         s,
-        "{:<22}{:<15}{:<15}support +-{:.5}",
+        "{:<22}{:<15}{:<22}support +-{:.5}",
         "min / max",
         "",
         format!("{:.5} / {:.5}", m.min, m.max),
