@@ -15,16 +15,24 @@
 
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod cpu;
+pub mod demo;
 pub mod dist;
 pub mod error;
+pub mod experiment;
 pub mod gpu;
+pub mod net;
 pub mod npy;
+pub mod output;
 pub mod philox;
+pub mod plot;
+pub mod reference;
 pub mod scheme;
 pub mod shaders;
 pub mod stats;
 pub mod tensor;
+pub mod theory;
 
 pub use dist::Dist;
 pub use error::{Error, Result};

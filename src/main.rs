@@ -6,6 +6,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deepinit::gpu::{self, AdapterRequest, GenOptions, Generator, GpuContext};
 use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
+use deepinit::demo;
 use deepinit::tensor::{self, Backend, DrawOptions, Report};
 use deepinit::{Dist, Error, Result};
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use std::process::ExitCode;
     long_about = "Generates He/LeCun/Xavier (and naive) initial weights with WGSL compute \
                   shaders (Philox4x32-10 + Box-Muller), checks them against a bit-matching \
                   CPU reference and the analytic distribution, and writes .npy files.\n\n\
-                  With no subcommand, runs `init` with its defaults."
+                  With no subcommand, runs `demo` with its defaults."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -32,12 +33,98 @@ struct Cli {
 enum Command {
     /// Generate one weight tensor, verify it, optionally write it as .npy.
     Init(InitArgs),
+    /// The lecture as an experiment: five schemes x relu/tanh through a deep
+    /// network, checked against the CPU reference and mean-field theory (the default).
+    Demo(DemoArgs),
+    /// One deep forward + backward pass with per-layer statistics.
+    Forward(ForwardArgs),
     /// List the GPU adapters with their limits, and the one deepinit would use.
     Adapters {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum SizeChoice {
+    /// Width 256, depth 50, batch 64: ~20 s on a 2-core CPU through lavapipe.
+    Default,
+    /// Width 4096, depth 100, batch 128: for real GPUs.
+    Big,
+}
+
+#[derive(Args, Debug, Clone)]
+struct DemoArgs {
+    /// Network size.
+    #[arg(long, value_enum, default_value = "default")]
+    size: SizeChoice,
+    /// Directory for report.json and variance.{svg,png}.
+    #[arg(long, default_value = "deepinit-out")]
+    out_dir: PathBuf,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Skip the CPU reference (GPU only).
+    #[arg(long)]
+    no_verify: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: DemoArgs,
+        }
+        Wrap::parse_from(["deepinit"]).a
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+struct ForwardArgs {
+    /// he|kaiming, lecun, xavier|glorot, or naive:STD.
+    #[arg(long, default_value = "he")]
+    scheme: String,
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    #[arg(long, default_value = "relu")]
+    act: String,
+    /// Width of the input and every layer.
+    #[arg(long, default_value_t = 256)]
+    width: u64,
+    /// Explicit widths n_0,n_1,...,n_L (overrides --width and --depth).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<u64>>,
+    /// Number of layers.
+    #[arg(long, default_value_t = 50)]
+    depth: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    /// Bias standard deviation (0: no bias).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    bias_std: f64,
+    /// Variance multiplier.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    multiplier: f64,
+    /// Gain: a number or an activation name (scale = gain^2).
+    #[arg(long, allow_negative_numbers = true)]
+    gain: Option<String>,
+    /// fan_in, fan_out or fan_avg.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Weight distribution: normal, truncated, uniform.
+    #[arg(long, default_value = "normal")]
+    dist: String,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the report (same format as the demo's report.json) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Skip the CPU reference.
+    #[arg(long)]
+    no_verify: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -421,6 +508,181 @@ fn render(r: &Report, spec: &InitSpec) -> String {
     s
 }
 
+fn device_info(ctx: Option<&GpuContext>) -> demo::DeviceInfo {
+    match ctx {
+        Some(c) => demo::DeviceInfo {
+            kind: "gpu".into(),
+            name: c.adapter.name.clone(),
+            backend: c.adapter.backend.clone(),
+            driver: format!("{} {}", c.adapter.driver, c.adapter.driver_info),
+        },
+        None => demo::DeviceInfo {
+            kind: "cpu".into(),
+            name: format!("cpu ({} threads)", deepinit::cpu::threads()),
+            backend: "cpu".into(),
+            driver: String::new(),
+        },
+    }
+}
+
+/// A one-line progress bar on stderr (redrawn in place on a terminal).
+fn progress_bar() -> impl FnMut(usize, usize, &str) {
+    use std::io::{IsTerminal, Write};
+    let tty = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    move |done, total, label| {
+        let width = 30;
+        let filled = if total == 0 { width } else { done * width / total };
+        let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled));
+        let line = format!("{bar} {done}/{total} {:>5.1}s  {label}", start.elapsed().as_secs_f64());
+        let mut err = std::io::stderr();
+        if tty {
+            let _ = write!(err, "\r{line:<80}");
+            if done == total {
+                let _ = writeln!(err);
+            }
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+    }
+}
+
+fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let size = match a.size {
+        SizeChoice::Default => demo::Size::DEFAULT,
+        SizeChoice::Big => demo::Size::BIG,
+    };
+    deepinit::output::ensure_dir(&a.out_dir)?;
+    let ctx = open_device(d)?;
+    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    println!(
+        "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
+        size.depth, size.width, size.batch, a.seed
+    );
+    println!("device: {}", describe(ctx.as_ref()));
+    println!();
+    let runs = demo::run(gen.as_ref(), size, a.seed, !a.no_verify, progress_bar())?;
+    print!("{}", demo::table(&runs));
+    let report = demo::Report {
+        device: device_info(ctx.as_ref()),
+        config: serde_json::json!({
+            "size": format!("{:?}", a.size).to_lowercase(),
+            "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,
+            "schemes": demo::SCHEMES, "activations": demo::ACTIVATIONS,
+            "verify": !a.no_verify,
+        }),
+        runs,
+    };
+    println!("sw^2 = Var(W) * fan_in. Theory: ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2 per layer;");
+    println!("tanh keeps a signal near sw^2 = 1. 'vs CPU': every layer's statistics equal the CPU reference within the");
+    println!("derived tolerance ('chaotic': layers where rounding differences are amplified beyond comparison).");
+    print_failures(&report.runs);
+    for p in demo::write_outputs(&a.out_dir, &report)? {
+        println!("wrote {}", p.display());
+    }
+    Ok(exit_for(&report.runs))
+}
+
+fn describe(ctx: Option<&GpuContext>) -> String {
+    match ctx {
+        Some(c) => format!("{} [{}] (CPU reference: {} threads)", c.adapter.name, c.adapter.backend, deepinit::cpu::threads()),
+        None => format!("CPU backend ({} threads)", deepinit::cpu::threads()),
+    }
+}
+
+fn print_failures(runs: &[deepinit::experiment::RunReport]) {
+    for r in runs {
+        for f in r.verdict.failures.iter().take(5) {
+            println!("  FAIL {} / {}: {f}", r.scheme, r.activation);
+        }
+    }
+}
+
+fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
+    if runs.iter().all(|r| r.verdict.cpu_match && r.verdict.theory_match) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let act = deepinit::act::Activation::parse(&a.act)?;
+    let widths = match &a.widths {
+        Some(w) => w.clone(),
+        None => vec![a.width; a.depth.saturating_add(1)],
+    };
+    let mut cfg = deepinit::net::NetConfig::uniform(Scheme::parse(&a.scheme)?, act, 1, 1, a.batch);
+    cfg.widths = widths;
+    cfg.multiplier = a.multiplier;
+    cfg.bias_std = a.bias_std;
+    cfg.seed = a.seed;
+    cfg.gain = a.gain.as_deref().map(scheme::gain).transpose()?;
+    cfg.mode = a.mode.as_deref().map(FanMode::parse).transpose()?;
+    cfg.dist = Dist::parse(&a.dist).ok_or_else(|| {
+        Error::invalid("distribution", format!("unknown distribution '{}' (expected normal, truncated or uniform)", a.dist))
+    })?;
+    if a.widths.is_none() && a.depth == 0 {
+        return Err(Error::invalid("depth", "0 (a network needs at least one layer)"));
+    }
+    cfg.validate()?;
+    let ctx = open_device(d)?;
+    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    let kernels = match &gen {
+        Some(g) => Some(deepinit::gpu::kernels::NetKernels::new(g.context(), act)?),
+        None => None,
+    };
+    let dev = match (&gen, &kernels) {
+        (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
+        _ => deepinit::experiment::Device::Cpu,
+    };
+    let r = deepinit::experiment::run(&dev, &cfg, !a.no_verify)?;
+    println!(
+        "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
+        r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+    );
+    println!("device: {}", describe(ctx.as_ref()));
+    println!();
+    println!(
+        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}{}",
+        "layer", "Var(z)", "theory", "Var(a)", "Var(delta)", "theory", "|dW|_F", "chi1", "dead", "sat", "vs CPU", "vs theory"
+    );
+    let step = if r.depth <= 20 { 1 } else { r.depth.div_ceil(12) };
+    for l in r.layers.iter().filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth) {
+        println!(
+            "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
+            l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
+            l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
+        );
+    }
+    println!();
+    let v = &r.verdict;
+    println!(
+        "verdict: CPU reference {} (max relative difference {:.2e}{}), theory {}",
+        if v.cpu_match { "match" } else { "MISMATCH" },
+        v.max_rel_err_cpu,
+        if v.chaotic_layers > 0 { format!(", {} chaotic layers not compared", v.chaotic_layers) } else { String::new() },
+        if v.theory_match { "match" } else { "DEVIATES" }
+    );
+    if let Some(l) = v.overflow_at {
+        println!("the signal overflowed f32 at layer {l}");
+    }
+    let runs = vec![r];
+    print_failures(&runs);
+    if let Some(path) = &a.json {
+        let report = demo::Report {
+            device: device_info(ctx.as_ref()),
+            config: serde_json::json!({ "command": "forward" }),
+            runs,
+        };
+        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
+        deepinit::output::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+        return Ok(exit_for(&report.runs));
+    }
+    Ok(exit_for(&runs))
+}
+
 fn run_adapters(d: &DeviceArgs, json: bool) -> Result<ExitCode> {
     let (list, chosen) = gpu::list_adapters(&request(d));
     if json {
@@ -463,7 +725,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(Command::Init(a)) => run_init(a, &cli.device),
         Some(Command::Adapters { json }) => run_adapters(&cli.device, *json),
-        None => run_init(&InitArgs::default(), &cli.device),
+        Some(Command::Demo(a)) => run_demo(a, &cli.device),
+        Some(Command::Forward(a)) => run_forward(a, &cli.device),
+        None => run_demo(&DemoArgs::default(), &cli.device),
     };
     match result {
         Ok(code) => code,

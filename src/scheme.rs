@@ -125,7 +125,7 @@ impl Scheme {
     pub fn name(&self) -> String {
         match self {
             Scheme::VarianceScaling { name, .. } => (*name).to_string(),
-            Scheme::Naive { std } => format!("naive:{std}"),
+            Scheme::Naive { std } => format!("naive:{std:?}"),
         }
     }
 }

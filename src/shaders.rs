@@ -14,6 +14,17 @@ pub const INIT: &str = include_str!("../shaders/init.wgsl");
 /// Philox known-answer test kernel.
 pub const KAT: &str = include_str!("../shaders/kat.wgsl");
 
+/// Tiled matrix multiply.
+pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
+/// Activations and their derivatives (library).
+pub const ACTIVATION: &str = include_str!("../shaders/activation.wgsl");
+/// Bias + activation and gradient kernels.
+pub const NETWORK: &str = include_str!("../shaders/network.wgsl");
+/// Per-workgroup partial statistics.
+pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+/// Dead-unit counter.
+pub const DEAD: &str = include_str!("../shaders/dead.wgsl");
+
 /// Every file in `shaders/`, by name; a test checks this list against the
 /// directory so no file escapes validation.
 pub const FILES: &[(&str, &str)] = &[
@@ -22,6 +33,11 @@ pub const FILES: &[(&str, &str)] = &[
     ("mulhilo_u64.wgsl", MULHILO_U64),
     ("init.wgsl", INIT),
     ("kat.wgsl", KAT),
+    ("gemm.wgsl", GEMM),
+    ("activation.wgsl", ACTIVATION),
+    ("network.wgsl", NETWORK),
+    ("reduce.wgsl", REDUCE),
+    ("dead.wgsl", DEAD),
 ];
 
 /// Which 32x32 -> 64 multiply the Philox rounds use.
@@ -78,9 +94,37 @@ pub fn kat_module(mulhi: MulHi) -> Module {
     }
 }
 
+fn plain(name: &'static str, parts: &[&str]) -> Module {
+    Module {
+        name,
+        needs_int64: false,
+        source: parts.join("\n"),
+    }
+}
+
+/// The matrix multiply (entry point `gemm`).
+pub fn gemm_module() -> Module {
+    plain("gemm", &[GEMM])
+}
+
+/// The element-wise network kernels (`bias_act`, `grad_mul`).
+pub fn network_module() -> Module {
+    plain("network", &[ACTIVATION, NETWORK])
+}
+
+/// The statistics reduction (`partial_stats`).
+pub fn reduce_module() -> Module {
+    plain("reduce", &[REDUCE])
+}
+
+/// The dead-unit counter (`dead_units`).
+pub fn dead_module() -> Module {
+    plain("dead", &[DEAD])
+}
+
 /// Every module deepinit builds, for validation.
 pub fn all_modules() -> Vec<Module> {
-    let mut v = Vec::new();
+    let mut v = vec![gemm_module(), network_module(), reduce_module(), dead_module()];
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));
         v.push(kat_module(m));

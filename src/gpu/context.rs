@@ -258,6 +258,35 @@ impl GpuContext {
 }
 
 impl GpuContext {
+    /// Splits `groups` workgroups into a 2-D dispatch `(x, y)` with x capped at
+    /// the device's per-dimension limit; kernels rebuild the linear index as
+    /// `wid.y * num_workgroups.x + wid.x` and bounds-check it.
+    pub fn dispatch_2d(&self, groups: u64) -> Result<(u32, u32)> {
+        let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
+        let gx = groups.clamp(1, max);
+        let gy = groups.div_ceil(gx).max(1);
+        if gy > max {
+            return Err(Error::LimitExceeded {
+                what: "dispatch (workgroups)".into(),
+                got: groups,
+                max: max * max,
+                hint: "; use a smaller chunk or layer".into(),
+            });
+        }
+        Ok((gx as u32, gy as u32))
+    }
+
+    /// A small uniform buffer holding `bytes`.
+    pub fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
     /// Copies the first `bytes` of `src` (which needs `COPY_SRC`) back to the
     /// host through a temporary mappable buffer. For small, one-off reads; the
     /// generator streams big outputs with its own double-buffered read-back.

@@ -100,6 +100,21 @@ pub fn check_workgroup_size(wg: u32, max: u32) -> Result<()> {
     Ok(())
 }
 
+impl Params {
+    fn new(req: &GenRequest, first: u64, count: u64) -> Params {
+        let block_start = first >> 2;
+        Params {
+            key: crate::philox::seed_key(req.seed),
+            block_start: [block_start as u32, (block_start >> 32) as u32],
+            tensor_id: req.tensor_id,
+            lane_offset: (first & 3) as u32,
+            // Callers keep count <= MAX_CHUNK_ELEMS < 2^32.
+            count: count as u32,
+            scale: req.scale,
+        }
+    }
+}
+
 type PipelineKey = (Kernel, MulHi, u32);
 
 /// The weight generator for one [`GpuContext`].
@@ -361,7 +376,6 @@ impl<'a> Generator<'a> {
         let slots: Vec<Slot> = (0..n_slots)
             .map(|i| self.make_slot(chunk * 4, i))
             .collect::<Result<_>>()?;
-        let max_dim = u64::from(self.ctx.limits.max_compute_workgroups_per_dimension);
 
         let mut pending: Option<InFlight> = None;
         let mut offset = 0u64;
@@ -371,28 +385,8 @@ impl<'a> Generator<'a> {
             let first = req.start + offset;
             let slot_i = k % n_slots;
             let slot = &slots[slot_i];
-            let block_start = first >> 2;
-            let params = Params {
-                key: crate::philox::seed_key(req.seed),
-                block_start: [block_start as u32, (block_start >> 32) as u32],
-                tensor_id: req.tensor_id,
-                lane_offset: (first & 3) as u32,
-                // count <= MAX_CHUNK_ELEMS < 2^32
-                count: count as u32,
-                scale: req.scale,
-            };
-            let blocks = (u64::from(params.lane_offset) + count).div_ceil(4);
-            let groups = blocks.div_ceil(u64::from(opts.workgroup_size));
-            let gx = groups.min(max_dim);
-            let gy = groups.div_ceil(gx);
-            if gy > max_dim {
-                return Err(Error::LimitExceeded {
-                    what: "dispatch (workgroups)".into(),
-                    got: groups,
-                    max: max_dim * max_dim,
-                    hint: " ; use a smaller chunk".into(),
-                });
-            }
+            let params = Params::new(req, first, count);
+            let (gx, gy) = self.dims(&params, opts.workgroup_size)?;
             // Slot reuse is safe: its previous chunk was consumed (and unmapped)
             // before this point, because at most one chunk is in flight while
             // another is being encoded.
@@ -440,6 +434,67 @@ impl<'a> Generator<'a> {
         if let Some(prev) = pending.take() {
             self.finish(&slots[prev.slot], prev, &mut sink)?;
         }
+        Ok(())
+    }
+
+    fn dims(&self, p: &Params, workgroup_size: u32) -> Result<(u32, u32)> {
+        let blocks = (u64::from(p.lane_offset) + u64::from(p.count)).div_ceil(4);
+        self.ctx.dispatch_2d(blocks.div_ceil(u64::from(workgroup_size)))
+    }
+
+    /// Records the generation of `req` into `out` (elements `req.start ..` land
+    /// at `out[0 ..]`) on an encoder, with no read-back: how the network
+    /// driver materializes weights, biases and inputs on the device. `req.count`
+    /// must fit one chunk and `out`.
+    pub fn encode_into(&self, enc: &mut wgpu::CommandEncoder, req: &GenRequest, out: &wgpu::Buffer) -> Result<()> {
+        if req.count == 0 {
+            return Ok(());
+        }
+        let opts = GenOptions::default();
+        let limit = self.chunk_limit(&opts)?;
+        if req.count > limit || req.count * 4 > out.size() {
+            return Err(Error::LimitExceeded {
+                what: "generation into one buffer (elements)".into(),
+                got: req.count,
+                max: limit.min(out.size() / 4),
+                hint: String::new(),
+            });
+        }
+        req.start.checked_add(req.count).ok_or_else(|| {
+            Error::invalid("element range", "start + count overflows a 64-bit index")
+        })?;
+        let mulhi = self.resolve_mulhi(&opts)?;
+        let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
+        let params = Params::new(req, req.start, req.count);
+        let (gx, gy) = self.dims(&params, opts.workgroup_size)?;
+        let bind_group = self.ctx.scoped("binding a generation target", || {
+            let pbuf = self.ctx.uniform(bytemuck::bytes_of(&params));
+            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("init target"),
+                layout: &self.layout,
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: pbuf.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: out,
+                            offset: 0,
+                            size: wgpu::BufferSize::new(req.count * 4),
+                        }),
+                    },
+                ],
+            })
+        })?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("init"),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
         Ok(())
     }
 

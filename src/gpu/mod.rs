@@ -3,6 +3,8 @@
 pub mod context;
 pub mod generate;
 pub mod kat;
+pub mod kernels;
+pub mod network;
 
 pub use context::{list_adapters, AdapterRequest, AdapterSummary, GpuContext};
 pub use generate::{GenOptions, GenRequest, Generator, Kernel};

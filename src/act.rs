@@ -1,0 +1,223 @@
+//! Activation functions: the f32 forms the CPU reference uses (the same
+//! formulas as `shaders/activation.wgsl`) and f64 forms for the theory.
+
+use crate::error::{Error, Result};
+use serde::Serialize;
+
+const SELU_LAMBDA: f64 = 1.050_700_987_355_480_5;
+const SELU_ALPHA: f64 = 1.673_263_242_354_377_2;
+const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2 / pi)
+
+/// A pointwise nonlinearity.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Identity.
+    Linear,
+    /// max(x, 0).
+    Relu,
+    /// x for x > 0, slope * x otherwise.
+    LeakyRelu(f64),
+    /// Hyperbolic tangent.
+    Tanh,
+    /// Logistic sigmoid.
+    Sigmoid,
+    /// Scaled ELU (Klambauer et al. 2017).
+    Selu,
+    /// GELU, tanh approximation (PyTorch's `approximate='tanh'`).
+    Gelu,
+}
+
+impl Activation {
+    /// Parses `linear`, `relu`, `leaky_relu[:a]`, `tanh`, `sigmoid`, `selu`, `gelu`.
+    pub fn parse(s: &str) -> Result<Activation> {
+        let l = s.trim().to_ascii_lowercase();
+        Ok(match l.as_str() {
+            "linear" | "identity" => Activation::Linear,
+            "relu" => Activation::Relu,
+            "leaky_relu" => Activation::LeakyRelu(0.01),
+            "tanh" => Activation::Tanh,
+            "sigmoid" => Activation::Sigmoid,
+            "selu" => Activation::Selu,
+            "gelu" => Activation::Gelu,
+            other => match other.strip_prefix("leaky_relu:") {
+                Some(a) => {
+                    let a: f64 = a.parse().map_err(|_| {
+                        Error::invalid("activation", format!("'{s}': slope '{a}' is not a number"))
+                    })?;
+                    if !a.is_finite() {
+                        return Err(Error::invalid("activation", format!("'{s}': slope must be finite")));
+                    }
+                    Activation::LeakyRelu(a)
+                }
+                None => {
+                    return Err(Error::invalid(
+                        "activation",
+                        format!(
+                            "unknown activation '{s}' (expected relu, leaky_relu[:a], tanh, sigmoid, \
+                             selu, gelu or linear)"
+                        ),
+                    ))
+                }
+            },
+        })
+    }
+
+    /// The name used on the command line and in JSON.
+    pub fn name(&self) -> String {
+        match self {
+            Activation::Linear => "linear".into(),
+            Activation::Relu => "relu".into(),
+            Activation::LeakyRelu(a) => format!("leaky_relu:{a}"),
+            Activation::Tanh => "tanh".into(),
+            Activation::Sigmoid => "sigmoid".into(),
+            Activation::Selu => "selu".into(),
+            Activation::Gelu => "gelu".into(),
+        }
+    }
+
+    /// The `ACT` pipeline constant of `shaders/activation.wgsl`.
+    pub fn id(&self) -> u32 {
+        match self {
+            Activation::Linear => 0,
+            Activation::Relu => 1,
+            Activation::LeakyRelu(_) => 2,
+            Activation::Tanh => 3,
+            Activation::Sigmoid => 4,
+            Activation::Selu => 5,
+            Activation::Gelu => 6,
+        }
+    }
+
+    /// The leaky slope (the `SLOPE` constant; 0.01 when unused).
+    pub fn slope(&self) -> f64 {
+        match self {
+            Activation::LeakyRelu(a) => *a,
+            _ => 0.01,
+        }
+    }
+
+    /// Values counted as saturated: below `.0` or above `.1` (|tanh| > 0.99,
+    /// sigmoid within 0.01 of 0 or 1); `None` for non-saturating activations.
+    pub fn saturation(&self) -> Option<(f32, f32)> {
+        match self {
+            Activation::Tanh => Some((-0.99, 0.99)),
+            Activation::Sigmoid => Some((0.01, 0.99)),
+            _ => None,
+        }
+    }
+
+    /// phi(x) in f64.
+    pub fn f(&self, x: f64) -> f64 {
+        match *self {
+            Activation::Linear => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Activation::Selu => {
+                SELU_LAMBDA * if x > 0.0 { x } else { SELU_ALPHA * (x.exp() - 1.0) }
+            }
+            Activation::Gelu => 0.5 * x * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh()),
+        }
+    }
+
+    /// phi'(x) in f64.
+    pub fn df(&self, x: f64) -> f64 {
+        match *self {
+            Activation::Linear => 1.0,
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    a
+                }
+            }
+            Activation::Tanh => 1.0 - x.tanh().powi(2),
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s)
+            }
+            Activation::Selu => SELU_LAMBDA * if x > 0.0 { 1.0 } else { SELU_ALPHA * x.exp() },
+            Activation::Gelu => {
+                let t = (GELU_C * (x + 0.044715 * x * x * x)).tanh();
+                0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+            }
+        }
+    }
+
+    /// phi(x) in f32, as the CPU reference network applies it.
+    pub fn f32(&self, x: f32) -> f32 {
+        match *self {
+            Activation::Linear => x,
+            Activation::Relu => x.max(0.0),
+            Activation::LeakyRelu(a) => {
+                if x > 0.0 {
+                    x
+                } else {
+                    a as f32 * x
+                }
+            }
+            Activation::Tanh => x.tanh(),
+            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            _ => self.f(f64::from(x)) as f32,
+        }
+    }
+
+    /// phi'(x) in f32.
+    pub fn df32(&self, x: f32) -> f32 {
+        match *self {
+            Activation::Relu => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            _ => self.df(f64::from(x)) as f32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derivatives_match_finite_differences() {
+        let all = [
+            Activation::Linear,
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+            Activation::Tanh,
+            Activation::Sigmoid,
+            Activation::Selu,
+            Activation::Gelu,
+        ];
+        for a in all {
+            for i in -40..=40 {
+                let x = f64::from(i) * 0.1 + 0.05; // avoid the kinks at 0
+                let h = 1e-6;
+                let fd = (a.f(x + h) - a.f(x - h)) / (2.0 * h);
+                assert!((fd - a.df(x)).abs() < 1e-6, "{a:?} at {x}: {fd} vs {}", a.df(x));
+                assert!((f64::from(a.f32(x as f32)) - a.f(x)).abs() < 1e-5 * (1.0 + a.f(x).abs()));
+            }
+            assert_eq!(Activation::parse(&a.name()).unwrap(), a);
+        }
+        assert!(Activation::parse("swish").is_err());
+        assert!(Activation::parse("leaky_relu:x").is_err());
+    }
+}

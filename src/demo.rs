@@ -1,0 +1,254 @@
+//! The default run: the lecture as an experiment. Schemes he, xavier, lecun,
+//! naive:0.01 and naive:1.0 crossed with relu and tanh, each a deep forward +
+//! backward pass checked against the CPU reference and the theory; a compact
+//! table, `report.json` and a plot of variance vs depth.
+
+use crate::act::Activation;
+use crate::error::Result;
+use crate::experiment::{self, Device, RunReport};
+use crate::gpu::Generator;
+use crate::net::NetConfig;
+use crate::plot::{self, Panel, Series};
+use crate::scheme::Scheme;
+use serde::Serialize;
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+/// The demo's schemes, in table order.
+pub const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
+/// The demo's activations.
+pub const ACTIVATIONS: [&str; 2] = ["relu", "tanh"];
+
+/// Network size of a demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Size {
+    /// Width of every layer (and the input).
+    pub width: u64,
+    /// Depth.
+    pub depth: usize,
+    /// Batch.
+    pub batch: u64,
+}
+
+impl Size {
+    /// About 10-20 s on a 2-core CPU through lavapipe, GPU and CPU reference together.
+    pub const DEFAULT: Size = Size { width: 256, depth: 50, batch: 64 };
+    /// Layers of 4096, depth 100: for real GPUs.
+    pub const BIG: Size = Size { width: 4096, depth: 100, batch: 128 };
+}
+
+/// The device section of `report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceInfo {
+    /// `gpu` or `cpu`.
+    pub kind: String,
+    /// Adapter name.
+    pub name: String,
+    /// wgpu backend.
+    pub backend: String,
+    /// Driver.
+    pub driver: String,
+}
+
+/// The whole `report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Device.
+    pub device: DeviceInfo,
+    /// Configuration.
+    pub config: serde_json::Value,
+    /// Runs.
+    pub runs: Vec<RunReport>,
+}
+
+/// Runs the grid, calling `progress(done, total, label)` before each run.
+/// `gen` is the GPU (None: the CPU backend).
+pub fn run(gen: Option<&Generator>, size: Size, seed: u64, verify: bool, mut progress: impl FnMut(usize, usize, &str)) -> Result<Vec<RunReport>> {
+    let total = SCHEMES.len() * ACTIVATIONS.len();
+    let mut runs = Vec::with_capacity(total);
+    for act_name in ACTIVATIONS {
+        let act = Activation::parse(act_name)?;
+        let kernels = match gen {
+            Some(g) => Some(crate::gpu::kernels::NetKernels::new(g.context(), act)?),
+            None => None,
+        };
+        let dev = match (gen, &kernels) {
+            (Some(g), Some(k)) => Device::Gpu(g, k),
+            _ => Device::Cpu,
+        };
+        for scheme in SCHEMES {
+            progress(runs.len(), total, &format!("{scheme} / {act_name}"));
+            let mut cfg = NetConfig::uniform(Scheme::parse(scheme)?, act, size.width, size.depth, size.batch);
+            cfg.seed = seed;
+            runs.push(experiment::run(&dev, &cfg, verify)?);
+        }
+    }
+    progress(total, total, "done");
+    Ok(runs)
+}
+
+/// Layers shown in the table: 1, L/4, L/2, L (distinct, in order).
+pub fn shown_layers(depth: usize) -> Vec<usize> {
+    let mut v = vec![1, depth.div_ceil(4), depth.div_ceil(2), depth];
+    v.retain(|&l| l >= 1);
+    v.dedup();
+    v
+}
+
+fn sci(v: f64) -> String {
+    if v.is_infinite() {
+        "inf".into()
+    } else if v.is_nan() {
+        "nan".into()
+    } else if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// Signal fate over the depth, from Var(a_L) / Var(a_1).
+pub fn fate(r: &RunReport) -> &'static str {
+    if r.verdict.overflow_at.is_some() {
+        return "overflows";
+    }
+    let (first, last) = (r.layers[0].post_var, r.layers[r.layers.len() - 1].post_var);
+    let ratio = last / first;
+    if !ratio.is_finite() || ratio > 1e3 {
+        "explodes"
+    } else if ratio < 1e-3 {
+        "vanishes"
+    } else {
+        "stable"
+    }
+}
+
+fn verdict_word(r: &RunReport, cpu: bool) -> String {
+    let v = &r.verdict;
+    if cpu {
+        if r.layers.iter().all(|l| l.cpu_check == "n/a") && !r.layers.is_empty() && r.cpu_seconds.is_none() {
+            return "n/a".into();
+        }
+        let mut s = if v.cpu_match { "ok".to_string() } else { "FAIL".to_string() };
+        if v.chaotic_layers > 0 {
+            s.push_str(&format!(" ({} chaotic)", v.chaotic_layers));
+        }
+        s
+    } else if v.theory_match {
+        "ok".into()
+    } else {
+        "FAIL".into()
+    }
+}
+
+/// The compact table.
+pub fn table(runs: &[RunReport]) -> String {
+    let mut s = String::new();
+    for act in ACTIVATIONS {
+        let rs: Vec<&RunReport> = runs.iter().filter(|r| r.activation == act).collect();
+        let Some(first) = rs.first() else { continue };
+        let layers = shown_layers(first.depth);
+        let _ = writeln!(
+            s,
+            "{act}: width {}, depth {}, batch {}     Var(a_l) at layer l (theory: Var(z_l))",
+            first.width, first.depth, first.batch
+        );
+        let mut head = format!("{:<11}{:>8}  ", "scheme", "sw^2");
+        for l in &layers {
+            head.push_str(&format!("{:>10}", format!("l={l}")));
+        }
+        head.push_str(&format!(
+            "{:>11}{:>12}{:>11}{:>11}  {:<10}{:<17}{}",
+            "Var(z_L)", "theory", "Var(d_1)", "Var(d_L)", "signal", "vs CPU", "vs theory"
+        ));
+        let _ = writeln!(s, "{head}");
+        for r in rs {
+            let mut line = format!("{:<11}{:>8.3}  ", r.scheme, r.sigma_w2);
+            // After an overflow the f32 network carries inf/NaN (which ReLU then
+            // maps to 0): show the overflow, not the meaningless numbers. The
+            // backward pass crosses every layer, so all gradients are affected.
+            let over = r.verdict.overflow_at;
+            let shown_at = |l: &crate::experiment::LayerReport, v: f64, grad: bool| {
+                if over.is_some_and(|o| grad || l.layer >= o) { "overflow".to_string() } else { sci(v) }
+            };
+            let shown = |l: &crate::experiment::LayerReport, v: f64| shown_at(l, v, false);
+            for &l in &layers {
+                let lr = &r.layers[l - 1];
+                line.push_str(&format!("{:>10}", shown(lr, lr.post_var)));
+            }
+            let last = &r.layers[r.depth - 1];
+            line.push_str(&format!(
+                "{:>11}{:>12}{:>11}{:>11}  {:<10}{:<17}{}",
+                shown(last, last.pre_var),
+                sci(last.theory_pre_var),
+                shown_at(&r.layers[0], r.layers[0].grad_var, true),
+                shown_at(last, last.grad_var, true),
+                fate(r),
+                verdict_word(r, true),
+                verdict_word(r, false)
+            ));
+            let _ = writeln!(s, "{line}");
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+/// Writes `report.json` and `variance.{svg,png}` into `dir`; returns their paths.
+pub fn write_outputs(dir: &Path, report: &Report) -> Result<Vec<PathBuf>> {
+    crate::output::ensure_dir(dir)?;
+    let json = dir.join("report.json");
+    let text = serde_json::to_string_pretty(report).map_err(|e| crate::Error::invalid("report", e.to_string()))?;
+    crate::output::write_atomic(&json, text.as_bytes())?;
+    let stem = dir.join("variance");
+    plot::write_svg_png(&variance_svg(&report.runs), &stem)?;
+    Ok(vec![json, stem.with_extension("svg"), stem.with_extension("png")])
+}
+
+/// Variance vs depth: one panel per activation for the forward signal
+/// Var(z_l) and one for the gradient Var(delta_l); one colour per scheme;
+/// theory dashed.
+pub fn variance_svg(runs: &[RunReport]) -> String {
+    let mut acts: Vec<String> = Vec::new();
+    for r in runs {
+        if !acts.contains(&r.activation) {
+            acts.push(r.activation.clone());
+        }
+    }
+    let mut schemes: Vec<String> = Vec::new();
+    for r in runs {
+        if !schemes.contains(&r.scheme) {
+            schemes.push(r.scheme.clone());
+        }
+    }
+    let mut panels = Vec::new();
+    for grad in [false, true] {
+        for act in &acts {
+            let mut series = Vec::new();
+            for r in runs.iter().filter(|r| &r.activation == act) {
+                let c = plot::color(schemes.iter().position(|s| s == &r.scheme).unwrap_or(0));
+                let (m, t): (Vec<_>, Vec<_>) = r
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        let x = l.layer as f64;
+                        if grad {
+                            ((x, l.grad_var), (x, l.theory_grad_var))
+                        } else {
+                            ((x, l.pre_var), (x, l.theory_pre_var))
+                        }
+                    })
+                    .unzip();
+                series.push(Series { label: r.scheme.clone(), color: c.clone(), dashed: false, points: m });
+                series.push(Series { label: String::new(), color: c, dashed: true, points: t });
+            }
+            panels.push(Panel {
+                title: format!("{act}: {}", if grad { "gradient Var(delta_l)" } else { "signal Var(z_l)" }),
+                x_label: "layer l".into(),
+                y_label: if grad { "Var(delta_l)".into() } else { "Var(z_l)".into() },
+                series,
+            });
+        }
+    }
+    plot::log_plot_svg("Variance vs depth by initialization (solid: measured on the device, dashed: mean-field theory)", &panels, acts.len())
+}

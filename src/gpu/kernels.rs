@@ -1,0 +1,278 @@
+//! Pipelines of the network kernels (`gemm.wgsl`, `network.wgsl`,
+//! `reduce.wgsl`, `dead.wgsl`) and how to record each on an encoder.
+
+use super::context::GpuContext;
+use crate::act::Activation;
+use crate::error::{Error, Result};
+use crate::shaders::{self, Module};
+
+/// Which operand form of the matrix multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GemmForm {
+    /// C = A * B^T, B stored n x k (forward pass, Gram matrices).
+    Nt,
+    /// C = A * B, B stored k x n (backward pass).
+    Nn,
+}
+
+/// Parameters of one matrix multiply (elements, not bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmParams {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of C.
+    pub n: u32,
+    /// Inner dimension.
+    pub k: u32,
+    /// Row stride of A.
+    pub lda: u32,
+    /// Row stride of B.
+    pub ldb: u32,
+    /// Row stride of C.
+    pub ldc: u32,
+    /// First element of A.
+    pub a_off: u32,
+    /// First element of B.
+    pub b_off: u32,
+    /// First element of C.
+    pub c_off: u32,
+    /// Add to C instead of overwriting it.
+    pub accumulate: u32,
+    /// Padding.
+    pub _pad: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct EwParams {
+    n: u32,
+    width: u32,
+    has_bias: u32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct RedParams {
+    n: u32,
+    rec: u32,
+    sat_enabled: u32,
+    _pad0: u32,
+    sat_lo: f32,
+    sat_hi: f32,
+    _pad1: [u32; 2],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DeadParams {
+    rows: u32,
+    cols: u32,
+    slot: u32,
+    _pad: u32,
+}
+
+/// Elements one reduction record covers (256 invocations x 16 items).
+pub const RECORD_ELEMS: u64 = 256 * 16;
+/// Words per reduction record.
+pub const RECORD_WORDS: u64 = 8;
+
+/// The compiled network kernels for one activation.
+pub struct NetKernels<'a> {
+    ctx: &'a GpuContext,
+    act: Activation,
+    gemm_nt: wgpu::ComputePipeline,
+    gemm_nn: wgpu::ComputePipeline,
+    bias_act: wgpu::ComputePipeline,
+    grad_mul: wgpu::ComputePipeline,
+    reduce: wgpu::ComputePipeline,
+    dead: wgpu::ComputePipeline,
+}
+
+fn pipeline(ctx: &GpuContext, m: &Module, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+    ctx.scoped("building a network pipeline", || {
+        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(m.name),
+            source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
+        });
+        ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            // Derived from the shader: each entry point's own bindings.
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: true,
+            },
+            cache: None,
+        })
+    })
+}
+
+impl<'a> NetKernels<'a> {
+    /// Compiles the kernels; the activation is a pipeline constant.
+    pub fn new(ctx: &'a GpuContext, act: Activation) -> Result<Self> {
+        let g = shaders::gemm_module();
+        let net = shaders::network_module();
+        let act_consts = [("ACT", f64::from(act.id())), ("SLOPE", act.slope())];
+        Ok(Self {
+            ctx,
+            act,
+            gemm_nt: pipeline(ctx, &g, "gemm", &[("TRANS_B", 1.0)])?,
+            gemm_nn: pipeline(ctx, &g, "gemm", &[("TRANS_B", 0.0)])?,
+            bias_act: pipeline(ctx, &net, "bias_act", &act_consts)?,
+            grad_mul: pipeline(ctx, &net, "grad_mul", &act_consts)?,
+            reduce: pipeline(ctx, &shaders::reduce_module(), "partial_stats", &[])?,
+            dead: pipeline(ctx, &shaders::dead_module(), "dead_units", &[])?,
+        })
+    }
+
+    /// The activation these kernels were compiled for.
+    pub fn activation(&self) -> Activation {
+        self.act
+    }
+
+    fn record(&self, enc: &mut wgpu::CommandEncoder, pipe: &wgpu::ComputePipeline, params: &[u8], buffers: &[&wgpu::Buffer], groups: (u32, u32)) -> Result<()> {
+        let bind_group = self.ctx.scoped("binding network buffers", || {
+            let p = self.ctx.uniform(params);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: p.as_entire_binding(),
+            }];
+            for (i, b) in buffers.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipe.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipe);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+        Ok(())
+    }
+
+    /// Records `C (+)= A * op(B)`.
+    pub fn gemm(&self, enc: &mut wgpu::CommandEncoder, form: GemmForm, p: &GemmParams, a: &wgpu::Buffer, b: &wgpu::Buffer, c: &wgpu::Buffer) -> Result<()> {
+        if p.m == 0 || p.n == 0 {
+            return Ok(());
+        }
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let (gx, gy) = (p.n.div_ceil(64), p.m.div_ceil(64));
+        if gx > max || gy > max {
+            return Err(Error::LimitExceeded {
+                what: "matrix multiply (64x64 tiles per dimension)".into(),
+                got: u64::from(gx.max(gy)),
+                max: u64::from(max),
+                hint: String::new(),
+            });
+        }
+        let pipe = match form {
+            GemmForm::Nt => &self.gemm_nt,
+            GemmForm::Nn => &self.gemm_nn,
+        };
+        self.record(enc, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy))
+    }
+
+    fn ew_groups(&self, n: u64) -> Result<(u32, u32)> {
+        self.ctx.dispatch_2d(n.div_ceil(256))
+    }
+
+    /// Records `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn bias_act(&self, enc: &mut wgpu::CommandEncoder, n: u64, width: u64, has_bias: bool, bias: &wgpu::Buffer, z: &wgpu::Buffer, a: &wgpu::Buffer) -> Result<()> {
+        let p = EwParams {
+            n: n as u32,
+            width: width as u32,
+            has_bias: u32::from(has_bias),
+            _pad: 0,
+        };
+        let g = self.ew_groups(n)?;
+        self.record(enc, &self.bias_act, bytemuck::bytes_of(&p), &[z, a, bias], g)
+    }
+
+    /// Records `delta *= act'(z)` over `n` elements.
+    pub fn grad_mul(&self, enc: &mut wgpu::CommandEncoder, n: u64, z: &wgpu::Buffer, delta: &wgpu::Buffer) -> Result<()> {
+        let p = EwParams {
+            n: n as u32,
+            width: 1,
+            has_bias: 0,
+            _pad: 0,
+        };
+        let g = self.ew_groups(n)?;
+        // grad_mul's derived layout has no bias binding.
+        self.record(enc, &self.grad_mul, bytemuck::bytes_of(&p), &[z, delta], g)
+    }
+
+    /// Number of reduction records for a tensor of `n` elements.
+    pub fn records(n: u64) -> u64 {
+        n.div_ceil(RECORD_ELEMS)
+    }
+
+    /// Records the partial statistics of `x` (`n` elements) into records
+    /// `rec ..` of `recs`.
+    pub fn reduce(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, n: u64, rec: u64, saturation: Option<(f32, f32)>, recs: &wgpu::Buffer) -> Result<()> {
+        let (lo, hi) = saturation.unwrap_or((0.0, 0.0));
+        let p = RedParams {
+            n: n as u32,
+            rec: rec as u32,
+            sat_enabled: u32::from(saturation.is_some()),
+            _pad0: 0,
+            sat_lo: lo,
+            sat_hi: hi,
+            _pad1: [0; 2],
+        };
+        let g = self.ctx.dispatch_2d(Self::records(n))?;
+        self.record(enc, &self.reduce, bytemuck::bytes_of(&p), &[x, recs], g)
+    }
+
+    /// Records the dead-unit count of `x` (`rows x cols`) into counter `slot`.
+    pub fn dead(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, rows: u64, cols: u64, slot: u32, counters: &wgpu::Buffer) -> Result<()> {
+        let p = DeadParams {
+            rows: rows as u32,
+            cols: cols as u32,
+            slot,
+            _pad: 0,
+        };
+        let groups = cols.div_ceil(256);
+        if groups > u64::from(self.ctx.limits.max_compute_workgroups_per_dimension) {
+            return Err(Error::LimitExceeded {
+                what: "layer width for the dead-unit count".into(),
+                got: cols,
+                max: u64::from(self.ctx.limits.max_compute_workgroups_per_dimension) * 256,
+                hint: String::new(),
+            });
+        }
+        self.record(enc, &self.dead, bytemuck::bytes_of(&p), &[x, counters], (groups as u32, 1))
+    }
+}
+
+/// Folds reduction records `[rec, rec + count)` into tensor statistics in f64.
+pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::TensorStats> {
+    let (mut sum, mut sq) = (0.0f64, 0.0f64);
+    let (mut n, mut zeros, mut sat, mut nonfinite) = (0u64, 0u64, 0u64, 0u64);
+    for r in rec..rec + count {
+        let w = words
+            .get((r * RECORD_WORDS) as usize..((r + 1) * RECORD_WORDS) as usize)
+            .ok_or_else(|| Error::invalid("statistics records", "read-back shorter than expected"))?;
+        let s = f64::from(f32::from_bits(w[0]));
+        sum += s * f64::from(f32::from_bits(w[1]));
+        sq += s * s * f64::from(f32::from_bits(w[2]));
+        n += u64::from(w[3]);
+        zeros += u64::from(w[4]);
+        sat += u64::from(w[5]);
+        nonfinite += u64::from(w[6]);
+    }
+    Ok(crate::net::TensorStats::from_sums(n, sum, sq, zeros, sat, nonfinite))
+}

@@ -1,0 +1,222 @@
+//! The CPU reference network: the same MLP in f32 with the same weights
+//! (the CPU reference values of the same RNG elements), the same inputs and
+//! the same statistics, using the multi-threaded `gemm` crate.
+
+use crate::cpu;
+use crate::error::{Error, Result};
+use crate::net::{self, LayerStats, NetConfig, NetStats, TensorStats};
+use std::time::Instant;
+
+/// `c[m x n] (+)= a[m x k] * b`, where `b` is `k x n` with row stride `b_rs`
+/// and column stride `b_cs` (so `b_rs = 1, b_cs = ldb` reads a row-major
+/// `n x k` matrix transposed). All matrices dense row-major otherwise.
+/// Checks every slice against the extents before handing pointers to `gemm`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    c: &mut [f32],
+    a: &[f32],
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    accumulate: bool,
+) -> Result<()> {
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        if rows == 0 || cols == 0 {
+            0
+        } else {
+            (rows - 1) * rs + (cols - 1) * cs + 1
+        }
+    };
+    if c.len() < m * n || a.len() < last(m, k, k, 1) || b.len() < last(k, n, b_rs, b_cs) {
+        return Err(Error::invalid("matrix multiply", "operand slices shorter than their extents"));
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return Ok(());
+    }
+    // SAFETY: the extents above keep every access inside the slices; `c` does
+    // not alias `a` or `b` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            1,
+            k as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::Rayon(cpu::threads()),
+        );
+    }
+    Ok(())
+}
+
+fn stats(xs: &[f32], saturation: Option<(f32, f32)>) -> TensorStats {
+    let mut sum = 0.0f64;
+    let mut sq = 0.0f64;
+    let (mut count, mut zeros, mut sat, mut nonfinite) = (0u64, 0u64, 0u64, 0u64);
+    for &x in xs {
+        if x.is_finite() {
+            let v = f64::from(x);
+            sum += v;
+            sq += v * v;
+            count += 1;
+            zeros += u64::from(x == 0.0);
+            if let Some((lo, hi)) = saturation {
+                sat += u64::from(x < lo || x > hi);
+            }
+        } else {
+            nonfinite += 1;
+        }
+    }
+    TensorStats::from_sums(count, sum, sq, zeros, sat, nonfinite)
+}
+
+fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
+    let mut g = vec![0f32; rows * rows];
+    sgemm(rows, rows, cols, &mut g, x, x, 1, cols, false)?;
+    Ok(g)
+}
+
+fn weights(cfg: &NetConfig, l: usize, std: f64) -> Result<Vec<f32>> {
+    let n = cfg.widths[l] * cfg.widths[l - 1];
+    let mut w = cpu::host_vec::<f32>(n)?;
+    cpu::fill(cfg.dist, cfg.dist.kernel_scale(std), cfg.seed, l as u32, 0, &mut w);
+    Ok(w)
+}
+
+fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
+    let mut v = cpu::host_vec::<f32>(n)?;
+    let d = crate::dist::Dist::Normal;
+    cpu::fill(d, d.kernel_scale(std), seed, tensor, 0, &mut v);
+    Ok(v)
+}
+
+/// The network input: `input` if given (`batch x n_0`, row-major), else N(0, 1)
+/// from the RNG (tensor [`net::INPUT_TENSOR`]).
+pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
+    let n = cfg.batch * cfg.widths[0];
+    match input {
+        Some(x) if x.len() as u64 == n => Ok(x.to_vec()),
+        Some(x) => Err(Error::invalid(
+            "input",
+            format!("{} values, but batch x width = {n}", x.len()),
+        )),
+        None => normal(cfg.seed, net::INPUT_TENSOR, n, 1.0),
+    }
+}
+
+/// Runs the network forward and backward on the CPU.
+pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
+    let start = Instant::now();
+    let stds = cfg.validate()?;
+    let depth = cfg.depth();
+    let b = cfg.batch as usize;
+    let sat = cfg.act.saturation();
+    let a0 = input(cfg, x)?;
+    let input_stats = stats(&a0, None);
+    // Forward, keeping z_l for the backward pass and the Gram of a_{l-1}.
+    let mut zs: Vec<Vec<f32>> = Vec::with_capacity(depth);
+    let mut grams_a: Vec<Vec<f32>> = Vec::with_capacity(depth);
+    let mut layers = vec![LayerStats::default(); depth];
+    let mut a = a0;
+    for l in 1..=depth {
+        let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
+        grams_a.push(gram(&a, b, n_in)?);
+        let w = weights(cfg, l, stds[l - 1])?;
+        let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
+        // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
+        sgemm(b, n_out, n_in, &mut z, &a, &w, 1, n_in, false)?;
+        if cfg.bias_std > 0.0 {
+            let bias = normal(cfg.seed, net::BIAS_TENSOR | l as u32, n_out as u64, cfg.bias_std)?;
+            for row in z.chunks_mut(n_out) {
+                for (v, bb) in row.iter_mut().zip(&bias) {
+                    *v += bb;
+                }
+            }
+        }
+        let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
+        let dead = (0..n_out).filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0)).count();
+        layers[l - 1] = LayerStats {
+            layer: l,
+            pre: stats(&z, None),
+            post: stats(&post, sat),
+            dead_frac: dead as f64 / n_out as f64,
+            ..Default::default()
+        };
+        zs.push(z);
+        a = post;
+    }
+    let final_gram: Vec<f64> = gram(&a, b, cfg.widths[depth] as usize)?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    drop(a);
+    // Backward.
+    let n_last = cfg.widths[depth];
+    let mut delta = normal(cfg.seed, net::LOSS_TENSOR, cfg.batch * n_last, 1.0)?;
+    for l in (1..=depth).rev() {
+        let z = &zs[l - 1];
+        for (d, &zz) in delta.iter_mut().zip(z) {
+            *d *= cfg.act.df32(zz);
+        }
+        let n_l = cfg.widths[l] as usize;
+        layers[l - 1].grad = stats(&delta, None);
+        let g_delta = gram(&delta, b, n_l)?;
+        layers[l - 1].grad_w_norm = net::grad_norm_from_grams(&g_delta, &grams_a[l - 1]);
+        if l > 1 {
+            let n_prev = cfg.widths[l - 1] as usize;
+            let w = weights(cfg, l, stds[l - 1])?;
+            let mut next = cpu::host_vec::<f32>((b * n_prev) as u64)?;
+            // delta_{l-1} = delta_l W_l: W is n_l x n_prev row-major.
+            sgemm(b, n_prev, n_l, &mut next, &delta, &w, n_prev, 1, false)?;
+            delta = next;
+        }
+    }
+    Ok(NetStats {
+        input: input_stats,
+        layers,
+        final_gram,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgemm_matches_naive_products_exactly_on_integers() {
+        let (m, n, k) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 - 2.0).collect();
+        let bt: Vec<f32> = (0..n * k).map(|i| (i % 7) as f32 - 3.0).collect(); // n x k
+        let mut c = vec![f32::NAN; m * n];
+        sgemm(m, n, k, &mut c, &a, &bt, 1, k, false).unwrap();
+        for i in 0..m {
+            for j in 0..n {
+                let want: f32 = (0..k).map(|p| a[i * k + p] * bt[j * k + p]).sum();
+                assert_eq!(c[i * n + j], want);
+            }
+        }
+        assert!(sgemm(m, n, k, &mut c, &a[..3], &bt, 1, k, false).is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Mean-field theory of signal propagation (Poole et al. 2016, Schoenholz et
+//! al. 2017): the variance recursion, the gradient recursion, chi_1, and the
+//! finite-width tolerance used to judge measurements against them.
+//!
+//! For z ~ N(0, q), the pre-activation variance of layer l is
+//!   q_1 = s_1 m_in + sigma_b^2,   q_l = s_l E[phi(sqrt(q_{l-1}) Z)^2] + sigma_b^2,
+//! where s_l = Var(W_l) * fan_in_l (= sigma_w^2; 2 for He) and m_in is the
+//! inputs' mean square. For ReLU with Var(W) = k / n this is q_l = (k/2)^l q_0.
+//! Gaussian expectations use composite Gauss-Legendre quadrature (see
+//! [`Quadrature`] for why not plain Gauss-Hermite).
+
+use crate::act::Activation;
+
+/// Gaussian expectations E[f(Z)], Z ~ N(0, q), by composite Gauss-Legendre
+/// quadrature on panels that resolve both the Gaussian and the activation.
+///
+/// Plain Gauss-Hermite quadrature (nodes scaled by sqrt(2q)) is exact for
+/// polynomials but fails here: at the q ~ 250 of a tanh network with
+/// sigma_w^2 = 256 its nodes near 0 are ~7 apart, while tanh'(z)^2 has width
+/// ~1, so E[tanh'^2] came out 200x too small. So the panels here are
+/// width 0.25 sigma over |z| <= 12 sigma (Gaussian scale), refined to width 0.25
+/// over |z| <= 16 (the activations' scale), with a breakpoint at 0 (the kink of
+/// ReLU-like functions). Each panel uses 8-point Gauss-Legendre, exact for
+/// polynomials of degree 15, so smooth integrands are resolved to ~1e-14
+/// relative; the mass beyond 12 sigma (1e-33) is dropped.
+#[derive(Debug, Clone, Default)]
+pub struct Quadrature;
+
+const GL8: [(f64, f64); 4] = [
+    (0.183_434_642_495_649_8, 0.362_683_783_378_362_0),
+    (0.525_532_409_916_329_0, 0.313_706_645_877_887_3),
+    (0.796_666_477_413_626_7, 0.222_381_034_453_374_5),
+    (0.960_289_856_497_536_3, 0.101_228_536_290_376_3),
+];
+
+impl Quadrature {
+    /// The rule (stateless; kept as a type so callers share one definition).
+    pub fn new() -> Quadrature {
+        Quadrature
+    }
+
+    /// E[f(Z)] for Z ~ N(0, q).
+    pub fn expect(&self, q: f64, f: impl Fn(f64) -> f64) -> f64 {
+        if !(q > 0.0) || !q.is_finite() {
+            return f(0.0);
+        }
+        let sigma = q.sqrt();
+        let reach = 12.0 * sigma;
+        let mut cuts: Vec<f64> = (-48..=48).map(|i| f64::from(i) * 0.25 * sigma).collect();
+        let fine = reach.min(16.0);
+        if fine > 0.25 * sigma {
+            let n = (fine / 0.25).ceil() as i64;
+            cuts.extend((-n..=n).map(|i| (i as f64 * 0.25).clamp(-fine, fine)));
+        }
+        cuts.sort_by(f64::total_cmp);
+        cuts.dedup_by(|a, b| (*a - *b).abs() <= 1e-12 * sigma);
+        let norm = 1.0 / (sigma * (2.0 * std::f64::consts::PI).sqrt());
+        let g = |z: f64| f(z) * (-0.5 * z * z / q).exp() * norm;
+        let mut sum = 0.0;
+        for w in cuts.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let (c, h) = ((a + b) / 2.0, (b - a) / 2.0);
+            for &(x, wt) in &GL8 {
+                sum += wt * h * (g(c - h * x) + g(c + h * x));
+            }
+        }
+        sum
+    }
+}
+
+/// Theory for one layer.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct LayerTheory {
+    /// Predicted Var(z_l).
+    pub pre_var: f64,
+    /// Predicted E[phi(z_l)^2].
+    pub post_mean_sq: f64,
+    /// Predicted E[phi(z_l)].
+    pub post_mean: f64,
+    /// Predicted Var(delta_l) (the backpropagated error, loss <r, a_L>, r ~ N(0,1)).
+    pub grad_var: f64,
+    /// chi_1 = s_{l+1} E[phi'(z_l)^2]: the per-layer gain of small perturbations
+    /// and of gradient variance (equal widths); 1 is the edge of chaos.
+    pub chi1: f64,
+    /// Standard deviation of log(measured / predicted pre_var) at finite width
+    /// (see [`predict`]).
+    pub log_sd: f64,
+}
+
+/// Predicts every layer of a network: `s[l]` = Var(W_{l+1}) * fan_in for layer
+/// l + 1, `widths` = n_0 .. n_L, `m_in` the inputs' mean square, `sigma_b2` the
+/// bias variance.
+///
+/// Finite-width spread: the measured variance of layer l is a product of
+/// per-layer ratios, each of which fluctuates with relative variance
+/// `(K_i - 1) / n_i`, where `K_i = E[phi^4] / E[phi^2]^2` of the previous
+/// layer's outputs (K = 3 for Gaussian inputs, 6 for ReLU, giving Hanin and
+/// Nica's 5 / n per layer). So `Var log(q_hat_l / q_l) ~ sum_{i<l} (K_i - 1) / n_i
+/// + 2 / n_l` (the last term: averaging z^2 over the layer's n_l units). Averaging
+/// over the batch only shrinks this, so it is a conservative spread.
+pub fn predict(act: Activation, s: &[f64], widths: &[u64], m_in: f64, k_in: f64, sigma_b2: f64) -> Vec<LayerTheory> {
+    let quad = Quadrature::new();
+    let depth = s.len();
+    let mut out = Vec::with_capacity(depth);
+    let mut prev_m2 = m_in;
+    let mut var_log = (k_in - 1.0) / widths[0] as f64;
+    for l in 0..depth {
+        let q = s[l] * prev_m2 + sigma_b2;
+        let m2 = quad.expect(q, |z| act.f(z).powi(2));
+        let m4 = quad.expect(q, |z| act.f(z).powi(4));
+        let mean = quad.expect(q, |z| act.f(z));
+        let log_sd = (var_log + 2.0 / widths[l + 1] as f64).sqrt();
+        let k = if m2 > 0.0 { m4 / (m2 * m2) } else { 3.0 };
+        var_log += (k - 1.0) / widths[l + 1] as f64;
+        out.push(LayerTheory {
+            pre_var: q,
+            post_mean_sq: m2,
+            post_mean: mean,
+            grad_var: 0.0,
+            chi1: 0.0,
+            log_sd,
+        });
+        prev_m2 = m2;
+    }
+    // Backward: Var(delta_L) = E[phi'(z_L)^2] (r has unit variance);
+    // Var(delta_l) = Var(delta_{l+1}) * s_{l+1} * (n_{l+1} / n_l) * E[phi'(z_l)^2].
+    let mut g = 0.0;
+    for l in (0..depth).rev() {
+        let d2 = quad.expect(out[l].pre_var, |z| act.df(z).powi(2));
+        g = if l + 1 == depth {
+            d2
+        } else {
+            g * s[l + 1] * (widths[l + 2] as f64 / widths[l + 1] as f64) * d2
+        };
+        out[l].grad_var = g;
+        let s_next = if l + 1 < depth { s[l + 1] } else { s[l] };
+        out[l].chi1 = s_next * d2;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quadrature_integrates_moments_and_closed_forms() {
+        let q = Quadrature::new();
+        assert!((q.expect(2.5, |_| 1.0) - 1.0).abs() < 1e-13);
+        assert!((q.expect(2.5, |z| z * z) - 2.5).abs() < 1e-12);
+        assert!((q.expect(2.5, |z| z.powi(4)) - 3.0 * 6.25).abs() < 1e-11);
+        // ReLU: E[relu^2] = q / 2 and E[relu'^2] = 1/2; linear: q.
+        for var in [0.01, 1.0, 37.0] {
+            assert!((q.expect(var, |z| Activation::Relu.f(z).powi(2)) - var / 2.0).abs() < 1e-12 * var.max(1.0));
+            assert!((q.expect(var, |z| Activation::Relu.df(z).powi(2)) - 0.5).abs() < 1e-13);
+            assert!((q.expect(var, |z| Activation::Linear.f(z).powi(2)) - var).abs() < 1e-12 * var.max(1.0));
+        }
+        // E[relu] = sqrt(q / (2 pi)): the breakpoint at 0 makes the kink exact.
+        for var in [1e-6, 1.0, 400.0] {
+            let m = q.expect(var, |z| z.max(0.0));
+            assert!((m / (var / (2.0 * std::f64::consts::PI)).sqrt() - 1.0).abs() < 1e-12);
+        }
+        // A narrow feature at large q (what Gauss-Hermite got 200x wrong):
+        // E[sech^4(Z)] for Z ~ N(0, 254) = (4/3) / sqrt(2 pi 254) to O(1/q).
+        let e = q.expect(254.0, |z| (1.0 / z.cosh()).powi(4));
+        let approx = (4.0 / 3.0) / (2.0 * std::f64::consts::PI * 254.0).sqrt();
+        assert!((e / approx - 1.0).abs() < 0.01, "{e} vs {approx}");
+    }
+
+    #[test]
+    fn relu_variance_follows_k_over_two_to_the_l() {
+        let widths = vec![100u64; 11];
+        for k in [1.0, 2.0, 3.0] {
+            let t = predict(Activation::Relu, &[k; 10], &widths, 1.0, 3.0, 0.0);
+            for (l, lt) in t.iter().enumerate() {
+                let want = k * (k / 2.0f64).powi(l as i32);
+                assert!((lt.pre_var / want - 1.0).abs() < 1e-12, "k {k} layer {l}: {} vs {want}", lt.pre_var);
+                assert!((lt.chi1 - k / 2.0).abs() < 1e-12);
+            }
+        }
+        // He keeps gradients too: Var(delta) = 1/2 at every layer.
+        let t = predict(Activation::Relu, &[2.0; 10], &widths, 1.0, 3.0, 0.0);
+        assert!(t.iter().all(|lt| (lt.grad_var - 0.5).abs() < 1e-12));
+        // Finite-width spread grows like sqrt(5 l / n) for ReLU.
+        assert!((t[9].log_sd.powi(2) - (2.0 / 100.0 + 9.0 * 5.0 / 100.0 + 2.0 / 100.0)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn tanh_with_tiny_weights_vanishes_and_critical_tanh_decays_slowly() {
+        let widths = vec![256u64; 21];
+        let small = predict(Activation::Tanh, &[0.5; 20], &widths, 1.0, 3.0, 0.0);
+        assert!(small[19].pre_var < 1e-5 * small[0].pre_var);
+        // At sigma_w^2 = 1 (chi_1 = 1 at q = 0) the decay is only algebraic (~1/l).
+        let crit = predict(Activation::Tanh, &[1.0; 20], &widths, 1.0, 3.0, 0.0);
+        assert!(crit[19].pre_var > 0.02 && crit[19].pre_var < 0.05);
+    }
+}
