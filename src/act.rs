@@ -46,7 +46,10 @@ impl Activation {
                         Error::invalid("activation", format!("'{s}': slope '{a}' is not a number"))
                     })?;
                     if !a.is_finite() {
-                        return Err(Error::invalid("activation", format!("'{s}': slope must be finite")));
+                        return Err(Error::invalid(
+                            "activation",
+                            format!("'{s}': slope must be finite"),
+                        ));
                     }
                     Activation::LeakyRelu(a)
                 }
@@ -54,9 +57,9 @@ impl Activation {
                     return Err(Error::invalid(
                         "activation",
                         format!(
-                            "unknown activation '{s}' (expected relu, leaky_relu[:a], tanh, sigmoid, \
+                        "unknown activation '{s}' (expected relu, leaky_relu[:a], tanh, sigmoid, \
                              selu, gelu or linear)"
-                        ),
+                    ),
                     ))
                 }
             },
@@ -122,7 +125,12 @@ impl Activation {
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Selu => {
-                SELU_LAMBDA * if x > 0.0 { x } else { SELU_ALPHA * (x.exp() - 1.0) }
+                SELU_LAMBDA
+                    * if x > 0.0 {
+                        x
+                    } else {
+                        SELU_ALPHA * (x.exp() - 1.0)
+                    }
             }
             Activation::Gelu => 0.5 * x * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh()),
         }
@@ -212,7 +220,11 @@ mod tests {
                 let x = f64::from(i) * 0.1 + 0.05; // avoid the kinks at 0
                 let h = 1e-6;
                 let fd = (a.f(x + h) - a.f(x - h)) / (2.0 * h);
-                assert!((fd - a.df(x)).abs() < 1e-6, "{a:?} at {x}: {fd} vs {}", a.df(x));
+                assert!(
+                    (fd - a.df(x)).abs() < 1e-6,
+                    "{a:?} at {x}: {fd} vs {}",
+                    a.df(x)
+                );
                 assert!((f64::from(a.f32(x as f32)) - a.f(x)).abs() < 1e-5 * (1.0 + a.f(x).abs()));
             }
             assert_eq!(Activation::parse(&a.name()).unwrap(), a);

@@ -32,9 +32,17 @@ pub struct Size {
 
 impl Size {
     /// About 10-20 s on a 2-core CPU through lavapipe, GPU and CPU reference together.
-    pub const DEFAULT: Size = Size { width: 256, depth: 50, batch: 64 };
+    pub const DEFAULT: Size = Size {
+        width: 256,
+        depth: 50,
+        batch: 64,
+    };
     /// Layers of 4096, depth 100: for real GPUs.
-    pub const BIG: Size = Size { width: 4096, depth: 100, batch: 128 };
+    pub const BIG: Size = Size {
+        width: 4096,
+        depth: 100,
+        batch: 128,
+    };
 }
 
 /// The device section of `report.json`.
@@ -63,7 +71,13 @@ pub struct Report {
 
 /// Runs the grid, calling `progress(done, total, label)` before each run.
 /// `gen` is the GPU (None: the CPU backend).
-pub fn run(gen: Option<&Generator>, size: Size, seed: u64, verify: bool, mut progress: impl FnMut(usize, usize, &str)) -> Result<Vec<RunReport>> {
+pub fn run(
+    gen: Option<&Generator>,
+    size: Size,
+    seed: u64,
+    verify: bool,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<RunReport>> {
     let total = SCHEMES.len() * ACTIVATIONS.len();
     let mut runs = Vec::with_capacity(total);
     for act_name in ACTIVATIONS {
@@ -78,7 +92,13 @@ pub fn run(gen: Option<&Generator>, size: Size, seed: u64, verify: bool, mut pro
         };
         for scheme in SCHEMES {
             progress(runs.len(), total, &format!("{scheme} / {act_name}"));
-            let mut cfg = NetConfig::uniform(Scheme::parse(scheme)?, act, size.width, size.depth, size.batch);
+            let mut cfg = NetConfig::uniform(
+                Scheme::parse(scheme)?,
+                act,
+                size.width,
+                size.depth,
+                size.batch,
+            );
             cfg.seed = seed;
             runs.push(experiment::run(&dev, &cfg, verify)?);
         }
@@ -126,10 +146,17 @@ pub fn fate(r: &RunReport) -> &'static str {
 fn verdict_word(r: &RunReport, cpu: bool) -> String {
     let v = &r.verdict;
     if cpu {
-        if r.layers.iter().all(|l| l.cpu_check == "n/a") && !r.layers.is_empty() && r.cpu_seconds.is_none() {
+        if r.layers.iter().all(|l| l.cpu_check == "n/a")
+            && !r.layers.is_empty()
+            && r.cpu_seconds.is_none()
+        {
             return "n/a".into();
         }
-        let mut s = if v.cpu_match { "ok".to_string() } else { "FAIL".to_string() };
+        let mut s = if v.cpu_match {
+            "ok".to_string()
+        } else {
+            "FAIL".to_string()
+        };
         if v.chaotic_layers > 0 {
             s.push_str(&format!(" ({} chaotic)", v.chaotic_layers));
         }
@@ -169,7 +196,11 @@ pub fn table(runs: &[RunReport]) -> String {
             // backward pass crosses every layer, so all gradients are affected.
             let over = r.verdict.overflow_at;
             let shown_at = |l: &crate::experiment::LayerReport, v: f64, grad: bool| {
-                if over.is_some_and(|o| grad || l.layer >= o) { "overflow".to_string() } else { sci(v) }
+                if over.is_some_and(|o| grad || l.layer >= o) {
+                    "overflow".to_string()
+                } else {
+                    sci(v)
+                }
             };
             let shown = |l: &crate::experiment::LayerReport, v: f64| shown_at(l, v, false);
             for &l in &layers {
@@ -198,11 +229,16 @@ pub fn table(runs: &[RunReport]) -> String {
 pub fn write_outputs(dir: &Path, report: &Report) -> Result<Vec<PathBuf>> {
     crate::output::ensure_dir(dir)?;
     let json = dir.join("report.json");
-    let text = serde_json::to_string_pretty(report).map_err(|e| crate::Error::invalid("report", e.to_string()))?;
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| crate::Error::invalid("report", e.to_string()))?;
     crate::output::write_atomic(&json, text.as_bytes())?;
     let stem = dir.join("variance");
     plot::write_svg_png(&variance_svg(&report.runs), &stem)?;
-    Ok(vec![json, stem.with_extension("svg"), stem.with_extension("png")])
+    Ok(vec![
+        json,
+        stem.with_extension("svg"),
+        stem.with_extension("png"),
+    ])
 }
 
 /// Variance vs depth: one panel per activation for the forward signal
@@ -239,13 +275,34 @@ pub fn variance_svg(runs: &[RunReport]) -> String {
                         }
                     })
                     .unzip();
-                series.push(Series { label: r.scheme.clone(), color: c.clone(), dashed: false, points: m });
-                series.push(Series { label: String::new(), color: c, dashed: true, points: t });
+                series.push(Series {
+                    label: r.scheme.clone(),
+                    color: c.clone(),
+                    dashed: false,
+                    points: m,
+                });
+                series.push(Series {
+                    label: String::new(),
+                    color: c,
+                    dashed: true,
+                    points: t,
+                });
             }
             panels.push(Panel {
-                title: format!("{act}: {}", if grad { "gradient Var(delta_l)" } else { "signal Var(z_l)" }),
+                title: format!(
+                    "{act}: {}",
+                    if grad {
+                        "gradient Var(delta_l)"
+                    } else {
+                        "signal Var(z_l)"
+                    }
+                ),
                 x_label: "layer l".into(),
-                y_label: if grad { "Var(delta_l)".into() } else { "Var(z_l)".into() },
+                y_label: if grad {
+                    "Var(delta_l)".into()
+                } else {
+                    "Var(z_l)".into()
+                },
                 series,
             });
         }

@@ -160,7 +160,13 @@ fn rel(a: f64, b: f64) -> f64 {
 }
 
 /// Compares one statistic; returns (ok, relative error if compared).
-fn compare(gpu: f64, cpu: f64, gpu_nonfinite: bool, cpu_nonfinite: bool, tol: f64) -> (bool, Option<f64>) {
+fn compare(
+    gpu: f64,
+    cpu: f64,
+    gpu_nonfinite: bool,
+    cpu_nonfinite: bool,
+    tol: f64,
+) -> (bool, Option<f64>) {
     if gpu_nonfinite || cpu_nonfinite {
         return (gpu_nonfinite && cpu_nonfinite, None);
     }
@@ -183,11 +189,24 @@ pub fn run(device: &Device, cfg: &NetConfig, verify: bool) -> Result<RunReport> 
         _ => None,
     };
     let m_in = measured.input.mean_sq;
-    let th = theory::predict(cfg.act, &s, &cfg.widths, m_in, 3.0, cfg.bias_std * cfg.bias_std);
+    let th = theory::predict(
+        cfg.act,
+        &s,
+        &cfg.widths,
+        m_in,
+        3.0,
+        cfg.bias_std * cfg.bias_std,
+    );
     Ok(assemble(cfg, &s, &measured, reference.as_ref(), &th))
 }
 
-fn assemble(cfg: &NetConfig, s: &[f64], m: &NetStats, cpu: Option<&NetStats>, th: &[LayerTheory]) -> RunReport {
+fn assemble(
+    cfg: &NetConfig,
+    s: &[f64],
+    m: &NetStats,
+    cpu: Option<&NetStats>,
+    th: &[LayerTheory],
+) -> RunReport {
     let depth = cfg.depth();
     // Amplification of a relative perturbation: from z_i to z_{i+1} an absolute
     // perturbation grows by chi_1 while the signal grows by q_{i+1} / q_i, so the
@@ -214,12 +233,15 @@ fn assemble(cfg: &NetConfig, s: &[f64], m: &NetStats, cpu: Option<&NetStats>, th
         }
         let (cpu_tolerance, cpu_check) = match cpu.map(|c| &c.layers[i]) {
             None => (None, "n/a"),
-            Some(c) if ls.pre.var < UNDERFLOW && c.pre.var < UNDERFLOW && nonfinite == 0 => (None, "vanished"),
+            Some(c) if ls.pre.var < UNDERFLOW && c.pre.var < UNDERFLOW && nonfinite == 0 => {
+                (None, "vanished")
+            }
             // Near f32's range the GEMMs overflow partially, at places that
             // depend on summation order: both overflowing is agreement.
             Some(c)
                 if (nonfinite > 0 || ls.pre.var > 1.0 / UNDERFLOW)
-                    && (c.pre.nonfinite + c.post.nonfinite + c.grad.nonfinite > 0 || c.pre.var > 1.0 / UNDERFLOW) =>
+                    && (c.pre.nonfinite + c.post.nonfinite + c.grad.nonfinite > 0
+                        || c.pre.var > 1.0 / UNDERFLOW) =>
             {
                 (None, "overflow")
             }
@@ -230,17 +252,28 @@ fn assemble(cfg: &NetConfig, s: &[f64], m: &NetStats, cpu: Option<&NetStats>, th
                     chaotic += 1;
                     (None, "chaotic")
                 } else {
-                    let nf = |t: &LayerStats| (t.pre.nonfinite + t.post.nonfinite > 0, t.grad.nonfinite > 0);
+                    let nf = |t: &LayerStats| {
+                        (t.pre.nonfinite + t.post.nonfinite > 0, t.grad.nonfinite > 0)
+                    };
                     let (gf, gb) = nf(ls);
                     let (cf, cb) = nf(c);
                     let mut checks = vec![
                         ("pre_var", compare(ls.pre.var, c.pre.var, gf, cf, tol_f)),
                         ("post_var", compare(ls.post.var, c.post.var, gf, cf, tol_f)),
-                        ("post_mean_sq", compare(ls.post.mean_sq, c.post.mean_sq, gf, cf, tol_f)),
+                        (
+                            "post_mean_sq",
+                            compare(ls.post.mean_sq, c.post.mean_sq, gf, cf, tol_f),
+                        ),
                     ];
                     if tol_b <= CHAOS_LIMIT {
-                        checks.push(("grad_var", compare(ls.grad.var, c.grad.var, gb || gf, cb || cf, tol_b)));
-                        checks.push(("grad_w_norm", compare(ls.grad_w_norm, c.grad_w_norm, gb || gf, cb || cf, tol_b)));
+                        checks.push((
+                            "grad_var",
+                            compare(ls.grad.var, c.grad.var, gb || gf, cb || cf, tol_b),
+                        ));
+                        checks.push((
+                            "grad_w_norm",
+                            compare(ls.grad_w_norm, c.grad_w_norm, gb || gf, cb || cf, tol_b),
+                        ));
                     }
                     // Fractions: a few units may cross a threshold (0 or +-0.99).
                     let count_tol = tol_f + 16.0 / (cfg.batch * cfg.widths[ls.layer]) as f64;
@@ -261,11 +294,18 @@ fn assemble(cfg: &NetConfig, s: &[f64], m: &NetStats, cpu: Option<&NetStats>, th
                     }
                     for (name, a, b) in [
                         ("dead_frac", ls.dead_frac, c.dead_frac),
-                        ("saturated_frac", ls.post.saturated_frac, c.post.saturated_frac),
+                        (
+                            "saturated_frac",
+                            ls.post.saturated_frac,
+                            c.post.saturated_frac,
+                        ),
                     ] {
                         if (a - b).abs() > count_tol {
                             ok = false;
-                            failures.push(format!("layer {}: {name} {a} vs CPU {b} (tolerance {count_tol:.1e})", ls.layer));
+                            failures.push(format!(
+                                "layer {}: {name} {a} vs CPU {b} (tolerance {count_tol:.1e})",
+                                ls.layer
+                            ));
                         }
                     }
                     (Some(tol_f), if ok { "match" } else { "mismatch" })

@@ -4,9 +4,9 @@
 //! 3 the tensor was generated but failed verification.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use deepinit::demo;
 use deepinit::gpu::{self, AdapterRequest, GenOptions, Generator, GpuContext};
 use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
-use deepinit::demo;
 use deepinit::tensor::{self, Backend, DrawOptions, Report};
 use deepinit::{Dist, Error, Result};
 use std::path::PathBuf;
@@ -532,9 +532,15 @@ fn progress_bar() -> impl FnMut(usize, usize, &str) {
     let start = std::time::Instant::now();
     move |done, total, label| {
         let width = 30;
-        let filled = if total == 0 { width } else { done * width / total };
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
         let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled));
-        let line = format!("{bar} {done}/{total} {:>5.1}s  {label}", start.elapsed().as_secs_f64());
+        let line = format!(
+            "{bar} {done}/{total} {:>5.1}s  {label}",
+            start.elapsed().as_secs_f64()
+        );
         let mut err = std::io::stderr();
         if tty {
             let _ = write!(err, "\r{line:<80}");
@@ -585,7 +591,12 @@ fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
 
 fn describe(ctx: Option<&GpuContext>) -> String {
     match ctx {
-        Some(c) => format!("{} [{}] (CPU reference: {} threads)", c.adapter.name, c.adapter.backend, deepinit::cpu::threads()),
+        Some(c) => format!(
+            "{} [{}] (CPU reference: {} threads)",
+            c.adapter.name,
+            c.adapter.backend,
+            deepinit::cpu::threads()
+        ),
         None => format!("CPU backend ({} threads)", deepinit::cpu::threads()),
     }
 }
@@ -599,7 +610,10 @@ fn print_failures(runs: &[deepinit::experiment::RunReport]) {
 }
 
 fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
-    if runs.iter().all(|r| r.verdict.cpu_match && r.verdict.theory_match) {
+    if runs
+        .iter()
+        .all(|r| r.verdict.cpu_match && r.verdict.theory_match)
+    {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
@@ -620,10 +634,19 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     cfg.gain = a.gain.as_deref().map(scheme::gain).transpose()?;
     cfg.mode = a.mode.as_deref().map(FanMode::parse).transpose()?;
     cfg.dist = Dist::parse(&a.dist).ok_or_else(|| {
-        Error::invalid("distribution", format!("unknown distribution '{}' (expected normal, truncated or uniform)", a.dist))
+        Error::invalid(
+            "distribution",
+            format!(
+                "unknown distribution '{}' (expected normal, truncated or uniform)",
+                a.dist
+            ),
+        )
     })?;
     if a.widths.is_none() && a.depth == 0 {
-        return Err(Error::invalid("depth", "0 (a network needs at least one layer)"));
+        return Err(Error::invalid(
+            "depth",
+            "0 (a network needs at least one layer)",
+        ));
     }
     cfg.validate()?;
     let ctx = open_device(d)?;
@@ -644,11 +667,29 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     println!("device: {}", describe(ctx.as_ref()));
     println!();
     println!(
-        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}{}",
-        "layer", "Var(z)", "theory", "Var(a)", "Var(delta)", "theory", "|dW|_F", "chi1", "dead", "sat", "vs CPU", "vs theory"
+        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
+        "layer",
+        "Var(z)",
+        "theory",
+        "Var(a)",
+        "Var(delta)",
+        "theory",
+        "|dW|_F",
+        "chi1",
+        "dead",
+        "sat",
+        "vs CPU",
     );
-    let step = if r.depth <= 20 { 1 } else { r.depth.div_ceil(12) };
-    for l in r.layers.iter().filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth) {
+    let step = if r.depth <= 20 {
+        1
+    } else {
+        r.depth.div_ceil(12)
+    };
+    for l in r
+        .layers
+        .iter()
+        .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
+    {
         println!(
             "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
             l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
@@ -661,7 +702,11 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         "verdict: CPU reference {} (max relative difference {:.2e}{}), theory {}",
         if v.cpu_match { "match" } else { "MISMATCH" },
         v.max_rel_err_cpu,
-        if v.chaotic_layers > 0 { format!(", {} chaotic layers not compared", v.chaotic_layers) } else { String::new() },
+        if v.chaotic_layers > 0 {
+            format!(", {} chaotic layers not compared", v.chaotic_layers)
+        } else {
+            String::new()
+        },
         if v.theory_match { "match" } else { "DEVIATES" }
     );
     if let Some(l) = v.overflow_at {
@@ -675,7 +720,8 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             config: serde_json::json!({ "command": "forward" }),
             runs,
         };
-        let text = serde_json::to_string_pretty(&report).map_err(|e| Error::invalid("report", e.to_string()))?;
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
         deepinit::output::write_atomic(path, text.as_bytes())?;
         println!("wrote {}", path.display());
         return Ok(exit_for(&report.runs));

@@ -48,7 +48,13 @@ pub struct NetConfig {
 
 impl NetConfig {
     /// An MLP of `depth` layers of width `width` (input width too).
-    pub fn uniform(scheme: Scheme, act: Activation, width: u64, depth: usize, batch: u64) -> NetConfig {
+    pub fn uniform(
+        scheme: Scheme,
+        act: Activation,
+        width: u64,
+        depth: usize,
+        batch: u64,
+    ) -> NetConfig {
         NetConfig {
             scheme,
             multiplier: 1.0,
@@ -82,22 +88,38 @@ impl NetConfig {
     /// Checks sizes and parameters; returns every layer's weight standard deviation.
     pub fn validate(&self) -> Result<Vec<f64>> {
         if self.depth() == 0 {
-            return Err(Error::invalid("depth", "0 (a network needs at least one layer)"));
+            return Err(Error::invalid(
+                "depth",
+                "0 (a network needs at least one layer)",
+            ));
         }
         if self.depth() > 100_000 {
-            return Err(Error::invalid("depth", format!("{} (at most 100000)", self.depth())));
+            return Err(Error::invalid(
+                "depth",
+                format!("{} (at most 100000)", self.depth()),
+            ));
         }
         if self.batch == 0 {
             return Err(Error::invalid("batch", "0 (must be at least 1)"));
         }
         if let Some(i) = self.widths.iter().position(|&w| w == 0) {
-            return Err(Error::invalid("width", format!("width of layer {i} is 0 (must be at least 1)")));
+            return Err(Error::invalid(
+                "width",
+                format!("width of layer {i} is 0 (must be at least 1)"),
+            ));
         }
         if !(self.bias_std.is_finite() && self.bias_std >= 0.0) {
-            return Err(Error::invalid("bias standard deviation", format!("{} (must be finite and >= 0)", self.bias_std)));
+            return Err(Error::invalid(
+                "bias standard deviation",
+                format!("{} (must be finite and >= 0)", self.bias_std),
+            ));
         }
         for &w in &self.widths {
-            if self.batch.checked_mul(w).is_none_or(|n| n > u64::from(u32::MAX) / 4) {
+            if self
+                .batch
+                .checked_mul(w)
+                .is_none_or(|n| n > u64::from(u32::MAX) / 4)
+            {
                 return Err(Error::LimitExceeded {
                     what: "activation tensor (batch x width elements)".into(),
                     got: self.batch.saturating_mul(w),
@@ -106,7 +128,9 @@ impl NetConfig {
                 });
             }
         }
-        (1..=self.depth()).map(|l| Ok(self.weight_spec(l)?.target()?.std)).collect()
+        (1..=self.depth())
+            .map(|l| Ok(self.weight_spec(l)?.target()?.std))
+            .collect()
     }
 
     /// `s_l = Var(W_l) * fan_in_l` per layer (sigma_w^2 of the mean-field theory).
@@ -141,12 +165,23 @@ pub struct TensorStats {
 
 impl TensorStats {
     /// From sums in f64.
-    pub fn from_sums(count: u64, sum: f64, sum_sq: f64, zeros: u64, saturated: u64, nonfinite: u64) -> TensorStats {
+    pub fn from_sums(
+        count: u64,
+        sum: f64,
+        sum_sq: f64,
+        zeros: u64,
+        saturated: u64,
+        nonfinite: u64,
+    ) -> TensorStats {
         let total = (count + nonfinite).max(1) as f64;
         let n = count.max(1) as f64;
         let mean = sum / n;
         let mean_sq = sum_sq / n;
-        let var = if count > 1 { ((mean_sq - mean * mean) * n / (n - 1.0)).max(0.0) } else { 0.0 };
+        let var = if count > 1 {
+            ((mean_sq - mean * mean) * n / (n - 1.0)).max(0.0)
+        } else {
+            0.0
+        };
         TensorStats {
             count,
             mean,

@@ -34,12 +34,16 @@ pub struct Panel {
 
 /// A colour per index, from a palette that stays distinct in print.
 pub fn color(i: usize) -> String {
-    const P: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+    const P: [&str; 8] = [
+        "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
+    ];
     P[i % P.len()].to_string()
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 const PW: f64 = 460.0; // panel plot area
@@ -64,7 +68,12 @@ pub fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(s, r#"<text x="{}" y="22" font-size="16" text-anchor="middle">{}</text>"#, width / 2.0, esc(title));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="16" text-anchor="middle">{}</text>"#,
+        width / 2.0,
+        esc(title)
+    );
     for (pi, p) in panels.iter().enumerate() {
         let ox = (pi % cols) as f64 * cell_w + ML;
         let oy = (pi / cols) as f64 * cell_h + MT + 10.0;
@@ -113,7 +122,12 @@ pub fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
 }
 
 fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
-    let pts = || p.series.iter().flat_map(|sr| sr.points.iter()).filter(|(x, y)| x.is_finite() && y.is_finite() && *y > 0.0);
+    let pts = || {
+        p.series
+            .iter()
+            .flat_map(|sr| sr.points.iter())
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *y > 0.0)
+    };
     let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
     let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in pts() {
@@ -131,8 +145,17 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     let (y0, y1) = (y0.floor(), y1.ceil().max(y0.floor() + 1.0));
     let sx = |x: f64| ox + (x - x0) / (x1 - x0) * PW;
     let sy = |ly: f64| oy + PH - (ly - y0) / (y1 - y0) * PH;
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#, ox + PW / 2.0, oy - 12.0, esc(&p.title));
-    let _ = writeln!(s, r##"<rect x="{ox}" y="{oy}" width="{PW}" height="{PH}" fill="none" stroke="#333"/>"##);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
+        ox + PW / 2.0,
+        oy - 12.0,
+        esc(&p.title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<rect x="{ox}" y="{oy}" width="{PW}" height="{PH}" fill="none" stroke="#333"/>"##
+    );
     // y ticks: at most ~8 labelled decades.
     let decades = (y1 - y0) as i64;
     let step = (decades / 8).max(1);
@@ -151,7 +174,11 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     // x ticks: a 1-2-5 step giving at most ~6 ticks.
     let span = x1 - x0;
     let mag = 10f64.powf((span / 5.0).log10().floor());
-    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * mag).find(|st| span / st <= 6.0).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|st| span / st <= 6.0)
+        .unwrap_or(10.0 * mag);
     let mut x = (x0 / step).ceil() * step;
     while x <= x1 + 1e-9 * span {
         let _ = writeln!(
@@ -165,7 +192,13 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         );
         x += step;
     }
-    let _ = writeln!(s, r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text>"#, ox + PW / 2.0, oy + PH + 38.0, esc(&p.x_label));
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text>"#,
+        ox + PW / 2.0,
+        oy + PH + 38.0,
+        esc(&p.x_label)
+    );
     let _ = writeln!(
         s,
         r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">{2}</text>"#,
@@ -173,13 +206,23 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         oy + PH / 2.0,
         esc(&p.y_label)
     );
-    let _ = writeln!(s, r#"<clipPath id="c{0}{1}"><rect x="{0}" y="{1}" width="{PW}" height="{PH}"/></clipPath>"#, ox as i64, oy as i64);
+    let _ = writeln!(
+        s,
+        r#"<clipPath id="c{0}{1}"><rect x="{0}" y="{1}" width="{PW}" height="{PH}"/></clipPath>"#,
+        ox as i64, oy as i64
+    );
     for sr in &p.series {
         let mut path = String::new();
         let mut pen_down = false;
         for &(x, y) in &sr.points {
             if x.is_finite() && y.is_finite() && y > 0.0 {
-                let _ = write!(path, "{}{:.1},{:.1} ", if pen_down { "L" } else { "M" }, sx(x), sy(y.log10()));
+                let _ = write!(
+                    path,
+                    "{}{:.1},{:.1} ",
+                    if pen_down { "L" } else { "M" },
+                    sx(x),
+                    sy(y.log10())
+                );
                 pen_down = true;
             } else {
                 pen_down = false;
@@ -188,7 +231,11 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         if path.is_empty() {
             continue;
         }
-        let dash = if sr.dashed { r#" stroke-dasharray="6,4""# } else { "" };
+        let dash = if sr.dashed {
+            r#" stroke-dasharray="6,4""#
+        } else {
+            ""
+        };
         let _ = writeln!(
             s,
             r#"<path d="{path}" fill="none" stroke="{}" stroke-width="{}"{dash} clip-path="url(#c{}{})"/>"#,
@@ -209,12 +256,19 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
         font_family: "DejaVu Sans".into(),
         ..Default::default()
     };
-    let tree = resvg::usvg::Tree::from_str(svg, &opt).map_err(|e| Error::invalid("plot", format!("SVG rejected: {e}")))?;
+    let tree = resvg::usvg::Tree::from_str(svg, &opt)
+        .map_err(|e| Error::invalid("plot", format!("SVG rejected: {e}")))?;
     let size = tree.size().to_int_size();
     let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
         .ok_or_else(|| Error::invalid("plot", "empty image"))?;
-    resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
-    pixmap.encode_png().map_err(|e| Error::invalid("plot", format!("PNG encoding failed: {e}")))
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| Error::invalid("plot", format!("PNG encoding failed: {e}")))
 }
 
 /// Writes `stem.svg` and `stem.png` atomically.

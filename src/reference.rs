@@ -31,7 +31,10 @@ pub fn sgemm(
         }
     };
     if c.len() < m * n || a.len() < last(m, k, k, 1) || b.len() < last(k, n, b_rs, b_cs) {
-        return Err(Error::invalid("matrix multiply", "operand slices shorter than their extents"));
+        return Err(Error::invalid(
+            "matrix multiply",
+            "operand slices shorter than their extents",
+        ));
     }
     if m == 0 || n == 0 {
         return Ok(());
@@ -100,7 +103,14 @@ fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
 fn weights(cfg: &NetConfig, l: usize, std: f64) -> Result<Vec<f32>> {
     let n = cfg.widths[l] * cfg.widths[l - 1];
     let mut w = cpu::host_vec::<f32>(n)?;
-    cpu::fill(cfg.dist, cfg.dist.kernel_scale(std), cfg.seed, l as u32, 0, &mut w);
+    cpu::fill(
+        cfg.dist,
+        cfg.dist.kernel_scale(std),
+        cfg.seed,
+        l as u32,
+        0,
+        &mut w,
+    );
     Ok(w)
 }
 
@@ -147,7 +157,12 @@ pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
         // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
         sgemm(b, n_out, n_in, &mut z, &a, &w, 1, n_in, false)?;
         if cfg.bias_std > 0.0 {
-            let bias = normal(cfg.seed, net::BIAS_TENSOR | l as u32, n_out as u64, cfg.bias_std)?;
+            let bias = normal(
+                cfg.seed,
+                net::BIAS_TENSOR | l as u32,
+                n_out as u64,
+                cfg.bias_std,
+            )?;
             for row in z.chunks_mut(n_out) {
                 for (v, bb) in row.iter_mut().zip(&bias) {
                     *v += bb;
@@ -155,7 +170,9 @@ pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
             }
         }
         let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
-        let dead = (0..n_out).filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0)).count();
+        let dead = (0..n_out)
+            .filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0))
+            .count();
         layers[l - 1] = LayerStats {
             layer: l,
             pre: stats(&z, None),

@@ -124,7 +124,12 @@ pub fn dead_module() -> Module {
 
 /// Every module deepinit builds, for validation.
 pub fn all_modules() -> Vec<Module> {
-    let mut v = vec![gemm_module(), network_module(), reduce_module(), dead_module()];
+    let mut v = vec![
+        gemm_module(),
+        network_module(),
+        reduce_module(),
+        dead_module(),
+    ];
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));
         v.push(kat_module(m));

@@ -26,6 +26,7 @@ use crate::act::Activation;
 #[derive(Debug, Clone, Default)]
 pub struct Quadrature;
 
+#[allow(clippy::excessive_precision)] // tabulated nodes and weights, verbatim
 const GL8: [(f64, f64); 4] = [
     (0.183_434_642_495_649_8, 0.362_683_783_378_362_0),
     (0.525_532_409_916_329_0, 0.313_706_645_877_887_3),
@@ -41,7 +42,7 @@ impl Quadrature {
 
     /// E[f(Z)] for Z ~ N(0, q).
     pub fn expect(&self, q: f64, f: impl Fn(f64) -> f64) -> f64 {
-        if !(q > 0.0) || !q.is_finite() {
+        if q.is_nan() || q <= 0.0 || q.is_infinite() {
             return f(0.0);
         }
         let sigma = q.sqrt();
@@ -95,10 +96,18 @@ pub struct LayerTheory {
 /// per-layer ratios, each of which fluctuates with relative variance
 /// `(K_i - 1) / n_i`, where `K_i = E[phi^4] / E[phi^2]^2` of the previous
 /// layer's outputs (K = 3 for Gaussian inputs, 6 for ReLU, giving Hanin and
-/// Nica's 5 / n per layer). So `Var log(q_hat_l / q_l) ~ sum_{i<l} (K_i - 1) / n_i
-/// + 2 / n_l` (the last term: averaging z^2 over the layer's n_l units). Averaging
-/// over the batch only shrinks this, so it is a conservative spread.
-pub fn predict(act: Activation, s: &[f64], widths: &[u64], m_in: f64, k_in: f64, sigma_b2: f64) -> Vec<LayerTheory> {
+/// Nica's 5 / n per layer). So `Var log(q_hat_l / q_l)` is about
+/// `sum_{i<l} (K_i - 1) / n_i + 2 / n_l`, the last term from averaging z^2 over
+/// the layer's n_l units. Averaging over the batch only shrinks this, so it is
+/// a conservative spread. `k_in` is K of the inputs (3 for Gaussian inputs).
+pub fn predict(
+    act: Activation,
+    s: &[f64],
+    widths: &[u64],
+    m_in: f64,
+    k_in: f64,
+    sigma_b2: f64,
+) -> Vec<LayerTheory> {
     let quad = Quadrature::new();
     let depth = s.len();
     let mut out = Vec::with_capacity(depth);
@@ -151,9 +160,15 @@ mod tests {
         assert!((q.expect(2.5, |z| z.powi(4)) - 3.0 * 6.25).abs() < 1e-11);
         // ReLU: E[relu^2] = q / 2 and E[relu'^2] = 1/2; linear: q.
         for var in [0.01, 1.0, 37.0] {
-            assert!((q.expect(var, |z| Activation::Relu.f(z).powi(2)) - var / 2.0).abs() < 1e-12 * var.max(1.0));
+            assert!(
+                (q.expect(var, |z| Activation::Relu.f(z).powi(2)) - var / 2.0).abs()
+                    < 1e-12 * var.max(1.0)
+            );
             assert!((q.expect(var, |z| Activation::Relu.df(z).powi(2)) - 0.5).abs() < 1e-13);
-            assert!((q.expect(var, |z| Activation::Linear.f(z).powi(2)) - var).abs() < 1e-12 * var.max(1.0));
+            assert!(
+                (q.expect(var, |z| Activation::Linear.f(z).powi(2)) - var).abs()
+                    < 1e-12 * var.max(1.0)
+            );
         }
         // E[relu] = sqrt(q / (2 pi)): the breakpoint at 0 makes the kink exact.
         for var in [1e-6, 1.0, 400.0] {
@@ -174,7 +189,11 @@ mod tests {
             let t = predict(Activation::Relu, &[k; 10], &widths, 1.0, 3.0, 0.0);
             for (l, lt) in t.iter().enumerate() {
                 let want = k * (k / 2.0f64).powi(l as i32);
-                assert!((lt.pre_var / want - 1.0).abs() < 1e-12, "k {k} layer {l}: {} vs {want}", lt.pre_var);
+                assert!(
+                    (lt.pre_var / want - 1.0).abs() < 1e-12,
+                    "k {k} layer {l}: {} vs {want}",
+                    lt.pre_var
+                );
                 assert!((lt.chi1 - k / 2.0).abs() < 1e-12);
             }
         }
@@ -182,7 +201,9 @@ mod tests {
         let t = predict(Activation::Relu, &[2.0; 10], &widths, 1.0, 3.0, 0.0);
         assert!(t.iter().all(|lt| (lt.grad_var - 0.5).abs() < 1e-12));
         // Finite-width spread grows like sqrt(5 l / n) for ReLU.
-        assert!((t[9].log_sd.powi(2) - (2.0 / 100.0 + 9.0 * 5.0 / 100.0 + 2.0 / 100.0)).abs() < 1e-9);
+        assert!(
+            (t[9].log_sd.powi(2) - (2.0 / 100.0 + 9.0 * 5.0 / 100.0 + 2.0 / 100.0)).abs() < 1e-9
+        );
     }
 
     #[test]

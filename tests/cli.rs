@@ -336,14 +336,129 @@ fn adapter_selection_and_cpu_fallback() {
 }
 
 #[test]
-fn no_arguments_runs_the_default_job() {
-    // The README's main command: he, normal, 4096x4096, verified.
-    let r = deepinit(&["--backend", "cpu"]);
-    assert!(r.status.success(), "{}", stderr(&r));
+fn no_arguments_runs_the_demo_and_writes_its_report_and_plot() {
+    // The README's main command: the lecture as an experiment, in a scratch directory.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+        .current_dir(dir.path())
+        .output()
+        .expect("runs");
     let text = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{text}{}", stderr(&r));
+    for scheme in ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"] {
+        assert!(
+            text.lines().any(|l| l.starts_with(scheme)),
+            "no row for {scheme}: {text}"
+        );
+    }
     assert!(
-        text.contains("shape 4096x4096 (16,777,216 elements)"),
+        text.contains("relu: width 256, depth 50") && text.contains("tanh: width 256, depth 50"),
         "{text}"
     );
-    assert!(text.contains("verdict: PASS"), "{text}");
+    let out = dir.path().join("deepinit-out");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).expect("report.json"))
+            .expect("JSON");
+    let runs = report["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 10);
+    for run in runs {
+        for key in [
+            "scheme",
+            "activation",
+            "width",
+            "depth",
+            "batch",
+            "layers",
+            "verdict",
+        ] {
+            assert!(!run[key].is_null(), "run lacks {key}");
+        }
+        let layer = &run["layers"][0];
+        for key in [
+            "layer",
+            "pre_mean",
+            "pre_var",
+            "post_mean",
+            "post_var",
+            "grad_var",
+            "theory_pre_var",
+            "dead_frac",
+            "saturated_frac",
+        ] {
+            assert!(layer.get(key).is_some(), "layer lacks {key}");
+        }
+        assert_eq!(run["layers"].as_array().expect("layers").len(), 50);
+        assert_eq!(run["verdict"]["cpu_match"], true, "{}", run["verdict"]);
+        assert_eq!(run["verdict"]["theory_match"], true, "{}", run["verdict"]);
+    }
+    // He / relu is stable; LeCun / relu and naive:0.01 vanish; naive:1.0 / relu overflows.
+    let fate = |s: &str, a: &str| {
+        text.lines()
+            .skip_while(|l| !l.starts_with(&format!("{a}:")))
+            .find(|l| l.starts_with(&format!("{s} ")))
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    assert!(
+        fate("he", "relu").contains("stable"),
+        "{}",
+        fate("he", "relu")
+    );
+    assert!(fate("lecun", "relu").contains("vanishes"));
+    assert!(fate("naive:1.0", "relu").contains("overflows"));
+    let png = std::fs::read(out.join("variance.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let svg = std::fs::read_to_string(out.join("variance.svg")).expect("svg");
+    assert!(deepinit::plot::svg_to_png(&svg).is_ok(), "the SVG parses");
+}
+
+#[test]
+fn forward_writes_json_and_rejects_bad_networks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("f.json");
+    let r = deepinit(&[
+        "forward",
+        "--backend",
+        "cpu",
+        "--scheme",
+        "lecun",
+        "--act",
+        "tanh",
+        "--width",
+        "32",
+        "--depth",
+        "4",
+        "--batch",
+        "8",
+        "--bias-std",
+        "0.05",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("JSON");
+    assert_eq!(v["runs"][0]["depth"], 4);
+    assert_eq!(v["runs"][0]["bias_std"], 0.05);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--depth", "0"], "depth"),
+        (&["--width", "0"], "width of layer 0 is 0"),
+        (&["--batch", "0"], "batch"),
+        (&["--act", "swish"], "unknown activation"),
+        (&["--bias-std", "-1"], "bias standard deviation"),
+        (&["--widths", "16,0,8"], "width of layer 1 is 0"),
+        (&["--width", "4000000000", "--batch", "64"], "too large"),
+    ];
+    for (args, msg) in cases {
+        let mut full = vec!["forward", "--backend", "cpu"];
+        full.extend_from_slice(args);
+        let r = deepinit(&full);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        assert!(
+            stderr(&r).contains(msg),
+            "{args:?}: expected '{msg}' in {}",
+            stderr(&r)
+        );
+        assert!(!stderr(&r).contains("panicked"));
+    }
 }

@@ -406,7 +406,7 @@ impl<'a> Generator<'a> {
                 });
                 pass.set_pipeline(&pipeline);
                 pass.set_bind_group(0, &slot.bind_group, &[]);
-                pass.dispatch_workgroups(gx as u32, gy as u32, 1);
+                pass.dispatch_workgroups(gx, gy, 1);
             }
             enc.copy_buffer_to_buffer(&slot.storage, 0, &slot.readback, 0, count * 4);
             let submission = self.ctx.queue.submit([enc.finish()]);
@@ -439,14 +439,20 @@ impl<'a> Generator<'a> {
 
     fn dims(&self, p: &Params, workgroup_size: u32) -> Result<(u32, u32)> {
         let blocks = (u64::from(p.lane_offset) + u64::from(p.count)).div_ceil(4);
-        self.ctx.dispatch_2d(blocks.div_ceil(u64::from(workgroup_size)))
+        self.ctx
+            .dispatch_2d(blocks.div_ceil(u64::from(workgroup_size)))
     }
 
     /// Records the generation of `req` into `out` (elements `req.start ..` land
     /// at `out[0 ..]`) on an encoder, with no read-back: how the network
     /// driver materializes weights, biases and inputs on the device. `req.count`
     /// must fit one chunk and `out`.
-    pub fn encode_into(&self, enc: &mut wgpu::CommandEncoder, req: &GenRequest, out: &wgpu::Buffer) -> Result<()> {
+    pub fn encode_into(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        req: &GenRequest,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
         if req.count == 0 {
             return Ok(());
         }
@@ -469,24 +475,26 @@ impl<'a> Generator<'a> {
         let (gx, gy) = self.dims(&params, opts.workgroup_size)?;
         let bind_group = self.ctx.scoped("binding a generation target", || {
             let pbuf = self.ctx.uniform(bytemuck::bytes_of(&params));
-            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("init target"),
-                layout: &self.layout,
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: pbuf.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: out,
-                            offset: 0,
-                            size: wgpu::BufferSize::new(req.count * 4),
-                        }),
-                    },
-                ],
-            })
+            self.ctx
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("init target"),
+                    layout: &self.layout,
+                    entries: &[
+                        wgpu::BindGroupEntry {
+                            binding: 0,
+                            resource: pbuf.as_entire_binding(),
+                        },
+                        wgpu::BindGroupEntry {
+                            binding: 1,
+                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                                buffer: out,
+                                offset: 0,
+                                size: wgpu::BufferSize::new(req.count * 4),
+                            }),
+                        },
+                    ],
+                })
         })?;
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("init"),

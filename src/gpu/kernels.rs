@@ -90,24 +90,32 @@ pub struct NetKernels<'a> {
     dead: wgpu::ComputePipeline,
 }
 
-fn pipeline(ctx: &GpuContext, m: &Module, entry: &str, constants: &[(&str, f64)]) -> Result<wgpu::ComputePipeline> {
+fn pipeline(
+    ctx: &GpuContext,
+    m: &Module,
+    entry: &str,
+    constants: &[(&str, f64)],
+) -> Result<wgpu::ComputePipeline> {
     ctx.scoped("building a network pipeline", || {
-        let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(m.name),
-            source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
-        });
-        ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            // Derived from the shader: each entry point's own bindings.
-            layout: None,
-            module: &module,
-            entry_point: Some(entry),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants,
-                zero_initialize_workgroup_memory: true,
-            },
-            cache: None,
-        })
+        let module = ctx
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(m.name),
+                source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
+            });
+        ctx.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                // Derived from the shader: each entry point's own bindings.
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            })
     })
 }
 
@@ -134,7 +142,14 @@ impl<'a> NetKernels<'a> {
         self.act
     }
 
-    fn record(&self, enc: &mut wgpu::CommandEncoder, pipe: &wgpu::ComputePipeline, params: &[u8], buffers: &[&wgpu::Buffer], groups: (u32, u32)) -> Result<()> {
+    fn record(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        pipe: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) -> Result<()> {
         let bind_group = self.ctx.scoped("binding network buffers", || {
             let p = self.ctx.uniform(params);
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -147,11 +162,13 @@ impl<'a> NetKernels<'a> {
                     resource: b.as_entire_binding(),
                 });
             }
-            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipe.get_bind_group_layout(0),
-                entries: &entries,
-            })
+            self.ctx
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: None,
+                    layout: &pipe.get_bind_group_layout(0),
+                    entries: &entries,
+                })
         })?;
         let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,
@@ -164,7 +181,15 @@ impl<'a> NetKernels<'a> {
     }
 
     /// Records `C (+)= A * op(B)`.
-    pub fn gemm(&self, enc: &mut wgpu::CommandEncoder, form: GemmForm, p: &GemmParams, a: &wgpu::Buffer, b: &wgpu::Buffer, c: &wgpu::Buffer) -> Result<()> {
+    pub fn gemm(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        form: GemmForm,
+        p: &GemmParams,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+    ) -> Result<()> {
         if p.m == 0 || p.n == 0 {
             return Ok(());
         }
@@ -191,7 +216,16 @@ impl<'a> NetKernels<'a> {
 
     /// Records `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
     #[allow(clippy::too_many_arguments)]
-    pub fn bias_act(&self, enc: &mut wgpu::CommandEncoder, n: u64, width: u64, has_bias: bool, bias: &wgpu::Buffer, z: &wgpu::Buffer, a: &wgpu::Buffer) -> Result<()> {
+    pub fn bias_act(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        n: u64,
+        width: u64,
+        has_bias: bool,
+        bias: &wgpu::Buffer,
+        z: &wgpu::Buffer,
+        a: &wgpu::Buffer,
+    ) -> Result<()> {
         let p = EwParams {
             n: n as u32,
             width: width as u32,
@@ -199,11 +233,23 @@ impl<'a> NetKernels<'a> {
             _pad: 0,
         };
         let g = self.ew_groups(n)?;
-        self.record(enc, &self.bias_act, bytemuck::bytes_of(&p), &[z, a, bias], g)
+        self.record(
+            enc,
+            &self.bias_act,
+            bytemuck::bytes_of(&p),
+            &[z, a, bias],
+            g,
+        )
     }
 
     /// Records `delta *= act'(z)` over `n` elements.
-    pub fn grad_mul(&self, enc: &mut wgpu::CommandEncoder, n: u64, z: &wgpu::Buffer, delta: &wgpu::Buffer) -> Result<()> {
+    pub fn grad_mul(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        n: u64,
+        z: &wgpu::Buffer,
+        delta: &wgpu::Buffer,
+    ) -> Result<()> {
         let p = EwParams {
             n: n as u32,
             width: 1,
@@ -222,7 +268,15 @@ impl<'a> NetKernels<'a> {
 
     /// Records the partial statistics of `x` (`n` elements) into records
     /// `rec ..` of `recs`.
-    pub fn reduce(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, n: u64, rec: u64, saturation: Option<(f32, f32)>, recs: &wgpu::Buffer) -> Result<()> {
+    pub fn reduce(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        n: u64,
+        rec: u64,
+        saturation: Option<(f32, f32)>,
+        recs: &wgpu::Buffer,
+    ) -> Result<()> {
         let (lo, hi) = saturation.unwrap_or((0.0, 0.0));
         let p = RedParams {
             n: n as u32,
@@ -238,7 +292,15 @@ impl<'a> NetKernels<'a> {
     }
 
     /// Records the dead-unit count of `x` (`rows x cols`) into counter `slot`.
-    pub fn dead(&self, enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, rows: u64, cols: u64, slot: u32, counters: &wgpu::Buffer) -> Result<()> {
+    pub fn dead(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        rows: u64,
+        cols: u64,
+        slot: u32,
+        counters: &wgpu::Buffer,
+    ) -> Result<()> {
         let p = DeadParams {
             rows: rows as u32,
             cols: cols as u32,
@@ -254,7 +316,13 @@ impl<'a> NetKernels<'a> {
                 hint: String::new(),
             });
         }
-        self.record(enc, &self.dead, bytemuck::bytes_of(&p), &[x, counters], (groups as u32, 1))
+        self.record(
+            enc,
+            &self.dead,
+            bytemuck::bytes_of(&p),
+            &[x, counters],
+            (groups as u32, 1),
+        )
     }
 }
 
@@ -265,7 +333,9 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
     for r in rec..rec + count {
         let w = words
             .get((r * RECORD_WORDS) as usize..((r + 1) * RECORD_WORDS) as usize)
-            .ok_or_else(|| Error::invalid("statistics records", "read-back shorter than expected"))?;
+            .ok_or_else(|| {
+                Error::invalid("statistics records", "read-back shorter than expected")
+            })?;
         let s = f64::from(f32::from_bits(w[0]));
         sum += s * f64::from(f32::from_bits(w[1]));
         sq += s * s * f64::from(f32::from_bits(w[2]));
@@ -274,5 +344,50 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
         sat += u64::from(w[5]);
         nonfinite += u64::from(w[6]);
     }
-    Ok(crate::net::TensorStats::from_sums(n, sum, sq, zeros, sat, nonfinite))
+    Ok(crate::net::TensorStats::from_sums(
+        n, sum, sq, zeros, sat, nonfinite,
+    ))
+}
+
+impl NetKernels<'_> {
+    /// Runs one matrix multiply on host data: uploads `a`, `b` and the initial
+    /// `c`, records [`NetKernels::gemm`] with `p`, and returns the whole of C.
+    /// For tests and benchmarks; the network keeps everything on the device.
+    pub fn matmul_host(
+        &self,
+        form: GemmForm,
+        p: &GemmParams,
+        a: &[f32],
+        b: &[f32],
+        c: &[f32],
+    ) -> Result<Vec<f32>> {
+        use wgpu::util::DeviceExt;
+        let ctx = self.ctx;
+        let upload = |label: &str, data: &[f32]| {
+            // wgpu rejects zero-sized bindings; pad empty inputs to one element.
+            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+            ctx.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                })
+        };
+        let (ab, bb, cb) = ctx.scoped("uploading matrices", || {
+            (upload("A", a), upload("B", b), upload("C", c))
+        })?;
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("matmul"),
+            });
+        self.gemm(&mut enc, form, p, &ab, &bb, &cb)?;
+        ctx.queue.submit([enc.finish()]);
+        let bytes = ctx.read_buffer(&cb, 4 * c.len().max(1) as u64)?;
+        Ok(bytes
+            .chunks_exact(4)
+            .take(c.len())
+            .map(|x| f32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+            .collect())
+    }
 }

@@ -27,7 +27,10 @@ struct Bufs {
 }
 
 fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
-    let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+    let limit = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
     if bytes > limit {
         return Err(Error::LimitExceeded {
             what: format!("{label} buffer (bytes)"),
@@ -41,7 +44,9 @@ fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
             label: Some(label),
             size: bytes.max(4),
             // Kernels read and write them; statistics are copied out.
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     })
@@ -68,11 +73,20 @@ fn weight_rows(ctx: &GpuContext, n_in: u64, n_out: u64) -> Result<u64> {
 
 /// Runs `cfg` forward and backward on the device, with `kern` compiled for
 /// `cfg.act` (compile once, run many configurations).
-pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[f32]>) -> Result<NetStats> {
+pub fn run(
+    gen: &Generator,
+    kern: &NetKernels,
+    cfg: &NetConfig,
+    input: Option<&[f32]>,
+) -> Result<NetStats> {
     if kern.activation() != cfg.act {
         return Err(Error::invalid(
             "network kernels",
-            format!("compiled for {}, but the network uses {}", kern.activation().name(), cfg.act.name()),
+            format!(
+                "compiled for {}, but the network uses {}",
+                kern.activation().name(),
+                cfg.act.name()
+            ),
         ));
     }
     let ctx = gen.context();
@@ -94,18 +108,35 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
         total += 3 * r;
     }
     let gram_elems = b * b;
-    let max_rows = (1..=depth).map(|l| weight_rows(ctx, w[l - 1], w[l])).collect::<Result<Vec<_>>>()?;
-    let w_elems = (1..=depth).map(|l| max_rows[l - 1] * w[l - 1]).max().unwrap_or(1);
+    let max_rows = (1..=depth)
+        .map(|l| weight_rows(ctx, w[l - 1], w[l]))
+        .collect::<Result<Vec<_>>>()?;
+    let w_elems = (1..=depth)
+        .map(|l| max_rows[l - 1] * w[l - 1])
+        .max()
+        .unwrap_or(1);
     let bufs = Bufs {
-        act: [storage(ctx, "activations", 4 * b * max_w)?, storage(ctx, "activations", 4 * b * max_w)?],
-        delta: [storage(ctx, "deltas", 4 * b * max_w)?, storage(ctx, "deltas", 4 * b * max_w)?],
-        z: (1..=depth).map(|l| storage(ctx, "pre-activations", 4 * b * w[l])).collect::<Result<_>>()?,
+        act: [
+            storage(ctx, "activations", 4 * b * max_w)?,
+            storage(ctx, "activations", 4 * b * max_w)?,
+        ],
+        delta: [
+            storage(ctx, "deltas", 4 * b * max_w)?,
+            storage(ctx, "deltas", 4 * b * max_w)?,
+        ],
+        z: (1..=depth)
+            .map(|l| storage(ctx, "pre-activations", 4 * b * w[l]))
+            .collect::<Result<_>>()?,
         w: storage(ctx, "weight block", 4 * w_elems)?,
         bias: storage(ctx, "bias", 4 * max_w)?,
         recs: storage(ctx, "statistics records", 4 * net_words(total))?,
         dead: storage(ctx, "dead-unit counters", 4 * (depth as u64 + 1))?,
         // Gram of a_{l-1} at slot 2(l-1), of delta_l at slot 2(l-1)+1, final a_L at slot 2L.
-        grams: storage(ctx, "Gram matrices", 4 * gram_elems * (2 * depth as u64 + 1))?,
+        grams: storage(
+            ctx,
+            "Gram matrices",
+            4 * gram_elems * (2 * depth as u64 + 1),
+        )?,
     };
 
     let gemm_gram = |enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, n: u64, slot: u64| {
@@ -134,7 +165,9 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
     };
     let new_encoder = || {
         ctx.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("network") })
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("network"),
+            })
     };
 
     // Input.
@@ -142,9 +175,13 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
     match input {
         Some(x) => {
             if x.len() as u64 != b * w[0] {
-                return Err(Error::invalid("input", format!("{} values, but batch x width = {}", x.len(), b * w[0])));
+                return Err(Error::invalid(
+                    "input",
+                    format!("{} values, but batch x width = {}", x.len(), b * w[0]),
+                ));
             }
-            ctx.queue.write_buffer(&bufs.act[0], 0, bytemuck::cast_slice(x));
+            ctx.queue
+                .write_buffer(&bufs.act[0], 0, bytemuck::cast_slice(x));
         }
         None => {
             let req = GenRequest {
@@ -196,12 +233,28 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
             };
             gen.encode_into(&mut enc, &req, &bufs.bias)?;
         }
-        kern.bias_act(&mut enc, b * n_out, n_out, has_bias, &bufs.bias, &bufs.z[l - 1], a_next)?;
-        kern.reduce(&mut enc, &bufs.z[l - 1], b * n_out, rec[l][0], None, &bufs.recs)?;
+        kern.bias_act(
+            &mut enc,
+            b * n_out,
+            n_out,
+            has_bias,
+            &bufs.bias,
+            &bufs.z[l - 1],
+            a_next,
+        )?;
+        kern.reduce(
+            &mut enc,
+            &bufs.z[l - 1],
+            b * n_out,
+            rec[l][0],
+            None,
+            &bufs.recs,
+        )?;
         kern.reduce(&mut enc, a_next, b * n_out, rec[l][1], sat, &bufs.recs)?;
         kern.dead(&mut enc, a_next, b, n_out, l as u32, &bufs.dead)?;
         if l % LAYERS_PER_SUBMIT == 0 {
-            ctx.queue.submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            ctx.queue
+                .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
         }
     }
     gemm_gram(&mut enc, &bufs.act[depth % 2], w[depth], 2 * depth as u64)?;
@@ -247,7 +300,8 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
             }
         }
         if l % LAYERS_PER_SUBMIT == 0 {
-            ctx.queue.submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            ctx.queue
+                .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
         }
     }
     ctx.queue.submit([enc.finish()]);
@@ -255,10 +309,11 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
     // Read back only the statistics.
     let recs = words(ctx.read_buffer(&bufs.recs, 4 * net_words(total))?);
     let dead = words(ctx.read_buffer(&bufs.dead, 4 * (depth as u64 + 1))?);
-    let grams: Vec<f32> = words(ctx.read_buffer(&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1))?)
-        .into_iter()
-        .map(f32::from_bits)
-        .collect();
+    let grams: Vec<f32> =
+        words(ctx.read_buffer(&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1))?)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
     let g = |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
     let mut layers = Vec::with_capacity(depth);
     for l in 1..=depth {
@@ -270,7 +325,10 @@ pub fn run(gen: &Generator, kern: &NetKernels, cfg: &NetConfig, input: Option<&[
             post: fold_records(&recs, rec[l][1], r)?,
             dead_frac: f64::from(dead[l]) / w[l] as f64,
             grad: fold_records(&recs, rec[l][2], r)?,
-            grad_w_norm: net::grad_norm_from_grams(g(2 * (l as u64 - 1) + 1), g(2 * (l as u64 - 1))),
+            grad_w_norm: net::grad_norm_from_grams(
+                g(2 * (l as u64 - 1) + 1),
+                g(2 * (l as u64 - 1)),
+            ),
         });
     }
     Ok(NetStats {
