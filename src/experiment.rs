@@ -179,22 +179,46 @@ fn compare(
 
 /// Runs `cfg` on `device`, and on the CPU reference when the device is a GPU.
 pub fn run(device: &Device, cfg: &NetConfig, verify: bool) -> Result<RunReport> {
+    run_with_input(device, cfg, None, verify)
+}
+
+/// [`run`] with the inputs given (`batch x n_0`, row-major) instead of drawn
+/// from the RNG. The theory then uses their measured mean square and kurtosis.
+pub fn run_with_input(
+    device: &Device,
+    cfg: &NetConfig,
+    input: Option<&[f32]>,
+    verify: bool,
+) -> Result<RunReport> {
     let s = cfg.sigma_w2()?;
     let measured: NetStats = match device {
-        Device::Gpu(g, k) => crate::gpu::network::run(g, k, cfg, None)?,
-        Device::Cpu => crate::reference::run(cfg, None)?,
+        Device::Gpu(g, k) => crate::gpu::network::run(g, k, cfg, input)?,
+        Device::Cpu => crate::reference::run(cfg, input)?,
     };
     let reference = match device {
-        Device::Gpu(..) if verify => Some(crate::reference::run(cfg, None)?),
+        Device::Gpu(..) if verify => Some(crate::reference::run(cfg, input)?),
         _ => None,
     };
     let m_in = measured.input.mean_sq;
+    // Kurtosis E[x^4] / E[x^2]^2 of the inputs: 3 for the RNG's Gaussian inputs.
+    let k_in = match input {
+        Some(x) if !x.is_empty() => {
+            let m2 = x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / x.len() as f64;
+            let m4 = x.iter().map(|&v| f64::from(v).powi(4)).sum::<f64>() / x.len() as f64;
+            if m2 > 0.0 {
+                m4 / (m2 * m2)
+            } else {
+                3.0
+            }
+        }
+        _ => 3.0,
+    };
     let th = theory::predict(
         cfg.act,
         &s,
         &cfg.widths,
         m_in,
-        3.0,
+        k_in,
         cfg.bias_std * cfg.bias_std,
     );
     Ok(assemble(cfg, &s, &measured, reference.as_ref(), &th))

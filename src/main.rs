@@ -125,6 +125,10 @@ struct ForwardArgs {
     /// Skip the CPU reference.
     #[arg(long)]
     no_verify: bool,
+    /// Inputs from a .npy file of shape (batch, n_0), float32 or float64
+    /// (sets --batch and the input width); default: N(0, 1) from the RNG.
+    #[arg(long)]
+    input: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -626,8 +630,22 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         Some(w) => w.clone(),
         None => vec![a.width; a.depth.saturating_add(1)],
     };
+    let input = a.input.as_deref().map(deepinit::npy::read_2d).transpose()?;
     let mut cfg = deepinit::net::NetConfig::uniform(Scheme::parse(&a.scheme)?, act, 1, 1, a.batch);
     cfg.widths = widths;
+    if let Some(x) = &input {
+        cfg.batch = x.rows;
+        if a.widths.is_some() && cfg.widths[0] != x.cols {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "the file has width {}, but --widths starts with {}",
+                    x.cols, cfg.widths[0]
+                ),
+            ));
+        }
+        cfg.widths[0] = x.cols;
+    }
     cfg.multiplier = a.multiplier;
     cfg.bias_std = a.bias_std;
     cfg.seed = a.seed;
@@ -659,7 +677,12 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
         _ => deepinit::experiment::Device::Cpu,
     };
-    let r = deepinit::experiment::run(&dev, &cfg, !a.no_verify)?;
+    let r = deepinit::experiment::run_with_input(
+        &dev,
+        &cfg,
+        input.as_ref().map(|x| x.data.as_slice()),
+        !a.no_verify,
+    )?;
     println!(
         "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
         r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed

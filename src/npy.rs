@@ -234,3 +234,128 @@ mod tests {
         assert!(NpyWriter::create(&dest, &[1], true).is_ok());
     }
 }
+
+/// A 2-D float array read from a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array2 {
+    /// Rows.
+    pub rows: u64,
+    /// Columns.
+    pub cols: u64,
+    /// Values, row-major, converted to f32.
+    pub data: Vec<f32>,
+}
+
+/// Reads a C-order `<f4` or `<f8` array of shape `(rows, cols)` (NumPy format
+/// 1.0 or 2.0), e.g. a batch of network inputs.
+pub fn read_2d(path: &Path) -> Result<Array2> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let bad = |m: &str| Error::invalid("input file", format!("{}: {m}", path.display()));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        _ => return Err(bad("unsupported .npy version")),
+    };
+    let header = bytes
+        .get(start..start + len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("truncated header"))?;
+    let field = |key: &str| -> Option<&str> {
+        let i = header.find(&format!("'{key}'"))?;
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").ok_or_else(|| bad("no descr"))?;
+    let width = if descr.starts_with("'<f4'") {
+        4
+    } else if descr.starts_with("'<f8'") {
+        8
+    } else {
+        return Err(bad(
+            "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported",
+        ));
+    };
+    if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
+        return Err(bad("only C-order arrays are supported"));
+    }
+    let shape_txt = field("shape").ok_or_else(|| bad("no shape"))?;
+    let inner = shape_txt
+        .strip_prefix('(')
+        .and_then(|t| t.split(')').next())
+        .ok_or_else(|| bad("malformed shape"))?;
+    let dims: Vec<u64> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| bad("malformed shape")))
+        .collect::<Result<_>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(bad(&format!(
+            "expected a 2-D array (batch, width), got {} dimensions",
+            dims.len()
+        )));
+    };
+    let n = rows
+        .checked_mul(cols)
+        .ok_or_else(|| bad("shape overflows"))? as usize;
+    let data = &bytes[start + len..];
+    if data.len() != n * width {
+        return Err(bad(&format!(
+            "{} data bytes, but the shape needs {}",
+            data.len(),
+            n * width
+        )));
+    }
+    let values: Vec<f32> = if width == 4 {
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    } else {
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
+            .collect()
+    };
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(bad("contains NaN or infinite values"));
+    }
+    Ok(Array2 {
+        rows,
+        cols,
+        data: values,
+    })
+}
+
+#[cfg(test)]
+mod read_tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_writer_wrote_and_rejects_other_arrays() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.npy");
+        let mut w = NpyWriter::create(&p, &[2, 3], false).unwrap();
+        w.write(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
+        w.finish().unwrap();
+        let a = read_2d(&p).unwrap();
+        assert_eq!(
+            (a.rows, a.cols, a.data),
+            (2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5])
+        );
+        let q = dir.path().join("v.npy");
+        let mut w = NpyWriter::create(&q, &[4], false).unwrap();
+        w.write(&[1.0; 4]).unwrap();
+        w.finish().unwrap();
+        assert!(read_2d(&q).unwrap_err().to_string().contains("2-D"));
+        std::fs::write(&q, b"not numpy").unwrap();
+        assert!(read_2d(&q).is_err());
+    }
+}

@@ -440,7 +440,50 @@ fn forward_writes_json_and_rejects_bad_networks() {
         serde_json::from_slice(&std::fs::read(&json).expect("json written")).expect("JSON");
     assert_eq!(v["runs"][0]["depth"], 4);
     assert_eq!(v["runs"][0]["bias_std"], 0.05);
+    // Inputs from a .npy file: the batch comes from the file; the run is
+    // verified against the CPU reference on the same inputs.
+    let x = dir.path().join("x.npy");
+    let mut w = deepinit::npy::NpyWriter::create(&x, &[12, 40], false).expect("create");
+    let vals: Vec<f32> = (0..480)
+        .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
+        .collect();
+    w.write(&vals).expect("write");
+    w.finish().expect("finish");
+    let xs = x.to_str().expect("utf8");
+    let r = deepinit(&[
+        "forward",
+        "--input",
+        xs,
+        "--width",
+        "40",
+        "--depth",
+        "3",
+        "--act",
+        "gelu",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
+    assert_eq!(v["runs"][0]["batch"], 12);
+    assert_eq!(v["runs"][0]["verdict"]["cpu_match"], true);
+    let r = deepinit(&[
+        "forward",
+        "--backend",
+        "cpu",
+        "--input",
+        xs,
+        "--widths",
+        "41,8",
+    ]);
+    assert!(
+        stderr(&r).contains("the file has width 40"),
+        "{}",
+        stderr(&r)
+    );
     let cases: &[(&[&str], &str)] = &[
+        (&["--input", "/nonexistent/x.npy"], "/nonexistent/x.npy"),
         (&["--depth", "0"], "depth"),
         (&["--width", "0"], "width of layer 0 is 0"),
         (&["--batch", "0"], "batch"),
