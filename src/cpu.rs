@@ -19,22 +19,42 @@ pub fn host_memory_bytes() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// One contiguous piece per worker thread (at least 4096 elements each).
+fn pieces(n: usize) -> usize {
+    n.div_ceil(threads().min(n.div_ceil(4096)).max(1)).max(1)
+}
+
 /// Splits `out` into one contiguous piece per thread and runs `f(start, piece)`
 /// on each, where `start` is the element index of the piece's first element.
 fn par_chunks<T: Send>(out: &mut [T], start: u64, f: impl Fn(u64, &mut [T]) + Sync) {
-    let n = out.len();
-    let t = threads().min(n.div_ceil(4096)).max(1);
-    if t == 1 {
-        f(start, out);
-        return;
-    }
-    let per = n.div_ceil(t);
+    let per = pieces(out.len());
     std::thread::scope(|s| {
         for (i, piece) in out.chunks_mut(per).enumerate() {
             let f = &f;
             s.spawn(move || f(start + (i * per) as u64, piece));
         }
     });
+}
+
+/// Maps `f(start, piece)` over one contiguous piece of `xs` per thread and
+/// returns the results in order (a panicked worker yields `None`).
+fn par_map<T: Sync, R: Send>(
+    xs: &[T],
+    start: u64,
+    f: impl Fn(u64, &[T]) -> R + Sync,
+) -> Vec<Option<R>> {
+    let per = pieces(xs.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = xs
+            .chunks(per)
+            .enumerate()
+            .map(|(i, piece)| {
+                let f = &f;
+                s.spawn(move || f(start + (i * per) as u64, piece))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().ok()).collect()
+    })
 }
 
 /// Elements `start .. start + out.len()` of the tensor, with the reference
@@ -196,58 +216,27 @@ pub fn compare(
     start: u64,
     got: &[f32],
 ) -> Comparison {
-    let n = got.len();
-    let t = threads().min(n.div_ceil(4096)).max(1);
-    let per = n.div_ceil(t).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = got
-            .chunks(per)
-            .enumerate()
-            .map(|(i, piece)| {
-                s.spawn(move || {
-                    compare_serial(
-                        dist,
-                        scale,
-                        seed,
-                        tensor_id,
-                        start + (i * per) as u64,
-                        piece,
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or(Comparison {
-                    exceeding: 1,
-                    ..Default::default()
-                })
-            })
-            .fold(Comparison::default(), Comparison::merge)
+    par_map(got, start, |s, piece| {
+        compare_serial(dist, scale, seed, tensor_id, s, piece)
     })
+    .into_iter()
+    .map(|c| {
+        c.unwrap_or(Comparison {
+            exceeding: 1,
+            ..Default::default()
+        })
+    })
+    .fold(Comparison::default(), Comparison::merge)
 }
 
 /// Counts the words of `got` (elements `start ..`) that differ from the reference words.
 pub fn count_word_mismatches(seed: u64, tensor_id: u32, start: u64, got: &[u32]) -> u64 {
-    let n = got.len();
-    let t = threads().min(n.div_ceil(4096)).max(1);
-    let per = n.div_ceil(t).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = got
-            .chunks(per)
-            .enumerate()
-            .map(|(i, piece)| {
-                s.spawn(move || {
-                    let mut want = vec![0u32; piece.len()];
-                    dist::fill_words(seed, tensor_id, start + (i * per) as u64, &mut want);
-                    want.iter().zip(piece).filter(|(a, b)| a != b).count() as u64
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(u64::MAX))
-            .fold(0, u64::saturating_add)
+    par_map(got, start, |s, piece| {
+        let mut want = vec![0u32; piece.len()];
+        dist::fill_words(seed, tensor_id, s, &mut want);
+        want.iter().zip(piece).filter(|(a, b)| a != b).count() as u64
     })
+    .into_iter()
+    .map(|c| c.unwrap_or(u64::MAX))
+    .fold(0, u64::saturating_add)
 }

@@ -204,23 +204,7 @@ struct InitArgs {
     workgroup_size: u32,
 }
 
-impl Default for InitArgs {
-    fn default() -> Self {
-        // The defaults clap gives `deepinit init` with no flags.
-        InitArgs::parse_from_defaults()
-    }
-}
-
 impl InitArgs {
-    fn parse_from_defaults() -> InitArgs {
-        #[derive(Parser)]
-        struct Wrap {
-            #[command(flatten)]
-            a: InitArgs,
-        }
-        Wrap::parse_from(["deepinit"]).a
-    }
-
     fn spec(&self) -> Result<InitSpec> {
         let scheme = Scheme::parse(&self.scheme)?;
         let shape = Shape::parse(&self.shape)?;

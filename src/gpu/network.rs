@@ -163,6 +163,11 @@ pub fn run(
         };
         gen.encode_into(enc, &req, &bufs.w)
     };
+    // Row blocks (first row, rows) of W_l that fit the block buffer.
+    let blocks = |l: usize| {
+        let (rows, n_out) = (max_rows[l - 1], w[l]);
+        (0..n_out.div_ceil(rows)).map(move |i| (i * rows, rows.min(n_out - i * rows)))
+    };
     let new_encoder = || {
         ctx.device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -203,10 +208,7 @@ pub fn run(
         let a_prev = &bufs.act[(l - 1) % 2];
         let a_next = &bufs.act[l % 2];
         gemm_gram(&mut enc, a_prev, n_in, 2 * (l as u64 - 1))?;
-        let rows = max_rows[l - 1];
-        let mut r0 = 0;
-        while r0 < n_out {
-            let r = rows.min(n_out - r0);
+        for (r0, r) in blocks(l) {
             weight_block(&mut enc, l, r0, r)?;
             let p = GemmParams {
                 m: b as u32,
@@ -219,7 +221,6 @@ pub fn run(
                 ..Default::default()
             };
             kern.gemm(&mut enc, GemmForm::Nt, &p, a_prev, &bufs.w, &bufs.z[l - 1])?;
-            r0 += r;
         }
         let has_bias = cfg.bias_std > 0.0;
         if has_bias {
@@ -279,10 +280,7 @@ pub fn run(
             // delta_{l-1} = delta_l W_l, summed over row blocks of W_l.
             let n_prev = w[l - 1];
             let out = &bufs.delta[(l - 1) % 2];
-            let rows = max_rows[l - 1];
-            let mut r0 = 0;
-            while r0 < n_l {
-                let r = rows.min(n_l - r0);
+            for (r0, r) in blocks(l) {
                 weight_block(&mut enc, l, r0, r)?;
                 let p = GemmParams {
                     m: b as u32,
@@ -296,7 +294,6 @@ pub fn run(
                     ..Default::default()
                 };
                 kern.gemm(&mut enc, GemmForm::Nn, &p, d, &bufs.w, out)?;
-                r0 += r;
             }
         }
         if l % LAYERS_PER_SUBMIT == 0 {
