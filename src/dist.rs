@@ -218,6 +218,26 @@ pub fn element_value(dist: Dist, scale: f32, x: [u32; 4], lane: usize) -> f32 {
     }
 }
 
+/// The four values of one Philox block: [`element_value`] for lanes 0..4, with
+/// each Box-Muller pair computed once.
+#[inline]
+pub fn block_values(dist: Dist, scale: f32, x: [u32; 4]) -> [f32; 4] {
+    match dist {
+        Dist::Normal => {
+            let s = f64::from(scale);
+            let (c0, s0, _) = box_muller_f64(x[0], x[1]);
+            let (c1, s1, _) = box_muller_f64(x[2], x[3]);
+            [
+                (c0 * s) as f32,
+                (s0 * s) as f32,
+                (c1 * s) as f32,
+                (s1 * s) as f32,
+            ]
+        }
+        _ => [0, 1, 2, 3].map(|lane| element_value(dist, scale, x, lane)),
+    }
+}
+
 /// Per-element bound on |GPU - CPU reference| for one element, derived from the
 /// accuracy WGSL guarantees for f32 builtins (WGSL spec, "Floating Point
 /// Accuracy"). `unit` is the CPU reference's unit-scale magnitude for the element
@@ -270,17 +290,13 @@ pub fn fill_reference(
     let mut e = start;
     let mut i = 0;
     while i < out.len() {
-        let block = e >> 2;
-        let x = block_words(seed, tensor_id, block);
+        let x = block_words(seed, tensor_id, e >> 2);
+        let values = block_values(dist, scale, x);
         let lane0 = (e & 3) as usize;
-        for lane in lane0..4 {
-            if i == out.len() {
-                break;
-            }
-            out[i] = element_value(dist, scale, x, lane);
-            i += 1;
-            e += 1;
-        }
+        let take = (4 - lane0).min(out.len() - i);
+        out[i..i + take].copy_from_slice(&values[lane0..lane0 + take]);
+        i += take;
+        e += take as u64;
     }
 }
 
@@ -368,6 +384,19 @@ mod tests {
                 let c = d.cdf(0.7, f64::from(i) * 0.03);
                 assert!(c >= prev);
                 prev = c;
+            }
+        }
+    }
+
+    #[test]
+    fn block_values_equal_element_values() {
+        for d in Dist::ALL {
+            for b in 0..50u64 {
+                let x = block_words(3, 1, b);
+                let v = block_values(d, 0.3, x);
+                for (lane, value) in v.iter().enumerate() {
+                    assert_eq!(value.to_bits(), element_value(d, 0.3, x, lane).to_bits());
+                }
             }
         }
     }

@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod act;
+pub mod bench;
 pub mod cpu;
 pub mod demo;
 pub mod dist;

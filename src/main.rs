@@ -38,6 +38,8 @@ enum Command {
     Demo(DemoArgs),
     /// One deep forward + backward pass with per-layer statistics.
     Forward(ForwardArgs),
+    /// Throughput against the device's own rooflines and against the CPU.
+    Bench(BenchArgs),
     /// List the GPU adapters with their limits, and the one deepinit would use.
     Adapters {
         /// Print JSON instead of text.
@@ -129,6 +131,22 @@ struct ForwardArgs {
     /// (sets --batch and the input width); default: N(0, 1) from the RNG.
     #[arg(long)]
     input: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct BenchArgs {
+    /// Small sizes and few repeats: a smoke run (under a minute on lavapipe).
+    #[arg(long)]
+    quick: bool,
+    /// Timed runs after the warm-up (default 5, 2 with --quick).
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Also write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Skip the numpy comparison even if python3 with numpy is available.
+    #[arg(long)]
+    no_numpy: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -736,6 +754,117 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     Ok(exit_for(&runs))
 }
 
+fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    use deepinit::bench;
+    let opts = bench::BenchOptions {
+        quick: a.quick,
+        repeats: a.repeats.unwrap_or(if a.quick { 2 } else { 5 }).max(1),
+    };
+    let ctx = open_device(d)?;
+    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    println!(
+        "deepinit bench{}: {}",
+        if a.quick { " --quick" } else { "" },
+        describe(ctx.as_ref())
+    );
+    if let Some(c) = &ctx {
+        println!(
+            "driver: {} {}; timing: {}; repeats: {} after a warm-up (median shown)",
+            c.adapter.driver,
+            c.adapter.driver_info,
+            if c.timestamps {
+                "GPU timestamps"
+            } else {
+                "wall clock (no timestamp queries)"
+            },
+            opts.repeats
+        );
+    }
+    let mut step = |what: &str| eprintln!("  running: {what}");
+    let (mut rows, tuning) = match &gen {
+        Some(g) => bench::gpu(g, &opts, &mut step)?,
+        None => (Vec::new(), serde_json::Value::Null),
+    };
+    rows.extend(bench::cpu(&opts, &mut step)?);
+    let (gm, gn, gk) = if a.quick {
+        (1024, 1024, 256)
+    } else {
+        (4096, 4096, 256)
+    };
+    let numpy = if a.no_numpy {
+        None
+    } else {
+        bench::numpy(gm, gn, gk)
+    };
+    if let Some((np_rng, np_gemm, version)) = &numpy {
+        let cpu_gen = rows
+            .iter()
+            .find(|r| r.name.starts_with("deepinit normal"))
+            .map_or(f64::NAN, |r| r.rate);
+        let cpu_gemm = rows
+            .iter()
+            .find(|r| r.name.starts_with("gemm crate"))
+            .map_or(f64::NAN, |r| r.rate);
+        let mk =
+            |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| {
+                bench::Row {
+                    group: "numpy",
+                    name,
+                    size,
+                    time: bench::Timing {
+                        min_s: f64::NAN,
+                        median_s: f64::NAN,
+                        max_s: f64::NAN,
+                        repeats: 3,
+                        method: "cpu-wall-clock",
+                    },
+                    rate,
+                    unit,
+                    ratio: Some(ours / rate),
+                    ratio_to: Some(format!("deepinit {what} / numpy")),
+                }
+            };
+        rows.push(mk(
+            format!("numpy {version} standard_normal f32, 1 thread"),
+            "16M".into(),
+            *np_rng,
+            "Msamples/s",
+            cpu_gen,
+            "CPU backend",
+        ));
+        rows.push(mk(
+            format!("numpy {version} float32 matmul (its BLAS)"),
+            format!("{gm}x{gn}x{gk}"),
+            *np_gemm,
+            "GFLOP/s",
+            cpu_gemm,
+            "CPU gemm",
+        ));
+    }
+    println!();
+    print!("{}", bench::table(&rows));
+    if !tuning.is_null() {
+        println!("\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at 64x64x16", tuning["generation_workgroup_size"]);
+    }
+    if numpy.is_none() && !a.no_numpy {
+        println!("numpy comparison skipped: python3 with numpy not found");
+    }
+    if let Some(path) = &a.json {
+        let v = serde_json::json!({
+            "device": device_info(ctx.as_ref()),
+            "quick": a.quick,
+            "repeats": opts.repeats,
+            "tuning": tuning,
+            "rows": rows,
+        });
+        let text =
+            serde_json::to_string_pretty(&v).map_err(|e| Error::invalid("bench", e.to_string()))?;
+        deepinit::output::write_atomic(path, text.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_adapters(d: &DeviceArgs, json: bool) -> Result<ExitCode> {
     let (list, chosen) = gpu::list_adapters(&request(d));
     if json {
@@ -779,6 +908,7 @@ fn main() -> ExitCode {
         Some(Command::Init(a)) => run_init(a, &cli.device),
         Some(Command::Adapters { json }) => run_adapters(&cli.device, *json),
         Some(Command::Demo(a)) => run_demo(a, &cli.device),
+        Some(Command::Bench(a)) => run_bench(a, &cli.device),
         Some(Command::Forward(a)) => run_forward(a, &cli.device),
         None => run_demo(&DemoArgs::default(), &cli.device),
     };

@@ -25,6 +25,9 @@ pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
 /// Dead-unit counter.
 pub const DEAD: &str = include_str!("../shaders/dead.wgsl");
 
+/// Roofline kernels of the benchmark (fill, FMA peak).
+pub const BENCH: &str = include_str!("../shaders/bench.wgsl");
+
 /// Every file in `shaders/`, by name; a test checks this list against the
 /// directory so no file escapes validation.
 pub const FILES: &[(&str, &str)] = &[
@@ -38,6 +41,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("network.wgsl", NETWORK),
     ("reduce.wgsl", REDUCE),
     ("dead.wgsl", DEAD),
+    ("bench.wgsl", BENCH),
 ];
 
 /// Which 32x32 -> 64 multiply the Philox rounds use.
@@ -122,6 +126,11 @@ pub fn dead_module() -> Module {
     plain("dead", &[DEAD])
 }
 
+/// The benchmark's roofline kernels (`fill`, `fma_peak`).
+pub fn bench_module() -> Module {
+    plain("bench", &[BENCH])
+}
+
 /// Every module deepinit builds, for validation.
 pub fn all_modules() -> Vec<Module> {
     let mut v = vec![
@@ -129,6 +138,7 @@ pub fn all_modules() -> Vec<Module> {
         network_module(),
         reduce_module(),
         dead_module(),
+        bench_module(),
     ];
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));

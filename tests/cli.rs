@@ -505,3 +505,47 @@ fn forward_writes_json_and_rejects_bad_networks() {
         assert!(!stderr(&r).contains("panicked"));
     }
 }
+
+#[test]
+fn bench_quick_reports_roofline_ratios_and_checks_its_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let r = deepinit(&[
+        "bench",
+        "--quick",
+        "--repeats",
+        "1",
+        "--no-numpy",
+        "--json",
+        json.to_str().expect("utf8"),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
+    let rows = v["rows"].as_array().expect("rows");
+    fn find<'a>(
+        rows: &'a [serde_json::Value],
+        name: &'a str,
+    ) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+        rows.iter()
+            .filter(move |r| r["name"].as_str().is_some_and(|n| n.starts_with(name)))
+    }
+
+    // CPU rows always; GPU rows with their same-run ratios when a device exists.
+    assert!(find(rows, "gemm crate sgemm").count() == 1 && find(rows, "rand_distr").count() == 1);
+    if v["device"]["kind"] == "gpu" {
+        for r in find(rows, "normal")
+            .chain(find(rows, "truncated"))
+            .chain(find(rows, "uniform"))
+        {
+            assert_eq!(r["ratio_to"], "fill");
+            assert!(r["ratio"].as_f64().expect("ratio") > 0.0);
+        }
+        for r in find(rows, "gemm A*B^T") {
+            assert_eq!(r["ratio_to"], "fma");
+        }
+        assert!(find(rows, "fill").count() >= 1 && find(rows, "fma").count() == 1);
+        assert!(["gpu-timestamps", "wall-clock"]
+            .contains(&rows[0]["time"]["method"].as_str().expect("method")));
+    }
+}

@@ -78,6 +78,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// Whether kernels may use native 64-bit integers.
     pub int64: bool,
+    /// Whether timestamps can be written between passes (GPU timing).
+    pub timestamps: bool,
     /// Errors wgpu raised outside any error scope (e.g. device loss); checked
     /// after each submission. Per device, never global.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -174,6 +176,13 @@ impl GpuContext {
         }
         if summary.timestamp_query {
             features |= wgpu::Features::TIMESTAMP_QUERY;
+            // Timestamps between passes, for timing whole sequences of kernels.
+            if adapter
+                .features()
+                .contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+            {
+                features |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
+            }
         }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -203,12 +212,16 @@ impl GpuContext {
                 v.push(format!("device lost ({reason:?}): {msg}"));
             }
         });
+        let timestamps = device.features().contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS,
+        );
         Ok(GpuContext {
             device,
             queue,
             adapter: summary,
             limits,
             int64,
+            timestamps,
             uncaptured,
         })
     }

@@ -453,11 +453,27 @@ impl<'a> Generator<'a> {
         req: &GenRequest,
         out: &wgpu::Buffer,
     ) -> Result<()> {
+        self.encode_into_with(enc, req, out, &GenOptions::default())
+    }
+
+    /// [`Generator::encode_into`] with explicit kernel options (the chunk size
+    /// is ignored: the request must fit one chunk).
+    pub fn encode_into_with(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        req: &GenRequest,
+        out: &wgpu::Buffer,
+        opts: &GenOptions,
+    ) -> Result<()> {
         if req.count == 0 {
             return Ok(());
         }
-        let opts = GenOptions::default();
-        let limit = self.chunk_limit(&opts)?;
+        self.check_workgroup(opts.workgroup_size)?;
+        let opts = &GenOptions {
+            chunk_elems: None,
+            ..*opts
+        };
+        let limit = self.chunk_limit(opts)?;
         if req.count > limit || req.count * 4 > out.size() {
             return Err(Error::LimitExceeded {
                 what: "generation into one buffer (elements)".into(),
@@ -469,7 +485,7 @@ impl<'a> Generator<'a> {
         req.start.checked_add(req.count).ok_or_else(|| {
             Error::invalid("element range", "start + count overflows a 64-bit index")
         })?;
-        let mulhi = self.resolve_mulhi(&opts)?;
+        let mulhi = self.resolve_mulhi(opts)?;
         let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
         let params = Params::new(req, req.start, req.count);
         let (gx, gy) = self.dims(&params, opts.workgroup_size)?;

@@ -1,0 +1,719 @@
+//! `deepinit bench`: throughput of every kernel next to the same device's own
+//! ceilings (a plain fill kernel for memory, an FMA kernel for arithmetic),
+//! the whole deep pass on GPU and CPU, and the CPU baselines — ratios measured
+//! in one run, which mean something across machines where absolute times
+//! do not.
+//!
+//! Timing: a warm-up run, then `repeats` runs; min / median / max. On the GPU
+//! each run is one submission bracketed by timestamps written into the
+//! command encoder where the adapter supports them (`gpu-timestamps`), else
+//! the wall clock from submission to completion (`wall-clock`, which includes
+//! the submission overhead). Every benchmark reads part of its result back and
+//! checks it, so nothing is optimized away or left unread.
+
+use crate::dist::Dist;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Min / median / max of repeated runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Timing {
+    /// Fastest run, seconds.
+    pub min_s: f64,
+    /// Median run, seconds.
+    pub median_s: f64,
+    /// Slowest run, seconds.
+    pub max_s: f64,
+    /// Runs after the warm-up.
+    pub repeats: usize,
+    /// `gpu-timestamps`, `wall-clock` or `cpu-wall-clock`.
+    pub method: &'static str,
+}
+
+impl Timing {
+    fn of(mut v: Vec<f64>, method: &'static str) -> Timing {
+        v.sort_by(f64::total_cmp);
+        let n = v.len().max(1);
+        Timing {
+            min_s: v.first().copied().unwrap_or(f64::NAN),
+            median_s: v.get(n / 2).copied().unwrap_or(f64::NAN),
+            max_s: v.last().copied().unwrap_or(f64::NAN),
+            repeats: v.len(),
+            method,
+        }
+    }
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// `generation`, `gemm`, `network`, `cpu`.
+    pub group: &'static str,
+    /// What ran.
+    pub name: String,
+    /// Problem size.
+    pub size: String,
+    /// Times.
+    pub time: Timing,
+    /// Rate at the median time.
+    pub rate: f64,
+    /// Unit of `rate` (`GB/s`, `GFLOP/s`, `Msamples/s`, `ms/layer`).
+    pub unit: &'static str,
+    /// Rate relative to the reference named in `ratio_to` (same run, same device).
+    pub ratio: Option<f64>,
+    /// What `ratio` compares with.
+    pub ratio_to: Option<String>,
+}
+
+/// Options of [`run`].
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Small sizes, few repeats: a smoke run (under a minute on lavapipe).
+    pub quick: bool,
+    /// Runs after the warm-up.
+    pub repeats: usize,
+}
+
+struct GpuTimer<'a> {
+    ctx: &'a GpuContext,
+    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
+}
+
+impl<'a> GpuTimer<'a> {
+    fn new(ctx: &'a GpuContext) -> Self {
+        let queries = ctx.timestamps.then(|| {
+            let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("bench"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
+            let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            });
+            (qs, buf)
+        });
+        Self { ctx, queries }
+    }
+
+    /// Times `record` (one submission per run) after one warm-up run.
+    fn time(
+        &self,
+        repeats: usize,
+        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
+    ) -> Result<Timing> {
+        let mut times = Vec::with_capacity(repeats);
+        for rep in 0..=repeats {
+            let mut enc = self
+                .ctx
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("bench"),
+                });
+            if let Some((qs, _)) = &self.queries {
+                enc.write_timestamp(qs, 0);
+            }
+            record(&mut enc)?;
+            if let Some((qs, buf)) = &self.queries {
+                enc.write_timestamp(qs, 1);
+                enc.resolve_query_set(qs, 0..2, buf, 0);
+            }
+            let t = Instant::now();
+            self.ctx.queue.submit([enc.finish()]);
+            self.ctx.wait_idle("running a benchmark")?;
+            let wall = t.elapsed().as_secs_f64();
+            let secs = match &self.queries {
+                Some((_, buf)) => {
+                    let b = self.ctx.read_buffer(buf, 16)?;
+                    let t0 = u64::from_le_bytes(b[0..8].try_into().unwrap_or_default());
+                    let t1 = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
+                    let s = t1.saturating_sub(t0) as f64
+                        * f64::from(self.ctx.queue.get_timestamp_period())
+                        * 1e-9;
+                    // A driver that returns garbage timestamps: fall back to the wall clock.
+                    if s > 0.0 && s <= wall * 1.5 {
+                        s
+                    } else {
+                        wall
+                    }
+                }
+                None => wall,
+            };
+            if rep > 0 {
+                times.push(secs);
+            }
+        }
+        Ok(Timing::of(
+            times,
+            if self.queries.is_some() {
+                "gpu-timestamps"
+            } else {
+                "wall-clock"
+            },
+        ))
+    }
+}
+
+fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+    let mut times = Vec::with_capacity(repeats);
+    for rep in 0..=repeats {
+        let t = Instant::now();
+        f()?;
+        if rep > 0 {
+            times.push(t.elapsed().as_secs_f64());
+        }
+    }
+    Ok(Timing::of(times, "cpu-wall-clock"))
+}
+
+fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
+    ctx.scoped("allocating benchmark buffers", || {
+        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("bench"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    })
+}
+
+fn words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+struct Roofline {
+    fill: wgpu::ComputePipeline,
+    fma: wgpu::ComputePipeline,
+}
+
+impl Roofline {
+    fn new(ctx: &GpuContext) -> Result<Self> {
+        let m = crate::shaders::bench_module();
+        let mk = |entry: &str| {
+            ctx.scoped("building the roofline kernels", || {
+                let module = ctx
+                    .device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("bench"),
+                        source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
+                    });
+                ctx.device
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some(entry),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some(entry),
+                        compilation_options: Default::default(),
+                        cache: None,
+                    })
+            })
+        };
+        Ok(Self {
+            fill: mk("fill")?,
+            fma: mk("fma_peak")?,
+        })
+    }
+
+    fn record(
+        ctx: &GpuContext,
+        enc: &mut wgpu::CommandEncoder,
+        pipe: &wgpu::ComputePipeline,
+        n: u32,
+        value: u32,
+        out: &wgpu::Buffer,
+        groups: u64,
+    ) -> Result<()> {
+        let (gx, gy) = ctx.dispatch_2d(groups)?;
+        let p = ctx.uniform(bytemuck::cast_slice(&[n, value, 0u32, 0u32]));
+        let bg = ctx.scoped("binding the roofline kernels", || {
+            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipe.get_bind_group_layout(0),
+                entries: &[
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: p.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: out.as_entire_binding(),
+                    },
+                ],
+            })
+        })?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipe);
+        pass.set_bind_group(0, &bg, &[]);
+        pass.dispatch_workgroups(gx, gy, 1);
+        Ok(())
+    }
+}
+
+/// Runs the GPU benchmarks.
+pub fn gpu(
+    gen: &Generator,
+    opts: &BenchOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<(Vec<Row>, serde_json::Value)> {
+    let ctx = gen.context();
+    let timer = GpuTimer::new(ctx);
+    let roof = Roofline::new(ctx)?;
+    let mut rows = Vec::new();
+    let reps = opts.repeats;
+    let max_elems = gen.chunk_limit(&GenOptions::default())?;
+    let mut sizes: Vec<u64> = if opts.quick {
+        vec![1 << 20, 1 << 24]
+    } else {
+        vec![1 << 20, 1 << 24, 1 << 26, 1 << 28]
+    };
+    sizes.retain(|&n| n <= max_elems);
+    if sizes.is_empty() {
+        sizes.push(max_elems);
+    }
+    let out = storage(ctx, 4 * sizes.iter().max().copied().unwrap_or(1))?;
+
+    // Auto-tune the generation workgroup size on the largest size (normal).
+    progress("tuning the generation workgroup size");
+    let n_tune = *sizes.last().unwrap_or(&(1 << 20));
+    let mut tuning = Vec::new();
+    for wg in [64u32, 128, 256, 512] {
+        if crate::gpu::generate::check_workgroup_size(
+            wg,
+            ctx.limits
+                .max_compute_invocations_per_workgroup
+                .min(crate::gpu::generate::MAX_WORKGROUP_SIZE),
+        )
+        .is_err()
+        {
+            continue;
+        }
+        let req = GenRequest {
+            kernel: Kernel::Dist(Dist::Normal),
+            seed: 1,
+            tensor_id: 0,
+            start: 0,
+            count: n_tune,
+            scale: 1.0,
+        };
+        let go = GenOptions {
+            workgroup_size: wg,
+            ..Default::default()
+        };
+        let t = timer.time(2, |enc| gen.encode_into_with(enc, &req, &out, &go))?;
+        tuning.push((wg, t.median_s));
+    }
+    let best_wg = tuning
+        .iter()
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map_or(256, |t| t.0);
+    let go = GenOptions {
+        workgroup_size: best_wg,
+        ..Default::default()
+    };
+
+    for &n in &sizes {
+        let bytes = 4.0 * n as f64;
+        progress(&format!("generation, {n} elements"));
+        let groups = n.div_ceil(4).div_ceil(256);
+        let fill = timer.time(reps, |enc| {
+            Roofline::record(ctx, enc, &roof.fill, n as u32, 0x5eed, &out, groups)
+        })?;
+        let check = words(&ctx.read_buffer(&out, 16)?);
+        if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
+            return Err(Error::invalid(
+                "benchmark",
+                "the fill kernel wrote wrong values",
+            ));
+        }
+        let fill_rate = bytes / fill.median_s / 1e9;
+        rows.push(Row {
+            group: "generation",
+            name: "fill (memory roofline)".into(),
+            size: human(n),
+            rate: fill_rate,
+            unit: "GB/s",
+            time: fill,
+            ratio: None,
+            ratio_to: None,
+        });
+        for kernel in [
+            Kernel::Bits,
+            Kernel::Dist(Dist::Normal),
+            Kernel::Dist(Dist::Truncated),
+            Kernel::Dist(Dist::Uniform),
+        ] {
+            let req = GenRequest {
+                kernel,
+                seed: 7,
+                tensor_id: 1,
+                start: 0,
+                count: n,
+                scale: 1.0,
+            };
+            let t = timer.time(reps, |enc| gen.encode_into_with(enc, &req, &out, &go))?;
+            // The first Philox block, checked against the CPU reference.
+            let got = words(&ctx.read_buffer(&out, 16)?);
+            let want: Vec<u32> = match kernel {
+                Kernel::Bits => crate::philox::block_words(7, 1, 0).to_vec(),
+                Kernel::Dist(d) => {
+                    let mut v = [0f32; 4];
+                    crate::dist::fill_reference(d, 1.0, 7, 1, 0, &mut v);
+                    v.iter().map(|x| x.to_bits()).collect()
+                }
+            };
+            let close = got
+                .iter()
+                .zip(&want)
+                .all(|(&g, &w)| (f32::from_bits(g) - f32::from_bits(w)).abs() <= 1e-2 || g == w);
+            if !close {
+                return Err(Error::invalid(
+                    "benchmark",
+                    format!("{kernel:?} produced wrong values: {got:08x?} vs {want:08x?}"),
+                ));
+            }
+            let rate = bytes / t.median_s / 1e9;
+            let name = match kernel {
+                Kernel::Bits => "philox bits".to_string(),
+                Kernel::Dist(d) => d.name().to_string(),
+            };
+            rows.push(Row {
+                group: "generation",
+                name,
+                size: format!(
+                    "{} ({:.2} Gsamples/s)",
+                    human(n),
+                    n as f64 / t.median_s / 1e9
+                ),
+                rate,
+                unit: "GB/s",
+                time: t,
+                ratio: Some(rate / fill_rate),
+                ratio_to: Some("fill".into()),
+            });
+        }
+    }
+
+    // Arithmetic roofline.
+    progress("FMA peak");
+    let kern = NetKernels::new(ctx, crate::act::Activation::Relu)?;
+    let fma_groups: u64 = if opts.quick { 64 } else { 8192 };
+    let iters: u32 = if opts.quick { 1024 } else { 4096 };
+    let fma_out = storage(ctx, 4 * fma_groups * 256)?;
+    let t = timer.time(reps, |enc| {
+        Roofline::record(ctx, enc, &roof.fma, iters, 1, &fma_out, fma_groups)
+    })?;
+    if !words(&ctx.read_buffer(&fma_out, 4)?)
+        .iter()
+        .all(|&w| f32::from_bits(w).is_finite())
+    {
+        return Err(Error::invalid(
+            "benchmark",
+            "the FMA kernel produced a non-finite value",
+        ));
+    }
+    let peak = (fma_groups * 256) as f64 * f64::from(iters) * 64.0 / t.median_s / 1e9;
+    rows.push(Row {
+        group: "gemm",
+        name: "fma (arithmetic roofline)".into(),
+        size: format!("{} invocations x {iters}", fma_groups * 256),
+        rate: peak,
+        unit: "GFLOP/s",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    });
+
+    let shapes: Vec<(u64, u64, u64)> = if opts.quick {
+        vec![(256, 256, 256), (64, 1024, 1024)]
+    } else {
+        vec![
+            (1024, 1024, 1024),
+            (2048, 2048, 2048),
+            (64, 4096, 4096),
+            (256, 4096, 4096),
+        ]
+    };
+    for (m, n, k) in shapes {
+        progress(&format!("gemm {m}x{n}x{k}"));
+        let a = storage(ctx, 4 * m * k)?;
+        let b = storage(ctx, 4 * n * k)?;
+        let c = storage(ctx, 4 * m * n)?;
+        // Fill A and B with the generator so the products are real numbers.
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        for (buf, count, t) in [(&a, m * k, 1u32), (&b, n * k, 2)] {
+            let req = GenRequest {
+                kernel: Kernel::Dist(Dist::Uniform),
+                seed: 3,
+                tensor_id: t,
+                start: 0,
+                count,
+                scale: 1.0,
+            };
+            gen.encode_into(&mut enc, &req, buf)?;
+        }
+        ctx.queue.submit([enc.finish()]);
+        let p = GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: k as u32,
+            ldb: k as u32,
+            ldc: n as u32,
+            ..Default::default()
+        };
+        let t = timer.time(reps, |enc| kern.gemm(enc, GemmForm::Nt, &p, &a, &b, &c))?;
+        // C[0][0] against the CPU: the dot product of row 0 of A and row 0 of B.
+        let mut ra = vec![0f32; k as usize];
+        let mut rb = vec![0f32; k as usize];
+        crate::dist::fill_reference(Dist::Uniform, 1.0, 3, 1, 0, &mut ra);
+        crate::dist::fill_reference(Dist::Uniform, 1.0, 3, 2, 0, &mut rb);
+        let want: f64 = ra
+            .iter()
+            .zip(&rb)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let got = f64::from(f32::from_bits(words(&ctx.read_buffer(&c, 4)?)[0]));
+        if (got - want).abs() > 1e-4 * k as f64 {
+            return Err(Error::invalid(
+                "benchmark",
+                format!("gemm result {got} differs from the CPU's {want}"),
+            ));
+        }
+        let rate = 2.0 * (m * n * k) as f64 / t.median_s / 1e9;
+        rows.push(Row {
+            group: "gemm",
+            name: "gemm A*B^T (64x64 tiles)".into(),
+            size: format!("{m}x{n}x{k}"),
+            rate,
+            unit: "GFLOP/s",
+            time: t,
+            ratio: Some(rate / peak),
+            ratio_to: Some("fma".into()),
+        });
+    }
+
+    // The whole deep pass, GPU and CPU reference.
+    let (width, depth, batch) = if opts.quick {
+        (256, 10, 64)
+    } else {
+        (2048, 20, 128)
+    };
+    progress(&format!("network {width}x{depth}, batch {batch}"));
+    let cfg = crate::net::NetConfig::uniform(
+        crate::scheme::Scheme::HE,
+        crate::act::Activation::Relu,
+        width,
+        depth,
+        batch,
+    );
+    let mut gpu_check = 0.0;
+    let tg = time_cpu(reps.min(3), || {
+        gpu_check = crate::gpu::network::run(gen, &kern, &cfg, None)?.layers[depth - 1]
+            .pre
+            .var;
+        Ok(())
+    })?;
+    let mut cpu_check = 0.0;
+    let tc = time_cpu(reps.min(3), || {
+        cpu_check = crate::reference::run(&cfg, None)?.layers[depth - 1].pre.var;
+        Ok(())
+    })?;
+    if (gpu_check / cpu_check - 1.0).abs() > 1e-3 {
+        return Err(Error::invalid("benchmark", "GPU and CPU networks disagree"));
+    }
+    let size = format!("width {width}, depth {depth}, batch {batch}, fwd+bwd");
+    let (g_ms, c_ms) = (
+        tg.median_s * 1e3 / depth as f64,
+        tc.median_s * 1e3 / depth as f64,
+    );
+    rows.push(Row {
+        group: "network",
+        name: "deep pass on the GPU (incl. read-back)".into(),
+        size: size.clone(),
+        rate: g_ms,
+        unit: "ms/layer",
+        time: tg,
+        ratio: Some(c_ms / g_ms),
+        ratio_to: Some("speed-up over the CPU reference".into()),
+    });
+    rows.push(Row {
+        group: "network",
+        name: "deep pass on the CPU reference".into(),
+        size,
+        rate: c_ms,
+        unit: "ms/layer",
+        time: tc,
+        ratio: None,
+        ratio_to: None,
+    });
+    let tuning_json = serde_json::json!({
+        "generation_workgroup_size": best_wg,
+        "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
+        "gemm_tile": "64x64x16, 4x4 per invocation (fixed)",
+    });
+    Ok((rows, tuning_json))
+}
+
+/// Runs the CPU benchmarks: the CPU backend's generation (all cores), a
+/// single-threaded rand_distr baseline, and the CPU GEMM.
+pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Row>> {
+    use rand::{RngExt, SeedableRng};
+    let reps = opts.repeats;
+    let n: u64 = if opts.quick { 1 << 22 } else { 1 << 24 };
+    let mut rows = Vec::new();
+    progress("CPU generation");
+    let mut v = crate::cpu::host_vec::<f32>(n)?;
+    let t = time_cpu(reps, || {
+        crate::cpu::fill(Dist::Normal, 1.0, 5, 0, 0, &mut v);
+        Ok(())
+    })?;
+    let ours = n as f64 / t.median_s / 1e6;
+    rows.push(Row {
+        group: "cpu",
+        name: format!(
+            "deepinit normal, CPU backend ({} threads)",
+            crate::cpu::threads()
+        ),
+        size: human(n),
+        rate: ours,
+        unit: "Msamples/s",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    });
+    let m = (n / 4) as usize;
+    let mut sink = 0f32;
+    let t = time_cpu(reps, || {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for _ in 0..m {
+            sink += rng.sample::<f32, _>(rand_distr::StandardNormal);
+        }
+        Ok(())
+    })?;
+    if !sink.is_finite() {
+        return Err(Error::invalid(
+            "benchmark",
+            "rand_distr baseline produced a non-finite sum",
+        ));
+    }
+    let base = m as f64 / t.median_s / 1e6;
+    rows.push(Row {
+        group: "cpu",
+        name: "rand_distr StandardNormal f32, 1 thread".into(),
+        size: human(m as u64),
+        rate: base,
+        unit: "Msamples/s",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    });
+    if let Some(r) = rows.first_mut() {
+        r.ratio = Some(ours / base);
+        r.ratio_to = Some("rand_distr, 1 thread".into());
+    }
+    let (gm, gn, gk) = if opts.quick {
+        (1024usize, 1024usize, 256usize)
+    } else {
+        (4096, 4096, 256)
+    };
+    progress("CPU gemm");
+    let a: Vec<f32> = (0..gm * gk).map(|i| (i % 7) as f32 * 0.1).collect();
+    let b: Vec<f32> = (0..gk * gn).map(|i| (i % 5) as f32 * 0.1).collect();
+    let mut c = vec![0f32; gm * gn];
+    let t = time_cpu(reps, || {
+        crate::reference::sgemm(gm, gn, gk, &mut c, &a, &b, gn, 1, false)
+    })?;
+    let want: f32 = (0..gk).map(|p| a[p] * b[p * gn]).sum();
+    if (c[0] - want).abs() > 1e-3 * want.abs().max(1.0) {
+        return Err(Error::invalid("benchmark", "CPU gemm result is wrong"));
+    }
+    rows.push(Row {
+        group: "cpu",
+        name: format!("gemm crate sgemm ({} threads)", crate::cpu::threads()),
+        size: format!("{gm}x{gn}x{gk}"),
+        rate: 2.0 * (gm * gn * gk) as f64 / t.median_s / 1e9,
+        unit: "GFLOP/s",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    });
+    Ok(rows)
+}
+
+/// numpy's single-threaded `default_rng().standard_normal(dtype=float32)` rate
+/// (Msamples/s) and its sgemm GFLOP/s for `m x n x k`, if `python3` with numpy
+/// is available; measured with the same min-of-repeats policy.
+pub fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
+    let script = format!(
+        "import time, numpy as np\n\
+         g = np.random.default_rng(0); N = 1 << 24\n\
+         g.standard_normal(N, dtype=np.float32)\n\
+         t = min((lambda s: (g.standard_normal(N, dtype=np.float32), time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(3))\n\
+         a = np.ones(({m}, {k}), np.float32); b = np.ones(({k}, {n}), np.float32); a @ b\n\
+         tg = min((lambda s: (a @ b, time.perf_counter() - s)[1])(time.perf_counter()) for _ in range(3))\n\
+         print(N / t / 1e6, 2 * {m} * {n} * {k} / tg / 1e9, np.__version__)\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut it = text.split_whitespace();
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.to_string(),
+    ))
+}
+
+fn human(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{}M", n >> 20)
+    } else {
+        n.to_string()
+    }
+}
+
+/// The table.
+pub fn table(rows: &[Row]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<11}{:<44}{:<46}{:>11}{:>12} {:<11}ratio (same run)",
+        "group", "kernel", "size", "median", "rate", "unit"
+    );
+    for r in rows {
+        let ratio = match (&r.ratio, &r.ratio_to) {
+            (Some(x), Some(to)) => format!("{x:.2}x {to}"),
+            _ => String::new(),
+        };
+        let median = if r.time.median_s.is_finite() {
+            format!("{:.3}ms", r.time.median_s * 1e3)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(
+            s,
+            "{:<11}{:<44}{:<46}{:>11}{:>12.2} {:<11}{}",
+            r.group, r.name, r.size, median, r.rate, r.unit, ratio
+        );
+    }
+    s
+}
