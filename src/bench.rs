@@ -182,13 +182,6 @@ fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
     })
 }
 
-fn words(bytes: &[u8]) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 struct Roofline {
     fill: wgpu::ComputePipeline,
     fma: wgpu::ComputePipeline,
@@ -197,28 +190,9 @@ struct Roofline {
 impl Roofline {
     fn new(ctx: &GpuContext) -> Result<Self> {
         let m = crate::shaders::bench_module();
-        let mk = |entry: &str| {
-            ctx.scoped("building the roofline kernels", || {
-                let module = ctx
-                    .device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("bench"),
-                        source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
-                    });
-                ctx.device
-                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                        label: Some(entry),
-                        layout: None,
-                        module: &module,
-                        entry_point: Some(entry),
-                        compilation_options: Default::default(),
-                        cache: None,
-                    })
-            })
-        };
         Ok(Self {
-            fill: mk("fill")?,
-            fma: mk("fma_peak")?,
+            fill: ctx.compute_pipeline(&m, "fill", &[])?,
+            fma: ctx.compute_pipeline(&m, "fma_peak", &[])?,
         })
     }
 
@@ -231,32 +205,14 @@ impl Roofline {
         out: &wgpu::Buffer,
         groups: u64,
     ) -> Result<()> {
-        let (gx, gy) = ctx.dispatch_2d(groups)?;
-        let p = ctx.uniform(bytemuck::cast_slice(&[n, value, 0u32, 0u32]));
-        let bg = ctx.scoped("binding the roofline kernels", || {
-            ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipe.get_bind_group_layout(0),
-                entries: &[
-                    wgpu::BindGroupEntry {
-                        binding: 0,
-                        resource: p.as_entire_binding(),
-                    },
-                    wgpu::BindGroupEntry {
-                        binding: 1,
-                        resource: out.as_entire_binding(),
-                    },
-                ],
-            })
-        })?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipe);
-        pass.set_bind_group(0, &bg, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
-        Ok(())
+        let dims = ctx.dispatch_2d(groups)?;
+        ctx.dispatch(
+            enc,
+            pipe,
+            bytemuck::cast_slice(&[n, value, 0u32, 0u32]),
+            &[out],
+            dims,
+        )
     }
 }
 
@@ -329,7 +285,7 @@ pub fn gpu(
         let fill = timer.time(reps, |enc| {
             Roofline::record(ctx, enc, &roof.fill, n as u32, 0x5eed, &out, groups)
         })?;
-        let check = words(&ctx.read_buffer(&out, 16)?);
+        let check = ctx.read_words(&out, 4)?;
         if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
             return Err(Error::invalid(
                 "benchmark",
@@ -363,7 +319,7 @@ pub fn gpu(
             };
             let t = timer.time(reps, |enc| gen.encode_into_with(enc, &req, &out, &go))?;
             // The first Philox block, checked against the CPU reference.
-            let got = words(&ctx.read_buffer(&out, 16)?);
+            let got = ctx.read_words(&out, 4)?;
             let want: Vec<u32> = match kernel {
                 Kernel::Bits => crate::philox::block_words(7, 1, 0).to_vec(),
                 Kernel::Dist(d) => {
@@ -413,7 +369,8 @@ pub fn gpu(
     let t = timer.time(reps, |enc| {
         Roofline::record(ctx, enc, &roof.fma, iters, 1, &fma_out, fma_groups)
     })?;
-    if !words(&ctx.read_buffer(&fma_out, 4)?)
+    if !ctx
+        .read_words(&fma_out, 1)?
         .iter()
         .all(|&w| f32::from_bits(w).is_finite())
     {
@@ -485,7 +442,7 @@ pub fn gpu(
             .zip(&rb)
             .map(|(x, y)| f64::from(*x) * f64::from(*y))
             .sum();
-        let got = f64::from(f32::from_bits(words(&ctx.read_buffer(&c, 4)?)[0]));
+        let got = f64::from(f32::from_bits(ctx.read_words(&c, 1)?[0]));
         if (got - want).abs() > 1e-4 * k as f64 {
             return Err(Error::invalid(
                 "benchmark",

@@ -289,6 +289,84 @@ impl GpuContext {
         Ok((gx as u32, gy as u32))
     }
 
+    /// Compiles `entry` of a composed module with the given override
+    /// constants; the bind group layout is derived from the shader (each entry
+    /// point's own bindings).
+    pub fn compute_pipeline(
+        &self,
+        m: &crate::shaders::Module,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<wgpu::ComputePipeline> {
+        self.scoped("building a compute pipeline", || {
+            let module = self
+                .device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(m.name),
+                    source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
+                });
+            self.device
+                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                    label: Some(entry),
+                    layout: None,
+                    module: &module,
+                    entry_point: Some(entry),
+                    compilation_options: wgpu::PipelineCompilationOptions {
+                        constants,
+                        zero_initialize_workgroup_memory: true,
+                    },
+                    cache: None,
+                })
+        })
+    }
+
+    /// Records one dispatch of `pipe` on its own compute pass: binding 0 is a
+    /// fresh uniform buffer holding `params`, bindings 1.. are `buffers` in order.
+    pub fn dispatch(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        pipe: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) -> Result<()> {
+        let bind_group = self.scoped("binding kernel buffers", || {
+            let p = self.uniform(params);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: p.as_entire_binding(),
+            }];
+            for (i, b) in buffers.iter().enumerate() {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: i as u32 + 1,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: None,
+                layout: &pipe.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipe);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups.0, groups.1, 1);
+        Ok(())
+    }
+
+    /// [`GpuContext::read_buffer`] as 32-bit words.
+    pub fn read_words(&self, src: &wgpu::Buffer, words: u64) -> Result<Vec<u32>> {
+        Ok(self
+            .read_buffer(src, 4 * words)?
+            .chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    }
+
     /// A small uniform buffer holding `bytes`.
     pub fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;

@@ -29,23 +29,8 @@ pub fn philox_blocks(
         .collect();
     let out_bytes = 16 * inputs.len() as u64;
     let m = shaders::kat_module(mulhi);
-    let (pipeline, input, output) = ctx.scoped("setting up the Philox KAT kernel", || {
-        let module = ctx
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(m.name),
-                source: wgpu::ShaderSource::Wgsl(m.source.into()),
-            });
-        let pipeline = ctx
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some("philox_kat"),
-                layout: None, // derived from the shader: two storage bindings
-                module: &module,
-                entry_point: Some("philox_kat"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
+    let pipeline = ctx.compute_pipeline(&m, "philox_kat", &[])?;
+    let (input, output) = ctx.scoped("setting up the Philox KAT kernel", || {
         let input = ctx
             .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -59,7 +44,7 @@ pub fn philox_blocks(
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
-        (pipeline, input, output)
+        (input, output)
     })?;
     let groups = u32::try_from(inputs.len().div_ceil(64))
         .ok()
@@ -94,13 +79,9 @@ pub fn philox_blocks(
         pass.dispatch_workgroups(groups, 1, 1);
     }
     ctx.queue.submit([enc.finish()]);
-    let bytes = ctx.read_buffer(&output, out_bytes)?;
-    Ok(bytes
-        .chunks_exact(16)
-        .map(|b| {
-            let w =
-                |i: usize| u32::from_ne_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
-            [w(0), w(1), w(2), w(3)]
-        })
+    let words = ctx.read_words(&output, out_bytes / 4)?;
+    Ok(words
+        .chunks_exact(4)
+        .map(|w| [w[0], w[1], w[2], w[3]])
         .collect())
 }

@@ -4,7 +4,7 @@
 use super::context::GpuContext;
 use crate::act::Activation;
 use crate::error::{Error, Result};
-use crate::shaders::{self, Module};
+use crate::shaders;
 
 /// Which operand form of the matrix multiply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,35 +90,6 @@ pub struct NetKernels<'a> {
     dead: wgpu::ComputePipeline,
 }
 
-fn pipeline(
-    ctx: &GpuContext,
-    m: &Module,
-    entry: &str,
-    constants: &[(&str, f64)],
-) -> Result<wgpu::ComputePipeline> {
-    ctx.scoped("building a network pipeline", || {
-        let module = ctx
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(m.name),
-                source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
-            });
-        ctx.device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(entry),
-                // Derived from the shader: each entry point's own bindings.
-                layout: None,
-                module: &module,
-                entry_point: Some(entry),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants,
-                    zero_initialize_workgroup_memory: true,
-                },
-                cache: None,
-            })
-    })
-}
-
 impl<'a> NetKernels<'a> {
     /// Compiles the kernels; the activation is a pipeline constant.
     pub fn new(ctx: &'a GpuContext, act: Activation) -> Result<Self> {
@@ -128,12 +99,12 @@ impl<'a> NetKernels<'a> {
         Ok(Self {
             ctx,
             act,
-            gemm_nt: pipeline(ctx, &g, "gemm", &[("TRANS_B", 1.0)])?,
-            gemm_nn: pipeline(ctx, &g, "gemm", &[("TRANS_B", 0.0)])?,
-            bias_act: pipeline(ctx, &net, "bias_act", &act_consts)?,
-            grad_mul: pipeline(ctx, &net, "grad_mul", &act_consts)?,
-            reduce: pipeline(ctx, &shaders::reduce_module(), "partial_stats", &[])?,
-            dead: pipeline(ctx, &shaders::dead_module(), "dead_units", &[])?,
+            gemm_nt: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 1.0)])?,
+            gemm_nn: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 0.0)])?,
+            bias_act: ctx.compute_pipeline(&net, "bias_act", &act_consts)?,
+            grad_mul: ctx.compute_pipeline(&net, "grad_mul", &act_consts)?,
+            reduce: ctx.compute_pipeline(&shaders::reduce_module(), "partial_stats", &[])?,
+            dead: ctx.compute_pipeline(&shaders::dead_module(), "dead_units", &[])?,
         })
     }
 
@@ -150,34 +121,7 @@ impl<'a> NetKernels<'a> {
         buffers: &[&wgpu::Buffer],
         groups: (u32, u32),
     ) -> Result<()> {
-        let bind_group = self.ctx.scoped("binding network buffers", || {
-            let p = self.ctx.uniform(params);
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: p.as_entire_binding(),
-            }];
-            for (i, b) in buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                });
-            }
-            self.ctx
-                .device
-                .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: None,
-                    layout: &pipe.get_bind_group_layout(0),
-                    entries: &entries,
-                })
-        })?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipe);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups.0, groups.1, 1);
-        Ok(())
+        self.ctx.dispatch(enc, pipe, params, buffers, groups)
     }
 
     /// Records `C (+)= A * op(B)`.
@@ -383,11 +327,11 @@ impl NetKernels<'_> {
             });
         self.gemm(&mut enc, form, p, &ab, &bb, &cb)?;
         ctx.queue.submit([enc.finish()]);
-        let bytes = ctx.read_buffer(&cb, 4 * c.len().max(1) as u64)?;
-        Ok(bytes
-            .chunks_exact(4)
+        let words = ctx.read_words(&cb, c.len().max(1) as u64)?;
+        Ok(words
+            .into_iter()
             .take(c.len())
-            .map(|x| f32::from_ne_bytes([x[0], x[1], x[2], x[3]]))
+            .map(f32::from_bits)
             .collect())
     }
 }

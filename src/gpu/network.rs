@@ -304,13 +304,13 @@ pub fn run(
     ctx.queue.submit([enc.finish()]);
 
     // Read back only the statistics.
-    let recs = words(ctx.read_buffer(&bufs.recs, 4 * net_words(total))?);
-    let dead = words(ctx.read_buffer(&bufs.dead, 4 * (depth as u64 + 1))?);
-    let grams: Vec<f32> =
-        words(ctx.read_buffer(&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1))?)
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
+    let recs = ctx.read_words(&bufs.recs, net_words(total))?;
+    let dead = ctx.read_words(&bufs.dead, depth as u64 + 1)?;
+    let grams: Vec<f32> = ctx
+        .read_words(&bufs.grams, gram_elems * (2 * depth as u64 + 1))?
+        .into_iter()
+        .map(f32::from_bits)
+        .collect();
     let g = |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
     let mut layers = Vec::with_capacity(depth);
     for l in 1..=depth {
@@ -338,11 +338,4 @@ pub fn run(
 
 fn net_words(records: u64) -> u64 {
     records * super::kernels::RECORD_WORDS
-}
-
-fn words(bytes: Vec<u8>) -> Vec<u32> {
-    bytes
-        .chunks_exact(4)
-        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
 }
