@@ -147,6 +147,9 @@ pub struct RunReport {
     pub layers: Vec<LayerReport>,
     /// Cosine similarity of the first two inputs after L layers.
     pub final_cosine: Option<f64>,
+    /// Gram matrix of a_L (batch x batch, row-major); not in the JSON.
+    #[serde(skip)]
+    pub final_gram: Vec<f64>,
     /// Verdict.
     pub verdict: RunVerdict,
 }
@@ -405,6 +408,7 @@ fn assemble(
         input_var: m.input.var,
         layers,
         final_cosine: final_cosine.filter(|c| c.is_finite()),
+        final_gram: m.final_gram.clone(),
         verdict: RunVerdict {
             cpu_match,
             theory_match,

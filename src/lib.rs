@@ -32,6 +32,7 @@ pub mod reference;
 pub mod scheme;
 pub mod shaders;
 pub mod stats;
+pub mod sweep;
 pub mod tensor;
 pub mod theory;
 

@@ -38,6 +38,9 @@ enum Command {
     Demo(DemoArgs),
     /// One deep forward + backward pass with per-layer statistics.
     Forward(ForwardArgs),
+    /// Sweep the variance multiplier: signal/gradient gains, correlations, the
+    /// critical multiplier (measured and theory), heatmaps and histograms.
+    Sweep(SweepArgs),
     /// Throughput against the device's own rooflines and against the CPU.
     Bench(BenchArgs),
     /// List the GPU adapters with their limits, and the one deepinit would use.
@@ -131,6 +134,40 @@ struct ForwardArgs {
     /// (sets --batch and the input width); default: N(0, 1) from the RNG.
     #[arg(long)]
     input: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+struct SweepArgs {
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    #[arg(long, default_value = "tanh")]
+    act: String,
+    /// Base scheme whose variance the multiplier scales (lecun: multiplier = sigma_w^2).
+    #[arg(long, default_value = "lecun")]
+    scheme: String,
+    /// Multipliers: start:stop:step or a comma list.
+    #[arg(long, default_value = "0.25:4:0.25")]
+    multiplier: String,
+    /// Depth.
+    #[arg(long, default_value_t = 50)]
+    depth: usize,
+    /// Width of every layer.
+    #[arg(long, default_value_t = 256)]
+    width: u64,
+    /// Batch (even: the inputs come in correlated pairs).
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    /// Bias standard deviation.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    bias_std: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also run the CPU reference for every multiplier.
+    #[arg(long)]
+    verify: bool,
+    /// Directory for sweep.json, heatmap.{svg,png}, histograms.{svg,png}.
+    #[arg(long, default_value = "deepinit-sweep")]
+    out_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -589,6 +626,9 @@ fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     println!("tanh keeps a signal near sw^2 = 1. 'vs CPU': every layer's statistics equal the CPU reference within the");
     println!("derived tolerance ('chaotic': layers where rounding differences are amplified beyond comparison).");
     print_failures(&report.runs);
+    println!();
+    println!("Far from critical (sw^2 != 2 for relu, sw^2 far from 1 for tanh), the signal vanishes or explodes.");
+    println!("To find the multiplier for an activation and depth: deepinit sweep --act relu --depth {} (or --act tanh)", size.depth);
     for p in demo::write_outputs(&a.out_dir, &report)? {
         println!("wrote {}", p.display());
     }
@@ -754,6 +794,56 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     Ok(exit_for(&runs))
 }
 
+fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    use deepinit::sweep;
+    let act = deepinit::act::Activation::parse(&a.act)?;
+    let cfg = sweep::SweepConfig {
+        act,
+        scheme: Scheme::parse(&a.scheme)?,
+        multipliers: sweep::parse_grid(&a.multiplier)?,
+        depth: a.depth,
+        width: a.width,
+        batch: a.batch,
+        bias_std: a.bias_std,
+        seed: a.seed,
+        verify: a.verify,
+    };
+    let mut probe = deepinit::net::NetConfig::uniform(cfg.scheme, act, a.width, a.depth, a.batch);
+    probe.bias_std = a.bias_std;
+    probe.validate()?;
+    deepinit::output::ensure_dir(&a.out_dir)?;
+    let ctx = open_device(d)?;
+    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    let kernels = match &gen {
+        Some(g) => Some(deepinit::gpu::kernels::NetKernels::new(g.context(), act)?),
+        None => None,
+    };
+    let dev = match (&gen, &kernels) {
+        (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
+        _ => deepinit::experiment::Device::Cpu,
+    };
+    println!(
+        "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
+        act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
+    );
+    println!("device: {}", describe(ctx.as_ref()));
+    println!();
+    let report = sweep::run(&dev, &cfg, progress_bar())?;
+    print!("{}", sweep::table(&report));
+    let hist = sweep::histograms(&cfg, &report)?;
+    for p in sweep::write_outputs(&a.out_dir, &report, &hist)? {
+        println!("wrote {}", p.display());
+    }
+    let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
+    print_failures(&runs);
+    let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
 fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     use deepinit::bench;
     let opts = bench::BenchOptions {
@@ -909,6 +999,7 @@ fn main() -> ExitCode {
         Some(Command::Adapters { json }) => run_adapters(&cli.device, *json),
         Some(Command::Demo(a)) => run_demo(a, &cli.device),
         Some(Command::Bench(a)) => run_bench(a, &cli.device),
+        Some(Command::Sweep(a)) => run_sweep(a, &cli.device),
         Some(Command::Forward(a)) => run_forward(a, &cli.device),
         None => run_demo(&DemoArgs::default(), &cli.device),
     };

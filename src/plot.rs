@@ -276,3 +276,308 @@ pub fn write_svg_png(svg: &str, stem: &Path) -> Result<()> {
     crate::output::write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
     crate::output::write_atomic(&stem.with_extension("png"), &svg_to_png(svg)?)
 }
+
+/// A viridis-like colour for t in [0, 1] (5-stop linear interpolation).
+fn viridis(t: f64) -> String {
+    const STOPS: [(f64, f64, f64); 5] = [
+        (68.0, 1.0, 84.0),
+        (59.0, 82.0, 139.0),
+        (33.0, 145.0, 140.0),
+        (94.0, 201.0, 98.0),
+        (253.0, 231.0, 37.0),
+    ];
+    let t = t.clamp(0.0, 1.0) * 4.0;
+    let i = (t.floor() as usize).min(3);
+    let f = t - i as f64;
+    let (a, b) = (STOPS[i], STOPS[i + 1]);
+    let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
+}
+
+/// Heatmap panels side by side: `grids[p].1[row][col]` is the value at
+/// multiplier `ys[row]` and layer `col + 1`; NaN is drawn grey (overflow or
+/// underflow). `line` draws a dashed horizontal line at that multiplier.
+pub fn heatmaps_svg(
+    title: &str,
+    grids: &[(&str, Vec<Vec<f64>>)],
+    ys: &[f64],
+    line: Option<f64>,
+) -> String {
+    let (pw, ph, ml, mt) = (420.0, 320.0, 70.0, 60.0);
+    let cell_w = ml + pw + 90.0;
+    let width = cell_w * grids.len() as f64 + 20.0;
+    let height = mt + ph + 70.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#,
+        width / 2.0,
+        esc(title)
+    );
+    for (pi, (name, grid)) in grids.iter().enumerate() {
+        let ox = pi as f64 * cell_w + ml;
+        let rows = grid.len().max(1);
+        let cols = grid.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let finite: Vec<f64> = grid
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .collect();
+        let lo = finite
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .max(-60.0);
+        let hi = finite
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
+            .min(60.0);
+        let (lo, hi) = if lo < hi {
+            (lo, hi)
+        } else {
+            (lo - 1.0, lo + 1.0)
+        };
+        let (cw, ch) = (pw / cols as f64, ph / rows as f64);
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">{}</text>"#,
+            ox + pw / 2.0,
+            mt - 10.0,
+            esc(name)
+        );
+        for (r, row) in grid.iter().enumerate() {
+            let y = mt + ph - (r + 1) as f64 * ch;
+            for (c, &v) in row.iter().enumerate() {
+                let fill = if v.is_finite() {
+                    viridis((v - lo) / (hi - lo))
+                } else {
+                    "#bbbbbb".into()
+                };
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
+                    ox + c as f64 * cw,
+                    y,
+                    cw + 0.3,
+                    ch + 0.3
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            r##"<rect x="{ox}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+        );
+        // y ticks: about 6 multipliers.
+        let every = rows.div_ceil(6).max(1);
+        for (r, m) in ys.iter().enumerate().step_by(every) {
+            let y = mt + ph - (r as f64 + 0.5) * ch;
+            let _ = writeln!(
+                s,
+                r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{m:.3}</text>"#,
+                ox - 6.0,
+                y + 4.0
+            );
+        }
+        for c in [1, cols.div_ceil(2), cols] {
+            let x = ox + (c as f64 - 0.5) * cw;
+            let _ = writeln!(
+                s,
+                r#"<text x="{x}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#,
+                mt + ph + 16.0
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">layer l</text>"#,
+            ox + pw / 2.0,
+            mt + ph + 34.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">multiplier</text>"#,
+            ox - 50.0,
+            mt + ph / 2.0
+        );
+        if let (Some(m), Some(&first), Some(&last)) = (line, ys.first(), ys.last()) {
+            if rows > 1 && m >= first && m <= last {
+                // Rows are centred on their multipliers; interpolate between them.
+                let k = ys.iter().position(|&y| y >= m).unwrap_or(rows - 1).max(1);
+                let frac = (m - ys[k - 1]) / (ys[k] - ys[k - 1]);
+                let y = mt + ph - ((k - 1) as f64 + 0.5 + frac) * ch;
+                let _ = writeln!(
+                    s,
+                    r#"<line x1="{ox}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="white" stroke-width="2" stroke-dasharray="8,5"/><text x="{}" y="{}" font-size="11" fill="white">theory: critical {m:.3}</text>"#,
+                    ox + pw,
+                    ox + 6.0,
+                    y - 5.0
+                );
+            }
+        }
+        // Colour bar.
+        let bx = ox + pw + 14.0;
+        for i in 0..50 {
+            let t = f64::from(i) / 49.0;
+            let _ = writeln!(
+                s,
+                r#"<rect x="{bx}" y="{:.2}" width="14" height="{:.2}" fill="{}"/>"#,
+                mt + ph - (t * ph),
+                ph / 49.0 + 0.5,
+                viridis(t)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="11">{hi:.0}</text>"#,
+            bx + 18.0,
+            mt + 8.0
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="11">{lo:.0}</text>"#,
+            bx + 18.0,
+            mt + ph
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// A histogram of one layer's activations.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Histogram {
+    /// Layer.
+    pub layer: usize,
+    /// The network's multiplier.
+    pub multiplier: f64,
+    /// Range of the bins.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// Counts per bin (values outside fall into the end bins).
+    pub counts: Vec<u64>,
+    /// NaN / Inf values (not binned).
+    pub nonfinite: u64,
+}
+
+impl Histogram {
+    /// 50 bins over [-1, 1] for bounded activations, else over +-4 rms.
+    pub fn of(a: &[f32], layer: usize, multiplier: f64, bounded: bool) -> Histogram {
+        let finite = || a.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v));
+        let n = finite().count().max(1) as f64;
+        let rms = (finite().map(|v| v * v).sum::<f64>() / n).sqrt();
+        let (lo, hi) = if bounded {
+            (-1.0, 1.0)
+        } else if rms > 0.0 {
+            (-4.0 * rms, 4.0 * rms)
+        } else {
+            (-1.0, 1.0)
+        };
+        let mut counts = vec![0u64; 50];
+        for v in finite() {
+            let i = (((v - lo) / (hi - lo)) * 50.0).floor().clamp(0.0, 49.0) as usize;
+            counts[i] += 1;
+        }
+        Histogram {
+            layer,
+            multiplier,
+            lo,
+            hi,
+            counts,
+            nonfinite: a.iter().filter(|v| !v.is_finite()).count() as u64,
+        }
+    }
+}
+
+/// Small multiples of histograms: one row per multiplier, one column per layer.
+pub fn histograms_svg(title: &str, hs: &[Histogram]) -> String {
+    let mut ms: Vec<f64> = Vec::new();
+    let mut ls: Vec<usize> = Vec::new();
+    for h in hs {
+        if !ms.contains(&h.multiplier) {
+            ms.push(h.multiplier);
+        }
+        if !ls.contains(&h.layer) {
+            ls.push(h.layer);
+        }
+    }
+    let (pw, ph) = (240.0, 120.0);
+    let (cw, chh) = (pw + 30.0, ph + 50.0);
+    let width = cw * ls.len().max(1) as f64 + 40.0;
+    let height = chh * ms.len().max(1) as f64 + 50.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#,
+        width / 2.0,
+        esc(title)
+    );
+    for h in hs {
+        let (Some(r), Some(c)) = (
+            ms.iter().position(|&m| m == h.multiplier),
+            ls.iter().position(|&l| l == h.layer),
+        ) else {
+            continue;
+        };
+        let ox = 30.0 + c as f64 * cw;
+        let oy = 50.0 + r as f64 * chh;
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">multiplier {:.3}, layer {}</text>"#,
+            ox + pw / 2.0,
+            oy + 12.0,
+            h.multiplier,
+            h.layer
+        );
+        let top = oy + 20.0;
+        let max = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let bw = pw / h.counts.len().max(1) as f64;
+        for (i, &k) in h.counts.iter().enumerate() {
+            let bh = k as f64 / max * ph;
+            let _ = writeln!(
+                s,
+                r##"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{bh:.2}" fill="#1f77b4"/>"##,
+                ox + i as f64 * bw,
+                top + ph - bh,
+                bw * 0.9
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<line x1="{ox}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
+            top + ph,
+            ox + pw
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{ox}" y="{}" font-size="10">{:.3}</text>"#,
+            top + ph + 12.0,
+            h.lo
+        );
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="10" text-anchor="end">{:.3}</text>"#,
+            ox + pw,
+            top + ph + 12.0,
+            h.hi
+        );
+    }
+    s.push_str("</svg>\n");
+    s
+}

@@ -137,6 +137,16 @@ pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
 
 /// Runs the network forward and backward on the CPU.
 pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
+    run_observed(cfg, x, &mut |_, _| {})
+}
+
+/// [`run`], handing every layer's activations `a_l` (`batch x n_l`) to
+/// `observe(l, a_l)` during the forward pass (for histograms).
+pub fn run_observed(
+    cfg: &NetConfig,
+    x: Option<&[f32]>,
+    observe: &mut dyn FnMut(usize, &[f32]),
+) -> Result<NetStats> {
     let start = Instant::now();
     let stds = cfg.validate()?;
     let depth = cfg.depth();
@@ -170,6 +180,7 @@ pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
             }
         }
         let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
+        observe(l, &post);
         let dead = (0..n_out)
             .filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0))
             .count();

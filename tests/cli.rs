@@ -549,3 +549,65 @@ fn bench_quick_reports_roofline_ratios_and_checks_its_results() {
             .contains(&rows[0]["time"]["method"].as_str().expect("method")));
     }
 }
+
+#[test]
+fn sweep_command_writes_its_files_and_rejects_bad_grids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("sw");
+    let r = deepinit(&[
+        "sweep",
+        "--backend",
+        "cpu",
+        "--act",
+        "relu",
+        "--multiplier",
+        "1.5,2,2.5",
+        "--depth",
+        "8",
+        "--width",
+        "64",
+        "--batch",
+        "8",
+        "--out-dir",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let text = String::from_utf8_lossy(&r.stdout);
+    assert!(
+        text.contains(
+            "critical multiplier, theory (chi_1 = 1 at the fixed point q*):           2.0000"
+        ),
+        "{text}"
+    );
+    for f in [
+        "sweep.json",
+        "heatmap.svg",
+        "heatmap.png",
+        "curves.svg",
+        "curves.png",
+        "histograms.svg",
+        "histograms.png",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    for (args, msg) in [
+        (&["--batch", "7"][..], "even batch"),
+        (&["--multiplier", "4:1:0.1"][..], "multiplier grid"),
+        (&["--act", "swish"][..], "unknown activation"),
+        (&["--depth", "0"][..], "depth"),
+    ] {
+        let mut full = vec![
+            "sweep",
+            "--backend",
+            "cpu",
+            "--width",
+            "16",
+            "--out-dir",
+            out.to_str().expect("utf8"),
+        ];
+        full.extend_from_slice(args);
+        let r = deepinit(&full);
+        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        assert!(stderr(&r).contains(msg), "{args:?}: {}", stderr(&r));
+    }
+}
