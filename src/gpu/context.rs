@@ -382,44 +382,75 @@ impl GpuContext {
     /// host through a temporary mappable buffer. For small, one-off reads; the
     /// generator streams big outputs with its own double-buffered read-back.
     pub fn read_buffer(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-        let staging = self.scoped("allocating a read-back buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("read-back"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        })?;
-        let mut enc = self
+        let enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read-back"),
             });
-        enc.copy_buffer_to_buffer(src, 0, &staging, 0, bytes);
+        let mut out = self.read_back(enc, &[(src, bytes)])?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Finishes `enc` with copies of the first `bytes` of each source into
+    /// temporary mappable buffers, submits it (one submission for the work and
+    /// the read-back), waits, and returns each source's bytes.
+    pub fn read_back(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        srcs: &[(&wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let staging = self.scoped("allocating read-back buffers", || {
+            srcs.iter()
+                .map(|&(_, bytes)| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("read-back"),
+                        size: bytes.max(4),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                })
+                .collect::<Vec<_>>()
+        })?;
+        for (&(src, bytes), dst) in srcs.iter().zip(&staging) {
+            enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        }
         let submission = self.queue.submit([enc.finish()]);
-        let (tx, rx) = std::sync::mpsc::channel();
-        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let receivers: Vec<_> = staging
+            .iter()
+            .map(|b| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                b.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+                    // The receiver outlives the poll that runs this callback.
+                    let _ = tx.send(r);
+                });
+                rx
+            })
+            .collect();
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: None,
             })
             .map_err(|e| Error::Gpu {
-                during: "reading a buffer back",
+                during: "reading buffers back",
                 message: e.to_string(),
             })?;
-        self.check_uncaptured("reading a buffer back")?;
-        rx.recv()
-            .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
-            .map_err(|e| Error::BufferMap(e.to_string()))?;
-        let data = staging
-            .slice(..)
-            .get_mapped_range()
-            .map_err(|e| Error::BufferMap(e.to_string()))?
-            .to_vec();
-        staging.unmap();
-        Ok(data)
+        self.check_uncaptured("reading buffers back")?;
+        let mut out = Vec::with_capacity(srcs.len());
+        for ((b, rx), &(_, bytes)) in staging.iter().zip(receivers).zip(srcs) {
+            rx.recv()
+                .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
+                .map_err(|e| Error::BufferMap(e.to_string()))?;
+            let data = b
+                .slice(..)
+                .get_mapped_range()
+                .map_err(|e| Error::BufferMap(e.to_string()))?
+                .get(..bytes as usize)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            b.unmap();
+            out.push(data);
+        }
+        Ok(out)
     }
 }

@@ -11,9 +11,11 @@ use crate::error::{Error, Result};
 use crate::net::{self, LayerStats, NetConfig, NetStats};
 use std::time::Instant;
 
-/// Layers recorded per submission: few submissions, yet no single command
-/// buffer runs long enough to trip a driver watchdog on big layers.
-pub const LAYERS_PER_SUBMIT: usize = 8;
+/// GEMM work recorded per submission (2^36 flops, ~69 GFLOP): a typical run is
+/// one submission (work and read-back together), while a command buffer of a
+/// huge network is split before it can run long enough to trip a driver
+/// watchdog (about 0.7 s even at 100 GFLOP/s).
+pub const FLOPS_PER_SUBMIT: f64 = 68_719_476_736.0;
 
 struct Bufs {
     act: [wgpu::Buffer; 2],
@@ -175,8 +177,9 @@ pub fn run(
             })
     };
 
-    // Input.
+    // Input. Everything below is recorded into as few submissions as possible.
     let mut enc = new_encoder();
+    let mut pending = 0.0f64;
     match input {
         Some(x) => {
             if x.len() as u64 != b * w[0] {
@@ -253,9 +256,11 @@ pub fn run(
         )?;
         kern.reduce(&mut enc, a_next, b * n_out, rec[l][1], sat, &bufs.recs)?;
         kern.dead(&mut enc, a_next, b, n_out, l as u32, &bufs.dead)?;
-        if l % LAYERS_PER_SUBMIT == 0 {
+        pending += 2.0 * (b * n_in * (n_out + b)) as f64;
+        if pending > FLOPS_PER_SUBMIT {
             ctx.queue
                 .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            pending = 0.0;
         }
     }
     gemm_gram(&mut enc, &bufs.act[depth % 2], w[depth], 2 * depth as u64)?;
@@ -296,21 +301,32 @@ pub fn run(
                 kern.gemm(&mut enc, GemmForm::Nn, &p, d, &bufs.w, out)?;
             }
         }
-        if l % LAYERS_PER_SUBMIT == 0 {
+        pending += 2.0 * (b * w[l] * (w[l - 1] + b)) as f64;
+        if pending > FLOPS_PER_SUBMIT {
             ctx.queue
                 .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            pending = 0.0;
         }
     }
-    ctx.queue.submit([enc.finish()]);
 
-    // Read back only the statistics.
-    let recs = ctx.read_words(&bufs.recs, net_words(total))?;
-    let dead = ctx.read_words(&bufs.dead, depth as u64 + 1)?;
-    let grams: Vec<f32> = ctx
-        .read_words(&bufs.grams, gram_elems * (2 * depth as u64 + 1))?
-        .into_iter()
-        .map(f32::from_bits)
-        .collect();
+    // Read back only the statistics, in the same submission as the last work.
+    let grams_words = gram_elems * (2 * depth as u64 + 1);
+    let back = ctx.read_back(
+        enc,
+        &[
+            (&bufs.recs, 4 * net_words(total)),
+            (&bufs.dead, 4 * (depth as u64 + 1)),
+            (&bufs.grams, 4 * grams_words),
+        ],
+    )?;
+    let to_words = |b: &[u8]| -> Vec<u32> {
+        b.chunks_exact(4)
+            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
+    };
+    let recs = to_words(&back[0]);
+    let dead = to_words(&back[1]);
+    let grams: Vec<f32> = to_words(&back[2]).into_iter().map(f32::from_bits).collect();
     let g = |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
     let mut layers = Vec::with_capacity(depth);
     for l in 1..=depth {
