@@ -321,6 +321,12 @@ pub fn run(
     cfg: &SweepConfig,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<SweepReport> {
+    if cfg.multipliers.is_empty() || cfg.multipliers.windows(2).any(|w| w[1] <= w[0]) {
+        return Err(Error::invalid(
+            "multiplier grid",
+            "needs at least one multiplier, increasing",
+        ));
+    }
     if cfg.batch < 2 || !cfg.batch.is_multiple_of(2) {
         return Err(Error::invalid(
             "batch",
@@ -609,6 +615,12 @@ pub fn write_outputs(
 /// (closest grid point) and the largest multiplier, computed by the CPU
 /// reference of the same networks (same weights, same inputs).
 pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histogram>> {
+    if cfg.multipliers.is_empty() {
+        return Err(Error::invalid(
+            "multiplier grid",
+            "needs at least one multiplier",
+        ));
+    }
     let x = paired_inputs(cfg.batch, cfg.width, cfg.seed)?;
     let crit = r
         .critical_theory
