@@ -709,6 +709,90 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         ));
     }
     cfg.validate()?;
+    with_network_device(d, act, |ctx, dev| {
+        let r = deepinit::experiment::run_with_input(
+            dev,
+            &cfg,
+            input.as_ref().map(|x| x.data.as_slice()),
+            !a.no_verify,
+        )?;
+        println!(
+            "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
+            r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+        );
+        println!("device: {}", describe(ctx));
+        println!();
+        println!(
+            "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
+            "layer",
+            "Var(z)",
+            "theory",
+            "Var(a)",
+            "Var(delta)",
+            "theory",
+            "|dW|_F",
+            "chi1",
+            "dead",
+            "sat",
+            "vs CPU",
+        );
+        let step = if r.depth <= 20 {
+            1
+        } else {
+            r.depth.div_ceil(12)
+        };
+        for l in r
+            .layers
+            .iter()
+            .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
+        {
+            println!(
+                "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
+                l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
+                l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
+            );
+        }
+        println!();
+        let v = &r.verdict;
+        println!(
+            "verdict: CPU reference {} (max relative difference {:.2e}{}), theory {}",
+            if v.cpu_match { "match" } else { "MISMATCH" },
+            v.max_rel_err_cpu,
+            if v.chaotic_layers > 0 {
+                format!(", {} chaotic layers not compared", v.chaotic_layers)
+            } else {
+                String::new()
+            },
+            if v.theory_match { "match" } else { "DEVIATES" }
+        );
+        if let Some(l) = v.overflow_at {
+            println!("the signal overflowed f32 at layer {l}");
+        }
+        let runs = vec![r];
+        print_failures(&runs);
+        if let Some(path) = &a.json {
+            let report = demo::Report {
+                device: device_info(ctx),
+                config: serde_json::json!({ "command": "forward" }),
+                runs,
+            };
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::invalid("report", e.to_string()))?;
+            deepinit::output::write_atomic(path, text.as_bytes())?;
+            println!("wrote {}", path.display());
+            return Ok(exit_for(&report.runs));
+        }
+        Ok(exit_for(&runs))
+    })
+}
+
+/// Opens the device per --backend, compiles the network kernels for `act`
+/// there, and runs `f` with the device (and the GPU context, if any).
+fn with_network_device<T>(
+    d: &DeviceArgs,
+    act: deepinit::act::Activation,
+    f: impl FnOnce(Option<&GpuContext>, &deepinit::experiment::Device) -> Result<T>,
+) -> Result<T> {
     let ctx = open_device(d)?;
     let gen = ctx.as_ref().map(Generator::new).transpose()?;
     let kernels = match &gen {
@@ -719,79 +803,7 @@ fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
         _ => deepinit::experiment::Device::Cpu,
     };
-    let r = deepinit::experiment::run_with_input(
-        &dev,
-        &cfg,
-        input.as_ref().map(|x| x.data.as_slice()),
-        !a.no_verify,
-    )?;
-    println!(
-        "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
-        r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
-    );
-    println!("device: {}", describe(ctx.as_ref()));
-    println!();
-    println!(
-        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
-        "layer",
-        "Var(z)",
-        "theory",
-        "Var(a)",
-        "Var(delta)",
-        "theory",
-        "|dW|_F",
-        "chi1",
-        "dead",
-        "sat",
-        "vs CPU",
-    );
-    let step = if r.depth <= 20 {
-        1
-    } else {
-        r.depth.div_ceil(12)
-    };
-    for l in r
-        .layers
-        .iter()
-        .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
-    {
-        println!(
-            "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
-            l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
-            l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
-        );
-    }
-    println!();
-    let v = &r.verdict;
-    println!(
-        "verdict: CPU reference {} (max relative difference {:.2e}{}), theory {}",
-        if v.cpu_match { "match" } else { "MISMATCH" },
-        v.max_rel_err_cpu,
-        if v.chaotic_layers > 0 {
-            format!(", {} chaotic layers not compared", v.chaotic_layers)
-        } else {
-            String::new()
-        },
-        if v.theory_match { "match" } else { "DEVIATES" }
-    );
-    if let Some(l) = v.overflow_at {
-        println!("the signal overflowed f32 at layer {l}");
-    }
-    let runs = vec![r];
-    print_failures(&runs);
-    if let Some(path) = &a.json {
-        let report = demo::Report {
-            device: device_info(ctx.as_ref()),
-            config: serde_json::json!({ "command": "forward" }),
-            runs,
-        };
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::invalid("report", e.to_string()))?;
-        deepinit::output::write_atomic(path, text.as_bytes())?;
-        println!("wrote {}", path.display());
-        return Ok(exit_for(&report.runs));
-    }
-    Ok(exit_for(&runs))
+    f(ctx.as_ref(), &dev)
 }
 
 fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
@@ -812,35 +824,27 @@ fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     probe.bias_std = a.bias_std;
     probe.validate()?;
     deepinit::output::ensure_dir(&a.out_dir)?;
-    let ctx = open_device(d)?;
-    let gen = ctx.as_ref().map(Generator::new).transpose()?;
-    let kernels = match &gen {
-        Some(g) => Some(deepinit::gpu::kernels::NetKernels::new(g.context(), act)?),
-        None => None,
-    };
-    let dev = match (&gen, &kernels) {
-        (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
-        _ => deepinit::experiment::Device::Cpu,
-    };
-    println!(
-        "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
-        act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
-    );
-    println!("device: {}", describe(ctx.as_ref()));
-    println!();
-    let report = sweep::run(&dev, &cfg, progress_bar())?;
-    print!("{}", sweep::table(&report));
-    let hist = sweep::histograms(&cfg, &report)?;
-    for p in sweep::write_outputs(&a.out_dir, &report, &hist)? {
-        println!("wrote {}", p.display());
-    }
-    let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
-    print_failures(&runs);
-    let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(3)
+    with_network_device(d, act, |ctx, dev| {
+        println!(
+            "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
+            act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
+        );
+        println!("device: {}", describe(ctx));
+        println!();
+        let report = sweep::run(dev, &cfg, progress_bar())?;
+        print!("{}", sweep::table(&report));
+        let hist = sweep::histograms(&cfg, &report)?;
+        for p in sweep::write_outputs(&a.out_dir, &report, &hist)? {
+            println!("wrote {}", p.display());
+        }
+        let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
+        print_failures(&runs);
+        let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        })
     })
 }
 

@@ -40,6 +40,23 @@ pub fn color(i: usize) -> String {
     P[i % P.len()].to_string()
 }
 
+/// The opening of an SVG document: white background, centred title.
+fn svg_open(width: f64, height: f64, title: &str, title_size: u32) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="22" font-size="{title_size}" text-anchor="middle">{}</text>"#,
+        width / 2.0,
+        esc(title)
+    );
+    s
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -62,18 +79,7 @@ pub fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     let cell_h = MT + PH + MB;
     let width = cols as f64 * cell_w + LEGEND;
     let height = rows as f64 * cell_h + 30.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="16" text-anchor="middle">{}</text>"#,
-        width / 2.0,
-        esc(title)
-    );
+    let mut s = svg_open(width, height, title, 16);
     for (pi, p) in panels.iter().enumerate() {
         let ox = (pi % cols) as f64 * cell_w + ML;
         let oy = (pi / cols) as f64 * cell_h + MT + 10.0;
@@ -312,18 +318,7 @@ pub fn heatmaps_svg(
     let cell_w = ml + pw + 90.0;
     let width = cell_w * grids.len() as f64 + 20.0;
     let height = mt + ph + 70.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#,
-        width / 2.0,
-        esc(title)
-    );
+    let mut s = svg_open(width, height, title, 14);
     for (pi, (name, grid)) in grids.iter().enumerate() {
         let ox = pi as f64 * cell_w + ml;
         let rows = grid.len().max(1);
@@ -516,18 +511,7 @@ pub fn histograms_svg(title: &str, hs: &[Histogram]) -> String {
     let (cw, chh) = (pw + 30.0, ph + 50.0);
     let width = cw * ls.len().max(1) as f64 + 40.0;
     let height = chh * ms.len().max(1) as f64 + 50.0;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#,
-        width / 2.0,
-        esc(title)
-    );
+    let mut s = svg_open(width, height, title, 14);
     for h in hs {
         let (Some(r), Some(c)) = (
             ms.iter().position(|&m| m == h.multiplier),
