@@ -241,6 +241,48 @@ pub fn write_outputs(dir: &Path, report: &Report) -> Result<Vec<PathBuf>> {
     ])
 }
 
+/// A run's Var(z_l) (or Var(delta_l) when `grad`) against depth: the measured
+/// line (solid, labelled) and the theory (dashed, same colour). With
+/// `mask_overflow`, measured points of layers holding non-finite values are
+/// left out (they average only what survived).
+pub fn variance_series(
+    r: &RunReport,
+    grad: bool,
+    label: String,
+    color: String,
+    mask_overflow: bool,
+) -> [Series; 2] {
+    let points = |theory: bool| -> Vec<(f64, f64)> {
+        r.layers
+            .iter()
+            .map(|l| {
+                let v = match (grad, theory) {
+                    (false, false) => l.pre_var,
+                    (false, true) => l.theory_pre_var,
+                    (true, false) => l.grad_var,
+                    (true, true) => l.theory_grad_var,
+                };
+                let masked = mask_overflow && !theory && l.nonfinite > 0;
+                (l.layer as f64, if masked { f64::NAN } else { v })
+            })
+            .collect()
+    };
+    [
+        Series {
+            label,
+            color: color.clone(),
+            dashed: false,
+            points: points(false),
+        },
+        Series {
+            label: String::new(),
+            color,
+            dashed: true,
+            points: points(true),
+        },
+    ]
+}
+
 /// Variance vs depth: one panel per activation for the forward signal
 /// Var(z_l) and one for the gradient Var(delta_l); one colour per scheme;
 /// theory dashed.
@@ -263,30 +305,7 @@ pub fn variance_svg(runs: &[RunReport]) -> String {
             let mut series = Vec::new();
             for r in runs.iter().filter(|r| &r.activation == act) {
                 let c = plot::color(schemes.iter().position(|s| s == &r.scheme).unwrap_or(0));
-                let (m, t): (Vec<_>, Vec<_>) = r
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        let x = l.layer as f64;
-                        if grad {
-                            ((x, l.grad_var), (x, l.theory_grad_var))
-                        } else {
-                            ((x, l.pre_var), (x, l.theory_pre_var))
-                        }
-                    })
-                    .unzip();
-                series.push(Series {
-                    label: r.scheme.clone(),
-                    color: c.clone(),
-                    dashed: false,
-                    points: m,
-                });
-                series.push(Series {
-                    label: String::new(),
-                    color: c,
-                    dashed: true,
-                    points: t,
-                });
+                series.extend(variance_series(r, grad, r.scheme.clone(), c, false));
             }
             panels.push(Panel {
                 title: format!(

@@ -519,40 +519,13 @@ pub fn curves_svg(r: &SweepReport) -> String {
         for (ci, &i) in picks.iter().enumerate() {
             let p = &r.points[i];
             let color = plot::color(ci);
-            let pts = |theory: bool| -> Vec<(f64, f64)> {
-                p.run
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        let v = match (grad, theory) {
-                            (false, false) => l.pre_var,
-                            (false, true) => l.theory_pre_var,
-                            (true, false) => l.grad_var,
-                            (true, true) => l.theory_grad_var,
-                        };
-                        (
-                            l.layer as f64,
-                            if l.nonfinite > 0 && !theory {
-                                f64::NAN
-                            } else {
-                                v
-                            },
-                        )
-                    })
-                    .collect()
-            };
-            series.push(plot::Series {
-                label: format!("multiplier {:.3}", p.multiplier),
-                color: color.clone(),
-                dashed: false,
-                points: pts(false),
-            });
-            series.push(plot::Series {
-                label: String::new(),
+            series.extend(crate::demo::variance_series(
+                &p.run,
+                grad,
+                format!("multiplier {:.3}", p.multiplier),
                 color,
-                dashed: true,
-                points: pts(true),
-            });
+                true,
+            ));
         }
         panels.push(plot::Panel {
             title: if grad {

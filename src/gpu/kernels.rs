@@ -113,17 +113,6 @@ impl<'a> NetKernels<'a> {
         self.act
     }
 
-    fn record(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        pipe: &wgpu::ComputePipeline,
-        params: &[u8],
-        buffers: &[&wgpu::Buffer],
-        groups: (u32, u32),
-    ) -> Result<()> {
-        self.ctx.dispatch(enc, pipe, params, buffers, groups)
-    }
-
     /// Records `C (+)= A * op(B)`.
     pub fn gemm(
         &self,
@@ -151,7 +140,8 @@ impl<'a> NetKernels<'a> {
             GemmForm::Nt => &self.gemm_nt,
             GemmForm::Nn => &self.gemm_nn,
         };
-        self.record(enc, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy))
+        self.ctx
+            .dispatch(enc, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy))
     }
 
     fn ew_groups(&self, n: u64) -> Result<(u32, u32)> {
@@ -177,7 +167,7 @@ impl<'a> NetKernels<'a> {
             _pad: 0,
         };
         let g = self.ew_groups(n)?;
-        self.record(
+        self.ctx.dispatch(
             enc,
             &self.bias_act,
             bytemuck::bytes_of(&p),
@@ -202,7 +192,8 @@ impl<'a> NetKernels<'a> {
         };
         let g = self.ew_groups(n)?;
         // grad_mul's derived layout has no bias binding.
-        self.record(enc, &self.grad_mul, bytemuck::bytes_of(&p), &[z, delta], g)
+        self.ctx
+            .dispatch(enc, &self.grad_mul, bytemuck::bytes_of(&p), &[z, delta], g)
     }
 
     /// Number of reduction records for a tensor of `n` elements.
@@ -232,7 +223,8 @@ impl<'a> NetKernels<'a> {
             _pad1: [0; 2],
         };
         let g = self.ctx.dispatch_2d(Self::records(n))?;
-        self.record(enc, &self.reduce, bytemuck::bytes_of(&p), &[x, recs], g)
+        self.ctx
+            .dispatch(enc, &self.reduce, bytemuck::bytes_of(&p), &[x, recs], g)
     }
 
     /// Records the dead-unit count of `x` (`rows x cols`) into counter `slot`.
@@ -260,7 +252,7 @@ impl<'a> NetKernels<'a> {
                 hint: String::new(),
             });
         }
-        self.record(
+        self.ctx.dispatch(
             enc,
             &self.dead,
             bytemuck::bytes_of(&p),
