@@ -167,6 +167,61 @@ impl Activation {
         }
     }
 
+    /// phi''(x) in f64 away from a kink (the smooth part of the second
+    /// derivative; the jump of phi' at a kink is [`Activation::kink`]).
+    pub fn d2f(&self, x: f64) -> f64 {
+        match *self {
+            Activation::Linear | Activation::Relu | Activation::LeakyRelu(_) => 0.0,
+            Activation::Tanh => {
+                let t = x.tanh();
+                -2.0 * t * (1.0 - t * t)
+            }
+            Activation::Sigmoid => {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 - s) * (1.0 - 2.0 * s)
+            }
+            Activation::Selu => {
+                if x > 0.0 {
+                    0.0
+                } else {
+                    SELU_LAMBDA * SELU_ALPHA * x.exp()
+                }
+            }
+            Activation::Gelu => {
+                let u = GELU_C * (x + 0.044715 * x * x * x);
+                let du = GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+                let d2u = GELU_C * 6.0 * 0.044715 * x;
+                let t = u.tanh();
+                let s2 = 1.0 - t * t; // sech^2(u)
+                                      // phi = x (1 + t) / 2: phi'' = t' + x t'' / 2, t' = s2 u', t'' = s2 (u'' - 2 t u'^2).
+                s2 * du + 0.5 * x * s2 * (d2u - 2.0 * t * du * du)
+            }
+        }
+    }
+
+    /// The kink of phi' at 0, if any: `(|phi'(0+) - phi'(0-)|, |phi'(0+)^2 - phi'(0-)^2|)`.
+    /// An f32 rounding difference that moves a pre-activation across 0 changes
+    /// its phi' by the first and its squared gradient by the second.
+    pub fn kink(&self) -> Option<(f64, f64)> {
+        let (plus, minus) = match *self {
+            Activation::Relu => (1.0, 0.0),
+            Activation::LeakyRelu(a) => (1.0, a),
+            Activation::Selu => (SELU_LAMBDA, SELU_LAMBDA * SELU_ALPHA),
+            _ => return None,
+        };
+        let jump: f64 = plus - minus;
+        (jump != 0.0).then(|| (jump.abs(), (plus * plus - minus * minus).abs()))
+    }
+
+    /// Whether phi is evaluated with transcendental builtins (`exp`, `tanh`),
+    /// whose device accuracy is only bounded by the WGSL specification.
+    pub fn transcendental(&self) -> bool {
+        matches!(
+            self,
+            Activation::Tanh | Activation::Sigmoid | Activation::Selu | Activation::Gelu
+        )
+    }
+
     /// phi(x) in f32, as the CPU reference network applies it.
     pub fn f32(&self, x: f32) -> f32 {
         match *self {
@@ -226,6 +281,12 @@ mod tests {
                     a.df(x)
                 );
                 assert!((f64::from(a.f32(x as f32)) - a.f(x)).abs() < 1e-5 * (1.0 + a.f(x).abs()));
+                let fd2 = (a.df(x + h) - a.df(x - h)) / (2.0 * h);
+                assert!(
+                    (fd2 - a.d2f(x)).abs() < 1e-5,
+                    "{a:?}'' at {x}: {fd2} vs {}",
+                    a.d2f(x)
+                );
             }
             assert_eq!(Activation::parse(&a.name()).unwrap(), a);
         }

@@ -28,6 +28,7 @@ pub mod npy;
 pub mod output;
 pub mod philox;
 pub mod plot;
+pub mod progress;
 pub mod reference;
 pub mod scheme;
 pub mod shaders;
@@ -35,6 +36,7 @@ pub mod stats;
 pub mod sweep;
 pub mod tensor;
 pub mod theory;
+pub mod tolerance;
 
 pub use dist::Dist;
 pub use error::{Error, Result};

@@ -21,6 +21,38 @@ pub const INPUT_TENSOR: u32 = 0x7FFF_FFF0;
 /// Tensor id of the loss direction r.
 pub const LOSS_TENSOR: u32 = 0x7FFF_FFF1;
 
+/// A defect injected into the backend under test (never into the CPU
+/// reference or the theory), so that tests can check that the verdicts catch
+/// real errors. Not for production use.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Fault {
+    /// Multiply the weights of layer `.0` by `.1` (layer 0: every layer), in
+    /// both passes.
+    pub weight_scale: Option<(usize, f64)>,
+    /// Leave one 64 x 64 output tile of layer `.0`'s pre-activations (rows and
+    /// columns from 0) at zero, as if the GEMM had skipped it.
+    pub skip_tile: Option<usize>,
+}
+
+impl Fault {
+    /// The factor on layer `l`'s weights (1 without a fault there).
+    pub fn weight_factor(&self, l: usize) -> f64 {
+        match self.weight_scale {
+            Some((k, f)) if k == 0 || k == l => f,
+            _ => 1.0,
+        }
+    }
+
+    /// `(rows, cols)` of the skipped tile at layer `l`, clipped to `batch x width`.
+    pub fn tile(&self, l: usize, batch: u64, width: u64) -> Option<(u64, u64)> {
+        (self.skip_tile == Some(l)).then(|| (batch.min(64), width.min(64)))
+    }
+}
+
+/// The deepest network deepinit runs.
+pub const MAX_DEPTH: usize = 100_000;
+
 /// Everything that defines one network run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConfig {
@@ -93,10 +125,10 @@ impl NetConfig {
                 "0 (a network needs at least one layer)",
             ));
         }
-        if self.depth() > 100_000 {
+        if self.depth() > MAX_DEPTH {
             return Err(Error::invalid(
                 "depth",
-                format!("{} (at most 100000)", self.depth()),
+                format!("{}; reduce the depth (at most {MAX_DEPTH})", self.depth()),
             ));
         }
         if self.batch == 0 {
@@ -209,6 +241,90 @@ pub struct LayerStats {
     pub grad: TensorStats,
     /// Frobenius norm of dW_l = delta_l^T a_{l-1}.
     pub grad_w_norm: f64,
+    /// `||P G_a P||_F^2 / tr(P G_a)^2` of the layer's input a_{l-1}, with
+    /// `G_a = a a^T` over the batch and `P = I - 1 1^T / B` removing the batch
+    /// mean: 1/(B-1) for orthogonal deviations, 1 when one direction
+    /// dominates. It sets how much the layer's random weights can move its
+    /// measured variance (see `theory::weight_test`).
+    pub input_concentration: f64,
+    /// `tr(P G_a) / (B n_{l-1})`: the mean square of a_{l-1}'s deviations from
+    /// its batch mean.
+    pub input_centred_mean_sq: f64,
+    /// Mean over the units of z_l of the squared batch mean of that unit.
+    pub pre_unit_mean_sq: f64,
+    /// An upper bound on `W = tr(G_a^2 G_delta) tr(G_delta) / tr(G_a G_delta)^2`,
+    /// between 1 and B: how coherently one changed entry of delta_l moves
+    /// ||dW_l||^2 (B when the inputs are identical; see `tolerance`).
+    pub grad_w_coherence: f64,
+}
+
+/// `tr(P G P) / (B n)` for a Gram matrix `g` (B x B) of B rows of length `n`:
+/// the mean square of the rows' deviations from their mean.
+pub fn centred_mean_sq(g: &[f32], batch: usize, n: u64) -> f64 {
+    let b = batch;
+    if b < 2 || n == 0 {
+        return 0.0;
+    }
+    let tr: f64 = (0..b).map(|i| f64::from(g[i * b + i])).sum();
+    let all: f64 = g.iter().map(|&v| f64::from(v)).sum();
+    ((tr - all / b as f64) / (b as f64 * n as f64)).max(0.0)
+}
+
+/// What the Gram matrices of one layer give: `||dW||_F`, the input
+/// concentration and the gradient coherence of [`LayerStats`].
+pub fn gram_summary(g_delta: &[f32], g_a: &[f32], batch: usize) -> (f64, f64, f64) {
+    let norm2: f64 = g_delta
+        .iter()
+        .zip(g_a)
+        .map(|(&d, &a)| f64::from(d) * f64::from(a))
+        .sum::<f64>()
+        .max(0.0);
+    let b = batch;
+    let trace = |g: &[f32]| (0..b).map(|i| f64::from(g[i * b + i])).sum::<f64>();
+    let tr_d = trace(g_delta);
+    // P G_a P: subtract row and column means, add back the grand mean.
+    let bf = b as f64;
+    let row: Vec<f64> = (0..b)
+        .map(|i| {
+            g_a[i * b..(i + 1) * b]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum::<f64>()
+                / bf
+        })
+        .collect();
+    let grand = row.iter().sum::<f64>() / bf;
+    let (mut frob_c, mut tr_c) = (0.0f64, 0.0f64);
+    for i in 0..b {
+        for j in 0..b {
+            let c = f64::from(g_a[i * b + j]) - row[i] - row[j] + grand;
+            frob_c += c * c;
+            if i == j {
+                tr_c += c;
+            }
+        }
+    }
+    let concentration = if tr_c > 0.0 && b > 1 {
+        (frob_c / (tr_c * tr_c)).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    // tr(G_a^2 G_delta) <= lambda_max(G_a) tr(G_a G_delta) for PSD matrices,
+    // and lambda_max <= the largest absolute row sum (Gershgorin).
+    let lambda = (0..b)
+        .map(|i| {
+            g_a[i * b..(i + 1) * b]
+                .iter()
+                .map(|&v| f64::from(v).abs())
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max);
+    let coherence = if norm2 > 0.0 && tr_d > 0.0 {
+        (lambda * tr_d / norm2).clamp(1.0, b as f64)
+    } else {
+        b.max(1) as f64
+    };
+    (norm2.sqrt(), concentration, coherence)
 }
 
 /// A whole run on one backend.
@@ -223,17 +339,4 @@ pub struct NetStats {
     pub final_gram: Vec<f64>,
     /// Wall-clock seconds.
     pub seconds: f64,
-}
-
-/// ||delta^T a||_F^2 = sum_{b,b'} G_delta[b,b'] G_a[b,b'] with Gram matrices
-/// G = X X^T (batch x batch): exact in real arithmetic and B^2 n work instead
-/// of the n^2 B of forming dW.
-pub fn grad_norm_from_grams(g_delta: &[f32], g_a: &[f32]) -> f64 {
-    g_delta
-        .iter()
-        .zip(g_a)
-        .map(|(&d, &a)| f64::from(d) * f64::from(a))
-        .sum::<f64>()
-        .max(0.0)
-        .sqrt()
 }

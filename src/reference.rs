@@ -4,7 +4,7 @@
 
 use crate::cpu;
 use crate::error::{Error, Result};
-use crate::net::{self, LayerStats, NetConfig, NetStats, TensorStats};
+use crate::net::{self, Fault, LayerStats, NetConfig, NetStats, TensorStats};
 use std::time::Instant;
 
 /// `c[m x n] (+)= a[m x k] * b`, where `b` is `k x n` with row stride `b_rs`
@@ -100,12 +100,12 @@ fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
     Ok(g)
 }
 
-fn weights(cfg: &NetConfig, l: usize, std: f64) -> Result<Vec<f32>> {
+fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32>> {
     let n = cfg.widths[l] * cfg.widths[l - 1];
     let mut w = cpu::host_vec::<f32>(n)?;
     cpu::fill(
         cfg.dist,
-        cfg.dist.kernel_scale(std),
+        cfg.dist.kernel_scale(std * fault.weight_factor(l)),
         cfg.seed,
         l as u32,
         0,
@@ -135,16 +135,67 @@ pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
     }
 }
 
-/// Runs the network forward and backward on the CPU.
-pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
-    run_observed(cfg, x, &mut |_, _| {})
+/// Host bytes the CPU reference holds at its peak: every layer's
+/// pre-activations and input Gram matrix (kept for the backward pass), plus
+/// the largest layer's weights and two activation buffers.
+pub fn host_bytes(cfg: &NetConfig) -> u64 {
+    let b = cfg.batch;
+    let per_layer: u64 = cfg.widths[1..]
+        .iter()
+        .map(|&w| b.saturating_mul(w).saturating_add(b.saturating_mul(b)))
+        .fold(0u64, u64::saturating_add);
+    let max_w = cfg.widths.iter().copied().max().unwrap_or(1);
+    let weights = cfg
+        .widths
+        .windows(2)
+        .map(|p| p[0].saturating_mul(p[1]))
+        .max()
+        .unwrap_or(0);
+    per_layer
+        .saturating_add(weights)
+        .saturating_add(b.saturating_mul(max_w).saturating_mul(4))
+        .saturating_mul(4)
 }
 
-/// [`run`], handing every layer's activations `a_l` (`batch x n_l`) to
+/// Refuses a network whose CPU reference would not fit in host memory, with
+/// the depth that would.
+pub fn check_host_memory(cfg: &NetConfig) -> Result<()> {
+    let Some(mem) = cpu::host_memory_bytes() else {
+        return Ok(());
+    };
+    let need = host_bytes(cfg);
+    if need <= mem {
+        return Ok(());
+    }
+    let b = cfg.batch;
+    let per = cfg.widths[1..].iter().copied().max().unwrap_or(1);
+    let per_layer = 4 * b.saturating_mul(per).saturating_add(b.saturating_mul(b));
+    let fixed = need.saturating_sub(per_layer.saturating_mul(cfg.depth() as u64));
+    let max_depth = mem.saturating_sub(fixed) / per_layer.max(1);
+    Err(Error::LimitExceeded {
+        what: "the CPU reference's memory (bytes)".into(),
+        got: need,
+        max: mem,
+        hint: format!(
+            " of host memory; reduce the depth (at most {max_depth} at batch {b} and width {per}) \
+             or the batch"
+        ),
+    })
+}
+
+/// Runs the network forward and backward on the CPU.
+pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
+    run_observed(cfg, x, &Fault::default(), None, &mut |_, _| {})
+}
+
+/// [`run`] with `fault` injected (tests only; `Fault::default()` is none),
+/// handing every layer's activations `a_l` (`batch x n_l`) to
 /// `observe(l, a_l)` during the forward pass (for histograms).
 pub fn run_observed(
     cfg: &NetConfig,
     x: Option<&[f32]>,
+    fault: &Fault,
+    progress: Option<&crate::progress::Progress>,
     observe: &mut dyn FnMut(usize, &[f32]),
 ) -> Result<NetStats> {
     let start = Instant::now();
@@ -162,10 +213,15 @@ pub fn run_observed(
     for l in 1..=depth {
         let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
         grams_a.push(gram(&a, b, n_in)?);
-        let w = weights(cfg, l, stds[l - 1])?;
+        let w = weights(cfg, l, stds[l - 1], fault)?;
         let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
         // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
         sgemm(b, n_out, n_in, &mut z, &a, &w, 1, n_in, false)?;
+        if let Some((rows, cols)) = fault.tile(l, cfg.batch, n_out as u64) {
+            for row in z.chunks_mut(n_out).take(rows as usize) {
+                row[..cols as usize].fill(0.0);
+            }
+        }
         if cfg.bias_std > 0.0 {
             let bias = normal(
                 cfg.seed,
@@ -184,8 +240,17 @@ pub fn run_observed(
         let dead = (0..n_out)
             .filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0))
             .count();
+        let unit_mean_sq = (0..n_out)
+            .map(|j| {
+                let m: f64 = (0..b).map(|r| f64::from(z[r * n_out + j])).sum::<f64>() / b as f64;
+                m * m
+            })
+            .sum::<f64>()
+            / n_out as f64;
         layers[l - 1] = LayerStats {
             layer: l,
+            pre_unit_mean_sq: unit_mean_sq,
+            input_centred_mean_sq: net::centred_mean_sq(&grams_a[l - 1], b, n_in as u64),
             pre: stats(&z, None),
             post: stats(&post, sat),
             dead_frac: dead as f64 / n_out as f64,
@@ -193,6 +258,9 @@ pub fn run_observed(
         };
         zs.push(z);
         a = post;
+        if let Some(p) = progress {
+            p.update(l as f64, 2.0 * depth as f64);
+        }
     }
     let final_gram: Vec<f64> = gram(&a, b, cfg.widths[depth] as usize)?
         .into_iter()
@@ -208,12 +276,18 @@ pub fn run_observed(
             *d *= cfg.act.df32(zz);
         }
         let n_l = cfg.widths[l] as usize;
+        if let Some(p) = progress {
+            p.update((2 * depth - l) as f64, 2.0 * depth as f64);
+        }
         layers[l - 1].grad = stats(&delta, None);
         let g_delta = gram(&delta, b, n_l)?;
-        layers[l - 1].grad_w_norm = net::grad_norm_from_grams(&g_delta, &grams_a[l - 1]);
+        let (norm, conc, coh) = net::gram_summary(&g_delta, &grams_a[l - 1], b);
+        layers[l - 1].grad_w_norm = norm;
+        layers[l - 1].input_concentration = conc;
+        layers[l - 1].grad_w_coherence = coh;
         if l > 1 {
             let n_prev = cfg.widths[l - 1] as usize;
-            let w = weights(cfg, l, stds[l - 1])?;
+            let w = weights(cfg, l, stds[l - 1], fault)?;
             let mut next = cpu::host_vec::<f32>((b * n_prev) as u64)?;
             // delta_{l-1} = delta_l W_l: W is n_l x n_prev row-major.
             sgemm(b, n_prev, n_l, &mut next, &delta, &w, n_prev, 1, false)?;

@@ -86,20 +86,37 @@ pub struct LayerTheory {
     /// Standard deviation of log(measured / predicted pre_var) at finite width
     /// (see [`predict`]).
     pub log_sd: f64,
+    /// d log q_{l+1} / d log q_l: how the variance map carries a relative
+    /// error of this layer's variance into the next (1 for ReLU and linear;
+    /// above 1 near an unstable fixed point, as GELU's at He).
+    pub map_slope: f64,
+    /// E[phi'(z_l)^2].
+    pub mean_dphi_sq: f64,
+    /// q_l E[phi''(z_l)^2] / E[phi'(z_l)^2]: how strongly a relative error of
+    /// z_l moves phi'(z_l) away from kinks (0 for piecewise-linear activations).
+    pub curvature: f64,
 }
 
 /// Predicts every layer of a network: `s[l]` = Var(W_{l+1}) * fan_in for layer
 /// l + 1, `widths` = n_0 .. n_L, `m_in` the inputs' mean square, `sigma_b2` the
 /// bias variance.
 ///
-/// Finite-width spread: the measured variance of layer l is a product of
-/// per-layer ratios, each of which fluctuates with relative variance
-/// `(K_i - 1) / n_i`, where `K_i = E[phi^4] / E[phi^2]^2` of the previous
-/// layer's outputs (K = 3 for Gaussian inputs, 6 for ReLU, giving Hanin and
-/// Nica's 5 / n per layer). So `Var log(q_hat_l / q_l)` is about
-/// `sum_{i<l} (K_i - 1) / n_i + 2 / n_l`, the last term from averaging z^2 over
-/// the layer's n_l units. Averaging over the batch only shrinks this, so it is
-/// a conservative spread. `k_in` is K of the inputs (3 for Gaussian inputs).
+/// Finite-width spread. Layer l + 1's variance given layer l is
+/// `s E[phi^2] + sigma_b^2` evaluated on the layer's *realised* outputs: their
+/// mean square `m_l = (1/n_l) sum_j phi(z_j)^2` fluctuates around E[phi^2] with
+/// relative variance `(K_l - 1) / n_l`, `K_l = E[phi^4] / E[phi^2]^2` (K = 3
+/// for Gaussian inputs, 6 for ReLU: Hanin and Nica's 5 / n per layer). A
+/// relative error of layer l's variance reaches layer l + 1 multiplied by the
+/// variance map's own slope `D_l = d log q_{l+1} / d log q_l` (1 for ReLU;
+/// for GELU at He it exceeds 1 where the per-layer ratio moves between 1/2
+/// and 1, so errors grow there). So with `V_1 = (k_in - 1) / n_0`,
+///
+/// `V_{l+1} = D_l^2 V_l + w_l^2 (K_l - 1) / n_l`,  `w_l = s m_l / (s m_l + sigma_b^2)`,
+///
+/// and `Var log(q_hat_l / q_l) = V_l + 2 / n_l`, the last term from averaging
+/// z^2 over the layer's n_l units. Averaging over the batch only shrinks the
+/// fluctuations, so this is a conservative spread. `k_in` is K of the inputs
+/// (3 for Gaussian inputs).
 pub fn predict(
     act: Activation,
     s: &[f64],
@@ -120,7 +137,15 @@ pub fn predict(
         let mean = quad.expect(q, |z| act.f(z));
         let log_sd = (var_log + 2.0 / widths[l + 1] as f64).sqrt();
         let k = if m2 > 0.0 { m4 / (m2 * m2) } else { 3.0 };
-        var_log += (k - 1.0) / widths[l + 1] as f64;
+        // The next layer's variance is s_{l+1} m2(q) + sigma_b^2.
+        let s_next = s.get(l + 1).copied().unwrap_or(s[l]);
+        let slope = map_slope(&quad, act, q, s_next, sigma_b2);
+        let weight = if m2 > 0.0 {
+            s_next * m2 / (s_next * m2 + sigma_b2)
+        } else {
+            1.0
+        };
+        var_log = slope * slope * var_log + weight * weight * (k - 1.0) / widths[l + 1] as f64;
         out.push(LayerTheory {
             pre_var: q,
             post_mean_sq: m2,
@@ -128,6 +153,9 @@ pub fn predict(
             grad_var: 0.0,
             chi1: 0.0,
             log_sd,
+            map_slope: slope,
+            mean_dphi_sq: 0.0,
+            curvature: 0.0,
         });
         prev_m2 = m2;
     }
@@ -144,8 +172,150 @@ pub fn predict(
         out[l].grad_var = g;
         let s_next = if l + 1 < depth { s[l + 1] } else { s[l] };
         out[l].chi1 = s_next * d2;
+        out[l].mean_dphi_sq = d2;
+        let q = out[l].pre_var;
+        let dd2 = quad.expect(q, |z| act.d2f(z).powi(2));
+        out[l].curvature = if d2 > 0.0 && q.is_finite() {
+            q * dd2 / d2
+        } else {
+            0.0
+        };
     }
     out
+}
+
+/// `D = d log(s m2(q) + sigma_b^2) / d log q` by a central difference of the
+/// quadrature (step 1e-4 relative: the rule is smooth in q, so the error is
+/// ~1e-8, far below the finite-width terms it scales). 1 where q is 0 or not
+/// finite (the layer is outside f32's range and not checked).
+pub fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f64) -> f64 {
+    if !(q.is_finite() && q > 0.0) {
+        return 1.0;
+    }
+    let h = 1e-4;
+    let next = |q: f64| s * quad.expect(q, |z| act.f(z).powi(2)) + sigma_b2;
+    let (hi, lo) = (next(q * (1.0 + h)), next(q * (1.0 - h)));
+    if !(hi > 0.0 && lo > 0.0) {
+        return 1.0;
+    }
+    let d = (hi.ln() - lo.ln()) / ((1.0 + h).ln() - (1.0 - h).ln());
+    if d.is_finite() {
+        d.abs()
+    } else {
+        1.0
+    }
+}
+
+/// The one-step weight test: does every layer's variance follow from the
+/// layer below *through the stated weight variance*?
+///
+/// Write z_l = a W^T + b for a layer's batch of inputs a (B x n_{l-1}) and
+/// centre both over the batch with `P = I - 1 1^T / B` (which removes the
+/// bias, constant over the batch). Given a, the weights of layer l are fresh
+/// and independent, so for every unit j, `E[|P z_j|^2 | a] = (s_l / n_{l-1})
+/// tr(P G_a)`, `G_a = a a^T`, exactly, whatever the activation and width.
+/// The ratio
+///
+/// `r_l = mean_{b,j} (z_bj - zbar_j)^2 / (s_l tr(P G_a) / (B n_{l-1}))`
+///
+/// therefore has mean 1, and the `r_l - 1` of successive layers are
+/// martingale differences (uncorrelated). For weights with non-positive excess
+/// kurtosis (normal, uniform, truncated normal), `Var(r_l | a) <= 2 kappa /
+/// n_l` with `kappa = ||P G_a P||_F^2 / tr(P G_a)^2` measured from the layer's
+/// input Gram matrix (about 1/B for diverse inputs, 1 for one dominant
+/// direction). With inverse-variance weights `w_l = n_l / (2 kappa_l)` (known
+/// before layer l's weights are drawn, so the sum stays a martingale), the
+/// weighted mean `d = sum w_l (r_l - 1) / sum w_l` has standard error `1 /
+/// sqrt(sum w_l)` and `T = d sqrt(sum w_l)` is approximately standard normal
+/// for a correct network; a weight variance off by a factor (1 + d) in every
+/// layer shifts T by `d sqrt(sum w_l)`. Centring is what gives the test its power: deep ReLU
+/// activations share one dominant direction (their mean), which alone would
+/// give kappa ~ 1. Layers whose values left f32's normal range, and batches
+/// of one, are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct WeightTest {
+    /// Layers used.
+    pub layers: usize,
+    /// Weighted mean of r_l - 1: the estimated relative error of the weight
+    /// variance.
+    pub mean_excess: f64,
+    /// Its standard error.
+    pub std_error: f64,
+    /// The test statistic T.
+    pub z: f64,
+    /// Two-sided critical |T| at the false-alarm rate.
+    pub critical: f64,
+    /// |T| <= critical.
+    pub pass: bool,
+}
+
+/// Runs [`WeightTest`] on measured layers (`s[l]` = sigma_w^2 of layer l + 1,
+/// `widths` n_0..n_L, `input_mean_sq` of a_0), at false-alarm rate `alpha`.
+pub fn weight_test(
+    s: &[f64],
+    widths: &[u64],
+    batch: u64,
+    input_mean_sq: f64,
+    layers: &[crate::net::LayerStats],
+    alpha: f64,
+) -> Option<WeightTest> {
+    use crate::tolerance::U;
+    let ok = |x: f64| x.is_finite() && (1e-30..1e30).contains(&x);
+    let (mut sum, mut var, mut used) = (0.0f64, 0.0f64, 0usize);
+    let mut prev_finite = true;
+    let mut prev_mean_sq = input_mean_sq;
+    for (i, l) in layers.iter().enumerate() {
+        let n = widths[i + 1] as f64;
+        let expect = s[i] * l.input_centred_mean_sq;
+        let measured = l.pre.mean_sq - l.pre_unit_mean_sq;
+        let kappa = l.input_concentration.clamp(0.0, 1.0);
+        // Both sides are differences of f32-accumulated sums: where the batch
+        // has collapsed onto its mean (ordered phases), rounding would
+        // dominate. Keep a layer only if the rounding bound stays below 2% of
+        // the layer's own noise sd: the reductions' (48 u) and the column
+        // sums' (4 u sqrt(B)) relative errors, scaled by the cancellation in
+        // the measured side; the Gram entries' (u sqrt(n) each, random, so
+        // about u sqrt(n) / B in the sum; bounded by 8 u sqrt(n)), scaled by
+        // the cancellation in the expected side.
+        let cancel_z = l.pre.mean_sq / measured;
+        let cancel_a = prev_mean_sq / l.input_centred_mean_sq;
+        let b = batch as f64;
+        let rounding =
+            (48.0 + 4.0 * b.sqrt()) * U * cancel_z + 8.0 * U * (widths[i] as f64).sqrt() * cancel_a;
+        let noise = (2.0 * kappa / n).sqrt();
+        if prev_finite
+            && l.pre.nonfinite == 0
+            && ok(expect)
+            && ok(l.pre.mean_sq)
+            && measured > 0.0
+            && rounding <= 0.02 * noise
+        {
+            // Inverse-variance weights: known before layer l's weights are
+            // drawn, so the weighted sum is still a martingale.
+            let w = 1.0 / (noise * noise);
+            sum += w * (measured / expect - 1.0);
+            var += w;
+            used += 1;
+        }
+        prev_finite = l.post.nonfinite == 0 && l.pre.nonfinite == 0;
+        prev_mean_sq = l.post.mean_sq;
+    }
+    if used == 0 || var <= 0.0 {
+        return None;
+    }
+    // Weighted mean of r_l - 1 and its standard error 1 / sqrt(sum w).
+    let mean_excess = sum / var;
+    let std_error = 1.0 / var.sqrt();
+    let z = mean_excess / std_error;
+    let critical = crate::stats::normal_quantile(1.0 - alpha / 2.0);
+    Some(WeightTest {
+        layers: used,
+        mean_excess,
+        std_error,
+        z,
+        critical,
+        pass: z.abs() <= critical,
+    })
 }
 
 #[cfg(test)]

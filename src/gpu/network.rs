@@ -9,6 +9,7 @@ use super::kernels::{fold_records, GemmForm, GemmParams, NetKernels};
 use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::net::{self, LayerStats, NetConfig, NetStats};
+use crate::tolerance::{self, Calibration};
 use std::time::Instant;
 
 /// GEMM work recorded per submission (2^36 flops, ~69 GFLOP): a typical run is
@@ -23,6 +24,8 @@ struct Bufs {
     z: Vec<wgpu::Buffer>,
     w: wgpu::Buffer,
     bias: wgpu::Buffer,
+    ones: wgpu::Buffer,
+    colsum: wgpu::Buffer,
     recs: wgpu::Buffer,
     dead: wgpu::Buffer,
     grams: wgpu::Buffer,
@@ -81,6 +84,19 @@ pub fn run(
     cfg: &NetConfig,
     input: Option<&[f32]>,
 ) -> Result<NetStats> {
+    run_with_fault(gen, kern, cfg, input, &net::Fault::default(), None)
+}
+
+/// [`run`] with a defect injected (tests only; see [`net::Fault`]).
+#[doc(hidden)]
+pub fn run_with_fault(
+    gen: &Generator,
+    kern: &NetKernels,
+    cfg: &NetConfig,
+    input: Option<&[f32]>,
+    fault: &net::Fault,
+    progress: Option<&crate::progress::Progress>,
+) -> Result<NetStats> {
     if kern.activation() != cfg.act {
         return Err(Error::invalid(
             "network kernels",
@@ -109,7 +125,31 @@ pub fn run(
         rec[l] = [total, total + r, total + 2 * r];
         total += 3 * r;
     }
+    // Then per layer the statistics of z_l's column sums (sum over the batch).
+    let mut rec_cols = vec![0u64; depth + 1];
+    for l in 1..=depth {
+        rec_cols[l] = total;
+        total += recs_of(w[l]);
+    }
     let gram_elems = b * b;
+    // The Gram matrices of every layer share one binding: its size bounds the depth.
+    let binding = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    let gram_bytes = 4 * gram_elems * (2 * depth as u64 + 1);
+    if gram_bytes > binding {
+        let max_depth = (binding / (4 * gram_elems)).saturating_sub(1) / 2;
+        return Err(Error::LimitExceeded {
+            what: "the per-layer Gram matrices (bytes)".into(),
+            got: gram_bytes,
+            max: binding,
+            hint: format!(
+                " on {}; reduce the depth (at most {max_depth} at batch {b}) or the batch",
+                ctx.adapter.name
+            ),
+        });
+    }
     let max_rows = (1..=depth)
         .map(|l| weight_rows(ctx, w[l - 1], w[l]))
         .collect::<Result<Vec<_>>>()?;
@@ -131,6 +171,8 @@ pub fn run(
             .collect::<Result<_>>()?,
         w: storage(ctx, "weight block", 4 * w_elems)?,
         bias: storage(ctx, "bias", 4 * max_w)?,
+        ones: storage(ctx, "ones", 4 * b)?,
+        colsum: storage(ctx, "column sums", 4 * max_w)?,
         recs: storage(ctx, "statistics records", 4 * net_words(total))?,
         dead: storage(ctx, "dead-unit counters", 4 * (depth as u64 + 1))?,
         // Gram of a_{l-1} at slot 2(l-1), of delta_l at slot 2(l-1)+1, final a_L at slot 2L.
@@ -161,7 +203,7 @@ pub fn run(
             tensor_id: l as u32,
             start: r0 * w[l - 1],
             count: rows * w[l - 1],
-            scale: cfg.dist.kernel_scale(stds[l - 1]),
+            scale: cfg.dist.kernel_scale(stds[l - 1] * fault.weight_factor(l)),
         };
         gen.encode_into(enc, &req, &bufs.w)
     };
@@ -177,7 +219,33 @@ pub fn run(
             })
     };
 
+    // Progress: with a reporter, each submission is waited for, so the
+    // fraction of the pass's flops done is known (a small pass is one
+    // submission and is not slowed).
+    let total_flops: f64 = (1..=depth)
+        .map(|l| 4.0 * (b * w[l - 1] * (w[l] + b)) as f64)
+        .sum();
+    let mut done_flops = 0.0f64;
+    let mut submit = |enc: wgpu::CommandEncoder, flops: f64| -> Result<()> {
+        let index = ctx.queue.submit([enc.finish()]);
+        done_flops += flops;
+        if let Some(p) = progress {
+            ctx.device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(index),
+                    timeout: None,
+                })
+                .map_err(|e| Error::Gpu {
+                    during: "running the network",
+                    message: e.to_string(),
+                })?;
+            p.update(done_flops, total_flops);
+        }
+        Ok(())
+    };
     // Input. Everything below is recorded into as few submissions as possible.
+    ctx.queue
+        .write_buffer(&bufs.ones, 0, bytemuck::cast_slice(&vec![1f32; b as usize]));
     let mut enc = new_encoder();
     let mut pending = 0.0f64;
     match input {
@@ -225,6 +293,11 @@ pub fn run(
             };
             kern.gemm(&mut enc, GemmForm::Nt, &p, a_prev, &bufs.w, &bufs.z[l - 1])?;
         }
+        if let Some((rows, cols)) = fault.tile(l, b, n_out) {
+            for row in 0..rows {
+                enc.clear_buffer(&bufs.z[l - 1], 4 * row * n_out, Some(4 * cols));
+            }
+        }
         let has_bias = cfg.bias_std > 0.0;
         if has_bias {
             let req = GenRequest {
@@ -254,12 +327,30 @@ pub fn run(
             None,
             &bufs.recs,
         )?;
+        // Column sums 1^T z_l (a 1 x B by B x n_out product) for the weight test.
+        let p = GemmParams {
+            m: 1,
+            n: n_out as u32,
+            k: b as u32,
+            lda: b as u32,
+            ldb: n_out as u32,
+            ldc: n_out as u32,
+            ..Default::default()
+        };
+        kern.gemm(
+            &mut enc,
+            GemmForm::Nn,
+            &p,
+            &bufs.ones,
+            &bufs.z[l - 1],
+            &bufs.colsum,
+        )?;
+        kern.reduce(&mut enc, &bufs.colsum, n_out, rec_cols[l], None, &bufs.recs)?;
         kern.reduce(&mut enc, a_next, b * n_out, rec[l][1], sat, &bufs.recs)?;
         kern.dead(&mut enc, a_next, b, n_out, l as u32, &bufs.dead)?;
         pending += 2.0 * (b * n_in * (n_out + b)) as f64;
         if pending > FLOPS_PER_SUBMIT {
-            ctx.queue
-                .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            submit(std::mem::replace(&mut enc, new_encoder()), pending)?;
             pending = 0.0;
         }
     }
@@ -303,8 +394,7 @@ pub fn run(
         }
         pending += 2.0 * (b * w[l] * (w[l - 1] + b)) as f64;
         if pending > FLOPS_PER_SUBMIT {
-            ctx.queue
-                .submit([std::mem::replace(&mut enc, new_encoder()).finish()]);
+            submit(std::mem::replace(&mut enc, new_encoder()), pending)?;
             pending = 0.0;
         }
     }
@@ -332,16 +422,24 @@ pub fn run(
     for l in 1..=depth {
         let n = b * w[l];
         let r = recs_of(n);
+        let (grad_w_norm, input_concentration, grad_w_coherence) =
+            net::gram_summary(g(2 * (l as u64 - 1) + 1), g(2 * (l as u64 - 1)), b as usize);
+        let cols = fold_records(&recs, rec_cols[l], recs_of(w[l]))?;
         layers.push(LayerStats {
             layer: l,
             pre: fold_records(&recs, rec[l][0], r)?,
             post: fold_records(&recs, rec[l][1], r)?,
             dead_frac: f64::from(dead[l]) / w[l] as f64,
             grad: fold_records(&recs, rec[l][2], r)?,
-            grad_w_norm: net::grad_norm_from_grams(
-                g(2 * (l as u64 - 1) + 1),
+            grad_w_norm,
+            input_concentration,
+            input_centred_mean_sq: net::centred_mean_sq(
                 g(2 * (l as u64 - 1)),
+                b as usize,
+                w[l - 1],
             ),
+            pre_unit_mean_sq: cols.mean_sq / (b * b) as f64,
+            grad_w_coherence,
         });
     }
     Ok(NetStats {
@@ -354,4 +452,74 @@ pub fn run(
 
 fn net_words(records: u64) -> u64 {
     records * super::kernels::RECORD_WORDS
+}
+
+/// Elements of each tensor sampled by [`calibrate`].
+pub const CALIBRATION_SAMPLES: u64 = 1 << 16;
+
+/// Measures how far this device's f32 builtins put the network's tensors from
+/// the CPU reference's: the first [`CALIBRATION_SAMPLES`] weights of layer 1
+/// and inputs (generated exactly as the run generates them), and the
+/// activation on [`tolerance::activation_grid`]. Feeds [`tolerance::network`].
+pub fn calibrate(
+    gen: &Generator,
+    kern: &NetKernels,
+    cfg: &NetConfig,
+    inputs_from_rng: bool,
+) -> Result<Calibration> {
+    let ctx = gen.context();
+    let stds = cfg.validate()?;
+    let opts = super::GenOptions::default();
+    let sample = |dist: Dist, tensor: u32, count: u64, std: f64| -> Result<(f64, f64)> {
+        let scale = dist.kernel_scale(std);
+        let req = GenRequest {
+            kernel: Kernel::Dist(dist),
+            seed: cfg.seed,
+            tensor_id: tensor,
+            start: 0,
+            count,
+            scale,
+        };
+        let got = gen.generate_f32(&req, &opts)?;
+        let mut want = crate::cpu::host_vec::<f32>(count)?;
+        crate::cpu::fill(dist, scale, cfg.seed, tensor, 0, &mut want);
+        Ok(Calibration::summarise(&got, &want))
+    };
+    let n_w = (cfg.widths[1] * cfg.widths[0]).min(CALIBRATION_SAMPLES);
+    let (weight_rms, weight_bias) = sample(cfg.dist, 1, n_w, stds[0])?;
+    let (input_rms, input_bias) = if inputs_from_rng {
+        let n_x = (cfg.batch * cfg.widths[0]).min(CALIBRATION_SAMPLES);
+        sample(Dist::Normal, net::INPUT_TENSOR, n_x, 1.0)?
+    } else {
+        (0.0, 0.0)
+    };
+    let act_rel = if cfg.act.transcendental() {
+        let grid = tolerance::activation_grid();
+        let n = grid.len() as u64;
+        let z = storage(ctx, "calibration input", 4 * n)?;
+        let a = storage(ctx, "calibration output", 4 * n)?;
+        let bias = storage(ctx, "calibration bias", 4)?;
+        ctx.queue.write_buffer(&z, 0, bytemuck::cast_slice(&grid));
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("activation calibration"),
+            });
+        kern.bias_act(&mut enc, n, n, false, &bias, &z, &a)?;
+        let back = ctx.read_back(enc, &[(&a, 4 * n)])?;
+        let got: Vec<f32> = back[0]
+            .chunks_exact(4)
+            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        tolerance::activation_error(cfg.act, &grid, &got)
+    } else {
+        0.0
+    };
+    Ok(Calibration {
+        weight_rms,
+        weight_bias,
+        input_rms,
+        input_bias,
+        act_rel,
+    })
 }

@@ -1,0 +1,108 @@
+//! Progress lines on stderr for long runs, so a user never stares at a
+//! silent terminal for minutes: nothing for the first two seconds, then the
+//! fraction done, the elapsed time and an estimate of what is left, at most
+//! once a second on a terminal (redrawn in place) and every ten seconds
+//! otherwise (one line each, so logs stay readable).
+
+use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Quiet for this long.
+const GRACE: Duration = Duration::from_secs(2);
+
+#[derive(Debug)]
+struct State {
+    label: String,
+    start: Instant,
+    last: Option<Instant>,
+    printed: bool,
+}
+
+/// One task's progress (shareable; updates from any thread).
+#[derive(Debug)]
+pub struct Progress {
+    state: Mutex<State>,
+    tty: bool,
+}
+
+impl Progress {
+    /// A task called `label`, starting now.
+    pub fn new(label: &str) -> Progress {
+        Progress {
+            state: Mutex::new(State {
+                label: label.to_string(),
+                start: Instant::now(),
+                last: None,
+                printed: false,
+            }),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Starts the next stage under a new label (the clock restarts).
+    pub fn stage(&self, label: &str) {
+        self.finish();
+        if let Ok(mut s) = self.state.lock() {
+            s.label = label.to_string();
+            s.start = Instant::now();
+            s.last = None;
+        }
+    }
+
+    /// Reports `done` of `total` (any unit).
+    pub fn update(&self, done: f64, total: f64) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let now = Instant::now();
+        let elapsed = now.duration_since(s.start);
+        let every = if self.tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        if elapsed < GRACE || s.last.is_some_and(|t| now.duration_since(t) < every) {
+            return;
+        }
+        s.last = Some(now);
+        s.printed = true;
+        let frac = if total > 0.0 {
+            (done / total).clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let secs = elapsed.as_secs_f64();
+        let left = if frac > 0.0 {
+            format!(", about {:.0} s left", secs * (1.0 - frac) / frac)
+        } else {
+            String::new()
+        };
+        let line = format!(
+            "deepinit: {}: {:.0}% after {:.0} s{left}",
+            s.label,
+            100.0 * frac,
+            secs
+        );
+        let mut err = std::io::stderr();
+        if self.tty {
+            let _ = write!(err, "\r{line:<79}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Ends the current line (on a terminal) if anything was printed.
+    pub fn finish(&self) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if s.printed && self.tty {
+            let _ = writeln!(std::io::stderr());
+        }
+        s.printed = false;
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

@@ -1,0 +1,295 @@
+//! The verdicts, proven both ways: correct networks over a grid of seeds,
+//! widths, depths and every activation/scheme pair never FAIL (the checks
+//! are designed for a false-alarm rate of 1e-3 per run and check), and
+//! networks with an injected defect do.
+
+mod common;
+
+use deepinit::act::Activation;
+use deepinit::experiment::{self, Device, RunReport};
+use deepinit::gpu::kernels::NetKernels;
+use deepinit::gpu::Generator;
+use deepinit::net::{Fault, NetConfig};
+use deepinit::scheme::Scheme;
+
+const ACTIVATIONS: [&str; 7] = [
+    "relu",
+    "leaky_relu:0.1",
+    "tanh",
+    "sigmoid",
+    "selu",
+    "gelu",
+    "linear",
+];
+const SCHEMES: [&str; 5] = ["he", "lecun", "xavier", "naive:0.01", "naive:1.0"];
+
+fn config(scheme: &str, act: &str, width: u64, depth: usize, batch: u64, seed: u64) -> NetConfig {
+    let mut cfg = NetConfig::uniform(
+        Scheme::parse(scheme).unwrap(),
+        Activation::parse(act).unwrap(),
+        width,
+        depth,
+        batch,
+    );
+    cfg.seed = seed;
+    cfg
+}
+
+/// How close a run came to failing: the largest (difference / tolerance)
+/// over the compared statistics, and |T| / critical of the weight test.
+fn margins(r: &RunReport) -> (f64, f64) {
+    let mut cpu: f64 = 0.0;
+    for l in &r.layers {
+        let Some(t) = &l.cpu_tolerance else { continue };
+        let rel = |a: f64, b: Option<f64>| {
+            let b = b.unwrap_or(a);
+            if a == b {
+                0.0
+            } else {
+                (a - b).abs() / a.abs().max(b.abs())
+            }
+        };
+        cpu = cpu.max(rel(l.pre_var, l.cpu_pre_var) / t.pre_var);
+        if l.cpu_backward_compared {
+            cpu = cpu.max(rel(l.grad_var, l.cpu_grad_var) / t.grad_var);
+            cpu = cpu.max(rel(l.grad_w_norm, l.cpu_grad_w_norm) / t.grad_w_norm);
+        }
+    }
+    let w = r
+        .verdict
+        .weight_test
+        .map_or(0.0, |w| w.z.abs() / w.critical);
+    (cpu, w)
+}
+
+fn describe(r: &RunReport) -> String {
+    format!(
+        "{} / {} width {} depth {} batch {} seed {}: {:?}",
+        r.scheme, r.activation, r.width, r.depth, r.batch, r.seed, r.verdict.failures
+    )
+}
+
+/// Theory checks on the CPU backend over the whole grid: no FAIL.
+#[test]
+fn correct_networks_pass_the_theory_checks_over_a_seed_grid() {
+    let mut worst: f64 = 0.0;
+    let mut runs = 0;
+    for act in ACTIVATIONS {
+        for scheme in SCHEMES {
+            for (width, depth) in [(64, 10), (64, 50), (256, 30)] {
+                for seed in 0..3 {
+                    let cfg = config(scheme, act, width, depth, 32, seed);
+                    let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                    assert!(r.verdict.theory_match, "false alarm: {}", describe(&r));
+                    assert_eq!(
+                        r.verdict.cpu_match, None,
+                        "the CPU backend compares nothing"
+                    );
+                    worst = worst.max(margins(&r).1);
+                    runs += 1;
+                }
+            }
+        }
+    }
+    eprintln!("{runs} CPU runs, worst weight-test |T| / critical {worst:.3}");
+}
+
+fn gpu_device() -> Option<&'static deepinit::gpu::GpuContext> {
+    common::gpu("verdicts")
+}
+
+/// GPU vs CPU over a grid on the adapter: no FAIL, for every activation.
+#[test]
+fn correct_networks_match_the_cpu_reference_over_a_seed_grid() {
+    let Some(ctx) = gpu_device() else { return };
+    let gen = Generator::new(ctx).unwrap();
+    let mut worst = (0.0f64, 0.0f64);
+    for act in ACTIVATIONS {
+        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
+        let dev = Device::Gpu(&gen, &k);
+        for scheme in ["he", "lecun", "naive:1.0"] {
+            for seed in 0..2 {
+                let cfg = config(scheme, act, 128, 20, 32, seed);
+                let r = experiment::run(&dev, &cfg, true).unwrap();
+                assert_ne!(
+                    r.verdict.cpu_match,
+                    Some(false),
+                    "false alarm: {}",
+                    describe(&r)
+                );
+                assert!(r.verdict.theory_match, "false alarm: {}", describe(&r));
+                let m = margins(&r);
+                worst = (worst.0.max(m.0), worst.1.max(m.1));
+            }
+        }
+    }
+    eprintln!(
+        "worst difference / tolerance {:.3}, weight test {:.3}",
+        worst.0, worst.1
+    );
+}
+
+/// The issue's own example, which used to FAIL: Xavier/LeCun and He under
+/// ReLU (and leaky ReLU) at width 512, depth 50, batch 128.
+#[test]
+fn wide_relu_networks_no_longer_cry_wolf() {
+    let Some(ctx) = gpu_device() else { return };
+    let gen = Generator::new(ctx).unwrap();
+    for act in ["relu", "leaky_relu:0.1"] {
+        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
+        let dev = Device::Gpu(&gen, &k);
+        for scheme in ["lecun", "he"] {
+            let cfg = config(scheme, act, 512, 50, 128, 0);
+            let r = experiment::run(&dev, &cfg, true).unwrap();
+            assert_eq!(r.verdict.cpu_match, Some(true), "{}", describe(&r));
+            assert!(r.verdict.theory_match, "{}", describe(&r));
+            eprintln!("{scheme} / {act}: margins {:?}", margins(&r));
+        }
+    }
+}
+
+/// Injected defects on the GPU are caught by the CPU comparison.
+#[test]
+fn injected_gpu_defects_are_caught() {
+    let Some(ctx) = gpu_device() else { return };
+    let gen = Generator::new(ctx).unwrap();
+    let k = NetKernels::new(ctx, Activation::Relu).unwrap();
+    let dev = Device::Gpu(&gen, &k);
+    let cfg = config("he", "relu", 256, 20, 64, 3);
+    let clean = experiment::run_with_fault(&dev, &cfg, None, true, &Fault::default()).unwrap();
+    assert_eq!(clean.verdict.cpu_match, Some(true), "{}", describe(&clean));
+    for (what, fault) in [
+        (
+            "layer 7 weights x 1.02",
+            Fault {
+                weight_scale: Some((7, 1.02)),
+                ..Fault::default()
+            },
+        ),
+        (
+            "one 64x64 GEMM tile of layer 12 skipped",
+            Fault {
+                skip_tile: Some(12),
+                ..Fault::default()
+            },
+        ),
+    ] {
+        let r = experiment::run_with_fault(&dev, &cfg, None, true, &fault).unwrap();
+        assert_eq!(r.verdict.cpu_match, Some(false), "{what} not caught");
+        eprintln!("{what}: {}", r.verdict.failures[0]);
+    }
+}
+
+/// A weight variance 3% off the stated scheme is flagged by the theory check
+/// at width 512, depth 50, on both backends.
+#[test]
+fn a_weight_variance_three_percent_off_is_flagged() {
+    let fault = Fault {
+        weight_scale: Some((0, 1.03f64.sqrt())),
+        ..Fault::default()
+    };
+    for act in ["relu", "tanh"] {
+        let cfg = config("he", act, 512, 50, 64, 1);
+        let r = experiment::run_with_fault(&Device::Cpu, &cfg, None, true, &fault).unwrap();
+        assert!(
+            !r.verdict.theory_match,
+            "{act}: not flagged: {:?}",
+            r.verdict.weight_test
+        );
+        let clean = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+        assert!(clean.verdict.theory_match, "{}", describe(&clean));
+    }
+    let Some(ctx) = gpu_device() else { return };
+    let gen = Generator::new(ctx).unwrap();
+    let k = NetKernels::new(ctx, Activation::Relu).unwrap();
+    let cfg = config("he", "relu", 512, 50, 64, 1);
+    let r = experiment::run_with_fault(&Device::Gpu(&gen, &k), &cfg, None, false, &fault).unwrap();
+    assert!(
+        !r.verdict.theory_match,
+        "GPU: not flagged: {:?}",
+        r.verdict.weight_test
+    );
+}
+
+/// The survey behind the README's figures (slow; run with `cargo test
+/// --release --test verdicts -- --ignored --nocapture`): false alarms over a
+/// larger grid, and the smallest injected defect each check catches.
+#[test]
+#[ignore]
+fn survey_false_alarms_and_detection_limits() {
+    // Theory checks, CPU backend.
+    let (mut runs, mut alarms) = (0, 0);
+    for act in ACTIVATIONS {
+        for scheme in SCHEMES {
+            for (width, depth, batch) in [(64, 50, 32), (256, 50, 64), (512, 20, 128)] {
+                for seed in 0..6 {
+                    let cfg = config(scheme, act, width, depth, batch, seed);
+                    let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                    runs += 1;
+                    if !r.verdict.theory_match {
+                        alarms += 1;
+                        eprintln!("theory false alarm: {}", describe(&r));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("theory checks: {alarms} false alarms in {runs} correct CPU runs");
+    // Smallest all-layer weight-variance error the theory flags (512 x 50, batch 64).
+    for act in ["relu", "tanh", "gelu"] {
+        for pct in [0.25, 0.5, 1.0, 2.0, 3.0] {
+            let fault = Fault {
+                weight_scale: Some((0, (1.0 + pct / 100.0f64).sqrt())),
+                ..Fault::default()
+            };
+            let flagged = (0..5)
+                .filter(|&seed| {
+                    let cfg = config("he", act, 512, 50, 64, seed);
+                    let r =
+                        experiment::run_with_fault(&Device::Cpu, &cfg, None, true, &fault).unwrap();
+                    !r.verdict.theory_match
+                })
+                .count();
+            eprintln!("{act}: weight variance +{pct}% in every layer flagged in {flagged}/5 seeds");
+        }
+    }
+    let Some(ctx) = gpu_device() else { return };
+    let gen = Generator::new(ctx).unwrap();
+    let (mut runs, mut alarms, mut worst) = (0, 0, 0.0f64);
+    for act in ACTIVATIONS {
+        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
+        let dev = Device::Gpu(&gen, &k);
+        for scheme in SCHEMES {
+            for (width, depth, batch) in [(128, 50, 32), (512, 50, 128)] {
+                for seed in 0..2 {
+                    let cfg = config(scheme, act, width, depth, batch, seed);
+                    let r = experiment::run(&dev, &cfg, true).unwrap();
+                    runs += 1;
+                    worst = worst.max(margins(&r).0);
+                    if !r.verdict.passed() {
+                        alarms += 1;
+                        eprintln!("GPU false alarm: {}", describe(&r));
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("GPU vs CPU: {alarms} false alarms in {runs} correct runs, worst difference / tolerance {worst:.3}");
+    // Smallest single-layer weight scale the CPU comparison catches.
+    for act in ["relu", "tanh"] {
+        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
+        let dev = Device::Gpu(&gen, &k);
+        for factor in [1.00001, 1.0001, 1.001, 1.01] {
+            let fault = Fault {
+                weight_scale: Some((25, factor)),
+                ..Fault::default()
+            };
+            let cfg = config("he", act, 512, 50, 128, 0);
+            let r = experiment::run_with_fault(&dev, &cfg, None, true, &fault).unwrap();
+            eprintln!(
+                "{act}: layer 25 weights x {factor}: CPU comparison {}",
+                r.verdict.cpu_word()
+            );
+        }
+    }
+}
