@@ -12,7 +12,7 @@ use crate::plot::{self, Panel, Series};
 use crate::scheme::Scheme;
 use serde::Serialize;
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The demo's schemes, in table order.
 pub const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
@@ -146,17 +146,7 @@ pub fn fate(r: &RunReport) -> &'static str {
 fn verdict_word(r: &RunReport, cpu: bool) -> String {
     let v = &r.verdict;
     if cpu {
-        if r.layers.iter().all(|l| l.cpu_check == "n/a")
-            && !r.layers.is_empty()
-            && r.cpu_seconds.is_none()
-        {
-            return "n/a".into();
-        }
-        let mut s = if v.cpu_match {
-            "ok".to_string()
-        } else {
-            "FAIL".to_string()
-        };
+        let mut s = v.cpu_word().to_string();
         if v.chaotic_layers > 0 {
             s.push_str(&format!(" ({} chaotic)", v.chaotic_layers));
         }
@@ -225,19 +215,19 @@ pub fn table(runs: &[RunReport]) -> String {
     s
 }
 
-/// Writes `report.json` and `variance.{svg,png}` into `dir`; returns their paths.
-pub fn write_outputs(dir: &Path, report: &Report) -> Result<Vec<PathBuf>> {
-    crate::output::ensure_dir(dir)?;
-    let json = dir.join("report.json");
+/// The files the demo writes into its output directory.
+pub const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.png"];
+
+/// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
+pub fn write_outputs(out: &crate::output::OutputDir, report: &Report) -> Result<Vec<PathBuf>> {
     let text = serde_json::to_string_pretty(report)
         .map_err(|e| crate::Error::invalid("report", e.to_string()))?;
-    crate::output::write_atomic(&json, text.as_bytes())?;
-    let stem = dir.join("variance");
-    plot::write_svg_png(&variance_svg(&report.runs), &stem)?;
-    Ok(vec![
-        json,
-        stem.with_extension("svg"),
-        stem.with_extension("png"),
+    let svg = variance_svg(&report.runs);
+    let png = plot::svg_to_png(&svg)?;
+    out.write(&[
+        (OUTPUT_FILES[0], text.into_bytes()),
+        (OUTPUT_FILES[1], svg.into_bytes()),
+        (OUTPUT_FILES[2], png),
     ])
 }
 

@@ -2,13 +2,13 @@
 //! format version 1.0, C order).
 //!
 //! The data goes to a hidden temporary file next to the destination, which is
-//! renamed over the destination only once every byte is written and synced.
-//! If anything fails, or the writer is dropped unfinished, the temporary file
-//! is removed: there is never a half-written output file.
+//! renamed into place only once every byte is written and synced, under the
+//! rules of [`crate::output`]. If anything fails, or the writer is dropped
+//! unfinished, the temporary file is removed: there is never a half-written
+//! output file.
 
 use crate::error::{Error, Result};
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use crate::output::{Destination, TempFile};
 use std::path::{Path, PathBuf};
 
 /// The `.npy` header (magic, version, length, dict, padding) for an f32 array.
@@ -46,11 +46,10 @@ fn free_space(dir: &Path) -> Option<u64> {
     }
 }
 
-/// Writes one f32 tensor to a `.npy` file, chunk by chunk.
+/// Writes one f32 tensor to a `.npy` file, chunk by chunk, through an atomic
+/// temporary file ([`crate::output`]).
 pub struct NpyWriter {
-    dest: PathBuf,
-    tmp: PathBuf,
-    file: Option<BufWriter<File>>,
+    file: Option<TempFile>,
     remaining: u64,
 }
 
@@ -62,36 +61,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 }
 
 impl NpyWriter {
-    /// Checks the destination (refusing an existing file unless `force`) and
-    /// opens the temporary file with the header written.
-    pub fn create(dest: &Path, shape: &[u64], force: bool) -> Result<NpyWriter> {
-        if dest.is_dir() {
-            return Err(Error::invalid(
-                "output path",
-                format!("{} is a directory", dest.display()),
-            ));
-        }
-        if dest.exists() && !force {
-            return Err(Error::WouldOverwrite {
-                path: dest.to_path_buf(),
-            });
-        }
-        let name = dest.file_name().ok_or_else(|| {
-            Error::invalid(
-                "output path",
-                format!("'{}' has no file name", dest.display()),
-            )
-        })?;
-        let dir = dest
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        if !dir.is_dir() {
-            return Err(Error::invalid(
-                "output path",
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
+    /// Checks the free space for `shape` and opens the temporary file with the
+    /// header written (the destination was validated by [`Destination::check`]).
+    pub fn create(dest: &Destination, shape: &[u64]) -> Result<NpyWriter> {
         let numel = shape
             .iter()
             .try_fold(1u64, |a, &d| a.checked_mul(d))
@@ -100,30 +72,23 @@ impl NpyWriter {
             .checked_mul(4)
             .and_then(|b| b.checked_add(header(shape).len() as u64))
             .ok_or_else(|| Error::invalid("shape", "the file would exceed 2^64 bytes"))?;
+        let dir = dest
+            .path()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         if let Some(free) = free_space(dir) {
             if bytes > free {
                 return Err(Error::LimitExceeded {
-                    what: format!("output file {} (bytes)", dest.display()),
+                    what: format!("output file {} (bytes)", dest.path().display()),
                     got: bytes,
                     max: free,
                     hint: " free on that file system".into(),
                 });
             }
         }
-        let tmp = dir.join(format!(
-            ".{}.{}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
         let mut w = NpyWriter {
-            dest: dest.to_path_buf(),
-            tmp,
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            file: Some(dest.create()?),
             remaining: numel,
         };
         let h = header(shape);
@@ -132,9 +97,8 @@ impl NpyWriter {
     }
 
     fn write_bytes(&mut self, b: &[u8]) -> Result<()> {
-        let tmp = self.tmp.clone();
         match self.file.as_mut() {
-            Some(f) => f.write_all(b).map_err(io(&tmp)),
+            Some(f) => f.write_all(b),
             None => Err(Error::invalid("npy writer", "already finished")),
         }
     }
@@ -158,7 +122,8 @@ impl NpyWriter {
         Ok(())
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs and renames the file into place (refusing to replace
+    /// an existing file unless the destination allowed it).
     pub fn finish(mut self) -> Result<PathBuf> {
         if self.remaining != 0 {
             return Err(Error::invalid(
@@ -166,27 +131,12 @@ impl NpyWriter {
                 format!("{} values missing", self.remaining),
             ));
         }
-        let tmp = self.tmp.clone();
-        let Some(buf) = self.file.take() else {
+        let Some(f) = self.file.take() else {
             return Err(Error::invalid("npy writer", "already finished"));
         };
-        let file = buf.into_inner().map_err(|e| Error::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
-        drop(file);
-        std::fs::rename(&tmp, &self.dest).map_err(io(&self.dest))?;
-        Ok(self.dest.clone())
-    }
-}
-
-impl Drop for NpyWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            // Unfinished: remove the partial temporary file; nothing else to do on failure.
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        let path = f.path().to_path_buf();
+        f.commit()?;
+        Ok(path)
     }
 }
 
@@ -212,12 +162,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("w.npy");
         {
-            let mut w = NpyWriter::create(&dest, &[2, 2], false).unwrap();
+            let d = Destination::check(&dest, false).unwrap();
+            let mut w = NpyWriter::create(&d, &[2, 2]).unwrap();
             w.write(&[1.0, 2.0]).unwrap();
             // dropped before finish
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        let mut w = NpyWriter::create(&dest, &[2, 2], false).unwrap();
+        let d = Destination::check(&dest, false).unwrap();
+        let mut w = NpyWriter::create(&d, &[2, 2]).unwrap();
         w.write(&[1.0, 2.0, 3.0]).unwrap();
         assert!(w.write(&[4.0, 5.0]).is_err());
         w.write(&[4.0]).unwrap();
@@ -228,10 +180,10 @@ mod tests {
         assert_eq!(&bytes[h..h + 4], &1f32.to_le_bytes());
         assert_eq!(&bytes[h + 12..], &4f32.to_le_bytes());
         assert!(matches!(
-            NpyWriter::create(&dest, &[1], false),
+            Destination::check(&dest, false),
             Err(Error::WouldOverwrite { .. })
         ));
-        assert!(NpyWriter::create(&dest, &[1], true).is_ok());
+        assert!(NpyWriter::create(&Destination::check(&dest, true).unwrap(), &[1]).is_ok());
     }
 }
 
@@ -246,26 +198,57 @@ pub struct Array2 {
     pub data: Vec<f32>,
 }
 
+/// Largest `.npy` header accepted (NumPy writes a few hundred bytes).
+pub const MAX_HEADER: usize = 1 << 16;
+
 /// Reads a C-order `<f4` or `<f8` array of shape `(rows, cols)` (NumPy format
-/// 1.0 or 2.0), e.g. a batch of network inputs.
+/// 1.0, 2.0 or 3.0), e.g. a batch of network inputs. Refuses anything but a
+/// regular file, checks the header and the file's size against the declared
+/// shape (and host memory) before reading, and reads only the bytes the
+/// shape needs.
 pub fn read_2d(path: &Path) -> Result<Array2> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
+    use std::io::Read;
     let bad = |m: &str| Error::invalid("input file", format!("{}: {m}", path.display()));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    // Checked before opening: opening a FIFO would block, a device never ends.
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if !meta.is_file() {
+        return Err(bad(
+            "not a regular file (deepinit reads inputs only from regular files)",
+        ));
+    }
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let size = file.metadata().map_err(io(path))?.len();
+    let mut head = [0u8; 12];
+    let got = read_up_to(&mut file, &mut head).map_err(io(path))?;
+    if got < 10 || &head[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file"));
     }
-    let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+    let (len, start) = match head[6] {
+        1 => (u16::from_le_bytes([head[8], head[9]]) as usize, 10),
+        2 | 3 if got >= 12 => (
+            u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
             12,
         ),
         _ => return Err(bad("unsupported .npy version")),
     };
-    let header = bytes
-        .get(start..start + len)
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header"))?;
+    if len > MAX_HEADER {
+        return Err(bad(&format!(
+            "header of {len} bytes (at most {MAX_HEADER})"
+        )));
+    }
+    let initial = &head[start.min(got)..got];
+    // Bytes of data already read with the header (only for absurdly short headers).
+    let extra = initial.get(len..).unwrap_or(&[]).to_vec();
+    let mut header_bytes = initial[..initial.len().min(len)].to_vec();
+    let have = header_bytes.len();
+    header_bytes.resize(len, 0);
+    if have < len {
+        file.read_exact(&mut header_bytes[have..])
+            .map_err(|_| bad("truncated header"))?;
+    }
+    let data_start = (start + len) as u64;
+    let header =
+        std::str::from_utf8(&header_bytes[..len]).map_err(|_| bad("header is not text"))?;
     let field = |key: &str| -> Option<&str> {
         let i = header.find(&format!("'{key}'"))?;
         let rest = header[i + key.len() + 2..]
@@ -275,7 +258,7 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
         Some(rest)
     };
     let descr = field("descr").ok_or_else(|| bad("no descr"))?;
-    let width = if descr.starts_with("'<f4'") {
+    let width: u64 = if descr.starts_with("'<f4'") {
         4
     } else if descr.starts_with("'<f8'") {
         8
@@ -306,15 +289,26 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
     };
     let n = rows
         .checked_mul(cols)
-        .ok_or_else(|| bad("shape overflows"))? as usize;
-    let data = &bytes[start + len..];
-    if data.len() != n * width {
+        .ok_or_else(|| bad("shape overflows"))?;
+    let need = n.checked_mul(width).ok_or_else(|| bad("shape overflows"))?;
+    let present = size.saturating_sub(data_start);
+    if present != need {
         return Err(bad(&format!(
-            "{} data bytes, but the shape needs {}",
-            data.len(),
-            n * width
+            "{present} data bytes, but the shape ({rows}, {cols}) needs {need}"
         )));
     }
+    if let Some(mem) = crate::cpu::host_memory_bytes() {
+        if n.saturating_mul(4 + width) > mem {
+            return Err(bad(&format!(
+                "{n} values do not fit in host memory ({mem} bytes)"
+            )));
+        }
+    }
+    let mut data = crate::cpu::host_vec::<u8>(need)?;
+    let pre = extra.len().min(data.len());
+    data[..pre].copy_from_slice(&extra[..pre]);
+    file.read_exact(&mut data[pre..])
+        .map_err(|_| bad("the file ended before the data the shape needs"))?;
     let values: Vec<f32> = if width == 4 {
         data.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -342,7 +336,7 @@ mod read_tests {
     fn reads_what_the_writer_wrote_and_rejects_other_arrays() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.npy");
-        let mut w = NpyWriter::create(&p, &[2, 3], false).unwrap();
+        let mut w = NpyWriter::create(&Destination::check(&p, false).unwrap(), &[2, 3]).unwrap();
         w.write(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.5]).unwrap();
         w.finish().unwrap();
         let a = read_2d(&p).unwrap();
@@ -351,11 +345,24 @@ mod read_tests {
             (2, 3, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.5])
         );
         let q = dir.path().join("v.npy");
-        let mut w = NpyWriter::create(&q, &[4], false).unwrap();
+        let mut w = NpyWriter::create(&Destination::check(&q, false).unwrap(), &[4]).unwrap();
         w.write(&[1.0; 4]).unwrap();
         w.finish().unwrap();
         assert!(read_2d(&q).unwrap_err().to_string().contains("2-D"));
         std::fs::write(&q, b"not numpy").unwrap();
         assert!(read_2d(&q).is_err());
     }
+}
+
+/// Reads until `buf` is full or the file ends; returns the bytes read.
+fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }

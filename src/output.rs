@@ -1,54 +1,661 @@
-//! Writing result files atomically: a temporary file in the same directory,
-//! synced, then renamed over the destination. A failure leaves no partial file.
+//! Result files that are complete or absent, and never replace what they
+//! must not.
+//!
+//! # The rules
+//! - **Checked first.** A [`Destination`] is validated before any work starts:
+//!   its directory exists and accepts a new file, and the path is not a
+//!   directory or a special file. Errors name the user's path.
+//! - **Atomic.** Data goes to a short hidden temporary file in the same
+//!   directory (`.deepinit-PID-N.tmp`), is synced, then renamed into place:
+//!   a failure, a dropped writer or SIGINT/SIGTERM/SIGHUP leaves no partial
+//!   output.
+//! - **No clobbering.** Without `--force` the final rename refuses, atomically,
+//!   to replace an existing file, even one that appeared while deepinit ran
+//!   (Linux `renameat2(RENAME_NOREPLACE)`; elsewhere, or where the file system
+//!   does not support it, `link()` then `unlink()`, which also fails on an
+//!   existing name).
+//! - **Never special.** Device nodes, FIFOs, sockets and directories are never
+//!   replaced, `--force` or not.
+//! - **Symlinks.** A symlink at the destination is a name like any other: it
+//!   counts as existing (refused without `--force`) and with `--force` the
+//!   *link itself* is replaced by the new file; what it pointed to is never
+//!   written or touched.
+//! - **Stale temporaries** of a killed run (SIGKILL, power loss) are
+//!   recognised by their name and the dead PID in it, and removed the next
+//!   time deepinit writes into that directory.
+//! - **Output directories** of `demo` and `sweep` hold a manifest
+//!   (`.deepinit-manifest.json`) of the files deepinit wrote there; rerunning
+//!   replaces those files while they are unchanged (same size and
+//!   modification time), and refuses to replace anything else without
+//!   `--force`. The directory is created only when the results are written.
 
 use crate::error::{Error, Result};
-use std::io::Write;
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-/// Writes `bytes` to `path` atomically.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| Error::Io { path: p, source }
-    };
-    let name = path.file_name().ok_or_else(|| {
-        Error::invalid(
-            "output path",
-            format!("'{}' has no file name", path.display()),
-        )
-    })?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
-    })();
-    if result.is_err() {
-        // Best effort: the temporary file may not exist.
-        let _ = std::fs::remove_file(&tmp);
+/// Temporary files in flight, removed by the signal handler.
+static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Directories already swept for stale temporaries by this process.
+static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Temporary file names start with this.
+pub const TEMP_PREFIX: &str = ".deepinit-";
+/// And end with this.
+pub const TEMP_SUFFIX: &str = ".tmp";
+/// The manifest of an output directory.
+pub const MANIFEST: &str = ".deepinit-manifest.json";
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
     }
-    result
 }
 
-/// Creates `dir` (and parents) if needed, with a clear error.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(Error::invalid(
-            "output directory",
-            format!("{} exists and is not a directory", dir.display()),
-        ));
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Installs the handler that removes temporary files on SIGINT, SIGTERM and
+/// SIGHUP, then exits with 128 + the signal number (130 for Ctrl-C). Call
+/// once, early in `main`; does nothing on other platforms.
+pub fn install_cleanup_handler() {
+    #[cfg(unix)]
+    {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("deepinit-signals".into())
+            .spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    remove_all_temps();
+                    eprintln!("\ndeepinit: interrupted (signal {sig}); no output was written");
+                    std::process::exit(128 + sig);
+                }
+            });
+        // Without the thread the default action (terminate) stays: temporaries
+        // are then swept by the next run.
+        drop(spawned);
     }
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
+}
+
+fn remove_all_temps() {
+    for p in lock(&TEMPS).drain(..) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// What is at a path, without following a final symlink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Nothing.
+    Nothing,
+    /// A regular file.
+    File,
+    /// A symbolic link (never followed).
+    Symlink,
+    /// A directory.
+    Directory,
+    /// A FIFO, socket or device node.
+    Special(&'static str),
+}
+
+/// Classifies `path` with `lstat`.
+pub fn existing(path: &Path) -> Result<Existing> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Existing::Nothing),
+        Err(e) => Err(io_err(path)(e)),
+        Ok(m) => {
+            let t = m.file_type();
+            Ok(if t.is_symlink() {
+                Existing::Symlink
+            } else if t.is_file() {
+                Existing::File
+            } else if t.is_dir() {
+                Existing::Directory
+            } else {
+                Existing::Special(special_kind(&t))
+            })
+        }
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_: &std::fs::FileType) -> &'static str {
+    "not a regular file"
+}
+
+fn parent_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+/// Refuses what may never be replaced; `force` decides about existing files.
+fn check_replaceable(path: &Path, force: bool) -> Result<()> {
+    match existing(path)? {
+        Existing::Nothing => Ok(()),
+        Existing::File | Existing::Symlink if force => Ok(()),
+        Existing::File | Existing::Symlink => Err(Error::WouldOverwrite {
+            path: path.to_path_buf(),
+        }),
+        Existing::Directory => Err(Error::invalid(
+            "output path",
+            format!("{} is a directory", path.display()),
+        )),
+        Existing::Special(kind) => Err(Error::invalid(
+            "output path",
+            format!(
+                "{} is {kind}; deepinit only writes regular files and never replaces \
+                 special files, even with --force",
+                path.display()
+            ),
+        )),
+    }
+}
+
+/// Checks that `dir` exists, is a directory and accepts a new file (by
+/// creating and removing a probe), naming `for_path` in errors.
+fn check_dir_writable(dir: &Path, for_path: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Err(_) => {
+            return Err(Error::invalid(
+                "output path",
+                format!(
+                    "{}: the directory {} does not exist",
+                    for_path.display(),
+                    dir.display()
+                ),
+            ))
+        }
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::invalid(
+                "output path",
+                format!(
+                    "{}: {} is not a directory",
+                    for_path.display(),
+                    dir.display()
+                ),
+            ))
+        }
+        Ok(_) => {}
+    }
+    let probe = TempPath::create(dir)?;
+    drop(probe);
+    Ok(())
+}
+
+/// A file to write, validated before the work starts.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    path: PathBuf,
+    force: bool,
+}
+
+impl Destination {
+    /// Validates `path` as an output file (`force`: an existing regular file
+    /// or symlink may be replaced).
+    pub fn check(path: &Path, force: bool) -> Result<Destination> {
+        if path.file_name().is_none() {
+            return Err(Error::invalid(
+                "output path",
+                format!("'{}' has no file name", path.display()),
+            ));
+        }
+        check_replaceable(path, force)?;
+        check_dir_writable(parent_of(path), path)?;
+        Ok(Destination {
+            path: path.to_path_buf(),
+            force,
+        })
+    }
+
+    /// The user's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens a temporary file for streaming; [`TempFile::commit`] puts it in place.
+    pub fn create(&self) -> Result<TempFile> {
+        let tmp = TempPath::create(parent_of(&self.path))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&tmp.0)
+            .map_err(io_err(&self.path))?;
+        Ok(TempFile {
+            dest: self.clone(),
+            tmp,
+            file: BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+
+    /// Writes `bytes` atomically.
+    pub fn write(&self, bytes: &[u8]) -> Result<()> {
+        let mut f = self.create()?;
+        f.write_all(bytes)?;
+        f.commit()
+    }
+}
+
+/// A registered temporary path: removed when dropped (unless disarmed) and
+/// by the signal handler.
+struct TempPath(PathBuf);
+
+impl TempPath {
+    /// Creates an empty, uniquely named temporary file in `dir`.
+    fn create(dir: &Path) -> Result<TempPath> {
+        sweep_stale(dir);
+        let pid = std::process::id();
+        loop {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let p = dir.join(format!("{TEMP_PREFIX}{pid}-{n}{TEMP_SUFFIX}"));
+            // Register first, so a signal between create and register cannot leak it.
+            lock(&TEMPS).push(p.clone());
+            match OpenOptions::new().write(true).create_new(true).open(&p) {
+                Ok(_) => return Ok(TempPath(p)),
+                Err(e) => {
+                    lock(&TEMPS).retain(|q| q != &p);
+                    if e.kind() != std::io::ErrorKind::AlreadyExists {
+                        return Err(Error::invalid(
+                            "output path",
+                            format!("cannot create a file in {}: {e}", dir.display()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forgets the path (it was renamed into place).
+    fn disarm(self) {
+        lock(&TEMPS).retain(|q| q != &self.0);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        lock(&TEMPS).retain(|q| q != &self.0);
+    }
+}
+
+/// A temporary file being written; dropped without [`TempFile::commit`], it
+/// is removed.
+pub struct TempFile {
+    dest: Destination,
+    tmp: TempPath,
+    file: BufWriter<File>,
+}
+
+impl TempFile {
+    /// Appends bytes (buffered); errors name the destination.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file.write_all(bytes).map_err(io_err(&self.dest.path))
+    }
+
+    /// The destination's path.
+    pub fn path(&self) -> &Path {
+        &self.dest.path
+    }
+
+    /// Syncs and renames the file into place under the no-clobber rules.
+    pub fn commit(self) -> Result<()> {
+        let TempFile { dest, tmp, file } = self;
+        let file = file
+            .into_inner()
+            .map_err(|e| io_err(&dest.path)(e.into_error()))?;
+        file.sync_all().map_err(io_err(&dest.path))?;
+        drop(file);
+        if dest.force {
+            // Re-check: something special may have appeared meanwhile.
+            check_replaceable(&dest.path, true)?;
+            std::fs::rename(&tmp.0, &dest.path).map_err(io_err(&dest.path))?;
+        } else {
+            rename_noreplace(&tmp.0, &dest.path)?;
+        }
+        tmp.disarm();
+        Ok(())
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists, atomically.
+fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+    let exists = || Error::WouldOverwrite {
+        path: to.to_path_buf(),
+    };
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
+        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(rustix::io::Errno::EXIST) => return Err(exists()),
+            // Not supported by this kernel or file system: fall back below.
+            Err(rustix::io::Errno::INVAL)
+            | Err(rustix::io::Errno::NOSYS)
+            | Err(rustix::io::Errno::OPNOTSUPP) => {}
+            Err(e) => return Err(io_err(to)(e.into())),
+        }
+    }
+    match std::fs::hard_link(from, to) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(from);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(exists()),
+        Err(e) => Err(io_err(to)(e)),
+    }
+}
+
+/// Whether process `pid` still exists (true when unsure).
+fn alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        let Some(p) = i32::try_from(pid)
+            .ok()
+            .and_then(rustix::process::Pid::from_raw)
+        else {
+            return true;
+        };
+        !matches!(
+            rustix::process::test_kill_process(p),
+            Err(rustix::io::Errno::SRCH)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
+}
+
+/// The PID in a temporary file name, if `name` is one of ours.
+pub fn temp_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(TEMP_PREFIX)?.strip_suffix(TEMP_SUFFIX)?;
+    let (pid, n) = rest.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
+/// Removes temporaries left in `dir` by deepinit processes that no longer
+/// exist (once per directory per run; best effort).
+fn sweep_stale(dir: &Path) {
+    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    {
+        let mut swept = lock(&SWEPT);
+        if swept.contains(&key) {
+            return;
+        }
+        swept.push(key);
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(temp_pid) else {
+            continue;
+        };
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        if pid != me && is_file && !alive(pid) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Writes `bytes` to `path` atomically, replacing an existing regular file
+/// (for files deepinit owns, such as its cache; user outputs go through
+/// [`Destination`]).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    Destination::check(path, true)?.write(bytes)
+}
+
+/// An output directory for a fixed set of result files, checked before work
+/// starts and created only when the results are written (see the module docs
+/// for the manifest rule).
+#[derive(Debug, Clone)]
+pub struct OutputDir {
+    dir: PathBuf,
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Stamp {
+    len: u64,
+    mtime_ns: u128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::symlink_metadata(path).ok()?;
+    if !m.file_type().is_file() {
+        return None;
+    }
+    let mtime_ns = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_nanos();
+    Some(Stamp {
+        len: m.len(),
+        mtime_ns,
     })
+}
+
+impl OutputDir {
+    /// Validates `dir` for the files `names` (which must not be replaced
+    /// unless deepinit wrote them, or `force`).
+    pub fn check(dir: &Path, names: &[&str], force: bool) -> Result<OutputDir> {
+        let out = OutputDir {
+            dir: dir.to_path_buf(),
+            force,
+        };
+        match existing(dir)? {
+            Existing::Directory => {
+                let owned = out.manifest();
+                for name in names {
+                    let p = dir.join(name);
+                    let ours = owned.get(*name).is_some_and(|s| stamp(&p) == Some(*s));
+                    check_replaceable(&p, force || ours)?;
+                }
+                check_dir_writable(dir, dir)?;
+            }
+            Existing::Symlink if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) => {
+                check_dir_writable(dir, dir)?;
+            }
+            Existing::Nothing => {
+                // Created later: its parent must exist and accept it.
+                check_dir_writable(parent_of(dir), dir)?;
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "output directory",
+                    format!("{} exists and is not a directory", dir.display()),
+                ))
+            }
+        }
+        Ok(out)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn manifest(&self) -> BTreeMap<String, Stamp> {
+        std::fs::read(self.dir.join(MANIFEST))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Writes the files (name, bytes), creating the directory if needed;
+    /// returns their paths. Each file is atomic; the manifest is updated.
+    pub fn write(&self, files: &[(&str, Vec<u8>)]) -> Result<Vec<PathBuf>> {
+        let created = !self.dir.exists();
+        if created {
+            std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        }
+        let result = self.write_files(files);
+        if result.is_err() && created {
+            // Leave no empty directory behind (fails harmlessly if not empty).
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+        result
+    }
+
+    fn write_files(&self, files: &[(&str, Vec<u8>)]) -> Result<Vec<PathBuf>> {
+        let mut owned = self.manifest();
+        let mut paths = Vec::with_capacity(files.len());
+        for (name, bytes) in files {
+            let p = self.dir.join(name);
+            let ours = owned.get(*name).is_some_and(|s| stamp(&p) == Some(*s));
+            Destination::check(&p, self.force || ours)?.write(bytes)?;
+            if let Some(s) = stamp(&p) {
+                owned.insert((*name).to_string(), s);
+            }
+            paths.push(p);
+        }
+        let text = serde_json::to_vec_pretty(&owned)
+            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+        write_atomic(&self.dir.join(MANIFEST), &text)?;
+        Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn no_clobber_is_atomic_and_force_replaces_only_regular_files_and_links() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("out.bin");
+        let dest = Destination::check(&p, false).unwrap();
+        // A file appears after the check: the commit must refuse it.
+        std::fs::write(&p, b"theirs").unwrap();
+        assert!(matches!(
+            dest.write(b"ours"),
+            Err(Error::WouldOverwrite { .. })
+        ));
+        assert_eq!(std::fs::read(&p).unwrap(), b"theirs");
+        assert_eq!(listing(d.path()), ["out.bin"], "no temporary left");
+        assert!(Destination::check(&p, false).is_err());
+        Destination::check(&p, true)
+            .unwrap()
+            .write(b"ours")
+            .unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"ours");
+        // A symlink is replaced itself; its target is untouched.
+        let target = d.path().join("target");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = d.path().join("link");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            assert!(Destination::check(&link, false).is_err());
+            Destination::check(&link, true)
+                .unwrap()
+                .write(b"new")
+                .unwrap();
+            assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+            assert_eq!(existing(&link).unwrap(), Existing::File);
+        }
+        // Directories are refused.
+        assert!(Destination::check(d.path(), true).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_never_replaced_even_with_force() {
+        let d = tempfile::tempdir().unwrap();
+        let fifo = d.path().join("fifo");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+        )
+        .unwrap();
+        let e = Destination::check(&fifo, true).unwrap_err().to_string();
+        assert!(e.contains("FIFO"), "{e}");
+        assert_eq!(existing(&fifo).unwrap(), Existing::Special("a FIFO"));
+    }
+
+    #[test]
+    fn temporaries_are_short_and_stale_ones_are_swept() {
+        let d = tempfile::tempdir().unwrap();
+        // A 250-character name is legal; the temporary's name does not grow with it.
+        let long = "x".repeat(246) + ".npy";
+        Destination::check(&d.path().join(&long), false)
+            .unwrap()
+            .write(b"1")
+            .unwrap();
+        // A temporary of a dead process (a PID beyond Linux's pid_max) is
+        // swept the next time deepinit writes there; other files stay.
+        let stale = d
+            .path()
+            .join(format!("{TEMP_PREFIX}4194999-0{TEMP_SUFFIX}"));
+        std::fs::write(&stale, b"junk").unwrap();
+        std::fs::write(d.path().join("keep.tmp"), b"not ours").unwrap();
+        lock(&SWEPT).clear();
+        Destination::check(&d.path().join("b"), false).unwrap();
+        assert_eq!(listing(d.path()), ["keep.tmp".to_string(), long]);
+        assert_eq!(temp_pid(".deepinit-12-3.tmp"), Some(12));
+        assert_eq!(temp_pid(".deepinit-12.tmp"), None);
+    }
+
+    #[test]
+    fn output_dirs_replace_their_own_files_only() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("results");
+        let out = OutputDir::check(&dir, &["a.json"], false).unwrap();
+        assert!(!dir.exists(), "created only when written");
+        out.write(&[("a.json", b"1".to_vec())]).unwrap();
+        // A rerun replaces deepinit's own file.
+        let again = OutputDir::check(&dir, &["a.json"], false).unwrap();
+        again.write(&[("a.json", b"2".to_vec())]).unwrap();
+        assert_eq!(std::fs::read(dir.join("a.json")).unwrap(), b"2");
+        // Once a user edits it, it is theirs.
+        std::fs::write(dir.join("a.json"), b"edited by hand").unwrap();
+        assert!(matches!(
+            OutputDir::check(&dir, &["a.json"], false),
+            Err(Error::WouldOverwrite { .. })
+        ));
+        OutputDir::check(&dir, &["a.json"], true).unwrap();
+        // A missing parent is refused up front, naming the directory.
+        let e = OutputDir::check(&d.path().join("no/such"), &["a"], false).unwrap_err();
+        assert!(e.to_string().contains("does not exist"), "{e}");
+    }
 }

@@ -4,7 +4,6 @@
 
 use crate::error::{Error, Result};
 use std::fmt::Write;
-use std::path::Path;
 
 /// One line.
 #[derive(Debug, Clone)]
@@ -275,12 +274,6 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
     pixmap
         .encode_png()
         .map_err(|e| Error::invalid("plot", format!("PNG encoding failed: {e}")))
-}
-
-/// Writes `stem.svg` and `stem.png` atomically.
-pub fn write_svg_png(svg: &str, stem: &Path) -> Result<()> {
-    crate::output::write_atomic(&stem.with_extension("svg"), svg.as_bytes())?;
-    crate::output::write_atomic(&stem.with_extension("png"), &svg_to_png(svg)?)
 }
 
 /// A viridis-like colour for t in [0, 1] (5-stop linear interpolation).

@@ -403,6 +403,22 @@ impl InitSpec {
                 format!("{:e} is not representable as a normal f32", t.std),
             ));
         }
+        // Every sample must be a finite f32: the largest |value| the mapping
+        // can produce is max_abs_in_std() standard deviations.
+        let reach = self.dist.max_abs_in_std();
+        let max_std = f64::from(f32::MAX) / reach;
+        if t.std > max_std {
+            return Err(Error::invalid(
+                "standard deviation",
+                format!(
+                    "{:e}: the largest {} samples (+-{:.3e}) would overflow f32; \
+                     the standard deviation must be at most {max_std:.4e} (f32::MAX / {reach:.4})",
+                    t.std,
+                    self.dist.name(),
+                    t.std * reach
+                ),
+            ));
+        }
         Ok(t)
     }
 }

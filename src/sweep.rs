@@ -17,7 +17,7 @@ use crate::scheme::Scheme;
 use crate::theory::Quadrature;
 use serde::Serialize;
 use std::fmt::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Correlation of the input pairs (rows 2k and 2k+1) before the first layer.
 pub const INPUT_CORRELATION: f64 = 0.5;
@@ -70,6 +70,9 @@ pub fn parse_grid(s: &str) -> Result<Vec<f64>> {
     } else {
         s.split(',').map(num).collect::<Result<_>>()?
     };
+    if v.len() > 1000 {
+        return Err(bad(&format!("{} points (at most 1000)", v.len())));
+    }
     if v.is_empty() || v.iter().any(|m| !(m.is_finite() && *m > 0.0)) {
         return Err(bad("every multiplier must be finite and > 0"));
     }
@@ -419,12 +422,10 @@ pub fn table(r: &SweepReport) -> String {
     );
     for p in &r.points {
         let v = &p.run.verdict;
-        let cpu = if p.run.cpu_seconds.is_none() {
-            "-"
-        } else if v.cpu_match {
-            "ok"
-        } else {
-            "FAIL"
+        let cpu = match v.cpu_match {
+            None => "-",
+            Some(true) => "ok",
+            Some(false) => "FAIL",
         };
         let _ = writeln!(
             s,
@@ -552,36 +553,44 @@ pub fn curves_svg(r: &SweepReport) -> String {
     )
 }
 
-/// Writes `sweep.json`, `heatmap.{svg,png}`, `curves.{svg,png}` and `histograms.{svg,png}`.
+/// The files a sweep writes into its output directory.
+pub const OUTPUT_FILES: [&str; 7] = [
+    "sweep.json",
+    "heatmap.svg",
+    "heatmap.png",
+    "curves.svg",
+    "curves.png",
+    "histograms.svg",
+    "histograms.png",
+];
+
+/// Writes `sweep.json`, `heatmap.{svg,png}`, `curves.{svg,png}` and
+/// `histograms.{svg,png}` into `out`; returns their paths.
 pub fn write_outputs(
-    dir: &Path,
+    out: &crate::output::OutputDir,
     r: &SweepReport,
     histograms: &[plot::Histogram],
 ) -> Result<Vec<PathBuf>> {
-    crate::output::ensure_dir(dir)?;
-    let json = dir.join("sweep.json");
     let text = serde_json::to_string_pretty(r)
         .map_err(|e| Error::invalid("sweep report", e.to_string()))?;
-    crate::output::write_atomic(&json, text.as_bytes())?;
-    plot::write_svg_png(&heatmap_svg(r), &dir.join("heatmap"))?;
-    plot::write_svg_png(&curves_svg(r), &dir.join("curves"))?;
     let title = format!(
         "{}: histograms of the activations a_l (CPU reference of the same networks; Glorot & Bengio's picture)",
         r.activation
     );
-    plot::write_svg_png(
-        &plot::histograms_svg(&title, histograms),
-        &dir.join("histograms"),
-    )?;
-    Ok(vec![
-        json,
-        dir.join("heatmap.svg"),
-        dir.join("heatmap.png"),
-        dir.join("curves.svg"),
-        dir.join("curves.png"),
-        dir.join("histograms.svg"),
-        dir.join("histograms.png"),
-    ])
+    let mut files = vec![(OUTPUT_FILES[0], text.into_bytes())];
+    for (i, svg) in [
+        heatmap_svg(r),
+        curves_svg(r),
+        plot::histograms_svg(&title, histograms),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let png = plot::svg_to_png(&svg)?;
+        files.push((OUTPUT_FILES[1 + 2 * i], svg.into_bytes()));
+        files.push((OUTPUT_FILES[2 + 2 * i], png));
+    }
+    out.write(&files)
 }
 
 /// Histograms of a_l at layers 1, L/2 and L for the smallest, the critical
@@ -618,11 +627,17 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
         net.bias_std = cfg.bias_std;
         net.seed = cfg.seed;
         let mut found = Vec::new();
-        crate::reference::run_observed(&net, Some(&x), &mut |l, a| {
-            if layers.contains(&l) && !found.iter().any(|h: &plot::Histogram| h.layer == l) {
-                found.push(plot::Histogram::of(a, l, m, bounded));
-            }
-        })?;
+        crate::reference::run_observed(
+            &net,
+            Some(&x),
+            &crate::net::Fault::default(),
+            None,
+            &mut |l, a| {
+                if layers.contains(&l) && !found.iter().any(|h: &plot::Histogram| h.layer == l) {
+                    found.push(plot::Histogram::of(a, l, m, bounded));
+                }
+            },
+        )?;
         out.extend(found);
     }
     Ok(out)

@@ -8,6 +8,7 @@ use crate::dist::Dist;
 use crate::error::Result;
 use crate::gpu::{GenOptions, GenRequest, Generator, Kernel};
 use crate::npy::NpyWriter;
+use crate::output::Destination;
 use crate::scheme::{InitSpec, Target};
 use crate::stats::{self, KsTest, Moments, VarianceInterval};
 use serde::Serialize;
@@ -37,8 +38,10 @@ pub struct DrawOptions {
     pub alpha: f64,
     /// Most elements the KS test sorts (a deterministic strided subsample).
     pub ks_max: u64,
-    /// Write a `.npy` here (`force` allows overwriting).
-    pub out: Option<(PathBuf, bool)>,
+    /// Write a `.npy` here (validated by the caller before any work).
+    pub out: Option<Destination>,
+    /// Report progress here (long tensors).
+    pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
 }
 
 impl Default for DrawOptions {
@@ -51,6 +54,7 @@ impl Default for DrawOptions {
             alpha: 1e-3,
             ks_max: 1 << 22,
             out: None,
+            progress: None,
         }
     }
 }
@@ -114,11 +118,16 @@ pub struct CpuCheck {
 /// Pass/fail and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// Every check passed.
+    /// Every check that ran passed.
     pub pass: bool,
     /// One line per failed check.
     pub failures: Vec<String>,
+    /// One line per check that did not run, with the reason.
+    pub not_checked: Vec<String>,
 }
+
+/// Why the statistical tests need at least two elements.
+pub const TOO_FEW: &str = "needs at least 2 elements";
 
 /// Everything `deepinit init` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -143,14 +152,14 @@ pub struct Report {
     pub backend: BackendInfo,
     /// Sample statistics.
     pub sample: SampleStats,
-    /// Mean test.
-    pub mean_test: MeanTest,
-    /// Confidence interval for the variance.
-    pub variance_ci: VarianceInterval,
-    /// Target variance inside the interval.
-    pub target_in_ci: bool,
-    /// KS test against the analytic CDF.
-    pub ks: KsTest,
+    /// Mean test (null with fewer than 2 elements).
+    pub mean_test: Option<MeanTest>,
+    /// Confidence interval for the variance (null with fewer than 2 elements).
+    pub variance_ci: Option<VarianceInterval>,
+    /// Target variance inside the interval (null when not computed).
+    pub target_in_ci: Option<bool>,
+    /// KS test against the analytic CDF (null with fewer than 2 elements).
+    pub ks: Option<KsTest>,
     /// CPU-reference comparison (GPU backend with verification only).
     pub cpu_check: Option<CpuCheck>,
     /// The written file.
@@ -168,7 +177,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
     let n = spec.shape.numel();
     let scale = spec.dist.kernel_scale(target.std);
     let mut writer = match &opts.out {
-        Some((path, force)) => Some(NpyWriter::create(path, &spec.shape.0, *force)?),
+        Some(dest) => Some(NpyWriter::create(dest, &spec.shape.0)?),
         None => None,
     };
     let mut moments = Moments::default();
@@ -194,6 +203,9 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         }
         if let Some(w) = writer.as_mut() {
             w.write(values)?;
+        }
+        if let Some(p) = &opts.progress {
+            p.update((off + values.len() as u64) as f64, n as f64);
         }
         Ok(())
     };
@@ -242,8 +254,14 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
                 ..req
             };
             let mut mismatched = 0u64;
+            if let Some(p) = &opts.progress {
+                p.stage("comparing the raw Philox words with the CPU reference");
+            }
             g.generate(&bits, &opts.gen, |off, words| {
                 mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
+                if let Some(p) = &opts.progress {
+                    p.update((off + words.len() as u64) as f64, n as f64);
+                }
                 Ok(())
             })?;
             Some(CpuCheck {
@@ -268,40 +286,55 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         expected_excess_kurtosis: kurt,
         nonfinite: moments.nonfinite,
     };
-    let z = moments.mean / (target.std / (moments.n as f64).sqrt());
+    let enough = moments.n >= 2;
     let zc = stats::normal_quantile(1.0 - opts.alpha / 2.0);
-    let mean_test = MeanTest {
-        z,
-        critical: zc,
-        pass: z.abs() <= zc,
-    };
-    let variance_ci = stats::variance_interval(moments.n, variance, kurt, 1.0 - opts.alpha);
-    let target_in_ci = variance_ci.contains(target.variance);
-    let ks = stats::ks_one_sample(&mut sample, |x| spec.dist.cdf(target.std, x), opts.alpha);
+    let mean_test = enough.then(|| {
+        let z = moments.mean / (target.std / (moments.n as f64).sqrt());
+        MeanTest {
+            z,
+            critical: zc,
+            pass: z.abs() <= zc,
+        }
+    });
+    let variance_ci =
+        enough.then(|| stats::variance_interval(moments.n, variance, kurt, 1.0 - opts.alpha));
+    let target_in_ci = variance_ci.as_ref().map(|ci| ci.contains(target.variance));
+    let ks = enough
+        .then(|| stats::ks_one_sample(&mut sample, |x| spec.dist.cdf(target.std, x), opts.alpha));
 
     let mut failures = Vec::new();
+    let mut not_checked = Vec::new();
     if moments.nonfinite > 0 {
         failures.push(format!("{} non-finite values", moments.nonfinite));
     }
-    if n >= 2 {
-        if !mean_test.pass {
-            failures.push(format!("mean z = {z:.3} beyond +-{zc:.3}"));
+    if !enough {
+        for what in ["mean test", "variance interval", "KS test"] {
+            not_checked.push(format!("{what}: {TOO_FEW} (the tensor has {n})"));
         }
-        if !target_in_ci {
-            failures.push(format!(
-                "target variance {:.6e} outside the {:.1}% interval [{:.6e}, {:.6e}]",
-                target.variance,
-                100.0 * variance_ci.level,
-                variance_ci.lo,
-                variance_ci.hi
-            ));
+    }
+    if let Some(m) = mean_test.as_ref().filter(|m| !m.pass) {
+        failures.push(format!("mean z = {:.3} beyond +-{zc:.3}", m.z));
+    }
+    if let (Some(false), Some(ci)) = (target_in_ci, &variance_ci) {
+        failures.push(format!(
+            "target variance {:.6e} outside the {:.1}% interval [{:.6e}, {:.6e}]",
+            target.variance,
+            100.0 * ci.level,
+            ci.lo,
+            ci.hi
+        ));
+    }
+    if let Some(k) = ks.as_ref().filter(|k| !k.pass) {
+        failures.push(format!(
+            "KS D = {:.5} above the critical {:.5}",
+            k.d, k.critical
+        ));
+    }
+    match backend {
+        Backend::Gpu(_) if !opts.verify => {
+            not_checked.push("GPU vs CPU reference: not compared (--no-verify)".into())
         }
-        if !ks.pass {
-            failures.push(format!(
-                "KS D = {:.5} above the critical {:.5}",
-                ks.d, ks.critical
-            ));
-        }
+        _ => {}
     }
     let bound = spec.dist.max_abs_in_std() * target.std * (1.0 + 1e-5);
     if moments.n > 0 && (moments.max > bound || moments.min < -bound) {
@@ -350,6 +383,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         verdict: Verdict {
             pass: failures.is_empty(),
             failures,
+            not_checked,
         },
     })
 }

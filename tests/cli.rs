@@ -309,6 +309,7 @@ fn adapter_selection_and_cpu_fallback() {
         e.contains("mesa-vulkan-drivers") && e.contains("--backend cpu"),
         "{e}"
     );
+    // An adapter the user named must exist, even under --backend auto.
     let r = deepinit(&[
         "init",
         "--adapter",
@@ -317,9 +318,27 @@ fn adapter_selection_and_cpu_fallback() {
         "16x16",
         "--json",
     ]);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert!(stderr(&r).contains("no-such-adapter-xyz"), "{}", stderr(&r));
+    // Without a name, auto falls back to the CPU where no adapter exists
+    // (no DX12 adapters on Linux).
+    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+        .args(["init", "--shape", "16x16", "--json"])
+        .env("WGPU_BACKEND", "dx12")
+        .env_remove("WGPU_ADAPTER_NAME")
+        .output()
+        .expect("runs");
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(stderr(&r).contains("falling back to the CPU backend"));
     assert_eq!(json(&r)["backend"]["kind"], "cpu");
+    // A misspelt WGPU_BACKEND is named, not silently ignored.
+    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+        .args(["init", "--shape", "16x16"])
+        .env("WGPU_BACKEND", "vulcan")
+        .output()
+        .expect("runs");
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("'vulcan'"), "{}", stderr(&r));
 
     let r = deepinit(&["adapters", "--json"]);
     assert!(r.status.success());
@@ -443,7 +462,8 @@ fn forward_writes_json_and_rejects_bad_networks() {
     // Inputs from a .npy file: the batch comes from the file; the run is
     // verified against the CPU reference on the same inputs.
     let x = dir.path().join("x.npy");
-    let mut w = deepinit::npy::NpyWriter::create(&x, &[12, 40], false).expect("create");
+    let dest = deepinit::output::Destination::check(&x, false).expect("destination");
+    let mut w = deepinit::npy::NpyWriter::create(&dest, &[12, 40]).expect("create");
     let vals: Vec<f32> = (0..480)
         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
         .collect();
@@ -462,6 +482,23 @@ fn forward_writes_json_and_rejects_bad_networks() {
         "gelu",
         "--json",
         json.to_str().expect("utf8"),
+    ]);
+    // The report from before is not replaced without --force.
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("--force"), "{}", stderr(&r));
+    let r = deepinit(&[
+        "forward",
+        "--input",
+        xs,
+        "--width",
+        "40",
+        "--depth",
+        "3",
+        "--act",
+        "gelu",
+        "--json",
+        json.to_str().expect("utf8"),
+        "--force",
     ]);
     assert!(r.status.success(), "{}", stderr(&r));
     let v: serde_json::Value =

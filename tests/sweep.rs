@@ -108,7 +108,8 @@ fn outputs_are_written_and_valid() {
         assert_eq!(h.counts.iter().sum::<u64>() + h.nonfinite, 8 * 48);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = sweep::write_outputs(dir.path(), &r, &hist).expect("write");
+    let out = deepinit::output::OutputDir::check(dir.path(), &sweep::OUTPUT_FILES, false).unwrap();
+    let files = sweep::write_outputs(&out, &r, &hist).expect("write");
     for f in &files {
         let bytes = std::fs::read(f).expect("written");
         match f.extension().and_then(|e| e.to_str()) {

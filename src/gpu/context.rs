@@ -94,6 +94,39 @@ impl std::fmt::Debug for GpuContext {
     }
 }
 
+/// Backend names `WGPU_BACKEND` may list (wgpu's own spellings).
+pub const BACKEND_NAMES: [&str; 10] = [
+    "vulkan", "vk", "dx12", "d3d12", "metal", "mtl", "opengl", "gles", "gl", "webgpu",
+];
+
+/// Checks `WGPU_BACKEND` (which wgpu itself would silently ignore when
+/// misspelt), naming the bad value.
+pub fn check_backend_env() -> Result<()> {
+    let Ok(v) = std::env::var("WGPU_BACKEND") else {
+        return Ok(());
+    };
+    for name in v.split(',').map(str::trim) {
+        if !BACKEND_NAMES.contains(&name.to_lowercase().as_str()) {
+            return Err(Error::invalid(
+                "WGPU_BACKEND",
+                format!(
+                    "'{name}' (in WGPU_BACKEND='{v}') is not a backend; use a comma list of \
+                     vulkan, metal, dx12, gl or webgpu"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl AdapterRequest {
+    /// Whether the user named an adapter (`--adapter` or `WGPU_ADAPTER_NAME`):
+    /// then a missing one is an error even where the CPU could stand in.
+    pub fn names_adapter(&self) -> bool {
+        name_filter(self).is_some()
+    }
+}
+
 fn backends_for(req: &AdapterRequest) -> wgpu::Backends {
     req.backends
         .or_else(wgpu::Backends::from_env)
@@ -154,6 +187,7 @@ impl GpuContext {
     /// wgpu's conservative defaults, which cap a storage binding at 128 MiB and
     /// a buffer at 256 MiB), and `SHADER_INT64` / `TIMESTAMP_QUERY` where offered.
     pub fn new(req: &AdapterRequest) -> Result<GpuContext> {
+        check_backend_env()?;
         let (mut adapters, chosen) = sorted_adapters(req);
         let Some(idx) = chosen else {
             let mut filter = String::new();
