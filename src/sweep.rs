@@ -62,10 +62,11 @@ pub fn parse_grid(s: &str) -> Result<Vec<f64>> {
         if !(st > 0.0 && st.is_finite() && a.is_finite() && b.is_finite()) || b < a {
             return Err(bad("need finite start <= stop and step > 0"));
         }
-        let n = ((b - a) / st + 1e-9).floor() as usize + 1;
-        if n > 1000 {
-            return Err(bad(&format!("{n} points (at most 1000)")));
+        let points = ((b - a) / st + 1e-9).floor() + 1.0;
+        if points > 1000.0 {
+            return Err(bad(&format!("{points:.0} points (at most 1000)")));
         }
+        let n = points as usize;
         (0..n).map(|i| a + st * i as f64).collect()
     } else {
         s.split(',').map(num).collect::<Result<_>>()?

@@ -55,8 +55,10 @@
 //!
 //! **Smooth activations** move delta through phi''(z) dz: the entry error of
 //! delta grows by `curvature * e_l^2` per layer (see
-//! [`crate::theory::LayerTheory::curvature`]), plus the backward GEMM's own
-//! rounding and weight error, and averages out like the forward part.
+//! [`crate::theory::LayerTheory::curvature`]), plus the device's phi' error
+//! (measured on a grid like phi; a coherent bias adds `2 dact_rel` per layer
+//! to the statistics), the backward GEMM's rounding and the weight error, and
+//! the random part averages out like the forward part.
 //!
 //! **Counts** (dead units, saturated entries) change when an entry crosses a
 //! threshold: at most `(2/pi) e_l B n_l` crossings are expected (the Gaussian
@@ -75,7 +77,6 @@
 //! layers (or their backward statistics alone) are reported as not compared,
 //! never as matching.
 
-use crate::act::Activation;
 use crate::net::{NetConfig, NetStats, TensorStats};
 use crate::theory::{LayerTheory, Quadrature};
 use serde::Serialize;
@@ -116,6 +117,8 @@ pub struct Calibration {
     /// Largest |GPU - CPU| of the activation on a grid spanning 1e-4 .. 3e1,
     /// relative to max(|phi(z)|, |phi(-z)|).
     pub act_rel: f64,
+    /// The same for phi' (the backward pass's gradient product).
+    pub dact_rel: f64,
 }
 
 impl Calibration {
@@ -217,10 +220,10 @@ pub fn network(
     let act = cfg.act;
     let quad = Quadrature::new();
     let b = cfg.batch as f64;
-    let act_rel = if act.transcendental() {
-        cal.act_rel.max(2.0 * U)
+    let (act_rel, dact_rel) = if act.transcendental() {
+        (cal.act_rel.max(2.0 * U), cal.dact_rel.max(2.0 * U))
     } else {
-        0.0
+        (0.0, 0.0)
     };
     let mut out = vec![LayerTolerance::default(); depth];
     // Forward pass of the model.
@@ -297,13 +300,16 @@ pub fn network(
         };
         let k_back = cfg.widths.get(i + 2).copied().unwrap_or(0) as f64;
         eb2 += th[i].curvature * t.divergence.powi(2)
+            + dact_rel.powi(2)
             + if k_back > 0.0 {
                 cal.weight_rms.powi(2) + 2.0 * U * U * k_back
             } else {
                 0.0
             };
         let dphi_slope = log_slope(&quad, th[i].pre_var, |x| act.df(x).powi(2));
-        cb += 2.0 * if k_back > 0.0 { cal.weight_bias } else { 0.0 } + dphi_slope * fwd_rel[i];
+        cb += 2.0 * if k_back > 0.0 { cal.weight_bias } else { 0.0 }
+            + 2.0 * dact_rel
+            + dphi_slope * fwd_rel[i];
         vb += 4.0 * eb2 / n;
         let flips_delta = flip_energy.sqrt() / big_n;
         let coherence = cpu.layers[i].grad_w_coherence.max(1.0);
@@ -353,14 +359,14 @@ pub fn activation_grid() -> Vec<f32> {
     v
 }
 
-/// Largest |got - phi(x)| / max(|phi(x)|, |phi(-x)|) over the grid, with the
-/// CPU reference's f32 activation as phi.
-pub fn activation_error(act: Activation, grid: &[f32], got: &[f32]) -> f64 {
+/// Largest |got - f(x)| / max(|f(x)|, |f(-x)|) over the grid, with `f` the
+/// CPU reference's f32 function (the activation or its derivative).
+pub fn grid_error(grid: &[f32], got: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     grid.iter()
         .zip(got)
         .map(|(&x, &g)| {
-            let want = act.f32(x);
-            let scale = f64::from(want.abs().max(act.f32(-x).abs()));
+            let want = f(x);
+            let scale = f64::from(want.abs().max(f(-x).abs()));
             if scale > 0.0 {
                 let d = (f64::from(g) - f64::from(want)).abs() / scale;
                 if d.is_nan() {
@@ -378,6 +384,7 @@ pub fn activation_error(act: Activation, grid: &[f32], got: &[f32]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::act::Activation;
 
     #[test]
     fn summarise_measures_rms_and_bias() {
@@ -396,9 +403,9 @@ mod tests {
         let g = activation_grid();
         for act in [Activation::Tanh, Activation::Gelu, Activation::Selu] {
             let same: Vec<f32> = g.iter().map(|&x| act.f32(x)).collect();
-            assert_eq!(activation_error(act, &g, &same), 0.0);
+            assert_eq!(grid_error(&g, &same, |x| act.f32(x)), 0.0);
             let off: Vec<f32> = same.iter().map(|&v| v * (1.0 + 1e-3)).collect();
-            let e = activation_error(act, &g, &off);
+            let e = grid_error(&g, &off, |x| act.f32(x));
             assert!(e > 5e-4 && e <= 1.001e-3, "{act:?}: {e}");
         }
     }

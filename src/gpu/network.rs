@@ -493,27 +493,37 @@ pub fn calibrate(
     } else {
         (0.0, 0.0)
     };
-    let act_rel = if cfg.act.transcendental() {
+    let (act_rel, dact_rel) = if cfg.act.transcendental() {
         let grid = tolerance::activation_grid();
         let n = grid.len() as u64;
         let z = storage(ctx, "calibration input", 4 * n)?;
         let a = storage(ctx, "calibration output", 4 * n)?;
+        let d = storage(ctx, "calibration gradient", 4 * n)?;
         let bias = storage(ctx, "calibration bias", 4)?;
         ctx.queue.write_buffer(&z, 0, bytemuck::cast_slice(&grid));
+        ctx.queue
+            .write_buffer(&d, 0, bytemuck::cast_slice(&vec![1f32; grid.len()]));
         let mut enc = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("activation calibration"),
             });
         kern.bias_act(&mut enc, n, n, false, &bias, &z, &a)?;
-        let back = ctx.read_back(enc, &[(&a, 4 * n)])?;
-        let got: Vec<f32> = back[0]
-            .chunks_exact(4)
-            .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        tolerance::activation_error(cfg.act, &grid, &got)
+        // delta = 1 times phi'(z): the device's phi' on the grid.
+        kern.grad_mul(&mut enc, n, &z, &d)?;
+        let back = ctx.read_back(enc, &[(&a, 4 * n), (&d, 4 * n)])?;
+        let floats = |b: &[u8]| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let act = cfg.act;
+        (
+            tolerance::grid_error(&grid, &floats(&back[0]), |x| act.f32(x)),
+            tolerance::grid_error(&grid, &floats(&back[1]), |x| act.df32(x)),
+        )
     } else {
-        0.0
+        (0.0, 0.0)
     };
     Ok(Calibration {
         weight_rms,
@@ -521,5 +531,6 @@ pub fn calibrate(
         input_rms,
         input_bias,
         act_rel,
+        dact_rel,
     })
 }

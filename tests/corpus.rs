@@ -1,0 +1,426 @@
+//! The bad-input and fault corpus: each case runs the binary and asserts the
+//! exit code, a phrase of the message, that nothing panicked, and that no
+//! file or directory was left or changed. Special files are made inside the
+//! test's own temporary directory (a FIFO, symlinks); real /dev entries are
+//! never touched. Interruptions (SIGINT, SIGTERM) and the no-clobber race run
+//! against real writes.
+
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deepinit"));
+    c.env_remove("WGPU_BACKEND").env_remove("WGPU_ADAPTER_NAME");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the binary runs")
+}
+
+/// Everything under `dir`: relative path -> (kind, bytes) (symlinks by target).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readable") {
+            let p = e.expect("entry").path();
+            let rel = p.strip_prefix(dir).expect("inside").to_path_buf();
+            let m = std::fs::symlink_metadata(&p).expect("lstat");
+            let v = if m.file_type().is_symlink() {
+                format!(
+                    "link -> {}",
+                    std::fs::read_link(&p).expect("link").display()
+                )
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if m.is_file() {
+                format!("file {:?}", std::fs::read(&p).expect("read"))
+            } else {
+                "special".to_string()
+            };
+            out.insert(rel, v);
+        }
+    }
+    out
+}
+
+/// Asserts exit `code`, that stderr contains `phrase`, and that no panic
+/// happened.
+fn expect(o: &Output, code: i32, phrase: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(phrase), "expected '{phrase}' in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+fn mkfifo(p: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        p,
+        rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+    )
+    .expect("mkfifo");
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf8 path")
+}
+
+#[test]
+fn outputs_never_replace_special_files_links_or_existing_files() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let fifo = d.path().join("fifo");
+    mkfifo(&fifo);
+    let target = d.path().join("target.npy");
+    std::fs::write(&target, b"precious").expect("write");
+    let link = d.path().join("link.npy");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let existing = d.path().join("existing.npy");
+    std::fs::write(&existing, b"mine").expect("write");
+    std::fs::create_dir(d.path().join("sub")).expect("mkdir");
+    let before = snapshot(d.path());
+    let cases: [(Vec<String>, i32, &str); 8] = [
+        (
+            vec!["--out".into(), s(&fifo).into(), "--force".into()],
+            1,
+            "FIFO",
+        ),
+        (vec!["--out".into(), s(&link).into()], 1, "--force"),
+        (
+            vec!["--out".into(), s(&existing).into()],
+            1,
+            "already exists",
+        ),
+        (
+            vec![
+                "--out".into(),
+                s(&d.path().join("sub")).into(),
+                "--force".into(),
+            ],
+            1,
+            "is a directory",
+        ),
+        (
+            vec!["--out".into(), s(&d.path().join("no/such/x.npy")).into()],
+            1,
+            "does not exist",
+        ),
+        (
+            vec![
+                "--out".into(),
+                s(&existing).into(),
+                "--scheme".into(),
+                "naive:1e38".into(),
+            ],
+            1,
+            "overflow f32",
+        ),
+        (
+            vec![
+                "--out".into(),
+                s(&d.path().join("n.npy")).into(),
+                "--chunk-elems".into(),
+                "0".into(),
+            ],
+            2,
+            "chunk-elems",
+        ),
+        (
+            vec![
+                "--out".into(),
+                s(&d.path().join("n.npy")).into(),
+                "--dist".into(),
+                "gausian".into(),
+            ],
+            1,
+            "gausian",
+        ),
+    ];
+    for (extra, code, phrase) in cases {
+        let mut args = vec!["init", "--backend", "cpu", "--shape", "8x8"];
+        args.extend(extra.iter().map(String::as_str));
+        let o = run(&args);
+        expect(&o, code, phrase);
+        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
+    }
+    // With --force a symlink is replaced by the file; its target is untouched.
+    let o = run(&[
+        "init",
+        "--backend",
+        "cpu",
+        "--shape",
+        "8x8",
+        "--out",
+        s(&link),
+        "--force",
+    ]);
+    expect(&o, 0, "");
+    assert_eq!(std::fs::read(&target).expect("target"), b"precious");
+    assert!(std::fs::symlink_metadata(&link).expect("lstat").is_file());
+    // A legal 250-character name works (temporary names do not grow with it).
+    let long = d.path().join("x".repeat(246) + ".npy");
+    expect(
+        &run(&[
+            "init",
+            "--backend",
+            "cpu",
+            "--shape",
+            "8x8",
+            "--out",
+            s(&long),
+        ]),
+        0,
+        "",
+    );
+    assert!(long.is_file());
+}
+
+#[test]
+fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let fifo = d.path().join("in.fifo");
+    mkfifo(&fifo);
+    // A .npy header that declares 10^12 values over a few bytes of data.
+    let lie = d.path().join("lie.npy");
+    let mut h = b"\x93NUMPY\x01\x00".to_vec();
+    let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1000000, 1000000), }";
+    let mut text = dict.to_string();
+    while !(10 + text.len() + 1).is_multiple_of(64) {
+        text.push(' ');
+    }
+    text.push('\n');
+    h.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    h.extend_from_slice(text.as_bytes());
+    h.extend_from_slice(&[0u8; 16]);
+    std::fs::write(&lie, &h).expect("write");
+    // A valid 12 x 8 input.
+    let good = d.path().join("x.npy");
+    let dest = deepinit::output::Destination::check(&good, false).expect("dest");
+    let mut w = deepinit::npy::NpyWriter::create(&dest, &[12, 8]).expect("create");
+    w.write(&[0.5f32; 96]).expect("write");
+    w.finish().expect("finish");
+    let before = snapshot(d.path());
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["forward", "--input", s(&fifo)],
+            1,
+            "not a regular file",
+        ),
+        (vec!["forward", "--input", s(&lie)], 1, "data bytes"),
+        (
+            vec!["forward", "--input", s(&good), "--batch", "7"],
+            1,
+            "contradicts --input",
+        ),
+        (vec!["forward", "--widths", "16"], 1, "at least two"),
+        (
+            vec!["forward", "--depth", "1000000"],
+            1,
+            "reduce the depth (at most 100000)",
+        ),
+        (vec!["forward", "--depth", "0"], 1, "at least one layer"),
+        (vec!["forward", "--width", "0", "--depth", "2"], 1, "width"),
+        (vec!["sweep", "--depth", "18446744073709551615"], 1, "depth"),
+        (
+            vec!["sweep", "--multiplier", "0.1:1e12:1e-12"],
+            1,
+            "at most 1000",
+        ),
+        (
+            vec!["bench", "--repeats", "18446744073709551615"],
+            2,
+            "repeats",
+        ),
+        (vec!["bench", "--repeats", "4294967296"], 2, "repeats"),
+        (vec!["bench", "--repeats", "0"], 2, "repeats"),
+        (vec!["init", "--shape", "0x4"], 1, "shape"),
+        (
+            vec!["init", "--shape", "99999999999x99999999999"],
+            1,
+            "2^64",
+        ),
+        (
+            vec!["init", "--shape", "999999x999999"],
+            1,
+            "pass --out FILE",
+        ),
+    ];
+    for (mut args, code, phrase) in cases {
+        args.extend(["--backend", "cpu"]);
+        let start = Instant::now();
+        let o = run(&args);
+        expect(&o, code, phrase);
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?} took too long"
+        );
+        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
+    }
+}
+
+#[test]
+fn refused_runs_create_and_print_nothing() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let file = d.path().join("plain");
+    std::fs::write(&file, b"x").expect("write");
+    let before = snapshot(d.path());
+    let nested = d.path().join("no/such/dir");
+    let bench_json = d.path().join("missing/b.json");
+    let forward_json = nested.join("f.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["demo", "--out-dir", s(&nested)], "does not exist"),
+        (vec!["sweep", "--out-dir", s(&file)], "not a directory"),
+        (
+            vec!["bench", "--quick", "--json", s(&bench_json)],
+            "does not exist",
+        ),
+        (
+            vec!["forward", "--json", s(&forward_json)],
+            "does not exist",
+        ),
+    ];
+    for (mut args, phrase) in cases {
+        args.extend(["--backend", "cpu"]);
+        let o = run(&args);
+        expect(&o, 1, phrase);
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?} printed: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
+    }
+}
+
+#[test]
+fn unverified_checks_are_reported_as_not_compared() {
+    let o = run(&["init", "--backend", "cpu", "--shape", "1", "--json"]);
+    expect(&o, 0, "");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert!(v["mean_test"].is_null() && v["ks"].is_null() && v["target_in_ci"].is_null());
+    assert_eq!(
+        v["verdict"]["not_checked"].as_array().map(Vec::len),
+        Some(3)
+    );
+    let o = run(&["init", "--backend", "cpu", "--shape", "1"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains("FAIL"), "{text}");
+    assert!(text.contains("n/a (mean test"), "{text}");
+    let d = tempfile::tempdir().expect("tempdir");
+    let json = d.path().join("f.json");
+    let o = run(&[
+        "forward",
+        "--backend",
+        "cpu",
+        "--width",
+        "16",
+        "--depth",
+        "3",
+        "--json",
+        s(&json),
+    ]);
+    expect(&o, 0, "");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("not compared"));
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");
+    assert!(v["runs"][0]["verdict"]["cpu_match"].is_null());
+    assert!(v["runs"][0]["verdict"]["max_rel_err_cpu"].is_null());
+}
+
+/// Starts a CPU-backend init of a 64M-element tensor into `out` and waits
+/// until its temporary file exists. The caller waits for the child.
+#[allow(clippy::zombie_processes)]
+fn start_big_write(dir: &Path, out: &Path) -> Child {
+    let mut child = bin()
+        .args([
+            "init",
+            "--backend",
+            "cpu",
+            "--shape",
+            "8192x8192",
+            "--out",
+            s(out),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let temp = std::fs::read_dir(dir)
+            .expect("dir")
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".deepinit-"));
+        if temp {
+            return child;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no temporary file appeared");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn interrupted_runs_leave_nothing_behind() {
+    use rustix::process::{kill_process, Pid, Signal};
+    for (sig, code) in [(Signal::INT, 130), (Signal::TERM, 143)] {
+        let d = tempfile::tempdir().expect("tempdir");
+        let out = d.path().join("big.npy");
+        let child = start_big_write(d.path(), &out);
+        let pid = Pid::from_raw(child.id() as i32).expect("pid");
+        kill_process(pid, sig).expect("signal");
+        let o = child.wait_with_output().expect("wait");
+        expect(&o, code, "interrupted");
+        assert!(
+            snapshot(d.path()).is_empty(),
+            "left: {:?}",
+            snapshot(d.path())
+        );
+    }
+}
+
+#[test]
+fn a_file_that_appears_during_the_run_is_not_clobbered() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let out = d.path().join("race.npy");
+    let child = start_big_write(d.path(), &out);
+    std::fs::write(&out, b"theirs").expect("write");
+    let o = child.wait_with_output().expect("wait");
+    expect(&o, 1, "already exists");
+    assert_eq!(std::fs::read(&out).expect("read"), b"theirs");
+    assert_eq!(snapshot(d.path()).len(), 1, "{:?}", snapshot(d.path()));
+}
+
+#[test]
+fn stale_temporaries_of_dead_runs_are_swept() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // PID 4194999 is above Linux's largest pid_max: no such process.
+    let stale = d.path().join(".deepinit-4194999-7.tmp");
+    std::fs::write(&stale, vec![0u8; 4096]).expect("write");
+    let mine = d.path().join("notes.tmp");
+    std::fs::write(&mine, b"keep").expect("write");
+    let out = d.path().join("w.npy");
+    expect(
+        &run(&[
+            "init",
+            "--backend",
+            "cpu",
+            "--shape",
+            "4x4",
+            "--out",
+            s(&out),
+        ]),
+        0,
+        "",
+    );
+    assert!(!stale.exists() && mine.exists() && out.exists());
+}
