@@ -25,6 +25,18 @@ fn tanh_safe(x: f32) -> f32 {
     return sign(x) * (1.0 - 2.0 / (e + 1.0));
 }
 
+// exp(x) - 1 without cancellation near 0 (WGSL has no expm1). For |x| < 2^-5:
+// the Taylor series to x^5 (truncation below 1e-10 relative); beyond, exp(x) -
+// 1 loses at most ulp(1) / (1 - exp(-2^-5)), i.e. 4e-6 relative. A plain
+// exp(x) - 1 returns 0 or -6e-8 for every |x| < 6e-8: a vanishing SELU
+// network would stall at that floor instead of vanishing.
+fn expm1_safe(x: f32) -> f32 {
+    if (abs(x) < 0.03125) {
+        return x * (1.0 + x * (0.5 + x * (0.16666666667 + x * (0.04166666667 + x * 0.00833333333))));
+    }
+    return exp(x) - 1.0;
+}
+
 fn sigmoid(x: f32) -> f32 {
     return 1.0 / (1.0 + exp(-x));
 }
@@ -35,7 +47,7 @@ fn act(x: f32) -> f32 {
         case 2u: { return select(SLOPE * x, x, x > 0.0); }
         case 3u: { return tanh_safe(x); }
         case 4u: { return sigmoid(x); }
-        case 5u: { return SELU_LAMBDA * select(SELU_ALPHA * (exp(x) - 1.0), x, x > 0.0); }
+        case 5u: { return SELU_LAMBDA * select(SELU_ALPHA * expm1_safe(x), x, x > 0.0); }
         case 6u: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
         default: { return x; }
     }

@@ -124,14 +124,7 @@ impl Activation {
             }
             Activation::Tanh => x.tanh(),
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Activation::Selu => {
-                SELU_LAMBDA
-                    * if x > 0.0 {
-                        x
-                    } else {
-                        SELU_ALPHA * (x.exp() - 1.0)
-                    }
-            }
+            Activation::Selu => SELU_LAMBDA * if x > 0.0 { x } else { SELU_ALPHA * x.exp_m1() },
             Activation::Gelu => 0.5 * x * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh()),
         }
     }

@@ -60,6 +60,11 @@
 //! to the statistics), the backward GEMM's rounding and the weight error, and
 //! the random part averages out like the forward part.
 //!
+//! **Underflow.** ||dW|| comes from batch x batch Gram matrices whose entries
+//! (n times a mean square) can reach f32's subnormal range long before the
+//! values do; their 2^-149 representation error is added, and within 2^10 of
+//! the normal range (where devices may flush to zero) ||dW|| is not compared.
+//!
 //! **Counts** (dead units, saturated entries) change when an entry crosses a
 //! threshold: at most `(2/pi) e_l B n_l` crossings are expected (the Gaussian
 //! density is largest at 0), plus the coherent shift of the distribution.
@@ -86,6 +91,11 @@ use serde::Serialize;
 const CHI2_1_TAIL: f64 = 10.83;
 /// The two-sided normal quantile at 1e-3 (the cross term's random sign).
 const Z_TAIL: f64 = 3.29;
+/// The smallest positive f32 (subnormal), 2^-149.
+const TINY: f64 = 1.401_298_464_324_817e-45;
+/// 2^10 above the smallest normal f32 (2^-126): Gram entries below this are
+/// too close to the subnormal range for ||dW|| to be compared.
+const GRAM_NORMAL_MARGIN: f64 = 1.203_706_215_242_022_4e-35;
 /// f32 unit roundoff, 2^-24.
 pub const U: f64 = 5.960_464_477_539_063e-8;
 /// Designed false-alarm rate of the GPU-vs-CPU comparison of one run.
@@ -216,130 +226,214 @@ pub fn network(
     cal: &Calibration,
     z: f64,
 ) -> Vec<LayerTolerance> {
-    let depth = cfg.depth();
-    let act = cfg.act;
-    let quad = Quadrature::new();
-    let b = cfg.batch as f64;
-    let (act_rel, dact_rel) = if act.transcendental() {
+    let (act_rel, dact_rel) = if cfg.act.transcendental() {
         (cal.act_rel.max(2.0 * U), cal.dact_rel.max(2.0 * U))
     } else {
         (0.0, 0.0)
     };
-    let mut out = vec![LayerTolerance::default(); depth];
-    // Forward pass of the model.
-    let (mut e2, mut coherent, mut random) = (0.0f64, 0.0f64, 0.0f64);
-    let mut post_rel = vec![0.0f64; depth];
-    let mut fwd_rel = vec![0.0f64; depth];
-    for i in 0..depth {
-        let (k, n) = (cfg.widths[i] as f64, cfg.widths[i + 1] as f64);
-        let fresh_act = if i > 0 { act_rel } else { 0.0 };
-        let fresh = cal.weight_rms.powi(2) + 2.0 * U * U * k + fresh_act.powi(2);
-        let (gain, slope) = if i == 0 {
-            e2 = cal.input_rms.powi(2);
-            coherent = 2.0 * cal.input_bias;
-            (1.0, 1.0)
-        } else {
-            let g = th[i - 1].chi1 * th[i - 1].pre_var / th[i].pre_var;
-            (finite_or(g, 1.0).max(0.0), th[i - 1].map_slope)
-        };
-        e2 = gain * e2 + fresh;
-        coherent = slope * coherent + 2.0 * (cal.weight_bias + fresh_act);
-        random = slope * slope * random + 4.0 * e2 / n;
-        let e = e2.sqrt();
-        let f = coherent + z * random.sqrt();
-        let q = th[i].pre_var;
-        let act_slope = log_slope(&quad, q, |x| act.f(x).powi(2));
-        let post = act_slope * f + 2.0 * act_rel;
-        fwd_rel[i] = f;
-        post_rel[i] = post;
-        let c = &cpu.layers[i];
-        let crossings = (2.0 / std::f64::consts::PI) * e * b * n;
-        let count = crossings + z * crossings.sqrt() + 1.0;
-        let t = &mut out[i];
-        t.divergence = e;
-        t.flips = if act.kink().is_some() { crossings } else { 0.0 };
-        t.pre_var = (f + REDUCTION) * centred(&c.pre);
-        t.post_var = (post + REDUCTION) * centred(&c.post);
-        t.post_mean_sq = post + REDUCTION;
-        t.saturated_frac = count / (b * n) + 0.5 * f;
-        t.dead_frac = count / n;
-        t.forward = e <= DIVERGENCE_LIMIT
-            && [t.pre_var, t.post_var, t.post_mean_sq]
-                .iter()
-                .all(|&x| x.is_finite() && x <= CHAOS_LIMIT);
-    }
-    // Backward pass of the model, from layer L down.
-    let kink = act.kink();
-    // Per flip: (mean square of its effect, its size at the 1 - ALPHA quantile).
-    let per_flip = |dphi2: f64| match kink {
-        Some((jump, jump2)) if dphi2 > 0.0 => (
-            3.0 * (jump2 / dphi2).powi(2) + 4.0 * jump * jump / dphi2,
-            CHI2_1_TAIL * jump2 / dphi2 + 2.0 * (CHI2_1_TAIL * jump * jump / dphi2).sqrt() * Z_TAIL,
-        ),
-        _ => (0.0, 0.0),
+    let m = Model {
+        cfg,
+        th,
+        cpu,
+        cal,
+        z,
+        act_rel,
+        dact_rel,
+        quad: Quadrature::new(),
     };
-    let (mut flip_energy, mut flip_count, mut flip_max) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut eb2, mut cb, mut vb) = (0.0f64, 0.0f64, 0.0f64);
-    for i in (0..depth).rev() {
-        let n = cfg.widths[i + 1] as f64;
-        let big_n = b * n;
-        let t = out[i];
-        let (energy, size) = per_flip(th[i].mean_dphi_sq);
-        flip_energy += t.flips * energy;
-        flip_count += t.flips;
-        if t.flips > 0.0 {
-            flip_max = flip_max.max(size);
+    let mut fwd = m.forward();
+    m.backward(&mut fwd);
+    fwd.out
+}
+
+/// One network's inputs to the model.
+struct Model<'a> {
+    cfg: &'a NetConfig,
+    th: &'a [LayerTheory],
+    cpu: &'a NetStats,
+    cal: &'a Calibration,
+    z: f64,
+    act_rel: f64,
+    dact_rel: f64,
+    quad: Quadrature,
+}
+
+/// The forward half's results, which the backward half builds on.
+struct Forward {
+    out: Vec<LayerTolerance>,
+    /// Relative tolerance of the z statistics per layer (before the reduction floor).
+    fwd_rel: Vec<f64>,
+    /// Relative tolerance of the a statistics per layer.
+    post_rel: Vec<f64>,
+}
+
+impl Model<'_> {
+    /// The forward statistics, layer 1 up.
+    fn forward(&self) -> Forward {
+        let Model {
+            cfg,
+            th,
+            cpu,
+            cal,
+            z,
+            act_rel,
+            ..
+        } = *self;
+        let depth = cfg.depth();
+        let act = cfg.act;
+        let b = cfg.batch as f64;
+        let mut out = vec![LayerTolerance::default(); depth];
+        // Forward pass of the model.
+        let (mut e2, mut coherent, mut random) = (0.0f64, 0.0f64, 0.0f64);
+        let mut post_rel = vec![0.0f64; depth];
+        let mut fwd_rel = vec![0.0f64; depth];
+        for i in 0..depth {
+            let (k, n) = (cfg.widths[i] as f64, cfg.widths[i + 1] as f64);
+            let fresh_act = if i > 0 { act_rel } else { 0.0 };
+            let fresh = cal.weight_rms.powi(2) + 2.0 * U * U * k + fresh_act.powi(2);
+            let (gain, slope) = if i == 0 {
+                e2 = cal.input_rms.powi(2);
+                coherent = 2.0 * cal.input_bias;
+                (1.0, 1.0)
+            } else {
+                let g = th[i - 1].chi1 * th[i - 1].pre_var / th[i].pre_var;
+                (finite_or(g, 1.0).max(0.0), th[i - 1].map_slope)
+            };
+            e2 = gain * e2 + fresh;
+            coherent = slope * coherent + 2.0 * (cal.weight_bias + fresh_act);
+            random = slope * slope * random + 4.0 * e2 / n;
+            let e = e2.sqrt();
+            let f = coherent + z * random.sqrt();
+            let q = th[i].pre_var;
+            let act_slope = log_slope(&self.quad, q, |x| act.f(x).powi(2));
+            let post = act_slope * f + 2.0 * act_rel;
+            fwd_rel[i] = f;
+            post_rel[i] = post;
+            let c = &cpu.layers[i];
+            let crossings = (2.0 / std::f64::consts::PI) * e * b * n;
+            let count = crossings + z * crossings.sqrt() + 1.0;
+            let t = &mut out[i];
+            t.divergence = e;
+            t.flips = if act.kink().is_some() { crossings } else { 0.0 };
+            t.pre_var = (f + REDUCTION) * centred(&c.pre);
+            t.post_var = (post + REDUCTION) * centred(&c.post);
+            t.post_mean_sq = post + REDUCTION;
+            t.saturated_frac = count / (b * n) + 0.5 * f;
+            t.dead_frac = count / n;
+            t.forward = e <= DIVERGENCE_LIMIT
+                && [t.pre_var, t.post_var, t.post_mean_sq]
+                    .iter()
+                    .all(|&x| x.is_finite() && x <= CHAOS_LIMIT);
         }
-        // Few expected flips: the sum is dominated by single large ones, which
-        // the Gaussian term does not cover; add one flip at its tail size
-        // unless a flip is itself unlikely (P < ALPHA / 10).
-        let outlier = if flip_count > ALPHA / 10.0 {
-            flip_max
-        } else {
-            0.0
+        Forward {
+            out,
+            fwd_rel,
+            post_rel,
+        }
+    }
+
+    /// The backward statistics, layer L down (kink flips, smooth errors).
+    fn backward(&self, f: &mut Forward) {
+        let Model {
+            cfg,
+            th,
+            cpu,
+            cal,
+            z,
+            dact_rel,
+            ..
+        } = *self;
+        let depth = cfg.depth();
+        let act = cfg.act;
+        let b = cfg.batch as f64;
+        let (out, fwd_rel, post_rel) = (&mut f.out, &f.fwd_rel, &f.post_rel);
+        // Backward pass of the model, from layer L down.
+        let kink = act.kink();
+        // Per flip: (mean square of its effect, its size at the 1 - ALPHA quantile).
+        let per_flip = |dphi2: f64| match kink {
+            Some((jump, jump2)) if dphi2 > 0.0 => (
+                3.0 * (jump2 / dphi2).powi(2) + 4.0 * jump * jump / dphi2,
+                CHI2_1_TAIL * jump2 / dphi2
+                    + 2.0 * (CHI2_1_TAIL * jump * jump / dphi2).sqrt() * Z_TAIL,
+            ),
+            _ => (0.0, 0.0),
         };
-        let k_back = cfg.widths.get(i + 2).copied().unwrap_or(0) as f64;
-        eb2 += th[i].curvature * t.divergence.powi(2)
-            + dact_rel.powi(2)
-            + if k_back > 0.0 {
-                cal.weight_rms.powi(2) + 2.0 * U * U * k_back
+        let (mut flip_energy, mut flip_count, mut flip_max) = (0.0f64, 0.0f64, 0.0f64);
+        let (mut eb2, mut cb, mut vb) = (0.0f64, 0.0f64, 0.0f64);
+        for i in (0..depth).rev() {
+            let n = cfg.widths[i + 1] as f64;
+            let big_n = b * n;
+            let t = out[i];
+            let (energy, size) = per_flip(th[i].mean_dphi_sq);
+            flip_energy += t.flips * energy;
+            flip_count += t.flips;
+            if t.flips > 0.0 {
+                flip_max = flip_max.max(size);
+            }
+            // Few expected flips: the sum is dominated by single large ones, which
+            // the Gaussian term does not cover; add one flip at its tail size
+            // unless a flip is itself unlikely (P < ALPHA / 10).
+            let outlier = if flip_count > ALPHA / 10.0 {
+                flip_max
             } else {
                 0.0
             };
-        let dphi_slope = log_slope(&quad, th[i].pre_var, |x| act.df(x).powi(2));
-        cb += 2.0 * if k_back > 0.0 { cal.weight_bias } else { 0.0 }
-            + 2.0 * dact_rel
-            + dphi_slope * fwd_rel[i];
-        vb += 4.0 * eb2 / n;
-        let flips_delta = flip_energy.sqrt() / big_n;
-        let coherence = cpu.layers[i].grad_w_coherence.max(1.0);
-        let flips_w2 = (flip_energy * coherence).sqrt() / big_n;
-        let c = &cpu.layers[i];
-        let grad_var = cb + z * (vb + flips_delta.powi(2)).sqrt() + outlier / big_n;
-        // ||dW||^2 = tr(G_a G_delta): errors of both Grams add; the norm halves them.
-        let input_rel = if i > 0 {
-            post_rel[i - 1]
-        } else {
-            2.0 * cal.input_bias
-        };
-        let gram_round = 4.0 * U * (cfg.widths[i] as f64 + n).sqrt();
-        let dw = 0.5
-            * (input_rel
-                + cb
-                + z * (vb + flips_w2.powi(2)).sqrt()
-                + outlier * coherence.sqrt() / big_n)
-            + gram_round;
-        let o = &mut out[i];
-        o.grad_var = (grad_var + REDUCTION) * centred(&c.grad);
-        o.grad_w_norm = dw + REDUCTION;
-        o.backward = o.forward
-            && eb2.sqrt() <= DIVERGENCE_LIMIT
-            && o.grad_var.is_finite()
-            && o.grad_w_norm.is_finite()
-            && o.grad_var <= CHAOS_LIMIT
-            && o.grad_w_norm <= CHAOS_LIMIT;
+            let k_back = cfg.widths.get(i + 2).copied().unwrap_or(0) as f64;
+            eb2 += th[i].curvature * t.divergence.powi(2)
+                + dact_rel.powi(2)
+                + if k_back > 0.0 {
+                    cal.weight_rms.powi(2) + 2.0 * U * U * k_back
+                } else {
+                    0.0
+                };
+            let dphi_slope = log_slope(&self.quad, th[i].pre_var, |x| act.df(x).powi(2));
+            cb += 2.0 * if k_back > 0.0 { cal.weight_bias } else { 0.0 }
+                + 2.0 * dact_rel
+                + dphi_slope * fwd_rel[i];
+            vb += 4.0 * eb2 / n;
+            let flips_delta = flip_energy.sqrt() / big_n;
+            let coherence = cpu.layers[i].grad_w_coherence.max(1.0);
+            let flips_w2 = (flip_energy * coherence).sqrt() / big_n;
+            let c = &cpu.layers[i];
+            let grad_var = cb + z * (vb + flips_delta.powi(2)).sqrt() + outlier / big_n;
+            // ||dW||^2 = tr(G_a G_delta): errors of both Grams add; the norm halves them.
+            let input_rel = if i > 0 {
+                post_rel[i - 1]
+            } else {
+                2.0 * cal.input_bias
+            };
+            let gram_round = 4.0 * U * (cfg.widths[i] as f64 + n).sqrt();
+            // The Gram entries (n x mean square) must be normal f32 numbers: a
+            // subnormal entry keeps only 2^-149 absolute precision, and devices
+            // may flush it to zero. Within 2^10 of the normal range ||dW|| is
+            // not compared; above, the representation error is added.
+            let input_ms = if i > 0 {
+                cpu.layers[i - 1].post.mean_sq
+            } else {
+                cpu.input.mean_sq
+            };
+            let gram_a = cfg.widths[i] as f64 * input_ms;
+            let gram_d = n * cpu.layers[i].grad.mean_sq;
+            let subnormal = TINY / gram_a + TINY / gram_d;
+            let dw = 0.5
+                * (input_rel
+                    + cb
+                    + z * (vb + flips_w2.powi(2)).sqrt()
+                    + outlier * coherence.sqrt() / big_n)
+                + gram_round
+                + subnormal;
+            let o = &mut out[i];
+            o.grad_var = (grad_var + REDUCTION) * centred(&c.grad);
+            o.grad_w_norm = dw + REDUCTION;
+            o.backward = o.forward
+                && gram_a.min(gram_d) > GRAM_NORMAL_MARGIN
+                && eb2.sqrt() <= DIVERGENCE_LIMIT
+                && o.grad_var.is_finite()
+                && o.grad_w_norm.is_finite()
+                && o.grad_var <= CHAOS_LIMIT
+                && o.grad_w_norm <= CHAOS_LIMIT;
+        }
     }
-    out
 }
 
 /// Normal quantile for `comparisons` two-sided tests sharing the false-alarm

@@ -293,3 +293,38 @@ fn survey_false_alarms_and_detection_limits() {
         }
     }
 }
+
+/// The weight test's statistic T is (at most) standard normal on correct
+/// networks: over 40 seeds its mean is within 4 standard errors of 0 and its
+/// standard deviation below 1.4 (the variance used is an upper bound, so
+/// the true sd is at most 1; the sample sd of 40 normals exceeds 1.4 with
+/// probability ~1e-4).
+#[test]
+fn the_weight_test_statistic_is_calibrated() {
+    for (scheme, act, width, depth, batch) in [
+        ("he", "relu", 128, 20, 32),
+        ("naive:0.01", "leaky_relu:0.1", 256, 20, 64),
+        ("lecun", "tanh", 128, 20, 32),
+        ("he", "sigmoid", 128, 20, 32),
+        ("he", "gelu", 128, 30, 32),
+    ] {
+        let ts: Vec<f64> = (0..40)
+            .filter_map(|seed| {
+                let cfg = config(scheme, act, width, depth, batch, 1000 + seed);
+                let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                r.verdict.weight_test.map(|w| w.z)
+            })
+            .collect();
+        assert!(
+            ts.len() >= 30,
+            "{scheme} / {act}: only {} runs tested",
+            ts.len()
+        );
+        let n = ts.len() as f64;
+        let mean = ts.iter().sum::<f64>() / n;
+        let sd = (ts.iter().map(|t| (t - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+        eprintln!("{scheme} / {act}: T mean {mean:+.3}, sd {sd:.3} over {n} seeds");
+        assert!(mean.abs() < 4.0 / n.sqrt(), "{scheme} / {act}: mean {mean}");
+        assert!(sd < 1.4, "{scheme} / {act}: sd {sd}");
+    }
+}
