@@ -470,7 +470,7 @@ fn forward_writes_json_and_rejects_bad_networks() {
     w.write(&vals).expect("write");
     w.finish().expect("finish");
     let xs = x.to_str().expect("utf8");
-    let r = deepinit(&[
+    let mut args = vec![
         "forward",
         "--input",
         xs,
@@ -482,24 +482,13 @@ fn forward_writes_json_and_rejects_bad_networks() {
         "gelu",
         "--json",
         json.to_str().expect("utf8"),
-    ]);
+    ];
+    let r = deepinit(&args);
     // The report from before is not replaced without --force.
     assert_eq!(r.status.code(), Some(1));
     assert!(stderr(&r).contains("--force"), "{}", stderr(&r));
-    let r = deepinit(&[
-        "forward",
-        "--input",
-        xs,
-        "--width",
-        "40",
-        "--depth",
-        "3",
-        "--act",
-        "gelu",
-        "--json",
-        json.to_str().expect("utf8"),
-        "--force",
-    ]);
+    args.push("--force");
+    let r = deepinit(&args);
     assert!(r.status.success(), "{}", stderr(&r));
     let v: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("JSON");

@@ -260,6 +260,20 @@ impl GpuContext {
         })
     }
 
+    /// Blocks until submission `index` has finished on the device.
+    pub fn wait_for(&self, index: wgpu::SubmissionIndex, during: &'static str) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .map_err(|e| Error::Gpu {
+                during,
+                message: e.to_string(),
+            })?;
+        Ok(())
+    }
+
     /// Returns the first error wgpu raised outside an error scope, if any.
     pub fn check_uncaptured(&self, during: &'static str) -> Result<()> {
         let mut v = self.uncaptured.lock().map_err(|_| Error::Gpu {
@@ -460,15 +474,7 @@ impl GpuContext {
                 rx
             })
             .collect();
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| Error::Gpu {
-                during: "reading buffers back",
-                message: e.to_string(),
-            })?;
+        self.wait_for(submission, "reading buffers back")?;
         self.check_uncaptured("reading buffers back")?;
         let mut out = Vec::with_capacity(srcs.len());
         for ((b, rx), &(_, bytes)) in staging.iter().zip(receivers).zip(srcs) {

@@ -230,15 +230,7 @@ pub fn run_with_fault(
         let index = ctx.queue.submit([enc.finish()]);
         done_flops += flops;
         if let Some(p) = progress {
-            ctx.device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(index),
-                    timeout: None,
-                })
-                .map_err(|e| Error::Gpu {
-                    during: "running the network",
-                    message: e.to_string(),
-                })?;
+            ctx.wait_for(index, "running the network")?;
             p.update(done_flops, total_flops);
         }
         Ok(())
