@@ -1,0 +1,87 @@
+//! `deepinit demo` (the default command): the lecture as an experiment.
+
+use super::*;
+use clap::{Args, Parser, ValueEnum};
+use deepinit::gpu::Generator;
+use deepinit::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SizeChoice {
+    /// Width 256, depth 50, batch 64: ~20 s on a 2-core CPU through lavapipe.
+    Default,
+    /// Width 4096, depth 100, batch 128: for real GPUs.
+    Big,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct DemoArgs {
+    /// Network size.
+    #[arg(long, value_enum, default_value = "default")]
+    size: SizeChoice,
+    /// Directory for report.json and variance.{svg,png}.
+    #[arg(long, default_value = "deepinit-out")]
+    out_dir: PathBuf,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Skip the CPU reference (GPU only).
+    #[arg(long)]
+    no_verify: bool,
+    /// Replace files in --out-dir that deepinit did not write (its own
+    /// results there are always replaced while unchanged).
+    #[arg(long)]
+    force: bool,
+}
+
+impl Default for DemoArgs {
+    fn default() -> Self {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: DemoArgs,
+        }
+        Wrap::parse_from(["deepinit"]).a
+    }
+}
+
+pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let size = match a.size {
+        SizeChoice::Default => deepinit::demo::Size::DEFAULT,
+        SizeChoice::Big => deepinit::demo::Size::BIG,
+    };
+    let out =
+        deepinit::output::OutputDir::check(&a.out_dir, &deepinit::demo::OUTPUT_FILES, a.force)?;
+    let ctx = open_device(d)?;
+    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    println!(
+        "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
+        size.depth, size.width, size.batch, a.seed
+    );
+    println!("device: {}", describe(ctx.as_ref()));
+    println!();
+    let runs = deepinit::demo::run(gen.as_ref(), size, a.seed, !a.no_verify, progress_bar())?;
+    print!("{}", deepinit::demo::table(&runs));
+    let report = deepinit::demo::Report {
+        device: device_info(ctx.as_ref()),
+        config: serde_json::json!({
+            "size": format!("{:?}", a.size).to_lowercase(),
+            "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,
+            "schemes": deepinit::demo::SCHEMES, "activations": deepinit::demo::ACTIVATIONS,
+            "verify": !a.no_verify,
+        }),
+        runs,
+    };
+    println!("sw^2 = Var(W) * fan_in. Theory: ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2 per layer;");
+    println!("tanh keeps a signal near sw^2 = 1. 'vs CPU': every layer's statistics equal the CPU reference within the");
+    println!("derived tolerance ('chaotic': layers where rounding differences are amplified beyond comparison).");
+    print_failures(&report.runs);
+    println!();
+    println!("Far from critical (sw^2 != 2 for relu, sw^2 far from 1 for tanh), the signal vanishes or explodes.");
+    println!("To find the multiplier for an activation and depth: deepinit sweep --act relu --depth {} (or --act tanh)", size.depth);
+    for p in deepinit::demo::write_outputs(&out, &report)? {
+        println!("wrote {}", p.display());
+    }
+    Ok(exit_for(&report.runs))
+}

@@ -1,0 +1,260 @@
+//! `deepinit forward`: one deep forward + backward pass with per-layer checks.
+
+use super::*;
+use clap::Args;
+use deepinit::scheme::{self, FanMode, Scheme};
+use deepinit::{Dist, Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ForwardArgs {
+    /// he|kaiming, lecun, xavier|glorot, or naive:STD.
+    #[arg(long, default_value = "he")]
+    scheme: String,
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    #[arg(long, default_value = "relu")]
+    act: String,
+    /// Width of the input and every layer.
+    #[arg(long, default_value_t = 256)]
+    width: u64,
+    /// Explicit widths n_0,n_1,...,n_L (overrides --width and --depth).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<u64>>,
+    /// Number of layers.
+    #[arg(long, default_value_t = 50)]
+    depth: usize,
+    /// Batch size [default: 64, or the rows of --input].
+    #[arg(long)]
+    batch: Option<u64>,
+    /// Bias standard deviation (0: no bias).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    bias_std: f64,
+    /// Variance multiplier.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    multiplier: f64,
+    /// Gain: a number or an activation name (scale = gain^2).
+    #[arg(long, allow_negative_numbers = true)]
+    gain: Option<String>,
+    /// fan_in, fan_out or fan_avg.
+    #[arg(long)]
+    mode: Option<String>,
+    /// Weight distribution: normal, truncated, uniform.
+    #[arg(long, default_value = "normal")]
+    dist: String,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the report (same format as the demo's report.json) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Overwrite --json if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Skip the CPU reference.
+    #[arg(long)]
+    no_verify: bool,
+    /// Inputs from a .npy file of shape (batch, n_0), float32 or float64
+    /// (sets the batch and the input width); default: N(0, 1) from the RNG.
+    #[arg(long)]
+    input: Option<PathBuf>,
+}
+
+pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let act = deepinit::act::Activation::parse(&a.act)?;
+    let max_depth = deepinit::net::MAX_DEPTH;
+    let widths = match &a.widths {
+        Some(w) if w.len() < 2 => {
+            return Err(Error::invalid(
+                "widths",
+                format!(
+                    "--widths {} lists {} value; it needs at least two (n_0,n_1,...: the input \
+                     width, then one per layer)",
+                    w.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                    w.len()
+                ),
+            ))
+        }
+        Some(w) if w.len() - 1 > max_depth => {
+            return Err(Error::invalid(
+                "widths",
+                format!(
+                    "{} layers; reduce the depth (at most {max_depth})",
+                    w.len() - 1
+                ),
+            ))
+        }
+        Some(w) => w.clone(),
+        None if a.depth == 0 => {
+            return Err(Error::invalid(
+                "depth",
+                "0 (a network needs at least one layer)",
+            ))
+        }
+        None if a.depth > max_depth => {
+            return Err(Error::invalid(
+                "depth",
+                format!("{}; reduce the depth (at most {max_depth})", a.depth),
+            ))
+        }
+        None => vec![a.width; a.depth + 1],
+    };
+    let json_out = a
+        .json
+        .as_deref()
+        .map(|p| deepinit::output::Destination::check(p, a.force))
+        .transpose()?;
+    let input = a.input.as_deref().map(deepinit::npy::read_2d).transpose()?;
+    let batch = match (&input, a.batch) {
+        (Some(x), Some(b)) if b != x.rows => {
+            return Err(Error::invalid(
+                "batch",
+                format!(
+                    "--batch {b} contradicts --input, which holds {} rows (omit --batch)",
+                    x.rows
+                ),
+            ))
+        }
+        (Some(x), _) => x.rows,
+        (None, b) => b.unwrap_or(64),
+    };
+    let mut cfg = deepinit::net::NetConfig::uniform(Scheme::parse(&a.scheme)?, act, 1, 1, batch);
+    cfg.widths = widths;
+    if let Some(x) = &input {
+        if a.widths.is_some() && cfg.widths[0] != x.cols {
+            return Err(Error::invalid(
+                "input",
+                format!(
+                    "the file has width {}, but --widths starts with {}",
+                    x.cols, cfg.widths[0]
+                ),
+            ));
+        }
+        cfg.widths[0] = x.cols;
+    }
+    cfg.multiplier = a.multiplier;
+    cfg.bias_std = a.bias_std;
+    cfg.seed = a.seed;
+    cfg.gain = a.gain.as_deref().map(scheme::gain).transpose()?;
+    cfg.mode = a.mode.as_deref().map(FanMode::parse).transpose()?;
+    cfg.dist = Dist::parse(&a.dist).ok_or_else(|| {
+        Error::invalid(
+            "distribution",
+            format!(
+                "unknown distribution '{}' (expected normal, truncated or uniform)",
+                a.dist
+            ),
+        )
+    })?;
+    cfg.validate()?;
+    deepinit::reference::check_host_memory(&cfg)?;
+    with_network_device(d, act, |ctx, dev| {
+        let progress = deepinit::progress::Progress::new("forward + backward pass");
+        let r = deepinit::experiment::run_with_progress(
+            dev,
+            &cfg,
+            input.as_ref().map(|x| x.data.as_slice()),
+            !a.no_verify,
+            &progress,
+        )?;
+        drop(progress);
+        println!(
+            "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
+            r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+        );
+        println!("device: {}", describe(ctx));
+        println!();
+        println!(
+            "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
+            "layer",
+            "Var(z)",
+            "theory",
+            "Var(a)",
+            "Var(delta)",
+            "theory",
+            "|dW|_F",
+            "chi1",
+            "dead",
+            "sat",
+            "vs CPU",
+        );
+        let step = if r.depth <= 20 {
+            1
+        } else {
+            r.depth.div_ceil(12)
+        };
+        for l in r
+            .layers
+            .iter()
+            .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
+        {
+            println!(
+                "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
+                l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
+                l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
+            );
+        }
+        println!();
+        let v = &r.verdict;
+        let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
+            (None, _) if a.no_verify => "not compared (--no-verify)".to_string(),
+            (None, _) if ctx.is_none() => {
+                "not compared (the CPU backend is the reference)".to_string()
+            }
+            (None, _) => "not compared (no layer within the rounding model's reach)".to_string(),
+            (Some(ok), r) => format!(
+                "{} ({} layers compared, max relative difference {}{}{})",
+                if ok { "match" } else { "MISMATCH" },
+                v.compared_layers,
+                r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
+                if v.chaotic_layers > 0 {
+                    format!(", {} chaotic layers not compared", v.chaotic_layers)
+                } else {
+                    String::new()
+                },
+                if v.backward_not_compared > 0 {
+                    format!(
+                        ", backward not compared in {} layers",
+                        v.backward_not_compared
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        };
+        let weights = match &v.weight_test {
+            Some(w) => format!(
+                "weight variance {:+.2}% +- {:.2}% (|T| {:.2} vs {:.2}: {})",
+                100.0 * w.mean_excess,
+                100.0 * w.std_error,
+                w.z.abs(),
+                w.critical,
+                if w.pass { "ok" } else { "FAIL" }
+            ),
+            None => "weight test n/a (no layer in f32 range)".to_string(),
+        };
+        println!("verdict: CPU reference {cpu}");
+        println!(
+            "         theory {}; {weights}",
+            if v.theory_match { "match" } else { "DEVIATES" }
+        );
+        if let Some(l) = v.overflow_at {
+            println!("the signal overflowed f32 at layer {l}");
+        }
+        let runs = vec![r];
+        print_failures(&runs);
+        if let Some(dest) = &json_out {
+            let report = deepinit::demo::Report {
+                device: device_info(ctx),
+                config: serde_json::json!({ "command": "forward" }),
+                runs,
+            };
+            let text = serde_json::to_string_pretty(&report)
+                .map_err(|e| Error::invalid("report", e.to_string()))?;
+            dest.write(text.as_bytes())?;
+            println!("wrote {}", dest.path().display());
+            return Ok(exit_for(&report.runs));
+        }
+        Ok(exit_for(&runs))
+    })
+}

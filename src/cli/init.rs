@@ -1,0 +1,346 @@
+//! `deepinit init`: one tensor, generated, verified, optionally written.
+
+use super::*;
+use clap::Args;
+use deepinit::gpu::{self, GenOptions, Generator};
+use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
+use deepinit::tensor::{self, Backend, DrawOptions, Report};
+use deepinit::{Dist, Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct InitArgs {
+    /// he|kaiming, lecun, xavier|glorot, or naive:STD.
+    #[arg(long, default_value = "he")]
+    scheme: String,
+    /// Weight shape, [out, in] or [out, in/groups, k...], e.g. 4096x4096 or 64x3x3x3.
+    #[arg(long, default_value = "4096x4096")]
+    shape: String,
+    /// normal, truncated (+-2 sigma, variance-corrected) or uniform.
+    #[arg(long, default_value = "normal")]
+    dist: String,
+    /// Seed (the Philox key).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Tensor id (Philox counter word 2), e.g. the layer index.
+    #[arg(long, default_value_t = 0)]
+    tensor_id: u32,
+    /// fan_in, fan_out or fan_avg (overrides the scheme's).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Gain: a number or an activation (relu, tanh, leaky_relu[:a], selu, ...);
+    /// the variance numerator becomes gain^2.
+    #[arg(long, allow_negative_numbers = true)]
+    gain: Option<String>,
+    /// Variance multiplier (the tunable hyperparameter).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    multiplier: f64,
+    /// Convolution groups.
+    #[arg(long, default_value_t = 1)]
+    groups: u64,
+    /// Write the tensor to this .npy file (atomically).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Overwrite --out if it exists.
+    #[arg(long)]
+    force: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Skip the comparison with the CPU reference.
+    #[arg(long)]
+    no_verify: bool,
+    /// Elements per GPU chunk, 1..=2^32 (default: one storage binding, at
+    /// most 256 MiB).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    chunk_elems: Option<u64>,
+    /// GPU workgroup size (power of two, 32..=1024).
+    #[arg(long, default_value_t = 256)]
+    workgroup_size: u32,
+}
+
+impl InitArgs {
+    fn spec(&self) -> Result<InitSpec> {
+        let scheme = Scheme::parse(&self.scheme)?;
+        let shape = Shape::parse(&self.shape)?;
+        let dist = Dist::parse(&self.dist).ok_or_else(|| {
+            Error::invalid(
+                "distribution",
+                format!(
+                    "unknown distribution '{}' (expected normal, truncated or uniform)",
+                    self.dist
+                ),
+            )
+        })?;
+        let mut spec = InitSpec::new(scheme, shape);
+        spec.dist = dist;
+        spec.multiplier = self.multiplier;
+        spec.groups = self.groups;
+        spec.mode = self.mode.as_deref().map(FanMode::parse).transpose()?;
+        spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
+        spec.target()?; // validate everything before touching a device
+        gpu::generate::check_workgroup_size(
+            self.workgroup_size,
+            gpu::generate::MAX_WORKGROUP_SIZE,
+        )?;
+        Ok(spec)
+    }
+}
+
+pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let spec = a.spec()?;
+    let out = a
+        .out
+        .as_deref()
+        .map(|p| deepinit::output::Destination::check(p, a.force))
+        .transpose()?;
+    if a.out.is_none() {
+        // Without --out the tensor is only checked, never kept; refuse what no
+        // one could hold in memory rather than stream it for hours.
+        let bytes = spec.shape.numel().saturating_mul(4);
+        if let Some(mem) = deepinit::cpu::host_memory_bytes() {
+            if bytes > mem {
+                return Err(Error::LimitExceeded {
+                    what: "tensor (bytes)".into(),
+                    got: bytes,
+                    max: mem,
+                    hint: " of host memory; pass --out FILE to stream it to disk".into(),
+                });
+            }
+        }
+    }
+    let ctx = open_device(d)?;
+    let gen = match &ctx {
+        Some(c) => Some(Generator::new(c)?),
+        None => None,
+    };
+    let backend = match &gen {
+        Some(g) => Backend::Gpu(g),
+        None => Backend::Cpu,
+    };
+    let opts = DrawOptions {
+        seed: a.seed,
+        tensor_id: a.tensor_id,
+        gen: GenOptions {
+            chunk_elems: a.chunk_elems,
+            workgroup_size: a.workgroup_size,
+            mulhi: None,
+        },
+        verify: !a.no_verify,
+        out,
+        progress: Some(std::sync::Arc::new(deepinit::progress::Progress::new(
+            &format!(
+                "generating {} ({} elements)",
+                spec.shape,
+                spec.shape.numel()
+            ),
+        ))),
+        ..DrawOptions::default()
+    };
+    let report = tensor::draw(&spec, &backend, &opts)?;
+    if a.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", render(&report, &spec));
+    }
+    Ok(if report.verdict.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// A number in 7 significant digits, fixed-point where that is readable.
+pub(crate) fn num(v: f64) -> String {
+    if v == 0.0 || (1e-3..1e4).contains(&v.abs()) {
+        format!("{v:.7}")
+    } else {
+        format!("{v:.6e}")
+    }
+}
+
+pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let t = &r.target;
+    let rule = match (t.scale, t.mode) {
+        (Some(scale), Some(mode)) => {
+            format!("variance {} x {scale} / {}", r.multiplier, mode.name())
+        }
+        _ => format!("fixed std, variance multiplier {}", r.multiplier),
+    };
+    let _ = writeln!(
+        s,
+        "deepinit init: {} ({rule}), {}, shape {} ({} elements), seed {}, tensor {}",
+        r.scheme,
+        r.dist.name(),
+        spec.shape,
+        thousands(r.elements),
+        r.seed,
+        r.tensor_id
+    );
+    let _ = writeln!(
+        s,
+        "device: {} [{}{}]",
+        r.backend.device,
+        r.backend.api,
+        if r.backend.kind == "gpu" {
+            if r.backend.int64 {
+                ", int64 Philox"
+            } else {
+                ", 16-bit-halves Philox"
+            }
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        s,
+        "fans: in {}, out {}  ->  target std {}, variance {:.6e}",
+        t.fan_in,
+        t.fan_out,
+        num(t.std),
+        t.variance
+    );
+    let _ = writeln!(s);
+    let m = &r.sample;
+    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::tensor::TOO_FEW);
+    let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
+    let mean_check = match &r.mean_test {
+        Some(t) => format!("z = {:+.3}, |z| <= {:.3}: {}", t.z, t.critical, ok(t.pass)),
+        None => na("mean test"),
+    };
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}{mean_check}",
+        "mean",
+        "0",
+        format!("{:+.3e}", m.mean)
+    );
+    let var_check = match (&r.variance_ci, r.target_in_ci) {
+        (Some(ci), Some(inside)) => format!(
+            "{:.1}% CI [{:.6e}, {:.6e}] ({}): {}",
+            100.0 * ci.level,
+            ci.lo,
+            ci.hi,
+            ci.method.replace('_', "-"),
+            if inside {
+                "target inside, ok"
+            } else {
+                "target outside, FAIL"
+            }
+        ),
+        _ => na("variance interval"),
+    };
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}{var_check}",
+        "variance",
+        format!("{:.6e}", t.variance),
+        format!("{:.6e}", m.variance)
+    );
+    let _ = writeln!(s, "{:<22}{:<15}{:<15}", "std", num(t.std), num(m.std));
+    let support = spec.dist.max_abs_in_std() * t.std;
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<22} support +-{}",
+        "min / max",
+        "",
+        format!("{} / {}", num(m.min), num(m.max)),
+        num(support)
+    );
+    let _ = writeln!(
+        s,
+        "{:<22}{:<15}{:<15}",
+        "excess kurtosis",
+        format!("{:+.4}", m.expected_excess_kurtosis),
+        format!("{:+.4}", m.excess_kurtosis)
+    );
+    let ks_check = match &r.ks {
+        Some(k) => format!(
+            "D = {:.6}, critical {:.6} (n = {}, alpha {}): {}",
+            k.d,
+            k.critical,
+            thousands(k.n),
+            k.alpha,
+            ok(k.pass)
+        ),
+        None => na("KS test"),
+    };
+    let _ = writeln!(
+        s,
+        "{:<22}{ks_check}",
+        format!("KS vs {} CDF", r.dist.name())
+    );
+    match &r.cpu_check {
+        Some(c) => {
+            let _ = writeln!(
+                s,
+                "{:<22}raw bits: {} of {} words identical: {}",
+                "GPU vs CPU reference",
+                thousands(c.bits_compared - c.bits_mismatched),
+                thousands(c.bits_compared),
+                ok(c.bits_mismatched == 0)
+            );
+            let _ = writeln!(
+                s,
+                "{:<22}values: max |GPU - CPU| = {:.3e} (derived bound there {:.3e}), {} beyond bound: {}",
+                "",
+                c.values.max_abs_diff,
+                c.values.bound_at_max,
+                c.values.exceeding,
+                ok(c.values.within_bounds())
+            );
+        }
+        None if r.backend.kind == "cpu" => {
+            let _ = writeln!(
+                s,
+                "{:<22}not compared (the CPU backend is the reference itself)",
+                "GPU vs CPU reference"
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "{:<22}not compared (--no-verify)",
+                "GPU vs CPU reference"
+            );
+        }
+    }
+    let _ = writeln!(s);
+    if let Some(p) = &r.out {
+        let _ = writeln!(
+            s,
+            "wrote {} ({} bytes)",
+            p.display(),
+            thousands(4 * r.elements + deepinit::npy::header(&r.shape).len() as u64)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "time: {:.2} s (generation + streaming checks)",
+        r.seconds
+    );
+    if r.verdict.pass {
+        if r.verdict.not_checked.is_empty() {
+            let _ = writeln!(s, "verdict: PASS");
+        } else {
+            let _ = writeln!(s, "verdict: PASS (of the checks that ran; not checked:)");
+            for n in &r.verdict.not_checked {
+                let _ = writeln!(s, "  - {n}");
+            }
+        }
+    } else {
+        let _ = writeln!(s, "verdict: FAIL");
+        for f in &r.verdict.failures {
+            let _ = writeln!(s, "  - {f}");
+        }
+        if r.out.is_none() && spec.shape.numel() > 0 {
+            let _ = writeln!(s, "  (no file was written)");
+        }
+    }
+    s
+}

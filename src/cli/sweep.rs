@@ -1,0 +1,99 @@
+//! `deepinit sweep`: the variance multiplier as a hyperparameter.
+
+use super::*;
+use clap::Args;
+use deepinit::scheme::Scheme;
+use deepinit::{Error, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SweepArgs {
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    #[arg(long, default_value = "tanh")]
+    act: String,
+    /// Base scheme whose variance the multiplier scales (lecun: multiplier = sigma_w^2).
+    #[arg(long, default_value = "lecun")]
+    scheme: String,
+    /// Multipliers: start:stop:step or a comma list.
+    #[arg(long, default_value = "0.25:4:0.25")]
+    multiplier: String,
+    /// Depth.
+    #[arg(long, default_value_t = 50)]
+    depth: usize,
+    /// Width of every layer.
+    #[arg(long, default_value_t = 256)]
+    width: u64,
+    /// Batch (even: the inputs come in correlated pairs).
+    #[arg(long, default_value_t = 64)]
+    batch: u64,
+    /// Bias standard deviation.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    bias_std: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also run the CPU reference for every multiplier.
+    #[arg(long)]
+    verify: bool,
+    /// Directory for sweep.json, heatmap.{svg,png}, curves.{svg,png},
+    /// histograms.{svg,png}.
+    #[arg(long, default_value = "deepinit-sweep")]
+    out_dir: PathBuf,
+    /// Replace files in --out-dir that deepinit did not write.
+    #[arg(long)]
+    force: bool,
+}
+
+pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    use deepinit::sweep;
+    let act = deepinit::act::Activation::parse(&a.act)?;
+    let cfg = sweep::SweepConfig {
+        act,
+        scheme: Scheme::parse(&a.scheme)?,
+        multipliers: sweep::parse_grid(&a.multiplier)?,
+        depth: a.depth,
+        width: a.width,
+        batch: a.batch,
+        bias_std: a.bias_std,
+        seed: a.seed,
+        verify: a.verify,
+    };
+    if a.depth == 0 || a.depth > deepinit::net::MAX_DEPTH {
+        return Err(Error::invalid(
+            "depth",
+            format!(
+                "{} (a sweep needs 1 to {} layers)",
+                a.depth,
+                deepinit::net::MAX_DEPTH
+            ),
+        ));
+    }
+    let mut probe = deepinit::net::NetConfig::uniform(cfg.scheme, act, a.width, a.depth, a.batch);
+    probe.bias_std = a.bias_std;
+    probe.validate()?;
+    deepinit::reference::check_host_memory(&probe)?;
+    let out = deepinit::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.force)?;
+    with_network_device(d, act, |ctx, dev| {
+        println!(
+            "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
+            act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
+        );
+        println!("device: {}", describe(ctx));
+        println!();
+        let report = sweep::run(dev, &cfg, progress_bar())?;
+        print!("{}", sweep::table(&report));
+        let hist = sweep::histograms(&cfg, &report)?;
+        for p in sweep::write_outputs(&out, &report, &hist)? {
+            println!("wrote {}", p.display());
+        }
+        let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
+        print_failures(&runs);
+        let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
+        Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(3)
+        })
+    })
+}
