@@ -52,6 +52,86 @@ pub enum Device<'g, 'c, 'k> {
     Cpu,
 }
 
+/// A layer against the CPU reference (JSON: the lower-case names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum CpuStatus {
+    /// Every compared statistic within its tolerance.
+    #[serde(rename = "match")]
+    Match,
+    /// At least one statistic outside its tolerance.
+    #[serde(rename = "mismatch")]
+    Mismatch,
+    /// Beyond the rounding model's reach (chaotic amplification): not compared.
+    #[serde(rename = "chaotic")]
+    Chaotic,
+    /// Below [`UNDERFLOW`] on both sides: not compared.
+    #[serde(rename = "vanished")]
+    Vanished,
+    /// Beyond 1 / [`UNDERFLOW`] or non-finite on both sides: not compared.
+    #[serde(rename = "overflow")]
+    Overflow,
+    /// No reference ran (CPU backend, `--no-verify`).
+    #[serde(rename = "not compared")]
+    NotCompared,
+}
+
+impl CpuStatus {
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CpuStatus::Match => "match",
+            CpuStatus::Mismatch => "mismatch",
+            CpuStatus::Chaotic => "chaotic",
+            CpuStatus::Vanished => "vanished",
+            CpuStatus::Overflow => "overflow",
+            CpuStatus::NotCompared => "not compared",
+        }
+    }
+
+    /// Whether the layer's statistics were compared (matching or not).
+    pub fn compared(self) -> bool {
+        matches!(self, CpuStatus::Match | CpuStatus::Mismatch)
+    }
+}
+
+impl std::fmt::Display for CpuStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// A layer against the mean-field theory (JSON: `match`, `deviates`, `n/a`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TheoryStatus {
+    /// Within the finite-width band.
+    #[serde(rename = "match")]
+    Match,
+    /// Outside it.
+    #[serde(rename = "deviates")]
+    Deviates,
+    /// Not checked: vanished, overflowed, or a band wider than
+    /// [`THEORY_BAND_LIMIT`].
+    #[serde(rename = "n/a")]
+    NotApplicable,
+}
+
+impl TheoryStatus {
+    /// The name used in tables and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TheoryStatus::Match => "match",
+            TheoryStatus::Deviates => "deviates",
+            TheoryStatus::NotApplicable => "n/a",
+        }
+    }
+}
+
+impl std::fmt::Display for TheoryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
 /// One layer of the report (field names are part of the JSON format).
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerReport {
@@ -93,16 +173,14 @@ pub struct LayerReport {
     pub nonfinite: u64,
     /// Tolerances applied vs the CPU (null when not compared).
     pub cpu_tolerance: Option<LayerTolerance>,
-    /// `match`, `mismatch`, `chaotic` (beyond the rounding model's reach),
-    /// `vanished` (below [`UNDERFLOW`] on both), `overflow` (beyond 1 /
-    /// UNDERFLOW or non-finite on both) or `not compared`.
-    pub cpu_check: &'static str,
+    /// Against the CPU reference.
+    pub cpu_check: CpuStatus,
     /// Whether the backward statistics were compared (false where only the
-    /// forward ones were: their tolerance would exceed the chaos limit).
+    /// forward ones were: a tolerance beyond the chaos limit, an overflowed
+    /// layer above, or Gram entries near f32's subnormal range).
     pub cpu_backward_compared: bool,
-    /// `match`, `deviates`, or `n/a` (vanished, overflowed, or a band wider
-    /// than [`THEORY_BAND_LIMIT`]).
-    pub theory_check: &'static str,
+    /// Against the theory.
+    pub theory_check: TheoryStatus,
 }
 
 /// Verdict of a run.
@@ -318,19 +396,19 @@ fn compare_layer(
     c: &LayerStats,
     tol: &LayerTolerance,
     failures: &mut Vec<String>,
-) -> (&'static str, bool, Option<f64>) {
+) -> (CpuStatus, bool, Option<f64>) {
     let nonfinite = |t: &LayerStats| t.pre.nonfinite + t.post.nonfinite + t.grad.nonfinite;
     if m.pre.var < UNDERFLOW && c.pre.var < UNDERFLOW && nonfinite(m) == 0 {
-        return ("vanished", false, None);
+        return (CpuStatus::Vanished, false, None);
     }
     // Near f32's range the GEMMs overflow partially, at places that depend on
     // summation order: both overflowing is agreement.
     let blown = |t: &LayerStats| nonfinite(t) > 0 || t.pre.var > 1.0 / UNDERFLOW;
     if blown(m) && blown(c) {
-        return ("overflow", false, None);
+        return (CpuStatus::Overflow, false, None);
     }
     if !tol.forward {
-        return ("chaotic", false, None);
+        return (CpuStatus::Chaotic, false, None);
     }
     let mut checks = vec![
         ("Var(z)", m.pre.var, c.pre.var, tol.pre_var),
@@ -385,7 +463,12 @@ fn compare_layer(
             ));
         }
     }
-    (if ok { "match" } else { "mismatch" }, tol.backward, max_rel)
+    let status = if ok {
+        CpuStatus::Match
+    } else {
+        CpuStatus::Mismatch
+    };
+    (status, tol.backward, max_rel)
 }
 
 /// One layer against the theory's band.
@@ -394,20 +477,20 @@ fn theory_layer(
     t: &LayerTheory,
     z: f64,
     failures: &mut Vec<String>,
-) -> &'static str {
+) -> TheoryStatus {
     if ls.pre.nonfinite > 0
         || !(UNDERFLOW..1.0 / UNDERFLOW).contains(&t.pre_var)
         || !(UNDERFLOW..1.0 / UNDERFLOW).contains(&ls.pre.var)
     {
-        return "n/a";
+        return TheoryStatus::NotApplicable;
     }
     if z * t.log_sd > THEORY_BAND_LIMIT {
-        return "n/a";
+        return TheoryStatus::NotApplicable;
     }
     let dev = (ls.pre.var / t.pre_var).ln().abs();
     // 1e-6: the quadrature's own error.
     if dev <= z * t.log_sd + 1e-6 {
-        "match"
+        TheoryStatus::Match
     } else {
         failures.push(format!(
             "layer {}: Var(z) = {:.4e} but theory predicts {:.4e} (|ln ratio| {:.3} > {:.3})",
@@ -417,7 +500,7 @@ fn theory_layer(
             dev,
             z * t.log_sd
         ));
-        "deviates"
+        TheoryStatus::Deviates
     }
 }
 
@@ -455,19 +538,16 @@ fn assemble(
         });
         let (cpu_check, backward, r) = match (cpu, &tol) {
             (Some(c), Some(t)) => compare_layer(ls, c, t, &mut failures),
-            _ => ("not compared", false, None),
+            _ => (CpuStatus::NotCompared, false, None),
         };
         if let Some(r) = r {
             max_rel = Some(max_rel.map_or(r, |x: f64| x.max(r)));
         }
-        match cpu_check {
-            "match" | "mismatch" => {
-                compared += 1;
-                back_skipped += usize::from(!backward);
-            }
-            "chaotic" => chaotic += 1,
-            _ => {}
+        if cpu_check.compared() {
+            compared += 1;
+            back_skipped += usize::from(!backward);
         }
+        chaotic += usize::from(cpu_check == CpuStatus::Chaotic);
         let t = &th[i];
         let theory_check = theory_layer(ls, t, z_theory, &mut failures);
         layers.push(LayerReport {
@@ -489,7 +569,7 @@ fn assemble(
             zero_frac: ls.post.zero_frac,
             saturated_frac: ls.post.saturated_frac,
             nonfinite,
-            cpu_tolerance: tol.filter(|_| matches!(cpu_check, "match" | "mismatch")),
+            cpu_tolerance: tol.filter(|_| cpu_check.compared()),
             cpu_check,
             cpu_backward_compared: backward,
             theory_check,
@@ -520,9 +600,11 @@ fn assemble(
         g[1] / (g[0] * g[b + 1]).sqrt()
     });
     let cpu_match = (checked.is_some() && compared > 0)
-        .then(|| !layers.iter().any(|l| l.cpu_check == "mismatch"));
-    let theory_match =
-        !layers.iter().any(|l| l.theory_check == "deviates") && weight_test.is_none_or(|w| w.pass);
+        .then(|| !layers.iter().any(|l| l.cpu_check == CpuStatus::Mismatch));
+    let theory_match = !layers
+        .iter()
+        .any(|l| l.theory_check == TheoryStatus::Deviates)
+        && weight_test.is_none_or(|w| w.pass);
     RunReport {
         scheme: cfg.scheme.name(),
         activation: cfg.act.name(),

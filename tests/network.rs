@@ -5,7 +5,7 @@
 mod common;
 
 use deepinit::act::Activation;
-use deepinit::experiment::{self, Device, RunReport};
+use deepinit::experiment::{self, CpuStatus, Device, RunReport, TheoryStatus};
 use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use deepinit::gpu::Generator;
 use deepinit::net::NetConfig;
@@ -107,7 +107,11 @@ fn assert_matches_cpu(r: &RunReport) {
         r.activation,
         r.verdict.failures
     );
-    let compared = r.layers.iter().filter(|l| l.cpu_check == "match").count();
+    let compared = r
+        .layers
+        .iter()
+        .filter(|l| l.cpu_check == CpuStatus::Match)
+        .count();
     assert!(
         compared > 0,
         "{} / {}: no layer was compared",
@@ -180,7 +184,7 @@ fn a_layer_larger_than_one_storage_binding_runs_in_row_blocks() {
     let r = run_gpu(&g, &cfg);
     assert_matches_cpu(&r);
     assert!(
-        r.layers.iter().all(|l| l.cpu_check == "match"),
+        r.layers.iter().all(|l| l.cpu_check == CpuStatus::Match),
         "{:?}",
         r.layers.iter().map(|l| l.cpu_check).collect::<Vec<_>>()
     );
@@ -203,13 +207,14 @@ fn relu_he_keeps_the_variance_and_lecun_halves_it() {
     let checked = he
         .layers
         .iter()
-        .filter(|l| l.theory_check == "match")
+        .filter(|l| l.theory_check == TheoryStatus::Match)
         .count();
     assert!(checked >= 10, "{checked} layers checked");
     assert!(he
         .layers
         .iter()
-        .all(|l| l.theory_check == "match" || l.theory_check == "n/a"));
+        .all(|l| l.theory_check == TheoryStatus::Match
+            || l.theory_check == TheoryStatus::NotApplicable));
     assert!(he
         .verdict
         .weight_test
@@ -275,7 +280,7 @@ fn cpu_backend_runs_the_same_experiment() {
     assert!(r
         .layers
         .iter()
-        .all(|l| l.cpu_check == "not compared" && l.cpu_pre_var.is_none()));
+        .all(|l| l.cpu_check == CpuStatus::NotCompared && l.cpu_pre_var.is_none()));
     // Nothing was compared, and the verdict says so rather than "match".
     assert_eq!(r.verdict.cpu_match, None);
     assert_eq!(r.verdict.max_rel_err_cpu, None);
