@@ -45,24 +45,11 @@ impl Size {
     };
 }
 
-/// The device section of `report.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceInfo {
-    /// `gpu` or `cpu`.
-    pub kind: String,
-    /// Adapter name.
-    pub name: String,
-    /// wgpu backend.
-    pub backend: String,
-    /// Driver.
-    pub driver: String,
-}
-
 /// The whole `report.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// Device.
-    pub device: DeviceInfo,
+    pub device: crate::backend::DeviceInfo,
     /// Configuration.
     pub config: serde_json::Value,
     /// Runs.

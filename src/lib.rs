@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod act;
+pub mod backend;
 pub mod bench;
 pub mod cpu;
 pub mod demo;

@@ -3,6 +3,7 @@
 //! distribution, and optional `.npy` output. Memory use is bounded by the
 //! chunk size, whatever the tensor's size.
 
+use crate::backend::DeviceInfo;
 use crate::cpu::{self, Comparison};
 use crate::dist::Dist;
 use crate::error::Result;
@@ -57,19 +58,6 @@ impl Default for DrawOptions {
             progress: None,
         }
     }
-}
-
-/// The device that produced the tensor.
-#[derive(Debug, Clone, Serialize)]
-pub struct BackendInfo {
-    /// `gpu` or `cpu`.
-    pub kind: &'static str,
-    /// Adapter name, or `cpu (N threads)`.
-    pub device: String,
-    /// wgpu backend (`vulkan`, ...) or `cpu`.
-    pub api: String,
-    /// Whether the Philox rounds used native 64-bit multiplies.
-    pub int64: bool,
 }
 
 /// Sample statistics of the generated tensor.
@@ -148,8 +136,8 @@ pub struct Report {
     pub multiplier: f64,
     /// Fans and target variance.
     pub target: Target,
-    /// Device.
-    pub backend: BackendInfo,
+    /// The device that generated the tensor.
+    pub device: DeviceInfo,
     /// Sample statistics.
     pub sample: SampleStats,
     /// Mean test (null with fewer than 2 elements).
@@ -223,14 +211,12 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
                 consume(off, bytemuck::cast_slice(words))
             })?;
             let ctx = g.context();
-            BackendInfo {
-                kind: "gpu",
-                device: ctx.adapter.name.clone(),
-                api: ctx.adapter.backend.clone(),
+            DeviceInfo {
                 int64: opts
                     .gen
                     .mulhi
                     .map_or(ctx.int64, |m| m == crate::shaders::MulHi::Int64),
+                ..DeviceInfo::gpu(ctx)
             }
         }
         Backend::Cpu => {
@@ -239,12 +225,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
                 .chunk_elems
                 .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
             cpu::generate(&req, chunk, consume)?;
-            BackendInfo {
-                kind: "cpu",
-                device: format!("cpu ({} threads)", cpu::threads()),
-                api: "cpu".into(),
-                int64: true,
-            }
+            DeviceInfo::cpu()
         }
     };
     let cpu_check = match backend {
@@ -371,7 +352,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         tensor_id: opts.tensor_id,
         multiplier: spec.multiplier,
         target,
-        backend: backend_info,
+        device: backend_info,
         sample: sample_stats,
         mean_test,
         variance_ci,

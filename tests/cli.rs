@@ -330,7 +330,7 @@ fn adapter_selection_and_cpu_fallback() {
         .expect("runs");
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(stderr(&r).contains("falling back to the CPU backend"));
-    assert_eq!(json(&r)["backend"]["kind"], "cpu");
+    assert_eq!(json(&r)["device"]["kind"], "cpu");
     // A misspelt WGPU_BACKEND is named, not silently ignored.
     let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
         .args(["init", "--shape", "16x16"])

@@ -162,10 +162,10 @@ fn draw_passes_for_every_scheme_and_distribution_on_both_backends() {
             assert!(
                 r.verdict.pass,
                 "{scheme} {dist:?} on {}: {:?}",
-                r.backend.kind, r.verdict.failures
+                r.device.name, r.verdict.failures
             );
             assert_eq!(r.elements, 384_000);
-            if r.backend.kind == "gpu" {
+            if r.device.kind == deepinit::backend::DeviceKind::Gpu {
                 let c = r.cpu_check.as_ref().expect("GPU draws are verified");
                 assert_eq!((c.bits_compared, c.bits_mismatched), (384_000, 0));
             }

@@ -128,7 +128,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     }
     if let Some(dest) = &json_out {
         let v = serde_json::json!({
-            "device": device_info(ctx.as_ref()),
+            "device": DeviceInfo::of(ctx.as_ref()),
             "quick": a.quick,
             "repeats": opts.repeats,
             "tuning": tuning,

@@ -64,7 +64,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let runs = deepinit::demo::run(gen.as_ref(), size, a.seed, !a.no_verify, progress_bar())?;
     print!("{}", deepinit::demo::table(&runs));
     let report = deepinit::demo::Report {
-        device: device_info(ctx.as_ref()),
+        device: DeviceInfo::of(ctx.as_ref()),
         config: serde_json::json!({
             "size": format!("{:?}", a.size).to_lowercase(),
             "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,

@@ -245,7 +245,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         print_failures(&runs);
         if let Some(dest) = &json_out {
             let report = deepinit::demo::Report {
-                device: device_info(ctx),
+                device: DeviceInfo::of(ctx),
                 config: serde_json::json!({ "command": "forward" }),
                 runs,
             };

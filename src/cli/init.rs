@@ -2,6 +2,7 @@
 
 use super::*;
 use clap::Args;
+use deepinit::backend::DeviceKind;
 use deepinit::gpu::{self, GenOptions, Generator};
 use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
 use deepinit::tensor::{self, Backend, DrawOptions, Report};
@@ -182,21 +183,7 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
         r.seed,
         r.tensor_id
     );
-    let _ = writeln!(
-        s,
-        "device: {} [{}{}]",
-        r.backend.device,
-        r.backend.api,
-        if r.backend.kind == "gpu" {
-            if r.backend.int64 {
-                ", int64 Philox"
-            } else {
-                ", 16-bit-halves Philox"
-            }
-        } else {
-            ""
-        }
-    );
+    let _ = writeln!(s, "device: {}", r.device.describe());
     let _ = writeln!(
         s,
         "fans: in {}, out {}  ->  target std {}, variance {:.6e}",
@@ -295,7 +282,7 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
                 ok(c.values.within_bounds())
             );
         }
-        None if r.backend.kind == "cpu" => {
+        None if r.device.kind == DeviceKind::Cpu => {
             let _ = writeln!(
                 s,
                 "{:<22}not compared (the CPU backend is the reference itself)",

@@ -16,6 +16,7 @@ pub(crate) use init::{run_init, InitArgs};
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use deepinit::backend::DeviceInfo;
 use deepinit::gpu::{AdapterRequest, Generator, GpuContext};
 use deepinit::{Error, Result};
 use std::process::ExitCode;
@@ -130,23 +131,6 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-pub(crate) fn device_info(ctx: Option<&GpuContext>) -> deepinit::demo::DeviceInfo {
-    match ctx {
-        Some(c) => deepinit::demo::DeviceInfo {
-            kind: "gpu".into(),
-            name: c.adapter.name.clone(),
-            backend: c.adapter.backend.clone(),
-            driver: format!("{} {}", c.adapter.driver, c.adapter.driver_info),
-        },
-        None => deepinit::demo::DeviceInfo {
-            kind: "cpu".into(),
-            name: format!("cpu ({} threads)", deepinit::cpu::threads()),
-            backend: "cpu".into(),
-            driver: String::new(),
-        },
-    }
-}
-
 /// A one-line progress bar on stderr (redrawn in place on a terminal).
 pub(crate) fn progress_bar() -> impl FnMut(usize, usize, &str) {
     use std::io::{IsTerminal, Write};
@@ -175,16 +159,9 @@ pub(crate) fn progress_bar() -> impl FnMut(usize, usize, &str) {
     }
 }
 
+/// The "device:" line of every text report.
 pub(crate) fn describe(ctx: Option<&GpuContext>) -> String {
-    match ctx {
-        Some(c) => format!(
-            "{} [{}] (CPU reference: {} threads)",
-            c.adapter.name,
-            c.adapter.backend,
-            deepinit::cpu::threads()
-        ),
-        None => format!("CPU backend ({} threads)", deepinit::cpu::threads()),
-    }
+    DeviceInfo::of(ctx).describe()
 }
 
 pub(crate) fn print_failures(runs: &[deepinit::experiment::RunReport]) {
