@@ -1,8 +1,7 @@
 // Activation functions and their derivatives, selected by the pipeline
-// constant ACT (see `deepinit::act::Activation::id`). The CPU reference is
-// `Activation::f` / `Activation::df` in src/act.rs.
-//   0 linear, 1 relu, 2 leaky_relu(SLOPE), 3 tanh, 4 sigmoid, 5 selu,
-//   6 gelu (tanh approximation, as PyTorch's approximate='tanh').
+// constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). The
+// CPU reference is `Activation::f` / `Activation::df` in src/act.rs. GELU is
+// the tanh approximation, as PyTorch's approximate='tanh'.
 
 override ACT: u32 = 1u;
 override SLOPE: f32 = 0.01;
@@ -43,24 +42,24 @@ fn sigmoid(x: f32) -> f32 {
 
 fn act(x: f32) -> f32 {
     switch ACT {
-        case 1u: { return max(x, 0.0); }
-        case 2u: { return select(SLOPE * x, x, x > 0.0); }
-        case 3u: { return tanh_safe(x); }
-        case 4u: { return sigmoid(x); }
-        case 5u: { return SELU_LAMBDA * select(SELU_ALPHA * expm1_safe(x), x, x > 0.0); }
-        case 6u: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
+        case ACT_RELU: { return max(x, 0.0); }
+        case ACT_LEAKY_RELU: { return select(SLOPE * x, x, x > 0.0); }
+        case ACT_TANH: { return tanh_safe(x); }
+        case ACT_SIGMOID: { return sigmoid(x); }
+        case ACT_SELU: { return SELU_LAMBDA * select(SELU_ALPHA * expm1_safe(x), x, x > 0.0); }
+        case ACT_GELU: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
         default: { return x; }
     }
 }
 
 fn dact(x: f32) -> f32 {
     switch ACT {
-        case 1u: { return select(0.0, 1.0, x > 0.0); }
-        case 2u: { return select(SLOPE, 1.0, x > 0.0); }
-        case 3u: { let t = tanh_safe(x); return 1.0 - t * t; }
-        case 4u: { let s = sigmoid(x); return s * (1.0 - s); }
-        case 5u: { return SELU_LAMBDA * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
-        case 6u: {
+        case ACT_RELU: { return select(0.0, 1.0, x > 0.0); }
+        case ACT_LEAKY_RELU: { return select(SLOPE, 1.0, x > 0.0); }
+        case ACT_TANH: { let t = tanh_safe(x); return 1.0 - t * t; }
+        case ACT_SIGMOID: { let s = sigmoid(x); return s * (1.0 - s); }
+        case ACT_SELU: { return SELU_LAMBDA * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
+        case ACT_GELU: {
             let u = GELU_C * (x + 0.044715 * x * x * x);
             let t = tanh_safe(u);
             return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);

@@ -34,13 +34,11 @@ struct GemmParams {
 
 override TRANS_B: bool = true;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
+// BM, BN, BK (the tile sizes) come from the prelude (src/gpu/layout.rs).
 
 // Tiles stored k-major: tile_a[kk][i] for i in 0..BM, as vec4 over i.
-var<workgroup> tile_a: array<vec4<f32>, 256>; // BK * BM / 4
-var<workgroup> tile_b: array<vec4<f32>, 256>; // BK * BN / 4
+var<workgroup> tile_a: array<vec4<f32>, BK * BM / 4u>;
+var<workgroup> tile_b: array<vec4<f32>, BK * BN / 4u>;
 
 fn load_a(row: u32, kk: u32) -> f32 {
     if (row < gp.m && kk < gp.k) {

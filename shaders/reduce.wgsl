@@ -1,6 +1,6 @@
 // Per-workgroup partial statistics of a tensor, finished on the host in f64.
 //
-// Each workgroup covers ITEMS * 256 consecutive elements. It first finds the
+// Each workgroup covers ITEMS * RED_WG consecutive elements. It first finds the
 // largest finite |x|, picks the power of two s = 2^e >= it (e clamped to
 // [-126, 126]) and sums y = x * 2^-e and y^2 — exact scalings, so the sums
 // cannot overflow even when the network explodes. Record (8 words):
@@ -8,8 +8,7 @@
 // The float sums carry a relative error of at most (ITEMS + 8) * 2^-24 of
 // sum |y| (ITEMS sequential additions, then an 8-level tree).
 
-const RED_WG: u32 = 256u;
-const ITEMS: u32 = 16u;
+// RED_WG, ITEMS and RECORD_WORDS come from the prelude (src/gpu/layout.rs).
 
 struct RedParams {
     n: u32,
@@ -28,9 +27,9 @@ struct RedParams {
 @group(0) @binding(1) var<storage, read> red_x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> recs: array<u32>;
 
-var<workgroup> red_f: array<f32, 256>;
-var<workgroup> red_g: array<f32, 256>;
-var<workgroup> red_u: array<vec4<u32>, 256>;
+var<workgroup> red_f: array<f32, RED_WG>;
+var<workgroup> red_g: array<f32, RED_WG>;
+var<workgroup> red_u: array<vec4<u32>, RED_WG>;
 
 // By the bits, so fast-math cannot fold the test away.
 fn finite(x: f32) -> bool {
@@ -41,7 +40,7 @@ fn element(base: u32, q: u32, l: u32) -> u32 {
     return base + q * RED_WG + l;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(RED_WG)
 fn partial_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
     let g = wid.y * nwg.x + wid.x;
@@ -101,7 +100,7 @@ fn partial_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
         workgroupBarrier();
     }
     if (l == 0u) {
-        let r = (rp.rec + g) * 8u;
+        let r = (rp.rec + g) * RECORD_WORDS;
         if (r + 7u < arrayLength(&recs)) {
             recs[r] = bitcast<u32>(ldexp(1.0, e));
             recs[r + 1u] = bitcast<u32>(red_f[0]);

@@ -79,19 +79,6 @@ impl Activation {
         }
     }
 
-    /// The `ACT` pipeline constant of `shaders/activation.wgsl`.
-    pub fn id(&self) -> u32 {
-        match self {
-            Activation::Linear => 0,
-            Activation::Relu => 1,
-            Activation::LeakyRelu(_) => 2,
-            Activation::Tanh => 3,
-            Activation::Sigmoid => 4,
-            Activation::Selu => 5,
-            Activation::Gelu => 6,
-        }
-    }
-
     /// The leaky slope (the `SLOPE` constant; 0.01 when unused).
     pub fn slope(&self) -> f64 {
         match self {

@@ -1,6 +1,7 @@
 //! The WGSL sources, loaded from `shaders/` at compile time, and how they are
 //! composed into modules (WGSL has no `#include`; a module is a concatenation
-//! of files, library files first).
+//! of the generated prelude of shared constants, then library files, then the
+//! kernels).
 
 /// Philox4x32-10 block function and counter helpers (needs a `mulhilo`).
 pub const PHILOX: &str = include_str!("../shaders/philox.wgsl");
@@ -82,7 +83,7 @@ pub fn init_module(mulhi: MulHi) -> Module {
             MulHi::Int64 => "init_int64",
         },
         needs_int64: mulhi == MulHi::Int64,
-        source: [mulhi.source(), PHILOX, INIT].join("\n"),
+        source: [&prelude(), mulhi.source(), PHILOX, INIT].join("\n"),
     }
 }
 
@@ -94,16 +95,25 @@ pub fn kat_module(mulhi: MulHi) -> Module {
             MulHi::Int64 => "kat_int64",
         },
         needs_int64: mulhi == MulHi::Int64,
-        source: [mulhi.source(), PHILOX, KAT].join("\n"),
+        source: [&prelude(), mulhi.source(), PHILOX, KAT].join("\n"),
     }
 }
 
 fn plain(name: &'static str, parts: &[&str]) -> Module {
+    let prelude = prelude();
     Module {
         name,
         needs_int64: false,
-        source: parts.join("\n"),
+        source: std::iter::once(prelude.as_str())
+            .chain(parts.iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
+}
+
+/// The generated constants every module starts with ([`crate::gpu::layout::prelude`]).
+fn prelude() -> String {
+    crate::gpu::layout::prelude()
 }
 
 /// The matrix multiply (entry point `gemm`).

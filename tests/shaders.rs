@@ -58,3 +58,98 @@ fn every_shader_file_is_in_a_validated_module() {
         );
     }
 }
+
+/// The override constants deepinit sets for a module, one map per pipeline it
+/// builds: every activation for `ACT`, both GEMM forms, the generation
+/// workgroup sizes from the smallest to the largest allowed.
+fn pipeline_constants(module: &naga::Module) -> Vec<naga::back::PipelineConstants> {
+    let names: Vec<String> = module
+        .overrides
+        .iter()
+        .filter_map(|(_, o)| o.name.clone())
+        .collect();
+    let mut maps = vec![naga::back::PipelineConstants::default()];
+    let mut vary = |name: &str, values: &[f64]| {
+        if names.iter().any(|n| n == name) {
+            maps = maps
+                .iter()
+                .flat_map(|m| {
+                    values.iter().map(move |&v| {
+                        let mut m = m.clone();
+                        m.insert(name.to_string(), v);
+                        m
+                    })
+                })
+                .collect();
+        }
+    };
+    vary(
+        "ACT",
+        &deepinit::gpu::layout::ACTIVATION_IDS.map(|(_, id)| f64::from(id)),
+    );
+    vary("SLOPE", &[0.01]);
+    vary("TRANS_B", &[0.0, 1.0]);
+    vary("WORKGROUP_SIZE", &[32.0, 256.0, 1024.0]);
+    maps
+}
+
+/// Metal and DX12 users run what naga emits from our WGSL: every module, with
+/// every set of override constants deepinit uses, must translate to SPIR-V,
+/// MSL and HLSL.
+#[test]
+fn every_module_translates_to_spirv_msl_and_hlsl() {
+    let mut translated = 0;
+    for m in shaders::all_modules() {
+        let module = naga::front::wgsl::parse_str(&m.source).expect("parses");
+        let caps = if m.needs_int64 {
+            naga::valid::Capabilities::SHADER_INT64
+        } else {
+            naga::valid::Capabilities::empty()
+        };
+        let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
+            .validate(&module)
+            .expect("validates");
+        for constants in pipeline_constants(&module) {
+            let (module, info) =
+                naga::back::pipeline_constants::process_overrides(&module, &info, None, &constants)
+                    .unwrap_or_else(|e| panic!("{} {constants:?}: {e}", m.name));
+            let what = format!("{} {constants:?}", m.name);
+            let spv = naga::back::spv::write_vec(
+                &module,
+                &info,
+                &naga::back::spv::Options::default(),
+                None,
+            )
+            .unwrap_or_else(|e| panic!("SPIR-V, {what}: {e}"));
+            assert_eq!(spv.first(), Some(&0x0723_0203), "SPIR-V magic, {what}");
+            let msl_options = naga::back::msl::Options {
+                lang_version: (2, 4),
+                ..Default::default()
+            };
+            let (msl, _) = naga::back::msl::write_string(
+                &module,
+                &info,
+                &msl_options,
+                &naga::back::msl::PipelineOptions::default(),
+            )
+            .unwrap_or_else(|e| panic!("MSL, {what}: {e}"));
+            assert!(msl.contains("kernel"), "MSL has no kernel, {what}");
+            let hlsl_options = naga::back::hlsl::Options {
+                shader_model: naga::back::hlsl::ShaderModel::V6_0,
+                ..Default::default()
+            };
+            let mut hlsl = String::new();
+            naga::back::hlsl::Writer::new(
+                &mut hlsl,
+                &hlsl_options,
+                &naga::back::hlsl::PipelineOptions::default(),
+            )
+            .write(&module, &info, None)
+            .unwrap_or_else(|e| panic!("HLSL, {what}: {e}"));
+            assert!(hlsl.contains("[numthreads("), "HLSL has no kernel, {what}");
+            translated += 1;
+        }
+    }
+    // 7 activations x 1 network module, 2 GEMM forms, 3 workgroup sizes x 2 init modules, ...
+    assert!(translated >= 20, "only {translated} translations");
+}

@@ -75,16 +75,7 @@ pub const DEFAULT_CHUNK_BYTES: u64 = 256 << 20;
 /// overflow (the kernel forms `lane_offset + count + 3`).
 pub const MAX_CHUNK_ELEMS: u64 = 1 << 30;
 
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    key: [u32; 2],
-    block_start: [u32; 2],
-    tensor_id: u32,
-    lane_offset: u32,
-    count: u32,
-    scale: f32,
-}
+use super::layout::GenParams as Params;
 
 /// Largest workgroup size deepinit uses (WebGPU's guaranteed minimum limit is 256).
 pub const MAX_WORKGROUP_SIZE: u32 = 1024;

@@ -15,68 +15,8 @@ pub enum GemmForm {
     Nn,
 }
 
-/// Parameters of one matrix multiply (elements, not bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GemmParams {
-    /// Rows of A and C.
-    pub m: u32,
-    /// Columns of C.
-    pub n: u32,
-    /// Inner dimension.
-    pub k: u32,
-    /// Row stride of A.
-    pub lda: u32,
-    /// Row stride of B.
-    pub ldb: u32,
-    /// Row stride of C.
-    pub ldc: u32,
-    /// First element of A.
-    pub a_off: u32,
-    /// First element of B.
-    pub b_off: u32,
-    /// First element of C.
-    pub c_off: u32,
-    /// Add to C instead of overwriting it.
-    pub accumulate: u32,
-    /// Padding.
-    pub _pad: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct EwParams {
-    n: u32,
-    width: u32,
-    has_bias: u32,
-    _pad: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct RedParams {
-    n: u32,
-    rec: u32,
-    sat_enabled: u32,
-    _pad0: u32,
-    sat_lo: f32,
-    sat_hi: f32,
-    _pad1: [u32; 2],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct DeadParams {
-    rows: u32,
-    cols: u32,
-    slot: u32,
-    _pad: u32,
-}
-
-/// Elements one reduction record covers (256 invocations x 16 items).
-pub const RECORD_ELEMS: u64 = 256 * 16;
-/// Words per reduction record.
-pub const RECORD_WORDS: u64 = 8;
+use super::layout::{DeadParams, EwParams, RedParams, GEMM_TILE_M, GEMM_TILE_N};
+pub use super::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
 
 /// The compiled network kernels for one activation.
 pub struct NetKernels<'a> {
@@ -95,7 +35,10 @@ impl<'a> NetKernels<'a> {
     pub fn new(ctx: &'a GpuContext, act: Activation) -> Result<Self> {
         let g = shaders::gemm_module();
         let net = shaders::network_module();
-        let act_consts = [("ACT", f64::from(act.id())), ("SLOPE", act.slope())];
+        let act_consts = [
+            ("ACT", f64::from(super::layout::activation_id(act))),
+            ("SLOPE", act.slope()),
+        ];
         Ok(Self {
             ctx,
             act,
@@ -127,10 +70,10 @@ impl<'a> NetKernels<'a> {
             return Ok(());
         }
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let (gx, gy) = (p.n.div_ceil(64), p.m.div_ceil(64));
+        let (gx, gy) = (p.n.div_ceil(GEMM_TILE_N), p.m.div_ceil(GEMM_TILE_M));
         if gx > max || gy > max {
             return Err(Error::LimitExceeded {
-                what: "matrix multiply (64x64 tiles per dimension)".into(),
+                what: format!("matrix multiply ({GEMM_TILE_M}x{GEMM_TILE_N} tiles per dimension)"),
                 got: u64::from(gx.max(gy)),
                 max: u64::from(max),
                 hint: String::new(),

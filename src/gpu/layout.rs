@@ -1,0 +1,295 @@
+//! The one source of every Rust <-> WGSL contract: the constants both sides
+//! use (emitted into a WGSL prelude that every module starts with) and the
+//! uniform parameter structs (checked against the WGSL structs' sizes and
+//! member offsets by a naga reflection test, on any machine).
+
+use crate::act::Activation;
+
+/// Rows of C per GEMM workgroup tile.
+pub const GEMM_TILE_M: u32 = 64;
+/// Columns of C per GEMM workgroup tile.
+pub const GEMM_TILE_N: u32 = 64;
+/// Depth of one GEMM k-step staged in workgroup memory.
+pub const GEMM_TILE_K: u32 = 16;
+/// Invocations of a reduction workgroup.
+pub const RED_WORKGROUP: u32 = 256;
+/// Elements each reduction invocation folds sequentially.
+pub const RED_ITEMS: u32 = 16;
+/// Elements one reduction record covers.
+pub const RECORD_ELEMS: u64 = (RED_WORKGROUP * RED_ITEMS) as u64;
+/// Words per reduction record: `[scale, sum, sum of squares, finite count,
+/// zeros, saturated, non-finite, 0]`.
+pub const RECORD_WORDS: u64 = 8;
+
+/// The activations' ids, as the `ACT` pipeline constant selects them.
+pub const ACTIVATION_IDS: [(&str, u32); 7] = [
+    ("ACT_LINEAR", 0),
+    ("ACT_RELU", 1),
+    ("ACT_LEAKY_RELU", 2),
+    ("ACT_TANH", 3),
+    ("ACT_SIGMOID", 4),
+    ("ACT_SELU", 5),
+    ("ACT_GELU", 6),
+];
+
+/// The `ACT` id of an activation.
+pub fn activation_id(act: Activation) -> u32 {
+    let name = match act {
+        Activation::Linear => "ACT_LINEAR",
+        Activation::Relu => "ACT_RELU",
+        Activation::LeakyRelu(_) => "ACT_LEAKY_RELU",
+        Activation::Tanh => "ACT_TANH",
+        Activation::Sigmoid => "ACT_SIGMOID",
+        Activation::Selu => "ACT_SELU",
+        Activation::Gelu => "ACT_GELU",
+    };
+    ACTIVATION_IDS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, id)| *id)
+}
+
+/// The WGSL prelude: every constant above as a module-scope `const`.
+pub fn prelude() -> String {
+    let mut s = String::from(
+        "// Generated from src/gpu/layout.rs: constants shared with the Rust driver.\n",
+    );
+    for (name, v) in [
+        ("BM", GEMM_TILE_M),
+        ("BN", GEMM_TILE_N),
+        ("BK", GEMM_TILE_K),
+        ("RED_WG", RED_WORKGROUP),
+        ("ITEMS", RED_ITEMS),
+        ("RECORD_WORDS", RECORD_WORDS as u32),
+    ]
+    .into_iter()
+    .chain(ACTIVATION_IDS)
+    {
+        s.push_str(&format!("const {name}: u32 = {v}u;\n"));
+    }
+    s
+}
+
+/// Parameters of one matrix multiply (elements, not bytes): `GemmParams` in
+/// `shaders/gemm.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GemmParams {
+    /// Rows of A and C.
+    pub m: u32,
+    /// Columns of C.
+    pub n: u32,
+    /// Inner dimension.
+    pub k: u32,
+    /// Row stride of A.
+    pub lda: u32,
+    /// Row stride of B.
+    pub ldb: u32,
+    /// Row stride of C.
+    pub ldc: u32,
+    /// First element of A.
+    pub a_off: u32,
+    /// First element of B.
+    pub b_off: u32,
+    /// First element of C.
+    pub c_off: u32,
+    /// Add to C instead of overwriting it.
+    pub accumulate: u32,
+    /// Padding.
+    pub _pad: [u32; 2],
+}
+
+/// `EwParams` in `shaders/network.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct EwParams {
+    /// Elements.
+    pub n: u32,
+    /// Row width (the bias's length).
+    pub width: u32,
+    /// Add the bias first.
+    pub has_bias: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// `RedParams` in `shaders/reduce.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RedParams {
+    /// Elements.
+    pub n: u32,
+    /// First record of this tensor.
+    pub rec: u32,
+    /// Count saturated values.
+    pub sat_enabled: u32,
+    /// Padding.
+    pub _pad0: u32,
+    /// Saturated below this.
+    pub sat_lo: f32,
+    /// Saturated above this.
+    pub sat_hi: f32,
+    /// Padding.
+    pub _pad1: [u32; 2],
+}
+
+/// `DeadParams` in `shaders/dead.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct DeadParams {
+    /// Batch rows.
+    pub rows: u32,
+    /// Units.
+    pub cols: u32,
+    /// Counter slot (the layer).
+    pub slot: u32,
+    /// Padding.
+    pub _pad: u32,
+}
+
+/// `Params` in `shaders/init.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct GenParams {
+    /// Philox key: the seed as (lo, hi).
+    pub key: [u32; 2],
+    /// First Philox block of the chunk, (lo, hi).
+    pub block_start: [u32; 2],
+    /// Tensor id (counter word 2).
+    pub tensor_id: u32,
+    /// The chunk's first element is 4 * block_start + lane_offset.
+    pub lane_offset: u32,
+    /// Elements in the chunk.
+    pub count: u32,
+    /// Multiplies the unit-scale value.
+    pub scale: f32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shaders;
+
+    /// (WGSL struct, its module, the Rust size, the Rust member offsets in order).
+    fn contracts() -> Vec<(&'static str, shaders::Module, usize, Vec<usize>)> {
+        use std::mem::{offset_of, size_of};
+        vec![
+            (
+                "GemmParams",
+                shaders::gemm_module(),
+                size_of::<GemmParams>(),
+                vec![
+                    offset_of!(GemmParams, m),
+                    offset_of!(GemmParams, n),
+                    offset_of!(GemmParams, k),
+                    offset_of!(GemmParams, lda),
+                    offset_of!(GemmParams, ldb),
+                    offset_of!(GemmParams, ldc),
+                    offset_of!(GemmParams, a_off),
+                    offset_of!(GemmParams, b_off),
+                    offset_of!(GemmParams, c_off),
+                    offset_of!(GemmParams, accumulate),
+                    offset_of!(GemmParams, _pad),
+                    offset_of!(GemmParams, _pad) + 4,
+                ],
+            ),
+            (
+                "EwParams",
+                shaders::network_module(),
+                size_of::<EwParams>(),
+                vec![
+                    offset_of!(EwParams, n),
+                    offset_of!(EwParams, width),
+                    offset_of!(EwParams, has_bias),
+                    offset_of!(EwParams, _pad),
+                ],
+            ),
+            (
+                "RedParams",
+                shaders::reduce_module(),
+                size_of::<RedParams>(),
+                vec![
+                    offset_of!(RedParams, n),
+                    offset_of!(RedParams, rec),
+                    offset_of!(RedParams, sat_enabled),
+                    offset_of!(RedParams, _pad0),
+                    offset_of!(RedParams, sat_lo),
+                    offset_of!(RedParams, sat_hi),
+                    offset_of!(RedParams, _pad1),
+                    offset_of!(RedParams, _pad1) + 4,
+                ],
+            ),
+            (
+                "DeadParams",
+                shaders::dead_module(),
+                size_of::<DeadParams>(),
+                vec![
+                    offset_of!(DeadParams, rows),
+                    offset_of!(DeadParams, cols),
+                    offset_of!(DeadParams, slot),
+                    offset_of!(DeadParams, _pad),
+                ],
+            ),
+            (
+                "Params",
+                shaders::init_module(shaders::MulHi::Emulated),
+                size_of::<GenParams>(),
+                vec![
+                    offset_of!(GenParams, key),
+                    offset_of!(GenParams, block_start),
+                    offset_of!(GenParams, tensor_id),
+                    offset_of!(GenParams, lane_offset),
+                    offset_of!(GenParams, count),
+                    offset_of!(GenParams, scale),
+                ],
+            ),
+        ]
+    }
+
+    #[test]
+    fn wgsl_structs_have_the_rust_layouts() {
+        for (name, m, size, offsets) in contracts() {
+            let module = naga::front::wgsl::parse_str(&m.source).expect("parses");
+            let (members, span) = module
+                .types
+                .iter()
+                .find_map(|(_, t)| match (&t.name, &t.inner) {
+                    (Some(n), naga::TypeInner::Struct { members, span }) if n == name => {
+                        Some((members.clone(), *span))
+                    }
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{name} not found in module {}", m.name));
+            assert_eq!(span as usize, size, "{name}: WGSL size vs Rust size");
+            let wgsl: Vec<usize> = members.iter().map(|x| x.offset as usize).collect();
+            assert_eq!(wgsl, offsets, "{name}: member offsets");
+        }
+    }
+
+    #[test]
+    fn the_prelude_defines_every_shared_constant_once() {
+        let p = prelude();
+        for name in ["BM", "BN", "BK", "RED_WG", "ITEMS", "RECORD_WORDS"]
+            .into_iter()
+            .chain(ACTIVATION_IDS.iter().map(|(n, _)| *n))
+        {
+            assert_eq!(
+                p.matches(&format!("const {name}: u32")).count(),
+                1,
+                "{name}"
+            );
+            // ...and no shader file defines it again.
+            for (file, src) in shaders::FILES {
+                assert!(
+                    !src.contains(&format!("const {name}:")),
+                    "{file} redefines {name}"
+                );
+            }
+        }
+        // Every activation has a distinct id.
+        let mut ids: Vec<u32> = ACTIVATION_IDS.iter().map(|(_, i)| *i).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), ACTIVATION_IDS.len());
+        assert_eq!(activation_id(Activation::Gelu), 6);
+    }
+}
