@@ -17,7 +17,7 @@ fn main() -> ExitCode {
     deepinit::output::install_cleanup_handler();
     let result = match &cli.command {
         Some(Command::Init(a)) => run_init(a, &cli.device),
-        Some(Command::Adapters { json }) => run_adapters(&cli.device, *json),
+        Some(Command::Adapters(a)) => run_adapters(a, &cli.device),
         Some(Command::Demo(a)) => run_demo(a, &cli.device),
         Some(Command::Bench(a)) => run_bench(a, &cli.device),
         Some(Command::Sweep(a)) => run_sweep(a, &cli.device),

@@ -226,8 +226,6 @@ fn bad_input_gives_a_clear_error_and_no_file() {
         (&["--multiplier", "-2"], "invalid multiplier"),
         (&["--multiplier", "inf"], "invalid multiplier"),
         (&["--scheme", "hee"], "unknown scheme 'hee'"),
-        (&["--mode", "fan_sideways"], "unknown mode"),
-        (&["--dist", "cauchy"], "unknown distribution"),
         (&["--gain", "-1"], "invalid gain"),
         (&["--gain", "swish"], "invalid gain"),
         (
@@ -256,6 +254,16 @@ fn bad_input_gives_a_clear_error_and_no_file() {
         "{}",
         stderr(&r)
     );
+    // Choices are listed: a bad one is a usage error (exit 2) naming them.
+    for (flag, bad, listed) in [
+        ("--mode", "fan_sideways", "fan_in, fan_out, fan_avg"),
+        ("--dist", "cauchy", "normal, truncated, uniform"),
+    ] {
+        let r = deepinit(&["init", "--backend", "cpu", "--out", o, flag, bad]);
+        assert_eq!(r.status.code(), Some(2), "{flag}");
+        assert!(stderr(&r).contains(listed), "{}", stderr(&r));
+        assert!(files_in(dir.path()).is_empty());
+    }
     // Unknown subcommand / flag: clap's usage error, exit 2.
     assert_eq!(deepinit(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(

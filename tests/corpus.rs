@@ -138,8 +138,8 @@ fn outputs_never_replace_special_files_links_or_existing_files() {
                 "--dist".into(),
                 "gausian".into(),
             ],
-            1,
-            "gausian",
+            2,
+            "possible values: normal, truncated, uniform",
         ),
     ];
     for (extra, code, phrase) in cases {

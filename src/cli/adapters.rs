@@ -1,31 +1,46 @@
 //! `deepinit adapters`: the adapters, their limits and the one deepinit picks.
 
 use super::*;
-use deepinit::gpu::{self};
+use deepinit::gpu;
 use deepinit::{Error, Result};
 use std::process::ExitCode;
 
-pub(crate) fn run_adapters(d: &DeviceArgs, json: bool) -> Result<ExitCode> {
-    let (list, chosen) = gpu::list_adapters(&request(d));
-    if json {
-        let v = serde_json::json!({ "adapters": list, "chosen": chosen });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v).map_err(|e| Error::invalid("json", e.to_string()))?
-        );
-        return Ok(ExitCode::SUCCESS);
+pub(crate) fn run_adapters(a: &AdaptersArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    if d.backend == BackendChoice::Cpu {
+        return Err(Error::invalid(
+            "backend",
+            "`adapters` lists GPU adapters; --backend cpu has nothing to list",
+        ));
     }
+    let json = a.json.open()?;
+    let t = json.text();
+    let (list, chosen) = gpu::list_adapters(&request(d));
+    print_adapters(&t, &list, chosen);
+    json.emit(
+        &serde_json::json!({ "adapters": list, "chosen": chosen }),
+        &t,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_adapters(t: &Text, list: &[gpu::AdapterSummary], chosen: Option<usize>) {
     if list.is_empty() {
-        println!("no GPU adapters found; install a Vulkan driver (Debian: mesa-vulkan-drivers) or use --backend cpu");
-        return Ok(ExitCode::SUCCESS);
+        say!(t, "no GPU adapters found; install a Vulkan driver (Debian: mesa-vulkan-drivers) or use --backend cpu");
+        return;
     }
     for (i, a) in list.iter().enumerate() {
         let mark = if Some(i) == chosen { "*" } else { " " };
-        println!(
+        say!(
+            t,
             "{mark} [{i}] {} ({}, {}; driver {} {})",
-            a.name, a.backend, a.device_type, a.driver, a.driver_info
+            a.name,
+            a.backend,
+            a.device_type,
+            a.driver,
+            a.driver_info
         );
-        println!(
+        say!(
+            t,
             "      max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}, max invocations/workgroup {}, int64 {}, timestamps {}",
             a.max_storage_buffer_binding_size >> 20,
             a.max_buffer_size >> 20,
@@ -36,8 +51,7 @@ pub(crate) fn run_adapters(d: &DeviceArgs, json: bool) -> Result<ExitCode> {
         );
     }
     match chosen {
-        Some(i) => println!("* = chosen (adapter {i})"),
-        None => println!("no adapter matches the name filter"),
+        Some(i) => say!(t, "* = chosen (adapter {i})"),
+        None => say!(t, "no adapter matches the name filter"),
     }
-    Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,7 @@
 use super::*;
 use clap::Args;
 use deepinit::gpu::Generator;
-use deepinit::{Error, Result};
-use std::path::PathBuf;
+use deepinit::Result;
 use std::process::ExitCode;
 
 #[derive(Args, Debug, Clone)]
@@ -15,12 +14,9 @@ pub(crate) struct BenchArgs {
     /// Timed runs after the warm-up, 1..=1000 (default 5, 2 with --quick).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeats: Option<u32>,
-    /// Also write the results as JSON.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Overwrite --json if it exists.
-    #[arg(long)]
-    force: bool,
+    /// The results as JSON.
+    #[command(flatten)]
+    json: JsonArgs,
     /// Skip the numpy comparison even if python3 with numpy is available.
     #[arg(long)]
     no_numpy: bool,
@@ -32,20 +28,19 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         quick: a.quick,
         repeats: a.repeats.unwrap_or(if a.quick { 2 } else { 5 }) as usize,
     };
-    let json_out = a
-        .json
-        .as_deref()
-        .map(|p| deepinit::output::Destination::check(p, a.force))
-        .transpose()?;
+    let json_out = a.json.open()?;
+    let t = json_out.text();
     let ctx = open_device(d)?;
     let gen = ctx.as_ref().map(Generator::new).transpose()?;
-    println!(
+    say!(
+        t,
         "deepinit bench{}: {}",
         if a.quick { " --quick" } else { "" },
         describe(ctx.as_ref())
     );
     if let Some(c) = &ctx {
-        println!(
+        say!(
+            t,
             "driver: {} {}; timing: {}; repeats: {} after a warm-up (median shown)",
             c.adapter.driver,
             c.adapter.driver_info,
@@ -118,26 +113,23 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
             "CPU gemm",
         ));
     }
-    println!();
-    print!("{}", bench::table(&rows));
+    say!(t);
+    t.raw(&bench::table(&rows));
     if !tuning.is_null() {
-        println!("\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at 64x64x16", tuning["generation_workgroup_size"]);
+        say!(t, "\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at 64x64x16", tuning["generation_workgroup_size"]);
     }
     if numpy.is_none() && !a.no_numpy {
-        println!("numpy comparison skipped: python3 with numpy not found");
+        say!(t, "numpy comparison skipped: python3 with numpy not found");
     }
-    if let Some(dest) = &json_out {
-        let v = serde_json::json!({
+    json_out.emit(
+        &serde_json::json!({
             "device": DeviceInfo::of(ctx.as_ref()),
             "quick": a.quick,
             "repeats": opts.repeats,
             "tuning": tuning,
             "rows": rows,
-        });
-        let text =
-            serde_json::to_string_pretty(&v).map_err(|e| Error::invalid("bench", e.to_string()))?;
-        dest.write(text.as_bytes())?;
-        println!("wrote {}", dest.path().display());
-    }
+        }),
+        &t,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -76,7 +76,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     println!("sw^2 = Var(W) * fan_in. Theory: ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2 per layer;");
     println!("tanh keeps a signal near sw^2 = 1. 'vs CPU': every layer's statistics equal the CPU reference within the");
     println!("derived tolerance ('chaotic': layers where rounding differences are amplified beyond comparison).");
-    print_failures(&report.runs);
+    print_failures(&Text(false), &report.runs);
     println!();
     println!("Far from critical (sw^2 != 2 for relu, sw^2 far from 1 for tanh), the signal vanishes or explodes.");
     println!("To find the multiplier for an activation and depth: deepinit sweep --act relu --depth {} (or --act tanh)", size.depth);

@@ -2,8 +2,8 @@
 
 use super::*;
 use clap::Args;
-use deepinit::scheme::{self, FanMode, Scheme};
-use deepinit::{Dist, Error, Result};
+use deepinit::scheme::{self, Scheme};
+use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -36,21 +36,18 @@ pub(crate) struct ForwardArgs {
     /// Gain: a number or an activation name (scale = gain^2).
     #[arg(long, allow_negative_numbers = true)]
     gain: Option<String>,
-    /// fan_in, fan_out or fan_avg.
-    #[arg(long)]
-    mode: Option<String>,
-    /// Weight distribution: normal, truncated, uniform.
-    #[arg(long, default_value = "normal")]
-    dist: String,
+    /// The fan to divide by (overrides the scheme's).
+    #[arg(long, value_enum)]
+    mode: Option<ModeChoice>,
+    /// Weight distribution.
+    #[arg(long, value_enum, default_value = "normal")]
+    dist: DistChoice,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Write the report (same format as the demo's report.json) here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Overwrite --json if it exists.
-    #[arg(long)]
-    force: bool,
+    /// The report (same format as the demo's report.json) as JSON.
+    #[command(flatten)]
+    json: JsonArgs,
     /// Skip the CPU reference.
     #[arg(long)]
     no_verify: bool,
@@ -99,11 +96,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         }
         None => vec![a.width; a.depth + 1],
     };
-    let json_out = a
-        .json
-        .as_deref()
-        .map(|p| deepinit::output::Destination::check(p, a.force))
-        .transpose()?;
+    let json_out = a.json.open()?;
     let input = a.input.as_deref().map(deepinit::npy::read_2d).transpose()?;
     let batch = match (&input, a.batch) {
         (Some(x), Some(b)) if b != x.rows => {
@@ -136,18 +129,11 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     cfg.bias_std = a.bias_std;
     cfg.seed = a.seed;
     cfg.gain = a.gain.as_deref().map(scheme::gain).transpose()?;
-    cfg.mode = a.mode.as_deref().map(FanMode::parse).transpose()?;
-    cfg.dist = Dist::parse(&a.dist).ok_or_else(|| {
-        Error::invalid(
-            "distribution",
-            format!(
-                "unknown distribution '{}' (expected normal, truncated or uniform)",
-                a.dist
-            ),
-        )
-    })?;
+    cfg.mode = a.mode.map(Into::into);
+    cfg.dist = a.dist.into();
     cfg.validate()?;
     deepinit::reference::check_host_memory(&cfg)?;
+    let t = json_out.text();
     with_network_device(d, act, |ctx, dev| {
         let progress = deepinit::progress::Progress::new("forward + backward pass");
         let r = deepinit::experiment::run_with_progress(
@@ -158,13 +144,14 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             &progress,
         )?;
         drop(progress);
-        println!(
+        say!(t,
             "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
             r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
         );
-        println!("device: {}", describe(ctx));
-        println!();
-        println!(
+        say!(t, "device: {}", describe(ctx));
+        say!(t);
+        say!(
+            t,
             "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
             "layer",
             "Var(z)",
@@ -188,13 +175,13 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             .iter()
             .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
         {
-            println!(
+            say!(t,
                 "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
                 l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
                 l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
             );
         }
-        println!();
+        say!(t);
         let v = &r.verdict;
         let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
             (None, _) if a.no_verify => "not compared (--no-verify)".to_string(),
@@ -233,28 +220,26 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             ),
             None => "weight test n/a (no layer in f32 range)".to_string(),
         };
-        println!("verdict: CPU reference {cpu}");
-        println!(
+        say!(t, "verdict: CPU reference {cpu}");
+        say!(
+            t,
             "         theory {}; {weights}",
             if v.theory_match { "match" } else { "DEVIATES" }
         );
         if let Some(l) = v.overflow_at {
-            println!("the signal overflowed f32 at layer {l}");
+            say!(t, "the signal overflowed f32 at layer {l}");
         }
         let runs = vec![r];
-        print_failures(&runs);
-        if let Some(dest) = &json_out {
-            let report = deepinit::demo::Report {
+        print_failures(&t, &runs);
+        let code = exit_for(&runs);
+        json_out.emit(
+            &deepinit::demo::Report {
                 device: DeviceInfo::of(ctx),
                 config: serde_json::json!({ "command": "forward" }),
                 runs,
-            };
-            let text = serde_json::to_string_pretty(&report)
-                .map_err(|e| Error::invalid("report", e.to_string()))?;
-            dest.write(text.as_bytes())?;
-            println!("wrote {}", dest.path().display());
-            return Ok(exit_for(&report.runs));
-        }
-        Ok(exit_for(&runs))
+            },
+            &t,
+        )?;
+        Ok(code)
     })
 }

@@ -4,9 +4,9 @@ use super::*;
 use clap::Args;
 use deepinit::backend::DeviceKind;
 use deepinit::gpu::{self, GenOptions, Generator};
-use deepinit::scheme::{self, FanMode, InitSpec, Scheme, Shape};
+use deepinit::scheme::{self, InitSpec, Scheme, Shape};
 use deepinit::tensor::{self, Backend, DrawOptions, Report};
-use deepinit::{Dist, Error, Result};
+use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,18 +18,18 @@ pub(crate) struct InitArgs {
     /// Weight shape, [out, in] or [out, in/groups, k...], e.g. 4096x4096 or 64x3x3x3.
     #[arg(long, default_value = "4096x4096")]
     shape: String,
-    /// normal, truncated (+-2 sigma, variance-corrected) or uniform.
-    #[arg(long, default_value = "normal")]
-    dist: String,
+    /// Weight distribution.
+    #[arg(long, value_enum, default_value = "normal")]
+    dist: DistChoice,
     /// Seed (the Philox key).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Tensor id (Philox counter word 2), e.g. the layer index.
     #[arg(long, default_value_t = 0)]
     tensor_id: u32,
-    /// fan_in, fan_out or fan_avg (overrides the scheme's).
-    #[arg(long)]
-    mode: Option<String>,
+    /// The fan to divide by (overrides the scheme's).
+    #[arg(long, value_enum)]
+    mode: Option<ModeChoice>,
     /// Gain: a number or an activation (relu, tanh, leaky_relu[:a], selu, ...);
     /// the variance numerator becomes gain^2.
     #[arg(long, allow_negative_numbers = true)]
@@ -40,15 +40,11 @@ pub(crate) struct InitArgs {
     /// Convolution groups.
     #[arg(long, default_value_t = 1)]
     groups: u64,
-    /// Write the tensor to this .npy file (atomically).
+    /// Write the tensor to this .npy file (atomically; --force replaces it).
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Overwrite --out if it exists.
-    #[arg(long)]
-    force: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArgs,
     /// Skip the comparison with the CPU reference.
     #[arg(long)]
     no_verify: bool,
@@ -65,20 +61,11 @@ impl InitArgs {
     fn spec(&self) -> Result<InitSpec> {
         let scheme = Scheme::parse(&self.scheme)?;
         let shape = Shape::parse(&self.shape)?;
-        let dist = Dist::parse(&self.dist).ok_or_else(|| {
-            Error::invalid(
-                "distribution",
-                format!(
-                    "unknown distribution '{}' (expected normal, truncated or uniform)",
-                    self.dist
-                ),
-            )
-        })?;
         let mut spec = InitSpec::new(scheme, shape);
-        spec.dist = dist;
+        spec.dist = self.dist.into();
         spec.multiplier = self.multiplier;
         spec.groups = self.groups;
-        spec.mode = self.mode.as_deref().map(FanMode::parse).transpose()?;
+        spec.mode = self.mode.map(Into::into);
         spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
         spec.target()?; // validate everything before touching a device
         gpu::generate::check_workgroup_size(
@@ -94,8 +81,9 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let out = a
         .out
         .as_deref()
-        .map(|p| deepinit::output::Destination::check(p, a.force))
+        .map(|p| deepinit::output::Destination::check(p, a.json.force))
         .transpose()?;
+    let json = a.json.open()?;
     if a.out.is_none() {
         // Without --out the tensor is only checked, never kept; refuse what no
         // one could hold in memory rather than stream it for hours.
@@ -140,13 +128,9 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         ..DrawOptions::default()
     };
     let report = tensor::draw(&spec, &backend, &opts)?;
-    if a.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| Error::invalid("report", e.to_string()))?;
-        println!("{text}");
-    } else {
-        print!("{}", render(&report, &spec));
-    }
+    let t = json.text();
+    t.raw(&render(&report, &spec));
+    json.emit(&report, &t)?;
     Ok(if report.verdict.pass {
         ExitCode::SUCCESS
     } else {

@@ -53,11 +53,152 @@ pub(crate) enum Command {
     /// Throughput against the device's own rooflines and against the CPU.
     Bench(BenchArgs),
     /// List the GPU adapters with their limits, and the one deepinit would use.
-    Adapters {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Adapters(AdaptersArgs),
+}
+
+/// `--json [FILE]`: the report as JSON to FILE, or to stdout with `-` or no
+/// value (then the text report goes to stderr).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct JsonArgs {
+    /// Write the report as JSON to FILE ('-' or no value: stdout, and the text
+    /// goes to stderr).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
+    pub(crate) json: Option<std::path::PathBuf>,
+    /// Replace output files that exist (never special files or directories).
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+/// Where a command's JSON goes, validated before any work.
+pub(crate) enum JsonOut {
+    /// None requested.
+    None,
+    /// Standard output (the text report moves to stderr).
+    Stdout,
+    /// A file, under the no-clobber rules.
+    File(deepinit::output::Destination),
+}
+
+impl JsonArgs {
+    /// Validates the destination (before any work starts).
+    pub(crate) fn open(&self) -> Result<JsonOut> {
+        Ok(match &self.json {
+            None => JsonOut::None,
+            Some(p) if p.as_os_str() == "-" => JsonOut::Stdout,
+            Some(p) => JsonOut::File(deepinit::output::Destination::check(p, self.force)?),
+        })
+    }
+}
+
+impl JsonOut {
+    /// Where the text report goes.
+    pub(crate) fn text(&self) -> Text {
+        Text(matches!(self, JsonOut::Stdout))
+    }
+
+    /// Writes `value`; says where on the text stream.
+    pub(crate) fn emit(&self, value: &impl serde::Serialize, text: &Text) -> Result<()> {
+        let s = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::invalid("report", e.to_string()))?;
+        match self {
+            JsonOut::None => {}
+            JsonOut::Stdout => println!("{s}"),
+            JsonOut::File(d) => {
+                d.write(s.as_bytes())?;
+                text.line(format_args!("wrote {}", d.path().display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a command's human-readable report goes: stdout, or stderr when the
+/// JSON report takes stdout.
+pub(crate) struct Text(pub(crate) bool);
+
+impl Text {
+    /// One line.
+    pub(crate) fn line(&self, s: impl std::fmt::Display) {
+        if self.0 {
+            eprintln!("{s}");
+        } else {
+            println!("{s}");
+        }
+    }
+
+    /// Text that ends its own lines.
+    pub(crate) fn raw(&self, s: &str) {
+        if self.0 {
+            eprint!("{s}");
+        } else {
+            print!("{s}");
+        }
+    }
+}
+
+/// `say!(text, "format", args...)`: one line of the text report.
+macro_rules! say {
+    ($t:expr) => {
+        $t.line("")
+    };
+    ($t:expr, $($arg:tt)*) => {
+        $t.line(format_args!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// `deepinit adapters` options.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AdaptersArgs {
+    #[command(flatten)]
+    pub(crate) json: JsonArgs,
+}
+
+/// The weight distribution (`--dist`).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DistChoice {
+    /// Box-Muller normal.
+    #[value(alias = "gaussian")]
+    Normal,
+    /// Normal cut at +-2 sigma, rescaled to the target variance.
+    #[value(alias = "truncated_normal")]
+    Truncated,
+    /// Uniform on +-sqrt(3) sigma.
+    Uniform,
+}
+
+impl From<DistChoice> for deepinit::Dist {
+    fn from(d: DistChoice) -> Self {
+        match d {
+            DistChoice::Normal => deepinit::Dist::Normal,
+            DistChoice::Truncated => deepinit::Dist::Truncated,
+            DistChoice::Uniform => deepinit::Dist::Uniform,
+        }
+    }
+}
+
+/// The fan a variance scheme divides by (`--mode`). The variants are named
+/// as the values users type (`fan_in`, ...).
+#[allow(clippy::enum_variant_names)]
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "snake_case")]
+pub(crate) enum ModeChoice {
+    /// Inputs per output (keeps the forward signal).
+    FanIn,
+    /// Outputs per input (keeps the backward signal).
+    FanOut,
+    /// Their mean (Glorot's compromise).
+    FanAvg,
+}
+
+impl From<ModeChoice> for deepinit::FanMode {
+    fn from(m: ModeChoice) -> Self {
+        match m {
+            ModeChoice::FanIn => deepinit::FanMode::FanIn,
+            ModeChoice::FanOut => deepinit::FanMode::FanOut,
+            ModeChoice::FanAvg => deepinit::FanMode::FanAvg,
+        }
+    }
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,14 +213,20 @@ pub(crate) enum BackendChoice {
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct DeviceArgs {
-    /// Where to run: auto, gpu or cpu.
-    #[arg(long, value_enum, default_value = "auto", global = true)]
-    backend: BackendChoice,
+    /// Where to run.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "auto",
+        global = true,
+        help_heading = "Device"
+    )]
+    pub(crate) backend: BackendChoice,
     /// Use the adapter whose name contains NAME (overrides WGPU_ADAPTER_NAME).
-    #[arg(long, value_name = "NAME", global = true)]
+    #[arg(long, value_name = "NAME", global = true, help_heading = "Device")]
     adapter: Option<String>,
     /// Do not use native 64-bit integers in the Philox rounds even if available.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Device")]
     no_int64: bool,
 }
 
@@ -164,10 +311,10 @@ pub(crate) fn describe(ctx: Option<&GpuContext>) -> String {
     DeviceInfo::of(ctx).describe()
 }
 
-pub(crate) fn print_failures(runs: &[deepinit::experiment::RunReport]) {
+pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
-            println!("  FAIL {} / {}: {f}", r.scheme, r.activation);
+            say!(t, "  FAIL {} / {}: {f}", r.scheme, r.activation);
         }
     }
 }

@@ -33,16 +33,19 @@ pub(crate) struct SweepArgs {
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Also run the CPU reference for every multiplier.
+    /// Skip the CPU reference of every multiplier's network.
     #[arg(long)]
+    no_verify: bool,
+    /// Deprecated: verification is now the default (use --no-verify to skip).
+    #[arg(long, hide = true)]
     verify: bool,
     /// Directory for sweep.json, heatmap.{svg,png}, curves.{svg,png},
-    /// histograms.{svg,png}.
+    /// histograms.{svg,png} (--force replaces files deepinit did not write).
     #[arg(long, default_value = "deepinit-sweep")]
     out_dir: PathBuf,
-    /// Replace files in --out-dir that deepinit did not write.
-    #[arg(long)]
-    force: bool,
+    /// The sweep report (the same as sweep.json) as JSON.
+    #[command(flatten)]
+    json: JsonArgs,
 }
 
 pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
@@ -57,8 +60,13 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
         batch: a.batch,
         bias_std: a.bias_std,
         seed: a.seed,
-        verify: a.verify,
+        verify: !a.no_verify,
     };
+    if a.verify {
+        eprintln!(
+            "deepinit: note: --verify is deprecated (verification is the default; --no-verify skips it)"
+        );
+    }
     if a.depth == 0 || a.depth > deepinit::net::MAX_DEPTH {
         return Err(Error::invalid(
             "depth",
@@ -73,22 +81,25 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     probe.bias_std = a.bias_std;
     probe.validate()?;
     deepinit::reference::check_host_memory(&probe)?;
-    let out = deepinit::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.force)?;
+    let json = a.json.open()?;
+    let out = deepinit::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
+    let t = json.text();
     with_network_device(d, act, |ctx, dev| {
-        println!(
+        say!(t,
             "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
             act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
         );
-        println!("device: {}", describe(ctx));
-        println!();
+        say!(t, "device: {}", describe(ctx));
+        say!(t);
         let report = sweep::run(dev, &cfg, progress_bar())?;
-        print!("{}", sweep::table(&report));
+        t.raw(&sweep::table(&report));
         let hist = sweep::histograms(&cfg, &report)?;
         for p in sweep::write_outputs(&out, &report, &hist)? {
-            println!("wrote {}", p.display());
+            say!(t, "wrote {}", p.display());
         }
         let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
-        print_failures(&runs);
+        print_failures(&t, &runs);
+        json.emit(&report, &t)?;
         let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
         Ok(if ok {
             ExitCode::SUCCESS
