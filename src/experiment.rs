@@ -504,53 +504,51 @@ fn theory_layer(
     }
 }
 
-fn assemble(
-    cfg: &NetConfig,
-    s: &[f64],
-    m: &NetStats,
-    checked: Option<(&NetStats, &Calibration)>,
-    th: &[LayerTheory],
-) -> RunReport {
-    let depth = cfg.depth();
-    let z_theory = crate::stats::normal_quantile(1.0 - ALPHA / (2.0 * depth as f64));
-    let z_cpu = tolerance::quantile(tolerance::ALPHA, COMPARED_STATISTICS * depth);
-    let tols = checked.map(|(c, cal)| tolerance::network(cfg, th, c, cal, z_cpu));
-    let mut failures = Vec::new();
-    let mut max_rel: Option<f64> = None;
-    let (mut compared, mut chaotic, mut back_skipped) = (0usize, 0usize, 0usize);
-    let mut layers = Vec::with_capacity(depth);
-    // The backward pass starts at layer L: once any layer at or above l left
-    // f32's range in either run, delta_l went through values whose rounding
-    // (which entries overflowed) differs, so its statistics are not compared.
+/// Per layer: whether any layer at or above it left f32's range in either
+/// run. The backward pass starts at layer L, so delta_l then went through
+/// values whose rounding (which entries overflowed) differs: its statistics
+/// are not compared.
+fn upstream_blown(m: &NetStats, cpu: Option<&NetStats>) -> Vec<bool> {
     let blown =
         |t: &LayerStats| t.pre.nonfinite + t.post.nonfinite > 0 || t.pre.var > 1.0 / UNDERFLOW;
-    let mut upstream_blown = vec![false; depth + 1];
+    let depth = m.layers.len();
+    let mut up = vec![false; depth + 1];
     for i in (0..depth).rev() {
-        let here = blown(&m.layers[i]) || checked.is_some_and(|(c, _)| blown(&c.layers[i]));
-        upstream_blown[i] = upstream_blown[i + 1] || here;
+        let here = blown(&m.layers[i]) || cpu.is_some_and(|c| blown(&c.layers[i]));
+        up[i] = up[i + 1] || here;
     }
-    for (i, ls) in m.layers.iter().enumerate() {
-        let nonfinite = ls.pre.nonfinite + ls.post.nonfinite + ls.grad.nonfinite;
-        let cpu = checked.map(|(c, _)| &c.layers[i]);
-        let tol = tols.as_ref().map(|t| LayerTolerance {
-            backward: t[i].backward && !upstream_blown[i],
-            ..t[i]
-        });
-        let (cpu_check, backward, r) = match (cpu, &tol) {
-            (Some(c), Some(t)) => compare_layer(ls, c, t, &mut failures),
-            _ => (CpuStatus::NotCompared, false, None),
-        };
-        if let Some(r) = r {
-            max_rel = Some(max_rel.map_or(r, |x: f64| x.max(r)));
-        }
-        if cpu_check.compared() {
-            compared += 1;
-            back_skipped += usize::from(!backward);
-        }
-        chaotic += usize::from(cpu_check == CpuStatus::Chaotic);
-        let t = &th[i];
-        let theory_check = theory_layer(ls, t, z_theory, &mut failures);
-        layers.push(LayerReport {
+    up
+}
+
+/// The failure line of a weight test that did not pass.
+fn weight_failure(w: &WeightTest) -> String {
+    format!(
+        "weight test: each layer's variance follows from the layer below with a mean \
+         excess of {:+.2}% +- {:.2}% over {} layers (|T| = {:.2} > {:.2}): the weights' \
+         variance is not the scheme's",
+        100.0 * w.mean_excess,
+        100.0 * w.std_error,
+        w.layers,
+        w.z.abs(),
+        w.critical
+    )
+}
+
+/// Cosine similarity of the first two inputs after the last layer.
+fn final_cosine(m: &NetStats, b: usize) -> Option<f64> {
+    (b >= 2 && m.final_gram.len() >= b * b)
+        .then(|| {
+            let g = &m.final_gram;
+            g[1] / (g[0] * g[b + 1]).sqrt()
+        })
+        .filter(|c| c.is_finite())
+}
+
+impl LayerReport {
+    /// The measured statistics, the theory and the CPU reference's values of
+    /// one layer (the checks not yet filled in).
+    fn measured(ls: &LayerStats, t: &LayerTheory, cpu: Option<&LayerStats>) -> LayerReport {
+        LayerReport {
             layer: ls.layer,
             pre_mean: ls.pre.mean,
             pre_var: ls.pre.var,
@@ -568,11 +566,56 @@ fn assemble(
             dead_frac: ls.dead_frac,
             zero_frac: ls.post.zero_frac,
             saturated_frac: ls.post.saturated_frac,
-            nonfinite,
+            nonfinite: ls.pre.nonfinite + ls.post.nonfinite + ls.grad.nonfinite,
+            cpu_tolerance: None,
+            cpu_check: CpuStatus::NotCompared,
+            cpu_backward_compared: false,
+            theory_check: TheoryStatus::NotApplicable,
+        }
+    }
+}
+
+fn assemble(
+    cfg: &NetConfig,
+    s: &[f64],
+    m: &NetStats,
+    checked: Option<(&NetStats, &Calibration)>,
+    th: &[LayerTheory],
+) -> RunReport {
+    let depth = cfg.depth();
+    let z_theory = crate::stats::normal_quantile(1.0 - ALPHA / (2.0 * depth as f64));
+    let z_cpu = tolerance::quantile(tolerance::ALPHA, COMPARED_STATISTICS * depth);
+    let tols = checked.map(|(c, cal)| tolerance::network(cfg, th, c, cal, z_cpu));
+    let mut failures = Vec::new();
+    let mut max_rel: Option<f64> = None;
+    let (mut compared, mut chaotic, mut back_skipped) = (0usize, 0usize, 0usize);
+    let mut layers = Vec::with_capacity(depth);
+    let upstream_blown = upstream_blown(m, checked.map(|(c, _)| c));
+    for (i, ls) in m.layers.iter().enumerate() {
+        let cpu = checked.map(|(c, _)| &c.layers[i]);
+        let tol = tols.as_ref().map(|t| LayerTolerance {
+            backward: t[i].backward && !upstream_blown[i],
+            ..t[i]
+        });
+        let (cpu_check, backward, r) = match (cpu, &tol) {
+            (Some(c), Some(t)) => compare_layer(ls, c, t, &mut failures),
+            _ => (CpuStatus::NotCompared, false, None),
+        };
+        if let Some(r) = r {
+            max_rel = Some(max_rel.map_or(r, |x: f64| x.max(r)));
+        }
+        if cpu_check.compared() {
+            compared += 1;
+            back_skipped += usize::from(!backward);
+        }
+        chaotic += usize::from(cpu_check == CpuStatus::Chaotic);
+        let theory_check = theory_layer(ls, &th[i], z_theory, &mut failures);
+        layers.push(LayerReport {
             cpu_tolerance: tol.filter(|_| cpu_check.compared()),
             cpu_check,
             cpu_backward_compared: backward,
             theory_check,
+            ..LayerReport::measured(ls, &th[i], cpu)
         });
     }
     let overflow_at = m
@@ -583,22 +626,8 @@ fn assemble(
     let weight_test =
         theory::weight_test(s, &cfg.widths, cfg.batch, m.input.mean_sq, &m.layers, ALPHA);
     if let Some(w) = weight_test.filter(|w| !w.pass) {
-        failures.push(format!(
-            "weight test: each layer's variance follows from the layer below with a mean \
-             excess of {:+.2}% +- {:.2}% over {} layers (|T| = {:.2} > {:.2}): the weights' \
-             variance is not the scheme's",
-            100.0 * w.mean_excess,
-            100.0 * w.std_error,
-            w.layers,
-            w.z.abs(),
-            w.critical
-        ));
+        failures.push(weight_failure(&w));
     }
-    let b = cfg.batch as usize;
-    let final_cosine = (b >= 2 && m.final_gram.len() >= b * b).then(|| {
-        let g = &m.final_gram;
-        g[1] / (g[0] * g[b + 1]).sqrt()
-    });
     let cpu_match = (checked.is_some() && compared > 0)
         .then(|| !layers.iter().any(|l| l.cpu_check == CpuStatus::Mismatch));
     let theory_match = !layers
@@ -620,7 +649,7 @@ fn assemble(
         cpu_seconds: checked.map(|(c, _)| c.seconds),
         input_var: m.input.var,
         layers,
-        final_cosine: final_cosine.filter(|c| c.is_finite()),
+        final_cosine: final_cosine(m, cfg.batch as usize),
         final_gram: m.final_gram.clone(),
         verdict: RunVerdict {
             cpu_match,

@@ -249,44 +249,7 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
     let data_start = (start + len) as u64;
     let header =
         std::str::from_utf8(&header_bytes[..len]).map_err(|_| bad("header is not text"))?;
-    let field = |key: &str| -> Option<&str> {
-        let i = header.find(&format!("'{key}'"))?;
-        let rest = header[i + key.len() + 2..]
-            .trim_start()
-            .strip_prefix(':')?
-            .trim_start();
-        Some(rest)
-    };
-    let descr = field("descr").ok_or_else(|| bad("no descr"))?;
-    let width: u64 = if descr.starts_with("'<f4'") {
-        4
-    } else if descr.starts_with("'<f8'") {
-        8
-    } else {
-        return Err(bad(
-            "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported",
-        ));
-    };
-    if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
-        return Err(bad("only C-order arrays are supported"));
-    }
-    let shape_txt = field("shape").ok_or_else(|| bad("no shape"))?;
-    let inner = shape_txt
-        .strip_prefix('(')
-        .and_then(|t| t.split(')').next())
-        .ok_or_else(|| bad("malformed shape"))?;
-    let dims: Vec<u64> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse().map_err(|_| bad("malformed shape")))
-        .collect::<Result<_>>()?;
-    let [rows, cols] = dims[..] else {
-        return Err(bad(&format!(
-            "expected a 2-D array (batch, width), got {} dimensions",
-            dims.len()
-        )));
-    };
+    let (width, rows, cols) = parse_header(header).map_err(|m| bad(&m))?;
     let n = rows
         .checked_mul(cols)
         .ok_or_else(|| bad("shape overflows"))?;
@@ -352,6 +315,50 @@ mod read_tests {
         std::fs::write(&q, b"not numpy").unwrap();
         assert!(read_2d(&q).is_err());
     }
+}
+
+/// The element width (4 or 8 bytes) and the (rows, cols) of a 2-D C-order
+/// float array's header dict, or why it is not one.
+fn parse_header(header: &str) -> std::result::Result<(u64, u64, u64), String> {
+    let field = |key: &str| -> Option<&str> {
+        let i = header.find(&format!("'{key}'"))?;
+        let rest = header[i + key.len() + 2..]
+            .trim_start()
+            .strip_prefix(':')?
+            .trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").ok_or("no descr")?;
+    let width: u64 = if descr.starts_with("'<f4'") {
+        4
+    } else if descr.starts_with("'<f8'") {
+        8
+    } else {
+        return Err(
+            "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported".into(),
+        );
+    };
+    if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
+        return Err("only C-order arrays are supported".into());
+    }
+    let shape_txt = field("shape").ok_or("no shape")?;
+    let inner = shape_txt
+        .strip_prefix('(')
+        .and_then(|t| t.split(')').next())
+        .ok_or("malformed shape")?;
+    let dims: Vec<u64> = inner
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.parse().map_err(|_| "malformed shape".to_string()))
+        .collect::<std::result::Result<_, _>>()?;
+    let [rows, cols] = dims[..] else {
+        return Err(format!(
+            "expected a 2-D array (batch, width), got {} dimensions",
+            dims.len()
+        ));
+    };
+    Ok((width, rows, cols))
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.

@@ -229,28 +229,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         }
     };
     let cpu_check = match backend {
-        Backend::Gpu(g) if verify_gpu => {
-            let bits = GenRequest {
-                kernel: Kernel::Bits,
-                ..req
-            };
-            let mut mismatched = 0u64;
-            if let Some(p) = &opts.progress {
-                p.stage("comparing the raw Philox words with the CPU reference");
-            }
-            g.generate(&bits, &opts.gen, |off, words| {
-                mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
-                if let Some(p) = &opts.progress {
-                    p.update((off + words.len() as u64) as f64, n as f64);
-                }
-                Ok(())
-            })?;
-            Some(CpuCheck {
-                values: cmp,
-                bits_compared: n,
-                bits_mismatched: mismatched,
-            })
-        }
+        Backend::Gpu(g) if verify_gpu => Some(bits_check(g, &req, opts, cmp)?),
         _ => None,
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -267,83 +246,10 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         expected_excess_kurtosis: kurt,
         nonfinite: moments.nonfinite,
     };
-    let enough = moments.n >= 2;
-    let zc = stats::normal_quantile(1.0 - opts.alpha / 2.0);
-    let mean_test = enough.then(|| {
-        let z = moments.mean / (target.std / (moments.n as f64).sqrt());
-        MeanTest {
-            z,
-            critical: zc,
-            pass: z.abs() <= zc,
-        }
-    });
-    let variance_ci =
-        enough.then(|| stats::variance_interval(moments.n, variance, kurt, 1.0 - opts.alpha));
+    let (mean_test, variance_ci, ks) =
+        sample_tests(&moments, &mut sample, spec, &target, opts.alpha);
     let target_in_ci = variance_ci.as_ref().map(|ci| ci.contains(target.variance));
-    let ks = enough
-        .then(|| stats::ks_one_sample(&mut sample, |x| spec.dist.cdf(target.std, x), opts.alpha));
-
-    let mut failures = Vec::new();
-    let mut not_checked = Vec::new();
-    if moments.nonfinite > 0 {
-        failures.push(format!("{} non-finite values", moments.nonfinite));
-    }
-    if !enough {
-        for what in ["mean test", "variance interval", "KS test"] {
-            not_checked.push(format!("{what}: {TOO_FEW} (the tensor has {n})"));
-        }
-    }
-    if let Some(m) = mean_test.as_ref().filter(|m| !m.pass) {
-        failures.push(format!("mean z = {:.3} beyond +-{zc:.3}", m.z));
-    }
-    if let (Some(false), Some(ci)) = (target_in_ci, &variance_ci) {
-        failures.push(format!(
-            "target variance {:.6e} outside the {:.1}% interval [{:.6e}, {:.6e}]",
-            target.variance,
-            100.0 * ci.level,
-            ci.lo,
-            ci.hi
-        ));
-    }
-    if let Some(k) = ks.as_ref().filter(|k| !k.pass) {
-        failures.push(format!(
-            "KS D = {:.5} above the critical {:.5}",
-            k.d, k.critical
-        ));
-    }
-    match backend {
-        Backend::Gpu(_) if !opts.verify => {
-            not_checked.push("GPU vs CPU reference: not compared (--no-verify)".into())
-        }
-        _ => {}
-    }
-    let bound = spec.dist.max_abs_in_std() * target.std * (1.0 + 1e-5);
-    if moments.n > 0 && (moments.max > bound || moments.min < -bound) {
-        failures.push(format!(
-            "values outside the distribution's support +-{bound:.6e}"
-        ));
-    }
-    if let Some(c) = &cpu_check {
-        if c.bits_mismatched > 0 {
-            failures.push(format!(
-                "{} raw Philox words differ from the CPU",
-                c.bits_mismatched
-            ));
-        }
-        if !c.values.within_bounds() {
-            failures.push(format!(
-                "{} values differ from the CPU reference by more than the derived bound",
-                c.values.exceeding
-            ));
-        }
-    }
-    let out = match writer {
-        Some(w) if failures.is_empty() => Some(w.finish()?),
-        // A tensor that failed verification is not written (the writer's Drop
-        // removes the temporary file).
-        _ => None,
-    };
-    Ok(Report {
+    let mut report = Report {
         scheme: spec.scheme.name(),
         dist: spec.dist,
         shape: spec.shape.0.clone(),
@@ -359,12 +265,142 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         target_in_ci,
         ks,
         cpu_check,
-        out,
+        out: None,
         seconds,
         verdict: Verdict {
-            pass: failures.is_empty(),
-            failures,
-            not_checked,
+            pass: true,
+            failures: Vec::new(),
+            not_checked: Vec::new(),
         },
+    };
+    judge(
+        &mut report,
+        spec,
+        matches!(backend, Backend::Gpu(_)) && !opts.verify,
+    );
+    report.out = match writer {
+        Some(w) if report.verdict.pass => Some(w.finish()?),
+        // A tensor that failed verification is not written (the writer's Drop
+        // removes the temporary file).
+        _ => None,
+    };
+    Ok(report)
+}
+
+/// Compares the device's raw Philox words of the whole tensor with the CPU's.
+fn bits_check(
+    g: &Generator,
+    req: &GenRequest,
+    opts: &DrawOptions,
+    values: Comparison,
+) -> Result<CpuCheck> {
+    let bits = GenRequest {
+        kernel: Kernel::Bits,
+        ..*req
+    };
+    let mut mismatched = 0u64;
+    if let Some(p) = &opts.progress {
+        p.stage("comparing the raw Philox words with the CPU reference");
+    }
+    g.generate(&bits, &opts.gen, |off, words| {
+        mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
+        if let Some(p) = &opts.progress {
+            p.update((off + words.len() as u64) as f64, req.count as f64);
+        }
+        Ok(())
+    })?;
+    Ok(CpuCheck {
+        values,
+        bits_compared: req.count,
+        bits_mismatched: mismatched,
     })
+}
+
+/// The mean test, the variance interval and the KS test (none with fewer
+/// than 2 elements).
+fn sample_tests(
+    moments: &Moments,
+    sample: &mut [f32],
+    spec: &InitSpec,
+    target: &Target,
+    alpha: f64,
+) -> (Option<MeanTest>, Option<VarianceInterval>, Option<KsTest>) {
+    if moments.n < 2 {
+        return (None, None, None);
+    }
+    let zc = stats::normal_quantile(1.0 - alpha / 2.0);
+    let z = moments.mean / (target.std / (moments.n as f64).sqrt());
+    let mean_test = MeanTest {
+        z,
+        critical: zc,
+        pass: z.abs() <= zc,
+    };
+    let kurt = spec.dist.excess_kurtosis();
+    let ci = stats::variance_interval(moments.n, moments.variance(), kurt, 1.0 - alpha);
+    let ks = stats::ks_one_sample(sample, |x| spec.dist.cdf(target.std, x), alpha);
+    (Some(mean_test), Some(ci), Some(ks))
+}
+
+/// Fills the verdict from the report's checks: every failure, and every check
+/// that did not run with its reason (`unverified`: a GPU run with
+/// `--no-verify`).
+fn judge(r: &mut Report, spec: &InitSpec, unverified: bool) {
+    let mut failures = Vec::new();
+    let mut not_checked = Vec::new();
+    let m = &r.sample;
+    if m.nonfinite > 0 {
+        failures.push(format!("{} non-finite values", m.nonfinite));
+    }
+    if r.mean_test.is_none() {
+        for what in ["mean test", "variance interval", "KS test"] {
+            not_checked.push(format!("{what}: {TOO_FEW} (the tensor has {})", r.elements));
+        }
+    }
+    if let Some(t) = r.mean_test.as_ref().filter(|t| !t.pass) {
+        failures.push(format!("mean z = {:.3} beyond +-{:.3}", t.z, t.critical));
+    }
+    if let (Some(false), Some(ci)) = (r.target_in_ci, &r.variance_ci) {
+        failures.push(format!(
+            "target variance {:.6e} outside the {:.1}% interval [{:.6e}, {:.6e}]",
+            r.target.variance,
+            100.0 * ci.level,
+            ci.lo,
+            ci.hi
+        ));
+    }
+    if let Some(k) = r.ks.as_ref().filter(|k| !k.pass) {
+        failures.push(format!(
+            "KS D = {:.5} above the critical {:.5}",
+            k.d, k.critical
+        ));
+    }
+    if unverified {
+        not_checked.push("GPU vs CPU reference: not compared (--no-verify)".into());
+    }
+    let bound = spec.dist.max_abs_in_std() * r.target.std * (1.0 + 1e-5);
+    let finite = r.elements.saturating_sub(m.nonfinite);
+    if finite > 0 && (m.max > bound || m.min < -bound) {
+        failures.push(format!(
+            "values outside the distribution's support +-{bound:.6e}"
+        ));
+    }
+    if let Some(c) = &r.cpu_check {
+        if c.bits_mismatched > 0 {
+            failures.push(format!(
+                "{} raw Philox words differ from the CPU",
+                c.bits_mismatched
+            ));
+        }
+        if !c.values.within_bounds() {
+            failures.push(format!(
+                "{} values differ from the CPU reference by more than the derived bound",
+                c.values.exceeding
+            ));
+        }
+    }
+    r.verdict = Verdict {
+        pass: failures.is_empty(),
+        failures,
+        not_checked,
+    };
 }

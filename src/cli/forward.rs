@@ -59,44 +59,83 @@ pub(crate) struct ForwardArgs {
 
 pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let act = deepinit::act::Activation::parse(&a.act)?;
-    let max_depth = deepinit::net::MAX_DEPTH;
-    let widths = match &a.widths {
-        Some(w) if w.len() < 2 => {
-            return Err(Error::invalid(
-                "widths",
-                format!(
-                    "--widths {} lists {} value; it needs at least two (n_0,n_1,...: the input \
-                     width, then one per layer)",
-                    w.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
-                    w.len()
-                ),
-            ))
-        }
-        Some(w) if w.len() - 1 > max_depth => {
-            return Err(Error::invalid(
-                "widths",
-                format!(
-                    "{} layers; reduce the depth (at most {max_depth})",
-                    w.len() - 1
-                ),
-            ))
-        }
-        Some(w) => w.clone(),
-        None if a.depth == 0 => {
-            return Err(Error::invalid(
-                "depth",
-                "0 (a network needs at least one layer)",
-            ))
-        }
-        None if a.depth > max_depth => {
-            return Err(Error::invalid(
-                "depth",
-                format!("{}; reduce the depth (at most {max_depth})", a.depth),
-            ))
-        }
-        None => vec![a.width; a.depth + 1],
-    };
     let json_out = a.json.open()?;
+    let (cfg, input) = network(a, act)?;
+    let t = json_out.text();
+    with_network_device(d, act, |ctx, dev| {
+        let progress = deepinit::progress::Progress::new("forward + backward pass");
+        let r = deepinit::experiment::run_with_progress(
+            dev,
+            &cfg,
+            input.as_ref().map(|x| x.data.as_slice()),
+            !a.no_verify,
+            &progress,
+        )?;
+        drop(progress);
+        say!(t,
+            "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
+            r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+        );
+        say!(t, "device: {}", describe(ctx));
+        say!(t);
+        print_layers(&t, &r);
+        say!(t);
+        print_verdict(&t, &r.verdict, verify_word(a, ctx));
+        let runs = vec![r];
+        print_failures(&t, &runs);
+        let code = exit_for(&runs);
+        json_out.emit(
+            &deepinit::demo::Report {
+                device: DeviceInfo::of(ctx),
+                config: serde_json::json!({ "command": "forward" }),
+                runs,
+            },
+            &t,
+        )?;
+        Ok(code)
+    })
+}
+
+/// The widths n_0..n_L from --widths, or --width and --depth, range-checked.
+fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
+    let max_depth = deepinit::net::MAX_DEPTH;
+    match &a.widths {
+        Some(w) if w.len() < 2 => Err(Error::invalid(
+            "widths",
+            format!(
+                "--widths {} lists {} value; it needs at least two (n_0,n_1,...: the input \
+                 width, then one per layer)",
+                w.iter().map(u64::to_string).collect::<Vec<_>>().join(","),
+                w.len()
+            ),
+        )),
+        Some(w) if w.len() - 1 > max_depth => Err(Error::invalid(
+            "widths",
+            format!(
+                "{} layers; reduce the depth (at most {max_depth})",
+                w.len() - 1
+            ),
+        )),
+        Some(w) => Ok(w.clone()),
+        None if a.depth == 0 => Err(Error::invalid(
+            "depth",
+            "0 (a network needs at least one layer)",
+        )),
+        None if a.depth > max_depth => Err(Error::invalid(
+            "depth",
+            format!("{}; reduce the depth (at most {max_depth})", a.depth),
+        )),
+        None => Ok(vec![a.width; a.depth + 1]),
+    }
+}
+
+/// The network the options describe, with its inputs if --input is given;
+/// everything validated (host memory included) before any device opens.
+fn network(
+    a: &ForwardArgs,
+    act: deepinit::act::Activation,
+) -> Result<(deepinit::net::NetConfig, Option<deepinit::npy::Array2>)> {
+    let widths = widths(a)?;
     let input = a.input.as_deref().map(deepinit::npy::read_2d).transpose()?;
     let batch = match (&input, a.batch) {
         (Some(x), Some(b)) if b != x.rows => {
@@ -133,113 +172,97 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     cfg.dist = a.dist.into();
     cfg.validate()?;
     deepinit::reference::check_host_memory(&cfg)?;
-    let t = json_out.text();
-    with_network_device(d, act, |ctx, dev| {
-        let progress = deepinit::progress::Progress::new("forward + backward pass");
-        let r = deepinit::experiment::run_with_progress(
-            dev,
-            &cfg,
-            input.as_ref().map(|x| x.data.as_slice()),
-            !a.no_verify,
-            &progress,
-        )?;
-        drop(progress);
+    Ok((cfg, input))
+}
+
+/// Why a run was not compared with the CPU, if it was not.
+fn verify_word(a: &ForwardArgs, ctx: Option<&GpuContext>) -> &'static str {
+    if a.no_verify {
+        "not compared (--no-verify)"
+    } else if ctx.is_none() {
+        "not compared (the CPU backend is the reference)"
+    } else {
+        "not compared (no layer within the rounding model's reach)"
+    }
+}
+
+/// The per-layer table (every layer up to 20, else about 12 of them).
+fn print_layers(t: &Text, r: &deepinit::experiment::RunReport) {
+    say!(
+        t,
+        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<13}vs theory",
+        "layer",
+        "Var(z)",
+        "theory",
+        "Var(a)",
+        "Var(delta)",
+        "theory",
+        "|dW|_F",
+        "chi1",
+        "dead",
+        "sat",
+        "vs CPU",
+    );
+    let step = if r.depth <= 20 {
+        1
+    } else {
+        r.depth.div_ceil(12)
+    };
+    for l in r
+        .layers
+        .iter()
+        .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
+    {
         say!(t,
-            "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
-            r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+            "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<13}{}",
+            l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
+            l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
         );
-        say!(t, "device: {}", describe(ctx));
-        say!(t);
-        say!(
-            t,
-            "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<9}vs theory",
-            "layer",
-            "Var(z)",
-            "theory",
-            "Var(a)",
-            "Var(delta)",
-            "theory",
-            "|dW|_F",
-            "chi1",
-            "dead",
-            "sat",
-            "vs CPU",
-        );
-        let step = if r.depth <= 20 {
-            1
-        } else {
-            r.depth.div_ceil(12)
-        };
-        for l in r
-            .layers
-            .iter()
-            .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
-        {
-            say!(t,
-                "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<9}{}",
-                l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
-                l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
-            );
-        }
-        say!(t);
-        let v = &r.verdict;
-        let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
-            (None, _) if a.no_verify => "not compared (--no-verify)".to_string(),
-            (None, _) if ctx.is_none() => {
-                "not compared (the CPU backend is the reference)".to_string()
-            }
-            (None, _) => "not compared (no layer within the rounding model's reach)".to_string(),
-            (Some(ok), r) => format!(
-                "{} ({} layers compared, max relative difference {}{}{})",
-                if ok { "match" } else { "MISMATCH" },
-                v.compared_layers,
-                r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
-                if v.chaotic_layers > 0 {
-                    format!(", {} chaotic layers not compared", v.chaotic_layers)
-                } else {
-                    String::new()
-                },
-                if v.backward_not_compared > 0 {
-                    format!(
-                        ", backward not compared in {} layers",
-                        v.backward_not_compared
-                    )
-                } else {
-                    String::new()
-                }
-            ),
-        };
-        let weights = match &v.weight_test {
-            Some(w) => format!(
-                "weight variance {:+.2}% +- {:.2}% (|T| {:.2} vs {:.2}: {})",
-                100.0 * w.mean_excess,
-                100.0 * w.std_error,
-                w.z.abs(),
-                w.critical,
-                if w.pass { "ok" } else { "FAIL" }
-            ),
-            None => "weight test n/a (no layer in f32 range)".to_string(),
-        };
-        say!(t, "verdict: CPU reference {cpu}");
-        say!(
-            t,
-            "         theory {}; {weights}",
-            if v.theory_match { "match" } else { "DEVIATES" }
-        );
-        if let Some(l) = v.overflow_at {
-            say!(t, "the signal overflowed f32 at layer {l}");
-        }
-        let runs = vec![r];
-        print_failures(&t, &runs);
-        let code = exit_for(&runs);
-        json_out.emit(
-            &deepinit::demo::Report {
-                device: DeviceInfo::of(ctx),
-                config: serde_json::json!({ "command": "forward" }),
-                runs,
+    }
+}
+
+/// The two verdict lines (CPU reference; theory and weight test).
+fn print_verdict(t: &Text, v: &deepinit::experiment::RunVerdict, not_compared: &str) {
+    let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
+        (None, _) => not_compared.to_string(),
+        (Some(ok), r) => format!(
+            "{} ({} layers compared, max relative difference {}{}{})",
+            if ok { "match" } else { "MISMATCH" },
+            v.compared_layers,
+            r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
+            if v.chaotic_layers > 0 {
+                format!(", {} chaotic layers not compared", v.chaotic_layers)
+            } else {
+                String::new()
             },
-            &t,
-        )?;
-        Ok(code)
-    })
+            if v.backward_not_compared > 0 {
+                format!(
+                    ", backward not compared in {} layers",
+                    v.backward_not_compared
+                )
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let weights = match &v.weight_test {
+        Some(w) => format!(
+            "weight variance {:+.2}% +- {:.2}% (|T| {:.2} vs {:.2}: {})",
+            100.0 * w.mean_excess,
+            100.0 * w.std_error,
+            w.z.abs(),
+            w.critical,
+            if w.pass { "ok" } else { "FAIL" }
+        ),
+        None => "weight test n/a (no layer in f32 range)".to_string(),
+    };
+    say!(t, "verdict: CPU reference {cpu}");
+    say!(
+        t,
+        "         theory {}; {weights}",
+        if v.theory_match { "match" } else { "DEVIATES" }
+    );
+    if let Some(l) = v.overflow_at {
+        say!(t, "the signal overflowed f32 at layer {l}");
+    }
 }

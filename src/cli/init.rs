@@ -148,8 +148,17 @@ pub(crate) fn num(v: f64) -> String {
 }
 
 pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
-    use std::fmt::Write;
     let mut s = String::new();
+    render_header(&mut s, r, spec);
+    render_statistics(&mut s, r, spec);
+    render_cpu_check(&mut s, r);
+    render_footer(&mut s, r, spec);
+    s
+}
+
+/// What was drawn, on which device, with which target.
+fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
+    use std::fmt::Write;
     let t = &r.target;
     let rule = match (t.scale, t.mode) {
         (Some(scale), Some(mode)) => {
@@ -176,6 +185,12 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
         num(t.std),
         t.variance
     );
+}
+
+/// The sample against the target: mean, variance, support, kurtosis, KS.
+fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
+    use std::fmt::Write;
+    let t = &r.target;
     let _ = writeln!(s);
     let m = &r.sample;
     let na = |what: &str| format!("n/a ({}: {})", what, deepinit::tensor::TOO_FEW);
@@ -246,6 +261,11 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
         "{:<22}{ks_check}",
         format!("KS vs {} CDF", r.dist.name())
     );
+}
+
+/// The GPU against the CPU reference (or why there was no comparison).
+fn render_cpu_check(s: &mut String, r: &Report) {
+    use std::fmt::Write;
     match &r.cpu_check {
         Some(c) => {
             let _ = writeln!(
@@ -281,6 +301,11 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
             );
         }
     }
+}
+
+/// The file written, the time, and the verdict.
+fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
+    use std::fmt::Write;
     let _ = writeln!(s);
     if let Some(p) = &r.out {
         let _ = writeln!(
@@ -313,5 +338,4 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
             let _ = writeln!(s, "  (no file was written)");
         }
     }
-    s
 }
