@@ -87,7 +87,8 @@ pub fn run(
     run_with_fault(gen, kern, cfg, input, &net::Fault::default(), None)
 }
 
-/// [`run`] with a defect injected (tests only; see [`net::Fault`]).
+/// [`run`] with a defect injected (tests only; see [`net::Fault`]) and
+/// optional progress reporting.
 #[doc(hidden)]
 pub fn run_with_fault(
     gen: &Generator,
@@ -107,83 +108,172 @@ pub fn run_with_fault(
             ),
         ));
     }
-    let ctx = gen.context();
     let start = Instant::now();
-    let stds = cfg.validate()?;
+    let pass = Pass::plan(gen, kern, cfg, fault)?;
+    let ctx = gen.context();
     let depth = cfg.depth();
-    let b = cfg.batch;
-    let w = &cfg.widths;
-    let max_w = *w.iter().max().unwrap_or(&1);
-    let sat = cfg.act.saturation();
-
-    // Record layout: input, then per layer z, a, delta.
-    let recs_of = |n: u64| NetKernels::records(n);
-    let mut rec = vec![[0u64; 3]; depth + 1];
-    let mut total = recs_of(b * w[0]);
-    for l in 1..=depth {
-        let r = recs_of(b * w[l]);
-        rec[l] = [total, total + r, total + 2 * r];
-        total += 3 * r;
-    }
-    // Then per layer the statistics of z_l's column sums (sum over the batch).
-    let mut rec_cols = vec![0u64; depth + 1];
-    for l in 1..=depth {
-        rec_cols[l] = total;
-        total += recs_of(w[l]);
-    }
-    let gram_elems = b * b;
-    // The Gram matrices of every layer share one binding: its size bounds the depth.
-    let binding = ctx
-        .limits
-        .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
-    let gram_bytes = 4 * gram_elems * (2 * depth as u64 + 1);
-    if gram_bytes > binding {
-        let max_depth = (binding / (4 * gram_elems)).saturating_sub(1) / 2;
-        return Err(Error::LimitExceeded {
-            what: "the per-layer Gram matrices (bytes)".into(),
-            got: gram_bytes,
-            max: binding,
-            hint: format!(
-                " on {}; reduce the depth (at most {max_depth} at batch {b}) or the batch",
-                ctx.adapter.name
-            ),
-        });
-    }
-    let max_rows = (1..=depth)
-        .map(|l| weight_rows(ctx, w[l - 1], w[l]))
-        .collect::<Result<Vec<_>>>()?;
-    let w_elems = (1..=depth)
-        .map(|l| max_rows[l - 1] * w[l - 1])
-        .max()
-        .unwrap_or(1);
-    let bufs = Bufs {
-        act: [
-            storage(ctx, "activations", 4 * b * max_w)?,
-            storage(ctx, "activations", 4 * b * max_w)?,
-        ],
-        delta: [
-            storage(ctx, "deltas", 4 * b * max_w)?,
-            storage(ctx, "deltas", 4 * b * max_w)?,
-        ],
-        z: (1..=depth)
-            .map(|l| storage(ctx, "pre-activations", 4 * b * w[l]))
-            .collect::<Result<_>>()?,
-        w: storage(ctx, "weight block", 4 * w_elems)?,
-        bias: storage(ctx, "bias", 4 * max_w)?,
-        ones: storage(ctx, "ones", 4 * b)?,
-        colsum: storage(ctx, "column sums", 4 * max_w)?,
-        recs: storage(ctx, "statistics records", 4 * net_words(total))?,
-        dead: storage(ctx, "dead-unit counters", 4 * (depth as u64 + 1))?,
-        // Gram of a_{l-1} at slot 2(l-1), of delta_l at slot 2(l-1)+1, final a_L at slot 2L.
-        grams: storage(
-            ctx,
-            "Gram matrices",
-            4 * gram_elems * (2 * depth as u64 + 1),
-        )?,
+    // Progress: with a reporter, each submission is waited for, so the
+    // fraction of the pass's flops done is known (a small pass is one
+    // submission and is not slowed).
+    let total_flops: f64 = (1..=depth).map(|l| 2.0 * pass.layer_flops(l)).sum();
+    let mut done_flops = 0.0f64;
+    let mut pending = 0.0f64;
+    let mut enc = pass.encoder();
+    let mut account = |enc: &mut wgpu::CommandEncoder, flops: f64| -> Result<()> {
+        pending += flops;
+        if pending > FLOPS_PER_SUBMIT {
+            let index = ctx
+                .queue
+                .submit([std::mem::replace(enc, pass.encoder()).finish()]);
+            done_flops += pending;
+            pending = 0.0;
+            if let Some(p) = progress {
+                ctx.wait_for(index, "running the network")?;
+                p.update(done_flops, total_flops);
+            }
+        }
+        Ok(())
     };
+    // Everything is recorded into as few submissions as possible.
+    pass.record_input(&mut enc, input)?;
+    for l in 1..=depth {
+        pass.record_forward(&mut enc, l)?;
+        account(&mut enc, pass.layer_flops(l))?;
+    }
+    pass.gram(
+        &mut enc,
+        &pass.bufs.act[depth % 2],
+        cfg.widths[depth],
+        2 * depth as u64,
+    )?;
+    pass.record_loss(&mut enc)?;
+    for l in (1..=depth).rev() {
+        pass.record_backward(&mut enc, l)?;
+        account(&mut enc, pass.layer_flops(l))?;
+    }
+    // Read back only the statistics, in the same submission as the last work.
+    let mut stats = pass.read_statistics(enc)?;
+    stats.seconds = start.elapsed().as_secs_f64();
+    Ok(stats)
+}
 
-    let gemm_gram = |enc: &mut wgpu::CommandEncoder, x: &wgpu::Buffer, n: u64, slot: u64| {
+/// One network pass, planned: its buffers (allocated once, whatever the
+/// depth) and the layout of its statistics records.
+struct Pass<'a> {
+    gen: &'a Generator<'a>,
+    kern: &'a NetKernels<'a>,
+    cfg: &'a NetConfig,
+    fault: &'a net::Fault,
+    stds: Vec<f64>,
+    bufs: Bufs,
+    /// Records of layer l: [z, a, delta]; layer 0: the input at 0.
+    rec: Vec<[u64; 3]>,
+    /// Records of layer l's column sums (batch sums of z_l).
+    rec_cols: Vec<u64>,
+    /// All records.
+    total_records: u64,
+    /// Rows of W_l per generated block.
+    max_rows: Vec<u64>,
+}
+
+impl<'a> Pass<'a> {
+    /// Lays out the records and allocates every buffer.
+    fn plan(
+        gen: &'a Generator<'a>,
+        kern: &'a NetKernels<'a>,
+        cfg: &'a NetConfig,
+        fault: &'a net::Fault,
+    ) -> Result<Pass<'a>> {
+        let ctx = gen.context();
+        let stds = cfg.validate()?;
+        let depth = cfg.depth();
+        let (b, w) = (cfg.batch, &cfg.widths);
+        let max_w = *w.iter().max().unwrap_or(&1);
+        // Record layout: input, then per layer z, a, delta, then per layer
+        // the statistics of z_l's column sums.
+        let recs_of = NetKernels::records;
+        let mut rec = vec![[0u64; 3]; depth + 1];
+        let mut total = recs_of(b * w[0]);
+        for l in 1..=depth {
+            let r = recs_of(b * w[l]);
+            rec[l] = [total, total + r, total + 2 * r];
+            total += 3 * r;
+        }
+        let mut rec_cols = vec![0u64; depth + 1];
+        for l in 1..=depth {
+            rec_cols[l] = total;
+            total += recs_of(w[l]);
+        }
+        let gram_bytes = 4 * b * b * (2 * depth as u64 + 1);
+        check_gram_binding(ctx, gram_bytes, b)?;
+        let max_rows = (1..=depth)
+            .map(|l| weight_rows(ctx, w[l - 1], w[l]))
+            .collect::<Result<Vec<_>>>()?;
+        let w_elems = (1..=depth)
+            .map(|l| max_rows[l - 1] * w[l - 1])
+            .max()
+            .unwrap_or(1);
+        let bufs = Bufs {
+            act: [
+                storage(ctx, "activations", 4 * b * max_w)?,
+                storage(ctx, "activations", 4 * b * max_w)?,
+            ],
+            delta: [
+                storage(ctx, "deltas", 4 * b * max_w)?,
+                storage(ctx, "deltas", 4 * b * max_w)?,
+            ],
+            z: (1..=depth)
+                .map(|l| storage(ctx, "pre-activations", 4 * b * w[l]))
+                .collect::<Result<_>>()?,
+            w: storage(ctx, "weight block", 4 * w_elems)?,
+            bias: storage(ctx, "bias", 4 * max_w)?,
+            ones: storage(ctx, "ones", 4 * b)?,
+            colsum: storage(ctx, "column sums", 4 * max_w)?,
+            recs: storage(ctx, "statistics records", 4 * net_words(total))?,
+            dead: storage(ctx, "dead-unit counters", 4 * (depth as u64 + 1))?,
+            // Gram of a_{l-1} at slot 2(l-1), of delta_l at slot 2(l-1)+1, final a_L at slot 2L.
+            grams: storage(ctx, "Gram matrices", gram_bytes)?,
+        };
+        ctx.queue
+            .write_buffer(&bufs.ones, 0, bytemuck::cast_slice(&vec![1f32; b as usize]));
+        Ok(Pass {
+            gen,
+            kern,
+            cfg,
+            fault,
+            stds,
+            bufs,
+            rec,
+            rec_cols,
+            total_records: total,
+            max_rows,
+        })
+    }
+
+    fn encoder(&self) -> wgpu::CommandEncoder {
+        self.gen
+            .context()
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("network"),
+            })
+    }
+
+    /// GEMM flops of one layer's forward pass (the backward pass costs the same).
+    fn layer_flops(&self, l: usize) -> f64 {
+        let (b, w) = (self.cfg.batch, &self.cfg.widths);
+        2.0 * (b * w[l - 1] * (w[l] + b)) as f64
+    }
+
+    /// Records the Gram matrix x x^T (batch x batch) of `x` (rows of `n`) into `slot`.
+    fn gram(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        x: &wgpu::Buffer,
+        n: u64,
+        slot: u64,
+    ) -> Result<()> {
+        let b = self.cfg.batch;
         let p = GemmParams {
             m: b as u32,
             n: b as u32,
@@ -191,88 +281,94 @@ pub fn run_with_fault(
             lda: n as u32,
             ldb: n as u32,
             ldc: b as u32,
-            c_off: (slot * gram_elems) as u32,
+            c_off: (slot * b * b) as u32,
             ..Default::default()
         };
-        kern.gemm(enc, GemmForm::Nt, &p, x, x, &bufs.grams)
-    };
-    let weight_block = |enc: &mut wgpu::CommandEncoder, l: usize, r0: u64, rows: u64| {
+        self.kern
+            .gemm(enc, GemmForm::Nt, &p, x, x, &self.bufs.grams)
+    }
+
+    /// Records the generation of rows `r0 .. r0 + rows` of W_l into the block buffer.
+    fn weight_block(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        l: usize,
+        r0: u64,
+        rows: u64,
+    ) -> Result<()> {
+        let (cfg, n_in) = (self.cfg, self.cfg.widths[l - 1]);
         let req = GenRequest {
             kernel: Kernel::Dist(cfg.dist),
             seed: cfg.seed,
             tensor_id: l as u32,
-            start: r0 * w[l - 1],
-            count: rows * w[l - 1],
-            scale: cfg.dist.kernel_scale(stds[l - 1] * fault.weight_factor(l)),
+            start: r0 * n_in,
+            count: rows * n_in,
+            scale: cfg
+                .dist
+                .kernel_scale(self.stds[l - 1] * self.fault.weight_factor(l)),
         };
-        gen.encode_into(enc, &req, &bufs.w)
-    };
-    // Row blocks (first row, rows) of W_l that fit the block buffer.
-    let blocks = |l: usize| {
-        let (rows, n_out) = (max_rows[l - 1], w[l]);
-        (0..n_out.div_ceil(rows)).map(move |i| (i * rows, rows.min(n_out - i * rows)))
-    };
-    let new_encoder = || {
-        ctx.device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("network"),
-            })
-    };
+        self.gen.encode_into(enc, &req, &self.bufs.w)
+    }
 
-    // Progress: with a reporter, each submission is waited for, so the
-    // fraction of the pass's flops done is known (a small pass is one
-    // submission and is not slowed).
-    let total_flops: f64 = (1..=depth)
-        .map(|l| 4.0 * (b * w[l - 1] * (w[l] + b)) as f64)
-        .sum();
-    let mut done_flops = 0.0f64;
-    let mut submit = |enc: wgpu::CommandEncoder, flops: f64| -> Result<()> {
-        let index = ctx.queue.submit([enc.finish()]);
-        done_flops += flops;
-        if let Some(p) = progress {
-            ctx.wait_for(index, "running the network")?;
-            p.update(done_flops, total_flops);
-        }
-        Ok(())
-    };
-    // Input. Everything below is recorded into as few submissions as possible.
-    ctx.queue
-        .write_buffer(&bufs.ones, 0, bytemuck::cast_slice(&vec![1f32; b as usize]));
-    let mut enc = new_encoder();
-    let mut pending = 0.0f64;
-    match input {
-        Some(x) => {
-            if x.len() as u64 != b * w[0] {
+    /// Row blocks (first row, rows) of W_l that fit the block buffer.
+    fn blocks(&self, l: usize) -> impl Iterator<Item = (u64, u64)> {
+        let (rows, n_out) = (self.max_rows[l - 1], self.cfg.widths[l]);
+        (0..n_out.div_ceil(rows)).map(move |i| (i * rows, rows.min(n_out - i * rows)))
+    }
+
+    /// Records a normal tensor `tensor` of `count` values into `out`.
+    fn normal(
+        &self,
+        enc: &mut wgpu::CommandEncoder,
+        tensor: u32,
+        count: u64,
+        std: f64,
+        out: &wgpu::Buffer,
+    ) -> Result<()> {
+        let req = GenRequest {
+            kernel: Kernel::Dist(Dist::Normal),
+            seed: self.cfg.seed,
+            tensor_id: tensor,
+            start: 0,
+            count,
+            scale: Dist::Normal.kernel_scale(std),
+        };
+        self.gen.encode_into(enc, &req, out)
+    }
+
+    /// The input a_0: `input` (batch x n_0) or N(0, 1) from the RNG, and its statistics.
+    fn record_input(&self, enc: &mut wgpu::CommandEncoder, input: Option<&[f32]>) -> Result<()> {
+        let n = self.cfg.batch * self.cfg.widths[0];
+        match input {
+            Some(x) if x.len() as u64 != n => {
                 return Err(Error::invalid(
                     "input",
-                    format!("{} values, but batch x width = {}", x.len(), b * w[0]),
-                ));
+                    format!("{} values, but batch x width = {n}", x.len()),
+                ))
             }
-            ctx.queue
-                .write_buffer(&bufs.act[0], 0, bytemuck::cast_slice(x));
+            Some(x) => {
+                self.gen
+                    .context()
+                    .queue
+                    .write_buffer(&self.bufs.act[0], 0, bytemuck::cast_slice(x))
+            }
+            None => self.normal(enc, net::INPUT_TENSOR, n, 1.0, &self.bufs.act[0])?,
         }
-        None => {
-            let req = GenRequest {
-                kernel: Kernel::Dist(Dist::Normal),
-                seed: cfg.seed,
-                tensor_id: net::INPUT_TENSOR,
-                start: 0,
-                count: b * w[0],
-                scale: Dist::Normal.kernel_scale(1.0),
-            };
-            gen.encode_into(&mut enc, &req, &bufs.act[0])?;
-        }
+        self.kern
+            .reduce(enc, &self.bufs.act[0], n, 0, None, &self.bufs.recs)
     }
-    kern.reduce(&mut enc, &bufs.act[0], b * w[0], 0, None, &bufs.recs)?;
 
-    // Forward.
-    for l in 1..=depth {
-        let (n_in, n_out) = (w[l - 1], w[l]);
+    /// Layer l forward: z_l = a_{l-1} W_l^T (+ b_l), a_l = phi(z_l), and
+    /// every statistic of z_l and a_l.
+    fn record_forward(&self, enc: &mut wgpu::CommandEncoder, l: usize) -> Result<()> {
+        let (cfg, bufs, kern) = (self.cfg, &self.bufs, self.kern);
+        let (b, n_in, n_out) = (cfg.batch, cfg.widths[l - 1], cfg.widths[l]);
         let a_prev = &bufs.act[(l - 1) % 2];
         let a_next = &bufs.act[l % 2];
-        gemm_gram(&mut enc, a_prev, n_in, 2 * (l as u64 - 1))?;
-        for (r0, r) in blocks(l) {
-            weight_block(&mut enc, l, r0, r)?;
+        let z = &bufs.z[l - 1];
+        self.gram(enc, a_prev, n_in, 2 * (l as u64 - 1))?;
+        for (r0, r) in self.blocks(l) {
+            self.weight_block(enc, l, r0, r)?;
             let p = GemmParams {
                 m: b as u32,
                 n: r as u32,
@@ -283,42 +379,25 @@ pub fn run_with_fault(
                 c_off: r0 as u32,
                 ..Default::default()
             };
-            kern.gemm(&mut enc, GemmForm::Nt, &p, a_prev, &bufs.w, &bufs.z[l - 1])?;
+            kern.gemm(enc, GemmForm::Nt, &p, a_prev, &bufs.w, z)?;
         }
-        if let Some((rows, cols)) = fault.tile(l, b, n_out) {
+        if let Some((rows, cols)) = self.fault.tile(l, b, n_out) {
             for row in 0..rows {
-                enc.clear_buffer(&bufs.z[l - 1], 4 * row * n_out, Some(4 * cols));
+                enc.clear_buffer(z, 4 * row * n_out, Some(4 * cols));
             }
         }
         let has_bias = cfg.bias_std > 0.0;
         if has_bias {
-            let req = GenRequest {
-                kernel: Kernel::Dist(Dist::Normal),
-                seed: cfg.seed,
-                tensor_id: net::BIAS_TENSOR | l as u32,
-                start: 0,
-                count: n_out,
-                scale: Dist::Normal.kernel_scale(cfg.bias_std),
-            };
-            gen.encode_into(&mut enc, &req, &bufs.bias)?;
+            self.normal(
+                enc,
+                net::BIAS_TENSOR | l as u32,
+                n_out,
+                cfg.bias_std,
+                &bufs.bias,
+            )?;
         }
-        kern.bias_act(
-            &mut enc,
-            b * n_out,
-            n_out,
-            has_bias,
-            &bufs.bias,
-            &bufs.z[l - 1],
-            a_next,
-        )?;
-        kern.reduce(
-            &mut enc,
-            &bufs.z[l - 1],
-            b * n_out,
-            rec[l][0],
-            None,
-            &bufs.recs,
-        )?;
+        kern.bias_act(enc, b * n_out, n_out, has_bias, &bufs.bias, z, a_next)?;
+        kern.reduce(enc, z, b * n_out, self.rec[l][0], None, &bufs.recs)?;
         // Column sums 1^T z_l (a 1 x B by B x n_out product) for the weight test.
         let p = GemmParams {
             m: 1,
@@ -329,116 +408,124 @@ pub fn run_with_fault(
             ldc: n_out as u32,
             ..Default::default()
         };
-        kern.gemm(
-            &mut enc,
-            GemmForm::Nn,
-            &p,
-            &bufs.ones,
-            &bufs.z[l - 1],
-            &bufs.colsum,
-        )?;
-        kern.reduce(&mut enc, &bufs.colsum, n_out, rec_cols[l], None, &bufs.recs)?;
-        kern.reduce(&mut enc, a_next, b * n_out, rec[l][1], sat, &bufs.recs)?;
-        kern.dead(&mut enc, a_next, b, n_out, l as u32, &bufs.dead)?;
-        pending += 2.0 * (b * n_in * (n_out + b)) as f64;
-        if pending > FLOPS_PER_SUBMIT {
-            submit(std::mem::replace(&mut enc, new_encoder()), pending)?;
-            pending = 0.0;
-        }
+        kern.gemm(enc, GemmForm::Nn, &p, &bufs.ones, z, &bufs.colsum)?;
+        kern.reduce(enc, &bufs.colsum, n_out, self.rec_cols[l], None, &bufs.recs)?;
+        let sat = cfg.act.saturation();
+        kern.reduce(enc, a_next, b * n_out, self.rec[l][1], sat, &bufs.recs)?;
+        kern.dead(enc, a_next, b, n_out, l as u32, &bufs.dead)
     }
-    gemm_gram(&mut enc, &bufs.act[depth % 2], w[depth], 2 * depth as u64)?;
 
-    // Backward: delta_L = r * act'(z_L).
-    let req = GenRequest {
-        kernel: Kernel::Dist(Dist::Normal),
-        seed: cfg.seed,
-        tensor_id: net::LOSS_TENSOR,
-        start: 0,
-        count: b * w[depth],
-        scale: Dist::Normal.kernel_scale(1.0),
-    };
-    gen.encode_into(&mut enc, &req, &bufs.delta[depth % 2])?;
-    for l in (1..=depth).rev() {
-        let n_l = w[l];
+    /// The loss direction: delta_L = r (times phi'(z_L), applied by layer L's backward step).
+    fn record_loss(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+        let depth = self.cfg.depth();
+        let n = self.cfg.batch * self.cfg.widths[depth];
+        self.normal(enc, net::LOSS_TENSOR, n, 1.0, &self.bufs.delta[depth % 2])
+    }
+
+    /// Layer l backward: delta_l *= phi'(z_l), its statistics and Gram, and
+    /// delta_{l-1} = delta_l W_l (summed over row blocks of W_l).
+    fn record_backward(&self, enc: &mut wgpu::CommandEncoder, l: usize) -> Result<()> {
+        let (cfg, bufs, kern) = (self.cfg, &self.bufs, self.kern);
+        let (b, n_l) = (cfg.batch, cfg.widths[l]);
         let d = &bufs.delta[l % 2];
-        kern.grad_mul(&mut enc, b * n_l, &bufs.z[l - 1], d)?;
-        kern.reduce(&mut enc, d, b * n_l, rec[l][2], None, &bufs.recs)?;
-        gemm_gram(&mut enc, d, n_l, 2 * (l as u64 - 1) + 1)?;
-        if l > 1 {
-            // delta_{l-1} = delta_l W_l, summed over row blocks of W_l.
-            let n_prev = w[l - 1];
-            let out = &bufs.delta[(l - 1) % 2];
-            for (r0, r) in blocks(l) {
-                weight_block(&mut enc, l, r0, r)?;
-                let p = GemmParams {
-                    m: b as u32,
-                    n: n_prev as u32,
-                    k: r as u32,
-                    lda: n_l as u32,
-                    ldb: n_prev as u32,
-                    ldc: n_prev as u32,
-                    a_off: r0 as u32,
-                    accumulate: u32::from(r0 > 0),
-                    ..Default::default()
-                };
-                kern.gemm(&mut enc, GemmForm::Nn, &p, d, &bufs.w, out)?;
-            }
+        kern.grad_mul(enc, b * n_l, &bufs.z[l - 1], d)?;
+        kern.reduce(enc, d, b * n_l, self.rec[l][2], None, &bufs.recs)?;
+        self.gram(enc, d, n_l, 2 * (l as u64 - 1) + 1)?;
+        if l == 1 {
+            return Ok(());
         }
-        pending += 2.0 * (b * w[l] * (w[l - 1] + b)) as f64;
-        if pending > FLOPS_PER_SUBMIT {
-            submit(std::mem::replace(&mut enc, new_encoder()), pending)?;
-            pending = 0.0;
+        let n_prev = cfg.widths[l - 1];
+        let out = &bufs.delta[(l - 1) % 2];
+        for (r0, r) in self.blocks(l) {
+            self.weight_block(enc, l, r0, r)?;
+            let p = GemmParams {
+                m: b as u32,
+                n: n_prev as u32,
+                k: r as u32,
+                lda: n_l as u32,
+                ldb: n_prev as u32,
+                ldc: n_prev as u32,
+                a_off: r0 as u32,
+                accumulate: u32::from(r0 > 0),
+                ..Default::default()
+            };
+            kern.gemm(enc, GemmForm::Nn, &p, d, &bufs.w, out)?;
         }
+        Ok(())
     }
 
-    // Read back only the statistics, in the same submission as the last work.
-    let grams_words = gram_elems * (2 * depth as u64 + 1);
-    let back = ctx.read_back(
-        enc,
-        &[
-            (&bufs.recs, 4 * net_words(total)),
-            (&bufs.dead, 4 * (depth as u64 + 1)),
-            (&bufs.grams, 4 * grams_words),
-        ],
-    )?;
-    let to_words = |b: &[u8]| -> Vec<u32> {
-        b.chunks_exact(4)
-            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    };
-    let recs = to_words(&back[0]);
-    let dead = to_words(&back[1]);
-    let grams: Vec<f32> = to_words(&back[2]).into_iter().map(f32::from_bits).collect();
-    let g = |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
-    let mut layers = Vec::with_capacity(depth);
-    for l in 1..=depth {
-        let n = b * w[l];
-        let r = recs_of(n);
-        let (grad_w_norm, input_concentration, grad_w_coherence) =
-            net::gram_summary(g(2 * (l as u64 - 1) + 1), g(2 * (l as u64 - 1)), b as usize);
-        let cols = fold_records(&recs, rec_cols[l], recs_of(w[l]))?;
-        layers.push(LayerStats {
-            layer: l,
-            pre: fold_records(&recs, rec[l][0], r)?,
-            post: fold_records(&recs, rec[l][1], r)?,
-            dead_frac: f64::from(dead[l]) / w[l] as f64,
-            grad: fold_records(&recs, rec[l][2], r)?,
-            grad_w_norm,
-            input_concentration,
-            input_centred_mean_sq: net::centred_mean_sq(
-                g(2 * (l as u64 - 1)),
-                b as usize,
-                w[l - 1],
-            ),
-            pre_unit_mean_sq: cols.mean_sq / (b * b) as f64,
-            grad_w_coherence,
-        });
+    /// Submits `enc` with the copies of the statistics and folds them.
+    fn read_statistics(&self, enc: wgpu::CommandEncoder) -> Result<NetStats> {
+        let (cfg, bufs) = (self.cfg, &self.bufs);
+        let depth = cfg.depth();
+        let (b, w) = (cfg.batch, &cfg.widths);
+        let gram_elems = b * b;
+        let back = self.gen.context().read_back(
+            enc,
+            &[
+                (&bufs.recs, 4 * net_words(self.total_records)),
+                (&bufs.dead, 4 * (depth as u64 + 1)),
+                (&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1)),
+            ],
+        )?;
+        let to_words = |b: &[u8]| -> Vec<u32> {
+            b.chunks_exact(4)
+                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let recs = to_words(&back[0]);
+        let dead = to_words(&back[1]);
+        let grams: Vec<f32> = to_words(&back[2]).into_iter().map(f32::from_bits).collect();
+        let g =
+            |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
+        let recs_of = NetKernels::records;
+        let mut layers = Vec::with_capacity(depth);
+        for l in 1..=depth {
+            let r = recs_of(b * w[l]);
+            let (a_slot, d_slot) = (2 * (l as u64 - 1), 2 * (l as u64 - 1) + 1);
+            let (grad_w_norm, input_concentration, grad_w_coherence) =
+                net::gram_summary(g(d_slot), g(a_slot), b as usize);
+            let cols = fold_records(&recs, self.rec_cols[l], recs_of(w[l]))?;
+            layers.push(LayerStats {
+                layer: l,
+                pre: fold_records(&recs, self.rec[l][0], r)?,
+                post: fold_records(&recs, self.rec[l][1], r)?,
+                dead_frac: f64::from(dead[l]) / w[l] as f64,
+                grad: fold_records(&recs, self.rec[l][2], r)?,
+                grad_w_norm,
+                input_concentration,
+                input_centred_mean_sq: net::centred_mean_sq(g(a_slot), b as usize, w[l - 1]),
+                pre_unit_mean_sq: cols.mean_sq / (b * b) as f64,
+                grad_w_coherence,
+            });
+        }
+        Ok(NetStats {
+            input: fold_records(&recs, 0, recs_of(b * w[0]))?,
+            layers,
+            final_gram: g(2 * depth as u64).iter().map(|&v| f64::from(v)).collect(),
+            seconds: 0.0,
+        })
     }
-    Ok(NetStats {
-        input: fold_records(&recs, 0, recs_of(b * w[0]))?,
-        layers,
-        final_gram: g(2 * depth as u64).iter().map(|&v| f64::from(v)).collect(),
-        seconds: start.elapsed().as_secs_f64(),
+}
+
+/// The Gram matrices of every layer share one binding: its size bounds the depth.
+fn check_gram_binding(ctx: &GpuContext, gram_bytes: u64, b: u64) -> Result<()> {
+    let binding = ctx
+        .limits
+        .max_storage_buffer_binding_size
+        .min(ctx.limits.max_buffer_size);
+    if gram_bytes <= binding {
+        return Ok(());
+    }
+    let max_depth = (binding / (4 * b * b)).saturating_sub(1) / 2;
+    Err(Error::LimitExceeded {
+        what: "the per-layer Gram matrices (bytes)".into(),
+        got: gram_bytes,
+        max: binding,
+        hint: format!(
+            " on {}; reduce the depth (at most {max_depth} at batch {b}) or the batch",
+            ctx.adapter.name
+        ),
     })
 }
 
