@@ -223,10 +223,14 @@ pub fn gpu(
     mut progress: impl FnMut(&str),
 ) -> Result<(Vec<Row>, serde_json::Value)> {
     let ctx = gen.context();
-    let timer = GpuTimer::new(ctx);
-    let roof = Roofline::new(ctx)?;
-    let mut rows = Vec::new();
-    let reps = opts.repeats;
+    let b = GpuBench {
+        gen,
+        ctx,
+        timer: GpuTimer::new(ctx),
+        roof: Roofline::new(ctx)?,
+        reps: opts.repeats,
+        quick: opts.quick,
+    };
     let max_elems = gen.chunk_limit(&GenOptions::default())?;
     let mut sizes: Vec<u64> = if opts.quick {
         vec![1 << 20, 1 << 24]
@@ -238,54 +242,111 @@ pub fn gpu(
         sizes.push(max_elems);
     }
     let out = storage(ctx, 4 * sizes.iter().max().copied().unwrap_or(1))?;
-
-    // Auto-tune the generation workgroup size on the largest size (normal).
     progress("tuning the generation workgroup size");
-    let n_tune = *sizes.last().unwrap_or(&(1 << 20));
-    let mut tuning = Vec::new();
-    for wg in [64u32, 128, 256, 512] {
-        if crate::gpu::generate::check_workgroup_size(
-            wg,
-            ctx.limits
-                .max_compute_invocations_per_workgroup
-                .min(crate::gpu::generate::MAX_WORKGROUP_SIZE),
-        )
-        .is_err()
-        {
-            continue;
-        }
-        let req = GenRequest {
-            kernel: Kernel::Dist(Dist::Normal),
-            seed: 1,
-            tensor_id: 0,
-            start: 0,
-            count: n_tune,
-            scale: 1.0,
-        };
-        let go = GenOptions {
-            workgroup_size: wg,
-            ..Default::default()
-        };
-        let t = timer.time(2, |enc| gen.encode_into_with(enc, &req, &out, &go))?;
-        tuning.push((wg, t.median_s));
-    }
-    let best_wg = tuning
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or(256, |t| t.0);
+    let (best_wg, tuning) = b.tune_workgroup(*sizes.last().unwrap_or(&(1 << 20)), &out)?;
     let go = GenOptions {
         workgroup_size: best_wg,
         ..Default::default()
     };
-
+    let mut rows = Vec::new();
     for &n in &sizes {
-        let bytes = 4.0 * n as f64;
         progress(&format!("generation, {n} elements"));
+        rows.extend(b.generation_rows(n, &out, &go)?);
+    }
+    progress("FMA peak");
+    let kern = NetKernels::new(ctx, crate::act::Activation::Relu)?;
+    let fma = b.fma_row()?;
+    let peak = fma.rate;
+    rows.push(fma);
+    let shapes: Vec<(u64, u64, u64)> = if opts.quick {
+        vec![(256, 256, 256), (64, 1024, 1024)]
+    } else {
+        vec![
+            (1024, 1024, 1024),
+            (2048, 2048, 2048),
+            (64, 4096, 4096),
+            (256, 4096, 4096),
+        ]
+    };
+    for (m, n, k) in shapes {
+        progress(&format!("gemm {m}x{n}x{k}"));
+        rows.push(b.gemm_row(&kern, (m, n, k), peak)?);
+    }
+    let (width, depth, batch) = if opts.quick {
+        (256, 10, 64)
+    } else {
+        (2048, 20, 128)
+    };
+    progress(&format!("network {width}x{depth}, batch {batch}"));
+    rows.extend(b.network_rows(&kern, width, depth, batch)?);
+    let tuning_json = serde_json::json!({
+        "generation_workgroup_size": best_wg,
+        "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
+        "gemm_tile": "64x64x16, 4x4 per invocation (fixed)",
+    });
+    Ok((rows, tuning_json))
+}
+
+/// One GPU benchmark run's shared state: the device, its timer and rooflines.
+struct GpuBench<'a> {
+    gen: &'a Generator<'a>,
+    ctx: &'a GpuContext,
+    timer: GpuTimer<'a>,
+    roof: Roofline,
+    reps: usize,
+    quick: bool,
+}
+
+impl GpuBench<'_> {
+    /// Times the normal kernel at each candidate workgroup size on `n`
+    /// elements; returns the fastest and every (size, median seconds).
+    fn tune_workgroup(&self, n_tune: u64, out: &wgpu::Buffer) -> Result<(u32, Vec<(u32, f64)>)> {
+        let (ctx, gen, timer) = (self.ctx, self.gen, &self.timer);
+        let mut tuning = Vec::new();
+        for wg in [64u32, 128, 256, 512] {
+            if crate::gpu::generate::check_workgroup_size(
+                wg,
+                ctx.limits
+                    .max_compute_invocations_per_workgroup
+                    .min(crate::gpu::generate::MAX_WORKGROUP_SIZE),
+            )
+            .is_err()
+            {
+                continue;
+            }
+            let req = GenRequest {
+                kernel: Kernel::Dist(Dist::Normal),
+                seed: 1,
+                tensor_id: 0,
+                start: 0,
+                count: n_tune,
+                scale: 1.0,
+            };
+            let go = GenOptions {
+                workgroup_size: wg,
+                ..Default::default()
+            };
+            let t = timer.time(2, |enc| gen.encode_into_with(enc, &req, out, &go))?;
+            tuning.push((wg, t.median_s));
+        }
+        let best_wg = tuning
+            .iter()
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map_or(256, |t| t.0);
+        Ok((best_wg, tuning))
+    }
+
+    /// The fill roofline at `n` elements and each generation kernel against it.
+    fn generation_rows(&self, n: u64, out: &wgpu::Buffer, go: &GenOptions) -> Result<Vec<Row>> {
+        let (ctx, gen, timer, roof, reps) =
+            (self.ctx, self.gen, &self.timer, &self.roof, self.reps);
+        let mut rows = Vec::new();
+        let bytes = 4.0 * n as f64;
         let groups = n.div_ceil(4).div_ceil(256);
         let fill = timer.time(reps, |enc| {
-            Roofline::record(ctx, enc, &roof.fill, n as u32, 0x5eed, &out, groups)
+            Roofline::record(ctx, enc, &roof.fill, n as u32, 0x5eed, out, groups)
         })?;
-        let check = ctx.read_words(&out, 4)?;
+        let check = ctx.read_words(out, 4)?;
         if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
             return Err(Error::invalid(
                 "benchmark",
@@ -317,9 +378,9 @@ pub fn gpu(
                 count: n,
                 scale: 1.0,
             };
-            let t = timer.time(reps, |enc| gen.encode_into_with(enc, &req, &out, &go))?;
+            let t = timer.time(reps, |enc| gen.encode_into_with(enc, &req, out, go))?;
             // The first Philox block, checked against the CPU reference.
-            let got = ctx.read_words(&out, 4)?;
+            let got = ctx.read_words(out, 4)?;
             let want: Vec<u32> = match kernel {
                 Kernel::Bits => crate::philox::block_words(7, 1, 0).to_vec(),
                 Kernel::Dist(d) => {
@@ -358,51 +419,46 @@ pub fn gpu(
                 ratio_to: Some("fill".into()),
             });
         }
+        Ok(rows)
     }
 
-    // Arithmetic roofline.
-    progress("FMA peak");
-    let kern = NetKernels::new(ctx, crate::act::Activation::Relu)?;
-    let fma_groups: u64 = if opts.quick { 64 } else { 8192 };
-    let iters: u32 = if opts.quick { 1024 } else { 4096 };
-    let fma_out = storage(ctx, 4 * fma_groups * 256)?;
-    let t = timer.time(reps, |enc| {
-        Roofline::record(ctx, enc, &roof.fma, iters, 1, &fma_out, fma_groups)
-    })?;
-    if !ctx
-        .read_words(&fma_out, 1)?
-        .iter()
-        .all(|&w| f32::from_bits(w).is_finite())
-    {
-        return Err(Error::invalid(
-            "benchmark",
-            "the FMA kernel produced a non-finite value",
-        ));
+    /// The FMA roofline (its rate is the peak the GEMM is compared with).
+    fn fma_row(&self) -> Result<Row> {
+        let (ctx, timer, roof, reps, quick) =
+            (self.ctx, &self.timer, &self.roof, self.reps, self.quick);
+        let fma_groups: u64 = if quick { 64 } else { 8192 };
+        let iters: u32 = if quick { 1024 } else { 4096 };
+        let fma_out = storage(ctx, 4 * fma_groups * 256)?;
+        let t = timer.time(reps, |enc| {
+            Roofline::record(ctx, enc, &roof.fma, iters, 1, &fma_out, fma_groups)
+        })?;
+        if !ctx
+            .read_words(&fma_out, 1)?
+            .iter()
+            .all(|&w| f32::from_bits(w).is_finite())
+        {
+            return Err(Error::invalid(
+                "benchmark",
+                "the FMA kernel produced a non-finite value",
+            ));
+        }
+        let peak = (fma_groups * 256) as f64 * f64::from(iters) * 64.0 / t.median_s / 1e9;
+        Ok(Row {
+            group: "gemm",
+            name: "fma (arithmetic roofline)".into(),
+            size: format!("{} invocations x {iters}", fma_groups * 256),
+            rate: peak,
+            unit: "GFLOP/s",
+            time: t,
+            ratio: None,
+            ratio_to: None,
+        })
     }
-    let peak = (fma_groups * 256) as f64 * f64::from(iters) * 64.0 / t.median_s / 1e9;
-    rows.push(Row {
-        group: "gemm",
-        name: "fma (arithmetic roofline)".into(),
-        size: format!("{} invocations x {iters}", fma_groups * 256),
-        rate: peak,
-        unit: "GFLOP/s",
-        time: t,
-        ratio: None,
-        ratio_to: None,
-    });
 
-    let shapes: Vec<(u64, u64, u64)> = if opts.quick {
-        vec![(256, 256, 256), (64, 1024, 1024)]
-    } else {
-        vec![
-            (1024, 1024, 1024),
-            (2048, 2048, 2048),
-            (64, 4096, 4096),
-            (256, 4096, 4096),
-        ]
-    };
-    for (m, n, k) in shapes {
-        progress(&format!("gemm {m}x{n}x{k}"));
+    /// One GEMM shape on generated operands, its C[0][0] checked against the
+    /// CPU, against the FMA peak.
+    fn gemm_row(&self, kern: &NetKernels, (m, n, k): (u64, u64, u64), peak: f64) -> Result<Row> {
+        let (ctx, gen, timer, reps) = (self.ctx, self.gen, &self.timer, self.reps);
         let a = storage(ctx, 4 * m * k)?;
         let b = storage(ctx, 4 * n * k)?;
         let c = storage(ctx, 4 * m * n)?;
@@ -450,7 +506,7 @@ pub fn gpu(
             ));
         }
         let rate = 2.0 * (m * n * k) as f64 / t.median_s / 1e9;
-        rows.push(Row {
+        Ok(Row {
             group: "gemm",
             name: "gemm A*B^T (64x64 tiles)".into(),
             size: format!("{m}x{n}x{k}"),
@@ -459,69 +515,69 @@ pub fn gpu(
             time: t,
             ratio: Some(rate / peak),
             ratio_to: Some("fma".into()),
-        });
+        })
     }
 
-    // The whole deep pass, GPU and CPU reference.
-    let (width, depth, batch) = if opts.quick {
-        (256, 10, 64)
-    } else {
-        (2048, 20, 128)
-    };
-    progress(&format!("network {width}x{depth}, batch {batch}"));
-    let cfg = crate::net::NetConfig::uniform(
-        crate::scheme::Scheme::HE,
-        crate::act::Activation::Relu,
-        width,
-        depth,
-        batch,
-    );
-    let mut gpu_check = 0.0;
-    let tg = time_cpu(reps.min(3), || {
-        gpu_check = crate::gpu::network::run(gen, &kern, &cfg, None)?.layers[depth - 1]
-            .pre
-            .var;
-        Ok(())
-    })?;
-    let mut cpu_check = 0.0;
-    let tc = time_cpu(reps.min(3), || {
-        cpu_check = crate::reference::run(&cfg, None)?.layers[depth - 1].pre.var;
-        Ok(())
-    })?;
-    if (gpu_check / cpu_check - 1.0).abs() > 1e-3 {
-        return Err(Error::invalid("benchmark", "GPU and CPU networks disagree"));
+    /// The whole deep pass on the GPU and on the CPU reference (their last
+    /// layer's variances must agree).
+    fn network_rows(
+        &self,
+        kern: &NetKernels,
+        width: u64,
+        depth: usize,
+        batch: u64,
+    ) -> Result<Vec<Row>> {
+        let (gen, reps) = (self.gen, self.reps);
+        let cfg = crate::net::NetConfig::uniform(
+            crate::scheme::Scheme::HE,
+            crate::act::Activation::Relu,
+            width,
+            depth,
+            batch,
+        );
+        let mut gpu_check = 0.0;
+        let tg = time_cpu(reps.min(3), || {
+            gpu_check = crate::gpu::network::run(gen, kern, &cfg, None)?.layers[depth - 1]
+                .pre
+                .var;
+            Ok(())
+        })?;
+        let mut cpu_check = 0.0;
+        let tc = time_cpu(reps.min(3), || {
+            cpu_check = crate::reference::run(&cfg, None)?.layers[depth - 1].pre.var;
+            Ok(())
+        })?;
+        if (gpu_check / cpu_check - 1.0).abs() > 1e-3 {
+            return Err(Error::invalid("benchmark", "GPU and CPU networks disagree"));
+        }
+        let size = format!("width {width}, depth {depth}, batch {batch}, fwd+bwd");
+        let (g_ms, c_ms) = (
+            tg.median_s * 1e3 / depth as f64,
+            tc.median_s * 1e3 / depth as f64,
+        );
+        Ok(vec![
+            Row {
+                group: "network",
+                name: "deep pass on the GPU (incl. read-back)".into(),
+                size: size.clone(),
+                rate: g_ms,
+                unit: "ms/layer",
+                time: tg,
+                ratio: Some(c_ms / g_ms),
+                ratio_to: Some("speed-up over the CPU reference".into()),
+            },
+            Row {
+                group: "network",
+                name: "deep pass on the CPU reference".into(),
+                size,
+                rate: c_ms,
+                unit: "ms/layer",
+                time: tc,
+                ratio: None,
+                ratio_to: None,
+            },
+        ])
     }
-    let size = format!("width {width}, depth {depth}, batch {batch}, fwd+bwd");
-    let (g_ms, c_ms) = (
-        tg.median_s * 1e3 / depth as f64,
-        tc.median_s * 1e3 / depth as f64,
-    );
-    rows.push(Row {
-        group: "network",
-        name: "deep pass on the GPU (incl. read-back)".into(),
-        size: size.clone(),
-        rate: g_ms,
-        unit: "ms/layer",
-        time: tg,
-        ratio: Some(c_ms / g_ms),
-        ratio_to: Some("speed-up over the CPU reference".into()),
-    });
-    rows.push(Row {
-        group: "network",
-        name: "deep pass on the CPU reference".into(),
-        size,
-        rate: c_ms,
-        unit: "ms/layer",
-        time: tc,
-        ratio: None,
-        ratio_to: None,
-    });
-    let tuning_json = serde_json::json!({
-        "generation_workgroup_size": best_wg,
-        "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
-        "gemm_tile": "64x64x16, 4x4 per invocation (fixed)",
-    });
-    Ok((rows, tuning_json))
 }
 
 /// Runs the CPU benchmarks: the CPU backend's generation (all cores), a

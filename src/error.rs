@@ -36,9 +36,6 @@ pub enum Error {
     /// Mapping a read-back buffer failed.
     #[error("mapping a GPU read-back buffer failed: {0}")]
     BufferMap(String),
-    /// The device was lost.
-    #[error("the GPU device was lost: {0}")]
-    DeviceLost(String),
     /// A size exceeded a device or host limit.
     #[error("{what} is too large: {got} exceeds the limit of {max}{hint}")]
     LimitExceeded {
