@@ -14,6 +14,7 @@
 use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use crate::gpu::layout::{GEMM_TILE_K, GEMM_TILE_M, GEMM_TILE_N};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use serde::Serialize;
 use std::time::Instant;
@@ -282,7 +283,7 @@ pub fn gpu(
     let tuning_json = serde_json::json!({
         "generation_workgroup_size": best_wg,
         "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
-        "gemm_tile": "64x64x16, 4x4 per invocation (fixed)",
+        "gemm_tile": format!("{GEMM_TILE_M}x{GEMM_TILE_N}x{GEMM_TILE_K}, 4x4 per invocation (fixed)"),
     });
     Ok((rows, tuning_json))
 }
@@ -508,7 +509,7 @@ impl GpuBench<'_> {
         let rate = 2.0 * (m * n * k) as f64 / t.median_s / 1e9;
         Ok(Row {
             group: "gemm",
-            name: "gemm A*B^T (64x64 tiles)".into(),
+            name: format!("gemm A*B^T ({GEMM_TILE_M}x{GEMM_TILE_N} tiles)"),
             size: format!("{m}x{n}x{k}"),
             rate,
             unit: "GFLOP/s",
@@ -637,11 +638,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         r.ratio = Some(ours / base);
         r.ratio_to = Some("rand_distr, 1 thread".into());
     }
-    let (gm, gn, gk) = if opts.quick {
-        (1024usize, 1024usize, 256usize)
-    } else {
-        (4096, 4096, 256)
-    };
+    let (gm, gn, gk) = cpu_gemm_shape(opts.quick);
     progress("CPU gemm");
     let a: Vec<f32> = (0..gm * gk).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..gk * gn).map(|i| (i % 5) as f32 * 0.1).collect();
@@ -664,6 +661,60 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         ratio_to: None,
     });
     Ok(rows)
+}
+
+/// The CPU GEMM's shape (m, n, k): the numpy comparison uses the same.
+pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
+    if quick {
+        (1024, 1024, 256)
+    } else {
+        (4096, 4096, 256)
+    }
+}
+
+/// numpy's rows, each with the ratio of the matching row of [`cpu`] (its
+/// first row, normal generation, and its last, the GEMM) to numpy; `None`
+/// when python3 with numpy is not available.
+pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
+    let (m, n, k) = cpu_gemm_shape(quick);
+    let (np_rng, np_gemm, version) = numpy(m, n, k)?;
+    let ours_gen = cpu_rows.first().map_or(f64::NAN, |r| r.rate);
+    let ours_gemm = cpu_rows.last().map_or(f64::NAN, |r| r.rate);
+    let row =
+        |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| Row {
+            group: "numpy",
+            name,
+            size,
+            time: Timing {
+                min_s: f64::NAN,
+                median_s: f64::NAN,
+                max_s: f64::NAN,
+                repeats: 3,
+                method: "cpu-wall-clock",
+            },
+            rate,
+            unit,
+            ratio: Some(ours / rate),
+            ratio_to: Some(format!("deepinit {what} / numpy")),
+        };
+    Some(vec![
+        row(
+            format!("numpy {version} standard_normal f32, 1 thread"),
+            "16M".into(),
+            np_rng,
+            "Msamples/s",
+            ours_gen,
+            "CPU backend",
+        ),
+        row(
+            format!("numpy {version} float32 matmul (its BLAS)"),
+            format!("{m}x{n}x{k}"),
+            np_gemm,
+            "GFLOP/s",
+            ours_gemm,
+            "CPU gemm",
+        ),
+    ])
 }
 
 /// numpy's single-threaded `default_rng().standard_normal(dtype=float32)` rate

@@ -57,66 +57,23 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         Some(g) => bench::gpu(g, &opts, &mut step)?,
         None => (Vec::new(), serde_json::Value::Null),
     };
-    rows.extend(bench::cpu(&opts, &mut step)?);
-    let (gm, gn, gk) = if a.quick {
-        (1024, 1024, 256)
-    } else {
-        (4096, 4096, 256)
-    };
+    let cpu_rows = bench::cpu(&opts, &mut step)?;
     let numpy = if a.no_numpy {
         None
     } else {
-        bench::numpy(gm, gn, gk)
+        bench::numpy_rows(&cpu_rows, a.quick)
     };
-    if let Some((np_rng, np_gemm, version)) = &numpy {
-        let cpu_gen = rows
-            .iter()
-            .find(|r| r.name.starts_with("deepinit normal"))
-            .map_or(f64::NAN, |r| r.rate);
-        let cpu_gemm = rows
-            .iter()
-            .find(|r| r.name.starts_with("gemm crate"))
-            .map_or(f64::NAN, |r| r.rate);
-        let mk =
-            |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| {
-                bench::Row {
-                    group: "numpy",
-                    name,
-                    size,
-                    time: bench::Timing {
-                        min_s: f64::NAN,
-                        median_s: f64::NAN,
-                        max_s: f64::NAN,
-                        repeats: 3,
-                        method: "cpu-wall-clock",
-                    },
-                    rate,
-                    unit,
-                    ratio: Some(ours / rate),
-                    ratio_to: Some(format!("deepinit {what} / numpy")),
-                }
-            };
-        rows.push(mk(
-            format!("numpy {version} standard_normal f32, 1 thread"),
-            "16M".into(),
-            *np_rng,
-            "Msamples/s",
-            cpu_gen,
-            "CPU backend",
-        ));
-        rows.push(mk(
-            format!("numpy {version} float32 matmul (its BLAS)"),
-            format!("{gm}x{gn}x{gk}"),
-            *np_gemm,
-            "GFLOP/s",
-            cpu_gemm,
-            "CPU gemm",
-        ));
-    }
+    rows.extend(cpu_rows);
+    rows.extend(numpy.iter().flatten().cloned());
     say!(t);
     t.raw(&bench::table(&rows));
     if !tuning.is_null() {
-        say!(t, "\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at 64x64x16", tuning["generation_workgroup_size"]);
+        say!(
+            t,
+            "\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at {}",
+            tuning["generation_workgroup_size"],
+            tuning["gemm_tile"].as_str().unwrap_or("?")
+        );
     }
     if numpy.is_none() && !a.no_numpy {
         say!(t, "numpy comparison skipped: python3 with numpy not found");
