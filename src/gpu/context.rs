@@ -18,6 +18,20 @@ pub struct AdapterRequest {
     pub disable_int64: bool,
 }
 
+/// The native-endian 32-bit words of bytes read back from the device (any
+/// alignment; a trailing partial word is dropped).
+pub fn words_of(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The f32 values of bytes read back from the device.
+pub fn floats_of(bytes: &[u8]) -> Vec<f32> {
+    words_of(bytes).into_iter().map(f32::from_bits).collect()
+}
+
 /// What deepinit reports about an adapter.
 #[derive(Debug, Clone, Serialize)]
 pub struct AdapterSummary {
@@ -408,11 +422,7 @@ impl GpuContext {
 
     /// [`GpuContext::read_buffer`] as 32-bit words.
     pub fn read_words(&self, src: &wgpu::Buffer, words: u64) -> Result<Vec<u32>> {
-        Ok(self
-            .read_buffer(src, 4 * words)?
-            .chunks_exact(4)
-            .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-            .collect())
+        Ok(words_of(&self.read_buffer(src, 4 * words)?))
     }
 
     /// A small uniform buffer holding `bytes`.

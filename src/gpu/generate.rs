@@ -544,10 +544,7 @@ impl<'a> Generator<'a> {
                 Ok(words) => sink(f.offset, words),
                 Err(_) => {
                     // Mapped memory is at least 4-byte aligned in practice; copy if not.
-                    let words: Vec<u32> = view
-                        .chunks_exact(4)
-                        .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect();
+                    let words = super::context::words_of(&view);
                     sink(f.offset, &words)
                 }
             }

@@ -3,7 +3,7 @@
 //! element-wise steps, and per-layer statistics reduced on the device. Only
 //! the statistics are read back.
 
-use super::context::GpuContext;
+use super::context::{floats_of, words_of, GpuContext};
 use super::generate::{GenRequest, Generator, Kernel};
 use super::kernels::{fold_records, GemmForm, GemmParams, NetKernels};
 use crate::dist::Dist;
@@ -468,14 +468,9 @@ impl<'a> Pass<'a> {
                 (&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1)),
             ],
         )?;
-        let to_words = |b: &[u8]| -> Vec<u32> {
-            b.chunks_exact(4)
-                .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
-        let recs = to_words(&back[0]);
-        let dead = to_words(&back[1]);
-        let grams: Vec<f32> = to_words(&back[2]).into_iter().map(f32::from_bits).collect();
+        let recs = words_of(&back[0]);
+        let dead = words_of(&back[1]);
+        let grams = floats_of(&back[2]);
         let g =
             |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
         let recs_of = NetKernels::records;
@@ -591,15 +586,10 @@ pub fn calibrate(
         // delta = 1 times phi'(z): the device's phi' on the grid.
         kern.grad_mul(&mut enc, n, &z, &d)?;
         let back = ctx.read_back(enc, &[(&a, 4 * n), (&d, 4 * n)])?;
-        let floats = |b: &[u8]| -> Vec<f32> {
-            b.chunks_exact(4)
-                .map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
-                .collect()
-        };
         let act = cfg.act;
         (
-            tolerance::grid_error(&grid, &floats(&back[0]), |x| act.f32(x)),
-            tolerance::grid_error(&grid, &floats(&back[1]), |x| act.df32(x)),
+            tolerance::grid_error(&grid, &floats_of(&back[0]), |x| act.f32(x)),
+            tolerance::grid_error(&grid, &floats_of(&back[1]), |x| act.df32(x)),
         )
     } else {
         (0.0, 0.0)
