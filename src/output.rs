@@ -473,17 +473,16 @@ impl OutputDir {
             dir: dir.to_path_buf(),
             force,
         };
+        let is_dir = std::fs::metadata(dir).is_ok_and(|m| m.is_dir());
         match existing(dir)? {
-            Existing::Directory => {
+            // A directory, or a symlink to one: its files follow the manifest rule.
+            Existing::Directory | Existing::Symlink if is_dir => {
                 let owned = out.manifest();
                 for name in names {
                     let p = dir.join(name);
                     let ours = owned.get(*name).is_some_and(|s| stamp(&p) == Some(*s));
                     check_replaceable(&p, force || ours)?;
                 }
-                check_dir_writable(dir, dir)?;
-            }
-            Existing::Symlink if std::fs::metadata(dir).is_ok_and(|m| m.is_dir()) => {
                 check_dir_writable(dir, dir)?;
             }
             Existing::Nothing => {
