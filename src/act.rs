@@ -54,13 +54,25 @@ impl Activation {
                     Activation::LeakyRelu(a)
                 }
                 None => {
+                    let hint = crate::error::did_you_mean(
+                        other,
+                        &[
+                            "relu",
+                            "leaky_relu",
+                            "tanh",
+                            "sigmoid",
+                            "selu",
+                            "gelu",
+                            "linear",
+                        ],
+                    );
                     return Err(Error::invalid(
                         "activation",
                         format!(
-                        "unknown activation '{s}' (expected relu, leaky_relu[:a], tanh, sigmoid, \
-                             selu, gelu or linear)"
-                    ),
-                    ))
+                            "unknown activation '{s}'{hint} (expected relu, leaky_relu[:a], \
+                             tanh, sigmoid, selu, gelu or linear)"
+                        ),
+                    ));
                 }
             },
         })
@@ -271,6 +283,12 @@ mod tests {
             assert_eq!(Activation::parse(&a.name()).unwrap(), a);
         }
         assert!(Activation::parse("swish").is_err());
+        let e = Activation::parse("rellu").unwrap_err().to_string();
+        assert!(e.contains("did you mean 'relu'?"), "{e}");
+        assert!(!Activation::parse("softmax")
+            .unwrap_err()
+            .to_string()
+            .contains("did you mean"));
         assert!(Activation::parse("leaky_relu:x").is_err());
     }
 }

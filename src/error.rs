@@ -82,5 +82,32 @@ impl Error {
     }
 }
 
+/// `" (did you mean 'X'?)"` for the candidate closest to `input` within
+/// two edits (Levenshtein), else an empty string: for messages about a
+/// mistyped choice.
+pub fn did_you_mean(input: &str, candidates: &[&str]) -> String {
+    let a: Vec<char> = input.to_ascii_lowercase().chars().collect();
+    let distance = |b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    };
+    candidates
+        .iter()
+        .map(|c| (distance(c), *c))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map_or(String::new(), |(_, c)| format!(" (did you mean '{c}'?)"))
+}
+
 /// deepinit's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

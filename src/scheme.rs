@@ -113,10 +113,15 @@ impl Scheme {
             check_positive_finite("naive standard deviation", std)?;
             return Ok(Scheme::Naive { std });
         }
+        let hint = crate::error::did_you_mean(
+            &lower,
+            &["he", "kaiming", "lecun", "xavier", "glorot", "naive:0.01"],
+        );
         Err(Error::invalid(
             "scheme",
             format!(
-                "unknown scheme '{s}' (expected he, kaiming, lecun, xavier, glorot or naive:STD)"
+                "unknown scheme '{s}'{hint} (expected he, kaiming, lecun, xavier, glorot or \
+                 naive:STD)"
             ),
         ))
     }
