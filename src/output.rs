@@ -499,11 +499,6 @@ impl OutputDir {
         Ok(out)
     }
 
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.dir
-    }
-
     fn manifest(&self) -> BTreeMap<String, Stamp> {
         std::fs::read(self.dir.join(MANIFEST))
             .ok()

@@ -189,21 +189,27 @@ pub fn predict(
 /// ~1e-8, far below the finite-width terms it scales). 1 where q is 0 or not
 /// finite (the layer is outside f32's range and not checked).
 pub fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f64) -> f64 {
+    log_slope(quad, q, |z| s * act.f(z).powi(2) + sigma_b2).unwrap_or(1.0)
+}
+
+/// `|d log E[g(Z)] / d log q|` for Z ~ N(0, q), by a central difference of
+/// the quadrature in log q (step 1e-4; the rule is smooth in q, so the error
+/// is ~1e-8). `None` where q is 0 or not finite, or E[g] is not positive
+/// there.
+pub fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> Option<f64> {
     if !(q.is_finite() && q > 0.0) {
-        return 1.0;
+        return None;
     }
     let h = 1e-4;
-    let next = |q: f64| s * quad.expect(q, |z| act.f(z).powi(2)) + sigma_b2;
-    let (hi, lo) = (next(q * (1.0 + h)), next(q * (1.0 - h)));
+    let (hi, lo) = (
+        quad.expect(q * (1.0 + h), &g),
+        quad.expect(q * (1.0 - h), &g),
+    );
     if !(hi > 0.0 && lo > 0.0) {
-        return 1.0;
+        return None;
     }
     let d = (hi.ln() - lo.ln()) / ((1.0 + h).ln() - (1.0 - h).ln());
-    if d.is_finite() {
-        d.abs()
-    } else {
-        1.0
-    }
+    d.is_finite().then_some(d.abs())
 }
 
 /// The one-step weight test: does every layer's variance follow from the

@@ -201,20 +201,9 @@ fn finite_or(x: f64, v: f64) -> f64 {
     }
 }
 
-/// `|d log E[g(z)] / d log q|` for z ~ N(0, q), by a central difference.
+/// `|d log E[g(z)] / d log q|` for z ~ N(0, q); 0 where it cannot be computed.
 fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> f64 {
-    if !(q.is_finite() && q > 0.0) {
-        return 0.0;
-    }
-    let h = 1e-4;
-    let (hi, lo) = (
-        quad.expect(q * (1.0 + h), &g),
-        quad.expect(q * (1.0 - h), &g),
-    );
-    if !(hi > 0.0 && lo > 0.0) {
-        return 0.0;
-    }
-    finite_or(((hi.ln() - lo.ln()) / (2.0 * h)).abs(), 0.0)
+    crate::theory::log_slope(quad, q, g).unwrap_or(0.0)
 }
 
 /// The tolerances of every layer of `cfg` (theory `th`, CPU reference `cpu`,

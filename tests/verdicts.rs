@@ -215,7 +215,7 @@ fn a_weight_variance_three_percent_off_is_flagged() {
 /// --release --test verdicts -- --ignored --nocapture`): false alarms over a
 /// larger grid, and the smallest injected defect each check catches.
 #[test]
-#[ignore]
+#[ignore = "a 10-minute survey (770 runs) that produced the README's figures; CI runs the smaller grids above"]
 fn survey_false_alarms_and_detection_limits() {
     // Theory checks, CPU backend.
     let (mut runs, mut alarms) = (0, 0);
