@@ -6,10 +6,11 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use deepinit::dist::Dist;
 use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use deepinit::gpu::launch::Batch;
 use deepinit::gpu::{AdapterRequest, GenRequest, Generator, GpuContext, Kernel};
 
 fn buffer(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
-    ctx.device.create_buffer(&wgpu::BufferDescriptor {
+    ctx.device().create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench"),
         size: bytes,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -28,7 +29,7 @@ fn kernels(c: &mut Criterion) {
     let gen = Generator::new(&ctx).expect("generator");
     let n: u64 = 1 << 22;
     let out = buffer(&ctx, 4 * n);
-    let mut g = c.benchmark_group(format!("generation on {}", ctx.adapter.name));
+    let mut g = c.benchmark_group(format!("generation on {}", ctx.adapter().name));
     g.throughput(Throughput::Bytes(4 * n));
     for d in Dist::ALL {
         let req = GenRequest {
@@ -39,11 +40,14 @@ fn kernels(c: &mut Criterion) {
             count: n,
             scale: 1.0,
         };
+        let mut work = Batch::default();
+        gen.encode_into(&mut work, &req, &out).expect("encode");
+        let work = work.build(&ctx).expect("build");
         g.bench_function(d.name(), |b| {
             b.iter(|| {
-                let mut enc = ctx.device.create_command_encoder(&Default::default());
-                gen.encode_into(&mut enc, &req, &out).expect("encode");
-                ctx.queue.submit([enc.finish()]);
+                let mut enc = ctx.device().create_command_encoder(&Default::default());
+                work.record(&mut enc);
+                ctx.queue().submit([enc.finish()]);
                 ctx.wait_idle("bench").expect("wait");
             })
         });
@@ -65,14 +69,17 @@ fn kernels(c: &mut Criterion) {
         ldc: nn as u32,
         ..Default::default()
     };
-    let mut g = c.benchmark_group(format!("gemm on {}", ctx.adapter.name));
+    let mut g = c.benchmark_group(format!("gemm on {}", ctx.adapter().name));
     g.throughput(Throughput::Elements(2 * m * nn * kk));
+    let mut work = Batch::default();
+    k.gemm(&mut work, GemmForm::Nt, &p, &a, &bm, &cm)
+        .expect("gemm");
+    let work = work.build(&ctx).expect("build");
     g.bench_function("64x1024x1024 (flops)", |b| {
         b.iter(|| {
-            let mut enc = ctx.device.create_command_encoder(&Default::default());
-            k.gemm(&mut enc, GemmForm::Nt, &p, &a, &bm, &cm)
-                .expect("gemm");
-            ctx.queue.submit([enc.finish()]);
+            let mut enc = ctx.device().create_command_encoder(&Default::default());
+            work.record(&mut enc);
+            ctx.queue().submit([enc.finish()]);
             ctx.wait_idle("bench").expect("wait");
         })
     });

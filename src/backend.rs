@@ -1,8 +1,155 @@
-//! Where work runs, described once: the one [`DeviceInfo`] every report, JSON
-//! file and text header uses.
+//! Where work runs: the one [`Backend`] (a GPU or the CPU) that every command,
+//! experiment and benchmark takes, and the one [`DeviceInfo`] every report,
+//! JSON file and text header uses to name it.
 
-use crate::gpu::GpuContext;
+use crate::act::Activation;
+use crate::error::{Error, Result};
+use crate::gpu::kernels::NetKernels;
+use crate::gpu::{AdapterRequest, Generator, GpuContext};
 use serde::Serialize;
+use std::sync::{Arc, Mutex};
+
+/// How to choose where to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// The GPU if an adapter exists, else the CPU. A named adapter
+    /// (`AdapterRequest::name` or `WGPU_ADAPTER_NAME`) must exist.
+    #[default]
+    Auto,
+    /// A wgpu adapter is required.
+    Gpu,
+    /// The multi-threaded CPU backend.
+    Cpu,
+}
+
+/// Where weights are generated and networks run. Cloning is cheap and shares
+/// the device.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    /// A wgpu device, with its generator and network kernels.
+    Gpu(Gpu),
+    /// The CPU reference, on all cores.
+    Cpu,
+}
+
+/// What [`Backend::open`] chose, and why it fell back to the CPU if it did.
+#[derive(Debug)]
+pub struct Opened {
+    /// The backend.
+    pub backend: Backend,
+    /// Under [`Policy::Auto`] with no adapter: the error that made the CPU
+    /// stand in (callers tell the user).
+    pub fell_back: Option<Error>,
+}
+
+impl Backend {
+    /// Opens the backend per `policy`. Under [`Policy::Auto`], a missing
+    /// adapter falls back to the CPU only when the request names none.
+    pub fn open(policy: Policy, req: &AdapterRequest) -> Result<Opened> {
+        let opened = |backend| Opened {
+            backend,
+            fell_back: None,
+        };
+        match policy {
+            Policy::Cpu => Ok(opened(Backend::Cpu)),
+            Policy::Gpu => Ok(opened(Backend::Gpu(Gpu::new(&GpuContext::new(req)?)?))),
+            Policy::Auto => match GpuContext::new(req) {
+                Ok(ctx) => Ok(opened(Backend::Gpu(Gpu::new(&ctx)?))),
+                Err(e @ Error::NoAdapter { .. }) if !req.names_adapter() => Ok(Opened {
+                    backend: Backend::Cpu,
+                    fell_back: Some(e),
+                }),
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// The GPU, if this is one.
+    pub fn gpu(&self) -> Option<&Gpu> {
+        match self {
+            Backend::Gpu(g) => Some(g),
+            Backend::Cpu => None,
+        }
+    }
+
+    /// What the reports call this backend.
+    pub fn info(&self) -> DeviceInfo {
+        match self {
+            Backend::Gpu(g) => DeviceInfo::gpu(g.context()),
+            Backend::Cpu => DeviceInfo::cpu(),
+        }
+    }
+}
+
+/// An open GPU: its context, the weight generator, and the network kernels of
+/// each activation, compiled on first use.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<GpuInner>,
+}
+
+struct GpuInner {
+    gen: Generator,
+    /// One entry per activation ever used: bounded by the number of
+    /// [`Activation`] variants (seven), never evicted.
+    kernels: Mutex<Vec<Arc<NetKernels>>>,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Gpu").field(self.context()).finish()
+    }
+}
+
+impl Gpu {
+    /// Wraps an open context (builds the generator's layout; kernels are
+    /// compiled when first asked for).
+    pub fn new(ctx: &GpuContext) -> Result<Gpu> {
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                gen: Generator::new(ctx)?,
+                kernels: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The device context.
+    pub fn context(&self) -> &GpuContext {
+        self.inner.gen.context()
+    }
+
+    /// The weight generator.
+    pub fn generator(&self) -> &Generator {
+        &self.inner.gen
+    }
+
+    /// The network kernels compiled for `act` (compiled once, then shared).
+    pub fn kernels(&self, act: Activation) -> Result<Arc<NetKernels>> {
+        let poisoned = || Error::Gpu {
+            during: "compiling the network kernels",
+            message: "kernel cache poisoned".into(),
+        };
+        if let Some(k) = self
+            .inner
+            .kernels
+            .lock()
+            .map_err(|_| poisoned())?
+            .iter()
+            .find(|k| k.activation() == act)
+        {
+            return Ok(Arc::clone(k));
+        }
+        // Compiled outside the lock; a racing compile of the same activation
+        // keeps the first entry.
+        let k = Arc::new(NetKernels::new(self.context(), act)?);
+        let mut cache = self.inner.kernels.lock().map_err(|_| poisoned())?;
+        if let Some(k) = cache.iter().find(|k| k.activation() == act) {
+            return Ok(Arc::clone(k));
+        }
+        cache.push(Arc::clone(&k));
+        Ok(k)
+    }
+}
 
 /// GPU or CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,12 +181,12 @@ impl DeviceInfo {
     pub fn gpu(ctx: &GpuContext) -> DeviceInfo {
         DeviceInfo {
             kind: DeviceKind::Gpu,
-            name: ctx.adapter.name.clone(),
-            backend: ctx.adapter.backend.clone(),
-            driver: format!("{} {}", ctx.adapter.driver, ctx.adapter.driver_info)
+            name: ctx.adapter().name.clone(),
+            backend: ctx.adapter().backend.clone(),
+            driver: format!("{} {}", ctx.adapter().driver, ctx.adapter().driver_info)
                 .trim()
                 .to_string(),
-            int64: ctx.int64,
+            int64: ctx.int64(),
         }
     }
 
@@ -52,11 +199,6 @@ impl DeviceInfo {
             driver: String::new(),
             int64: true,
         }
-    }
-
-    /// The GPU if there is a context, else the CPU.
-    pub fn of(ctx: Option<&GpuContext>) -> DeviceInfo {
-        ctx.map_or_else(DeviceInfo::cpu, DeviceInfo::gpu)
     }
 
     /// The one-line description of text reports, e.g. `llvmpipe [vulkan]`.

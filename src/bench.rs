@@ -11,9 +11,11 @@
 //! the submission overhead). Every benchmark reads part of its result back and
 //! checks it, so nothing is optimized away or left unread.
 
+use crate::backend::Gpu;
 use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use crate::gpu::launch::{Batch, Launch};
 use crate::gpu::layout::{GEMM_TILE_K, GEMM_TILE_M, GEMM_TILE_N};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use serde::Serialize;
@@ -85,13 +87,13 @@ struct GpuTimer<'a> {
 
 impl<'a> GpuTimer<'a> {
     fn new(ctx: &'a GpuContext) -> Self {
-        let queries = ctx.timestamps.then(|| {
-            let qs = ctx.device.create_query_set(&wgpu::QuerySetDescriptor {
+        let queries = ctx.timestamps().then(|| {
+            let qs = ctx.device().create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("bench"),
                 ty: wgpu::QueryType::Timestamp,
                 count: 2,
             });
-            let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            let buf = ctx.device().create_buffer(&wgpu::BufferDescriptor {
                 label: Some("timestamps"),
                 size: 16,
                 usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
@@ -102,30 +104,27 @@ impl<'a> GpuTimer<'a> {
         Self { ctx, queries }
     }
 
-    /// Times `record` (one submission per run) after one warm-up run.
-    fn time(
-        &self,
-        repeats: usize,
-        mut record: impl FnMut(&mut wgpu::CommandEncoder) -> Result<()>,
-    ) -> Result<Timing> {
+    /// Times `work` (built once, one submission per run) after one warm-up run.
+    fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
+        let work = work.into().build(self.ctx)?;
         let mut times = Vec::with_capacity(repeats);
         for rep in 0..=repeats {
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("bench"),
-                });
+            let mut enc =
+                self.ctx
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("bench"),
+                    });
             if let Some((qs, _)) = &self.queries {
                 enc.write_timestamp(qs, 0);
             }
-            record(&mut enc)?;
+            work.record(&mut enc);
             if let Some((qs, buf)) = &self.queries {
                 enc.write_timestamp(qs, 1);
                 enc.resolve_query_set(qs, 0..2, buf, 0);
             }
             let t = Instant::now();
-            self.ctx.queue.submit([enc.finish()]);
+            self.ctx.queue().submit([enc.finish()]);
             self.ctx.wait_idle("running a benchmark")?;
             let wall = t.elapsed().as_secs_f64();
             let secs = match &self.queries {
@@ -134,7 +133,7 @@ impl<'a> GpuTimer<'a> {
                     let t0 = u64::from_le_bytes(b[0..8].try_into().unwrap_or_default());
                     let t1 = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
                     let s = t1.saturating_sub(t0) as f64
-                        * f64::from(self.ctx.queue.get_timestamp_period())
+                        * f64::from(self.ctx.queue().get_timestamp_period())
                         * 1e-9;
                     // A driver that returns garbage timestamps: fall back to the wall clock.
                     if s > 0.0 && s <= wall * 1.5 {
@@ -174,7 +173,7 @@ fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing>
 
 fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
     ctx.scoped("allocating benchmark buffers", || {
-        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("bench"),
             size: bytes.max(4),
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -197,33 +196,31 @@ impl Roofline {
         })
     }
 
-    fn record(
+    fn launch(
         ctx: &GpuContext,
-        enc: &mut wgpu::CommandEncoder,
         pipe: &wgpu::ComputePipeline,
         n: u32,
         value: u32,
         out: &wgpu::Buffer,
         groups: u64,
-    ) -> Result<()> {
-        let dims = ctx.dispatch_2d(groups)?;
-        ctx.dispatch(
-            enc,
-            pipe,
-            bytemuck::cast_slice(&[n, value, 0u32, 0u32]),
-            &[out],
-            dims,
-        )
+    ) -> Result<Launch> {
+        Ok(Launch {
+            pipeline: pipe.clone(),
+            layout: None,
+            params: bytemuck::cast_slice(&[n, value, 0u32, 0u32]).to_vec(),
+            buffers: vec![out.into()],
+            groups: ctx.dispatch_2d(groups)?,
+        })
     }
 }
 
 /// Runs the GPU benchmarks.
 pub fn gpu(
-    gen: &Generator,
+    gpu: &Gpu,
     opts: &BenchOptions,
     mut progress: impl FnMut(&str),
 ) -> Result<(Vec<Row>, serde_json::Value)> {
-    let ctx = gen.context();
+    let (gen, ctx) = (gpu.generator(), gpu.context());
     let b = GpuBench {
         gen,
         ctx,
@@ -255,7 +252,7 @@ pub fn gpu(
         rows.extend(b.generation_rows(n, &out, &go)?);
     }
     progress("FMA peak");
-    let kern = NetKernels::new(ctx, crate::act::Activation::Relu)?;
+    let kern = gpu.kernels(crate::act::Activation::Relu)?;
     let fma = b.fma_row()?;
     let peak = fma.rate;
     rows.push(fma);
@@ -290,7 +287,7 @@ pub fn gpu(
 
 /// One GPU benchmark run's shared state: the device, its timer and rooflines.
 struct GpuBench<'a> {
-    gen: &'a Generator<'a>,
+    gen: &'a Generator,
     ctx: &'a GpuContext,
     timer: GpuTimer<'a>,
     roof: Roofline,
@@ -307,7 +304,7 @@ impl GpuBench<'_> {
         for wg in [64u32, 128, 256, 512] {
             if crate::gpu::generate::check_workgroup_size(
                 wg,
-                ctx.limits
+                ctx.limits()
                     .max_compute_invocations_per_workgroup
                     .min(crate::gpu::generate::MAX_WORKGROUP_SIZE),
             )
@@ -327,7 +324,7 @@ impl GpuBench<'_> {
                 workgroup_size: wg,
                 ..Default::default()
             };
-            let t = timer.time(2, |enc| gen.encode_into_with(enc, &req, out, &go))?;
+            let t = timer.time(2, gen.launch(&req, out, &go)?)?;
             tuning.push((wg, t.median_s));
         }
         let best_wg = tuning
@@ -344,9 +341,10 @@ impl GpuBench<'_> {
         let mut rows = Vec::new();
         let bytes = 4.0 * n as f64;
         let groups = n.div_ceil(4).div_ceil(256);
-        let fill = timer.time(reps, |enc| {
-            Roofline::record(ctx, enc, &roof.fill, n as u32, 0x5eed, out, groups)
-        })?;
+        let fill = timer.time(
+            reps,
+            Roofline::launch(ctx, &roof.fill, n as u32, 0x5eed, out, groups)?,
+        )?;
         let check = ctx.read_words(out, 4)?;
         if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
             return Err(Error::invalid(
@@ -379,7 +377,7 @@ impl GpuBench<'_> {
                 count: n,
                 scale: 1.0,
             };
-            let t = timer.time(reps, |enc| gen.encode_into_with(enc, &req, out, go))?;
+            let t = timer.time(reps, gen.launch(&req, out, go)?)?;
             // The first Philox block, checked against the CPU reference.
             let got = ctx.read_words(out, 4)?;
             let want: Vec<u32> = match kernel {
@@ -430,9 +428,10 @@ impl GpuBench<'_> {
         let fma_groups: u64 = if quick { 64 } else { 8192 };
         let iters: u32 = if quick { 1024 } else { 4096 };
         let fma_out = storage(ctx, 4 * fma_groups * 256)?;
-        let t = timer.time(reps, |enc| {
-            Roofline::record(ctx, enc, &roof.fma, iters, 1, &fma_out, fma_groups)
-        })?;
+        let t = timer.time(
+            reps,
+            Roofline::launch(ctx, &roof.fma, iters, 1, &fma_out, fma_groups)?,
+        )?;
         if !ctx
             .read_words(&fma_out, 1)?
             .iter()
@@ -465,8 +464,9 @@ impl GpuBench<'_> {
         let c = storage(ctx, 4 * m * n)?;
         // Fill A and B with the generator so the products are real numbers.
         let mut enc = ctx
-            .device
+            .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        let mut fill = Batch::default();
         for (buf, count, t) in [(&a, m * k, 1u32), (&b, n * k, 2)] {
             let req = GenRequest {
                 kernel: Kernel::Dist(Dist::Uniform),
@@ -476,9 +476,10 @@ impl GpuBench<'_> {
                 count,
                 scale: 1.0,
             };
-            gen.encode_into(&mut enc, &req, buf)?;
+            gen.encode_into(&mut fill, &req, buf)?;
         }
-        ctx.queue.submit([enc.finish()]);
+        fill.record(ctx, &mut enc)?;
+        ctx.queue().submit([enc.finish()]);
         let p = GemmParams {
             m: m as u32,
             n: n as u32,
@@ -488,7 +489,9 @@ impl GpuBench<'_> {
             ldc: n as u32,
             ..Default::default()
         };
-        let t = timer.time(reps, |enc| kern.gemm(enc, GemmForm::Nt, &p, &a, &b, &c))?;
+        let mut work = Batch::default();
+        kern.gemm(&mut work, GemmForm::Nt, &p, &a, &b, &c)?;
+        let t = timer.time(reps, work)?;
         // C[0][0] against the CPU: the dot product of row 0 of A and row 0 of B.
         let mut ra = vec![0f32; k as usize];
         let mut rb = vec![0f32; k as usize];

@@ -4,9 +4,9 @@
 //! table, `report.json` and a plot of variance vs depth.
 
 use crate::act::Activation;
+use crate::backend::Backend;
 use crate::error::Result;
-use crate::experiment::{self, Device, RunReport};
-use crate::gpu::Generator;
+use crate::experiment::{self, RunReport};
 use crate::net::NetConfig;
 use crate::plot::{self, Panel, Series};
 use crate::scheme::Scheme;
@@ -57,9 +57,8 @@ pub struct Report {
 }
 
 /// Runs the grid, calling `progress(done, total, label)` before each run.
-/// `gen` is the GPU (None: the CPU backend).
 pub fn run(
-    gen: Option<&Generator>,
+    backend: &Backend,
     size: Size,
     seed: u64,
     verify: bool,
@@ -69,14 +68,6 @@ pub fn run(
     let mut runs = Vec::with_capacity(total);
     for act_name in ACTIVATIONS {
         let act = Activation::parse(act_name)?;
-        let kernels = match gen {
-            Some(g) => Some(crate::gpu::kernels::NetKernels::new(g.context(), act)?),
-            None => None,
-        };
-        let dev = match (gen, &kernels) {
-            (Some(g), Some(k)) => Device::Gpu(g, k),
-            _ => Device::Cpu,
-        };
         for scheme in SCHEMES {
             progress(runs.len(), total, &format!("{scheme} / {act_name}"));
             let mut cfg = NetConfig::uniform(
@@ -87,7 +78,7 @@ pub fn run(
                 size.batch,
             );
             cfg.seed = seed;
-            runs.push(experiment::run(&dev, &cfg, verify)?);
+            runs.push(experiment::run(backend, &cfg, verify)?);
         }
     }
     progress(total, total, "done");

@@ -25,9 +25,8 @@
 //! A check that did not run is `None` (JSON `null`, text "not compared"),
 //! never a pass.
 
+use crate::backend::Backend;
 use crate::error::Result;
-use crate::gpu::kernels::NetKernels;
-use crate::gpu::Generator;
 use crate::net::{Fault, LayerStats, NetConfig, NetStats};
 use crate::theory::{self, LayerTheory, WeightTest};
 use crate::tolerance::{self, Calibration, LayerTolerance};
@@ -43,14 +42,6 @@ pub const ALPHA: f64 = 1e-3;
 /// propagation behind it stops being accurate: such layers are `n/a`, not
 /// checked (the weight test still covers them).
 pub const THEORY_BAND_LIMIT: f64 = std::f64::consts::LN_10;
-
-/// Where to run.
-pub enum Device<'g, 'c, 'k> {
-    /// GPU, with kernels compiled for the configuration's activation.
-    Gpu(&'g Generator<'c>, &'k NetKernels<'c>),
-    /// The CPU reference only.
-    Cpu,
-}
 
 /// A layer against the CPU reference (JSON: the lower-case names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -274,46 +265,46 @@ fn rel(a: f64, b: f64) -> f64 {
     }
 }
 
-/// Runs `cfg` on `device`, and on the CPU reference when the device is a GPU.
-pub fn run(device: &Device, cfg: &NetConfig, verify: bool) -> Result<RunReport> {
-    run_with_input(device, cfg, None, verify)
+/// Runs `cfg` on `backend`, and on the CPU reference too when it is a GPU.
+pub fn run(backend: &Backend, cfg: &NetConfig, verify: bool) -> Result<RunReport> {
+    run_with_input(backend, cfg, None, verify)
 }
 
 /// [`run`] with the inputs given (`batch x n_0`, row-major) instead of drawn
 /// from the RNG. The theory then uses their measured mean square and kurtosis.
 pub fn run_with_input(
-    device: &Device,
+    backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,
     verify: bool,
 ) -> Result<RunReport> {
-    run_with_fault(device, cfg, input, verify, &Fault::default())
+    run_with_fault(backend, cfg, input, verify, &Fault::default())
 }
 
 /// [`run_with_input`] with a defect injected into the device under test
 /// (never the reference): how the tests prove that the verdicts catch errors.
 #[doc(hidden)]
 pub fn run_with_fault(
-    device: &Device,
+    backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,
     verify: bool,
     fault: &Fault,
 ) -> Result<RunReport> {
-    run_inner(device, cfg, input, verify, fault, None)
+    run_inner(backend, cfg, input, verify, fault, None)
 }
 
 /// [`run_with_input`], reporting progress (the device's pass, then the CPU
 /// reference) on `progress`.
 pub fn run_with_progress(
-    device: &Device,
+    backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,
     verify: bool,
     progress: &crate::progress::Progress,
 ) -> Result<RunReport> {
     run_inner(
-        device,
+        backend,
         cfg,
         input,
         verify,
@@ -323,7 +314,7 @@ pub fn run_with_progress(
 }
 
 fn run_inner(
-    device: &Device,
+    backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,
     verify: bool,
@@ -331,8 +322,9 @@ fn run_inner(
     progress: Option<&crate::progress::Progress>,
 ) -> Result<RunReport> {
     let s = cfg.sigma_w2()?;
-    let (measured, reference, calibration) = match device {
-        Device::Gpu(g, k) => {
+    let (measured, reference, calibration) = match backend {
+        Backend::Gpu(gpu) => {
+            let (g, k) = (gpu.generator(), &*gpu.kernels(cfg.act)?);
             let m = crate::gpu::network::run_with_fault(g, k, cfg, input, fault, progress)?;
             if verify {
                 let cal = crate::gpu::network::calibrate(g, k, cfg, input.is_none())?;
@@ -351,7 +343,7 @@ fn run_inner(
                 (m, None, None)
             }
         }
-        Device::Cpu => (
+        Backend::Cpu => (
             crate::reference::run_observed(cfg, input, fault, progress, &mut |_, _| {})?,
             None,
             None,

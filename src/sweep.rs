@@ -9,8 +9,9 @@
 //! point is sigma_w^2 = 2 (He), tanh's without bias sigma_w^2 = 1.
 
 use crate::act::Activation;
+use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::experiment::{self, Device, RunReport};
+use crate::experiment::{self, RunReport};
 use crate::net::{NetConfig, INPUT_TENSOR};
 use crate::plot;
 use crate::scheme::Scheme;
@@ -321,7 +322,7 @@ fn pair_correlation(gram: &[f64], batch: usize) -> f64 {
 
 /// Runs the sweep; `progress(done, total, label)` before each point.
 pub fn run(
-    device: &Device,
+    backend: &Backend,
     cfg: &SweepConfig,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<SweepReport> {
@@ -355,7 +356,7 @@ pub fn run(
         net.multiplier = m;
         net.bias_std = cfg.bias_std;
         net.seed = cfg.seed;
-        let r = experiment::run_with_input(device, &net, Some(&x), cfg.verify)?;
+        let r = experiment::run_with_input(backend, &net, Some(&x), cfg.verify)?;
         let last = &r.layers[r.depth - 1];
         let (q_star, chi) = fixed_point(cfg.act, s_of_m(m), b2);
         points.push(SweepPoint {

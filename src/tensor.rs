@@ -3,7 +3,7 @@
 //! distribution, and optional `.npy` output. Memory use is bounded by the
 //! chunk size, whatever the tensor's size.
 
-use crate::backend::DeviceInfo;
+use crate::backend::{Backend, DeviceInfo};
 use crate::cpu::{self, Comparison};
 use crate::dist::Dist;
 use crate::error::Result;
@@ -15,14 +15,6 @@ use crate::stats::{self, KsTest, Moments, VarianceInterval};
 use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// Where the weights are generated.
-pub enum Backend<'g, 'c> {
-    /// A wgpu device.
-    Gpu(&'g Generator<'c>),
-    /// The CPU reference, on all cores.
-    Cpu,
-}
 
 /// Options of [`draw`].
 #[derive(Debug, Clone)]
@@ -160,7 +152,7 @@ pub struct Report {
 
 /// Generates the tensor `spec` describes and checks it. Nothing is written
 /// unless every step succeeds (the `.npy` is renamed into place at the end).
-pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> Result<Report> {
+pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Report> {
     let target = spec.target()?;
     let n = spec.shape.numel();
     let scale = spec.dist.kernel_scale(target.std);
@@ -206,7 +198,8 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         scale,
     };
     let backend_info = match backend {
-        Backend::Gpu(g) => {
+        Backend::Gpu(gpu) => {
+            let g = gpu.generator();
             g.generate(&req, &opts.gen, |off, words| {
                 consume(off, bytemuck::cast_slice(words))
             })?;
@@ -215,7 +208,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
                 int64: opts
                     .gen
                     .mulhi
-                    .map_or(ctx.int64, |m| m == crate::shaders::MulHi::Int64),
+                    .map_or(ctx.int64(), |m| m == crate::shaders::MulHi::Int64),
                 ..DeviceInfo::gpu(ctx)
             }
         }
@@ -229,7 +222,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend<'_, '_>, opts: &DrawOptions) -> R
         }
     };
     let cpu_check = match backend {
-        Backend::Gpu(g) if verify_gpu => Some(bits_check(g, &req, opts, cmp)?),
+        Backend::Gpu(g) if verify_gpu => Some(bits_check(g.generator(), &req, opts, cmp)?),
         _ => None,
     };
     let seconds = start.elapsed().as_secs_f64();

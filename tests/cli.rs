@@ -277,7 +277,7 @@ fn device_limits_are_enforced_with_a_message() {
     let Some(ctx) = common::gpu("device_limits_are_enforced_with_a_message") else {
         return;
     };
-    let too_big = (ctx.limits.max_storage_buffer_binding_size / 4 + 1).min(1 << 30) + 1;
+    let too_big = (ctx.limits().max_storage_buffer_binding_size / 4 + 1).min(1 << 30) + 1;
     let r = deepinit(&[
         "init",
         "--backend",
@@ -354,10 +354,10 @@ fn adapter_selection_and_cpu_fallback() {
     if let Some(ctx) = common::gpu("adapter_selection_and_cpu_fallback (listing)") {
         let list = v["adapters"].as_array().expect("list");
         let chosen = v["chosen"].as_u64().expect("an adapter is chosen") as usize;
-        assert_eq!(list[chosen]["name"], ctx.adapter.name.as_str());
+        assert_eq!(list[chosen]["name"], ctx.adapter().name.as_str());
         assert_eq!(
             list[chosen]["max_storage_buffer_binding_size"],
-            ctx.limits.max_storage_buffer_binding_size
+            ctx.limits().max_storage_buffer_binding_size
         );
     }
 }

@@ -31,12 +31,12 @@ const KAT: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
 
 fn variants(ctx: &deepinit::gpu::GpuContext) -> Vec<MulHi> {
     let mut v = vec![MulHi::Emulated];
-    if ctx.int64 {
+    if ctx.int64() {
         v.push(MulHi::Int64);
     } else {
         eprintln!(
             "int64 Philox path UNSUPPORTED on {}: only the emulated path is tested",
-            ctx.adapter.name
+            ctx.adapter().name
         );
     }
     v
@@ -224,8 +224,8 @@ fn int64_and_emulated_paths_are_bit_identical_for_every_kernel() {
     else {
         return;
     };
-    if !ctx.int64 {
-        eprintln!("UNSUPPORTED int64_and_emulated_paths_are_bit_identical_for_every_kernel: no SHADER_INT64 on {}", ctx.adapter.name);
+    if !ctx.int64() {
+        eprintln!("UNSUPPORTED int64_and_emulated_paths_are_bit_identical_for_every_kernel: no SHADER_INT64 on {}", ctx.adapter().name);
         return;
     }
     let g = Generator::new(ctx).expect("generator");

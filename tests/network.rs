@@ -5,9 +5,9 @@
 mod common;
 
 use deepinit::act::Activation;
-use deepinit::experiment::{self, CpuStatus, Device, RunReport, TheoryStatus};
+use deepinit::backend::{Backend, Gpu};
+use deepinit::experiment::{self, CpuStatus, RunReport, TheoryStatus};
 use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
-use deepinit::gpu::Generator;
 use deepinit::net::NetConfig;
 use deepinit::scheme::Scheme;
 
@@ -93,9 +93,8 @@ fn gemm_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched() {
     }
 }
 
-fn run_gpu(g: &Generator, cfg: &NetConfig) -> RunReport {
-    let k = NetKernels::new(g.context(), cfg.act).expect("kernels");
-    experiment::run(&Device::Gpu(g, &k), cfg, true).expect("run")
+fn run_gpu(g: &Backend, cfg: &NetConfig) -> RunReport {
+    experiment::run(g, cfg, true).expect("run")
 }
 
 fn assert_matches_cpu(r: &RunReport) {
@@ -130,7 +129,7 @@ fn gpu_statistics_match_the_cpu_reference_for_every_activation() {
     else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     let acts = [
         "relu",
         "leaky_relu:0.2",
@@ -171,15 +170,15 @@ fn a_layer_larger_than_one_storage_binding_runs_in_row_blocks() {
     else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     // W_2 is 6000 x 6000 f32 = 144 MB > 128 MiB (lavapipe's binding limit),
     // so the forward pass and the backward pass (delta_1 = delta_2 W_2) both
     // work through row blocks, the backward one accumulating across them.
     let mut cfg = NetConfig::uniform(Scheme::HE, Activation::Relu, 1, 1, 8);
     cfg.widths = vec![64, 6000, 6000];
     let bytes = 4 * 6000u64 * 6000;
-    if bytes <= ctx.limits.max_storage_buffer_binding_size.min(256 << 20) {
-        eprintln!("note: {} holds W_2 in one binding; the row-block path is exercised only on smaller limits", ctx.adapter.name);
+    if bytes <= ctx.limits().max_storage_buffer_binding_size.min(256 << 20) {
+        eprintln!("note: {} holds W_2 in one binding; the row-block path is exercised only on smaller limits", ctx.adapter().name);
     }
     let r = run_gpu(&g, &cfg);
     assert_matches_cpu(&r);
@@ -195,7 +194,7 @@ fn relu_he_keeps_the_variance_and_lecun_halves_it() {
     let Some(ctx) = common::gpu("relu_he_keeps_the_variance_and_lecun_halves_it") else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     let depth = 24;
     let he = run_gpu(
         &g,
@@ -247,7 +246,7 @@ fn tanh_with_a_small_naive_std_vanishes() {
     let Some(ctx) = common::gpu("tanh_with_a_small_naive_std_vanishes") else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     let r = run_gpu(
         &g,
         &NetConfig::uniform(
@@ -271,7 +270,7 @@ fn tanh_with_a_small_naive_std_vanishes() {
 #[test]
 fn cpu_backend_runs_the_same_experiment() {
     let r = experiment::run(
-        &Device::Cpu,
+        &Backend::Cpu,
         &NetConfig::uniform(Scheme::HE, Activation::Tanh, 64, 8, 16),
         true,
     )
@@ -316,19 +315,18 @@ fn a_network_beyond_the_device_is_refused_with_a_message() {
     let Some(ctx) = common::gpu("a_network_beyond_the_device_is_refused_with_a_message") else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
-    let k = NetKernels::new(ctx, Activation::Relu).expect("kernels");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     // One activation tensor of batch x width f32 larger than a storage binding.
     let width = ctx
-        .limits
+        .limits()
         .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size)
+        .min(ctx.limits().max_buffer_size)
         / 4
         / 64
         + 1;
     let mut cfg = NetConfig::uniform(Scheme::HE, Activation::Relu, 1, 1, 64);
     cfg.widths = vec![8, width.min(u64::from(u32::MAX) / 4 / 64)];
-    let err = experiment::run(&Device::Gpu(&g, &k), &cfg, false).expect_err("must not fit");
+    let err = experiment::run(&g, &cfg, false).expect_err("must not fit");
     let msg = err.to_string();
     assert!(
         msg.contains("too large") && (msg.contains("buffer") || msg.contains("tensor")),

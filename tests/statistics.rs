@@ -10,12 +10,13 @@
 
 mod common;
 
+use deepinit::backend::{Backend, Gpu};
 use deepinit::cpu;
 use deepinit::dist::Dist;
 use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
 use deepinit::scheme::{InitSpec, Scheme, Shape};
 use deepinit::stats::{self, Moments};
-use deepinit::tensor::{self, Backend, DrawOptions};
+use deepinit::tensor::{self, DrawOptions};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -137,10 +138,9 @@ fn spec(scheme: &str, shape: &str, dist: Dist) -> InitSpec {
 fn draw_passes_for_every_scheme_and_distribution_on_both_backends() {
     let ctx =
         common::gpu("draw_passes_for_every_scheme_and_distribution_on_both_backends (GPU half)");
-    let g = ctx.map(|c| Generator::new(c).expect("generator"));
     let mut backends = vec![Backend::Cpu];
-    if let Some(g) = &g {
-        backends.push(Backend::Gpu(g));
+    if let Some(c) = ctx {
+        backends.push(Backend::Gpu(Gpu::new(c).expect("gpu")));
     }
     for backend in &backends {
         for (i, (scheme, dist)) in [
@@ -204,11 +204,11 @@ fn a_tensor_larger_than_one_storage_binding_is_generated_and_verified() {
     else {
         return;
     };
-    let g = Generator::new(ctx).expect("generator");
+    let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     // 5800 x 5800 f32 = 134.6 MB > 128 MiB, lavapipe's storage binding limit.
     let s = spec("he", "5800x5800", Dist::Normal);
     let n = s.shape.numel();
-    let binding = ctx.limits.max_storage_buffer_binding_size;
+    let binding = ctx.limits().max_storage_buffer_binding_size;
     // On devices with bigger bindings, force several chunks all the same.
     let chunk = if 4 * n > binding {
         None
@@ -223,7 +223,7 @@ fn a_tensor_larger_than_one_storage_binding_is_generated_and_verified() {
         },
         ..Default::default()
     };
-    let r = tensor::draw(&s, &Backend::Gpu(&g), &opts).expect("draw");
+    let r = tensor::draw(&s, &g, &opts).expect("draw");
     assert!(r.verdict.pass, "{:?}", r.verdict.failures);
     let c = r.cpu_check.expect("verified");
     assert_eq!(

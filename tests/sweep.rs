@@ -7,9 +7,7 @@
 mod common;
 
 use deepinit::act::Activation;
-use deepinit::experiment::Device;
-use deepinit::gpu::kernels::NetKernels;
-use deepinit::gpu::Generator;
+use deepinit::backend::{Backend, Gpu};
 use deepinit::scheme::Scheme;
 use deepinit::sweep::{self, SweepConfig};
 
@@ -31,11 +29,10 @@ fn run(cfg: &SweepConfig) -> sweep::SweepReport {
     // On the GPU where there is one (the path under test), else the CPU backend.
     match common::gpu("sweep (GPU half)") {
         Some(ctx) => {
-            let g = Generator::new(ctx).expect("generator");
-            let k = NetKernels::new(ctx, cfg.act).expect("kernels");
-            sweep::run(&Device::Gpu(&g, &k), cfg, |_, _, _| {}).expect("sweep")
+            let dev = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
+            sweep::run(&dev, cfg, |_, _, _| {}).expect("sweep")
         }
-        None => sweep::run(&Device::Cpu, cfg, |_, _, _| {}).expect("sweep"),
+        None => sweep::run(&Backend::Cpu, cfg, |_, _, _| {}).expect("sweep"),
     }
 }
 
@@ -101,7 +98,7 @@ fn outputs_are_written_and_valid() {
         batch: 8,
         ..config(Activation::Tanh, "0.5,1,2", 0.0)
     };
-    let r = sweep::run(&Device::Cpu, &cfg, |_, _, _| {}).expect("sweep");
+    let r = sweep::run(&Backend::Cpu, &cfg, |_, _, _| {}).expect("sweep");
     let hist = sweep::histograms(&cfg, &r).expect("histograms");
     assert_eq!(hist.len(), 9, "3 multipliers x 3 layers");
     for h in &hist {

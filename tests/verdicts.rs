@@ -6,9 +6,8 @@
 mod common;
 
 use deepinit::act::Activation;
-use deepinit::experiment::{self, Device, RunReport};
-use deepinit::gpu::kernels::NetKernels;
-use deepinit::gpu::Generator;
+use deepinit::backend::{Backend, Gpu};
+use deepinit::experiment::{self, RunReport};
 use deepinit::net::{Fault, NetConfig};
 use deepinit::scheme::Scheme;
 
@@ -79,7 +78,7 @@ fn correct_networks_pass_the_theory_checks_over_a_seed_grid() {
             for (width, depth) in [(64, 10), (64, 50), (256, 30)] {
                 for seed in 0..3 {
                     let cfg = config(scheme, act, width, depth, 32, seed);
-                    let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                    let r = experiment::run(&Backend::Cpu, &cfg, true).unwrap();
                     assert!(r.verdict.theory_match, "false alarm: {}", describe(&r));
                     assert_eq!(
                         r.verdict.cpu_match, None,
@@ -102,11 +101,9 @@ fn gpu_device() -> Option<&'static deepinit::gpu::GpuContext> {
 #[test]
 fn correct_networks_match_the_cpu_reference_over_a_seed_grid() {
     let Some(ctx) = gpu_device() else { return };
-    let gen = Generator::new(ctx).unwrap();
+    let dev = Backend::Gpu(Gpu::new(ctx).unwrap());
     let mut worst = (0.0f64, 0.0f64);
     for act in ACTIVATIONS {
-        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
-        let dev = Device::Gpu(&gen, &k);
         for scheme in ["he", "lecun", "naive:1.0"] {
             for seed in 0..2 {
                 let cfg = config(scheme, act, 128, 20, 32, seed);
@@ -134,10 +131,8 @@ fn correct_networks_match_the_cpu_reference_over_a_seed_grid() {
 #[test]
 fn wide_relu_networks_no_longer_cry_wolf() {
     let Some(ctx) = gpu_device() else { return };
-    let gen = Generator::new(ctx).unwrap();
+    let dev = Backend::Gpu(Gpu::new(ctx).unwrap());
     for act in ["relu", "leaky_relu:0.1"] {
-        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
-        let dev = Device::Gpu(&gen, &k);
         for scheme in ["lecun", "he"] {
             let cfg = config(scheme, act, 512, 50, 128, 0);
             let r = experiment::run(&dev, &cfg, true).unwrap();
@@ -152,9 +147,7 @@ fn wide_relu_networks_no_longer_cry_wolf() {
 #[test]
 fn injected_gpu_defects_are_caught() {
     let Some(ctx) = gpu_device() else { return };
-    let gen = Generator::new(ctx).unwrap();
-    let k = NetKernels::new(ctx, Activation::Relu).unwrap();
-    let dev = Device::Gpu(&gen, &k);
+    let dev = Backend::Gpu(Gpu::new(ctx).unwrap());
     let cfg = config("he", "relu", 256, 20, 64, 3);
     let clean = experiment::run_with_fault(&dev, &cfg, None, true, &Fault::default()).unwrap();
     assert_eq!(clean.verdict.cpu_match, Some(true), "{}", describe(&clean));
@@ -190,20 +183,19 @@ fn a_weight_variance_three_percent_off_is_flagged() {
     };
     for act in ["relu", "tanh"] {
         let cfg = config("he", act, 512, 50, 64, 1);
-        let r = experiment::run_with_fault(&Device::Cpu, &cfg, None, true, &fault).unwrap();
+        let r = experiment::run_with_fault(&Backend::Cpu, &cfg, None, true, &fault).unwrap();
         assert!(
             !r.verdict.theory_match,
             "{act}: not flagged: {:?}",
             r.verdict.weight_test
         );
-        let clean = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+        let clean = experiment::run(&Backend::Cpu, &cfg, true).unwrap();
         assert!(clean.verdict.theory_match, "{}", describe(&clean));
     }
     let Some(ctx) = gpu_device() else { return };
-    let gen = Generator::new(ctx).unwrap();
-    let k = NetKernels::new(ctx, Activation::Relu).unwrap();
+    let dev = Backend::Gpu(Gpu::new(ctx).unwrap());
     let cfg = config("he", "relu", 512, 50, 64, 1);
-    let r = experiment::run_with_fault(&Device::Gpu(&gen, &k), &cfg, None, false, &fault).unwrap();
+    let r = experiment::run_with_fault(&dev, &cfg, None, false, &fault).unwrap();
     assert!(
         !r.verdict.theory_match,
         "GPU: not flagged: {:?}",
@@ -224,7 +216,7 @@ fn survey_false_alarms_and_detection_limits() {
             for (width, depth, batch) in [(64, 50, 32), (256, 50, 64), (512, 20, 128)] {
                 for seed in 0..6 {
                     let cfg = config(scheme, act, width, depth, batch, seed);
-                    let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                    let r = experiment::run(&Backend::Cpu, &cfg, true).unwrap();
                     runs += 1;
                     if !r.verdict.theory_match {
                         alarms += 1;
@@ -245,8 +237,8 @@ fn survey_false_alarms_and_detection_limits() {
             let flagged = (0..5)
                 .filter(|&seed| {
                     let cfg = config("he", act, 512, 50, 64, seed);
-                    let r =
-                        experiment::run_with_fault(&Device::Cpu, &cfg, None, true, &fault).unwrap();
+                    let r = experiment::run_with_fault(&Backend::Cpu, &cfg, None, true, &fault)
+                        .unwrap();
                     !r.verdict.theory_match
                 })
                 .count();
@@ -254,11 +246,9 @@ fn survey_false_alarms_and_detection_limits() {
         }
     }
     let Some(ctx) = gpu_device() else { return };
-    let gen = Generator::new(ctx).unwrap();
+    let dev = Backend::Gpu(Gpu::new(ctx).unwrap());
     let (mut runs, mut alarms, mut worst) = (0, 0, 0.0f64);
     for act in ACTIVATIONS {
-        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
-        let dev = Device::Gpu(&gen, &k);
         for scheme in SCHEMES {
             for (width, depth, batch) in [(128, 50, 32), (512, 50, 128)] {
                 for seed in 0..2 {
@@ -277,8 +267,6 @@ fn survey_false_alarms_and_detection_limits() {
     eprintln!("GPU vs CPU: {alarms} false alarms in {runs} correct runs, worst difference / tolerance {worst:.3}");
     // Smallest single-layer weight scale the CPU comparison catches.
     for act in ["relu", "tanh"] {
-        let k = NetKernels::new(ctx, Activation::parse(act).unwrap()).unwrap();
-        let dev = Device::Gpu(&gen, &k);
         for factor in [1.00001, 1.0001, 1.001, 1.01] {
             let fault = Fault {
                 weight_scale: Some((25, factor)),
@@ -311,7 +299,7 @@ fn the_weight_test_statistic_is_calibrated() {
         let ts: Vec<f64> = (0..40)
             .filter_map(|seed| {
                 let cfg = config(scheme, act, width, depth, batch, 1000 + seed);
-                let r = experiment::run(&Device::Cpu, &cfg, true).unwrap();
+                let r = experiment::run(&Backend::Cpu, &cfg, true).unwrap();
                 r.verdict.weight_test.map(|w| w.z)
             })
             .collect();

@@ -2,7 +2,6 @@
 
 use super::*;
 use clap::Args;
-use deepinit::gpu::Generator;
 use deepinit::Result;
 use std::process::ExitCode;
 
@@ -30,21 +29,20 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     };
     let json_out = a.json.open()?;
     let t = json_out.text();
-    let ctx = open_device(d)?;
-    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    let backend = open_backend(d)?;
     say!(
         t,
         "deepinit bench{}: {}",
         if a.quick { " --quick" } else { "" },
-        describe(ctx.as_ref())
+        backend.info().describe()
     );
-    if let Some(c) = &ctx {
+    if let Some(c) = backend.gpu().map(|g| g.context()) {
         say!(
             t,
             "driver: {} {}; timing: {}; repeats: {} after a warm-up (median shown)",
-            c.adapter.driver,
-            c.adapter.driver_info,
-            if c.timestamps {
+            c.adapter().driver,
+            c.adapter().driver_info,
+            if c.timestamps() {
                 "GPU timestamps"
             } else {
                 "wall clock (no timestamp queries)"
@@ -53,7 +51,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         );
     }
     let mut step = |what: &str| eprintln!("  running: {what}");
-    let (mut rows, tuning) = match &gen {
+    let (mut rows, tuning) = match backend.gpu() {
         Some(g) => bench::gpu(g, &opts, &mut step)?,
         None => (Vec::new(), serde_json::Value::Null),
     };
@@ -80,7 +78,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     }
     json_out.emit(
         &serde_json::json!({
-            "device": DeviceInfo::of(ctx.as_ref()),
+            "device": backend.info(),
             "quick": a.quick,
             "repeats": opts.repeats,
             "tuning": tuning,

@@ -2,7 +2,6 @@
 
 use super::*;
 use clap::{Args, Parser, ValueEnum};
-use deepinit::gpu::Generator;
 use deepinit::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,18 +52,17 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     };
     let out =
         deepinit::output::OutputDir::check(&a.out_dir, &deepinit::demo::OUTPUT_FILES, a.force)?;
-    let ctx = open_device(d)?;
-    let gen = ctx.as_ref().map(Generator::new).transpose()?;
+    let backend = open_backend(d)?;
     println!(
         "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
         size.depth, size.width, size.batch, a.seed
     );
-    println!("device: {}", describe(ctx.as_ref()));
+    println!("device: {}", backend.info().describe());
     println!();
-    let runs = deepinit::demo::run(gen.as_ref(), size, a.seed, !a.no_verify, progress_bar())?;
+    let runs = deepinit::demo::run(&backend, size, a.seed, !a.no_verify, progress_bar())?;
     print!("{}", deepinit::demo::table(&runs));
     let report = deepinit::demo::Report {
-        device: DeviceInfo::of(ctx.as_ref()),
+        device: backend.info(),
         config: serde_json::json!({
             "size": format!("{:?}", a.size).to_lowercase(),
             "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,

@@ -62,38 +62,37 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let json_out = a.json.open()?;
     let (cfg, input) = network(a, act)?;
     let t = json_out.text();
-    with_network_device(d, act, |ctx, dev| {
-        let progress = deepinit::progress::Progress::new("forward + backward pass");
-        let r = deepinit::experiment::run_with_progress(
-            dev,
-            &cfg,
-            input.as_ref().map(|x| x.data.as_slice()),
-            !a.no_verify,
-            &progress,
-        )?;
-        drop(progress);
-        say!(t,
-            "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
-            r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
-        );
-        say!(t, "device: {}", describe(ctx));
-        say!(t);
-        print_layers(&t, &r);
-        say!(t);
-        print_verdict(&t, &r.verdict, verify_word(a, ctx));
-        let runs = vec![r];
-        print_failures(&t, &runs);
-        let code = exit_for(&runs);
-        json_out.emit(
-            &deepinit::demo::Report {
-                device: DeviceInfo::of(ctx),
-                config: serde_json::json!({ "command": "forward" }),
-                runs,
-            },
-            &t,
-        )?;
-        Ok(code)
-    })
+    let backend = open_backend(d)?;
+    let progress = deepinit::progress::Progress::new("forward + backward pass");
+    let r = deepinit::experiment::run_with_progress(
+        &backend,
+        &cfg,
+        input.as_ref().map(|x| x.data.as_slice()),
+        !a.no_verify,
+        &progress,
+    )?;
+    drop(progress);
+    say!(t,
+        "deepinit forward: {} / {}, widths {}..{}, depth {}, batch {}, sw^2 {:.4}, bias std {}, seed {}",
+        r.scheme, r.activation, cfg.widths[0], cfg.widths[r.depth], r.depth, r.batch, r.sigma_w2, r.bias_std, r.seed
+    );
+    say!(t, "device: {}", backend.info().describe());
+    say!(t);
+    print_layers(&t, &r);
+    say!(t);
+    print_verdict(&t, &r.verdict, verify_word(a, &backend));
+    let runs = vec![r];
+    print_failures(&t, &runs);
+    let code = exit_for(&runs);
+    json_out.emit(
+        &deepinit::demo::Report {
+            device: backend.info(),
+            config: serde_json::json!({ "command": "forward" }),
+            runs,
+        },
+        &t,
+    )?;
+    Ok(code)
 }
 
 /// The widths n_0..n_L from --widths, or --width and --depth, range-checked.
@@ -176,10 +175,10 @@ fn network(
 }
 
 /// Why a run was not compared with the CPU, if it was not.
-fn verify_word(a: &ForwardArgs, ctx: Option<&GpuContext>) -> &'static str {
+fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
     if a.no_verify {
         "not compared (--no-verify)"
-    } else if ctx.is_none() {
+    } else if backend.gpu().is_none() {
         "not compared (the CPU backend is the reference)"
     } else {
         "not compared (no layer within the rounding model's reach)"

@@ -3,9 +3,9 @@
 use super::*;
 use clap::Args;
 use deepinit::backend::DeviceKind;
-use deepinit::gpu::{self, GenOptions, Generator};
+use deepinit::gpu::{self, GenOptions};
 use deepinit::scheme::{self, InitSpec, Scheme, Shape};
-use deepinit::tensor::{self, Backend, DrawOptions, Report};
+use deepinit::tensor::{self, DrawOptions, Report};
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -99,15 +99,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
             }
         }
     }
-    let ctx = open_device(d)?;
-    let gen = match &ctx {
-        Some(c) => Some(Generator::new(c)?),
-        None => None,
-    };
-    let backend = match &gen {
-        Some(g) => Backend::Gpu(g),
-        None => Backend::Cpu,
-    };
+    let backend = open_backend(d)?;
     let opts = DrawOptions {
         seed: a.seed,
         tensor_id: a.tensor_id,

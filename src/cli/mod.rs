@@ -16,8 +16,8 @@ pub(crate) use init::{run_init, InitArgs};
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use deepinit::backend::DeviceInfo;
-use deepinit::gpu::{AdapterRequest, Generator, GpuContext};
+use deepinit::backend::{Backend, Policy};
+use deepinit::gpu::AdapterRequest;
 use deepinit::{Error, Result};
 use std::process::ExitCode;
 
@@ -238,24 +238,24 @@ pub(crate) fn request(d: &DeviceArgs) -> AdapterRequest {
     }
 }
 
-/// Opens the GPU per --backend; `Ok(None)` means run on the CPU. Under
-/// `auto`, a missing adapter falls back to the CPU only when the user named
-/// none (`--adapter`, WGPU_ADAPTER_NAME): a named one that does not exist is
-/// an error.
-pub(crate) fn open_device(d: &DeviceArgs) -> Result<Option<GpuContext>> {
-    let req = request(d);
-    match d.backend {
-        BackendChoice::Cpu => Ok(None),
-        BackendChoice::Gpu => GpuContext::new(&req).map(Some),
-        BackendChoice::Auto => match GpuContext::new(&req) {
-            Ok(ctx) => Ok(Some(ctx)),
-            Err(e @ Error::NoAdapter { .. }) if !req.names_adapter() => {
-                eprintln!("deepinit: {e}; falling back to the CPU backend");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        },
+impl From<BackendChoice> for Policy {
+    fn from(b: BackendChoice) -> Self {
+        match b {
+            BackendChoice::Auto => Policy::Auto,
+            BackendChoice::Gpu => Policy::Gpu,
+            BackendChoice::Cpu => Policy::Cpu,
+        }
     }
+}
+
+/// Opens the backend per the device flags, telling the user when the CPU
+/// stands in for a missing adapter.
+pub(crate) fn open_backend(d: &DeviceArgs) -> Result<Backend> {
+    let opened = Backend::open(d.backend.into(), &request(d))?;
+    if let Some(e) = &opened.fell_back {
+        eprintln!("deepinit: {e}; falling back to the CPU backend");
+    }
+    Ok(opened.backend)
 }
 
 pub(crate) fn ok(pass: bool) -> &'static str {
@@ -306,11 +306,6 @@ pub(crate) fn progress_bar() -> impl FnMut(usize, usize, &str) {
     }
 }
 
-/// The "device:" line of every text report.
-pub(crate) fn describe(ctx: Option<&GpuContext>) -> String {
-    DeviceInfo::of(ctx).describe()
-}
-
 pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
@@ -325,24 +320,4 @@ pub(crate) fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
     } else {
         ExitCode::from(3)
     }
-}
-
-/// Opens the device per --backend, compiles the network kernels for `act`
-/// there, and runs `f` with the device (and the GPU context, if any).
-pub(crate) fn with_network_device<T>(
-    d: &DeviceArgs,
-    act: deepinit::act::Activation,
-    f: impl FnOnce(Option<&GpuContext>, &deepinit::experiment::Device) -> Result<T>,
-) -> Result<T> {
-    let ctx = open_device(d)?;
-    let gen = ctx.as_ref().map(Generator::new).transpose()?;
-    let kernels = match &gen {
-        Some(g) => Some(deepinit::gpu::kernels::NetKernels::new(g.context(), act)?),
-        None => None,
-    };
-    let dev = match (&gen, &kernels) {
-        (Some(g), Some(k)) => deepinit::experiment::Device::Gpu(g, k),
-        _ => deepinit::experiment::Device::Cpu,
-    };
-    f(ctx.as_ref(), &dev)
 }

@@ -84,27 +84,26 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let json = a.json.open()?;
     let out = deepinit::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
     let t = json.text();
-    with_network_device(d, act, |ctx, dev| {
-        say!(t,
-            "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
-            act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
-        );
-        say!(t, "device: {}", describe(ctx));
-        say!(t);
-        let report = sweep::run(dev, &cfg, progress_bar())?;
-        t.raw(&sweep::table(&report));
-        let hist = sweep::histograms(&cfg, &report)?;
-        for p in sweep::write_outputs(&out, &report, &hist)? {
-            say!(t, "wrote {}", p.display());
-        }
-        let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
-        print_failures(&t, &runs);
-        json.emit(&report, &t)?;
-        let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
-        Ok(if ok {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(3)
-        })
+    let backend = open_backend(d)?;
+    say!(t,
+        "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
+        act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
+    );
+    say!(t, "device: {}", backend.info().describe());
+    say!(t);
+    let report = sweep::run(&backend, &cfg, progress_bar())?;
+    t.raw(&sweep::table(&report));
+    let hist = sweep::histograms(&cfg, &report)?;
+    for p in sweep::write_outputs(&out, &report, &hist)? {
+        say!(t, "wrote {}", p.display());
+    }
+    let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();
+    print_failures(&t, &runs);
+    json.emit(&report, &t)?;
+    let ok = exit_for(&runs) == ExitCode::SUCCESS && report.critical_match != Some(false);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
     })
 }

@@ -80,20 +80,16 @@ impl AdapterSummary {
     }
 }
 
-/// An open GPU: device, queue and what was negotiated.
+/// An open GPU: device, queue and what was negotiated. Cloning is cheap (wgpu's
+/// device and queue are reference-counted handles) and shares the device.
+#[derive(Clone)]
 pub struct GpuContext {
-    /// The wgpu device.
-    pub device: wgpu::Device,
-    /// Its queue.
-    pub queue: wgpu::Queue,
-    /// The adapter's description and limits.
-    pub adapter: AdapterSummary,
-    /// The limits the device was created with (the adapter's own).
-    pub limits: wgpu::Limits,
-    /// Whether kernels may use native 64-bit integers.
-    pub int64: bool,
-    /// Whether timestamps can be written between passes (GPU timing).
-    pub timestamps: bool,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    limits: wgpu::Limits,
+    int64: bool,
+    timestamps: bool,
     /// Errors wgpu raised outside any error scope (e.g. device loss); checked
     /// after each submission. Per device, never global.
     uncaptured: Arc<Mutex<Vec<String>>>,
@@ -197,6 +193,36 @@ fn sorted_adapters(req: &AdapterRequest) -> (Vec<wgpu::Adapter>, Option<usize>) 
 }
 
 impl GpuContext {
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// Its queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// The adapter's description and limits.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// Whether kernels may use native 64-bit integers.
+    pub fn int64(&self) -> bool {
+        self.int64
+    }
+
+    /// Whether timestamps can be written between passes (GPU timing).
+    pub fn timestamps(&self) -> bool {
+        self.timestamps
+    }
+
     /// Opens the best adapter matching `req` with the adapter's own limits (not
     /// wgpu's conservative defaults, which cap a storage binding at 128 MiB and
     /// a buffer at 256 MiB), and `SHADER_INT64` / `TIMESTAMP_QUERY` where offered.
@@ -380,44 +406,6 @@ impl GpuContext {
                     cache: None,
                 })
         })
-    }
-
-    /// Records one dispatch of `pipe` on its own compute pass: binding 0 is a
-    /// fresh uniform buffer holding `params`, bindings 1.. are `buffers` in order.
-    pub fn dispatch(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        pipe: &wgpu::ComputePipeline,
-        params: &[u8],
-        buffers: &[&wgpu::Buffer],
-        groups: (u32, u32),
-    ) -> Result<()> {
-        let bind_group = self.scoped("binding kernel buffers", || {
-            let p = self.uniform(params);
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: p.as_entire_binding(),
-            }];
-            for (i, b) in buffers.iter().enumerate() {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: i as u32 + 1,
-                    resource: b.as_entire_binding(),
-                });
-            }
-            self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: None,
-                layout: &pipe.get_bind_group_layout(0),
-                entries: &entries,
-            })
-        })?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(pipe);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups.0, groups.1, 1);
-        Ok(())
     }
 
     /// [`GpuContext::read_buffer`] as 32-bit words.

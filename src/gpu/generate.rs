@@ -3,6 +3,7 @@
 //! host while the GPU works on the next.
 
 use super::context::GpuContext;
+use super::launch::{Batch, Binding, Launch};
 use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::shaders::{self, MulHi};
@@ -114,8 +115,8 @@ type PipelineKey = (Kernel, MulHi, u32);
 /// is bounded: 4 kernels x 2 variants x at most 6 power-of-two workgroup sizes
 /// (32..=1024) = 48 entries, and a key fully determines the pipeline (same
 /// module source, entry point and override constant), so a hit is always sound.
-pub struct Generator<'a> {
-    ctx: &'a GpuContext,
+pub struct Generator {
+    ctx: GpuContext,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<MulHi, wgpu::ShaderModule>>,
@@ -137,12 +138,12 @@ struct InFlight {
     mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }
 
-impl<'a> Generator<'a> {
+impl Generator {
     /// Creates the bind group layout; pipelines are built on first use.
-    pub fn new(ctx: &'a GpuContext) -> Result<Self> {
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
         let (layout, pipeline_layout) = ctx.scoped("creating the generation layout", || {
             let layout = ctx
-                .device
+                .device()
                 .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some("init"),
                     entries: &[
@@ -169,7 +170,7 @@ impl<'a> Generator<'a> {
                     ],
                 });
             let pipeline_layout =
-                ctx.device
+                ctx.device()
                     .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                         label: Some("init"),
                         bind_group_layouts: &[Some(&layout)],
@@ -178,7 +179,7 @@ impl<'a> Generator<'a> {
             (layout, pipeline_layout)
         })?;
         Ok(Self {
-            ctx,
+            ctx: ctx.clone(),
             layout,
             pipeline_layout,
             modules: Mutex::new(HashMap::new()),
@@ -188,7 +189,7 @@ impl<'a> Generator<'a> {
 
     /// The context this generator runs on.
     pub fn context(&self) -> &GpuContext {
-        self.ctx
+        &self.ctx
     }
 
     /// Number of cached pipelines (for tests of the cache).
@@ -198,9 +199,9 @@ impl<'a> Generator<'a> {
 
     fn resolve_mulhi(&self, opts: &GenOptions) -> Result<MulHi> {
         match opts.mulhi {
-            None if self.ctx.int64 => Ok(MulHi::Int64),
+            None if self.ctx.int64() => Ok(MulHi::Int64),
             None => Ok(MulHi::Emulated),
-            Some(MulHi::Int64) if !self.ctx.int64 => Err(Error::invalid(
+            Some(MulHi::Int64) if !self.ctx.int64() => Err(Error::invalid(
                 "kernel variant",
                 "the int64 Philox path needs SHADER_INT64, which this device lacks",
             )),
@@ -225,7 +226,7 @@ impl<'a> Generator<'a> {
                     let m = shaders::init_module(mulhi);
                     let sm = self.ctx.scoped("compiling the generation shader", || {
                         self.ctx
-                            .device
+                            .device()
                             .create_shader_module(wgpu::ShaderModuleDescriptor {
                                 label: Some(m.name),
                                 source: wgpu::ShaderSource::Wgsl(m.source.into()),
@@ -239,7 +240,7 @@ impl<'a> Generator<'a> {
         let constants = [("WORKGROUP_SIZE", f64::from(wg))];
         let pipeline = self.ctx.scoped("building the generation pipeline", || {
             self.ctx
-                .device
+                .device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(kernel.entry_point()),
                     layout: Some(&self.pipeline_layout),
@@ -262,7 +263,7 @@ impl<'a> Generator<'a> {
 
     /// Largest chunk (elements) this device allows for `opts`.
     pub fn chunk_limit(&self, opts: &GenOptions) -> Result<u64> {
-        let l = &self.ctx.limits;
+        let l = &self.ctx.limits();
         let device_max = l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4;
         match opts.chunk_elems {
             None => Ok(device_max.min(DEFAULT_CHUNK_BYTES / 4).min(MAX_CHUNK_ELEMS)),
@@ -273,7 +274,8 @@ impl<'a> Generator<'a> {
                 max: device_max.min(MAX_CHUNK_ELEMS),
                 hint: format!(
                     " on {} (max storage binding {} bytes)",
-                    self.ctx.adapter.name, l.max_storage_buffer_binding_size
+                    self.ctx.adapter().name,
+                    l.max_storage_buffer_binding_size
                 ),
             }),
             Some(c) => Ok(c),
@@ -283,16 +285,16 @@ impl<'a> Generator<'a> {
     fn check_workgroup(&self, wg: u32) -> Result<()> {
         let max = self
             .ctx
-            .limits
+            .limits()
             .max_compute_invocations_per_workgroup
-            .min(self.ctx.limits.max_compute_workgroup_size_x)
+            .min(self.ctx.limits().max_compute_workgroup_size_x)
             .min(MAX_WORKGROUP_SIZE);
         check_workgroup_size(wg, max)
     }
 
     fn make_slot(&self, bytes: u64, i: usize) -> Result<Slot> {
         self.ctx.scoped("allocating generation buffers", || {
-            let d = &self.ctx.device;
+            let d = &self.ctx.device();
             let params = d.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("init params"),
                 size: std::mem::size_of::<Params>() as u64,
@@ -382,14 +384,14 @@ impl<'a> Generator<'a> {
             // before this point, because at most one chunk is in flight while
             // another is being encoded.
             self.ctx
-                .queue
+                .queue()
                 .write_buffer(&slot.params, 0, bytemuck::bytes_of(&params));
-            let mut enc = self
-                .ctx
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("init chunk"),
-                });
+            let mut enc =
+                self.ctx
+                    .device()
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                        label: Some("init chunk"),
+                    });
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                     label: Some("init"),
@@ -400,7 +402,7 @@ impl<'a> Generator<'a> {
                 pass.dispatch_workgroups(gx, gy, 1);
             }
             enc.copy_buffer_to_buffer(&slot.storage, 0, &slot.readback, 0, count * 4);
-            let submission = self.ctx.queue.submit([enc.finish()]);
+            let submission = self.ctx.queue().submit([enc.finish()]);
             let (tx, rx) = mpsc::channel();
             slot.readback
                 .slice(..count * 4)
@@ -434,83 +436,60 @@ impl<'a> Generator<'a> {
             .dispatch_2d(blocks.div_ceil(u64::from(workgroup_size)))
     }
 
-    /// Records the generation of `req` into `out` (elements `req.start ..` land
-    /// at `out[0 ..]`) on an encoder, with no read-back: how the network
-    /// driver materializes weights, biases and inputs on the device. `req.count`
-    /// must fit one chunk and `out`.
+    /// Queues the generation of `req` into `out` (elements `req.start ..` land
+    /// at `out[0 ..]`), with no read-back: how the network driver materializes
+    /// weights, biases and inputs on the device. `req.count` must fit one
+    /// chunk and `out`.
     pub fn encode_into(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         req: &GenRequest,
         out: &wgpu::Buffer,
     ) -> Result<()> {
-        self.encode_into_with(enc, req, out, &GenOptions::default())
+        if req.count > 0 {
+            batch.push(self.launch(req, out, &GenOptions::default())?);
+        }
+        Ok(())
     }
 
-    /// [`Generator::encode_into`] with explicit kernel options (the chunk size
-    /// is ignored: the request must fit one chunk).
-    pub fn encode_into_with(
+    /// The launch that generates `req` into `out` with explicit kernel options
+    /// (the chunk size is ignored: the request must fit one chunk).
+    pub fn launch(
         &self,
-        enc: &mut wgpu::CommandEncoder,
         req: &GenRequest,
         out: &wgpu::Buffer,
         opts: &GenOptions,
-    ) -> Result<()> {
-        if req.count == 0 {
-            return Ok(());
-        }
+    ) -> Result<Launch> {
         self.check_workgroup(opts.workgroup_size)?;
         let opts = &GenOptions {
             chunk_elems: None,
             ..*opts
         };
         let limit = self.chunk_limit(opts)?;
-        if req.count > limit || req.count * 4 > out.size() {
+        if req.count == 0 || req.count > limit || req.count * 4 > out.size() {
             return Err(Error::LimitExceeded {
                 what: "generation into one buffer (elements)".into(),
                 got: req.count,
                 max: limit.min(out.size() / 4),
-                hint: String::new(),
+                hint: if req.count == 0 {
+                    " (and at least 1)".into()
+                } else {
+                    String::new()
+                },
             });
         }
         req.start.checked_add(req.count).ok_or_else(|| {
             Error::invalid("element range", "start + count overflows a 64-bit index")
         })?;
         let mulhi = self.resolve_mulhi(opts)?;
-        let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
         let params = Params::new(req, req.start, req.count);
-        let (gx, gy) = self.dims(&params, opts.workgroup_size)?;
-        let bind_group = self.ctx.scoped("binding a generation target", || {
-            let pbuf = self.ctx.uniform(bytemuck::bytes_of(&params));
-            self.ctx
-                .device
-                .create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some("init target"),
-                    layout: &self.layout,
-                    entries: &[
-                        wgpu::BindGroupEntry {
-                            binding: 0,
-                            resource: pbuf.as_entire_binding(),
-                        },
-                        wgpu::BindGroupEntry {
-                            binding: 1,
-                            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                                buffer: out,
-                                offset: 0,
-                                size: wgpu::BufferSize::new(req.count * 4),
-                            }),
-                        },
-                    ],
-                })
-        })?;
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("init"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(gx, gy, 1);
-        Ok(())
+        Ok(Launch {
+            pipeline: self.pipeline((req.kernel, mulhi, opts.workgroup_size))?,
+            layout: Some(self.layout.clone()),
+            params: bytemuck::bytes_of(&params).to_vec(),
+            buffers: vec![Binding::prefix(out, req.count * 4)],
+            groups: self.dims(&params, opts.workgroup_size)?,
+        })
     }
 
     fn finish(
@@ -520,7 +499,7 @@ impl<'a> Generator<'a> {
         sink: &mut impl FnMut(u64, &[u32]) -> Result<()>,
     ) -> Result<()> {
         self.ctx
-            .device
+            .device()
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(f.submission),
                 timeout: None,

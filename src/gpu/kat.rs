@@ -3,6 +3,7 @@
 //! known-answer vectors and the CPU implementation.
 
 use super::context::GpuContext;
+use super::launch::{Batch, Launch};
 use crate::error::{Error, Result};
 use crate::shaders::{self, MulHi};
 use wgpu::util::DeviceExt;
@@ -17,7 +18,7 @@ pub fn philox_blocks(
     if inputs.is_empty() {
         return Ok(Vec::new());
     }
-    if mulhi == MulHi::Int64 && !ctx.int64 {
+    if mulhi == MulHi::Int64 && !ctx.int64() {
         return Err(Error::invalid(
             "kernel variant",
             "this device has no SHADER_INT64",
@@ -32,13 +33,13 @@ pub fn philox_blocks(
     let pipeline = ctx.compute_pipeline(&m, "philox_kat", &[])?;
     let (input, output) = ctx.scoped("setting up the Philox KAT kernel", || {
         let input = ctx
-            .device
+            .device()
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("kat in"),
                 contents: bytemuck::cast_slice(&words),
                 usage: wgpu::BufferUsages::STORAGE,
             });
-        let output = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        let output = ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("kat out"),
             size: out_bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -48,37 +49,20 @@ pub fn philox_blocks(
     })?;
     let groups = u32::try_from(inputs.len().div_ceil(64))
         .ok()
-        .filter(|&g| g <= ctx.limits.max_compute_workgroups_per_dimension)
+        .filter(|&g| g <= ctx.limits().max_compute_workgroups_per_dimension)
         .ok_or_else(|| Error::invalid("KAT inputs", "too many for one dispatch"))?;
-    let bind_group = ctx.scoped("binding the Philox KAT buffers", || {
-        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("kat"),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &[
-                wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: input.as_entire_binding(),
-                },
-                wgpu::BindGroupEntry {
-                    binding: 1,
-                    resource: output.as_entire_binding(),
-                },
-            ],
-        })
-    })?;
     let mut enc = ctx
-        .device
+        .device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kat") });
-    {
-        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("kat"),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(groups, 1, 1);
-    }
-    ctx.queue.submit([enc.finish()]);
+    Batch::from(Launch {
+        pipeline,
+        layout: None,
+        params: Vec::new(),
+        buffers: vec![(&input).into(), (&output).into()],
+        groups: (groups, 1),
+    })
+    .record(ctx, &mut enc)?;
+    ctx.queue().submit([enc.finish()]);
     let words = ctx.read_words(&output, out_bytes / 4)?;
     Ok(words
         .chunks_exact(4)

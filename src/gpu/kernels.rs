@@ -2,6 +2,7 @@
 //! `reduce.wgsl`, `dead.wgsl`) and how to record each on an encoder.
 
 use super::context::GpuContext;
+use super::launch::{Batch, Launch};
 use crate::act::Activation;
 use crate::error::{Error, Result};
 use crate::shaders;
@@ -19,8 +20,8 @@ use super::layout::{DeadParams, EwParams, RedParams, GEMM_TILE_M, GEMM_TILE_N};
 pub use super::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
 
 /// The compiled network kernels for one activation.
-pub struct NetKernels<'a> {
-    ctx: &'a GpuContext,
+pub struct NetKernels {
+    ctx: GpuContext,
     act: Activation,
     gemm_nt: wgpu::ComputePipeline,
     gemm_nn: wgpu::ComputePipeline,
@@ -30,9 +31,9 @@ pub struct NetKernels<'a> {
     dead: wgpu::ComputePipeline,
 }
 
-impl<'a> NetKernels<'a> {
+impl NetKernels {
     /// Compiles the kernels; the activation is a pipeline constant.
-    pub fn new(ctx: &'a GpuContext, act: Activation) -> Result<Self> {
+    pub fn new(ctx: &GpuContext, act: Activation) -> Result<Self> {
         let g = shaders::gemm_module();
         let net = shaders::network_module();
         let act_consts = [
@@ -40,7 +41,7 @@ impl<'a> NetKernels<'a> {
             ("SLOPE", act.slope()),
         ];
         Ok(Self {
-            ctx,
+            ctx: ctx.clone(),
             act,
             gemm_nt: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 1.0)])?,
             gemm_nn: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 0.0)])?,
@@ -56,10 +57,10 @@ impl<'a> NetKernels<'a> {
         self.act
     }
 
-    /// Records `C (+)= A * op(B)`.
+    /// Queues `C (+)= A * op(B)`.
     pub fn gemm(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         form: GemmForm,
         p: &GemmParams,
         a: &wgpu::Buffer,
@@ -69,7 +70,7 @@ impl<'a> NetKernels<'a> {
         if p.m == 0 || p.n == 0 {
             return Ok(());
         }
-        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let max = self.ctx.limits().max_compute_workgroups_per_dimension;
         let (gx, gy) = (p.n.div_ceil(GEMM_TILE_N), p.m.div_ceil(GEMM_TILE_M));
         if gx > max || gy > max {
             return Err(Error::LimitExceeded {
@@ -83,19 +84,35 @@ impl<'a> NetKernels<'a> {
             GemmForm::Nt => &self.gemm_nt,
             GemmForm::Nn => &self.gemm_nn,
         };
-        self.ctx
-            .dispatch(enc, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy))
+        Self::launch(batch, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy));
+        Ok(())
+    }
+
+    fn launch(
+        batch: &mut Batch,
+        pipe: &wgpu::ComputePipeline,
+        params: &[u8],
+        buffers: &[&wgpu::Buffer],
+        groups: (u32, u32),
+    ) {
+        batch.push(Launch {
+            pipeline: pipe.clone(),
+            layout: None,
+            params: params.to_vec(),
+            buffers: buffers.iter().map(|&b| b.into()).collect(),
+            groups,
+        });
     }
 
     fn ew_groups(&self, n: u64) -> Result<(u32, u32)> {
         self.ctx.dispatch_2d(n.div_ceil(256))
     }
 
-    /// Records `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
+    /// Queues `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
     #[allow(clippy::too_many_arguments)]
     pub fn bias_act(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         n: u64,
         width: u64,
         has_bias: bool,
@@ -110,19 +127,20 @@ impl<'a> NetKernels<'a> {
             _pad: 0,
         };
         let g = self.ew_groups(n)?;
-        self.ctx.dispatch(
-            enc,
+        Self::launch(
+            batch,
             &self.bias_act,
             bytemuck::bytes_of(&p),
             &[z, a, bias],
             g,
-        )
+        );
+        Ok(())
     }
 
-    /// Records `delta *= act'(z)` over `n` elements.
+    /// Queues `delta *= act'(z)` over `n` elements.
     pub fn grad_mul(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         n: u64,
         z: &wgpu::Buffer,
         delta: &wgpu::Buffer,
@@ -135,8 +153,14 @@ impl<'a> NetKernels<'a> {
         };
         let g = self.ew_groups(n)?;
         // grad_mul's derived layout has no bias binding.
-        self.ctx
-            .dispatch(enc, &self.grad_mul, bytemuck::bytes_of(&p), &[z, delta], g)
+        Self::launch(
+            batch,
+            &self.grad_mul,
+            bytemuck::bytes_of(&p),
+            &[z, delta],
+            g,
+        );
+        Ok(())
     }
 
     /// Number of reduction records for a tensor of `n` elements.
@@ -144,11 +168,11 @@ impl<'a> NetKernels<'a> {
         n.div_ceil(RECORD_ELEMS)
     }
 
-    /// Records the partial statistics of `x` (`n` elements) into records
+    /// Queues the partial statistics of `x` (`n` elements) into records
     /// `rec ..` of `recs`.
     pub fn reduce(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         x: &wgpu::Buffer,
         n: u64,
         rec: u64,
@@ -166,14 +190,14 @@ impl<'a> NetKernels<'a> {
             _pad1: [0; 2],
         };
         let g = self.ctx.dispatch_2d(Self::records(n))?;
-        self.ctx
-            .dispatch(enc, &self.reduce, bytemuck::bytes_of(&p), &[x, recs], g)
+        Self::launch(batch, &self.reduce, bytemuck::bytes_of(&p), &[x, recs], g);
+        Ok(())
     }
 
-    /// Records the dead-unit count of `x` (`rows x cols`) into counter `slot`.
+    /// Queues the dead-unit count of `x` (`rows x cols`) into counter `slot`.
     pub fn dead(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         x: &wgpu::Buffer,
         rows: u64,
         cols: u64,
@@ -187,21 +211,22 @@ impl<'a> NetKernels<'a> {
             _pad: 0,
         };
         let groups = cols.div_ceil(256);
-        if groups > u64::from(self.ctx.limits.max_compute_workgroups_per_dimension) {
+        if groups > u64::from(self.ctx.limits().max_compute_workgroups_per_dimension) {
             return Err(Error::LimitExceeded {
                 what: "layer width for the dead-unit count".into(),
                 got: cols,
-                max: u64::from(self.ctx.limits.max_compute_workgroups_per_dimension) * 256,
+                max: u64::from(self.ctx.limits().max_compute_workgroups_per_dimension) * 256,
                 hint: String::new(),
             });
         }
-        self.ctx.dispatch(
-            enc,
+        Self::launch(
+            batch,
             &self.dead,
             bytemuck::bytes_of(&p),
             &[x, counters],
             (groups as u32, 1),
-        )
+        );
+        Ok(())
     }
 }
 
@@ -228,7 +253,7 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
     ))
 }
 
-impl NetKernels<'_> {
+impl NetKernels {
     /// Runs one matrix multiply on host data: uploads `a`, `b` and the initial
     /// `c`, records [`NetKernels::gemm`] with `p`, and returns the whole of C.
     /// For tests and benchmarks; the network keeps everything on the device.
@@ -241,11 +266,11 @@ impl NetKernels<'_> {
         c: &[f32],
     ) -> Result<Vec<f32>> {
         use wgpu::util::DeviceExt;
-        let ctx = self.ctx;
+        let ctx = &self.ctx;
         let upload = |label: &str, data: &[f32]| {
             // wgpu rejects zero-sized bindings; pad empty inputs to one element.
             let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            ctx.device
+            ctx.device()
                 .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                     label: Some(label),
                     contents: bytemuck::cast_slice(data),
@@ -256,12 +281,14 @@ impl NetKernels<'_> {
             (upload("A", a), upload("B", b), upload("C", c))
         })?;
         let mut enc = ctx
-            .device
+            .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("matmul"),
             });
-        self.gemm(&mut enc, form, p, &ab, &bb, &cb)?;
-        ctx.queue.submit([enc.finish()]);
+        let mut batch = Batch::default();
+        self.gemm(&mut batch, form, p, &ab, &bb, &cb)?;
+        batch.record(ctx, &mut enc)?;
+        ctx.queue().submit([enc.finish()]);
         let words = ctx.read_words(&cb, c.len().max(1) as u64)?;
         Ok(words
             .into_iter()

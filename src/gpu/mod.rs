@@ -4,6 +4,7 @@ pub mod context;
 pub mod generate;
 pub mod kat;
 pub mod kernels;
+pub mod launch;
 pub mod layout;
 pub mod network;
 

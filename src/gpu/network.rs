@@ -6,6 +6,7 @@
 use super::context::{floats_of, words_of, GpuContext};
 use super::generate::{GenRequest, Generator, Kernel};
 use super::kernels::{fold_records, GemmForm, GemmParams, NetKernels};
+use super::launch::Batch;
 use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::net::{self, LayerStats, NetConfig, NetStats};
@@ -17,6 +18,10 @@ use std::time::Instant;
 /// huge network is split before it can run long enough to trip a driver
 /// watchdog (about 0.7 s even at 100 GFLOP/s).
 pub const FLOPS_PER_SUBMIT: f64 = 68_719_476_736.0;
+
+/// Launches built together (about 20 per layer): bounds the parameter buffer
+/// of one batch to BATCH_LAUNCHES x 256 bytes (256 KiB) whatever the depth.
+pub const BATCH_LAUNCHES: usize = 1024;
 
 struct Bufs {
     act: [wgpu::Buffer; 2],
@@ -33,19 +38,19 @@ struct Bufs {
 
 fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
     let limit = ctx
-        .limits
+        .limits()
         .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+        .min(ctx.limits().max_buffer_size);
     if bytes > limit {
         return Err(Error::LimitExceeded {
             what: format!("{label} buffer (bytes)"),
             got: bytes,
             max: limit,
-            hint: format!(" on {}; reduce the batch or width", ctx.adapter.name),
+            hint: format!(" on {}; reduce the batch or width", ctx.adapter().name),
         });
     }
     ctx.scoped("allocating network buffers", || {
-        ctx.device.create_buffer(&wgpu::BufferDescriptor {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(4),
             // Kernels read and write them; statistics are copied out.
@@ -60,9 +65,9 @@ fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
 /// Rows of W_l per generated block: as many as one binding (and 256 MiB) holds.
 fn weight_rows(ctx: &GpuContext, n_in: u64, n_out: u64) -> Result<u64> {
     let limit = ctx
-        .limits
+        .limits()
         .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size)
+        .min(ctx.limits().max_buffer_size)
         .min(super::generate::DEFAULT_CHUNK_BYTES);
     let rows = limit / (4 * n_in);
     if rows == 0 {
@@ -119,11 +124,19 @@ pub fn run_with_fault(
     let mut done_flops = 0.0f64;
     let mut pending = 0.0f64;
     let mut enc = pass.encoder();
-    let mut account = |enc: &mut wgpu::CommandEncoder, flops: f64| -> Result<()> {
+    let mut batch = Batch::default();
+    // Launches are built a batch at a time (one parameter buffer and its bind
+    // groups per batch of up to BATCH_LAUNCHES), then recorded; the encoder is
+    // submitted every FLOPS_PER_SUBMIT.
+    let mut account = |batch: &mut Batch, enc: &mut wgpu::CommandEncoder, flops: f64| {
         pending += flops;
-        if pending > FLOPS_PER_SUBMIT {
+        let submit = pending > FLOPS_PER_SUBMIT;
+        if submit || batch.len() >= BATCH_LAUNCHES {
+            std::mem::take(batch).record(ctx, enc)?;
+        }
+        if submit {
             let index = ctx
-                .queue
+                .queue()
                 .submit([std::mem::replace(enc, pass.encoder()).finish()]);
             done_flops += pending;
             pending = 0.0;
@@ -132,25 +145,26 @@ pub fn run_with_fault(
                 p.update(done_flops, total_flops);
             }
         }
-        Ok(())
+        Ok::<(), Error>(())
     };
     // Everything is recorded into as few submissions as possible.
-    pass.record_input(&mut enc, input)?;
+    pass.record_input(&mut batch, input)?;
     for l in 1..=depth {
-        pass.record_forward(&mut enc, l)?;
-        account(&mut enc, pass.layer_flops(l))?;
+        pass.record_forward(&mut batch, l)?;
+        account(&mut batch, &mut enc, pass.layer_flops(l))?;
     }
     pass.gram(
-        &mut enc,
+        &mut batch,
         &pass.bufs.act[depth % 2],
         cfg.widths[depth],
         2 * depth as u64,
     )?;
-    pass.record_loss(&mut enc)?;
+    pass.record_loss(&mut batch)?;
     for l in (1..=depth).rev() {
-        pass.record_backward(&mut enc, l)?;
-        account(&mut enc, pass.layer_flops(l))?;
+        pass.record_backward(&mut batch, l)?;
+        account(&mut batch, &mut enc, pass.layer_flops(l))?;
     }
+    batch.record(ctx, &mut enc)?;
     // Read back only the statistics, in the same submission as the last work.
     let mut stats = pass.read_statistics(enc)?;
     stats.seconds = start.elapsed().as_secs_f64();
@@ -160,8 +174,8 @@ pub fn run_with_fault(
 /// One network pass, planned: its buffers (allocated once, whatever the
 /// depth) and the layout of its statistics records.
 struct Pass<'a> {
-    gen: &'a Generator<'a>,
-    kern: &'a NetKernels<'a>,
+    gen: &'a Generator,
+    kern: &'a NetKernels,
     cfg: &'a NetConfig,
     fault: &'a net::Fault,
     stds: Vec<f64>,
@@ -179,8 +193,8 @@ struct Pass<'a> {
 impl<'a> Pass<'a> {
     /// Lays out the records and allocates every buffer.
     fn plan(
-        gen: &'a Generator<'a>,
-        kern: &'a NetKernels<'a>,
+        gen: &'a Generator,
+        kern: &'a NetKernels,
         cfg: &'a NetConfig,
         fault: &'a net::Fault,
     ) -> Result<Pass<'a>> {
@@ -234,7 +248,7 @@ impl<'a> Pass<'a> {
             // Gram of a_{l-1} at slot 2(l-1), of delta_l at slot 2(l-1)+1, final a_L at slot 2L.
             grams: storage(ctx, "Gram matrices", gram_bytes)?,
         };
-        ctx.queue
+        ctx.queue()
             .write_buffer(&bufs.ones, 0, bytemuck::cast_slice(&vec![1f32; b as usize]));
         Ok(Pass {
             gen,
@@ -253,7 +267,7 @@ impl<'a> Pass<'a> {
     fn encoder(&self) -> wgpu::CommandEncoder {
         self.gen
             .context()
-            .device
+            .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("network"),
             })
@@ -266,13 +280,7 @@ impl<'a> Pass<'a> {
     }
 
     /// Records the Gram matrix x x^T (batch x batch) of `x` (rows of `n`) into `slot`.
-    fn gram(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        x: &wgpu::Buffer,
-        n: u64,
-        slot: u64,
-    ) -> Result<()> {
+    fn gram(&self, batch: &mut Batch, x: &wgpu::Buffer, n: u64, slot: u64) -> Result<()> {
         let b = self.cfg.batch;
         let p = GemmParams {
             m: b as u32,
@@ -285,17 +293,11 @@ impl<'a> Pass<'a> {
             ..Default::default()
         };
         self.kern
-            .gemm(enc, GemmForm::Nt, &p, x, x, &self.bufs.grams)
+            .gemm(batch, GemmForm::Nt, &p, x, x, &self.bufs.grams)
     }
 
     /// Records the generation of rows `r0 .. r0 + rows` of W_l into the block buffer.
-    fn weight_block(
-        &self,
-        enc: &mut wgpu::CommandEncoder,
-        l: usize,
-        r0: u64,
-        rows: u64,
-    ) -> Result<()> {
+    fn weight_block(&self, batch: &mut Batch, l: usize, r0: u64, rows: u64) -> Result<()> {
         let (cfg, n_in) = (self.cfg, self.cfg.widths[l - 1]);
         let req = GenRequest {
             kernel: Kernel::Dist(cfg.dist),
@@ -307,7 +309,7 @@ impl<'a> Pass<'a> {
                 .dist
                 .kernel_scale(self.stds[l - 1] * self.fault.weight_factor(l)),
         };
-        self.gen.encode_into(enc, &req, &self.bufs.w)
+        self.gen.encode_into(batch, &req, &self.bufs.w)
     }
 
     /// Row blocks (first row, rows) of W_l that fit the block buffer.
@@ -319,7 +321,7 @@ impl<'a> Pass<'a> {
     /// Records a normal tensor `tensor` of `count` values into `out`.
     fn normal(
         &self,
-        enc: &mut wgpu::CommandEncoder,
+        batch: &mut Batch,
         tensor: u32,
         count: u64,
         std: f64,
@@ -333,11 +335,11 @@ impl<'a> Pass<'a> {
             count,
             scale: Dist::Normal.kernel_scale(std),
         };
-        self.gen.encode_into(enc, &req, out)
+        self.gen.encode_into(batch, &req, out)
     }
 
     /// The input a_0: `input` (batch x n_0) or N(0, 1) from the RNG, and its statistics.
-    fn record_input(&self, enc: &mut wgpu::CommandEncoder, input: Option<&[f32]>) -> Result<()> {
+    fn record_input(&self, batch: &mut Batch, input: Option<&[f32]>) -> Result<()> {
         let n = self.cfg.batch * self.cfg.widths[0];
         match input {
             Some(x) if x.len() as u64 != n => {
@@ -346,29 +348,28 @@ impl<'a> Pass<'a> {
                     format!("{} values, but batch x width = {n}", x.len()),
                 ))
             }
-            Some(x) => {
-                self.gen
-                    .context()
-                    .queue
-                    .write_buffer(&self.bufs.act[0], 0, bytemuck::cast_slice(x))
-            }
-            None => self.normal(enc, net::INPUT_TENSOR, n, 1.0, &self.bufs.act[0])?,
+            Some(x) => self.gen.context().queue().write_buffer(
+                &self.bufs.act[0],
+                0,
+                bytemuck::cast_slice(x),
+            ),
+            None => self.normal(batch, net::INPUT_TENSOR, n, 1.0, &self.bufs.act[0])?,
         }
         self.kern
-            .reduce(enc, &self.bufs.act[0], n, 0, None, &self.bufs.recs)
+            .reduce(batch, &self.bufs.act[0], n, 0, None, &self.bufs.recs)
     }
 
     /// Layer l forward: z_l = a_{l-1} W_l^T (+ b_l), a_l = phi(z_l), and
     /// every statistic of z_l and a_l.
-    fn record_forward(&self, enc: &mut wgpu::CommandEncoder, l: usize) -> Result<()> {
+    fn record_forward(&self, batch: &mut Batch, l: usize) -> Result<()> {
         let (cfg, bufs, kern) = (self.cfg, &self.bufs, self.kern);
         let (b, n_in, n_out) = (cfg.batch, cfg.widths[l - 1], cfg.widths[l]);
         let a_prev = &bufs.act[(l - 1) % 2];
         let a_next = &bufs.act[l % 2];
         let z = &bufs.z[l - 1];
-        self.gram(enc, a_prev, n_in, 2 * (l as u64 - 1))?;
+        self.gram(batch, a_prev, n_in, 2 * (l as u64 - 1))?;
         for (r0, r) in self.blocks(l) {
-            self.weight_block(enc, l, r0, r)?;
+            self.weight_block(batch, l, r0, r)?;
             let p = GemmParams {
                 m: b as u32,
                 n: r as u32,
@@ -379,25 +380,25 @@ impl<'a> Pass<'a> {
                 c_off: r0 as u32,
                 ..Default::default()
             };
-            kern.gemm(enc, GemmForm::Nt, &p, a_prev, &bufs.w, z)?;
+            kern.gemm(batch, GemmForm::Nt, &p, a_prev, &bufs.w, z)?;
         }
         if let Some((rows, cols)) = self.fault.tile(l, b, n_out) {
             for row in 0..rows {
-                enc.clear_buffer(z, 4 * row * n_out, Some(4 * cols));
+                batch.clear(z, 4 * row * n_out, Some(4 * cols));
             }
         }
         let has_bias = cfg.bias_std > 0.0;
         if has_bias {
             self.normal(
-                enc,
+                batch,
                 net::BIAS_TENSOR | l as u32,
                 n_out,
                 cfg.bias_std,
                 &bufs.bias,
             )?;
         }
-        kern.bias_act(enc, b * n_out, n_out, has_bias, &bufs.bias, z, a_next)?;
-        kern.reduce(enc, z, b * n_out, self.rec[l][0], None, &bufs.recs)?;
+        kern.bias_act(batch, b * n_out, n_out, has_bias, &bufs.bias, z, a_next)?;
+        kern.reduce(batch, z, b * n_out, self.rec[l][0], None, &bufs.recs)?;
         // Column sums 1^T z_l (a 1 x B by B x n_out product) for the weight test.
         let p = GemmParams {
             m: 1,
@@ -408,36 +409,43 @@ impl<'a> Pass<'a> {
             ldc: n_out as u32,
             ..Default::default()
         };
-        kern.gemm(enc, GemmForm::Nn, &p, &bufs.ones, z, &bufs.colsum)?;
-        kern.reduce(enc, &bufs.colsum, n_out, self.rec_cols[l], None, &bufs.recs)?;
+        kern.gemm(batch, GemmForm::Nn, &p, &bufs.ones, z, &bufs.colsum)?;
+        kern.reduce(
+            batch,
+            &bufs.colsum,
+            n_out,
+            self.rec_cols[l],
+            None,
+            &bufs.recs,
+        )?;
         let sat = cfg.act.saturation();
-        kern.reduce(enc, a_next, b * n_out, self.rec[l][1], sat, &bufs.recs)?;
-        kern.dead(enc, a_next, b, n_out, l as u32, &bufs.dead)
+        kern.reduce(batch, a_next, b * n_out, self.rec[l][1], sat, &bufs.recs)?;
+        kern.dead(batch, a_next, b, n_out, l as u32, &bufs.dead)
     }
 
     /// The loss direction: delta_L = r (times phi'(z_L), applied by layer L's backward step).
-    fn record_loss(&self, enc: &mut wgpu::CommandEncoder) -> Result<()> {
+    fn record_loss(&self, batch: &mut Batch) -> Result<()> {
         let depth = self.cfg.depth();
         let n = self.cfg.batch * self.cfg.widths[depth];
-        self.normal(enc, net::LOSS_TENSOR, n, 1.0, &self.bufs.delta[depth % 2])
+        self.normal(batch, net::LOSS_TENSOR, n, 1.0, &self.bufs.delta[depth % 2])
     }
 
     /// Layer l backward: delta_l *= phi'(z_l), its statistics and Gram, and
     /// delta_{l-1} = delta_l W_l (summed over row blocks of W_l).
-    fn record_backward(&self, enc: &mut wgpu::CommandEncoder, l: usize) -> Result<()> {
+    fn record_backward(&self, batch: &mut Batch, l: usize) -> Result<()> {
         let (cfg, bufs, kern) = (self.cfg, &self.bufs, self.kern);
         let (b, n_l) = (cfg.batch, cfg.widths[l]);
         let d = &bufs.delta[l % 2];
-        kern.grad_mul(enc, b * n_l, &bufs.z[l - 1], d)?;
-        kern.reduce(enc, d, b * n_l, self.rec[l][2], None, &bufs.recs)?;
-        self.gram(enc, d, n_l, 2 * (l as u64 - 1) + 1)?;
+        kern.grad_mul(batch, b * n_l, &bufs.z[l - 1], d)?;
+        kern.reduce(batch, d, b * n_l, self.rec[l][2], None, &bufs.recs)?;
+        self.gram(batch, d, n_l, 2 * (l as u64 - 1) + 1)?;
         if l == 1 {
             return Ok(());
         }
         let n_prev = cfg.widths[l - 1];
         let out = &bufs.delta[(l - 1) % 2];
         for (r0, r) in self.blocks(l) {
-            self.weight_block(enc, l, r0, r)?;
+            self.weight_block(batch, l, r0, r)?;
             let p = GemmParams {
                 m: b as u32,
                 n: n_prev as u32,
@@ -449,7 +457,7 @@ impl<'a> Pass<'a> {
                 accumulate: u32::from(r0 > 0),
                 ..Default::default()
             };
-            kern.gemm(enc, GemmForm::Nn, &p, d, &bufs.w, out)?;
+            kern.gemm(batch, GemmForm::Nn, &p, d, &bufs.w, out)?;
         }
         Ok(())
     }
@@ -506,9 +514,9 @@ impl<'a> Pass<'a> {
 /// The Gram matrices of every layer share one binding: its size bounds the depth.
 fn check_gram_binding(ctx: &GpuContext, gram_bytes: u64, b: u64) -> Result<()> {
     let binding = ctx
-        .limits
+        .limits()
         .max_storage_buffer_binding_size
-        .min(ctx.limits.max_buffer_size);
+        .min(ctx.limits().max_buffer_size);
     if gram_bytes <= binding {
         return Ok(());
     }
@@ -519,7 +527,7 @@ fn check_gram_binding(ctx: &GpuContext, gram_bytes: u64, b: u64) -> Result<()> {
         max: binding,
         hint: format!(
             " on {}; reduce the depth (at most {max_depth} at batch {b}) or the batch",
-            ctx.adapter.name
+            ctx.adapter().name
         ),
     })
 }
@@ -574,17 +582,19 @@ pub fn calibrate(
         let a = storage(ctx, "calibration output", 4 * n)?;
         let d = storage(ctx, "calibration gradient", 4 * n)?;
         let bias = storage(ctx, "calibration bias", 4)?;
-        ctx.queue.write_buffer(&z, 0, bytemuck::cast_slice(&grid));
-        ctx.queue
+        ctx.queue().write_buffer(&z, 0, bytemuck::cast_slice(&grid));
+        ctx.queue()
             .write_buffer(&d, 0, bytemuck::cast_slice(&vec![1f32; grid.len()]));
         let mut enc = ctx
-            .device
+            .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("activation calibration"),
             });
-        kern.bias_act(&mut enc, n, n, false, &bias, &z, &a)?;
+        let mut batch = Batch::default();
+        kern.bias_act(&mut batch, n, n, false, &bias, &z, &a)?;
         // delta = 1 times phi'(z): the device's phi' on the grid.
-        kern.grad_mul(&mut enc, n, &z, &d)?;
+        kern.grad_mul(&mut batch, n, &z, &d)?;
+        batch.record(ctx, &mut enc)?;
         let back = ctx.read_back(enc, &[(&a, 4 * n), (&d, 4 * n)])?;
         let act = cfg.act;
         (

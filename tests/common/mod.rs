@@ -22,7 +22,9 @@ pub fn gpu(test: &str) -> Option<&'static GpuContext> {
         Ok(c) => {
             eprintln!(
                 "GPU tests run on: {} ({}, int64 {})",
-                c.adapter.name, c.adapter.backend, c.int64
+                c.adapter().name,
+                c.adapter().backend,
+                c.int64()
             );
             Some(c)
         }
