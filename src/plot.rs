@@ -126,30 +126,63 @@ pub fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     s
 }
 
-fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
-    let pts = || {
-        p.series
+/// A panel's data window: x range and log10 y range (whole decades).
+struct Window {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+impl Window {
+    fn of(p: &Panel) -> Window {
+        let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+        let pts = p
+            .series
             .iter()
             .flat_map(|sr| sr.points.iter())
-            .filter(|(x, y)| x.is_finite() && y.is_finite() && *y > 0.0)
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && *y > 0.0);
+        for &(x, y) in pts {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y.log10());
+            y1 = y1.max(y.log10());
+        }
+        if !x0.is_finite() {
+            (x0, x1, y0, y1) = (0.0, 1.0, -1.0, 1.0);
+        }
+        if x1 <= x0 {
+            x1 = x0 + 1.0;
+        }
+        let (y0, y1) = (y0.floor(), y1.ceil().max(y0.floor() + 1.0));
+        Window { x0, x1, y0, y1 }
+    }
+}
+
+/// Where a panel sits on the page, and its data-to-page maps.
+struct Frame {
+    ox: f64,
+    oy: f64,
+    w: Window,
+}
+
+impl Frame {
+    fn sx(&self, x: f64) -> f64 {
+        self.ox + (x - self.w.x0) / (self.w.x1 - self.w.x0) * PW
+    }
+
+    fn sy(&self, ly: f64) -> f64 {
+        self.oy + PH - (ly - self.w.y0) / (self.w.y1 - self.w.y0) * PH
+    }
+}
+
+fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
+    let f = Frame {
+        ox,
+        oy,
+        w: Window::of(p),
     };
-    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
-    let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
-    for &(x, y) in pts() {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y.log10());
-        y1 = y1.max(y.log10());
-    }
-    if !x0.is_finite() {
-        (x0, x1, y0, y1) = (0.0, 1.0, -1.0, 1.0);
-    }
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    let (y0, y1) = (y0.floor(), y1.ceil().max(y0.floor() + 1.0));
-    let sx = |x: f64| ox + (x - x0) / (x1 - x0) * PW;
-    let sy = |ly: f64| oy + PH - (ly - y0) / (y1 - y0) * PH;
     let _ = writeln!(
         s,
         r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
@@ -161,12 +194,26 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         s,
         r##"<rect x="{ox}" y="{oy}" width="{PW}" height="{PH}" fill="none" stroke="#333"/>"##
     );
+    panel_axes(s, p, &f);
+    let _ = writeln!(
+        s,
+        r#"<clipPath id="c{0}{1}"><rect x="{0}" y="{1}" width="{PW}" height="{PH}"/></clipPath>"#,
+        ox as i64, oy as i64
+    );
+    for sr in &p.series {
+        panel_series(s, sr, &f);
+    }
+}
+
+/// Decade ticks on y, 1-2-5 ticks on x, and both axis labels.
+fn panel_axes(s: &mut String, p: &Panel, f: &Frame) {
+    let (ox, oy, w) = (f.ox, f.oy, &f.w);
     // y ticks: at most ~8 labelled decades.
-    let decades = (y1 - y0) as i64;
+    let decades = (w.y1 - w.y0) as i64;
     let step = (decades / 8).max(1);
-    let mut d = y0 as i64;
-    while d <= y1 as i64 {
-        let y = sy(d as f64);
+    let mut d = w.y0 as i64;
+    while d <= w.y1 as i64 {
+        let y = f.sy(d as f64);
         let _ = writeln!(
             s,
             r##"<line x1="{ox}" y1="{y}" x2="{}" y2="{y}" stroke="#ddd"/><text x="{}" y="{}" font-size="11" text-anchor="end">1e{d}</text>"##,
@@ -177,19 +224,19 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         d += step;
     }
     // x ticks: a 1-2-5 step giving at most ~6 ticks.
-    let span = x1 - x0;
+    let span = w.x1 - w.x0;
     let mag = 10f64.powf((span / 5.0).log10().floor());
     let step = [1.0, 2.0, 5.0, 10.0]
         .iter()
         .map(|m| m * mag)
         .find(|st| span / st <= 6.0)
         .unwrap_or(10.0 * mag);
-    let mut x = (x0 / step).ceil() * step;
-    while x <= x1 + 1e-9 * span {
+    let mut x = (w.x0 / step).ceil() * step;
+    while x <= w.x1 + 1e-9 * span {
         let _ = writeln!(
             s,
             r##"<line x1="{0}" y1="{1}" x2="{0}" y2="{2}" stroke="#333"/><text x="{0}" y="{3}" font-size="11" text-anchor="middle">{4}</text>"##,
-            sx(x),
+            f.sx(x),
             oy + PH,
             oy + PH + 5.0,
             oy + PH + 18.0,
@@ -211,45 +258,42 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         oy + PH / 2.0,
         esc(&p.y_label)
     );
+}
+
+/// One series as a path, broken where a value is not positive and finite.
+fn panel_series(s: &mut String, sr: &Series, f: &Frame) {
+    let mut path = String::new();
+    let mut pen_down = false;
+    for &(x, y) in &sr.points {
+        if x.is_finite() && y.is_finite() && y > 0.0 {
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1} ",
+                if pen_down { "L" } else { "M" },
+                f.sx(x),
+                f.sy(y.log10())
+            );
+            pen_down = true;
+        } else {
+            pen_down = false;
+        }
+    }
+    if path.is_empty() {
+        return;
+    }
+    let dash = if sr.dashed {
+        r#" stroke-dasharray="6,4""#
+    } else {
+        ""
+    };
     let _ = writeln!(
         s,
-        r#"<clipPath id="c{0}{1}"><rect x="{0}" y="{1}" width="{PW}" height="{PH}"/></clipPath>"#,
-        ox as i64, oy as i64
+        r#"<path d="{path}" fill="none" stroke="{}" stroke-width="{}"{dash} clip-path="url(#c{}{})"/>"#,
+        sr.color,
+        if sr.dashed { 1.5 } else { 2.0 },
+        f.ox as i64,
+        f.oy as i64
     );
-    for sr in &p.series {
-        let mut path = String::new();
-        let mut pen_down = false;
-        for &(x, y) in &sr.points {
-            if x.is_finite() && y.is_finite() && y > 0.0 {
-                let _ = write!(
-                    path,
-                    "{}{:.1},{:.1} ",
-                    if pen_down { "L" } else { "M" },
-                    sx(x),
-                    sy(y.log10())
-                );
-                pen_down = true;
-            } else {
-                pen_down = false;
-            }
-        }
-        if path.is_empty() {
-            continue;
-        }
-        let dash = if sr.dashed {
-            r#" stroke-dasharray="6,4""#
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            s,
-            r#"<path d="{path}" fill="none" stroke="{}" stroke-width="{}"{dash} clip-path="url(#c{}{})"/>"#,
-            sr.color,
-            if sr.dashed { 1.5 } else { 2.0 },
-            ox as i64,
-            oy as i64
-        );
-    }
 }
 
 /// Renders SVG text to PNG bytes (system fonts for text).
@@ -262,10 +306,10 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
         ..Default::default()
     };
     let tree = resvg::usvg::Tree::from_str(svg, &opt)
-        .map_err(|e| Error::invalid("plot", format!("SVG rejected: {e}")))?;
+        .map_err(|e| Error::internal("plot", format!("SVG rejected: {e}")))?;
     let size = tree.size().to_int_size();
     let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
-        .ok_or_else(|| Error::invalid("plot", "empty image"))?;
+        .ok_or_else(|| Error::internal("plot", "empty image"))?;
     resvg::render(
         &tree,
         resvg::tiny_skia::Transform::default(),
@@ -273,7 +317,7 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
     );
     pixmap
         .encode_png()
-        .map_err(|e| Error::invalid("plot", format!("PNG encoding failed: {e}")))
+        .map_err(|e| Error::internal("plot", format!("PNG encoding failed: {e}")))
 }
 
 /// A viridis-like colour for t in [0, 1] (5-stop linear interpolation).
@@ -307,139 +351,172 @@ pub fn heatmaps_svg(
     ys: &[f64],
     line: Option<f64>,
 ) -> String {
-    let (pw, ph, ml, mt) = (420.0, 320.0, 70.0, 60.0);
-    let cell_w = ml + pw + 90.0;
+    let cell_w = HM_ML + HM_PW + 90.0;
     let width = cell_w * grids.len() as f64 + 20.0;
-    let height = mt + ph + 70.0;
+    let height = HM_MT + HM_PH + 70.0;
     let mut s = svg_open(width, height, title, 14);
     for (pi, (name, grid)) in grids.iter().enumerate() {
-        let ox = pi as f64 * cell_w + ml;
         let rows = grid.len().max(1);
         let cols = grid.iter().map(Vec::len).max().unwrap_or(1).max(1);
-        let finite: Vec<f64> = grid
-            .iter()
-            .flatten()
-            .copied()
-            .filter(|v| v.is_finite())
-            .collect();
-        let lo = finite
-            .iter()
-            .copied()
-            .fold(f64::INFINITY, f64::min)
-            .max(-60.0);
-        let hi = finite
-            .iter()
-            .copied()
-            .fold(f64::NEG_INFINITY, f64::max)
-            .min(60.0);
-        let (lo, hi) = if lo < hi {
-            (lo, hi)
-        } else {
-            (lo - 1.0, lo + 1.0)
+        let cells = Cells {
+            ox: pi as f64 * cell_w + HM_ML,
+            rows,
+            cols,
+            cw: HM_PW / cols as f64,
+            ch: HM_PH / rows as f64,
         };
-        let (cw, ch) = (pw / cols as f64, ph / rows as f64);
+        let (lo, hi) = colour_range(grid);
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">{}</text>"#,
-            ox + pw / 2.0,
-            mt - 10.0,
+            cells.ox + HM_PW / 2.0,
+            HM_MT - 10.0,
             esc(name)
         );
-        for (r, row) in grid.iter().enumerate() {
-            let y = mt + ph - (r + 1) as f64 * ch;
-            for (c, &v) in row.iter().enumerate() {
-                let fill = if v.is_finite() {
-                    viridis((v - lo) / (hi - lo))
-                } else {
-                    "#bbbbbb".into()
-                };
-                let _ = writeln!(
-                    s,
-                    r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
-                    ox + c as f64 * cw,
-                    y,
-                    cw + 0.3,
-                    ch + 0.3
-                );
-            }
+        heatmap_cells(&mut s, grid, &cells, (lo, hi));
+        heatmap_axes(&mut s, ys, &cells);
+        if let Some(m) = line {
+            critical_line(&mut s, ys, &cells, m);
         }
-        let _ = writeln!(
-            s,
-            r##"<rect x="{ox}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
-        );
-        // y ticks: about 6 multipliers.
-        let every = rows.div_ceil(6).max(1);
-        for (r, m) in ys.iter().enumerate().step_by(every) {
-            let y = mt + ph - (r as f64 + 0.5) * ch;
-            let _ = writeln!(
-                s,
-                r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{m:.3}</text>"#,
-                ox - 6.0,
-                y + 4.0
-            );
-        }
-        for c in [1, cols.div_ceil(2), cols] {
-            let x = ox + (c as f64 - 0.5) * cw;
-            let _ = writeln!(
-                s,
-                r#"<text x="{x}" y="{}" font-size="11" text-anchor="middle">{c}</text>"#,
-                mt + ph + 16.0
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">layer l</text>"#,
-            ox + pw / 2.0,
-            mt + ph + 34.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">multiplier</text>"#,
-            ox - 50.0,
-            mt + ph / 2.0
-        );
-        if let (Some(m), Some(&first), Some(&last)) = (line, ys.first(), ys.last()) {
-            if rows > 1 && m >= first && m <= last {
-                // Rows are centred on their multipliers; interpolate between them.
-                let k = ys.iter().position(|&y| y >= m).unwrap_or(rows - 1).max(1);
-                let frac = (m - ys[k - 1]) / (ys[k] - ys[k - 1]);
-                let y = mt + ph - ((k - 1) as f64 + 0.5 + frac) * ch;
-                let _ = writeln!(
-                    s,
-                    r#"<line x1="{ox}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="white" stroke-width="2" stroke-dasharray="8,5"/><text x="{}" y="{}" font-size="11" fill="white">theory: critical {m:.3}</text>"#,
-                    ox + pw,
-                    ox + 6.0,
-                    y - 5.0
-                );
-            }
-        }
-        // Colour bar.
-        let bx = ox + pw + 14.0;
-        for i in 0..50 {
-            let t = f64::from(i) / 49.0;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{bx}" y="{:.2}" width="14" height="{:.2}" fill="{}"/>"#,
-                mt + ph - (t * ph),
-                ph / 49.0 + 0.5,
-                viridis(t)
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="11">{hi:.0}</text>"#,
-            bx + 18.0,
-            mt + 8.0
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="11">{lo:.0}</text>"#,
-            bx + 18.0,
-            mt + ph
-        );
+        colour_bar(&mut s, cells.ox + HM_PW + 14.0, (lo, hi));
     }
     s.push_str("</svg>\n");
     s
+}
+
+// Heatmap panel geometry.
+const HM_PW: f64 = 420.0;
+const HM_PH: f64 = 320.0;
+const HM_ML: f64 = 70.0;
+const HM_MT: f64 = 60.0;
+
+/// One heatmap panel: its left edge and its grid of cells.
+struct Cells {
+    ox: f64,
+    rows: usize,
+    cols: usize,
+    cw: f64,
+    ch: f64,
+}
+
+/// The colour scale of a grid: its finite range, clamped to [-60, 60].
+fn colour_range(grid: &[Vec<f64>]) -> (f64, f64) {
+    let finite = || grid.iter().flatten().copied().filter(|v| v.is_finite());
+    let lo = finite().fold(f64::INFINITY, f64::min).max(-60.0);
+    let hi = finite().fold(f64::NEG_INFINITY, f64::max).min(60.0);
+    if lo < hi {
+        (lo, hi)
+    } else {
+        (lo - 1.0, lo + 1.0)
+    }
+}
+
+fn heatmap_cells(s: &mut String, grid: &[Vec<f64>], c: &Cells, (lo, hi): (f64, f64)) {
+    for (r, row) in grid.iter().enumerate() {
+        let y = HM_MT + HM_PH - (r + 1) as f64 * c.ch;
+        for (col, &v) in row.iter().enumerate() {
+            let fill = if v.is_finite() {
+                viridis((v - lo) / (hi - lo))
+            } else {
+                "#bbbbbb".into()
+            };
+            let _ = writeln!(
+                s,
+                r#"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{:.2}" fill="{fill}"/>"#,
+                c.ox + col as f64 * c.cw,
+                y,
+                c.cw + 0.3,
+                c.ch + 0.3
+            );
+        }
+    }
+}
+
+fn heatmap_axes(s: &mut String, ys: &[f64], c: &Cells) {
+    let (ox, mt, pw, ph) = (c.ox, HM_MT, HM_PW, HM_PH);
+    let _ = writeln!(
+        s,
+        r##"<rect x="{ox}" y="{mt}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    // y ticks: about 6 multipliers.
+    let every = c.rows.div_ceil(6).max(1);
+    for (r, m) in ys.iter().enumerate().step_by(every) {
+        let y = mt + ph - (r as f64 + 0.5) * c.ch;
+        let _ = writeln!(
+            s,
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="end">{m:.3}</text>"#,
+            ox - 6.0,
+            y + 4.0
+        );
+    }
+    for col in [1, c.cols.div_ceil(2), c.cols] {
+        let x = ox + (col as f64 - 0.5) * c.cw;
+        let _ = writeln!(
+            s,
+            r#"<text x="{x}" y="{}" font-size="11" text-anchor="middle">{col}</text>"#,
+            mt + ph + 16.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">layer l</text>"#,
+        ox + pw / 2.0,
+        mt + ph + 34.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">multiplier</text>"#,
+        ox - 50.0,
+        mt + ph / 2.0
+    );
+}
+
+/// The theory's critical multiplier `m` as a dashed line across the panel.
+fn critical_line(s: &mut String, ys: &[f64], c: &Cells, m: f64) {
+    let (Some(&first), Some(&last)) = (ys.first(), ys.last()) else {
+        return;
+    };
+    if c.rows <= 1 || m < first || m > last {
+        return;
+    }
+    // Rows are centred on their multipliers; interpolate between them.
+    let k = ys.iter().position(|&y| y >= m).unwrap_or(c.rows - 1).max(1);
+    let frac = (m - ys[k - 1]) / (ys[k] - ys[k - 1]);
+    let y = HM_MT + HM_PH - ((k - 1) as f64 + 0.5 + frac) * c.ch;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="white" stroke-width="2" stroke-dasharray="8,5"/><text x="{}" y="{}" font-size="11" fill="white">theory: critical {m:.3}</text>"#,
+        c.ox,
+        c.ox + HM_PW,
+        c.ox + 6.0,
+        y - 5.0
+    );
+}
+
+fn colour_bar(s: &mut String, bx: f64, (lo, hi): (f64, f64)) {
+    let (mt, ph) = (HM_MT, HM_PH);
+    for i in 0..50 {
+        let t = f64::from(i) / 49.0;
+        let _ = writeln!(
+            s,
+            r#"<rect x="{bx}" y="{:.2}" width="14" height="{:.2}" fill="{}"/>"#,
+            mt + ph - (t * ph),
+            ph / 49.0 + 0.5,
+            viridis(t)
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="11">{hi:.0}</text>"#,
+        bx + 18.0,
+        mt + 8.0
+    );
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="11">{lo:.0}</text>"#,
+        bx + 18.0,
+        mt + ph
+    );
 }
 
 /// A histogram of one layer's activations.

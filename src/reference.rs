@@ -202,7 +202,6 @@ pub fn run_observed(
     let stds = cfg.validate()?;
     let depth = cfg.depth();
     let b = cfg.batch as usize;
-    let sat = cfg.act.saturation();
     let a0 = input(cfg, x)?;
     let input_stats = stats(&a0, None);
     // Forward, keeping z_l for the backward pass and the Gram of a_{l-1}.
@@ -211,51 +210,12 @@ pub fn run_observed(
     let mut layers = vec![LayerStats::default(); depth];
     let mut a = a0;
     for l in 1..=depth {
-        let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
+        let n_in = cfg.widths[l - 1] as usize;
         grams_a.push(gram(&a, b, n_in)?);
-        let w = weights(cfg, l, stds[l - 1], fault)?;
-        let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
-        // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
-        sgemm(b, n_out, n_in, &mut z, &a, &w, 1, n_in, false)?;
-        if let Some((rows, cols)) = fault.tile(l, cfg.batch, n_out as u64) {
-            for row in z.chunks_mut(n_out).take(rows as usize) {
-                row[..cols as usize].fill(0.0);
-            }
-        }
-        if cfg.bias_std > 0.0 {
-            let bias = normal(
-                cfg.seed,
-                net::BIAS_TENSOR | l as u32,
-                n_out as u64,
-                cfg.bias_std,
-            )?;
-            for row in z.chunks_mut(n_out) {
-                for (v, bb) in row.iter_mut().zip(&bias) {
-                    *v += bb;
-                }
-            }
-        }
+        let z = pre_activation(cfg, l, stds[l - 1], fault, &a)?;
         let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
         observe(l, &post);
-        let dead = (0..n_out)
-            .filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0))
-            .count();
-        let unit_mean_sq = (0..n_out)
-            .map(|j| {
-                let m: f64 = (0..b).map(|r| f64::from(z[r * n_out + j])).sum::<f64>() / b as f64;
-                m * m
-            })
-            .sum::<f64>()
-            / n_out as f64;
-        layers[l - 1] = LayerStats {
-            layer: l,
-            pre_unit_mean_sq: unit_mean_sq,
-            input_centred_mean_sq: net::centred_mean_sq(&grams_a[l - 1], b, n_in as u64),
-            pre: stats(&z, None),
-            post: stats(&post, sat),
-            dead_frac: dead as f64 / n_out as f64,
-            ..Default::default()
-        };
+        layers[l - 1] = forward_stats(cfg, l, &z, &post, &grams_a[l - 1]);
         zs.push(z);
         a = post;
         if let Some(p) = progress {
@@ -300,6 +260,66 @@ pub fn run_observed(
         final_gram,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// z_l = a_{l-1} W_l^T (+ b_l), with the fault's zeroed tile if any.
+fn pre_activation(
+    cfg: &NetConfig,
+    l: usize,
+    std: f64,
+    fault: &Fault,
+    a: &[f32],
+) -> Result<Vec<f32>> {
+    let b = cfg.batch as usize;
+    let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
+    let w = weights(cfg, l, std, fault)?;
+    let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
+    // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
+    sgemm(b, n_out, n_in, &mut z, a, &w, 1, n_in, false)?;
+    if let Some((rows, cols)) = fault.tile(l, cfg.batch, n_out as u64) {
+        for row in z.chunks_mut(n_out).take(rows as usize) {
+            row[..cols as usize].fill(0.0);
+        }
+    }
+    if cfg.bias_std > 0.0 {
+        let bias = normal(
+            cfg.seed,
+            net::BIAS_TENSOR | l as u32,
+            n_out as u64,
+            cfg.bias_std,
+        )?;
+        for row in z.chunks_mut(n_out) {
+            for (v, bb) in row.iter_mut().zip(&bias) {
+                *v += bb;
+            }
+        }
+    }
+    Ok(z)
+}
+
+/// Layer l's forward statistics from z_l, a_l and the Gram of a_{l-1}.
+fn forward_stats(cfg: &NetConfig, l: usize, z: &[f32], post: &[f32], gram_a: &[f32]) -> LayerStats {
+    let b = cfg.batch as usize;
+    let (n_in, n_out) = (cfg.widths[l - 1], cfg.widths[l] as usize);
+    let dead = (0..n_out)
+        .filter(|&j| (0..b).all(|r| post[r * n_out + j] == 0.0))
+        .count();
+    let unit_mean_sq = (0..n_out)
+        .map(|j| {
+            let m: f64 = (0..b).map(|r| f64::from(z[r * n_out + j])).sum::<f64>() / b as f64;
+            m * m
+        })
+        .sum::<f64>()
+        / n_out as f64;
+    LayerStats {
+        layer: l,
+        pre_unit_mean_sq: unit_mean_sq,
+        input_centred_mean_sq: net::centred_mean_sq(gram_a, b, n_in),
+        pre: stats(z, None),
+        post: stats(post, cfg.act.saturation()),
+        dead_frac: dead as f64 / n_out as f64,
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

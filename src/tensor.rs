@@ -167,7 +167,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
     let mut sample: Vec<f32> = Vec::with_capacity(n.div_ceil(stride) as usize);
     let verify_gpu = opts.verify && matches!(backend, Backend::Gpu(_));
     let start = Instant::now();
-    let mut consume = |off: u64, values: &[f32]| -> Result<()> {
+    let consume = |off: u64, values: &[f32]| -> Result<()> {
         moments = moments.merge(Moments::of(values));
         let first = (stride - off % stride) % stride;
         sample.extend(values.iter().skip(first as usize).step_by(stride as usize));
@@ -197,48 +197,14 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         count: n,
         scale,
     };
-    let backend_info = match backend {
-        Backend::Gpu(gpu) => {
-            let g = gpu.generator();
-            g.generate(&req, &opts.gen, |off, words| {
-                consume(off, bytemuck::cast_slice(words))
-            })?;
-            let ctx = g.context();
-            DeviceInfo {
-                int64: opts
-                    .gen
-                    .mulhi
-                    .map_or(ctx.int64(), |m| m == crate::shaders::MulHi::Int64),
-                ..DeviceInfo::gpu(ctx)
-            }
-        }
-        Backend::Cpu => {
-            let chunk = opts
-                .gen
-                .chunk_elems
-                .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
-            cpu::generate(&req, chunk, consume)?;
-            DeviceInfo::cpu()
-        }
-    };
+    let backend_info = generate_on(backend, &req, &opts.gen, consume)?;
     let cpu_check = match backend {
         Backend::Gpu(g) if verify_gpu => Some(bits_check(g.generator(), &req, opts, cmp)?),
         _ => None,
     };
     let seconds = start.elapsed().as_secs_f64();
 
-    let variance = moments.variance();
-    let kurt = spec.dist.excess_kurtosis();
-    let sample_stats = SampleStats {
-        mean: moments.mean,
-        variance,
-        std: variance.sqrt(),
-        min: moments.min,
-        max: moments.max,
-        excess_kurtosis: moments.excess_kurtosis(),
-        expected_excess_kurtosis: kurt,
-        nonfinite: moments.nonfinite,
-    };
+    let sample_stats = SampleStats::of(&moments, spec.dist);
     let (mean_test, variance_ci, ks) =
         sample_tests(&moments, &mut sample, spec, &target, opts.alpha);
     let target_in_ci = variance_ci.as_ref().map(|ci| ci.contains(target.variance));
@@ -278,6 +244,53 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         _ => None,
     };
     Ok(report)
+}
+
+/// Generates `req` on `backend`, handing each chunk to `consume`; returns the
+/// device that did it (with the Philox multiply variant actually used).
+fn generate_on(
+    backend: &Backend,
+    req: &GenRequest,
+    gen: &GenOptions,
+    mut consume: impl FnMut(u64, &[f32]) -> Result<()>,
+) -> Result<DeviceInfo> {
+    Ok(match backend {
+        Backend::Gpu(gpu) => {
+            gpu.generator().generate(req, gen, |off, words| {
+                consume(off, bytemuck::cast_slice(words))
+            })?;
+            let ctx = gpu.context();
+            DeviceInfo {
+                int64: gen
+                    .mulhi
+                    .map_or(ctx.int64(), |m| m == crate::shaders::MulHi::Int64),
+                ..DeviceInfo::gpu(ctx)
+            }
+        }
+        Backend::Cpu => {
+            let chunk = gen
+                .chunk_elems
+                .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
+            cpu::generate(req, chunk, consume)?;
+            DeviceInfo::cpu()
+        }
+    })
+}
+
+impl SampleStats {
+    fn of(m: &Moments, dist: Dist) -> SampleStats {
+        let variance = m.variance();
+        SampleStats {
+            mean: m.mean,
+            variance,
+            std: variance.sqrt(),
+            min: m.min,
+            max: m.max,
+            excess_kurtosis: m.excess_kurtosis(),
+            expected_excess_kurtosis: dist.excess_kurtosis(),
+            nonfinite: m.nonfinite,
+        }
+    }
 }
 
 /// Compares the device's raw Philox words of the whole tensor with the CPU's.

@@ -322,6 +322,24 @@ impl Model<'_> {
     }
 
     /// The backward statistics, layer L down (kink flips, smooth errors).
+    /// The typical entries (n x mean square) of layer `i + 1`'s Gram matrices
+    /// of inputs and deltas. They must be normal f32 numbers: a subnormal
+    /// entry keeps only 2^-149 absolute precision, and devices may flush it to
+    /// zero. Within 2^10 of the normal range ||dW|| is not compared; above,
+    /// the representation error is added.
+    fn gram_scales(&self, i: usize) -> (f64, f64) {
+        let (cfg, cpu) = (self.cfg, self.cpu);
+        let input_ms = if i > 0 {
+            cpu.layers[i - 1].post.mean_sq
+        } else {
+            cpu.input.mean_sq
+        };
+        (
+            cfg.widths[i] as f64 * input_ms,
+            cfg.widths[i + 1] as f64 * cpu.layers[i].grad.mean_sq,
+        )
+    }
+
     fn backward(&self, f: &mut Forward) {
         let Model {
             cfg,
@@ -337,23 +355,13 @@ impl Model<'_> {
         let b = cfg.batch as f64;
         let (out, fwd_rel, post_rel) = (&mut f.out, &f.fwd_rel, &f.post_rel);
         // Backward pass of the model, from layer L down.
-        let kink = act.kink();
-        // Per flip: (mean square of its effect, its size at the 1 - ALPHA quantile).
-        let per_flip = |dphi2: f64| match kink {
-            Some((jump, jump2)) if dphi2 > 0.0 => (
-                3.0 * (jump2 / dphi2).powi(2) + 4.0 * jump * jump / dphi2,
-                CHI2_1_TAIL * jump2 / dphi2
-                    + 2.0 * (CHI2_1_TAIL * jump * jump / dphi2).sqrt() * Z_TAIL,
-            ),
-            _ => (0.0, 0.0),
-        };
         let (mut flip_energy, mut flip_count, mut flip_max) = (0.0f64, 0.0f64, 0.0f64);
         let (mut eb2, mut cb, mut vb) = (0.0f64, 0.0f64, 0.0f64);
         for i in (0..depth).rev() {
             let n = cfg.widths[i + 1] as f64;
             let big_n = b * n;
             let t = out[i];
-            let (energy, size) = per_flip(th[i].mean_dphi_sq);
+            let (energy, size) = flip_effect(act.kink(), th[i].mean_dphi_sq);
             flip_energy += t.flips * energy;
             flip_count += t.flips;
             if t.flips > 0.0 {
@@ -392,17 +400,7 @@ impl Model<'_> {
                 2.0 * cal.input_bias
             };
             let gram_round = 4.0 * U * (cfg.widths[i] as f64 + n).sqrt();
-            // The Gram entries (n x mean square) must be normal f32 numbers: a
-            // subnormal entry keeps only 2^-149 absolute precision, and devices
-            // may flush it to zero. Within 2^10 of the normal range ||dW|| is
-            // not compared; above, the representation error is added.
-            let input_ms = if i > 0 {
-                cpu.layers[i - 1].post.mean_sq
-            } else {
-                cpu.input.mean_sq
-            };
-            let gram_a = cfg.widths[i] as f64 * input_ms;
-            let gram_d = n * cpu.layers[i].grad.mean_sq;
+            let (gram_a, gram_d) = self.gram_scales(i);
             let subnormal = TINY / gram_a + TINY / gram_d;
             let dw = 0.5
                 * (input_rel
@@ -422,6 +420,19 @@ impl Model<'_> {
                 && o.grad_var <= CHAOS_LIMIT
                 && o.grad_w_norm <= CHAOS_LIMIT;
         }
+    }
+}
+
+/// Per flip of a kinked activation (`kink` = (jump of phi', jump of phi'^2)),
+/// given E[phi'^2]: the mean square of its effect on ||delta||^2, and its size
+/// at the 1 - ALPHA quantile.
+fn flip_effect(kink: Option<(f64, f64)>, dphi2: f64) -> (f64, f64) {
+    match kink {
+        Some((jump, jump2)) if dphi2 > 0.0 => (
+            3.0 * (jump2 / dphi2).powi(2) + 4.0 * jump * jump / dphi2,
+            CHI2_1_TAIL * jump2 / dphi2 + 2.0 * (CHI2_1_TAIL * jump * jump / dphi2).sqrt() * Z_TAIL,
+        ),
+        _ => (0.0, 0.0),
     }
 }
 
