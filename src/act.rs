@@ -43,36 +43,27 @@ impl Activation {
             other => match other.strip_prefix("leaky_relu:") {
                 Some(a) => {
                     let a: f64 = a.parse().map_err(|_| {
-                        Error::invalid("activation", format!("'{s}': slope '{a}' is not a number"))
+                        Error::bad("activation", s, format!("slope '{a}' is not a number"))
                     })?;
                     if !a.is_finite() {
-                        return Err(Error::invalid(
-                            "activation",
-                            format!("'{s}': slope must be finite"),
-                        ));
+                        return Err(Error::bad("activation", s, "the slope must be finite"));
                     }
                     Activation::LeakyRelu(a)
                 }
                 None => {
-                    let hint = crate::error::did_you_mean(
-                        other,
+                    return Err(Error::choice(
+                        "activation",
+                        s,
                         &[
                             "relu",
-                            "leaky_relu",
+                            "leaky_relu[:a]",
                             "tanh",
                             "sigmoid",
                             "selu",
                             "gelu",
                             "linear",
                         ],
-                    );
-                    return Err(Error::invalid(
-                        "activation",
-                        format!(
-                            "unknown activation '{s}'{hint} (expected relu, leaky_relu[:a], \
-                             tanh, sigmoid, selu, gelu or linear)"
-                        ),
-                    ));
+                    ))
                 }
             },
         })

@@ -347,7 +347,7 @@ impl GpuBench<'_> {
         )?;
         let check = ctx.read_words(out, 4)?;
         if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
-            return Err(Error::invalid(
+            return Err(Error::internal(
                 "benchmark",
                 "the fill kernel wrote wrong values",
             ));
@@ -393,7 +393,7 @@ impl GpuBench<'_> {
                 .zip(&want)
                 .all(|(&g, &w)| (f32::from_bits(g) - f32::from_bits(w)).abs() <= 1e-2 || g == w);
             if !close {
-                return Err(Error::invalid(
+                return Err(Error::internal(
                     "benchmark",
                     format!("{kernel:?} produced wrong values: {got:08x?} vs {want:08x?}"),
                 ));
@@ -437,7 +437,7 @@ impl GpuBench<'_> {
             .iter()
             .all(|&w| f32::from_bits(w).is_finite())
         {
-            return Err(Error::invalid(
+            return Err(Error::internal(
                 "benchmark",
                 "the FMA kernel produced a non-finite value",
             ));
@@ -504,7 +504,7 @@ impl GpuBench<'_> {
             .sum();
         let got = f64::from(f32::from_bits(ctx.read_words(&c, 1)?[0]));
         if (got - want).abs() > 1e-4 * k as f64 {
-            return Err(Error::invalid(
+            return Err(Error::internal(
                 "benchmark",
                 format!("gemm result {got} differs from the CPU's {want}"),
             ));
@@ -552,7 +552,10 @@ impl GpuBench<'_> {
             Ok(())
         })?;
         if (gpu_check / cpu_check - 1.0).abs() > 1e-3 {
-            return Err(Error::invalid("benchmark", "GPU and CPU networks disagree"));
+            return Err(Error::internal(
+                "benchmark",
+                "GPU and CPU networks disagree",
+            ));
         }
         let size = format!("width {width}, depth {depth}, batch {batch}, fwd+bwd");
         let (g_ms, c_ms) = (
@@ -621,7 +624,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         Ok(())
     })?;
     if !sink.is_finite() {
-        return Err(Error::invalid(
+        return Err(Error::internal(
             "benchmark",
             "rand_distr baseline produced a non-finite sum",
         ));
@@ -651,7 +654,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     })?;
     let want: f32 = (0..gk).map(|p| a[p] * b[p * gn]).sum();
     if (c[0] - want).abs() > 1e-3 * want.abs().max(1.0) {
-        return Err(Error::invalid("benchmark", "CPU gemm result is wrong"));
+        return Err(Error::internal("benchmark", "CPU gemm result is wrong"));
     }
     rows.push(Row {
         group: "cpu",

@@ -199,7 +199,7 @@ pub const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.pn
 /// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
 pub fn write_outputs(out: &crate::output::OutputDir, report: &Report) -> Result<Vec<PathBuf>> {
     let text = serde_json::to_string_pretty(report)
-        .map_err(|e| crate::Error::invalid("report", e.to_string()))?;
+        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
     let svg = variance_svg(&report.runs);
     let png = plot::svg_to_png(&svg)?;
     out.write(&[

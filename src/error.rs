@@ -48,12 +48,39 @@ pub enum Error {
         /// Extra advice (may be empty).
         hint: String,
     },
-    /// A bad user-supplied parameter.
-    #[error("invalid {what}: {message}")]
-    InvalidArgument {
-        /// Which parameter.
+    /// A value the user gave (a flag, an environment variable, a file's
+    /// contents) that is not allowed.
+    #[error(
+        "invalid {what}{}: {problem}{}",
+        .value.as_ref().map(|v| format!(" '{v}'")).unwrap_or_default(),
+        .expected.as_ref().map(|e| format!(" (expected {e})")).unwrap_or_default()
+    )]
+    BadValue {
+        /// Which parameter, named as the flag is (`shape`, `scheme`, `batch`).
         what: &'static str,
-        /// Why it is invalid.
+        /// The value given, where one string shows it.
+        value: Option<String>,
+        /// What is wrong with it.
+        problem: String,
+        /// What is allowed, where a short phrase says it.
+        expected: Option<String>,
+    },
+    /// A path the user gave that cannot be used as asked.
+    #[error("{}: {problem}", path.display())]
+    BadPath {
+        /// The path.
+        path: PathBuf,
+        /// Why it cannot be used.
+        problem: String,
+    },
+    /// A self-check failed: the device, or deepinit itself, produced something
+    /// it must not (a wrong benchmark result, a short read-back). A bug or a
+    /// broken driver, never bad input.
+    #[error("self-check failed ({what}): {message}")]
+    Internal {
+        /// What was being checked.
+        what: &'static str,
+        /// What went wrong.
         message: String,
     },
     /// A file would be overwritten without permission.
@@ -73,9 +100,69 @@ pub enum Error {
 }
 
 impl Error {
-    /// Shorthand for [`Error::InvalidArgument`].
-    pub fn invalid(what: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidArgument {
+    /// [`Error::BadValue`] without a value to show (the message says it).
+    pub fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
+        Error::BadValue {
+            what,
+            value: None,
+            problem: problem.into(),
+            expected: None,
+        }
+    }
+
+    /// [`Error::BadValue`] for `value`.
+    pub fn bad(
+        what: &'static str,
+        value: impl std::fmt::Display,
+        problem: impl Into<String>,
+    ) -> Self {
+        Error::BadValue {
+            what,
+            value: Some(value.to_string()),
+            problem: problem.into(),
+            expected: None,
+        }
+    }
+
+    /// Adds what is allowed to an [`Error::BadValue`] (other errors unchanged).
+    pub fn expecting(self, allowed: impl Into<String>) -> Self {
+        match self {
+            Error::BadValue {
+                what,
+                value,
+                problem,
+                ..
+            } => Error::BadValue {
+                what,
+                value,
+                problem,
+                expected: Some(allowed.into()),
+            },
+            e => e,
+        }
+    }
+
+    /// A choice not among `allowed`, with a "did you mean" where one is close.
+    pub fn choice(what: &'static str, value: &str, allowed: &[&str]) -> Self {
+        Error::bad(
+            what,
+            value,
+            format!("unknown {what}{}", did_you_mean(value, allowed)),
+        )
+        .expecting(allowed.join(", "))
+    }
+
+    /// [`Error::BadPath`].
+    pub fn path(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+        Error::BadPath {
+            path: path.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// [`Error::Internal`].
+    pub fn internal(what: &'static str, message: impl Into<String>) -> Self {
+        Error::Internal {
             what,
             message: message.into(),
         }

@@ -99,7 +99,7 @@ impl NpyWriter {
     fn write_bytes(&mut self, b: &[u8]) -> Result<()> {
         match self.file.as_mut() {
             Some(f) => f.write_all(b),
-            None => Err(Error::invalid("npy writer", "already finished")),
+            None => Err(Error::internal("npy writer", "already finished")),
         }
     }
 
@@ -107,7 +107,7 @@ impl NpyWriter {
     pub fn write(&mut self, values: &[f32]) -> Result<()> {
         let n = values.len() as u64;
         if n > self.remaining {
-            return Err(Error::invalid(
+            return Err(Error::internal(
                 "npy writer",
                 "more values than the shape holds",
             ));
@@ -126,13 +126,13 @@ impl NpyWriter {
     /// an existing file unless the destination allowed it).
     pub fn finish(mut self) -> Result<PathBuf> {
         if self.remaining != 0 {
-            return Err(Error::invalid(
+            return Err(Error::internal(
                 "npy writer",
                 format!("{} values missing", self.remaining),
             ));
         }
         let Some(f) = self.file.take() else {
-            return Err(Error::invalid("npy writer", "already finished"));
+            return Err(Error::internal("npy writer", "already finished"));
         };
         let path = f.path().to_path_buf();
         f.commit()?;
@@ -208,7 +208,7 @@ pub const MAX_HEADER: usize = 1 << 16;
 /// shape needs.
 pub fn read_2d(path: &Path) -> Result<Array2> {
     use std::io::Read;
-    let bad = |m: &str| Error::invalid("input file", format!("{}: {m}", path.display()));
+    let bad = |m: &str| Error::path(path, m);
     // Checked before opening: opening a FIFO would block, a device never ends.
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if !meta.is_file() {

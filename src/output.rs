@@ -161,16 +161,12 @@ fn check_replaceable(path: &Path, force: bool) -> Result<()> {
         Existing::File | Existing::Symlink => Err(Error::WouldOverwrite {
             path: path.to_path_buf(),
         }),
-        Existing::Directory => Err(Error::invalid(
-            "output path",
-            format!("{} is a directory", path.display()),
-        )),
-        Existing::Special(kind) => Err(Error::invalid(
-            "output path",
+        Existing::Directory => Err(Error::path(path, "is a directory, not a file")),
+        Existing::Special(kind) => Err(Error::path(
+            path,
             format!(
-                "{} is {kind}; deepinit only writes regular files and never replaces \
-                 special files, even with --force",
-                path.display()
+                "is {kind}; deepinit only writes regular files and never replaces \
+                 special files, even with --force"
             ),
         )),
     }
@@ -181,23 +177,15 @@ fn check_replaceable(path: &Path, force: bool) -> Result<()> {
 fn check_dir_writable(dir: &Path, for_path: &Path) -> Result<()> {
     match std::fs::metadata(dir) {
         Err(_) => {
-            return Err(Error::invalid(
-                "output path",
-                format!(
-                    "{}: the directory {} does not exist",
-                    for_path.display(),
-                    dir.display()
-                ),
+            return Err(Error::path(
+                for_path,
+                format!("the directory {} does not exist", dir.display()),
             ))
         }
         Ok(m) if !m.is_dir() => {
-            return Err(Error::invalid(
-                "output path",
-                format!(
-                    "{}: {} is not a directory",
-                    for_path.display(),
-                    dir.display()
-                ),
+            return Err(Error::path(
+                for_path,
+                format!("{} is not a directory", dir.display()),
             ))
         }
         Ok(_) => {}
@@ -219,10 +207,7 @@ impl Destination {
     /// or symlink may be replaced).
     pub fn check(path: &Path, force: bool) -> Result<Destination> {
         if path.file_name().is_none() {
-            return Err(Error::invalid(
-                "output path",
-                format!("'{}' has no file name", path.display()),
-            ));
+            return Err(Error::path(path, "has no file name"));
         }
         check_replaceable(path, force)?;
         check_dir_writable(parent_of(path), path)?;
@@ -278,10 +263,7 @@ impl TempPath {
                 Err(e) => {
                     lock(&TEMPS).retain(|q| q != &p);
                     if e.kind() != std::io::ErrorKind::AlreadyExists {
-                        return Err(Error::invalid(
-                            "output path",
-                            format!("cannot create a file in {}: {e}", dir.display()),
-                        ));
+                        return Err(Error::path(dir, format!("cannot create a file here: {e}")));
                     }
                 }
             }
@@ -489,12 +471,7 @@ impl OutputDir {
                 // Created later: its parent must exist and accept it.
                 check_dir_writable(parent_of(dir), dir)?;
             }
-            _ => {
-                return Err(Error::invalid(
-                    "output directory",
-                    format!("{} exists and is not a directory", dir.display()),
-                ))
-            }
+            _ => return Err(Error::path(dir, "exists and is not a directory")),
         }
         Ok(out)
     }
@@ -534,7 +511,7 @@ impl OutputDir {
             paths.push(p);
         }
         let text = serde_json::to_vec_pretty(&owned)
-            .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+            .map_err(|e| Error::internal("manifest", e.to_string()))?;
         write_atomic(&self.dir.join(MANIFEST), &text)?;
         Ok(paths)
     }

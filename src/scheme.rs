@@ -39,10 +39,7 @@ impl FanMode {
             "fan_in" | "in" => Ok(FanMode::FanIn),
             "fan_out" | "out" => Ok(FanMode::FanOut),
             "fan_avg" | "avg" => Ok(FanMode::FanAvg),
-            _ => Err(Error::invalid(
-                "mode",
-                format!("unknown mode '{s}' (expected fan_in, fan_out or fan_avg)"),
-            )),
+            _ => Err(Error::choice("mode", s, &["fan_in", "fan_out", "fan_avg"])),
         }
     }
 
@@ -109,20 +106,14 @@ impl Scheme {
         if let Some(v) = lower.strip_prefix("naive:") {
             let std: f64 = v
                 .parse()
-                .map_err(|_| Error::invalid("scheme", format!("'{s}': '{v}' is not a number")))?;
+                .map_err(|_| Error::bad("scheme", s, format!("'{v}' is not a number")))?;
             check_positive_finite("naive standard deviation", std)?;
             return Ok(Scheme::Naive { std });
         }
-        let hint = crate::error::did_you_mean(
-            &lower,
-            &["he", "kaiming", "lecun", "xavier", "glorot", "naive:0.01"],
-        );
-        Err(Error::invalid(
+        Err(Error::choice(
             "scheme",
-            format!(
-                "unknown scheme '{s}'{hint} (expected he, kaiming, lecun, xavier, glorot or \
-                 naive:STD)"
-            ),
+            s,
+            &["he", "kaiming", "lecun", "xavier", "glorot", "naive:STD"],
         ))
     }
 
@@ -137,10 +128,7 @@ impl Scheme {
 
 fn check_positive_finite(what: &'static str, v: f64) -> Result<()> {
     if !v.is_finite() || v <= 0.0 {
-        return Err(Error::invalid(
-            what,
-            format!("{v} (must be a finite number greater than 0)"),
-        ));
+        return Err(Error::bad(what, v, "not a finite number greater than 0"));
     }
     Ok(())
 }
@@ -160,26 +148,16 @@ pub fn gain(s: &str) -> Result<f64> {
         other => {
             if let Some(a) = other.strip_prefix("leaky_relu:") {
                 let a: f64 = a.parse().map_err(|_| {
-                    Error::invalid(
-                        "gain",
-                        format!("'{s}': negative slope '{a}' is not a number"),
-                    )
+                    Error::bad("gain", s, format!("negative slope '{a}' is not a number"))
                 })?;
                 if !a.is_finite() {
-                    return Err(Error::invalid(
-                        "gain",
-                        format!("'{s}': slope must be finite"),
-                    ));
+                    return Err(Error::bad("gain", s, "the slope must be finite"));
                 }
                 (2.0 / (1.0 + a * a)).sqrt()
             } else {
                 let g: f64 = other.parse().map_err(|_| {
-                    Error::invalid(
-                        "gain",
-                        format!(
-                            "'{s}' is neither a number nor one of linear, sigmoid, tanh, relu, \
-                             leaky_relu[:a], selu"
-                        ),
+                    Error::bad("gain", s, "neither a number nor an activation's name").expecting(
+                        "a positive number, linear, sigmoid, tanh, relu, leaky_relu[:a] or selu",
                     )
                 })?;
                 check_positive_finite("gain", g)?;
@@ -207,9 +185,10 @@ impl Shape {
         let mut out = Vec::with_capacity(dims.len());
         for d in dims {
             let v: u64 = d.parse().map_err(|_| {
-                Error::invalid(
+                Error::bad(
                     "shape",
-                    format!("'{s}': '{d}' is not a positive integer (expected e.g. 4096x4096)"),
+                    s,
+                    format!("'{d}' is not a positive integer (expected e.g. 4096x4096)"),
                 )
             })?;
             out.push(v);

@@ -48,7 +48,7 @@ pub struct SweepConfig {
 
 /// Parses `start:stop:step` (inclusive, up to rounding) or a comma list.
 pub fn parse_grid(s: &str) -> Result<Vec<f64>> {
-    let bad = |m: &str| Error::invalid("multiplier grid", format!("'{s}': {m}"));
+    let bad = |m: &str| Error::bad("multiplier grid", s, m);
     let num = |t: &str| {
         t.trim()
             .parse::<f64>()
@@ -574,7 +574,7 @@ pub fn write_outputs(
     histograms: &[plot::Histogram],
 ) -> Result<Vec<PathBuf>> {
     let text = serde_json::to_string_pretty(r)
-        .map_err(|e| Error::invalid("sweep report", e.to_string()))?;
+        .map_err(|e| Error::internal("sweep report", e.to_string()))?;
     let title = format!(
         "{}: histograms of the activations a_l (CPU reference of the same networks; Glorot & Bengio's picture)",
         r.activation

@@ -219,13 +219,16 @@ fn bad_input_gives_a_clear_error_and_no_file() {
         (&["--scheme", "naive:nan"], "naive standard deviation"),
         (
             &["--scheme", "naive:-1"],
-            "must be a finite number greater than 0",
+            "invalid naive standard deviation '-1': not a finite number greater than 0",
         ),
         (&["--scheme", "naive:inf"], "naive standard deviation"),
         (&["--multiplier", "nan"], "invalid multiplier"),
         (&["--multiplier", "-2"], "invalid multiplier"),
         (&["--multiplier", "inf"], "invalid multiplier"),
-        (&["--scheme", "hee"], "unknown scheme 'hee'"),
+        (
+            &["--scheme", "hee"],
+            "invalid scheme 'hee': unknown scheme (did you mean 'he'?)",
+        ),
         (&["--gain", "-1"], "invalid gain"),
         (&["--gain", "swish"], "invalid gain"),
         (

@@ -7,11 +7,14 @@ use std::process::ExitCode;
 
 pub(crate) fn run_adapters(a: &AdaptersArgs, d: &DeviceArgs) -> Result<ExitCode> {
     if d.backend == BackendChoice::Cpu {
-        return Err(Error::invalid(
-            "backend",
-            "`adapters` lists GPU adapters; --backend cpu has nothing to list",
-        ));
+        return Err(Error::bad(
+            "--backend",
+            "cpu",
+            "`adapters` lists GPU adapters; the CPU backend has nothing to list",
+        )
+        .expecting("auto or gpu"));
     }
+    gpu::context::check_backend_env()?;
     let json = a.json.open()?;
     let t = json.text();
     let (list, chosen) = gpu::list_adapters(&request(d));

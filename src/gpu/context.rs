@@ -117,13 +117,15 @@ pub fn check_backend_env() -> Result<()> {
     };
     for name in v.split(',').map(str::trim) {
         if !BACKEND_NAMES.contains(&name.to_lowercase().as_str()) {
-            return Err(Error::invalid(
+            return Err(Error::bad(
                 "WGPU_BACKEND",
+                &v,
                 format!(
-                    "'{name}' (in WGPU_BACKEND='{v}') is not a backend; use a comma list of \
-                     vulkan, metal, dx12, gl or webgpu"
+                    "'{name}' is not a backend{}",
+                    crate::error::did_you_mean(name, &BACKEND_NAMES)
                 ),
-            ));
+            )
+            .expecting("a comma list of vulkan, metal, dx12, gl or webgpu"));
         }
     }
     Ok(())

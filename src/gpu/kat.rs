@@ -50,7 +50,7 @@ pub fn philox_blocks(
     let groups = u32::try_from(inputs.len().div_ceil(64))
         .ok()
         .filter(|&g| g <= ctx.limits().max_compute_workgroups_per_dimension)
-        .ok_or_else(|| Error::invalid("KAT inputs", "too many for one dispatch"))?;
+        .ok_or_else(|| Error::internal("KAT inputs", "too many for one dispatch"))?;
     let mut enc = ctx
         .device()
         .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("kat") });

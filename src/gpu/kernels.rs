@@ -238,7 +238,7 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
         let w = words
             .get((r * RECORD_WORDS) as usize..((r + 1) * RECORD_WORDS) as usize)
             .ok_or_else(|| {
-                Error::invalid("statistics records", "read-back shorter than expected")
+                Error::internal("statistics records", "read-back shorter than expected")
             })?;
         let s = f64::from(f32::from_bits(w[0]));
         sum += s * f64::from(f32::from_bits(w[1]));

@@ -104,7 +104,7 @@ pub fn run_with_fault(
     progress: Option<&crate::progress::Progress>,
 ) -> Result<NetStats> {
     if kern.activation() != cfg.act {
-        return Err(Error::invalid(
+        return Err(Error::internal(
             "network kernels",
             format!(
                 "compiled for {}, but the network uses {}",
