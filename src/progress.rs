@@ -1,8 +1,14 @@
-//! Progress lines on stderr for long runs, so a user never stares at a
-//! silent terminal for minutes: nothing for the first two seconds, then the
-//! fraction done, the elapsed time and an estimate of what is left, at most
-//! once a second on a terminal (redrawn in place) and every ten seconds
-//! otherwise (one line each, so logs stay readable).
+//! Progress on stderr for long runs, so a user never stares at a silent
+//! terminal for minutes. Two forms, one mechanism:
+//! - [`Progress::update`] for a continuous fraction (a tensor, a network
+//!   pass): nothing for the first two seconds, then the fraction done, the
+//!   elapsed time and an estimate of what is left, at most once a second on a
+//!   terminal (redrawn in place) and every ten seconds otherwise;
+//! - [`Progress::step`] for counted steps (the runs of a demo or a sweep): a
+//!   bar with the step's label at every step.
+//!
+//! On a terminal a line is redrawn in place; otherwise each report is its own
+//! line, so logs stay readable.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
@@ -85,6 +91,33 @@ impl Progress {
         let mut err = std::io::stderr();
         if self.tty {
             let _ = write!(err, "\r{line:<79}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Reports that step `done` of `total` begins (`done == total`: all done).
+    pub fn step(&self, done: usize, total: usize, label: &str) {
+        let Ok(mut s) = self.state.lock() else { return };
+        let width = 30;
+        let filled = (done * width)
+            .checked_div(total)
+            .unwrap_or(width)
+            .min(width);
+        let line = format!(
+            "[{}{}] {done}/{total} {:>5.1}s  {label}",
+            "#".repeat(filled),
+            ".".repeat(width - filled),
+            s.start.elapsed().as_secs_f64()
+        );
+        let mut err = std::io::stderr();
+        if self.tty {
+            let _ = write!(err, "\r{line:<80}");
+            s.printed = done < total;
+            if done >= total {
+                let _ = writeln!(err);
+            }
         } else {
             let _ = writeln!(err, "{line}");
         }

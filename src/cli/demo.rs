@@ -59,7 +59,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     println!("device: {}", backend.info().describe());
     println!();
-    let runs = deepinit::demo::run(&backend, size, a.seed, !a.no_verify, progress_bar())?;
+    let runs = deepinit::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
     print!("{}", deepinit::demo::table(&runs));
     let report = deepinit::demo::Report {
         device: backend.info(),

@@ -99,7 +99,7 @@ impl JsonOut {
     /// Writes `value`; says where on the text stream.
     pub(crate) fn emit(&self, value: &impl serde::Serialize, text: &Text) -> Result<()> {
         let s = serde_json::to_string_pretty(value)
-            .map_err(|e| Error::invalid("report", e.to_string()))?;
+            .map_err(|e| Error::internal("report", e.to_string()))?;
         match self {
             JsonOut::None => {}
             JsonOut::Stdout => println!("{s}"),
@@ -278,32 +278,10 @@ pub(crate) fn thousands(n: u64) -> String {
     out
 }
 
-/// A one-line progress bar on stderr (redrawn in place on a terminal).
-pub(crate) fn progress_bar() -> impl FnMut(usize, usize, &str) {
-    use std::io::{IsTerminal, Write};
-    let tty = std::io::stderr().is_terminal();
-    let start = std::time::Instant::now();
-    move |done, total, label| {
-        let width = 30;
-        let filled = (done * width)
-            .checked_div(total)
-            .unwrap_or(width)
-            .min(width);
-        let bar = format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled));
-        let line = format!(
-            "{bar} {done}/{total} {:>5.1}s  {label}",
-            start.elapsed().as_secs_f64()
-        );
-        let mut err = std::io::stderr();
-        if tty {
-            let _ = write!(err, "\r{line:<80}");
-            if done == total {
-                let _ = writeln!(err);
-            }
-        } else {
-            let _ = writeln!(err, "{line}");
-        }
-    }
+/// A counted-steps progress reporter for demo and sweep runs.
+pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
+    let p = deepinit::progress::Progress::new(label);
+    move |done, total, step| p.step(done, total, step)
 }
 
 pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {

@@ -91,7 +91,7 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);
-    let report = sweep::run(&backend, &cfg, progress_bar())?;
+    let report = sweep::run(&backend, &cfg, progress_steps("sweep"))?;
     t.raw(&sweep::table(&report));
     let hist = sweep::histograms(&cfg, &report)?;
     for p in sweep::write_outputs(&out, &report, &hist)? {
