@@ -1,7 +1,7 @@
 //! CPU reference micro-benchmarks: `cargo bench --bench cpu`.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use deepinit::dist::{self, Dist};
+use deepinit::rng::dist::{self, Dist};
 use std::hint::black_box;
 
 fn philox(c: &mut Criterion) {
@@ -11,7 +11,7 @@ fn philox(c: &mut Criterion) {
         b.iter(|| {
             let mut acc = 0u32;
             for i in 0..4096u64 {
-                acc ^= deepinit::philox::block_words(black_box(7), 0, i)[0];
+                acc ^= deepinit::rng::philox::block_words(black_box(7), 0, i)[0];
             }
             acc
         })
@@ -35,7 +35,7 @@ fn distributions(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     let mut out = vec![0f32; n];
     g.bench_function("normal", |b| {
-        b.iter(|| deepinit::cpu::fill(Dist::Normal, 1.0, black_box(1), 0, 0, &mut out))
+        b.iter(|| deepinit::rng::cpu::fill(Dist::Normal, 1.0, black_box(1), 0, 0, &mut out))
     });
     g.finish();
 }
@@ -48,7 +48,7 @@ fn gemm(c: &mut Criterion) {
         let mut cm = vec![0f32; m * n];
         g.throughput(Throughput::Elements((2 * m * n * k) as u64));
         g.bench_function(format!("{m}x{n}x{k} (flops)"), |b| {
-            b.iter(|| deepinit::reference::sgemm(m, n, k, &mut cm, &a, &bm, n, 1, false))
+            b.iter(|| deepinit::net::reference::sgemm(m, n, k, &mut cm, &a, &bm, n, 1, false))
         });
     }
     g.finish();

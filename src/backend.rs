@@ -2,10 +2,10 @@
 //! experiment and benchmark takes, and the one [`DeviceInfo`] every report,
 //! JSON file and text header uses to name it.
 
-use crate::act::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::NetKernels;
 use crate::gpu::{AdapterRequest, Generator, GpuContext};
+use crate::net::act::Activation;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -194,7 +194,7 @@ impl DeviceInfo {
     pub fn cpu() -> DeviceInfo {
         DeviceInfo {
             kind: DeviceKind::Cpu,
-            name: format!("cpu ({} threads)", crate::cpu::threads()),
+            name: format!("cpu ({} threads)", crate::rng::cpu::threads()),
             backend: "cpu".into(),
             driver: String::new(),
             int64: true,
@@ -213,9 +213,9 @@ impl DeviceInfo {
                 } else {
                     ", 16-bit-halves Philox"
                 },
-                crate::cpu::threads()
+                crate::rng::cpu::threads()
             ),
-            DeviceKind::Cpu => format!("CPU backend ({} threads)", crate::cpu::threads()),
+            DeviceKind::Cpu => format!("CPU backend ({} threads)", crate::rng::cpu::threads()),
         }
     }
 }

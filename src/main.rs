@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    deepinit::output::install_cleanup_handler();
+    deepinit::io::output::install_cleanup_handler();
     let result = match &cli.command {
         Some(Command::Init(a)) => run_init(a, &cli.device),
         Some(Command::Adapters(a)) => run_adapters(a, &cli.device),

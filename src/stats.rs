@@ -185,7 +185,7 @@ pub fn normal_quantile(p: f64) -> f64 {
             / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
     };
     // Halley refinement.
-    let e = crate::dist::normal_cdf(x) - p;
+    let e = crate::rng::dist::normal_cdf(x) - p;
     let u = e * (2.0 * core::f64::consts::PI).sqrt() * (x * x / 2.0).exp();
     x - u / (1.0 + x * u / 2.0)
 }

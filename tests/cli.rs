@@ -4,19 +4,9 @@
 
 mod common;
 
+use common::{run as deepinit, stderr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn deepinit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_deepinit"))
-        .args(args)
-        .output()
-        .expect("the deepinit binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
@@ -60,7 +50,7 @@ fn writes_a_numpy_file_atomically_and_refuses_to_overwrite() {
     // Element 0 as written equals the CPU reference's element 0.
     let mut want = [0f32; 1];
     let std = v["target"]["std"].as_f64().expect("std");
-    deepinit::cpu::fill(
+    deepinit::rng::cpu::fill(
         deepinit::Dist::Normal,
         deepinit::Dist::Normal.kernel_scale(std),
         3,
@@ -333,17 +323,16 @@ fn adapter_selection_and_cpu_fallback() {
     assert!(stderr(&r).contains("no-such-adapter-xyz"), "{}", stderr(&r));
     // Without a name, auto falls back to the CPU where no adapter exists
     // (no DX12 adapters on Linux).
-    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+    let r = common::bin()
         .args(["init", "--shape", "16x16", "--json"])
         .env("WGPU_BACKEND", "dx12")
-        .env_remove("WGPU_ADAPTER_NAME")
         .output()
         .expect("runs");
     assert!(r.status.success(), "{}", stderr(&r));
     assert!(stderr(&r).contains("falling back to the CPU backend"));
     assert_eq!(json(&r)["device"]["kind"], "cpu");
     // A misspelt WGPU_BACKEND is named, not silently ignored.
-    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+    let r = common::bin()
         .args(["init", "--shape", "16x16"])
         .env("WGPU_BACKEND", "vulcan")
         .output()
@@ -369,7 +358,7 @@ fn adapter_selection_and_cpu_fallback() {
 fn no_arguments_runs_the_demo_and_writes_its_report_and_plot() {
     // The README's main command: the lecture as an experiment, in a scratch directory.
     let dir = tempfile::tempdir().expect("tempdir");
-    let r = Command::new(env!("CARGO_BIN_EXE_deepinit"))
+    let r = common::bin()
         .current_dir(dir.path())
         .output()
         .expect("runs");
@@ -439,7 +428,10 @@ fn no_arguments_runs_the_demo_and_writes_its_report_and_plot() {
     let png = std::fs::read(out.join("variance.png")).expect("png");
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let svg = std::fs::read_to_string(out.join("variance.svg")).expect("svg");
-    assert!(deepinit::plot::svg_to_png(&svg).is_ok(), "the SVG parses");
+    assert!(
+        deepinit::report::plot::svg_to_png(&svg).is_ok(),
+        "the SVG parses"
+    );
 }
 
 #[test]
@@ -473,8 +465,8 @@ fn forward_writes_json_and_rejects_bad_networks() {
     // Inputs from a .npy file: the batch comes from the file; the run is
     // verified against the CPU reference on the same inputs.
     let x = dir.path().join("x.npy");
-    let dest = deepinit::output::Destination::check(&x, false).expect("destination");
-    let mut w = deepinit::npy::NpyWriter::create(&dest, &[12, 40]).expect("create");
+    let dest = deepinit::io::output::Destination::check(&x, false).expect("destination");
+    let mut w = deepinit::io::npy::NpyWriter::create(&dest, &[12, 40]).expect("create");
     let vals: Vec<f32> = (0..480)
         .map(|i| ((i * 37) % 17) as f32 / 8.0 - 1.0)
         .collect();

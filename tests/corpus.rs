@@ -7,20 +7,13 @@
 
 #![cfg(unix)]
 
+mod common;
+
+use common::{bin, run};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_deepinit"));
-    c.env_remove("WGPU_BACKEND").env_remove("WGPU_ADAPTER_NAME");
-    c
-}
-
-fn run(args: &[&str]) -> Output {
-    bin().args(args).output().expect("the binary runs")
-}
 
 /// Everything under `dir`: relative path -> (kind, bytes) (symlinks by target).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
@@ -53,7 +46,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
 /// Asserts exit `code`, that stderr contains `phrase`, and that no panic
 /// happened.
 fn expect(o: &Output, code: i32, phrase: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = common::stderr(o);
     assert_eq!(o.status.code(), Some(code), "stderr: {err}");
     assert!(err.contains(phrase), "expected '{phrase}' in: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -201,8 +194,8 @@ fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
     std::fs::write(&lie, &h).expect("write");
     // A valid 12 x 8 input.
     let good = d.path().join("x.npy");
-    let dest = deepinit::output::Destination::check(&good, false).expect("dest");
-    let mut w = deepinit::npy::NpyWriter::create(&dest, &[12, 8]).expect("create");
+    let dest = deepinit::io::output::Destination::check(&good, false).expect("dest");
+    let mut w = deepinit::io::npy::NpyWriter::create(&dest, &[12, 8]).expect("create");
     w.write(&[0.5f32; 96]).expect("write");
     w.finish().expect("finish");
     let before = snapshot(d.path());

@@ -4,12 +4,12 @@
 
 mod common;
 
-use deepinit::cpu;
-use deepinit::dist::{self, Dist};
 use deepinit::gpu::kat::philox_blocks;
+use deepinit::gpu::shaders::MulHi;
 use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
-use deepinit::philox::philox4x32_10;
-use deepinit::shaders::MulHi;
+use deepinit::rng::cpu;
+use deepinit::rng::dist::{self, Dist};
+use deepinit::rng::philox::philox4x32_10;
 
 const KAT: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
     (
@@ -65,8 +65,8 @@ fn device_philox_matches_cpu_on_random_inputs() {
     // which exercise every carry in the 16-bit-halves multiply.
     let mut inputs = Vec::new();
     for i in 0..4096u64 {
-        let a = deepinit::philox::block_words(99, 1, i);
-        let b = deepinit::philox::block_words(99, 2, i);
+        let a = deepinit::rng::philox::block_words(99, 1, i);
+        let b = deepinit::rng::philox::block_words(99, 2, i);
         inputs.push((a, [b[0], b[1]]));
     }
     for m in variants(ctx) {

@@ -4,12 +4,12 @@
 
 mod common;
 
-use deepinit::act::Activation;
 use deepinit::backend::{Backend, Gpu};
-use deepinit::experiment::{self, CpuStatus, RunReport, TheoryStatus};
 use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use deepinit::init::scheme::Scheme;
+use deepinit::net::act::Activation;
+use deepinit::net::experiment::{self, CpuStatus, RunReport, TheoryStatus};
 use deepinit::net::NetConfig;
-use deepinit::scheme::Scheme;
 
 /// Small integers, so every product and partial sum is exact in f32 (all
 /// |sums| < 2^24): any indexing, tiling or bounds error shows as inequality.
@@ -146,7 +146,8 @@ fn gpu_statistics_match_the_cpu_reference_for_every_activation() {
         cfg.widths = vec![65, 97, 63, 64, 129, 33];
         cfg.bias_std = if i % 2 == 0 { 0.1 } else { 0.0 };
         cfg.gain = Some(
-            deepinit::scheme::gain(if *a == "linear" { "linear" } else { "relu" }).expect("gain"),
+            deepinit::init::scheme::gain(if *a == "linear" { "linear" } else { "relu" })
+                .expect("gain"),
         );
         cfg.seed = 10 + i as u64;
         let r = run_gpu(&g, &cfg);

@@ -1,6 +1,6 @@
 //! Every WGSL file is parsed and validated by naga, on any machine (no GPU).
 
-use deepinit::shaders;
+use deepinit::gpu::shaders;
 use std::collections::BTreeSet;
 
 #[test]

@@ -11,12 +11,12 @@
 mod common;
 
 use deepinit::backend::{Backend, Gpu};
-use deepinit::cpu;
-use deepinit::dist::Dist;
 use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
-use deepinit::scheme::{InitSpec, Scheme, Shape};
+use deepinit::init::scheme::{InitSpec, Scheme, Shape};
+use deepinit::init::tensor::{self, DrawOptions};
+use deepinit::rng::cpu;
+use deepinit::rng::dist::Dist;
 use deepinit::stats::{self, Moments};
-use deepinit::tensor::{self, DrawOptions};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -118,7 +118,7 @@ fn normal_matches_rand_distr_standard_normal_two_sample() {
 fn philox_rng_drives_rand_distr() {
     // PhiloxRng plugs into the rand ecosystem: rand_distr's StandardNormal
     // driven by it passes the normal checks.
-    let mut rng = deepinit::philox::PhiloxRng::seed_from_u64(77);
+    let mut rng = deepinit::rng::philox::PhiloxRng::seed_from_u64(77);
     let v: Vec<f32> = (0..N)
         .map(|_| rng.sample::<f32, _>(StandardNormal))
         .collect();

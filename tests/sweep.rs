@@ -1,15 +1,15 @@
 //! The multiplier sweep: the critical multiplier found from the measured
 //! gradients must fall inside the finite-size interval derived from the
-//! theory (see `sweep::critical_interval`: where |ln chi_1| <= 4 sigma of the
+//! theory (see `net::critical::critical_interval`: where |ln chi_1| <= 4 sigma of the
 //! measured per-layer gain), and the theory must put it at sigma_w^2 = 2 for
 //! ReLU and 1 for tanh without bias.
 
 mod common;
 
-use deepinit::act::Activation;
+use deepinit::app::sweep::{self, SweepConfig};
 use deepinit::backend::{Backend, Gpu};
-use deepinit::scheme::Scheme;
-use deepinit::sweep::{self, SweepConfig};
+use deepinit::init::scheme::Scheme;
+use deepinit::net::act::Activation;
 
 fn config(act: Activation, grid: &str, bias_std: f64) -> SweepConfig {
     SweepConfig {
@@ -105,7 +105,8 @@ fn outputs_are_written_and_valid() {
         assert_eq!(h.counts.iter().sum::<u64>() + h.nonfinite, 8 * 48);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = deepinit::output::OutputDir::check(dir.path(), &sweep::OUTPUT_FILES, false).unwrap();
+    let out =
+        deepinit::io::output::OutputDir::check(dir.path(), &sweep::OUTPUT_FILES, false).unwrap();
     let files = sweep::write_outputs(&out, &r, &hist).expect("write");
     for f in &files {
         let bytes = std::fs::read(f).expect("written");
@@ -113,7 +114,7 @@ fn outputs_are_written_and_valid() {
             Some("png") => assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n"),
             Some("svg") => {
                 let svg = String::from_utf8(bytes).expect("utf8");
-                deepinit::plot::svg_to_png(&svg).expect("the SVG parses and renders");
+                deepinit::report::plot::svg_to_png(&svg).expect("the SVG parses and renders");
             }
             Some("json") => {
                 let v: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");

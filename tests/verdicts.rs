@@ -5,11 +5,11 @@
 
 mod common;
 
-use deepinit::act::Activation;
 use deepinit::backend::{Backend, Gpu};
-use deepinit::experiment::{self, RunReport};
+use deepinit::init::scheme::Scheme;
+use deepinit::net::act::Activation;
+use deepinit::net::experiment::{self, RunReport};
 use deepinit::net::{Fault, NetConfig};
-use deepinit::scheme::Scheme;
 
 const ACTIVATIONS: [&str; 7] = [
     "relu",

@@ -22,7 +22,7 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::bench;
+    use deepinit::app::bench;
     let opts = bench::BenchOptions {
         quick: a.quick,
         repeats: a.repeats.unwrap_or(if a.quick { 2 } else { 5 }) as usize,
@@ -64,7 +64,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     rows.extend(cpu_rows);
     rows.extend(numpy.iter().flatten().cloned());
     say!(t);
-    t.raw(&bench::table(&rows));
+    t.raw(&deepinit::report::bench::table(&rows));
     if !tuning.is_null() {
         say!(
             t,

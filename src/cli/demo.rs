@@ -47,11 +47,14 @@ impl Default for DemoArgs {
 
 pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let size = match a.size {
-        SizeChoice::Default => deepinit::demo::Size::DEFAULT,
-        SizeChoice::Big => deepinit::demo::Size::BIG,
+        SizeChoice::Default => deepinit::app::demo::Size::DEFAULT,
+        SizeChoice::Big => deepinit::app::demo::Size::BIG,
     };
-    let out =
-        deepinit::output::OutputDir::check(&a.out_dir, &deepinit::demo::OUTPUT_FILES, a.force)?;
+    let out = deepinit::io::output::OutputDir::check(
+        &a.out_dir,
+        &deepinit::app::demo::OUTPUT_FILES,
+        a.force,
+    )?;
     let backend = open_backend(d)?;
     println!(
         "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
@@ -59,14 +62,15 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     println!("device: {}", backend.info().describe());
     println!();
-    let runs = deepinit::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
-    print!("{}", deepinit::demo::table(&runs));
-    let report = deepinit::demo::Report {
+    let runs =
+        deepinit::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
+    print!("{}", deepinit::report::demo::table(&runs));
+    let report = deepinit::app::demo::Report {
         device: backend.info(),
         config: serde_json::json!({
             "size": format!("{:?}", a.size).to_lowercase(),
             "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,
-            "schemes": deepinit::demo::SCHEMES, "activations": deepinit::demo::ACTIVATIONS,
+            "schemes": deepinit::app::demo::SCHEMES, "activations": deepinit::app::demo::ACTIVATIONS,
             "verify": !a.no_verify,
         }),
         runs,
@@ -78,7 +82,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     println!();
     println!("Far from critical (sw^2 != 2 for relu, sw^2 far from 1 for tanh), the signal vanishes or explodes.");
     println!("To find the multiplier for an activation and depth: deepinit sweep --act relu --depth {} (or --act tanh)", size.depth);
-    for p in deepinit::demo::write_outputs(&out, &report)? {
+    for p in deepinit::app::demo::write_outputs(&out, &report)? {
         println!("wrote {}", p.display());
     }
     Ok(exit_for(&report.runs))

@@ -2,7 +2,7 @@
 
 use super::*;
 use clap::Args;
-use deepinit::scheme::{self, Scheme};
+use deepinit::init::scheme::{self, Scheme};
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,13 +58,13 @@ pub(crate) struct ForwardArgs {
 }
 
 pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    let act = deepinit::act::Activation::parse(&a.act)?;
+    let act = deepinit::net::act::Activation::parse(&a.act)?;
     let json_out = a.json.open()?;
     let (cfg, input) = network(a, act)?;
     let t = json_out.text();
     let backend = open_backend(d)?;
     let progress = deepinit::progress::Progress::new("forward + backward pass");
-    let r = deepinit::experiment::run_with_progress(
+    let r = deepinit::net::experiment::run_with_progress(
         &backend,
         &cfg,
         input.as_ref().map(|x| x.data.as_slice()),
@@ -85,7 +85,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     print_failures(&t, &runs);
     let code = exit_for(&runs);
     json_out.emit(
-        &deepinit::demo::Report {
+        &deepinit::app::demo::Report {
             device: backend.info(),
             config: serde_json::json!({ "command": "forward" }),
             runs,
@@ -132,10 +132,14 @@ fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
 /// everything validated (host memory included) before any device opens.
 fn network(
     a: &ForwardArgs,
-    act: deepinit::act::Activation,
-) -> Result<(deepinit::net::NetConfig, Option<deepinit::npy::Array2>)> {
+    act: deepinit::net::act::Activation,
+) -> Result<(deepinit::net::NetConfig, Option<deepinit::io::npy::Array2>)> {
     let widths = widths(a)?;
-    let input = a.input.as_deref().map(deepinit::npy::read_2d).transpose()?;
+    let input = a
+        .input
+        .as_deref()
+        .map(deepinit::io::npy::read_2d)
+        .transpose()?;
     let batch = match (&input, a.batch) {
         (Some(x), Some(b)) if b != x.rows => {
             return Err(Error::invalid(
@@ -170,7 +174,7 @@ fn network(
     cfg.mode = a.mode.map(Into::into);
     cfg.dist = a.dist.into();
     cfg.validate()?;
-    deepinit::reference::check_host_memory(&cfg)?;
+    deepinit::net::reference::check_host_memory(&cfg)?;
     Ok((cfg, input))
 }
 
@@ -186,7 +190,7 @@ fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
 }
 
 /// The per-layer table (every layer up to 20, else about 12 of them).
-fn print_layers(t: &Text, r: &deepinit::experiment::RunReport) {
+fn print_layers(t: &Text, r: &deepinit::net::experiment::RunReport) {
     say!(
         t,
         "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<13}vs theory",
@@ -221,7 +225,7 @@ fn print_layers(t: &Text, r: &deepinit::experiment::RunReport) {
 }
 
 /// The two verdict lines (CPU reference; theory and weight test).
-fn print_verdict(t: &Text, v: &deepinit::experiment::RunVerdict, not_compared: &str) {
+fn print_verdict(t: &Text, v: &deepinit::net::experiment::RunVerdict, not_compared: &str) {
     let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
         (None, _) => not_compared.to_string(),
         (Some(ok), r) => format!(

@@ -4,8 +4,8 @@ use super::*;
 use clap::Args;
 use deepinit::backend::DeviceKind;
 use deepinit::gpu::{self, GenOptions};
-use deepinit::scheme::{self, InitSpec, Scheme, Shape};
-use deepinit::tensor::{self, DrawOptions, Report};
+use deepinit::init::scheme::{self, InitSpec, Scheme, Shape};
+use deepinit::init::tensor::{self, DrawOptions, Report};
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,14 +81,14 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let out = a
         .out
         .as_deref()
-        .map(|p| deepinit::output::Destination::check(p, a.json.force))
+        .map(|p| deepinit::io::output::Destination::check(p, a.json.force))
         .transpose()?;
     let json = a.json.open()?;
     if a.out.is_none() {
         // Without --out the tensor is only checked, never kept; refuse what no
         // one could hold in memory rather than stream it for hours.
         let bytes = spec.shape.numel().saturating_mul(4);
-        if let Some(mem) = deepinit::cpu::host_memory_bytes() {
+        if let Some(mem) = deepinit::rng::cpu::host_memory_bytes() {
             if bytes > mem {
                 return Err(Error::LimitExceeded {
                     what: "tensor (bytes)".into(),
@@ -185,7 +185,7 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
     let t = &r.target;
     let _ = writeln!(s);
     let m = &r.sample;
-    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::tensor::TOO_FEW);
+    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::init::tensor::TOO_FEW);
     let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
     let mean_check = match &r.mean_test {
         Some(t) => format!("z = {:+.3}, |z| <= {:.3}: {}", t.z, t.critical, ok(t.pass)),
@@ -304,7 +304,7 @@ fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
             s,
             "wrote {} ({} bytes)",
             p.display(),
-            thousands(4 * r.elements + deepinit::npy::header(&r.shape).len() as u64)
+            thousands(4 * r.elements + deepinit::io::npy::header(&r.shape).len() as u64)
         );
     }
     let _ = writeln!(

@@ -76,7 +76,7 @@ pub(crate) enum JsonOut {
     /// Standard output (the text report moves to stderr).
     Stdout,
     /// A file, under the no-clobber rules.
-    File(deepinit::output::Destination),
+    File(deepinit::io::output::Destination),
 }
 
 impl JsonArgs {
@@ -85,7 +85,7 @@ impl JsonArgs {
         Ok(match &self.json {
             None => JsonOut::None,
             Some(p) if p.as_os_str() == "-" => JsonOut::Stdout,
-            Some(p) => JsonOut::File(deepinit::output::Destination::check(p, self.force)?),
+            Some(p) => JsonOut::File(deepinit::io::output::Destination::check(p, self.force)?),
         })
     }
 }
@@ -284,7 +284,7 @@ pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
     move |done, total, step| p.step(done, total, step)
 }
 
-pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {
+pub(crate) fn print_failures(t: &Text, runs: &[deepinit::net::experiment::RunReport]) {
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
             say!(t, "  FAIL {} / {}: {f}", r.scheme, r.activation);
@@ -292,7 +292,7 @@ pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport])
     }
 }
 
-pub(crate) fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
+pub(crate) fn exit_for(runs: &[deepinit::net::experiment::RunReport]) -> ExitCode {
     if runs.iter().all(|r| r.verdict.passed()) {
         ExitCode::SUCCESS
     } else {

@@ -2,7 +2,7 @@
 
 use super::*;
 use clap::Args;
-use deepinit::scheme::Scheme;
+use deepinit::init::scheme::Scheme;
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,8 +49,8 @@ pub(crate) struct SweepArgs {
 }
 
 pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::sweep;
-    let act = deepinit::act::Activation::parse(&a.act)?;
+    use deepinit::app::sweep;
+    let act = deepinit::net::act::Activation::parse(&a.act)?;
     let cfg = sweep::SweepConfig {
         act,
         scheme: Scheme::parse(&a.scheme)?,
@@ -80,9 +80,10 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let mut probe = deepinit::net::NetConfig::uniform(cfg.scheme, act, a.width, a.depth, a.batch);
     probe.bias_std = a.bias_std;
     probe.validate()?;
-    deepinit::reference::check_host_memory(&probe)?;
+    deepinit::net::reference::check_host_memory(&probe)?;
     let json = a.json.open()?;
-    let out = deepinit::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
+    let out =
+        deepinit::io::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
     let t = json.text();
     let backend = open_backend(d)?;
     say!(t,
@@ -92,7 +93,7 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     say!(t, "device: {}", backend.info().describe());
     say!(t);
     let report = sweep::run(&backend, &cfg, progress_steps("sweep"))?;
-    t.raw(&sweep::table(&report));
+    t.raw(&deepinit::report::sweep::table(&report));
     let hist = sweep::histograms(&cfg, &report)?;
     for p in sweep::write_outputs(&out, &report, &hist)? {
         say!(t, "wrote {}", p.display());

@@ -384,7 +384,7 @@ impl GpuContext {
     /// point's own bindings).
     pub fn compute_pipeline(
         &self,
-        m: &crate::shaders::Module,
+        m: &crate::gpu::shaders::Module,
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {

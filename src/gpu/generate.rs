@@ -4,9 +4,9 @@
 
 use super::context::GpuContext;
 use super::launch::{Batch, Binding, Launch};
-use crate::dist::Dist;
 use crate::error::{Error, Result};
-use crate::shaders::{self, MulHi};
+use crate::gpu::shaders::{self, MulHi};
+use crate::rng::dist::Dist;
 use std::collections::HashMap;
 use std::sync::{mpsc, Mutex};
 
@@ -96,7 +96,7 @@ impl Params {
     fn new(req: &GenRequest, first: u64, count: u64) -> Params {
         let block_start = first >> 2;
         Params {
-            key: crate::philox::seed_key(req.seed),
+            key: crate::rng::philox::seed_key(req.seed),
             block_start: [block_start as u32, (block_start >> 32) as u32],
             tensor_id: req.tensor_id,
             lane_offset: (first & 3) as u32,
@@ -535,7 +535,7 @@ impl Generator {
     /// Generates the range into a vector of f32 values (`Kernel::Dist`) — the
     /// whole range must fit in host memory.
     pub fn generate_f32(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<f32>> {
-        let mut out = crate::cpu::host_vec(req.count)?;
+        let mut out = crate::rng::cpu::host_vec(req.count)?;
         self.generate(req, opts, |off, w| {
             let o = off as usize;
             out[o..o + w.len()].copy_from_slice(bytemuck::cast_slice(w));
@@ -546,7 +546,7 @@ impl Generator {
 
     /// Generates the range's raw words (`Kernel::Bits`) into a vector.
     pub fn generate_words(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<u32>> {
-        let mut out = crate::cpu::host_vec(req.count)?;
+        let mut out = crate::rng::cpu::host_vec(req.count)?;
         self.generate(req, opts, |off, w| {
             let o = off as usize;
             out[o..o + w.len()].copy_from_slice(w);

@@ -5,7 +5,7 @@
 use super::context::GpuContext;
 use super::launch::{Batch, Launch};
 use crate::error::{Error, Result};
-use crate::shaders::{self, MulHi};
+use crate::gpu::shaders::{self, MulHi};
 use wgpu::util::DeviceExt;
 
 /// `philox4x32_10(ctr, key)` for each input, computed by the device with the

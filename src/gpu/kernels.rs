@@ -3,9 +3,9 @@
 
 use super::context::GpuContext;
 use super::launch::{Batch, Launch};
-use crate::act::Activation;
 use crate::error::{Error, Result};
-use crate::shaders;
+use crate::gpu::shaders;
+use crate::net::act::Activation;
 
 /// Which operand form of the matrix multiply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 //! uniform parameter structs (checked against the WGSL structs' sizes and
 //! member offsets by a naga reflection test, on any machine).
 
-use crate::act::Activation;
+use crate::net::act::Activation;
 
 /// Rows of C per GEMM workgroup tile.
 pub const GEMM_TILE_M: u32 = 64;
@@ -168,7 +168,7 @@ pub struct GenParams {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shaders;
+    use crate::gpu::shaders;
 
     /// (WGSL struct, its module, the Rust size, the Rust member offsets in order).
     fn contracts() -> Vec<(&'static str, shaders::Module, usize, Vec<usize>)> {

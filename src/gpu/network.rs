@@ -7,10 +7,10 @@ use super::context::{floats_of, words_of, GpuContext};
 use super::generate::{GenRequest, Generator, Kernel};
 use super::kernels::{fold_records, GemmForm, GemmParams, NetKernels};
 use super::launch::Batch;
-use crate::dist::Dist;
 use crate::error::{Error, Result};
+use crate::net::tolerance::{self, Calibration};
 use crate::net::{self, LayerStats, NetConfig, NetStats};
-use crate::tolerance::{self, Calibration};
+use crate::rng::dist::Dist;
 use std::time::Instant;
 
 /// GEMM work recorded per submission (2^36 flops, ~69 GFLOP): a typical run is
@@ -563,8 +563,8 @@ pub fn calibrate(
             scale,
         };
         let got = gen.generate_f32(&req, &opts)?;
-        let mut want = crate::cpu::host_vec::<f32>(count)?;
-        crate::cpu::fill(dist, scale, cfg.seed, tensor, 0, &mut want);
+        let mut want = crate::rng::cpu::host_vec::<f32>(count)?;
+        crate::rng::cpu::fill(dist, scale, cfg.seed, tensor, 0, &mut want);
         Ok(Calibration::summarise(&got, &want))
     };
     let n_w = (cfg.widths[1] * cfg.widths[0]).min(CALIBRATION_SAMPLES);

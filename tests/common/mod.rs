@@ -1,4 +1,5 @@
-//! Shared test plumbing: one GPU context for the whole test binary.
+//! Shared test plumbing: running the binary, and one GPU context for the
+//! whole test binary.
 //!
 //! Without an adapter, GPU tests are reported as SKIPPED on stderr, never
 //! silently passed; under CI (`CI` set, as `.ci/run` does) a missing adapter
@@ -7,7 +8,26 @@
 #![allow(dead_code)]
 
 use deepinit::gpu::{AdapterRequest, GpuContext};
+use std::process::{Command, Output};
 use std::sync::OnceLock;
+
+/// The `deepinit` binary, with the adapter-choosing environment cleared so a
+/// developer's WGPU_BACKEND / WGPU_ADAPTER_NAME cannot change a test.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_deepinit"));
+    c.env_remove("WGPU_BACKEND").env_remove("WGPU_ADAPTER_NAME");
+    c
+}
+
+/// Runs the binary with `args` and collects its output.
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("the deepinit binary runs")
+}
+
+/// Its stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
 
 static GPU: OnceLock<Option<GpuContext>> = OnceLock::new();
 

@@ -12,12 +12,12 @@
 //! checks it, so nothing is optimized away or left unread.
 
 use crate::backend::Gpu;
-use crate::dist::Dist;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use crate::gpu::launch::{Batch, Launch};
 use crate::gpu::layout::{GEMM_TILE_K, GEMM_TILE_M, GEMM_TILE_N};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use crate::rng::dist::Dist;
 use serde::Serialize;
 use std::time::Instant;
 
@@ -71,7 +71,7 @@ pub struct Row {
     pub ratio_to: Option<String>,
 }
 
-/// Options of [`run`].
+/// Options of [`gpu`] and [`cpu`].
 #[derive(Debug, Clone, Copy)]
 pub struct BenchOptions {
     /// Small sizes, few repeats: a smoke run (under a minute on lavapipe).
@@ -189,7 +189,7 @@ struct Roofline {
 
 impl Roofline {
     fn new(ctx: &GpuContext) -> Result<Self> {
-        let m = crate::shaders::bench_module();
+        let m = crate::gpu::shaders::bench_module();
         Ok(Self {
             fill: ctx.compute_pipeline(&m, "fill", &[])?,
             fma: ctx.compute_pipeline(&m, "fma_peak", &[])?,
@@ -252,7 +252,7 @@ pub fn gpu(
         rows.extend(b.generation_rows(n, &out, &go)?);
     }
     progress("FMA peak");
-    let kern = gpu.kernels(crate::act::Activation::Relu)?;
+    let kern = gpu.kernels(crate::net::act::Activation::Relu)?;
     let fma = b.fma_row()?;
     let peak = fma.rate;
     rows.push(fma);
@@ -356,7 +356,7 @@ impl GpuBench<'_> {
         rows.push(Row {
             group: "generation",
             name: "fill (memory roofline)".into(),
-            size: human(n),
+            size: crate::report::bench::human(n),
             rate: fill_rate,
             unit: "GB/s",
             time: fill,
@@ -381,10 +381,10 @@ impl GpuBench<'_> {
             // The first Philox block, checked against the CPU reference.
             let got = ctx.read_words(out, 4)?;
             let want: Vec<u32> = match kernel {
-                Kernel::Bits => crate::philox::block_words(7, 1, 0).to_vec(),
+                Kernel::Bits => crate::rng::philox::block_words(7, 1, 0).to_vec(),
                 Kernel::Dist(d) => {
                     let mut v = [0f32; 4];
-                    crate::dist::fill_reference(d, 1.0, 7, 1, 0, &mut v);
+                    crate::rng::dist::fill_reference(d, 1.0, 7, 1, 0, &mut v);
                     v.iter().map(|x| x.to_bits()).collect()
                 }
             };
@@ -408,7 +408,7 @@ impl GpuBench<'_> {
                 name,
                 size: format!(
                     "{} ({:.2} Gsamples/s)",
-                    human(n),
+                    crate::report::bench::human(n),
                     n as f64 / t.median_s / 1e9
                 ),
                 rate,
@@ -495,8 +495,8 @@ impl GpuBench<'_> {
         // C[0][0] against the CPU: the dot product of row 0 of A and row 0 of B.
         let mut ra = vec![0f32; k as usize];
         let mut rb = vec![0f32; k as usize];
-        crate::dist::fill_reference(Dist::Uniform, 1.0, 3, 1, 0, &mut ra);
-        crate::dist::fill_reference(Dist::Uniform, 1.0, 3, 2, 0, &mut rb);
+        crate::rng::dist::fill_reference(Dist::Uniform, 1.0, 3, 1, 0, &mut ra);
+        crate::rng::dist::fill_reference(Dist::Uniform, 1.0, 3, 2, 0, &mut rb);
         let want: f64 = ra
             .iter()
             .zip(&rb)
@@ -533,8 +533,8 @@ impl GpuBench<'_> {
     ) -> Result<Vec<Row>> {
         let (gen, reps) = (self.gen, self.reps);
         let cfg = crate::net::NetConfig::uniform(
-            crate::scheme::Scheme::HE,
-            crate::act::Activation::Relu,
+            crate::init::scheme::Scheme::HE,
+            crate::net::act::Activation::Relu,
             width,
             depth,
             batch,
@@ -548,7 +548,9 @@ impl GpuBench<'_> {
         })?;
         let mut cpu_check = 0.0;
         let tc = time_cpu(reps.min(3), || {
-            cpu_check = crate::reference::run(&cfg, None)?.layers[depth - 1].pre.var;
+            cpu_check = crate::net::reference::run(&cfg, None)?.layers[depth - 1]
+                .pre
+                .var;
             Ok(())
         })?;
         if (gpu_check / cpu_check - 1.0).abs() > 1e-3 {
@@ -595,9 +597,9 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     let n: u64 = if opts.quick { 1 << 22 } else { 1 << 24 };
     let mut rows = Vec::new();
     progress("CPU generation");
-    let mut v = crate::cpu::host_vec::<f32>(n)?;
+    let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
     let t = time_cpu(reps, || {
-        crate::cpu::fill(Dist::Normal, 1.0, 5, 0, 0, &mut v);
+        crate::rng::cpu::fill(Dist::Normal, 1.0, 5, 0, 0, &mut v);
         Ok(())
     })?;
     let ours = n as f64 / t.median_s / 1e6;
@@ -605,9 +607,9 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         group: "cpu",
         name: format!(
             "deepinit normal, CPU backend ({} threads)",
-            crate::cpu::threads()
+            crate::rng::cpu::threads()
         ),
-        size: human(n),
+        size: crate::report::bench::human(n),
         rate: ours,
         unit: "Msamples/s",
         time: t,
@@ -633,7 +635,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(Row {
         group: "cpu",
         name: "rand_distr StandardNormal f32, 1 thread".into(),
-        size: human(m as u64),
+        size: crate::report::bench::human(m as u64),
         rate: base,
         unit: "Msamples/s",
         time: t,
@@ -650,7 +652,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     let b: Vec<f32> = (0..gk * gn).map(|i| (i % 5) as f32 * 0.1).collect();
     let mut c = vec![0f32; gm * gn];
     let t = time_cpu(reps, || {
-        crate::reference::sgemm(gm, gn, gk, &mut c, &a, &b, gn, 1, false)
+        crate::net::reference::sgemm(gm, gn, gk, &mut c, &a, &b, gn, 1, false)
     })?;
     let want: f32 = (0..gk).map(|p| a[p] * b[p * gn]).sum();
     if (c[0] - want).abs() > 1e-3 * want.abs().max(1.0) {
@@ -658,7 +660,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     }
     rows.push(Row {
         group: "cpu",
-        name: format!("gemm crate sgemm ({} threads)", crate::cpu::threads()),
+        name: format!("gemm crate sgemm ({} threads)", crate::rng::cpu::threads()),
         size: format!("{gm}x{gn}x{gk}"),
         rate: 2.0 * (gm * gn * gk) as f64 / t.median_s / 1e9,
         unit: "GFLOP/s",
@@ -750,40 +752,4 @@ pub fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
         it.next()?.parse().ok()?,
         it.next()?.to_string(),
     ))
-}
-
-fn human(n: u64) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{}M", n >> 20)
-    } else {
-        n.to_string()
-    }
-}
-
-/// The table.
-pub fn table(rows: &[Row]) -> String {
-    use std::fmt::Write;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<11}{:<44}{:<46}{:>11}{:>12} {:<11}ratio (same run)",
-        "group", "kernel", "size", "median", "rate", "unit"
-    );
-    for r in rows {
-        let ratio = match (&r.ratio, &r.ratio_to) {
-            (Some(x), Some(to)) => format!("{x:.2}x {to}"),
-            _ => String::new(),
-        };
-        let median = if r.time.median_s.is_finite() {
-            format!("{:.3}ms", r.time.median_s * 1e3)
-        } else {
-            "-".into()
-        };
-        let _ = writeln!(
-            s,
-            "{:<11}{:<44}{:<46}{:>11}{:>12.2} {:<11}{}",
-            r.group, r.name, r.size, median, r.rate, r.unit, ratio
-        );
-    }
-    s
 }

@@ -92,7 +92,7 @@ pub fn element_word(seed: u64, tensor_id: u32, element: u64) -> u32 {
 ///
 /// # Example
 /// ```
-/// use deepinit::philox::{element_word, PhiloxRng};
+/// use deepinit::rng::philox::{element_word, PhiloxRng};
 /// use rand_core::{Rng, SeedableRng};
 ///
 /// let mut rng = PhiloxRng::seed_from_u64(42);

@@ -2,9 +2,9 @@
 //! (the CPU reference values of the same RNG elements), the same inputs and
 //! the same statistics, using the multi-threaded `gemm` crate.
 
-use crate::cpu;
 use crate::error::{Error, Result};
 use crate::net::{self, Fault, LayerStats, NetConfig, NetStats, TensorStats};
+use crate::rng::cpu;
 use std::time::Instant;
 
 /// `c[m x n] (+)= a[m x k] * b`, where `b` is `k x n` with row stride `b_rs`
@@ -116,7 +116,7 @@ fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32
 
 fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
     let mut v = cpu::host_vec::<f32>(n)?;
-    let d = crate::dist::Dist::Normal;
+    let d = crate::rng::dist::Dist::Normal;
     cpu::fill(d, d.kernel_scale(std), seed, tensor, 0, &mut v);
     Ok(v)
 }

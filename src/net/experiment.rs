@@ -6,7 +6,7 @@
 //! **GPU vs CPU reference** (GPU backend, unless `--no-verify`): every
 //! layer's Var(z), Var(a), E[a^2], Var(delta), ||dW||, dead and saturated
 //! fractions must agree within tolerances derived from what f32 rounding can
-//! do through the network, kink flips included ([`crate::tolerance`]), at a
+//! do through the network, kink flips included ([`crate::net::tolerance`]), at a
 //! designed false-alarm rate of [`tolerance::ALPHA`] per run. Layers past the
 //! model's reach are `chaotic` and *not compared*; values below [`UNDERFLOW`]
 //! on both sides are "both vanished", non-finite on both "both overflowed".
@@ -15,9 +15,9 @@
 //! - *per layer*: `|ln(measured / predicted Var(z_l))|` within `z *
 //!   log_sd_l`, `z` the two-sided normal quantile at ALPHA / L (Bonferroni
 //!   over the layers) and `log_sd_l` the finite-width spread carried through
-//!   the variance map's slope ([`crate::theory::predict`]); layers whose band
+//!   the variance map's slope ([`crate::net::theory::predict`]); layers whose band
 //!   is wider than a factor of 10 are `n/a` ([`THEORY_BAND_LIMIT`]);
-//! - *one step*: [`crate::theory::weight_test`], which asks whether each
+//! - *one step*: [`crate::net::theory::weight_test`], which asks whether each
 //!   layer's variance follows from the layer below through the stated weight
 //!   variance, pooled over all layers. It is what catches a weight variance a
 //!   few per cent off at realistic widths.
@@ -27,9 +27,9 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::net::theory::{self, LayerTheory, WeightTest};
+use crate::net::tolerance::{self, Calibration, LayerTolerance};
 use crate::net::{Fault, LayerStats, NetConfig, NetStats};
-use crate::theory::{self, LayerTheory, WeightTest};
-use crate::tolerance::{self, Calibration, LayerTolerance};
 use serde::Serialize;
 
 /// Variances below this are "vanished": the values (~1e-30) are within a few
@@ -331,7 +331,7 @@ fn run_inner(
                 if let Some(p) = progress {
                     p.stage("CPU reference");
                 }
-                let r = crate::reference::run_observed(
+                let r = crate::net::reference::run_observed(
                     cfg,
                     input,
                     &Fault::default(),
@@ -344,7 +344,7 @@ fn run_inner(
             }
         }
         Backend::Cpu => (
-            crate::reference::run_observed(cfg, input, fault, progress, &mut |_, _| {})?,
+            crate::net::reference::run_observed(cfg, input, fault, progress, &mut |_, _| {})?,
             None,
             None,
         ),

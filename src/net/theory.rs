@@ -9,7 +9,7 @@
 //! Gaussian expectations use composite Gauss-Legendre quadrature (see
 //! [`Quadrature`] for why not plain Gauss-Hermite).
 
-use crate::act::Activation;
+use crate::net::act::Activation;
 
 /// Gaussian expectations E[f(Z)], Z ~ N(0, q), by composite Gauss-Legendre
 /// quadrature on panels that resolve both the Gaussian and the activation.
@@ -194,7 +194,7 @@ pub fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f
 
 /// `|d log E[g(Z)] / d log q|` for Z ~ N(0, q), by a central difference of
 /// the quadrature in log q (step 1e-4; the rule is smooth in q, so the error
-/// is ~1e-8). `None` where q is 0 or not finite, or E[g] is not positive
+/// is ~1e-8). `None` where q is 0 or not finite, or `E[g]` is not positive
 /// there.
 pub fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> Option<f64> {
     if !(q.is_finite() && q > 0.0) {
@@ -265,7 +265,7 @@ pub fn weight_test(
     layers: &[crate::net::LayerStats],
     alpha: f64,
 ) -> Option<WeightTest> {
-    use crate::tolerance::U;
+    use crate::net::tolerance::U;
     let ok = |x: f64| x.is_finite() && (1e-30..1e30).contains(&x);
     let (mut sum, mut var, mut used) = (0.0f64, 0.0f64, 0usize);
     let mut prev_finite = true;

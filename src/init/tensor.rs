@@ -4,13 +4,13 @@
 //! chunk size, whatever the tensor's size.
 
 use crate::backend::{Backend, DeviceInfo};
-use crate::cpu::{self, Comparison};
-use crate::dist::Dist;
 use crate::error::Result;
 use crate::gpu::{GenOptions, GenRequest, Generator, Kernel};
-use crate::npy::NpyWriter;
-use crate::output::Destination;
-use crate::scheme::{InitSpec, Target};
+use crate::init::scheme::{InitSpec, Target};
+use crate::io::npy::NpyWriter;
+use crate::io::output::Destination;
+use crate::rng::cpu::{self, Comparison};
+use crate::rng::dist::Dist;
 use crate::stats::{self, KsTest, Moments, VarianceInterval};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -263,7 +263,7 @@ fn generate_on(
             DeviceInfo {
                 int64: gen
                     .mulhi
-                    .map_or(ctx.int64(), |m| m == crate::shaders::MulHi::Int64),
+                    .map_or(ctx.int64(), |m| m == crate::gpu::shaders::MulHi::Int64),
                 ..DeviceInfo::gpu(ctx)
             }
         }

@@ -3,12 +3,12 @@
 //!
 //! The data goes to a hidden temporary file next to the destination, which is
 //! renamed into place only once every byte is written and synced, under the
-//! rules of [`crate::output`]. If anything fails, or the writer is dropped
+//! rules of [`crate::io::output`]. If anything fails, or the writer is dropped
 //! unfinished, the temporary file is removed: there is never a half-written
 //! output file.
 
 use crate::error::{Error, Result};
-use crate::output::{Destination, TempFile};
+use crate::io::output::{Destination, TempFile};
 use std::path::{Path, PathBuf};
 
 /// The `.npy` header (magic, version, length, dict, padding) for an f32 array.
@@ -47,7 +47,7 @@ fn free_space(dir: &Path) -> Option<u64> {
 }
 
 /// Writes one f32 tensor to a `.npy` file, chunk by chunk, through an atomic
-/// temporary file ([`crate::output`]).
+/// temporary file ([`crate::io::output`]).
 pub struct NpyWriter {
     file: Option<TempFile>,
     remaining: u64,
@@ -260,14 +260,14 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
             "{present} data bytes, but the shape ({rows}, {cols}) needs {need}"
         )));
     }
-    if let Some(mem) = crate::cpu::host_memory_bytes() {
+    if let Some(mem) = crate::rng::cpu::host_memory_bytes() {
         if n.saturating_mul(4 + width) > mem {
             return Err(bad(&format!(
                 "{n} values do not fit in host memory ({mem} bytes)"
             )));
         }
     }
-    let mut data = crate::cpu::host_vec::<u8>(need)?;
+    let mut data = crate::rng::cpu::host_vec::<u8>(need)?;
     let pre = extra.len().min(data.len());
     data[..pre].copy_from_slice(&extra[..pre]);
     file.read_exact(&mut data[pre..])

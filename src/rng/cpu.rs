@@ -1,10 +1,10 @@
-//! The CPU backend: the reference mapping of [`crate::dist`], run on all cores.
+//! The CPU backend: the reference mapping of [`crate::rng::dist`], run on all cores.
 //! It is both the fallback where no GPU adapter exists and the reference the
 //! GPU output is checked against.
 
-use crate::dist::{self, Dist};
 use crate::error::{Error, Result};
 use crate::gpu::{GenRequest, Kernel};
+use crate::rng::dist::{self, Dist};
 
 /// Number of worker threads: the machine's available parallelism.
 pub fn threads() -> usize {
@@ -182,7 +182,7 @@ fn compare_serial(
     let mut e = start;
     let mut i = 0;
     while i < got.len() {
-        let x = crate::philox::block_words(seed, tensor_id, e >> 2);
+        let x = crate::rng::philox::block_words(seed, tensor_id, e >> 2);
         for lane in (e & 3) as usize..4 {
             if i == got.len() {
                 break;

@@ -4,7 +4,7 @@
 //! All three distributions are computed *without rejection*, one Philox word
 //! (or one pair of words) per element, so every element is a pure function of
 //! its index. The mapping, for element `e` with block words `x = [x0, x1, x2, x3]`
-//! (see [`crate::philox::block_words`]) and lane `j = e % 4`:
+//! (see [`crate::rng::philox::block_words`]) and lane `j = e % 4`:
 //!
 //! * `k(w) = w >> 8`, the top 24 bits of a word.
 //! * `unit_open_closed(w) = (k(w) + 1) * 2^-24`, in (0, 1]: never 0, so `ln` is finite.
@@ -21,7 +21,7 @@
 //!   CDF of the normal restricted to [-2, 2], rescaled so the variance is `std^2`
 //!   (the correction JAX and Keras use).
 
-use crate::philox::block_words;
+use crate::rng::philox::block_words;
 use serde::Serialize;
 
 /// 2^-24
@@ -278,7 +278,7 @@ pub fn gpu_tolerance(dist: Dist, scale: f32, unit: f64) -> f64 {
 }
 
 /// Fills `out` with elements `start .. start + out.len()` of the tensor, using
-/// the CPU reference (single-threaded; see [`crate::cpu`] for the parallel driver).
+/// the CPU reference (single-threaded; see [`crate::rng::cpu`] for the parallel driver).
 pub fn fill_reference(
     dist: Dist,
     scale: f32,

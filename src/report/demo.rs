@@ -1,89 +1,8 @@
-//! The default run: the lecture as an experiment. Schemes he, xavier, lecun,
-//! naive:0.01 and naive:1.0 crossed with relu and tanh, each a deep forward +
-//! backward pass checked against the CPU reference and the theory; a compact
-//! table, `report.json` and a plot of variance vs depth.
+//! The demo's text table and its variance picture.
 
-use crate::act::Activation;
-use crate::backend::Backend;
-use crate::error::Result;
-use crate::experiment::{self, RunReport};
-use crate::net::NetConfig;
-use crate::plot::{self, Panel, Series};
-use crate::scheme::Scheme;
-use serde::Serialize;
+use crate::net::experiment::RunReport;
+use crate::report::plot::{self, Panel, Series};
 use std::fmt::Write;
-use std::path::PathBuf;
-
-/// The demo's schemes, in table order.
-pub const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
-/// The demo's activations.
-pub const ACTIVATIONS: [&str; 2] = ["relu", "tanh"];
-
-/// Network size of a demo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Size {
-    /// Width of every layer (and the input).
-    pub width: u64,
-    /// Depth.
-    pub depth: usize,
-    /// Batch.
-    pub batch: u64,
-}
-
-impl Size {
-    /// About 10-20 s on a 2-core CPU through lavapipe, GPU and CPU reference together.
-    pub const DEFAULT: Size = Size {
-        width: 256,
-        depth: 50,
-        batch: 64,
-    };
-    /// Layers of 4096, depth 100: for real GPUs.
-    pub const BIG: Size = Size {
-        width: 4096,
-        depth: 100,
-        batch: 128,
-    };
-}
-
-/// The whole `report.json`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Device.
-    pub device: crate::backend::DeviceInfo,
-    /// Configuration.
-    pub config: serde_json::Value,
-    /// Runs.
-    pub runs: Vec<RunReport>,
-}
-
-/// Runs the grid, calling `progress(done, total, label)` before each run.
-pub fn run(
-    backend: &Backend,
-    size: Size,
-    seed: u64,
-    verify: bool,
-    mut progress: impl FnMut(usize, usize, &str),
-) -> Result<Vec<RunReport>> {
-    let total = SCHEMES.len() * ACTIVATIONS.len();
-    let mut runs = Vec::with_capacity(total);
-    for act_name in ACTIVATIONS {
-        let act = Activation::parse(act_name)?;
-        for scheme in SCHEMES {
-            progress(runs.len(), total, &format!("{scheme} / {act_name}"));
-            let mut cfg = NetConfig::uniform(
-                Scheme::parse(scheme)?,
-                act,
-                size.width,
-                size.depth,
-                size.batch,
-            );
-            cfg.seed = seed;
-            runs.push(experiment::run(backend, &cfg, verify)?);
-        }
-    }
-    progress(total, total, "done");
-    Ok(runs)
-}
 
 /// Layers shown in the table: 1, L/4, L/2, L (distinct, in order).
 pub fn shown_layers(depth: usize) -> Vec<usize> {
@@ -139,7 +58,7 @@ fn verdict_word(r: &RunReport, cpu: bool) -> String {
 /// The compact table.
 pub fn table(runs: &[RunReport]) -> String {
     let mut s = String::new();
-    for act in ACTIVATIONS {
+    for act in crate::app::demo::ACTIVATIONS {
         let rs: Vec<&RunReport> = runs.iter().filter(|r| r.activation == act).collect();
         let Some(first) = rs.first() else { continue };
         let layers = shown_layers(first.depth);
@@ -163,14 +82,14 @@ pub fn table(runs: &[RunReport]) -> String {
             // maps to 0): show the overflow, not the meaningless numbers. The
             // backward pass crosses every layer, so all gradients are affected.
             let over = r.verdict.overflow_at;
-            let shown_at = |l: &crate::experiment::LayerReport, v: f64, grad: bool| {
+            let shown_at = |l: &crate::net::experiment::LayerReport, v: f64, grad: bool| {
                 if over.is_some_and(|o| grad || l.layer >= o) {
                     "overflow".to_string()
                 } else {
                     sci(v)
                 }
             };
-            let shown = |l: &crate::experiment::LayerReport, v: f64| shown_at(l, v, false);
+            let shown = |l: &crate::net::experiment::LayerReport, v: f64| shown_at(l, v, false);
             for &l in &layers {
                 let lr = &r.layers[l - 1];
                 line.push_str(&format!("{:>10}", shown(lr, lr.post_var)));
@@ -191,22 +110,6 @@ pub fn table(runs: &[RunReport]) -> String {
         let _ = writeln!(s);
     }
     s
-}
-
-/// The files the demo writes into its output directory.
-pub const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.png"];
-
-/// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
-pub fn write_outputs(out: &crate::output::OutputDir, report: &Report) -> Result<Vec<PathBuf>> {
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
-    let svg = variance_svg(&report.runs);
-    let png = plot::svg_to_png(&svg)?;
-    out.write(&[
-        (OUTPUT_FILES[0], text.into_bytes()),
-        (OUTPUT_FILES[1], svg.into_bytes()),
-        (OUTPUT_FILES[2], png),
-    ])
 }
 
 /// A run's Var(z_l) (or Var(delta_l) when `grad`) against depth: the measured

@@ -8,16 +8,15 @@
 //! equal widths the multiplier *is* sigma_w^2 = Var(W) fan_in: ReLU's critical
 //! point is sigma_w^2 = 2 (He), tanh's without bias sigma_w^2 = 1.
 
-use crate::act::Activation;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::experiment::{self, RunReport};
+use crate::init::scheme::Scheme;
+use crate::net::act::Activation;
+use crate::net::critical;
+use crate::net::experiment::{self, RunReport};
 use crate::net::{NetConfig, INPUT_TENSOR};
-use crate::plot;
-use crate::scheme::Scheme;
-use crate::theory::Quadrature;
+use crate::report::plot;
 use serde::Serialize;
-use std::fmt::Write;
 use std::path::PathBuf;
 
 /// Correlation of the input pairs (rows 2k and 2k+1) before the first layer.
@@ -131,72 +130,10 @@ pub struct SweepReport {
     /// Critical multiplier measured (gradient gain crosses 1), if in range.
     pub critical_measured: Option<f64>,
     /// Where the measured value may fall given the finite width and depth
-    /// (see [`critical_interval`]).
+    /// (see [`critical_interval`](crate::net::critical::critical_interval)).
     pub critical_interval: Option<(f64, f64)>,
     /// Measured inside the interval.
     pub critical_match: Option<bool>,
-}
-
-/// The fixed point q* of the variance map q -> s2 E[phi(sqrt(q) Z)^2] + b2 for
-/// sigma_w^2 `s2` and bias variance `b2`, and chi_1 = s2 E[phi'^2] there.
-/// q* is the largest root of g(q) = s2 E[phi^2](q) + b2 - q, found by bisection
-/// in log q: 0 when g <= 0 already at q = 1e-12 (the signal dies, as for tanh
-/// with s2 <= 1 and no bias; chi_1 is then its limit q -> 0+), infinite when g stays positive up to 1e30 (the
-/// signal explodes; chi_1 is then taken at q = 1e6, exact for ReLU-like
-/// activations whose chi_1 does not depend on q).
-pub fn fixed_point(act: Activation, s2: f64, b2: f64) -> (f64, f64) {
-    let quad = Quadrature::new();
-    let g = |q: f64| s2 * quad.expect(q, |z| act.f(z).powi(2)) + b2 - q;
-    let chi = |q: f64| s2 * quad.expect(q, |z| act.df(z).powi(2));
-    let lo = 1e-12;
-    if g(lo) <= 0.0 {
-        // chi_1 in the limit q -> 0+ (at q = 0 exactly, ReLU's kink would give 0).
-        return (0.0, chi(1e-24));
-    }
-    let mut hi = 1.0f64;
-    while g(hi) > 0.0 {
-        hi *= 2.0;
-        if hi > 1e30 {
-            return (f64::INFINITY, chi(1e6));
-        }
-    }
-    let (mut a, mut b) = (lo.ln(), hi.ln());
-    for _ in 0..200 {
-        let mid = 0.5 * (a + b);
-        if g(mid.exp()) > 0.0 {
-            a = mid;
-        } else {
-            b = mid;
-        }
-    }
-    let q = (0.5 * (a + b)).exp();
-    (q, chi(q))
-}
-
-/// Solves chi_1(q*(m)) = 1 for m in [lo, hi] by bisection on log chi_1, if it
-/// changes sign there. `s_of_m` maps a multiplier to sigma_w^2.
-pub fn critical_theory(
-    act: Activation,
-    b2: f64,
-    lo: f64,
-    hi: f64,
-    s_of_m: impl Fn(f64) -> f64,
-) -> Option<f64> {
-    let f = |m: f64| fixed_point(act, s_of_m(m), b2).1.ln();
-    let (mut a, mut b) = (lo, hi);
-    let (fa, fb) = (f(a), f(b));
-    if !(fa.is_finite() && fb.is_finite()) || fa.signum() == fb.signum() {
-        return None;
-    }
-    for _ in 0..60 {
-        let mid = 0.5 * (a + b);
-        if f(mid).signum() == fa.signum() {
-            a = mid;
-        } else {
-            b = mid;
-        }
-    }
-    Some(0.5 * (a + b))
 }
 
 /// Where the measured per-layer gradient gain `grad_rate` crosses 1 (first
@@ -226,62 +163,13 @@ pub fn deep_grad_rate(r: &RunReport) -> f64 {
     ((a / b).ln() / h).exp()
 }
 
-/// The noise of ln `deep_grad_rate`: the increments' finite-width spread, at
-/// most 5 / n per layer (ReLU's (K - 1) / n, the largest here), summed over
-/// the h = L/2 layers of the deep half and divided by h.
-pub fn rate_noise(depth: usize, width: u64) -> f64 {
-    let h = (depth - depth / 2).max(1) as f64;
-    (5.0 * h / width as f64).sqrt() / h
-}
-
-/// The interval the measured critical multiplier may fall in: the
-/// multipliers m where the theory's |ln chi_1(q*(m))| <= 4 sigma (sigma =
-/// [`rate_noise`]), i.e. where a finite network cannot tell its gradient gain
-/// from 1 at 4 standard deviations, widened by a quarter of the grid step for
-/// the interpolation. For ReLU (chi_1 = m s_base / 2) it is symmetric in ln m;
-/// for tanh it is wide on the chaotic side, where chi_1(q*) rises slowly.
-pub fn critical_interval(
-    act: Activation,
-    b2: f64,
-    sigma: f64,
-    step: f64,
-    lo: f64,
-    hi: f64,
-    s_of_m: impl Fn(f64) -> f64,
-) -> (f64, f64) {
-    let f = |m: f64| fixed_point(act, s_of_m(m), b2).1.ln();
-    let edge = |target: f64| -> f64 {
-        // First m in [lo, hi] where f crosses target (f is increasing in m).
-        let (mut a, mut b) = (lo, hi);
-        if f(a) >= target {
-            return lo;
-        }
-        if f(b) < target {
-            return hi;
-        }
-        for _ in 0..60 {
-            let mid = 0.5 * (a + b);
-            if f(mid) < target {
-                a = mid;
-            } else {
-                b = mid;
-            }
-        }
-        0.5 * (a + b)
-    };
-    (
-        edge(-4.0 * sigma) - step / 4.0,
-        edge(4.0 * sigma) + step / 4.0,
-    )
-}
-
 /// Inputs: N(0, 1) rows from the RNG, with row 2k+1 replaced by
 /// `c x_2k + sqrt(1 - c^2) x_2k+1` so each pair has correlation c.
 pub fn paired_inputs(batch: u64, width: u64, seed: u64) -> Result<Vec<f32>> {
     let n = batch * width;
-    let mut x = crate::cpu::host_vec::<f32>(n)?;
-    crate::cpu::fill(
-        crate::dist::Dist::Normal,
+    let mut x = crate::rng::cpu::host_vec::<f32>(n)?;
+    crate::rng::cpu::fill(
+        crate::rng::dist::Dist::Normal,
         1.0,
         seed,
         INPUT_TENSOR,
@@ -358,7 +246,7 @@ pub fn run(
         net.seed = cfg.seed;
         let r = experiment::run_with_input(backend, &net, Some(&x), cfg.verify)?;
         let last = &r.layers[r.depth - 1];
-        let (q_star, chi) = fixed_point(cfg.act, s_of_m(m), b2);
+        let (q_star, chi) = critical::fixed_point(cfg.act, s_of_m(m), b2);
         points.push(SweepPoint {
             multiplier: m,
             sigma_w2: r.sigma_w2,
@@ -376,16 +264,16 @@ pub fn run(
         cfg.multipliers[0],
         cfg.multipliers[cfg.multipliers.len() - 1],
     );
-    let critical_theory = critical_theory(cfg.act, b2, lo, hi, s_of_m);
+    let critical_theory = critical::critical_theory(cfg.act, b2, lo, hi, s_of_m);
     let critical_measured = critical_measured(&points);
     let step = if cfg.multipliers.len() > 1 {
         (hi - lo) / (cfg.multipliers.len() - 1) as f64
     } else {
         0.0
     };
-    let sigma = rate_noise(cfg.depth, cfg.width);
-    let critical_interval =
-        critical_theory.map(|_| critical_interval(cfg.act, b2, sigma, step, lo, hi, s_of_m));
+    let sigma = critical::rate_noise(cfg.depth, cfg.width);
+    let critical_interval = critical_theory
+        .map(|_| critical::critical_interval(cfg.act, b2, sigma, step, lo, hi, s_of_m));
     let critical_match = match (critical_interval, critical_measured) {
         (Some((a, b)), Some(m)) => Some(a <= m && m <= b),
         _ => None,
@@ -406,155 +294,6 @@ pub fn run(
     })
 }
 
-/// The sweep's table.
-pub fn table(r: &SweepReport) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:>11} {:>8} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}  {:<8}vs theory",
-        "multiplier",
-        "sw^2",
-        "Var(a_L)/Var(x)",
-        "Var(d_1)/Var(d_L)",
-        "deep d-rate",
-        "corr_L",
-        "q*",
-        "chi1(q*)",
-        "vs CPU"
-    );
-    for p in &r.points {
-        let v = &p.run.verdict;
-        let cpu = match v.cpu_match {
-            None => "-",
-            Some(true) => "ok",
-            Some(false) => "FAIL",
-        };
-        let _ = writeln!(
-            s,
-            "{:>11.4} {:>8.4} {:>15.3e} {:>17.3e} {:>13.4} {:>10.4} {:>10.3e} {:>10.4}  {:<8}{}",
-            p.multiplier,
-            p.sigma_w2,
-            p.signal_gain,
-            p.grad_gain,
-            p.grad_rate,
-            p.pair_correlation,
-            p.theory_q_star,
-            p.theory_chi1,
-            cpu,
-            if v.theory_match { "ok" } else { "FAIL" }
-        );
-    }
-    let fmt = |v: Option<f64>| v.map_or("not in range".to_string(), |m| format!("{m:.4}"));
-    let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "critical multiplier, theory (chi_1 = 1 at the fixed point q*):           {}",
-        fmt(r.critical_theory)
-    );
-    let _ = writeln!(
-        s,
-        "critical multiplier, measured (deep-half gradient gain per layer = 1):  {}{}",
-        fmt(r.critical_measured),
-        match r.critical_match {
-            Some(true) => format!("  (inside the finite-size interval {}: ok)", interval(r)),
-            Some(false) => format!("  (outside the finite-size interval {}: FAIL)", interval(r)),
-            None => String::new(),
-        }
-    );
-    s
-}
-
-fn interval(r: &SweepReport) -> String {
-    r.critical_interval
-        .map_or("-".into(), |(a, b)| format!("[{a:.3}, {b:.3}]"))
-}
-
-/// Heatmaps of log10 Var(z_l) and log10 Var(delta_l) over (layer, multiplier),
-/// with the theoretical critical multiplier as a line.
-pub fn heatmap_svg(r: &SweepReport) -> String {
-    let ys: Vec<f64> = r.points.iter().map(|p| p.multiplier).collect();
-    let grid = |grad: bool| -> Vec<Vec<f64>> {
-        r.points
-            .iter()
-            .map(|p| {
-                p.run
-                    .layers
-                    .iter()
-                    .map(|l| {
-                        let v = if grad { l.grad_var } else { l.pre_var };
-                        if l.nonfinite > 0 || v.is_nan() || v <= 0.0 {
-                            f64::NAN
-                        } else {
-                            v.log10()
-                        }
-                    })
-                    .collect()
-            })
-            .collect()
-    };
-    let title = format!(
-        "{} network, width {}, depth {}, bias std {}: log10 variance over layer and multiplier ({} x multiplier)",
-        r.activation, r.width, r.depth, r.bias_std, r.scheme
-    );
-    plot::heatmaps_svg(
-        &title,
-        &[
-            ("signal log10 Var(z_l)", grid(false)),
-            ("gradient log10 Var(delta_l)", grid(true)),
-        ],
-        &ys,
-        r.critical_theory,
-    )
-}
-
-/// Var(z_l) and Var(delta_l) against depth for up to 6 multipliers spread over
-/// the grid (measured solid, theory dashed).
-pub fn curves_svg(r: &SweepReport) -> String {
-    let n = r.points.len();
-    let picks: Vec<usize> = if n <= 6 {
-        (0..n).collect()
-    } else {
-        (0..6).map(|i| i * (n - 1) / 5).collect()
-    };
-    let mut panels = Vec::new();
-    for grad in [false, true] {
-        let mut series = Vec::new();
-        for (ci, &i) in picks.iter().enumerate() {
-            let p = &r.points[i];
-            let color = plot::color(ci);
-            series.extend(crate::demo::variance_series(
-                &p.run,
-                grad,
-                format!("multiplier {:.3}", p.multiplier),
-                color,
-                true,
-            ));
-        }
-        panels.push(plot::Panel {
-            title: if grad {
-                "gradient Var(delta_l)".into()
-            } else {
-                "signal Var(z_l)".into()
-            },
-            x_label: "layer l".into(),
-            y_label: if grad {
-                "Var(delta_l)".into()
-            } else {
-                "Var(z_l)".into()
-            },
-            series,
-        });
-    }
-    plot::log_plot_svg(
-        &format!(
-            "{}: variance vs depth for several multipliers",
-            r.activation
-        ),
-        &panels,
-        2,
-    )
-}
-
 /// The files a sweep writes into its output directory.
 pub const OUTPUT_FILES: [&str; 7] = [
     "sweep.json",
@@ -569,7 +308,7 @@ pub const OUTPUT_FILES: [&str; 7] = [
 /// Writes `sweep.json`, `heatmap.{svg,png}`, `curves.{svg,png}` and
 /// `histograms.{svg,png}` into `out`; returns their paths.
 pub fn write_outputs(
-    out: &crate::output::OutputDir,
+    out: &crate::io::output::OutputDir,
     r: &SweepReport,
     histograms: &[plot::Histogram],
 ) -> Result<Vec<PathBuf>> {
@@ -581,8 +320,8 @@ pub fn write_outputs(
     );
     let mut files = vec![(OUTPUT_FILES[0], text.into_bytes())];
     for (i, svg) in [
-        heatmap_svg(r),
-        curves_svg(r),
+        crate::report::sweep::heatmap_svg(r),
+        crate::report::sweep::curves_svg(r),
         plot::histograms_svg(&title, histograms),
     ]
     .into_iter()
@@ -629,7 +368,7 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
         net.bias_std = cfg.bias_std;
         net.seed = cfg.seed;
         let mut found = Vec::new();
-        crate::reference::run_observed(
+        crate::net::reference::run_observed(
             &net,
             Some(&x),
             &crate::net::Fault::default(),

@@ -8,10 +8,10 @@
 //! `delta_l = (delta_{l+1} W_{l+1}) * phi'(z_l)`; the weight gradient is
 //! `dW_l = delta_l^T a_{l-1}`.
 
-use crate::act::Activation;
-use crate::dist::Dist;
 use crate::error::{Error, Result};
-use crate::scheme::{FanMode, InitSpec, Scheme, Shape};
+use crate::init::scheme::{FanMode, InitSpec, Scheme, Shape};
+use crate::net::act::Activation;
+use crate::rng::dist::Dist;
 use serde::Serialize;
 
 /// Tensor id of the bias of layer l: `BIAS_TENSOR | l`.

@@ -16,8 +16,8 @@
 //! from [`gain`]. The multiplier multiplies the variance (so the standard
 //! deviation by its square root), for every scheme including `naive`.
 
-use crate::dist::Dist;
 use crate::error::{Error, Result};
+use crate::rng::dist::Dist;
 use serde::Serialize;
 
 /// Which fan the variance is divided by.

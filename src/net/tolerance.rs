@@ -55,7 +55,7 @@
 //!
 //! **Smooth activations** move delta through phi''(z) dz: the entry error of
 //! delta grows by `curvature * e_l^2` per layer (see
-//! [`crate::theory::LayerTheory::curvature`]), plus the device's phi' error
+//! [`crate::net::theory::LayerTheory::curvature`]), plus the device's phi' error
 //! (measured on a grid like phi; a coherent bias adds `2 dact_rel` per layer
 //! to the statistics), the backward GEMM's rounding and the weight error, and
 //! the random part averages out like the forward part.
@@ -82,8 +82,8 @@
 //! layers (or their backward statistics alone) are reported as not compared,
 //! never as matching.
 
+use crate::net::theory::{LayerTheory, Quadrature};
 use crate::net::{NetConfig, NetStats, TensorStats};
-use crate::theory::{LayerTheory, Quadrature};
 use serde::Serialize;
 
 /// The chi-square(1) quantile at 1 - 1e-3: a squared Gaussian value (the
@@ -203,7 +203,7 @@ fn finite_or(x: f64, v: f64) -> f64 {
 
 /// `|d log E[g(z)] / d log q|` for z ~ N(0, q); 0 where it cannot be computed.
 fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> f64 {
-    crate::theory::log_slope(quad, q, g).unwrap_or(0.0)
+    crate::net::theory::log_slope(quad, q, g).unwrap_or(0.0)
 }
 
 /// The tolerances of every layer of `cfg` (theory `th`, CPU reference `cpu`,
@@ -478,7 +478,7 @@ pub fn grid_error(grid: &[f32], got: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::act::Activation;
+    use crate::net::act::Activation;
 
     #[test]
     fn summarise_measures_rms_and_bias() {

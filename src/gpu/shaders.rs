@@ -4,30 +4,30 @@
 //! kernels).
 
 /// Philox4x32-10 block function and counter helpers (needs a `mulhilo`).
-pub const PHILOX: &str = include_str!("../shaders/philox.wgsl");
+pub const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 /// `mulhilo` from 16-bit halves: portable.
-pub const MULHILO_U32: &str = include_str!("../shaders/mulhilo_u32.wgsl");
+pub const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
 /// `mulhilo` through `u64`: needs `wgpu::Features::SHADER_INT64`.
-pub const MULHILO_U64: &str = include_str!("../shaders/mulhilo_u64.wgsl");
+pub const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
 /// Weight generation entry points.
-pub const INIT: &str = include_str!("../shaders/init.wgsl");
+pub const INIT: &str = include_str!("../../shaders/init.wgsl");
 
 /// Philox known-answer test kernel.
-pub const KAT: &str = include_str!("../shaders/kat.wgsl");
+pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
 /// Tiled matrix multiply.
-pub const GEMM: &str = include_str!("../shaders/gemm.wgsl");
+pub const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
 /// Activations and their derivatives (library).
-pub const ACTIVATION: &str = include_str!("../shaders/activation.wgsl");
+pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 /// Bias + activation and gradient kernels.
-pub const NETWORK: &str = include_str!("../shaders/network.wgsl");
+pub const NETWORK: &str = include_str!("../../shaders/network.wgsl");
 /// Per-workgroup partial statistics.
-pub const REDUCE: &str = include_str!("../shaders/reduce.wgsl");
+pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// Dead-unit counter.
-pub const DEAD: &str = include_str!("../shaders/dead.wgsl");
+pub const DEAD: &str = include_str!("../../shaders/dead.wgsl");
 
 /// Roofline kernels of the benchmark (fill, FMA peak).
-pub const BENCH: &str = include_str!("../shaders/bench.wgsl");
+pub const BENCH: &str = include_str!("../../shaders/bench.wgsl");
 
 /// Every file in `shaders/`, by name; a test checks this list against the
 /// directory so no file escapes validation.

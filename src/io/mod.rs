@@ -1,0 +1,6 @@
+//! Files: `.npy` reading and streaming writing ([`npy`]), and the output
+//! rules every file deepinit writes follows ([`output`]: validated up front,
+//! atomic, never clobbering, never replacing special files).
+
+pub mod npy;
+pub mod output;

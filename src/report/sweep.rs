@@ -1,0 +1,154 @@
+//! The sweep's text table and its pictures (heatmap, curves).
+
+use crate::app::sweep::SweepReport;
+use crate::report::plot;
+use std::fmt::Write;
+
+/// The sweep's table.
+pub fn table(r: &SweepReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>11} {:>8} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}  {:<8}vs theory",
+        "multiplier",
+        "sw^2",
+        "Var(a_L)/Var(x)",
+        "Var(d_1)/Var(d_L)",
+        "deep d-rate",
+        "corr_L",
+        "q*",
+        "chi1(q*)",
+        "vs CPU"
+    );
+    for p in &r.points {
+        let v = &p.run.verdict;
+        let cpu = match v.cpu_match {
+            None => "-",
+            Some(true) => "ok",
+            Some(false) => "FAIL",
+        };
+        let _ = writeln!(
+            s,
+            "{:>11.4} {:>8.4} {:>15.3e} {:>17.3e} {:>13.4} {:>10.4} {:>10.3e} {:>10.4}  {:<8}{}",
+            p.multiplier,
+            p.sigma_w2,
+            p.signal_gain,
+            p.grad_gain,
+            p.grad_rate,
+            p.pair_correlation,
+            p.theory_q_star,
+            p.theory_chi1,
+            cpu,
+            if v.theory_match { "ok" } else { "FAIL" }
+        );
+    }
+    let fmt = |v: Option<f64>| v.map_or("not in range".to_string(), |m| format!("{m:.4}"));
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "critical multiplier, theory (chi_1 = 1 at the fixed point q*):           {}",
+        fmt(r.critical_theory)
+    );
+    let _ = writeln!(
+        s,
+        "critical multiplier, measured (deep-half gradient gain per layer = 1):  {}{}",
+        fmt(r.critical_measured),
+        match r.critical_match {
+            Some(true) => format!("  (inside the finite-size interval {}: ok)", interval(r)),
+            Some(false) => format!("  (outside the finite-size interval {}: FAIL)", interval(r)),
+            None => String::new(),
+        }
+    );
+    s
+}
+
+fn interval(r: &SweepReport) -> String {
+    r.critical_interval
+        .map_or("-".into(), |(a, b)| format!("[{a:.3}, {b:.3}]"))
+}
+
+/// Heatmaps of log10 Var(z_l) and log10 Var(delta_l) over (layer, multiplier),
+/// with the theoretical critical multiplier as a line.
+pub fn heatmap_svg(r: &SweepReport) -> String {
+    let ys: Vec<f64> = r.points.iter().map(|p| p.multiplier).collect();
+    let grid = |grad: bool| -> Vec<Vec<f64>> {
+        r.points
+            .iter()
+            .map(|p| {
+                p.run
+                    .layers
+                    .iter()
+                    .map(|l| {
+                        let v = if grad { l.grad_var } else { l.pre_var };
+                        if l.nonfinite > 0 || v.is_nan() || v <= 0.0 {
+                            f64::NAN
+                        } else {
+                            v.log10()
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let title = format!(
+        "{} network, width {}, depth {}, bias std {}: log10 variance over layer and multiplier ({} x multiplier)",
+        r.activation, r.width, r.depth, r.bias_std, r.scheme
+    );
+    plot::heatmaps_svg(
+        &title,
+        &[
+            ("signal log10 Var(z_l)", grid(false)),
+            ("gradient log10 Var(delta_l)", grid(true)),
+        ],
+        &ys,
+        r.critical_theory,
+    )
+}
+
+/// Var(z_l) and Var(delta_l) against depth for up to 6 multipliers spread over
+/// the grid (measured solid, theory dashed).
+pub fn curves_svg(r: &SweepReport) -> String {
+    let n = r.points.len();
+    let picks: Vec<usize> = if n <= 6 {
+        (0..n).collect()
+    } else {
+        (0..6).map(|i| i * (n - 1) / 5).collect()
+    };
+    let mut panels = Vec::new();
+    for grad in [false, true] {
+        let mut series = Vec::new();
+        for (ci, &i) in picks.iter().enumerate() {
+            let p = &r.points[i];
+            let color = plot::color(ci);
+            series.extend(crate::report::demo::variance_series(
+                &p.run,
+                grad,
+                format!("multiplier {:.3}", p.multiplier),
+                color,
+                true,
+            ));
+        }
+        panels.push(plot::Panel {
+            title: if grad {
+                "gradient Var(delta_l)".into()
+            } else {
+                "signal Var(z_l)".into()
+            },
+            x_label: "layer l".into(),
+            y_label: if grad {
+                "Var(delta_l)".into()
+            } else {
+                "Var(z_l)".into()
+            },
+            series,
+        });
+    }
+    plot::log_plot_svg(
+        &format!(
+            "{}: variance vs depth for several multipliers",
+            r.activation
+        ),
+        &panels,
+        2,
+    )
+}
