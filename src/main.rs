@@ -13,6 +13,7 @@ use cli::{
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    cli::quiet_display_probes();
     let cli = Cli::parse();
     deepinit::io::output::install_cleanup_handler();
     let result = match &cli.command {

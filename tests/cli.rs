@@ -354,6 +354,30 @@ fn adapter_selection_and_cpu_fallback() {
     }
 }
 
+/// A normal run prints nothing that looks like an error: Mesa's device-select
+/// layer, which makes libwayland print "error: XDG_RUNTIME_DIR is invalid"
+/// on machines without a display, is switched off by the binary itself.
+#[test]
+fn a_normal_run_prints_no_error_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let r = common::bin()
+        .current_dir(dir.path())
+        .args(["init", "--shape", "64x64", "--json"])
+        .env_remove("NODEVICE_SELECT")
+        .env_remove("MESA_VK_DEVICE_SELECT")
+        .env_remove("DRI_PRIME")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .expect("runs");
+    let err = stderr(&r);
+    assert!(r.status.success(), "{err}");
+    assert!(
+        !err.lines().any(|l| l.to_lowercase().contains("error")),
+        "stderr of a passing run: {err}"
+    );
+}
+
 #[test]
 fn no_arguments_runs_the_demo_and_writes_its_report_and_plot() {
     // The README's main command: the lecture as an experiment, in a scratch directory.

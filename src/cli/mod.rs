@@ -238,6 +238,27 @@ pub(crate) fn request(d: &DeviceArgs) -> AdapterRequest {
     }
 }
 
+/// Keeps display-server probes out of a compute tool's stderr.
+///
+/// Mesa installs an implicit Vulkan layer, `VK_LAYER_MESA_device_select`, that
+/// connects to the Wayland and X servers while devices are enumerated, to list
+/// the display's GPU first. Where there is no display (servers, CI, ssh)
+/// libwayland then prints `error: XDG_RUNTIME_DIR is invalid or not set in the
+/// environment.`, twice per run, though nothing failed. deepinit never
+/// presents and ranks adapters itself (`--adapter` chooses), so it turns the
+/// layer off with the layer's own documented switch, `NODEVICE_SELECT=1`,
+/// unless the user set that variable or configures the layer
+/// (`MESA_VK_DEVICE_SELECT`, `DRI_PRIME`). Called first in `main`, before any
+/// thread exists, so no other thread can be reading the environment.
+pub(crate) fn quiet_display_probes() {
+    let configured = ["NODEVICE_SELECT", "MESA_VK_DEVICE_SELECT", "DRI_PRIME"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if !configured {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 impl From<BackendChoice> for Policy {
     fn from(b: BackendChoice) -> Self {
         match b {
