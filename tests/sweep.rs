@@ -102,7 +102,10 @@ fn outputs_are_written_and_valid() {
     let hist = sweep::histograms(&cfg, &r).expect("histograms");
     assert_eq!(hist.len(), 9, "3 multipliers x 3 layers");
     for h in &hist {
-        assert_eq!(h.counts.iter().sum::<u64>() + h.nonfinite, 8 * 48);
+        // Every value lands exactly once: a bin, a zero, beyond the axis, non-finite.
+        assert_eq!(h.total(), 8 * 48);
+        // tanh: the axis is its whole range, so nothing is beyond it.
+        assert_eq!((h.lo, h.hi, h.below, h.above), (-1.0, 1.0, 0, 0));
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let out =

@@ -315,8 +315,9 @@ pub fn write_outputs(
     let text = serde_json::to_string_pretty(r)
         .map_err(|e| Error::internal("sweep report", e.to_string()))?;
     let title = format!(
-        "{}: histograms of the activations a_l (CPU reference of the same networks; Glorot & Bengio's picture)",
-        r.activation
+        "{} MLP, width {}, depth {}: how the activations a_l spread layer by layer (CPU reference of \
+         the same networks; Glorot & Bengio's picture)",
+        r.activation, r.width, r.depth
     );
     let mut files = vec![(OUTPUT_FILES[0], text.into_bytes())];
     for (i, svg) in [
@@ -332,6 +333,25 @@ pub fn write_outputs(
         files.push((OUTPUT_FILES[2 + 2 * i], png));
     }
     out.write(&files)
+}
+
+/// The axis of the stable network's first layer: +-4 rms of its non-zero
+/// values (the lower end at 0 when none is negative, as for ReLU).
+fn stable_axis(a: &[f32]) -> (f64, f64) {
+    let finite = || {
+        a.iter()
+            .map(|&v| f64::from(v))
+            .filter(|v| v.is_finite() && *v != 0.0)
+    };
+    let n = finite().count().max(1) as f64;
+    let rms = (finite().map(|v| v * v).sum::<f64>() / n).sqrt();
+    let rms = if rms > 0.0 { rms } else { 1.0 };
+    let lo = if finite().any(|v| v < 0.0) {
+        -4.0 * rms
+    } else {
+        0.0
+    };
+    (lo, 4.0 * rms)
 }
 
 /// Histograms of a_l at layers 1, L/2 and L for the smallest, the critical
@@ -353,33 +373,50 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
         .iter()
         .min_by(|a, b| (*a - crit).abs().total_cmp(&(*b - crit).abs()))
         .unwrap_or(&crit);
+    // The critical network first: its layer-1 activations set the axis
+    // every panel shares (tanh and sigmoid: their whole range).
     let mut ms = vec![
-        cfg.multipliers[0],
         nearest,
+        cfg.multipliers[0],
         cfg.multipliers[cfg.multipliers.len() - 1],
     ];
     ms.dedup();
+    ms.sort_by(f64::total_cmp);
+    ms.dedup();
+    ms.sort_by_key(|&m| m != nearest);
     let layers = [1, cfg.depth.div_ceil(2), cfg.depth];
-    let bounded = matches!(cfg.act, Activation::Tanh | Activation::Sigmoid);
+    let split_zeros = cfg.act.kink().is_some() && cfg.act.f(-1.0) == 0.0;
+    let mut axis = match cfg.act {
+        Activation::Tanh => Some((-1.0, 1.0)),
+        Activation::Sigmoid => Some((0.0, 1.0)),
+        _ => None,
+    };
     let mut out = Vec::new();
     for m in ms {
         let mut net = NetConfig::uniform(cfg.scheme, cfg.act, cfg.width, cfg.depth, cfg.batch);
         net.multiplier = m;
         net.bias_std = cfg.bias_std;
         net.seed = cfg.seed;
-        let mut found = Vec::new();
+        let mut found: Vec<plot::Histogram> = Vec::new();
         crate::net::reference::run_observed(
             &net,
             Some(&x),
             &crate::net::Fault::default(),
             None,
             &mut |l, a| {
-                if layers.contains(&l) && !found.iter().any(|h: &plot::Histogram| h.layer == l) {
-                    found.push(plot::Histogram::of(a, l, m, bounded));
+                if !layers.contains(&l) || found.iter().any(|h| h.layer == l) {
+                    return;
                 }
+                let range = *axis.get_or_insert_with(|| stable_axis(a));
+                found.push(plot::Histogram::of(a, l, m, range, split_zeros));
             },
         )?;
         out.extend(found);
     }
+    out.sort_by(|a, b| {
+        a.multiplier
+            .total_cmp(&b.multiplier)
+            .then(a.layer.cmp(&b.layer))
+    });
     Ok(out)
 }

@@ -138,20 +138,53 @@ pub fn variance_series(
             })
             .collect()
     };
+    let note = r
+        .verdict
+        .overflow_at
+        .map(|l| format!("f32 overflow at layer {l}"));
     [
         Series {
             label,
             color: color.clone(),
             dashed: false,
             points: points(false),
+            note,
         },
         Series {
             label: String::new(),
             color,
             dashed: true,
             points: points(true),
+            note: None,
         },
     ]
+}
+
+/// The decades the variance plots show: wide enough for a healthy network
+/// (variance 1, give or take a few factors per layer), narrow enough that
+/// "flat at 1" and "halving each layer" look different. Lines beyond it end
+/// in a labelled arrow.
+pub const VARIANCE_WINDOW: (f64, f64) = (-20.0, 20.0);
+
+/// Adds a scheme's two lines to a panel, or, when its measured line equals
+/// one already there (Xavier and LeCun at equal widths draw the same
+/// weights), names it beside that one ("xavier = lecun") instead of hiding a
+/// line under another.
+fn add_or_merge(series: &mut Vec<Series>, new: [Series; 2]) {
+    let [measured, theory] = new;
+    let drawable = measured
+        .points
+        .iter()
+        .any(|&(_, y)| y.is_finite() && y > 0.0);
+    if let Some(same) = series
+        .iter_mut()
+        .find(|s| drawable && !s.dashed && s.points == measured.points)
+    {
+        same.label = format!("{} = {}", same.label, measured.label);
+        return;
+    }
+    series.push(measured);
+    series.push(theory);
 }
 
 /// Variance vs depth: one panel per activation for the forward signal
@@ -176,26 +209,43 @@ pub fn variance_svg(runs: &[RunReport]) -> String {
             let mut series = Vec::new();
             for r in runs.iter().filter(|r| &r.activation == act) {
                 let c = plot::color(schemes.iter().position(|s| s == &r.scheme).unwrap_or(0));
-                series.extend(variance_series(r, grad, r.scheme.clone(), c, false));
+                add_or_merge(
+                    &mut series,
+                    variance_series(r, grad, r.scheme.clone(), c, false),
+                );
             }
             panels.push(Panel {
                 title: format!(
                     "{act}: {}",
                     if grad {
-                        "gradient Var(delta_l)"
+                        "gradient Var(delta_l), backward from the loss"
                     } else {
-                        "signal Var(z_l)"
+                        "signal Var(z_l), forward from the input"
                     }
                 ),
                 x_label: "layer l".into(),
                 y_label: if grad {
-                    "Var(delta_l)".into()
+                    "Var(delta_l) (log scale)".into()
                 } else {
-                    "Var(z_l)".into()
+                    "Var(z_l) (log scale)".into()
                 },
                 series,
+                y_window: Some(VARIANCE_WINDOW),
             });
         }
     }
-    plot::log_plot_svg("Variance vs depth by initialization (solid: measured on the device, dashed: mean-field theory)", &panels, acts.len())
+    let net = runs.first().map_or(String::new(), |r| {
+        format!(
+            "MLP width {}, depth {}, batch {}: ",
+            r.width, r.depth, r.batch
+        )
+    });
+    plot::log_plot_svg(
+        &format!(
+            "{net}which initialization keeps the variance near 1? (solid: measured, dashed: \
+             mean-field theory)"
+        ),
+        &panels,
+        acts.len(),
+    )
 }

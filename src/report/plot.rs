@@ -16,6 +16,9 @@ pub struct Series {
     pub dashed: bool,
     /// (x, y) points; y <= 0 or non-finite breaks the line.
     pub points: Vec<(f64, f64)>,
+    /// A note drawn where the line ends or leaves the panel (e.g. "f32
+    /// overflow at layer 36"); solid lines only.
+    pub note: Option<String>,
 }
 
 /// One panel: shared x/y labels, its own title.
@@ -29,6 +32,10 @@ pub struct Panel {
     pub y_label: String,
     /// Lines.
     pub series: Vec<Series>,
+    /// The y axis shows at most these decades (e.g. (-20, 20)); lines that
+    /// leave it end in an arrow at the edge with their label. `None`: the
+    /// data's whole range.
+    pub y_window: Option<(f64, f64)>,
 }
 
 /// A colour per index, from a palette that stays distinct in print.
@@ -155,7 +162,13 @@ impl Window {
         if x1 <= x0 {
             x1 = x0 + 1.0;
         }
-        let (y0, y1) = (y0.floor(), y1.ceil().max(y0.floor() + 1.0));
+        let (mut y0, mut y1) = (y0.floor(), y1.ceil().max(y0.floor() + 1.0));
+        if let Some((lo, hi)) = p.y_window {
+            (y0, y1) = (y0.max(lo), y1.min(hi));
+            if y1 <= y0 {
+                (y0, y1) = (lo, hi);
+            }
+        }
         Window { x0, x1, y0, y1 }
     }
 }
@@ -203,6 +216,99 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
     for sr in &p.series {
         panel_series(s, sr, &f);
     }
+    let mut notes: Vec<(f64, f64)> = Vec::new();
+    for sr in p.series.iter().filter(|sr| !sr.dashed) {
+        exit_marker(s, sr, &f, &mut notes);
+    }
+}
+
+/// Where a solid line leaves the window (an arrow at the edge, labelled) or,
+/// if it has a note and stays inside, where it ends (a cross, labelled).
+/// `taken` holds label positions already used, so labels do not overprint.
+fn exit_marker(s: &mut String, sr: &Series, f: &Frame, taken: &mut Vec<(f64, f64)>) {
+    let w = &f.w;
+    let valid = |&&(x, y): &&(f64, f64)| x.is_finite() && y.is_finite() && y > 0.0;
+    let exit = sr
+        .points
+        .iter()
+        .filter(valid)
+        .find(|(_, y)| y.log10() > w.y1 || y.log10() < w.y0);
+    let (x, up) = match exit {
+        Some(&(x, y)) => (x, y.log10() > w.y1),
+        None => match (&sr.note, sr.points.iter().rev().find(valid)) {
+            (Some(note), Some(&(x, y))) => {
+                let (px, py) = (f.sx(x), f.sy(y.log10()));
+                let _ = writeln!(
+                    s,
+                    r#"<text x="{px:.1}" y="{:.1}" font-size="13" text-anchor="middle" fill="{}">&#215;</text>"#,
+                    py + 4.0,
+                    sr.color
+                );
+                label(s, taken, f.ox, (px, py - 8.0), &sr.color, note);
+                return;
+            }
+            _ => return,
+        },
+    };
+    let px = f.sx(x);
+    let (py, tip, base) = if up {
+        (f.oy, f.oy, f.oy + 9.0)
+    } else {
+        (f.oy + PH, f.oy + PH, f.oy + PH - 9.0)
+    };
+    let _ = writeln!(
+        s,
+        r#"<polygon points="{px:.1},{tip:.1} {:.1},{base:.1} {:.1},{base:.1}" fill="{}"/>"#,
+        px - 5.0,
+        px + 5.0,
+        sr.color
+    );
+    let text = match &sr.note {
+        Some(n) => format!(
+            "{} {}: {n}",
+            sr.label,
+            if up { "off scale" } else { "below scale" }
+        ),
+        None => format!(
+            "{} {}",
+            sr.label,
+            if up { "off scale" } else { "below scale" }
+        ),
+    };
+    let ly = if up { py + 22.0 } else { py - 14.0 };
+    label(s, taken, f.ox, (px, ly), &sr.color, &text);
+}
+
+/// A small label at (x, y), moved down (or up, near the bottom) until it is
+/// clear of the labels already placed.
+fn label(
+    s: &mut String,
+    taken: &mut Vec<(f64, f64)>,
+    ox: f64,
+    (x, y): (f64, f64),
+    color: &str,
+    text: &str,
+) {
+    let mut y = y;
+    let step = if taken.iter().any(|&(_, ty)| ty > y) {
+        -14.0
+    } else {
+        14.0
+    };
+    while taken
+        .iter()
+        .any(|&(tx, ty)| (tx - x).abs() < 150.0 && (ty - y).abs() < 13.0)
+    {
+        y += step;
+    }
+    taken.push((x, y));
+    // Keep the label inside its panel horizontally.
+    let anchor = if x - ox > 0.6 * PW { "end" } else { "start" };
+    let _ = writeln!(
+        s,
+        r#"<text x="{x:.1}" y="{y:.1}" font-size="11" text-anchor="{anchor}" fill="{color}" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"#,
+        esc(text)
+    );
 }
 
 /// Decade ticks on y, 1-2-5 ticks on x, and both axis labels.
@@ -321,16 +427,20 @@ pub fn svg_to_png(svg: &str) -> Result<Vec<u8>> {
 }
 
 /// A viridis-like colour for t in [0, 1] (5-stop linear interpolation).
-fn viridis(t: f64) -> String {
-    const STOPS: [(f64, f64, f64); 5] = [
-        (68.0, 1.0, 84.0),
-        (59.0, 82.0, 139.0),
-        (33.0, 145.0, 140.0),
-        (94.0, 201.0, 98.0),
-        (253.0, 231.0, 37.0),
+/// The diverging colour of `t` in [-1, 1]: blue (vanishing) through a light
+/// neutral at 0 (variance 1, healthy) to red (exploding).
+fn diverging(t: f64) -> String {
+    const STOPS: [(f64, f64, f64); 7] = [
+        (33.0, 102.0, 172.0),
+        (103.0, 169.0, 207.0),
+        (209.0, 229.0, 240.0),
+        (247.0, 247.0, 247.0),
+        (253.0, 219.0, 199.0),
+        (239.0, 138.0, 98.0),
+        (178.0, 24.0, 43.0),
     ];
-    let t = t.clamp(0.0, 1.0) * 4.0;
-    let i = (t.floor() as usize).min(3);
+    let t = (t.clamp(-1.0, 1.0) + 1.0) * 3.0;
+    let i = (t.floor() as usize).min(5);
     let f = t - i as f64;
     let (a, b) = (STOPS[i], STOPS[i + 1]);
     let mix = |x: f64, y: f64| (x + (y - x) * f).round() as u8;
@@ -342,19 +452,33 @@ fn viridis(t: f64) -> String {
     )
 }
 
-/// Heatmap panels side by side: `grids[p].1[row][col]` is the value at
-/// multiplier `ys[row]` and layer `col + 1`; NaN is drawn grey (overflow or
-/// underflow). `line` draws a dashed horizontal line at that multiplier.
+/// A horizontal line across every heatmap at a multiplier.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    /// The multiplier.
+    pub at: f64,
+    /// Its label (e.g. "theory: critical 1.000").
+    pub label: String,
+    /// Dashed (theory) or solid (measured).
+    pub dashed: bool,
+}
+
+/// Heatmap panels side by side on one shared colour scale: `grids[p].1[row][col]`
+/// is log10 of a variance at multiplier `ys[row]` and layer `col + 1`; NaN is
+/// drawn grey (f32 overflow, or exactly zero). The scale is symmetric about
+/// 0 (variance 1), with a labelled bar of decade ticks; `markers` are drawn
+/// across every panel.
 pub fn heatmaps_svg(
     title: &str,
     grids: &[(&str, Vec<Vec<f64>>)],
     ys: &[f64],
-    line: Option<f64>,
+    markers: &[Marker],
 ) -> String {
-    let cell_w = HM_ML + HM_PW + 90.0;
-    let width = cell_w * grids.len() as f64 + 20.0;
-    let height = HM_MT + HM_PH + 70.0;
+    let cell_w = HM_ML + HM_PW + 30.0;
+    let width = cell_w * grids.len() as f64 + 150.0;
+    let height = HM_MT + HM_PH + 90.0;
     let mut s = svg_open(width, height, title, 14);
+    let range = colour_range(grids.iter().map(|(_, g)| g.as_slice()));
     for (pi, (name, grid)) in grids.iter().enumerate() {
         let rows = grid.len().max(1);
         let cols = grid.iter().map(Vec::len).max().unwrap_or(1).max(1);
@@ -365,7 +489,6 @@ pub fn heatmaps_svg(
             cw: HM_PW / cols as f64,
             ch: HM_PH / rows as f64,
         };
-        let (lo, hi) = colour_range(grid);
         let _ = writeln!(
             s,
             r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">{}</text>"#,
@@ -373,13 +496,13 @@ pub fn heatmaps_svg(
             HM_MT - 10.0,
             esc(name)
         );
-        heatmap_cells(&mut s, grid, &cells, (lo, hi));
+        heatmap_cells(&mut s, grid, &cells, range);
         heatmap_axes(&mut s, ys, &cells);
-        if let Some(m) = line {
-            critical_line(&mut s, ys, &cells, m);
+        for m in markers {
+            marker_line(&mut s, ys, &cells, m);
         }
-        colour_bar(&mut s, cells.ox + HM_PW + 14.0, (lo, hi));
     }
+    colour_bar(&mut s, grids.len() as f64 * cell_w + 20.0, range);
     s.push_str("</svg>\n");
     s
 }
@@ -399,26 +522,30 @@ struct Cells {
     ch: f64,
 }
 
-/// The colour scale of a grid: its finite range, clamped to [-60, 60].
-fn colour_range(grid: &[Vec<f64>]) -> (f64, f64) {
-    let finite = || grid.iter().flatten().copied().filter(|v| v.is_finite());
-    let lo = finite().fold(f64::INFINITY, f64::min).max(-60.0);
-    let hi = finite().fold(f64::NEG_INFINITY, f64::max).min(60.0);
-    if lo < hi {
-        (lo, hi)
-    } else {
-        (lo - 1.0, lo + 1.0)
-    }
+/// The shared colour scale: symmetric about 0, out to the largest finite
+/// |value| of any grid (at most 60 decades), rounded up to a tick step.
+/// Returns (half-range, tick step), both in decades.
+fn colour_range<'a>(grids: impl Iterator<Item = &'a [Vec<f64>]>) -> (f64, f64) {
+    let max = grids
+        .flat_map(|g| g.iter().flatten())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, |m, v| m.max(v.abs()))
+        .clamp(1.0, 60.0);
+    let step = [1.0, 2.0, 5.0, 10.0, 20.0]
+        .into_iter()
+        .find(|st| max / st <= 4.0)
+        .unwrap_or(20.0);
+    ((max / step).ceil() * step, step)
 }
 
-fn heatmap_cells(s: &mut String, grid: &[Vec<f64>], c: &Cells, (lo, hi): (f64, f64)) {
+fn heatmap_cells(s: &mut String, grid: &[Vec<f64>], c: &Cells, (half, _): (f64, f64)) {
     for (r, row) in grid.iter().enumerate() {
         let y = HM_MT + HM_PH - (r + 1) as f64 * c.ch;
         for (col, &v) in row.iter().enumerate() {
             let fill = if v.is_finite() {
-                viridis((v - lo) / (hi - lo))
+                diverging(v / half)
             } else {
-                "#bbbbbb".into()
+                "#9a9a9a".into()
             };
             let _ = writeln!(
                 s,
@@ -471,167 +598,319 @@ fn heatmap_axes(s: &mut String, ys: &[f64], c: &Cells) {
     );
 }
 
-/// The theory's critical multiplier `m` as a dashed line across the panel.
-fn critical_line(s: &mut String, ys: &[f64], c: &Cells, m: f64) {
+/// A marker's line across the panel, if its multiplier is inside the grid.
+fn marker_line(s: &mut String, ys: &[f64], c: &Cells, m: &Marker) {
     let (Some(&first), Some(&last)) = (ys.first(), ys.last()) else {
         return;
     };
-    if c.rows <= 1 || m < first || m > last {
+    if c.rows <= 1 || !(first..=last).contains(&m.at) {
         return;
     }
     // Rows are centred on their multipliers; interpolate between them.
-    let k = ys.iter().position(|&y| y >= m).unwrap_or(c.rows - 1).max(1);
-    let frac = (m - ys[k - 1]) / (ys[k] - ys[k - 1]);
+    let k = ys
+        .iter()
+        .position(|&y| y >= m.at)
+        .unwrap_or(c.rows - 1)
+        .max(1);
+    let frac = (m.at - ys[k - 1]) / (ys[k] - ys[k - 1]);
     let y = HM_MT + HM_PH - ((k - 1) as f64 + 0.5 + frac) * c.ch;
+    let (dash, ly) = if m.dashed {
+        (r#" stroke-dasharray="8,5""#, y - 5.0)
+    } else {
+        ("", y + 14.0)
+    };
     let _ = writeln!(
         s,
-        r#"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="white" stroke-width="2" stroke-dasharray="8,5"/><text x="{}" y="{}" font-size="11" fill="white">theory: critical {m:.3}</text>"#,
+        r##"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="#111" stroke-width="2"{dash}/><text x="{}" y="{ly:.2}" font-size="11" fill="#111" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
         c.ox,
         c.ox + HM_PW,
         c.ox + 6.0,
-        y - 5.0
+        esc(&m.label)
     );
 }
 
-fn colour_bar(s: &mut String, bx: f64, (lo, hi): (f64, f64)) {
+/// The shared colour bar: a tick and label every `step` decades, its scale
+/// named, and the grey of overflowed cells explained.
+fn colour_bar(s: &mut String, bx: f64, (half, step): (f64, f64)) {
     let (mt, ph) = (HM_MT, HM_PH);
-    for i in 0..50 {
-        let t = f64::from(i) / 49.0;
+    for i in 0..60 {
+        let t = f64::from(i) / 59.0;
         let _ = writeln!(
             s,
-            r#"<rect x="{bx}" y="{:.2}" width="14" height="{:.2}" fill="{}"/>"#,
-            mt + ph - (t * ph),
-            ph / 49.0 + 0.5,
-            viridis(t)
+            r#"<rect x="{bx}" y="{:.2}" width="16" height="{:.2}" fill="{}"/>"#,
+            mt + ph - (t * ph) - ph / 59.0,
+            ph / 59.0 + 0.5,
+            diverging(2.0 * t - 1.0)
         );
+    }
+    let mut d = -half;
+    while d <= half + 1e-9 {
+        let y = mt + ph / 2.0 - d / half * ph / 2.0;
+        let _ = writeln!(
+            s,
+            r##"<line x1="{}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#333"/><text x="{}" y="{:.1}" font-size="11">1e{d:.0}</text>"##,
+            bx + 16.0,
+            bx + 20.0,
+            bx + 23.0,
+            y + 4.0
+        );
+        d += step;
     }
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" font-size="11">{hi:.0}</text>"#,
-        bx + 18.0,
-        mt + 8.0
+        r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">variance (log scale; 1 = scale kept)</text>"#,
+        bx + 70.0,
+        mt + ph / 2.0
     );
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="{}" font-size="11">{lo:.0}</text>"#,
-        bx + 18.0,
-        mt + ph
+        r##"<rect x="{bx}" y="{}" width="16" height="12" fill="#9a9a9a"/><text x="{}" y="{}" font-size="11">f32 overflow</text>"##,
+        mt + ph + 20.0,
+        bx + 22.0,
+        mt + ph + 30.0
     );
 }
 
-/// A histogram of one layer's activations.
+/// A histogram of one layer's activations on an axis shared by a whole
+/// figure. Every value is counted exactly once: in a bin, as an exact zero
+/// (when zeros are split out, for ReLU's spike), below or above the axis, or
+/// as non-finite.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Histogram {
     /// Layer.
     pub layer: usize,
     /// The network's multiplier.
     pub multiplier: f64,
-    /// Range of the bins.
+    /// Lower end of the shared axis.
     pub lo: f64,
     /// Upper end.
     pub hi: f64,
-    /// Counts per bin (values outside fall into the end bins).
+    /// Counts per bin of the values inside [lo, hi] (exact zeros excluded
+    /// when `zeros` is counted separately).
     pub counts: Vec<u64>,
-    /// NaN / Inf values (not binned).
+    /// Exact zeros, when split out (ReLU-like activations), else 0.
+    pub zeros: u64,
+    /// Finite values below `lo`.
+    pub below: u64,
+    /// Finite values above `hi`.
+    pub above: u64,
+    /// NaN / Inf values.
     pub nonfinite: u64,
 }
 
+/// Bins of every histogram.
+pub const HISTOGRAM_BINS: usize = 60;
+
 impl Histogram {
-    /// 50 bins over [-1, 1] for bounded activations, else over +-4 rms.
-    pub fn of(a: &[f32], layer: usize, multiplier: f64, bounded: bool) -> Histogram {
-        let finite = || a.iter().filter(|v| v.is_finite()).map(|&v| f64::from(v));
-        let n = finite().count().max(1) as f64;
-        let rms = (finite().map(|v| v * v).sum::<f64>() / n).sqrt();
-        let (lo, hi) = if bounded {
-            (-1.0, 1.0)
-        } else if rms > 0.0 {
-            (-4.0 * rms, 4.0 * rms)
-        } else {
-            (-1.0, 1.0)
-        };
-        let mut counts = vec![0u64; 50];
-        for v in finite() {
-            let i = (((v - lo) / (hi - lo)) * 50.0).floor().clamp(0.0, 49.0) as usize;
-            counts[i] += 1;
-        }
-        Histogram {
+    /// Bins `a` on [lo, hi]; with `split_zeros`, exact zeros are counted apart.
+    pub fn of(
+        a: &[f32],
+        layer: usize,
+        multiplier: f64,
+        (lo, hi): (f64, f64),
+        split_zeros: bool,
+    ) -> Histogram {
+        let mut h = Histogram {
             layer,
             multiplier,
             lo,
             hi,
-            counts,
-            nonfinite: a.iter().filter(|v| !v.is_finite()).count() as u64,
+            counts: vec![0; HISTOGRAM_BINS],
+            zeros: 0,
+            below: 0,
+            above: 0,
+            nonfinite: 0,
+        };
+        let bins = HISTOGRAM_BINS as f64;
+        for &v in a {
+            let v = f64::from(v);
+            if !v.is_finite() {
+                h.nonfinite += 1;
+            } else if split_zeros && v == 0.0 {
+                h.zeros += 1;
+            } else if v < lo {
+                h.below += 1;
+            } else if v > hi {
+                h.above += 1;
+            } else {
+                h.counts[(((v - lo) / (hi - lo)) * bins)
+                    .floor()
+                    .clamp(0.0, bins - 1.0) as usize] += 1;
+            }
         }
+        h
+    }
+
+    /// Values counted in all.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum::<u64>() + self.zeros + self.below + self.above + self.nonfinite
+    }
+
+    /// Density of bin `i`: its fraction of all values over the bin width, so
+    /// the curve's area is the fraction of values drawn (inside the axis, not
+    /// an exact zero when zeros are split out).
+    fn density(&self, i: usize) -> f64 {
+        let width = (self.hi - self.lo) / self.counts.len().max(1) as f64;
+        self.counts[i] as f64 / (self.total().max(1) as f64 * width)
     }
 }
 
-/// Small multiples of histograms: one row per multiplier, one column per layer.
+fn percent(part: u64, total: u64) -> f64 {
+    100.0 * part as f64 / total.max(1) as f64
+}
+
+/// Glorot and Bengio's picture: one panel per multiplier, the layers of that
+/// network overlaid as density curves on one x axis shared by every panel,
+/// with what the axis does not show (values beyond it, exact zeros) stated
+/// per layer. The y axis of all panels is shared too, capped at 1.3 x the
+/// highest layer-1 density, so a collapsed layer's spike is clipped (and
+/// labelled) instead of flattening the rest.
 pub fn histograms_svg(title: &str, hs: &[Histogram]) -> String {
-    let mut ms: Vec<f64> = Vec::new();
-    let mut ls: Vec<usize> = Vec::new();
-    for h in hs {
-        if !ms.contains(&h.multiplier) {
-            ms.push(h.multiplier);
-        }
-        if !ls.contains(&h.layer) {
-            ls.push(h.layer);
-        }
-    }
-    let (pw, ph) = (240.0, 120.0);
-    let (cw, chh) = (pw + 30.0, ph + 50.0);
-    let width = cw * ls.len().max(1) as f64 + 40.0;
-    let height = chh * ms.len().max(1) as f64 + 50.0;
+    let mut ms: Vec<f64> = hs.iter().map(|h| h.multiplier).collect();
+    ms.sort_by(f64::total_cmp);
+    ms.dedup();
+    let mut ls: Vec<usize> = hs.iter().map(|h| h.layer).collect();
+    ls.sort_unstable();
+    ls.dedup();
+    let (pw, ph) = (300.0, 180.0);
+    let (cw, top) = (pw + 70.0, 56.0);
+    let width = cw * ms.len().max(1) as f64 + 40.0;
+    let legend_h = 16.0 * ls.len() as f64 + 10.0;
+    let height = top + ph + 60.0 + legend_h;
+    let ymax = 1.3
+        * hs.iter()
+            .filter(|h| Some(&h.layer) == ls.first())
+            .flat_map(|h| (0..h.counts.len()).map(move |i| h.density(i)))
+            .fold(0.0f64, f64::max)
+            .max(1e-300);
     let mut s = svg_open(width, height, title, 14);
-    for h in hs {
-        let (Some(r), Some(c)) = (
-            ms.iter().position(|&m| m == h.multiplier),
-            ls.iter().position(|&l| l == h.layer),
-        ) else {
+    for (c, &m) in ms.iter().enumerate() {
+        let ox = 60.0 + c as f64 * cw;
+        histogram_panel(&mut s, hs, m, &ls, (ox, top, pw, ph), ymax);
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Greens, light to dark: deeper layers darker.
+fn layer_color(i: usize, n: usize) -> &'static str {
+    const SHADES: [&str; 4] = ["#74c476", "#31a354", "#006d2c", "#00441b"];
+    SHADES[(i * 3 / n.max(1)).min(3)]
+}
+
+fn histogram_panel(
+    s: &mut String,
+    hs: &[Histogram],
+    m: f64,
+    ls: &[usize],
+    (ox, oy, pw, ph): (f64, f64, f64, f64),
+    ymax: f64,
+) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">multiplier {m:.3}</text>"#,
+        ox + pw / 2.0,
+        oy - 8.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<rect x="{ox}" y="{oy}" width="{pw}" height="{ph}" fill="none" stroke="#333"/>"##
+    );
+    let mut legend_y = oy + ph + 44.0;
+    for (li, &l) in ls.iter().enumerate() {
+        let Some(h) = hs.iter().find(|h| h.multiplier == m && h.layer == l) else {
             continue;
         };
-        let ox = 30.0 + c as f64 * cw;
-        let oy = 50.0 + r as f64 * chh;
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">multiplier {:.3}, layer {}</text>"#,
-            ox + pw / 2.0,
-            oy + 12.0,
-            h.multiplier,
-            h.layer
-        );
-        let top = oy + 20.0;
-        let max = h.counts.iter().copied().max().unwrap_or(1).max(1) as f64;
+        let color = layer_color(li, ls.len());
         let bw = pw / h.counts.len().max(1) as f64;
-        for (i, &k) in h.counts.iter().enumerate() {
-            let bh = k as f64 / max * ph;
-            let _ = writeln!(
-                s,
-                r##"<rect x="{:.2}" y="{:.2}" width="{:.2}" height="{bh:.2}" fill="#1f77b4"/>"##,
-                ox + i as f64 * bw,
-                top + ph - bh,
-                bw * 0.9
+        let mut path = String::new();
+        let mut clipped = false;
+        for i in 0..h.counts.len() {
+            let d = h.density(i);
+            clipped |= d > ymax;
+            let y = oy + ph - (d / ymax).min(1.0) * ph;
+            let x = ox + i as f64 * bw;
+            let _ = write!(
+                path,
+                "{}{x:.1},{y:.1} H{:.1} ",
+                if i == 0 { "M" } else { "L" },
+                x + bw
             );
         }
         let _ = writeln!(
             s,
-            r##"<line x1="{ox}" y1="{0}" x2="{1}" y2="{0}" stroke="#333"/>"##,
-            top + ph,
-            ox + pw
+            r#"<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>"#
         );
+        let total = h.total();
+        let mut facts = Vec::new();
+        if h.zeros > 0 {
+            facts.push(format!("{:.0}% exactly 0", percent(h.zeros, total)));
+        }
+        if h.below + h.above > 0 {
+            facts.push(format!(
+                "{:.1}% beyond the axis",
+                percent(h.below + h.above, total)
+            ));
+        }
+        if h.nonfinite > 0 {
+            facts.push(format!("{:.0}% overflowed", percent(h.nonfinite, total)));
+        }
+        if clipped {
+            facts.push("peak above the panel".into());
+        }
+        let text = if facts.is_empty() {
+            format!("layer {l}")
+        } else {
+            format!("layer {l}: {}", facts.join(", "))
+        };
         let _ = writeln!(
             s,
-            r#"<text x="{ox}" y="{}" font-size="10">{:.3}</text>"#,
-            top + ph + 12.0,
-            h.lo
+            r#"<line x1="{ox}" y1="{0}" x2="{1}" y2="{0}" stroke="{color}" stroke-width="2.5"/><text x="{2}" y="{3}" font-size="11">{4}</text>"#,
+            legend_y,
+            ox + 20.0,
+            ox + 26.0,
+            legend_y + 4.0,
+            esc(&text)
         );
+        legend_y += 16.0;
+    }
+    if let Some(h) = hs.iter().find(|h| h.multiplier == m) {
+        for (x, v, anchor) in [
+            (ox, h.lo, "start"),
+            (ox + pw / 2.0, 0.5 * (h.lo + h.hi), "middle"),
+            (ox + pw, h.hi, "end"),
+        ] {
+            let _ = writeln!(
+                s,
+                r#"<text x="{x}" y="{}" font-size="10" text-anchor="{anchor}">{}</text>"#,
+                oy + ph + 13.0,
+                tick(v)
+            );
+        }
         let _ = writeln!(
             s,
-            r#"<text x="{}" y="{}" font-size="10" text-anchor="end">{:.3}</text>"#,
-            ox + pw,
-            top + ph + 12.0,
-            h.hi
+            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">activation a_l (same axis in every panel)</text>"#,
+            ox + pw / 2.0,
+            oy + ph + 28.0
         );
     }
-    s.push_str("</svg>\n");
-    s
+    let _ = writeln!(
+        s,
+        r#"<text x="{0}" y="{1}" font-size="11" text-anchor="middle" transform="rotate(-90 {0} {1})">density (area = share drawn)</text>"#,
+        ox - 14.0,
+        oy + ph / 2.0
+    );
+}
+
+/// A short axis label: 3 significant digits, no trailing zeros.
+fn tick(v: f64) -> String {
+    if v == 0.0 {
+        return "0".into();
+    }
+    let t = format!("{v:.3}");
+    if v.abs() >= 0.01 && v.abs() < 1e4 {
+        t.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{v:.2e}")
+    }
 }

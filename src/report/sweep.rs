@@ -91,17 +91,33 @@ pub fn heatmap_svg(r: &SweepReport) -> String {
             .collect()
     };
     let title = format!(
-        "{} network, width {}, depth {}, bias std {}: log10 variance over layer and multiplier ({} x multiplier)",
+        "{} MLP, width {}, depth {}, bias std {}: variance per layer as the weight variance is \
+         scaled ({} x multiplier); blue vanishes, red explodes",
         r.activation, r.width, r.depth, r.bias_std, r.scheme
     );
+    let mut markers = Vec::new();
+    if let Some(m) = r.critical_theory {
+        markers.push(plot::Marker {
+            at: m,
+            label: format!("theory: critical {m:.3}"),
+            dashed: true,
+        });
+    }
+    if let Some(m) = r.critical_measured {
+        markers.push(plot::Marker {
+            at: m,
+            label: format!("measured: critical {m:.3}"),
+            dashed: false,
+        });
+    }
     plot::heatmaps_svg(
         &title,
         &[
-            ("signal log10 Var(z_l)", grid(false)),
-            ("gradient log10 Var(delta_l)", grid(true)),
+            ("signal Var(z_l), forward", grid(false)),
+            ("gradient Var(delta_l), backward", grid(true)),
         ],
         &ys,
-        r.critical_theory,
+        &markers,
     )
 }
 
@@ -130,23 +146,29 @@ pub fn curves_svg(r: &SweepReport) -> String {
         }
         panels.push(plot::Panel {
             title: if grad {
-                "gradient Var(delta_l)".into()
+                "gradient Var(delta_l), backward from the loss".into()
             } else {
-                "signal Var(z_l)".into()
+                "signal Var(z_l), forward from the input".into()
             },
             x_label: "layer l".into(),
             y_label: if grad {
-                "Var(delta_l)".into()
+                "Var(delta_l) (log scale)".into()
             } else {
-                "Var(z_l)".into()
+                "Var(z_l) (log scale)".into()
             },
             series,
+            y_window: Some(crate::report::demo::VARIANCE_WINDOW),
         });
     }
     plot::log_plot_svg(
         &format!(
-            "{}: variance vs depth for several multipliers",
-            r.activation
+            "{} MLP, width {}, depth {}: variance per layer at {} multipliers of {} (solid: \
+             measured, dashed: theory)",
+            r.activation,
+            r.width,
+            r.depth,
+            picks.len(),
+            r.scheme
         ),
         &panels,
         2,
