@@ -5,7 +5,8 @@
 //!   elapsed time and an estimate of what is left, at most once a second on a
 //!   terminal (redrawn in place) and every ten seconds otherwise;
 //! - [`Progress::step`] for counted steps (the runs of a demo or a sweep): a
-//!   bar with the step's label at every step.
+//!   bar with the step's label and an estimate of the time left, at every
+//!   step; [`Progress::note`] for stages that are not counted ahead (bench).
 //!
 //! On a terminal a line is redrawn in place; otherwise each report is its own
 //! line, so logs stay readable.
@@ -99,23 +100,46 @@ impl Progress {
 
     /// Reports that step `done` of `total` begins (`done == total`: all done).
     pub fn step(&self, done: usize, total: usize, label: &str) {
-        let Ok(mut s) = self.state.lock() else { return };
+        let Ok(s) = self.state.lock() else { return };
         let width = 30;
         let filled = (done * width)
             .checked_div(total)
             .unwrap_or(width)
             .min(width);
+        let secs = s.start.elapsed().as_secs_f64();
+        let left = if done > 0 && done < total {
+            format!(", ~{:.0}s left", secs / done as f64 * (total - done) as f64)
+        } else {
+            String::new()
+        };
         let line = format!(
-            "[{}{}] {done}/{total} {:>5.1}s  {label}",
+            "[{}{}] {done}/{total} {secs:>5.1}s{left}  {label}",
             "#".repeat(filled),
             ".".repeat(width - filled),
-            s.start.elapsed().as_secs_f64()
         );
+        drop(s);
+        self.show(&line, done >= total);
+    }
+
+    /// Reports the start of a stage whose count is not known ahead (the
+    /// benchmark's stages): its label and the time so far.
+    pub fn note(&self, label: &str) {
+        let secs = match self.state.lock() {
+            Ok(s) => s.start.elapsed().as_secs_f64(),
+            Err(_) => return,
+        };
+        self.show(&format!("[{secs:>6.1}s] {label}"), false);
+    }
+
+    /// Writes `line`: redrawn in place on a terminal (ended when `last`),
+    /// else one line of its own.
+    fn show(&self, line: &str, last: bool) {
+        let Ok(mut s) = self.state.lock() else { return };
         let mut err = std::io::stderr();
         if self.tty {
             let _ = write!(err, "\r{line:<80}");
-            s.printed = done < total;
-            if done >= total {
+            s.printed = !last;
+            if last {
                 let _ = writeln!(err);
             }
         } else {

@@ -627,9 +627,7 @@ fn sweep_command_writes_its_files_and_rejects_bad_grids() {
     assert!(r.status.success(), "{}", stderr(&r));
     let text = String::from_utf8_lossy(&r.stdout);
     assert!(
-        text.contains(
-            "critical multiplier, theory (chi_1 = 1 at the fixed point q*):           2.0000"
-        ),
+        text.contains("critical multiplier, theory (chi_1 = 1 at the fixed point q*):   2.0000"),
         "{text}"
     );
     for f in [

@@ -32,14 +32,14 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let backend = open_backend(d)?;
     say!(
         t,
-        "deepinit bench{}: {}",
+        "deepinit bench{}\ndevice: {}",
         if a.quick { " --quick" } else { "" },
         backend.info().describe()
     );
     if let Some(c) = backend.gpu().map(|g| g.context()) {
         say!(
             t,
-            "driver: {} {}; timing: {}; repeats: {} after a warm-up (median shown)",
+            "driver: {} {}\ntiming: {}; repeats: {} after a warm-up (median shown)",
             c.adapter().driver,
             c.adapter().driver_info,
             if c.timestamps() {
@@ -50,7 +50,8 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
             opts.repeats
         );
     }
-    let mut step = |what: &str| eprintln!("  running: {what}");
+    let progress = deepinit::progress::Progress::new("bench");
+    let mut step = |what: &str| progress.note(what);
     let (mut rows, tuning) = match backend.gpu() {
         Some(g) => bench::gpu(g, &opts, &mut step)?,
         None => (Vec::new(), serde_json::Value::Null),
@@ -59,8 +60,10 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let numpy = if a.no_numpy {
         None
     } else {
+        step("numpy baselines");
         bench::numpy_rows(&cpu_rows, a.quick)
     };
+    progress.finish();
     rows.extend(cpu_rows);
     rows.extend(numpy.iter().flatten().cloned());
     say!(t);
@@ -68,7 +71,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     if !tuning.is_null() {
         say!(
             t,
-            "\ntuning: generation workgroup size {} (auto-tuned this run); GEMM tiles fixed at {}",
+            "\ntuning: generation workgroup size {} (auto-tuned this run)\n        GEMM tiles fixed at {}",
             tuning["generation_workgroup_size"],
             tuning["gemm_tile"].as_str().unwrap_or("?")
         );

@@ -64,7 +64,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     println!();
     let runs =
         deepinit::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
-    print!("{}", deepinit::report::demo::table(&runs));
+    Text(false).raw(&deepinit::report::demo::table(&runs));
     let report = deepinit::app::demo::Report {
         device: backend.info(),
         config: serde_json::json!({
@@ -75,13 +75,17 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         }),
         runs,
     };
-    println!("sw^2 = Var(W) * fan_in. Theory: ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2 per layer;");
-    println!("tanh keeps a signal near sw^2 = 1. 'vs CPU': every layer's statistics equal the CPU reference within the");
-    println!("derived tolerance ('chaotic': layers where rounding differences are amplified beyond comparison).");
+    println!(
+        "sw^2 = Var(W) * fan_in. ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2"
+    );
+    println!("per layer; tanh keeps a signal near sw^2 = 1. Far from that, the signal vanishes or");
+    println!("explodes. To find the multiplier for an activation and depth:");
+    println!(
+        "  deepinit sweep --act relu --depth {}   (or --act tanh)",
+        size.depth
+    );
     print_failures(&Text(false), &report.runs);
     println!();
-    println!("Far from critical (sw^2 != 2 for relu, sw^2 far from 1 for tanh), the signal vanishes or explodes.");
-    println!("To find the multiplier for an activation and depth: deepinit sweep --act relu --depth {} (or --act tanh)", size.depth);
     for p in deepinit::app::demo::write_outputs(&out, &report)? {
         println!("wrote {}", p.display());
     }

@@ -78,9 +78,12 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);
-    print_layers(&t, &r);
+    t.raw(&deepinit::report::forward::layers_table(&r));
     say!(t);
-    print_verdict(&t, &r.verdict, verify_word(a, &backend));
+    t.raw(&deepinit::report::forward::verdict_lines(
+        &r.verdict,
+        verify_word(a, &backend),
+    ));
     let runs = vec![r];
     print_failures(&t, &runs);
     let code = exit_for(&runs);
@@ -186,86 +189,5 @@ fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
         "not compared (the CPU backend is the reference)"
     } else {
         "not compared (no layer within the rounding model's reach)"
-    }
-}
-
-/// The per-layer table (every layer up to 20, else about 12 of them).
-fn print_layers(t: &Text, r: &deepinit::net::experiment::RunReport) {
-    say!(
-        t,
-        "{:>6} {:>11} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>7} {:>7}  {:<13}vs theory",
-        "layer",
-        "Var(z)",
-        "theory",
-        "Var(a)",
-        "Var(delta)",
-        "theory",
-        "|dW|_F",
-        "chi1",
-        "dead",
-        "sat",
-        "vs CPU",
-    );
-    let step = if r.depth <= 20 {
-        1
-    } else {
-        r.depth.div_ceil(12)
-    };
-    for l in r
-        .layers
-        .iter()
-        .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
-    {
-        say!(t,
-            "{:>6} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>11.4e} {:>8.3} {:>7.3} {:>7.3}  {:<13}{}",
-            l.layer, l.pre_var, l.theory_pre_var, l.post_var, l.grad_var, l.theory_grad_var, l.grad_w_norm, l.chi1,
-            l.dead_frac, l.saturated_frac, l.cpu_check, l.theory_check
-        );
-    }
-}
-
-/// The two verdict lines (CPU reference; theory and weight test).
-fn print_verdict(t: &Text, v: &deepinit::net::experiment::RunVerdict, not_compared: &str) {
-    let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
-        (None, _) => not_compared.to_string(),
-        (Some(ok), r) => format!(
-            "{} ({} layers compared, max relative difference {}{}{})",
-            if ok { "match" } else { "MISMATCH" },
-            v.compared_layers,
-            r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
-            if v.chaotic_layers > 0 {
-                format!(", {} chaotic layers not compared", v.chaotic_layers)
-            } else {
-                String::new()
-            },
-            if v.backward_not_compared > 0 {
-                format!(
-                    ", backward not compared in {} layers",
-                    v.backward_not_compared
-                )
-            } else {
-                String::new()
-            }
-        ),
-    };
-    let weights = match &v.weight_test {
-        Some(w) => format!(
-            "weight variance {:+.2}% +- {:.2}% (|T| {:.2} vs {:.2}: {})",
-            100.0 * w.mean_excess,
-            100.0 * w.std_error,
-            w.z.abs(),
-            w.critical,
-            if w.pass { "ok" } else { "FAIL" }
-        ),
-        None => "weight test n/a (no layer in f32 range)".to_string(),
-    };
-    say!(t, "verdict: CPU reference {cpu}");
-    say!(
-        t,
-        "         theory {}; {weights}",
-        if v.theory_match { "match" } else { "DEVIATES" }
-    );
-    if let Some(l) = v.overflow_at {
-        say!(t, "the signal overflowed f32 at layer {l}");
     }
 }

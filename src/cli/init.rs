@@ -160,22 +160,22 @@ fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
     };
     let _ = writeln!(
         s,
-        "deepinit init: {} ({rule}), {}, shape {} ({} elements), seed {}, tensor {}",
+        "deepinit init: {} ({rule}), {}, shape {} ({} elements)",
         r.scheme,
         r.dist.name(),
         spec.shape,
         thousands(r.elements),
-        r.seed,
-        r.tensor_id
     );
     let _ = writeln!(s, "device: {}", r.device.describe());
     let _ = writeln!(
         s,
-        "fans: in {}, out {}  ->  target std {}, variance {:.6e}",
+        "fans: in {}, out {}  ->  target std {}, variance {:.6e}; seed {}, tensor {}",
         t.fan_in,
         t.fan_out,
         num(t.std),
-        t.variance
+        t.variance,
+        r.seed,
+        r.tensor_id
     );
 }
 
@@ -200,16 +200,11 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
     );
     let var_check = match (&r.variance_ci, r.target_in_ci) {
         (Some(ci), Some(inside)) => format!(
-            "{:.1}% CI [{:.6e}, {:.6e}] ({}): {}",
+            "{:.1}% CI [{:.4e}, {:.4e}]: {}",
             100.0 * ci.level,
             ci.lo,
             ci.hi,
-            ci.method.replace('_', "-"),
-            if inside {
-                "target inside, ok"
-            } else {
-                "target outside, FAIL"
-            }
+            if inside { "ok" } else { "outside, FAIL" }
         ),
         _ => na("variance interval"),
     };

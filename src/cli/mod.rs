@@ -119,20 +119,100 @@ pub(crate) struct Text(pub(crate) bool);
 impl Text {
     /// One line.
     pub(crate) fn line(&self, s: impl std::fmt::Display) {
-        if self.0 {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
+        self.raw(&format!("{s}\n"));
     }
 
-    /// Text that ends its own lines.
+    /// Text that ends its own lines. Verdict words are coloured when the
+    /// stream is a terminal (see [`use_colour`]).
     pub(crate) fn raw(&self, s: &str) {
+        use std::io::IsTerminal;
+        let tty = if self.0 {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
+        let colour = use_colour(
+            tty,
+            std::env::var_os("NO_COLOR").as_deref(),
+            std::env::var_os("TERM").as_deref(),
+        );
+        let s = if colour { colourize(s) } else { s.to_string() };
         if self.0 {
             eprint!("{s}");
         } else {
             print!("{s}");
         }
+    }
+}
+
+/// Colour only on a terminal, never when `NO_COLOR` is set to anything
+/// non-empty (no-color.org), nor on a `dumb` terminal.
+pub(crate) fn use_colour(
+    tty: bool,
+    no_color: Option<&std::ffi::OsStr>,
+    term: Option<&std::ffi::OsStr>,
+) -> bool {
+    tty && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
+/// Verdict words in colour: PASS green; FAIL, MISMATCH, DEVIATES red.
+/// Padding was applied before, so columns stay aligned.
+pub(crate) fn colourize(s: &str) -> String {
+    const WORDS: [(&str, &str); 4] = [
+        ("PASS", "32"),
+        ("FAIL", "31"),
+        ("MISMATCH", "31"),
+        ("DEVIATES", "31"),
+    ];
+    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    'scan: while !rest.is_empty() {
+        let before = out.chars().next_back();
+        for (w, code) in WORDS {
+            if rest.starts_with(w) && !is_word(before) && !is_word(rest[w.len()..].chars().next()) {
+                out.push_str(&format!("\x1b[1;{code}m{w}\x1b[0m"));
+                rest = &rest[w.len()..];
+                continue 'scan;
+            }
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(use_colour(true, None, Some(OsStr::new("xterm"))));
+        assert!(!use_colour(false, None, Some(OsStr::new("xterm"))));
+        assert!(!use_colour(true, Some(OsStr::new("1")), None));
+        // An empty NO_COLOR does not count (no-color.org).
+        assert!(use_colour(true, Some(OsStr::new("")), None));
+        assert!(!use_colour(true, None, Some(OsStr::new("dumb"))));
+    }
+
+    #[test]
+    fn colourize_marks_only_verdict_words_and_keeps_the_rest() {
+        let s = "verdict: PASS\nmean  ok\n  FAIL, x FAILED\n";
+        let c = colourize(s);
+        assert_eq!(
+            c,
+            "verdict: \x1b[1;32mPASS\x1b[0m\nmean  ok\n  \x1b[1;31mFAIL\x1b[0m, x FAILED\n"
+        );
+        // Stripping the escapes gives the text back.
+        assert_eq!(
+            c.replace("\x1b[1;32m", "")
+                .replace("\x1b[1;31m", "")
+                .replace("\x1b[0m", ""),
+            s
+        );
     }
 }
 

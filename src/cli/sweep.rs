@@ -86,9 +86,18 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
         deepinit::io::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
     let t = json.text();
     let backend = open_backend(d)?;
-    say!(t,
-        "deepinit sweep: {} / {} x multiplier, width {}, depth {}, batch {} ({} input pairs of correlation {}), bias std {}",
-        act.name(), cfg.scheme.name(), a.width, a.depth, a.batch, a.batch / 2, sweep::INPUT_CORRELATION, a.bias_std
+    say!(
+        t,
+        "deepinit sweep: {} / {} x multiplier, width {}, depth {}, bias std {}\n\
+         batch {}: {} input pairs of correlation {}",
+        act.name(),
+        cfg.scheme.name(),
+        a.width,
+        a.depth,
+        a.bias_std,
+        a.batch,
+        a.batch / 2,
+        sweep::INPUT_CORRELATION
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);

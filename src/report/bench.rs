@@ -11,30 +11,48 @@ pub fn human(n: u64) -> String {
     }
 }
 
-/// The table of every row, with each ratio's reference named.
+/// The table of every row, grouped, at most 100 columns wide: a "what"
+/// column (kernel and size) that wraps onto its own line when long, then the
+/// median time, the rate and the same-run ratio (on the next line, after
+/// `=`, when the row would pass 100 columns).
 pub fn table(rows: &[Row]) -> String {
     use std::fmt::Write;
+    const WHAT: usize = 48;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<11}{:<44}{:<46}{:>11}{:>12} {:<11}ratio (same run)",
-        "group", "kernel", "size", "median", "rate", "unit"
+        "{:<WHAT$}{:>11}{:>11} {:<11}ratio (same run)",
+        "kernel, size", "median", "rate", "unit"
     );
+    let mut group = "";
     for r in rows {
+        if r.group != group {
+            group = r.group;
+            let _ = writeln!(s, "{group}");
+        }
+        let median = if r.time.median_s.is_finite() {
+            format!("{:.3} ms", r.time.median_s * 1e3)
+        } else {
+            "-".into()
+        };
+        let what = format!("  {}, {}", r.name, r.size);
+        let numbers = format!("{median:>11}{:>11.2} {:<11}", r.rate, r.unit);
         let ratio = match (&r.ratio, &r.ratio_to) {
             (Some(x), Some(to)) => format!("{x:.2}x {to}"),
             _ => String::new(),
         };
-        let median = if r.time.median_s.is_finite() {
-            format!("{:.3}ms", r.time.median_s * 1e3)
+        if what.len() > WHAT {
+            let _ = writeln!(s, "{what}");
+            let _ = write!(s, "{:WHAT$}{numbers}", "");
         } else {
-            "-".into()
-        };
-        let _ = writeln!(
-            s,
-            "{:<11}{:<44}{:<46}{:>11}{:>12.2} {:<11}{}",
-            r.group, r.name, r.size, median, r.rate, r.unit, ratio
-        );
+            let _ = write!(s, "{what:<WHAT$}{numbers}");
+        }
+        if WHAT + numbers.len() + ratio.len() > 100 {
+            let _ = write!(s, "\n{:WHAT$}= {ratio}", "");
+        } else {
+            let _ = write!(s, "{ratio}");
+        }
+        let _ = writeln!(s);
     }
-    s
+    s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }

@@ -1,8 +1,9 @@
 //! Rendering, and nothing else: the text tables and the SVG/PNG pictures of
-//! each command ([`demo`], [`sweep`], [`bench`](mod@bench)), drawn with
+//! each command ([`demo`], [`forward`], [`sweep`], [`bench`](mod@bench)), drawn with
 //! [`plot`].
 
 pub mod bench;
 pub mod demo;
+pub mod forward;
 pub mod plot;
 pub mod sweep;

@@ -4,32 +4,24 @@ use crate::app::sweep::SweepReport;
 use crate::report::plot;
 use std::fmt::Write;
 
-/// The sweep's table.
+/// The sweep's table, at most 100 columns wide.
 pub fn table(r: &SweepReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>11} {:>8} {:>15} {:>17} {:>13} {:>10} {:>10} {:>10}  {:<8}vs theory",
-        "multiplier",
-        "sw^2",
-        "Var(a_L)/Var(x)",
-        "Var(d_1)/Var(d_L)",
-        "deep d-rate",
-        "corr_L",
-        "q*",
-        "chi1(q*)",
-        "vs CPU"
+        "{:>8}{:>8}{:>10}{:>10}{:>8}{:>8}{:>10}{:>9}  {:<7}theory",
+        "mult", "sw^2", "a_L / x", "d_1 / d_L", "d-rate", "corr_L", "q*", "chi1(q*)", "CPU"
     );
     for p in &r.points {
         let v = &p.run.verdict;
         let cpu = match v.cpu_match {
             None => "-",
-            Some(true) => "ok",
+            Some(true) => "match",
             Some(false) => "FAIL",
         };
         let _ = writeln!(
             s,
-            "{:>11.4} {:>8.4} {:>15.3e} {:>17.3e} {:>13.4} {:>10.4} {:>10.3e} {:>10.4}  {:<8}{}",
+            "{:>8.3}{:>8.3}{:>10.2e}{:>10.2e}{:>8.4}{:>8.4}{:>10.2e}{:>9.4}  {:<7}{}",
             p.multiplier,
             p.sigma_w2,
             p.signal_gain,
@@ -42,23 +34,32 @@ pub fn table(r: &SweepReport) -> String {
             if v.theory_match { "ok" } else { "FAIL" }
         );
     }
+    let _ = writeln!(
+        s,
+        "(a_L / x: Var(a_L) / Var(x); d_1 / d_L: gradient variance gain; d-rate: its per-layer gain\n\
+         over the deep half; corr_L: output correlation of input pairs; q*, chi1: mean-field theory)"
+    );
     let fmt = |v: Option<f64>| v.map_or("not in range".to_string(), |m| format!("{m:.4}"));
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "critical multiplier, theory (chi_1 = 1 at the fixed point q*):           {}",
+        "critical multiplier, theory (chi_1 = 1 at the fixed point q*):   {}",
         fmt(r.critical_theory)
     );
     let _ = writeln!(
         s,
-        "critical multiplier, measured (deep-half gradient gain per layer = 1):  {}{}",
+        "critical multiplier, measured (deep-half gradient gain = 1):     {}",
         fmt(r.critical_measured),
-        match r.critical_match {
-            Some(true) => format!("  (inside the finite-size interval {}: ok)", interval(r)),
-            Some(false) => format!("  (outside the finite-size interval {}: FAIL)", interval(r)),
-            None => String::new(),
-        }
     );
+    if let Some(ok) = r.critical_match {
+        let _ = writeln!(
+            s,
+            "  {} the finite-size interval {}: {}",
+            if ok { "inside" } else { "outside" },
+            interval(r),
+            if ok { "ok" } else { "FAIL" }
+        );
+    }
     s
 }
 

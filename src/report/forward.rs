@@ -1,0 +1,105 @@
+//! The forward command's per-layer table and verdict lines.
+
+use crate::net::experiment::{RunReport, RunVerdict};
+use std::fmt::Write;
+
+/// The per-layer table (every layer up to 20, else about 12 of them), at
+/// most 100 columns wide.
+pub fn layers_table(r: &RunReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>5}{:>9}{:>9}{:>9}{:>9}{:>9}{:>9}{:>6}{:>6}{:>6}  {:<13}theory",
+        "layer",
+        "Var(z)",
+        "theory",
+        "Var(a)",
+        "Var(d)",
+        "theory",
+        "|dW|_F",
+        "chi1",
+        "dead",
+        "sat",
+        "CPU",
+    );
+    let step = if r.depth <= 20 {
+        1
+    } else {
+        r.depth.div_ceil(12)
+    };
+    for l in r
+        .layers
+        .iter()
+        .filter(|l| l.layer == 1 || l.layer % step == 0 || l.layer == r.depth)
+    {
+        let _ = writeln!(
+            s,
+            "{:>5}{:>9.2e}{:>9.2e}{:>9.2e}{:>9.2e}{:>9.2e}{:>9.2e}{:>6.3}{:>6.3}{:>6.3}  {:<13}{}",
+            l.layer,
+            l.pre_var,
+            l.theory_pre_var,
+            l.post_var,
+            l.grad_var,
+            l.theory_grad_var,
+            l.grad_w_norm,
+            l.chi1,
+            l.dead_frac,
+            l.saturated_frac,
+            l.cpu_check,
+            l.theory_check
+        );
+    }
+    let _ = writeln!(
+        s,
+        "(d = delta, the gradient w.r.t. z; |dW|_F the weight gradient's norm; dead, sat: fractions)"
+    );
+    s
+}
+
+/// The verdict lines: the CPU reference, then theory and the weight test.
+pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
+    let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
+        (None, _) => not_compared.to_string(),
+        (Some(ok), r) => format!(
+            "{} ({} layers compared, max relative difference {}{}{})",
+            if ok { "match" } else { "MISMATCH" },
+            v.compared_layers,
+            r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
+            if v.chaotic_layers > 0 {
+                format!(", {} chaotic layers not compared", v.chaotic_layers)
+            } else {
+                String::new()
+            },
+            if v.backward_not_compared > 0 {
+                format!(
+                    ", backward not compared in {} layers",
+                    v.backward_not_compared
+                )
+            } else {
+                String::new()
+            }
+        ),
+    };
+    let weights = match &v.weight_test {
+        Some(w) => format!(
+            "weight variance {:+.2}% +- {:.2}% (|T| {:.2} vs {:.2}: {})",
+            100.0 * w.mean_excess,
+            100.0 * w.std_error,
+            w.z.abs(),
+            w.critical,
+            if w.pass { "ok" } else { "FAIL" }
+        ),
+        None => "weight test n/a (no layer in f32 range)".to_string(),
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "verdict: CPU reference {cpu}");
+    let _ = writeln!(
+        s,
+        "         theory {}; {weights}",
+        if v.theory_match { "match" } else { "DEVIATES" }
+    );
+    if let Some(l) = v.overflow_at {
+        let _ = writeln!(s, "the signal overflowed f32 at layer {l}");
+    }
+    s
+}
