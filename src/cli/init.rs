@@ -265,7 +265,7 @@ fn render_cpu_check(s: &mut String, r: &Report) {
             );
             let _ = writeln!(
                 s,
-                "{:<22}values: max |GPU - CPU| = {:.3e} (derived bound there {:.3e}), {} beyond bound: {}",
+                "{:<22}values: max |GPU - CPU| = {:.3e} (bound there {:.3e}), {} beyond: {}",
                 "",
                 c.values.max_abs_diff,
                 c.values.bound_at_max,

@@ -614,17 +614,18 @@ fn marker_line(s: &mut String, ys: &[f64], c: &Cells, m: &Marker) {
         .max(1);
     let frac = (m.at - ys[k - 1]) / (ys[k] - ys[k - 1]);
     let y = HM_MT + HM_PH - ((k - 1) as f64 + 0.5 + frac) * c.ch;
-    let (dash, ly) = if m.dashed {
-        (r#" stroke-dasharray="8,5""#, y - 5.0)
+    // Theory labelled at the left above its line, measurement at the right
+    // below its line: close multipliers do not overprint each other.
+    let (dash, lx, ly, anchor) = if m.dashed {
+        (r#" stroke-dasharray="8,5""#, c.ox + 6.0, y - 5.0, "start")
     } else {
-        ("", y + 14.0)
+        ("", c.ox + HM_PW - 6.0, y + 14.0, "end")
     };
     let _ = writeln!(
         s,
-        r##"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="#111" stroke-width="2"{dash}/><text x="{}" y="{ly:.2}" font-size="11" fill="#111" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
+        r##"<line x1="{}" y1="{y:.2}" x2="{}" y2="{y:.2}" stroke="#111" stroke-width="2"{dash}/><text x="{lx:.1}" y="{ly:.2}" font-size="11" fill="#111" text-anchor="{anchor}" stroke="white" stroke-width="3" paint-order="stroke">{}</text>"##,
         c.ox,
         c.ox + HM_PW,
-        c.ox + 6.0,
         esc(&m.label)
     );
 }
