@@ -598,6 +598,21 @@ fn bench_quick_reports_roofline_ratios_and_checks_its_results() {
             assert_eq!(r["ratio_to"], "fma");
         }
         assert!(find(rows, "fill").count() >= 1 && find(rows, "fma").count() == 1);
+        // The rooflines are the best of several variants, each recorded with its time.
+        let log = v["tuning"]["roofline"].as_array().expect("roofline log");
+        let candidates = |what: &str| -> Vec<&serde_json::Value> {
+            log.iter()
+                .filter(|e| e["roofline"] == what)
+                .flat_map(|e| e["candidates"].as_array().expect("candidates").iter())
+                .collect()
+        };
+        for (what, at_least) in [("fill", 3), ("fma", 2)] {
+            let c = candidates(what);
+            assert!(c.len() >= at_least, "{what}: {c:?}");
+            assert!(c
+                .iter()
+                .all(|c| c["median_s"].as_f64().is_some_and(|s| s > 0.0)));
+        }
         assert!(["gpu-timestamps", "wall-clock"]
             .contains(&rows[0]["time"]["method"].as_str().expect("method")));
     }

@@ -11,10 +11,11 @@
 //! the submission overhead). Every benchmark reads part of its result back and
 //! checks it, so nothing is optimized away or left unread.
 
+use super::roofline::Roofline;
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
-use crate::gpu::launch::{Batch, Launch};
+use crate::gpu::launch::Batch;
 use crate::gpu::layout::{GEMM_TILE_K, GEMM_TILE_M, GEMM_TILE_N};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use crate::rng::dist::Dist;
@@ -80,7 +81,7 @@ pub struct BenchOptions {
     pub repeats: usize,
 }
 
-struct GpuTimer<'a> {
+pub(crate) struct GpuTimer<'a> {
     ctx: &'a GpuContext,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
@@ -105,7 +106,7 @@ impl<'a> GpuTimer<'a> {
     }
 
     /// Times `work` (built once, one submission per run) after one warm-up run.
-    fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
+    pub(crate) fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
         let work = work.into().build(self.ctx)?;
         let mut times = Vec::with_capacity(repeats);
         for rep in 0..=repeats {
@@ -171,47 +172,17 @@ fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing>
     Ok(Timing::of(times, "cpu-wall-clock"))
 }
 
-fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
+pub(crate) fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
     ctx.scoped("allocating benchmark buffers", || {
         ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("bench"),
             size: bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     })
-}
-
-struct Roofline {
-    fill: wgpu::ComputePipeline,
-    fma: wgpu::ComputePipeline,
-}
-
-impl Roofline {
-    fn new(ctx: &GpuContext) -> Result<Self> {
-        let m = crate::gpu::shaders::bench_module();
-        Ok(Self {
-            fill: ctx.compute_pipeline(&m, "fill", &[])?,
-            fma: ctx.compute_pipeline(&m, "fma_peak", &[])?,
-        })
-    }
-
-    fn launch(
-        ctx: &GpuContext,
-        pipe: &wgpu::ComputePipeline,
-        n: u32,
-        value: u32,
-        out: &wgpu::Buffer,
-        groups: u64,
-    ) -> Result<Launch> {
-        Ok(Launch {
-            pipeline: pipe.clone(),
-            layout: None,
-            params: bytemuck::cast_slice(&[n, value, 0u32, 0u32]).to_vec(),
-            buffers: vec![out.into()],
-            groups: ctx.dispatch_2d(groups)?,
-        })
-    }
 }
 
 /// Runs the GPU benchmarks.
@@ -226,6 +197,7 @@ pub fn gpu(
         ctx,
         timer: GpuTimer::new(ctx),
         roof: Roofline::new(ctx)?,
+        roofline_log: std::cell::RefCell::new(Vec::new()),
         reps: opts.repeats,
         quick: opts.quick,
     };
@@ -281,6 +253,7 @@ pub fn gpu(
         "generation_workgroup_size": best_wg,
         "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
         "gemm_tile": format!("{GEMM_TILE_M}x{GEMM_TILE_N}x{GEMM_TILE_K}, 4x4 per invocation (fixed)"),
+        "roofline": b.roofline_log.take(),
     });
     Ok((rows, tuning_json))
 }
@@ -293,6 +266,8 @@ struct GpuBench<'a> {
     roof: Roofline,
     reps: usize,
     quick: bool,
+    /// Every roofline variant timed, for the JSON's `tuning.roofline`.
+    roofline_log: std::cell::RefCell<Vec<serde_json::Value>>,
 }
 
 impl GpuBench<'_> {
@@ -340,29 +315,21 @@ impl GpuBench<'_> {
             (self.ctx, self.gen, &self.timer, &self.roof, self.reps);
         let mut rows = Vec::new();
         let bytes = 4.0 * n as f64;
-        let groups = n.div_ceil(4).div_ceil(256);
-        let fill = timer.time(
-            reps,
-            Roofline::launch(ctx, &roof.fill, n as u32, 0x5eed, out, groups)?,
-        )?;
-        let check = ctx.read_words(out, 4)?;
-        if check != [0x5eed, 0x5eed ^ 1, 0x5eed ^ 2, 0x5eed ^ 3] {
-            return Err(Error::internal(
-                "benchmark",
-                "the fill kernel wrote wrong values",
-            ));
-        }
-        let fill_rate = bytes / fill.median_s / 1e9;
+        let fill = roof.best_fill(ctx, timer, reps, n, out)?;
+        let fill_rate = bytes / fill.time.median_s / 1e9;
         rows.push(Row {
             group: "generation",
-            name: "fill (memory roofline)".into(),
+            name: format!("fill (memory roofline; {})", fill.label),
             size: crate::report::bench::human(n),
             rate: fill_rate,
             unit: "GB/s",
-            time: fill,
+            time: fill.time,
             ratio: None,
             ratio_to: None,
         });
+        self.roofline_log.borrow_mut().push(
+            serde_json::json!({"roofline": "fill", "elements": n, "candidates": fill.candidates}),
+        );
         for kernel in [
             Kernel::Bits,
             Kernel::Dist(Dist::Normal),
@@ -427,29 +394,20 @@ impl GpuBench<'_> {
             (self.ctx, &self.timer, &self.roof, self.reps, self.quick);
         let fma_groups: u64 = if quick { 64 } else { 8192 };
         let iters: u32 = if quick { 1024 } else { 4096 };
-        let fma_out = storage(ctx, 4 * fma_groups * 256)?;
-        let t = timer.time(
-            reps,
-            Roofline::launch(ctx, &roof.fma, iters, 1, &fma_out, fma_groups)?,
-        )?;
-        if !ctx
-            .read_words(&fma_out, 1)?
-            .iter()
-            .all(|&w| f32::from_bits(w).is_finite())
-        {
-            return Err(Error::internal(
-                "benchmark",
-                "the FMA kernel produced a non-finite value",
-            ));
-        }
-        let peak = (fma_groups * 256) as f64 * f64::from(iters) * 64.0 / t.median_s / 1e9;
+        let invocations = fma_groups * 256;
+        let best = roof.best_fma(ctx, timer, reps, iters, invocations)?;
+        let peak =
+            invocations as f64 * f64::from(iters) * best.flops_per_iter / best.time.median_s / 1e9;
+        self.roofline_log
+            .borrow_mut()
+            .push(serde_json::json!({"roofline": "fma", "iterations_ranked_at": (iters / 8).max(1), "candidates": best.candidates}));
         Ok(Row {
             group: "gemm",
-            name: "fma (arithmetic roofline)".into(),
-            size: format!("{} invocations x {iters}", fma_groups * 256),
+            name: format!("fma (arithmetic roofline; {})", best.label),
+            size: format!("{invocations} invocations x {iters}"),
             rate: peak,
             unit: "GFLOP/s",
-            time: t,
+            time: best.time,
             ratio: None,
             ratio_to: None,
         })

@@ -1,6 +1,8 @@
 //! The commands' orchestration, independent of the command line: the
-//! [`demo`] grid, the multiplier [`sweep`], and the benchmarks ([`bench`](mod@bench)).
+//! [`demo`] grid, the multiplier [`sweep`], and the benchmarks ([`bench`](mod@bench)) with
+//! their best-of-variants rooflines.
 
 pub mod bench;
 pub mod demo;
+pub(crate) mod roofline;
 pub mod sweep;

@@ -444,12 +444,33 @@ impl GpuContext {
     /// the read-back), waits, and returns each source's bytes.
     pub fn read_back(
         &self,
-        mut enc: wgpu::CommandEncoder,
+        enc: wgpu::CommandEncoder,
         srcs: &[(&wgpu::Buffer, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let ranges: Vec<_> = srcs.iter().map(|&(b, bytes)| (b, 0, bytes)).collect();
+        self.read_back_ranges(enc, &ranges)
+    }
+
+    /// `words` 32-bit words of `src` from word `first` (a small, one-off read).
+    pub fn read_words_at(&self, src: &wgpu::Buffer, first: u64, words: u64) -> Result<Vec<u32>> {
+        let enc = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("read-back"),
+            });
+        let mut out = self.read_back_ranges(enc, &[(src, 4 * first, 4 * words)])?;
+        Ok(words_of(&out.pop().unwrap_or_default()))
+    }
+
+    /// [`GpuContext::read_back`] of `(source, byte offset, bytes)` ranges.
+    fn read_back_ranges(
+        &self,
+        mut enc: wgpu::CommandEncoder,
+        srcs: &[(&wgpu::Buffer, u64, u64)],
     ) -> Result<Vec<Vec<u8>>> {
         let staging = self.scoped("allocating read-back buffers", || {
             srcs.iter()
-                .map(|&(_, bytes)| {
+                .map(|&(_, _, bytes)| {
                     self.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some("read-back"),
                         size: bytes.max(4),
@@ -459,8 +480,8 @@ impl GpuContext {
                 })
                 .collect::<Vec<_>>()
         })?;
-        for (&(src, bytes), dst) in srcs.iter().zip(&staging) {
-            enc.copy_buffer_to_buffer(src, 0, dst, 0, bytes);
+        for (&(src, offset, bytes), dst) in srcs.iter().zip(&staging) {
+            enc.copy_buffer_to_buffer(src, offset, dst, 0, bytes);
         }
         let submission = self.queue.submit([enc.finish()]);
         let receivers: Vec<_> = staging
@@ -477,7 +498,7 @@ impl GpuContext {
         self.wait_for(submission, "reading buffers back")?;
         self.check_uncaptured("reading buffers back")?;
         let mut out = Vec::with_capacity(srcs.len());
-        for ((b, rx), &(_, bytes)) in staging.iter().zip(receivers).zip(srcs) {
+        for ((b, rx), &(_, _, bytes)) in staging.iter().zip(receivers).zip(srcs) {
             rx.recv()
                 .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
                 .map_err(|e| Error::BufferMap(e.to_string()))?;

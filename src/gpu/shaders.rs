@@ -26,8 +26,12 @@ pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// Dead-unit counter.
 pub const DEAD: &str = include_str!("../../shaders/dead.wgsl");
 
-/// Roofline kernels of the benchmark (fill, FMA peak).
+/// Roofline kernels of the benchmark (fill variants, FMA peaks).
 pub const BENCH: &str = include_str!("../../shaders/bench.wgsl");
+/// The benchmark kernels' shared parameter struct.
+pub const BENCH_COMMON: &str = include_str!("../../shaders/bench_common.wgsl");
+/// The vec4-store fill roofline.
+pub const BENCH_VEC4: &str = include_str!("../../shaders/bench_vec4.wgsl");
 
 /// Every file in `shaders/`, by name; a test checks this list against the
 /// directory so no file escapes validation.
@@ -43,6 +47,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("reduce.wgsl", REDUCE),
     ("dead.wgsl", DEAD),
     ("bench.wgsl", BENCH),
+    ("bench_common.wgsl", BENCH_COMMON),
+    ("bench_vec4.wgsl", BENCH_VEC4),
 ];
 
 /// Which 32x32 -> 64 multiply the Philox rounds use.
@@ -136,9 +142,15 @@ pub fn dead_module() -> Module {
     plain("dead", &[DEAD])
 }
 
-/// The benchmark's roofline kernels (`fill`, `fma_peak`).
+/// The benchmark's roofline kernels (`fill`, `fill_coalesced`, `fma_peak`,
+/// `fma_peak4`; override `WORKGROUP_SIZE`).
 pub fn bench_module() -> Module {
-    plain("bench", &[BENCH])
+    plain("bench", &[BENCH_COMMON, BENCH])
+}
+
+/// The vec4-store fill roofline (`fill_vec4`; override `WORKGROUP_SIZE`).
+pub fn bench_vec4_module() -> Module {
+    plain("bench_vec4", &[BENCH_COMMON, BENCH_VEC4])
 }
 
 /// Every module deepinit builds, for validation.
@@ -149,6 +161,7 @@ pub fn all_modules() -> Vec<Module> {
         reduce_module(),
         dead_module(),
         bench_module(),
+        bench_vec4_module(),
     ];
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));
