@@ -208,11 +208,14 @@ pub fn run_observed(
     let mut zs: Vec<Vec<f32>> = Vec::with_capacity(depth);
     let mut grams_a: Vec<Vec<f32>> = Vec::with_capacity(depth);
     let mut layers = vec![LayerStats::default(); depth];
+    let mut kept = WeightCache::new(cfg);
     let mut a = a0;
     for l in 1..=depth {
         let n_in = cfg.widths[l - 1] as usize;
         grams_a.push(gram(&a, b, n_in)?);
-        let z = pre_activation(cfg, l, stds[l - 1], fault, &a)?;
+        let w = weights(cfg, l, stds[l - 1], fault)?;
+        let z = pre_activation(cfg, l, &w, fault, &a)?;
+        kept.offer(l, w);
         let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
         observe(l, &post);
         layers[l - 1] = forward_stats(cfg, l, &z, &post, &grams_a[l - 1]);
@@ -247,7 +250,10 @@ pub fn run_observed(
         layers[l - 1].grad_w_coherence = coh;
         if l > 1 {
             let n_prev = cfg.widths[l - 1] as usize;
-            let w = weights(cfg, l, stds[l - 1], fault)?;
+            let w = match kept.take(l) {
+                Some(w) => w,
+                None => weights(cfg, l, stds[l - 1], fault)?,
+            };
             let mut next = cpu::host_vec::<f32>((b * n_prev) as u64)?;
             // delta_{l-1} = delta_l W_l: W is n_l x n_prev row-major.
             sgemm(b, n_prev, n_l, &mut next, &delta, &w, n_prev, 1, false)?;
@@ -262,20 +268,63 @@ pub fn run_observed(
     })
 }
 
+/// Layer weights kept from the forward pass for the backward pass, so they
+/// are drawn once instead of twice, within a byte budget: half of the host
+/// memory the run does not otherwise need (see [`host_bytes`]), at most
+/// [`WEIGHT_CACHE_MAX_BYTES`]. Layers beyond the budget are drawn again (the
+/// same bits: the values depend only on seed, tensor and element).
+struct WeightCache {
+    layers: Vec<Option<Vec<f32>>>,
+    left: u64,
+}
+
+/// The most bytes of weights the CPU reference keeps between its passes.
+pub const WEIGHT_CACHE_MAX_BYTES: u64 = 2 << 30;
+
+impl WeightCache {
+    fn new(cfg: &NetConfig) -> WeightCache {
+        let free = cpu::host_memory_bytes().map_or(0, |m| m.saturating_sub(host_bytes(cfg)) / 2);
+        WeightCache {
+            layers: vec![None; cfg.depth() + 1],
+            left: free.min(WEIGHT_CACHE_MAX_BYTES),
+        }
+    }
+
+    /// Keeps layer `l`'s weights if they fit (layer 1's are never needed again).
+    fn offer(&mut self, l: usize, w: Vec<f32>) {
+        let bytes = 4 * w.len() as u64;
+        if l > 1 && bytes <= self.left {
+            self.left -= bytes;
+            self.layers[l] = Some(w);
+        }
+    }
+
+    fn take(&mut self, l: usize) -> Option<Vec<f32>> {
+        self.layers.get_mut(l).and_then(Option::take)
+    }
+
+    #[cfg(test)]
+    fn with_budget(depth: usize, bytes: u64) -> WeightCache {
+        WeightCache {
+            layers: vec![None; depth + 1],
+            left: bytes,
+        }
+    }
+}
+
 /// z_l = a_{l-1} W_l^T (+ b_l), with the fault's zeroed tile if any.
 fn pre_activation(
     cfg: &NetConfig,
     l: usize,
-    std: f64,
+    w: &[f32],
     fault: &Fault,
     a: &[f32],
 ) -> Result<Vec<f32>> {
     let b = cfg.batch as usize;
     let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
-    let w = weights(cfg, l, std, fault)?;
     let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
     // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
-    sgemm(b, n_out, n_in, &mut z, a, &w, 1, n_in, false)?;
+    sgemm(b, n_out, n_in, &mut z, a, w, 1, n_in, false)?;
     if let Some((rows, cols)) = fault.tile(l, cfg.batch, n_out as u64) {
         for row in z.chunks_mut(n_out).take(rows as usize) {
             row[..cols as usize].fill(0.0);
@@ -325,6 +374,24 @@ fn forward_stats(cfg: &NetConfig, l: usize, z: &[f32], post: &[f32], gram_a: &[f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_weight_cache_keeps_what_fits_and_hands_each_layer_back_once() {
+        // 3 layers of 4 weights (16 bytes each), room for 2 of them.
+        let mut c = WeightCache::with_budget(3, 32);
+        c.offer(1, vec![1.0; 4]); // layer 1 is never needed by the backward pass
+        c.offer(2, vec![2.0; 4]);
+        c.offer(3, vec![3.0; 4]);
+        assert_eq!(c.left, 0);
+        assert_eq!(c.take(1), None);
+        assert_eq!(c.take(3), Some(vec![3.0; 4]));
+        assert_eq!(c.take(3), None, "handed back once");
+        assert_eq!(c.take(2), Some(vec![2.0; 4]));
+        // Over budget: not kept, drawn again by the caller.
+        let mut c = WeightCache::with_budget(2, 8);
+        c.offer(2, vec![0.0; 4]);
+        assert_eq!((c.take(2), c.left), (None, 8));
+    }
 
     #[test]
     fn sgemm_matches_naive_products_exactly_on_integers() {
