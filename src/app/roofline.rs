@@ -136,9 +136,10 @@ impl Roofline {
         finish(best, candidates)
     }
 
-    /// The fastest FMA variant: each is timed once at `iters / 8` iterations
-    /// (enough to rank them), the winner `reps` times at `iters`; its result
-    /// must be finite. `invocations` must be a multiple of 256.
+    /// The fastest FMA variant: each is timed once at the full `iters` (a
+    /// shorter run ranked them differently on lavapipe: fixed costs weigh
+    /// more there), the winner `reps` times; its result must be finite.
+    /// `invocations` must be a multiple of 256.
     pub fn best_fma(
         &self,
         ctx: &GpuContext,
@@ -152,8 +153,7 @@ impl Roofline {
         let mut candidates = Vec::new();
         for v in &self.fmas {
             let groups = invocations / u64::from(v.workgroup_size);
-            let short = (iters / 8).max(1);
-            let t = timer.time(1, launch(ctx, v, short, 1, &out, groups)?)?;
+            let t = timer.time(1, launch(ctx, v, iters, 1, &out, groups)?)?;
             // Rank by flops per second, not by time: the variants differ in
             // flops per iteration.
             let rate = v.flops_per_iter / t.median_s;
