@@ -184,14 +184,7 @@ impl Roofline {
                 "the FMA kernel produced a non-finite value",
             ));
         }
-        let mut best = finish(Some((t, v)), candidates)?;
-        best.label = format!(
-            "best of {}: {}, wg {}",
-            self.fmas.len(),
-            v.entry,
-            v.workgroup_size
-        );
-        Ok(best)
+        finish(Some((t, v)), candidates)
     }
 }
 
