@@ -63,6 +63,24 @@ fn svg_open(width: f64, height: f64, title: &str, title_size: u32) -> String {
     s
 }
 
+/// Text centred on (x, y), escaped.
+fn centred(s: &mut String, (x, y): (f64, f64), size: u32, text: &str) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{x}" y="{y}" font-size="{size}" text-anchor="middle">{}</text>"#,
+        esc(text)
+    );
+}
+
+/// A vertical axis label: text rotated a quarter turn, centred on (x, y), escaped.
+fn rotated(s: &mut String, (x, y): (f64, f64), size: u32, text: &str) {
+    let _ = writeln!(
+        s,
+        r#"<text x="{x}" y="{y}" font-size="{size}" text-anchor="middle" transform="rotate(-90 {x} {y})">{}</text>"#,
+        esc(text)
+    );
+}
+
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -196,13 +214,7 @@ fn panel(s: &mut String, p: &Panel, ox: f64, oy: f64) {
         oy,
         w: Window::of(p),
     };
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="14" text-anchor="middle">{}</text>"#,
-        ox + PW / 2.0,
-        oy - 12.0,
-        esc(&p.title)
-    );
+    centred(s, (ox + PW / 2.0, oy - 12.0), 14, &p.title);
     let _ = writeln!(
         s,
         r##"<rect x="{ox}" y="{oy}" width="{PW}" height="{PH}" fill="none" stroke="#333"/>"##
@@ -350,20 +362,8 @@ fn panel_axes(s: &mut String, p: &Panel, f: &Frame) {
         );
         x += step;
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">{}</text>"#,
-        ox + PW / 2.0,
-        oy + PH + 38.0,
-        esc(&p.x_label)
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">{2}</text>"#,
-        ox - 52.0,
-        oy + PH / 2.0,
-        esc(&p.y_label)
-    );
+    centred(s, (ox + PW / 2.0, oy + PH + 38.0), 12, &p.x_label);
+    rotated(s, (ox - 52.0, oy + PH / 2.0), 12, &p.y_label);
 }
 
 /// One series as a path, broken where a value is not positive and finite.
@@ -489,13 +489,7 @@ pub fn heatmaps_svg(
             cw: HM_PW / cols as f64,
             ch: HM_PH / rows as f64,
         };
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" font-size="13" text-anchor="middle">{}</text>"#,
-            cells.ox + HM_PW / 2.0,
-            HM_MT - 10.0,
-            esc(name)
-        );
+        centred(&mut s, (cells.ox + HM_PW / 2.0, HM_MT - 10.0), 13, name);
         heatmap_cells(&mut s, grid, &cells, range);
         heatmap_axes(&mut s, ys, &cells);
         for m in markers {
@@ -584,18 +578,8 @@ fn heatmap_axes(s: &mut String, ys: &[f64], c: &Cells) {
             mt + ph + 16.0
         );
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">layer l</text>"#,
-        ox + pw / 2.0,
-        mt + ph + 34.0
-    );
-    let _ = writeln!(
-        s,
-        r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">multiplier</text>"#,
-        ox - 50.0,
-        mt + ph / 2.0
-    );
+    centred(s, (ox + pw / 2.0, mt + ph + 34.0), 12, "layer l");
+    rotated(s, (ox - 50.0, mt + ph / 2.0), 12, "multiplier");
 }
 
 /// A marker's line across the panel, if its multiplier is inside the grid.
@@ -657,11 +641,11 @@ fn colour_bar(s: &mut String, bx: f64, (half, step): (f64, f64)) {
         );
         d += step;
     }
-    let _ = writeln!(
+    rotated(
         s,
-        r#"<text x="{0}" y="{1}" font-size="12" text-anchor="middle" transform="rotate(-90 {0} {1})">variance (log scale; 1 = scale kept)</text>"#,
-        bx + 70.0,
-        mt + ph / 2.0
+        (bx + 70.0, mt + ph / 2.0),
+        12,
+        "variance (log scale; 1 = scale kept)",
     );
     let _ = writeln!(
         s,
@@ -888,18 +872,18 @@ fn histogram_panel(
                 tick(v)
             );
         }
-        let _ = writeln!(
+        centred(
             s,
-            r#"<text x="{}" y="{}" font-size="11" text-anchor="middle">activation a_l (same axis in every panel)</text>"#,
-            ox + pw / 2.0,
-            oy + ph + 28.0
+            (ox + pw / 2.0, oy + ph + 28.0),
+            11,
+            "activation a_l (same axis in every panel)",
         );
     }
-    let _ = writeln!(
+    rotated(
         s,
-        r#"<text x="{0}" y="{1}" font-size="11" text-anchor="middle" transform="rotate(-90 {0} {1})">density (area = share drawn)</text>"#,
-        ox - 14.0,
-        oy + ph / 2.0
+        (ox - 14.0, oy + ph / 2.0),
+        11,
+        "density (area = share drawn)",
     );
 }
 
