@@ -430,12 +430,17 @@ impl GpuContext {
     /// host through a temporary mappable buffer. For small, one-off reads; the
     /// generator streams big outputs with its own double-buffered read-back.
     pub fn read_buffer(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+        self.read_range(src, 0, bytes)
+    }
+
+    /// `bytes` of `src` from byte `offset`, through a temporary mappable buffer.
+    fn read_range(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
         let enc = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                 label: Some("read-back"),
             });
-        let mut out = self.read_back(enc, &[(src, bytes)])?;
+        let mut out = self.read_back_ranges(enc, &[(src, offset, bytes)])?;
         Ok(out.pop().unwrap_or_default())
     }
 
@@ -453,13 +458,7 @@ impl GpuContext {
 
     /// `words` 32-bit words of `src` from word `first` (a small, one-off read).
     pub fn read_words_at(&self, src: &wgpu::Buffer, first: u64, words: u64) -> Result<Vec<u32>> {
-        let enc = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("read-back"),
-            });
-        let mut out = self.read_back_ranges(enc, &[(src, 4 * first, 4 * words)])?;
-        Ok(words_of(&out.pop().unwrap_or_default()))
+        Ok(words_of(&self.read_range(src, 4 * first, 4 * words)?))
     }
 
     /// [`GpuContext::read_back`] of `(source, byte offset, bytes)` ranges.
