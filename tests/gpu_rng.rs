@@ -163,12 +163,7 @@ fn output_is_independent_of_chunking_workgroup_size_and_sharding() {
     };
     let g = Generator::new(ctx).expect("generator");
     let n = 300_007u64;
-    for kernel in [
-        Kernel::Bits,
-        Kernel::Dist(Dist::Normal),
-        Kernel::Dist(Dist::Truncated),
-        Kernel::Dist(Dist::Uniform),
-    ] {
+    for kernel in Kernel::ALL {
         let req = GenRequest {
             kernel,
             seed: 7,
@@ -229,12 +224,7 @@ fn int64_and_emulated_paths_are_bit_identical_for_every_kernel() {
         return;
     }
     let g = Generator::new(ctx).expect("generator");
-    for kernel in [
-        Kernel::Bits,
-        Kernel::Dist(Dist::Normal),
-        Kernel::Dist(Dist::Truncated),
-        Kernel::Dist(Dist::Uniform),
-    ] {
+    for kernel in Kernel::ALL {
         let req = GenRequest {
             kernel,
             seed: 12345,

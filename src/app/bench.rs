@@ -330,12 +330,7 @@ impl GpuBench<'_> {
         self.roofline_log.borrow_mut().push(
             serde_json::json!({"roofline": "fill", "elements": n, "candidates": fill.candidates}),
         );
-        for kernel in [
-            Kernel::Bits,
-            Kernel::Dist(Dist::Normal),
-            Kernel::Dist(Dist::Truncated),
-            Kernel::Dist(Dist::Uniform),
-        ] {
+        for kernel in Kernel::ALL {
             let req = GenRequest {
                 kernel,
                 seed: 7,

@@ -20,6 +20,14 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every kernel: the raw bits, then each distribution in [`Dist::ALL`] order.
+    pub const ALL: [Kernel; 4] = [
+        Kernel::Bits,
+        Kernel::Dist(Dist::Normal),
+        Kernel::Dist(Dist::Truncated),
+        Kernel::Dist(Dist::Uniform),
+    ];
+
     fn entry_point(self) -> &'static str {
         match self {
             Kernel::Bits => "gen_bits",
