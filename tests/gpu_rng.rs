@@ -321,3 +321,103 @@ fn truncated_values_stay_inside_two_sigma() {
     // there, so P(miss) = (1 - 2.3e-4)^(2^20) ~ e^-237).
     assert!(worst > 0.999 * 2.0 * std / dist::TRUNC_STD, "{worst}");
 }
+
+/// Every 65537th f32 bit pattern plus the rounding edges of bf16 and f16
+/// (ties, overflow to inf, subnormals, NaN), an odd count so the last word
+/// is half used.
+fn pack_patterns() -> Vec<u32> {
+    let mut v: Vec<u32> = (0..=u32::MAX / 65537)
+        .map(|i| i.wrapping_mul(65537))
+        .collect();
+    v.extend(deepinit::io::dtype::ROUNDING_EDGES);
+    if v.len().is_multiple_of(2) {
+        v.push(0x3F80_1000);
+    }
+    v
+}
+
+#[test]
+fn device_packing_rounds_exactly_like_the_host() {
+    let Some(ctx) = common::gpu("device_packing_rounds_exactly_like_the_host") else {
+        return;
+    };
+    use deepinit::io::dtype::{f32_to_bf16, f32_to_f16, DType};
+    use wgpu::util::DeviceExt;
+    let src_words = pack_patterns();
+    let n = src_words.len() as u64;
+    let src = ctx
+        .device()
+        .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("pack src"),
+            contents: bytemuck::cast_slice(&src_words),
+            usage: wgpu::BufferUsages::STORAGE,
+        });
+    let packer = deepinit::gpu::pack::Packer::new(ctx).expect("packer");
+    for dtype in [DType::Bf16, DType::F16] {
+        let dst = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pack dst"),
+            size: n.div_ceil(2) * 4,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        deepinit::gpu::launch::Batch::from(packer.launch(dtype, n, &src, &dst).expect("launch"))
+            .record(ctx, &mut enc)
+            .expect("record");
+        let got = ctx
+            .read_back(enc, &[(&dst, n.div_ceil(2) * 4)])
+            .expect("read")
+            .remove(0);
+        for (i, &x) in src_words.iter().enumerate() {
+            let h = u16::from_le_bytes([got[2 * i], got[2 * i + 1]]);
+            let want = if dtype == DType::Bf16 {
+                f32_to_bf16(x)
+            } else {
+                f32_to_f16(x)
+            };
+            assert_eq!(h, want, "{dtype:?} of {x:#010x}");
+        }
+    }
+}
+
+#[test]
+fn encoded_generation_equals_host_rounding_of_the_same_values() {
+    let Some(ctx) = common::gpu("encoded_generation_equals_host_rounding_of_the_same_values")
+    else {
+        return;
+    };
+    use deepinit::io::dtype::DType;
+    let gen = Generator::new(ctx).expect("generator");
+    // Uniform values are bit-identical to the CPU's, so their packed forms
+    // must be too; odd chunk sizes check the half-word seams between chunks.
+    for (count, chunk) in [(1u64, None), (4099, Some(1000)), (70_001, Some(4097))] {
+        let req = GenRequest {
+            kernel: Kernel::Dist(Dist::Uniform),
+            seed: 11,
+            tensor_id: 3,
+            start: 5,
+            count,
+            scale: 0.25,
+        };
+        let mut f32s = vec![0f32; count as usize];
+        cpu::fill(Dist::Uniform, 0.25, 11, 3, 5, &mut f32s);
+        let opts = GenOptions {
+            chunk_elems: chunk,
+            ..GenOptions::default()
+        };
+        for dtype in [DType::F32, DType::Bf16, DType::F16] {
+            let mut got = Vec::new();
+            gen.generate_encoded(&req, &opts, dtype, |off, b| {
+                assert_eq!(off * dtype.size(), got.len() as u64);
+                got.extend_from_slice(b);
+                Ok(())
+            })
+            .expect("generate");
+            let mut want = Vec::new();
+            dtype.encode(&f32s, &mut want);
+            assert!(got == want, "{dtype:?}, {count} elements, chunk {chunk:?}");
+        }
+    }
+}

@@ -4,11 +4,13 @@
 
 use super::context::GpuContext;
 use super::launch::{Batch, Binding, Launch};
+use super::pack::Packer;
 use crate::error::{Error, Result};
 use crate::gpu::shaders::{self, MulHi};
+use crate::io::dtype::DType;
 use crate::rng::dist::Dist;
 use std::collections::HashMap;
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Which generation kernel to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -129,11 +131,15 @@ pub struct Generator {
     pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<MulHi, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
+    /// The bf16/f16 packing pipelines, built on first use.
+    packer: Mutex<Option<Arc<Packer>>>,
 }
 
 struct Slot {
     params: wgpu::Buffer,
     storage: wgpu::Buffer,
+    /// Packed halves (bf16/f16 output only).
+    packed: Option<wgpu::Buffer>,
     readback: wgpu::Buffer,
     bind_group: wgpu::BindGroup,
 }
@@ -141,9 +147,12 @@ struct Slot {
 struct InFlight {
     slot: usize,
     offset: u64,
-    count: u64,
+    /// Bytes the sink gets.
+    bytes: u64,
+    /// Bytes mapped (a multiple of 4).
+    mapped: u64,
     submission: wgpu::SubmissionIndex,
-    mapped: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
+    receiver: mpsc::Receiver<Result<(), wgpu::BufferAsyncError>>,
 }
 
 impl Generator {
@@ -192,7 +201,21 @@ impl Generator {
             pipeline_layout,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
+            packer: Mutex::new(None),
         })
+    }
+
+    fn packer(&self) -> Result<Arc<Packer>> {
+        let mut p = self.packer.lock().map_err(|_| Error::Gpu {
+            during: "building the packing pipelines",
+            message: "cache lock poisoned".into(),
+        })?;
+        if let Some(p) = p.as_ref() {
+            return Ok(p.clone());
+        }
+        let made = Arc::new(Packer::new(&self.ctx)?);
+        *p = Some(made.clone());
+        Ok(made)
     }
 
     /// The context this generator runs on.
@@ -300,7 +323,7 @@ impl Generator {
         check_workgroup_size(wg, max)
     }
 
-    fn make_slot(&self, bytes: u64, i: usize) -> Result<Slot> {
+    fn make_slot(&self, bytes: u64, i: usize, dtype: DType) -> Result<Slot> {
         self.ctx.scoped("allocating generation buffers", || {
             let d = &self.ctx.device();
             let params = d.create_buffer(&wgpu::BufferDescriptor {
@@ -317,6 +340,14 @@ impl Generator {
                 // (MAP_READ cannot be combined with STORAGE without a native-only feature).
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
+            });
+            let packed = (dtype != DType::F32).then(|| {
+                d.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("init packed"),
+                    size: (bytes / 4).div_ceil(2) * 4,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                })
             });
             let readback = d.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("init readback"),
@@ -341,6 +372,7 @@ impl Generator {
             Slot {
                 params,
                 storage,
+                packed,
                 readback,
                 bind_group,
             }
@@ -357,25 +389,39 @@ impl Generator {
         opts: &GenOptions,
         mut sink: impl FnMut(u64, &[u32]) -> Result<()>,
     ) -> Result<()> {
+        self.generate_encoded(req, opts, DType::F32, |off, bytes| {
+            match bytemuck::try_cast_slice::<u8, u32>(bytes) {
+                Ok(words) => sink(off, words),
+                // Mapped memory is at least 4-byte aligned in practice; copy if not.
+                Err(_) => sink(off, &super::context::words_of(bytes)),
+            }
+        })
+    }
+
+    /// [`Generator::generate`] with the values stored as `dtype` on the
+    /// device (f32 values rounded by `shaders/pack.wgsl`): `sink(offset,
+    /// bytes)` gets elements `req.start + offset ..` as little-endian
+    /// `dtype` bytes. Half types need a [`Kernel::Dist`] request.
+    pub fn generate_encoded(
+        &self,
+        req: &GenRequest,
+        opts: &GenOptions,
+        dtype: DType,
+        mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         if req.count == 0 {
             return Ok(());
         }
-        req.start.checked_add(req.count).ok_or_else(|| {
-            Error::invalid("element range", "start + count overflows a 64-bit index")
-        })?;
-        if !req.scale.is_finite() {
-            return Err(Error::invalid(
-                "scale",
-                format!("{} is not finite", req.scale),
-            ));
-        }
-        self.check_workgroup(opts.workgroup_size)?;
-        let chunk = self.chunk_limit(opts)?.min(req.count);
+        let chunk = self.check_request(req, opts, dtype)?;
+        let packer = match dtype {
+            DType::F32 => None,
+            _ => Some(self.packer()?),
+        };
         let mulhi = self.resolve_mulhi(opts)?;
         let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
         let n_slots = if req.count > chunk { 2 } else { 1 };
         let slots: Vec<Slot> = (0..n_slots)
-            .map(|i| self.make_slot(chunk * 4, i))
+            .map(|i| self.make_slot(chunk * 4, i, dtype))
             .collect::<Result<_>>()?;
 
         let mut pending: Option<InFlight> = None;
@@ -409,11 +455,19 @@ impl Generator {
                 pass.set_bind_group(0, &slot.bind_group, &[]);
                 pass.dispatch_workgroups(gx, gy, 1);
             }
-            enc.copy_buffer_to_buffer(&slot.storage, 0, &slot.readback, 0, count * 4);
+            let (source, copy) = match (&packer, &slot.packed) {
+                (Some(p), Some(packed)) => {
+                    Batch::from(p.launch(dtype, count, &slot.storage, packed)?)
+                        .record(&self.ctx, &mut enc)?;
+                    (packed, count.div_ceil(2) * 4)
+                }
+                _ => (&slot.storage, count * 4),
+            };
+            enc.copy_buffer_to_buffer(source, 0, &slot.readback, 0, copy);
             let submission = self.ctx.queue().submit([enc.finish()]);
             let (tx, rx) = mpsc::channel();
             slot.readback
-                .slice(..count * 4)
+                .slice(..copy)
                 .map_async(wgpu::MapMode::Read, move |r| {
                     // The receiver outlives the poll that runs this callback.
                     let _ = tx.send(r);
@@ -425,9 +479,10 @@ impl Generator {
             pending = Some(InFlight {
                 slot: slot_i,
                 offset,
-                count,
+                bytes: count * dtype.size(),
+                mapped: copy,
                 submission,
-                mapped: rx,
+                receiver: rx,
             });
             offset += count;
             k += 1;
@@ -436,6 +491,30 @@ impl Generator {
             self.finish(&slots[prev.slot], prev, &mut sink)?;
         }
         Ok(())
+    }
+
+    /// Validates a request; returns its chunk size (even for packed
+    /// output, so that every chunk but the last packs whole words).
+    fn check_request(&self, req: &GenRequest, opts: &GenOptions, dtype: DType) -> Result<u64> {
+        req.start.checked_add(req.count).ok_or_else(|| {
+            Error::invalid("element range", "start + count overflows a 64-bit index")
+        })?;
+        if !req.scale.is_finite() {
+            return Err(Error::invalid(
+                "scale",
+                format!("{} is not finite", req.scale),
+            ));
+        }
+        if dtype != DType::F32 && req.kernel == Kernel::Bits {
+            return Err(Error::invalid("dtype", "raw Philox words are 32-bit"));
+        }
+        self.check_workgroup(opts.workgroup_size)?;
+        let chunk = self.chunk_limit(opts)?.min(req.count);
+        Ok(if dtype != DType::F32 && chunk < req.count {
+            (chunk & !1).max(2)
+        } else {
+            chunk
+        })
     }
 
     fn dims(&self, p: &Params, workgroup_size: u32) -> Result<(u32, u32)> {
@@ -504,7 +583,7 @@ impl Generator {
         &self,
         slot: &Slot,
         f: InFlight,
-        sink: &mut impl FnMut(u64, &[u32]) -> Result<()>,
+        sink: &mut impl FnMut(u64, &[u8]) -> Result<()>,
     ) -> Result<()> {
         self.ctx
             .device()
@@ -517,24 +596,17 @@ impl Generator {
                 message: e.to_string(),
             })?;
         self.ctx.check_uncaptured("generating weights")?;
-        f.mapped
+        f.receiver
             .recv()
             .map_err(|_| Error::BufferMap("the map callback never ran".into()))?
             .map_err(|e| Error::BufferMap(e.to_string()))?;
         let result = {
             let view = slot
                 .readback
-                .slice(..f.count * 4)
+                .slice(..f.mapped)
                 .get_mapped_range()
                 .map_err(|e| Error::BufferMap(e.to_string()))?;
-            match bytemuck::try_cast_slice::<u8, u32>(&view) {
-                Ok(words) => sink(f.offset, words),
-                Err(_) => {
-                    // Mapped memory is at least 4-byte aligned in practice; copy if not.
-                    let words = super::context::words_of(&view);
-                    sink(f.offset, &words)
-                }
-            }
+            sink(f.offset, &view[..f.bytes as usize])
         };
         slot.readback.unmap();
         result

@@ -147,6 +147,16 @@ pub struct DeadParams {
     pub _pad: u32,
 }
 
+/// `PackParams` in `shaders/pack.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct PackParams {
+    /// f32 values to pack.
+    pub count: u32,
+    /// Padding (uniform blocks are 16-byte multiples).
+    pub _pad: [u32; 3],
+}
+
 /// `Params` in `shaders/init.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -228,6 +238,17 @@ mod tests {
                     offset_of!(DeadParams, cols),
                     offset_of!(DeadParams, slot),
                     offset_of!(DeadParams, _pad),
+                ],
+            ),
+            (
+                "PackParams",
+                shaders::pack_module(),
+                size_of::<PackParams>(),
+                vec![
+                    offset_of!(PackParams, count),
+                    offset_of!(PackParams, _pad),
+                    offset_of!(PackParams, _pad) + 4,
+                    offset_of!(PackParams, _pad) + 8,
                 ],
             ),
             (

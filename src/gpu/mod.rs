@@ -7,6 +7,7 @@ pub mod kernels;
 pub mod launch;
 pub mod layout;
 pub mod network;
+pub mod pack;
 pub mod shaders;
 
 pub use context::{list_adapters, AdapterRequest, AdapterSummary, GpuContext};

@@ -12,6 +12,9 @@ pub const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
 /// Weight generation entry points.
 pub const INIT: &str = include_str!("../../shaders/init.wgsl");
 
+/// f32 -> bf16 / f16 packing.
+pub const PACK: &str = include_str!("../../shaders/pack.wgsl");
+
 /// Philox known-answer test kernel.
 pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
@@ -40,6 +43,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("mulhilo_u32.wgsl", MULHILO_U32),
     ("mulhilo_u64.wgsl", MULHILO_U64),
     ("init.wgsl", INIT),
+    ("pack.wgsl", PACK),
     ("kat.wgsl", KAT),
     ("gemm.wgsl", GEMM),
     ("activation.wgsl", ACTIVATION),
@@ -127,6 +131,12 @@ pub fn gemm_module() -> Module {
     plain("gemm", &[GEMM])
 }
 
+/// The checkpoint packing kernels (`pack_bf16`, `pack_f16`; override
+/// `WORKGROUP_SIZE`).
+pub fn pack_module() -> Module {
+    plain("pack", &[PACK])
+}
+
 /// The element-wise network kernels (`bias_act`, `grad_mul`).
 pub fn network_module() -> Module {
     plain("network", &[ACTIVATION, NETWORK])
@@ -162,6 +172,7 @@ pub fn all_modules() -> Vec<Module> {
         dead_module(),
         bench_module(),
         bench_vec4_module(),
+        pack_module(),
     ];
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));

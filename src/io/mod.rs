@@ -2,5 +2,7 @@
 //! rules every file deepinit writes follows ([`output`]: validated up front,
 //! atomic, never clobbering, never replacing special files).
 
+pub mod dtype;
 pub mod npy;
 pub mod output;
+pub mod safetensors;

@@ -1,0 +1,195 @@
+//! The safetensors container: an 8-byte little-endian header length, a JSON
+//! header (`__metadata__` and, per tensor, dtype, shape and byte offsets),
+//! then the data. deepinit writes the header itself, so that it is
+//! byte-for-byte deterministic (metadata keys sorted, tensors in data order)
+//! and the data can be streamed; every header it writes or reads is checked
+//! by the `safetensors` crate's own parser.
+
+use crate::error::{Error, Result};
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+/// One tensor of a file: where its bytes are, relative to the data start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub name: String,
+    /// safetensors dtype name (`F32`, `BF16`, ...).
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// First byte.
+    pub begin: u64,
+    /// One past the last byte.
+    pub end: u64,
+}
+
+/// A file's header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// `__metadata__` (string to string).
+    pub metadata: BTreeMap<String, String>,
+    /// Tensors, in data order.
+    pub tensors: Vec<Entry>,
+    /// Where the data starts in the file (8 + the header's length).
+    pub data_start: u64,
+}
+
+impl Header {
+    /// Bytes of data after the header.
+    pub fn data_len(&self) -> u64 {
+        self.tensors.last().map_or(0, |t| t.end)
+    }
+}
+
+/// The bytes that start a file: the length prefix and the header JSON,
+/// padded with spaces to a multiple of 8. `tensors` must be in data order
+/// with contiguous offsets from 0.
+pub fn encode_header(metadata: &BTreeMap<String, String>, tensors: &[Entry]) -> Result<Vec<u8>> {
+    let mut json = String::from("{");
+    if !metadata.is_empty() {
+        json.push_str("\"__metadata__\":");
+        json.push_str(&to_json(metadata)?);
+    }
+    for t in tensors {
+        if json.len() > 1 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{}:{{\"dtype\":{},\"shape\":{},\"data_offsets\":[{},{}]}}",
+            to_json(&t.name)?,
+            to_json(&t.dtype)?,
+            to_json(&t.shape)?,
+            t.begin,
+            t.end
+        ));
+    }
+    json.push('}');
+    let mut body = json.into_bytes();
+    body.resize(body.len().next_multiple_of(8), b' ');
+    // The reference parser must accept what we write, offsets and all.
+    let parsed = parse_json(&body)?;
+    if parsed.tensors != tensors {
+        return Err(Error::internal(
+            "safetensors header",
+            "tensors did not round-trip",
+        ));
+    }
+    let mut out = (body.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::internal("safetensors header", e.to_string()))
+}
+
+/// Parses and validates header JSON with the `safetensors` crate.
+fn parse_json(body: &[u8]) -> Result<Header> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| Error::invalid("safetensors header", format!("not UTF-8: {e}")))?;
+    let meta: safetensors::tensor::Metadata = serde_json::from_str(text)
+        .map_err(|e| Error::invalid("safetensors header", e.to_string()))?;
+    let mut tensors: Vec<Entry> = meta
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| Entry {
+            name,
+            dtype: format!("{:?}", info.dtype),
+            shape: info.shape.iter().map(|&d| d as u64).collect(),
+            begin: info.data_offsets.0 as u64,
+            end: info.data_offsets.1 as u64,
+        })
+        .collect();
+    tensors.sort_by_key(|t| (t.begin, t.end));
+    let metadata = meta
+        .metadata()
+        .as_ref()
+        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    Ok(Header {
+        metadata,
+        tensors,
+        data_start: 8 + body.len() as u64,
+    })
+}
+
+/// Reads and validates the header of the safetensors file at `path`
+/// (without reading its data), checking that the file holds exactly the
+/// data the header describes.
+pub fn read_header(path: &Path) -> Result<Header> {
+    let io = |e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let bad = |problem: String| Error::path(path, format!("not a safetensors file: {problem}"));
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let file_len = f.metadata().map_err(io)?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| bad("shorter than 8 bytes".into()))?;
+    let n = u64::from_le_bytes(len);
+    // The crate's own cap on header size.
+    if n > 100_000_000 || n + 8 > file_len {
+        return Err(bad(format!(
+            "header length {n} does not fit the file ({file_len} bytes)"
+        )));
+    }
+    let mut body = vec![0u8; n as usize];
+    f.read_exact(&mut body).map_err(io)?;
+    let h = parse_json(&body).map_err(|e| bad(e.to_string()))?;
+    if h.data_start + h.data_len() != file_len {
+        return Err(bad(format!(
+            "the header describes {} data bytes, the file has {}",
+            h.data_len(),
+            file_len - h.data_start
+        )));
+    }
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_round_trip_through_the_reference_parser() {
+        let mut meta = BTreeMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        let t = vec![
+            Entry {
+                name: "a".into(),
+                dtype: "F32".into(),
+                shape: vec![2, 3],
+                begin: 0,
+                end: 24,
+            },
+            Entry {
+                name: "b\"q".into(),
+                dtype: "BF16".into(),
+                shape: vec![5],
+                begin: 24,
+                end: 34,
+            },
+        ];
+        let bytes = encode_header(&meta, &t).unwrap();
+        assert_eq!(bytes.len() % 8, 0);
+        let mut file = bytes.clone();
+        file.extend(std::iter::repeat_n(0u8, 34));
+        let st = safetensors::SafeTensors::deserialize(&file).unwrap();
+        assert_eq!(st.tensor("b\"q").unwrap().shape(), [5]);
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.safetensors");
+        std::fs::write(&p, &file).unwrap();
+        let h = read_header(&p).unwrap();
+        assert_eq!((h.metadata, h.tensors), (meta.clone(), t.clone()));
+        // A hole between tensors, or a short file, is refused.
+        let mut gap = t.clone();
+        gap[1].begin = 28;
+        gap[1].end = 38;
+        assert!(encode_header(&meta, &gap).is_err());
+        std::fs::write(&p, &file[..file.len() - 1]).unwrap();
+        assert!(read_header(&p).is_err());
+    }
+}
