@@ -9,7 +9,9 @@
 //! and on the CPU ([`rng::cpu`]); the value of element `e` of tensor `t` under
 //! seed `s` depends only on `(s, t, e)`. [`init::tensor::draw`] generates a
 //! tensor on a [`backend::Backend`], streams it through statistics ([`stats`])
-//! and the CPU reference, and writes it as `.npy` ([`io`]). Deep networks run,
+//! and the CPU reference, and writes it as `.npy` ([`io`]); [`model`] writes a
+//! whole model's tensors as sharded safetensors checkpoints and inspects any
+//! checkpoint. Deep networks run,
 //! are checked against the CPU reference and the mean-field theory in [`net`];
 //! [`app`] holds the demo, sweep and benchmark orchestration and [`report`]
 //! their pictures.
@@ -25,6 +27,7 @@ pub mod error;
 pub mod gpu;
 pub mod init;
 pub mod io;
+pub mod model;
 pub mod net;
 pub mod progress;
 pub mod report;

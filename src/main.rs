@@ -8,7 +8,8 @@ mod cli;
 
 use clap::Parser;
 use cli::{
-    run_adapters, run_bench, run_demo, run_forward, run_init, run_sweep, Cli, Command, DemoArgs,
+    run_adapters, run_bench, run_demo, run_forward, run_init, run_inspect, run_model, run_sweep,
+    Cli, Command, DemoArgs,
 };
 use std::process::ExitCode;
 
@@ -23,6 +24,8 @@ fn main() -> ExitCode {
         Some(Command::Bench(a)) => run_bench(a, &cli.device),
         Some(Command::Sweep(a)) => run_sweep(a, &cli.device),
         Some(Command::Forward(a)) => run_forward(a, &cli.device),
+        Some(Command::Model(a)) => run_model(a, &cli.device),
+        Some(Command::Inspect(a)) => run_inspect(a),
         None => run_demo(&DemoArgs::default(), &cli.device),
     };
     match result {

@@ -59,6 +59,23 @@ impl Progress {
 
     /// Reports `done` of `total` (any unit).
     pub fn update(&self, done: f64, total: f64) {
+        self.fraction(done, total, |_| String::new());
+    }
+
+    /// Reports `done` of `total` bytes, with the rate so far.
+    pub fn update_bytes(&self, done: u64, total: u64) {
+        let mb = |b: u64| b as f64 / 1e6;
+        self.fraction(done as f64, total as f64, |secs| {
+            format!(
+                " ({:.0} of {:.0} MB, {:.0} MB/s)",
+                mb(done),
+                mb(total),
+                mb(done) / secs.max(1e-9)
+            )
+        });
+    }
+
+    fn fraction(&self, done: f64, total: f64, detail: impl FnOnce(f64) -> String) {
         let Ok(mut s) = self.state.lock() else { return };
         let now = Instant::now();
         let elapsed = now.duration_since(s.start);
@@ -84,9 +101,10 @@ impl Progress {
             String::new()
         };
         let line = format!(
-            "deepinit: {}: {:.0}% after {:.0} s{left}",
+            "deepinit: {}: {:.0}%{} after {:.0} s{left}",
             s.label,
             100.0 * frac,
+            detail(secs),
             secs
         );
         let mut err = std::io::stderr();

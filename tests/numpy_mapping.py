@@ -52,8 +52,9 @@ def erfinv(y):
     return x
 
 
-def expected(dist, std, seed, tensor, n):
-    e = np.arange(n, dtype=np.uint64)
+def expected(dist, std, seed, tensor, n, start=0):
+    """Elements start .. start + n of the tensor, as float32."""
+    e = np.arange(start, start + n, dtype=np.uint64)
     block, lane = e >> np.uint64(2), (e & np.uint64(3)).astype(np.int64)
     k0, k1 = seed & 0xFFFFFFFF, seed >> 32
     x = np.stack(philox4x32_10(block & MASK, block >> np.uint64(32),

@@ -40,6 +40,13 @@ pub(crate) struct InitArgs {
     /// Convolution groups.
     #[arg(long, default_value_t = 1)]
     groups: u64,
+    /// Generate only rows A:B (dimension 0) of the tensor: bit for bit that
+    /// slice of the whole (tensor-parallel layouts).
+    #[arg(long, value_name = "A:B")]
+    rows: Option<String>,
+    /// Generate only columns C:D of a 2-D tensor (with --rows: a block).
+    #[arg(long, value_name = "C:D")]
+    cols: Option<String>,
     /// Write the tensor to this .npy file (atomically; --force replaces it).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -84,10 +91,19 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         .map(|p| deepinit::io::output::Destination::check(p, a.json.force))
         .transpose()?;
     let json = a.json.open()?;
+    let block = match (&a.rows, &a.cols) {
+        (None, None) => None,
+        (r, c) => Some(deepinit::init::tensor::Block::parse(
+            &spec.shape.0,
+            r.as_deref(),
+            c.as_deref(),
+        )?),
+    };
+    let elements = block.as_ref().map_or(spec.shape.numel(), |b| b.len());
     if a.out.is_none() {
         // Without --out the tensor is only checked, never kept; refuse what no
         // one could hold in memory rather than stream it for hours.
-        let bytes = spec.shape.numel().saturating_mul(4);
+        let bytes = elements.saturating_mul(4);
         if let Some(mem) = deepinit::rng::cpu::host_memory_bytes() {
             if bytes > mem {
                 return Err(Error::LimitExceeded {
@@ -109,13 +125,10 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
             mulhi: None,
         },
         verify: !a.no_verify,
+        block,
         out,
         progress: Some(std::sync::Arc::new(deepinit::progress::Progress::new(
-            &format!(
-                "generating {} ({} elements)",
-                spec.shape,
-                spec.shape.numel()
-            ),
+            &format!("generating {} ({elements} elements)", spec.shape),
         ))),
         ..DrawOptions::default()
     };
@@ -158,9 +171,13 @@ fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
         }
         _ => format!("fixed std, variance multiplier {}", r.multiplier),
     };
+    let block = match r.block {
+        Some([[r0, r1], [c0, c1]]) => format!(", block rows {r0}:{r1} x cols {c0}:{c1}"),
+        None => String::new(),
+    };
     let _ = writeln!(
         s,
-        "deepinit init: {} ({rule}), {}, shape {} ({} elements)",
+        "deepinit init: {} ({rule}), {}, shape {}{block} ({} elements)",
         r.scheme,
         r.dist.name(),
         spec.shape,
@@ -299,7 +316,7 @@ fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
             s,
             "wrote {} ({} bytes)",
             p.display(),
-            thousands(4 * r.elements + deepinit::io::npy::header(&r.shape).len() as u64)
+            thousands(4 * r.elements + deepinit::io::npy::header(&r.out_shape).len() as u64)
         );
     }
     let _ = writeln!(

@@ -6,6 +6,8 @@ mod bench;
 mod demo;
 mod forward;
 mod init;
+mod inspect;
+mod model;
 mod sweep;
 
 pub(crate) use adapters::run_adapters;
@@ -13,6 +15,8 @@ pub(crate) use bench::{run_bench, BenchArgs};
 pub(crate) use demo::{run_demo, DemoArgs};
 pub(crate) use forward::{run_forward, ForwardArgs};
 pub(crate) use init::{run_init, InitArgs};
+pub(crate) use inspect::{run_inspect, InspectArgs};
+pub(crate) use model::{run_model, ModelArgs};
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,6 +56,12 @@ pub(crate) enum Command {
     Sweep(SweepArgs),
     /// Throughput against the device's own rooflines and against the CPU.
     Bench(BenchArgs),
+    /// A whole model's initial checkpoint as safetensors (a spec file or a
+    /// preset), sharded across files and machines if asked.
+    Model(ModelArgs),
+    /// Per-tensor statistics of any safetensors checkpoint against its spec
+    /// or the He/LeCun/Xavier rules.
+    Inspect(InspectArgs),
     /// List the GPU adapters with their limits, and the one deepinit would use.
     Adapters(AdaptersArgs),
 }

@@ -9,6 +9,7 @@ use crate::gpu::{GenOptions, GenRequest, Generator, Kernel};
 use crate::init::scheme::{InitSpec, Target};
 use crate::io::npy::NpyWriter;
 use crate::io::output::Destination;
+pub use crate::model::plan::Block;
 use crate::rng::cpu::{self, Comparison};
 use crate::rng::dist::Dist;
 use crate::stats::{self, KsTest, Moments, VarianceInterval};
@@ -35,6 +36,9 @@ pub struct DrawOptions {
     pub out: Option<Destination>,
     /// Report progress here (long tensors).
     pub progress: Option<std::sync::Arc<crate::progress::Progress>>,
+    /// Generate only this block of the tensor (rows x columns of its
+    /// `[dim 0, the rest]` matrix view); `None` = the whole tensor.
+    pub block: Option<Block>,
 }
 
 impl Default for DrawOptions {
@@ -48,6 +52,7 @@ impl Default for DrawOptions {
             ks_max: 1 << 22,
             out: None,
             progress: None,
+            block: None,
         }
     }
 }
@@ -96,7 +101,7 @@ pub struct CpuCheck {
 }
 
 /// Pass/fail and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Verdict {
     /// Every check that ran passed.
     pub pass: bool,
@@ -116,9 +121,14 @@ pub struct Report {
     pub scheme: String,
     /// Distribution.
     pub dist: Dist,
-    /// Shape.
+    /// Shape of the whole tensor (the fans come from it).
     pub shape: Vec<u64>,
-    /// Element count.
+    /// The block generated, `[[row0, row1], [col0, col1]]` of the matrix
+    /// view; null for the whole tensor.
+    pub block: Option<[[u64; 2]; 2]>,
+    /// Shape of what was generated (the block's, or the tensor's).
+    pub out_shape: Vec<u64>,
+    /// Element count (of the block, when one was asked for).
     pub elements: u64,
     /// Seed.
     pub seed: u64,
@@ -154,10 +164,14 @@ pub struct Report {
 /// unless every step succeeds (the `.npy` is renamed into place at the end).
 pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Report> {
     let target = spec.target()?;
-    let n = spec.shape.numel();
+    let whole = Block::whole(&spec.shape.0);
+    let block = opts.block.clone().unwrap_or_else(|| whole.clone());
+    block.check_inside(&whole)?;
+    let out_shape = block.shape(&spec.shape.0);
+    let n = block.len();
     let scale = spec.dist.kernel_scale(target.std);
     let mut writer = match &opts.out {
-        Some(dest) => Some(NpyWriter::create(dest, &spec.shape.0)?),
+        Some(dest) => Some(NpyWriter::create(dest, &out_shape)?),
         None => None,
     };
     let mut moments = Moments::default();
@@ -167,7 +181,8 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
     let mut sample: Vec<f32> = Vec::with_capacity(n.div_ceil(stride) as usize);
     let verify_gpu = opts.verify && matches!(backend, Backend::Gpu(_));
     let start = Instant::now();
-    let consume = |off: u64, values: &[f32]| -> Result<()> {
+    // `off`: position in the output; `element`: index in the whole tensor.
+    let mut consume = |off: u64, element: u64, values: &[f32]| -> Result<()> {
         moments = moments.merge(Moments::of(values));
         let first = (stride - off % stride) % stride;
         sample.extend(values.iter().skip(first as usize).step_by(stride as usize));
@@ -177,7 +192,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
                 scale,
                 opts.seed,
                 opts.tensor_id,
-                off,
+                element,
                 values,
             ));
         }
@@ -189,17 +204,17 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         }
         Ok(())
     };
-    let req = GenRequest {
-        kernel: Kernel::Dist(spec.dist),
-        seed: opts.seed,
-        tensor_id: opts.tensor_id,
-        start: 0,
-        count: n,
-        scale,
-    };
-    let backend_info = generate_on(backend, &req, &opts.gen, consume)?;
+    let requests = block_requests(&block, spec.dist, opts, scale);
+    let mut backend_info = backend.info();
+    let mut base = 0u64;
+    for req in &requests {
+        backend_info = generate_on(backend, req, &opts.gen, |off, v| {
+            consume(base + off, req.start + off, v)
+        })?;
+        base += req.count;
+    }
     let cpu_check = match backend {
-        Backend::Gpu(g) if verify_gpu => Some(bits_check(g.generator(), &req, opts, cmp)?),
+        Backend::Gpu(g) if verify_gpu => Some(bits_check(g.generator(), &requests, opts, cmp)?),
         _ => None,
     };
     let seconds = start.elapsed().as_secs_f64();
@@ -212,6 +227,8 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         scheme: spec.scheme.name(),
         dist: spec.dist,
         shape: spec.shape.0.clone(),
+        block: opts.block.as_ref().map(Block::corners),
+        out_shape,
         elements: n,
         seed: opts.seed,
         tensor_id: opts.tensor_id,
@@ -226,11 +243,8 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         cpu_check,
         out: None,
         seconds,
-        verdict: Verdict {
-            pass: true,
-            failures: Vec::new(),
-            not_checked: Vec::new(),
-        },
+        // Filled in by `judge`.
+        verdict: Verdict::default(),
     };
     judge(
         &mut report,
@@ -244,6 +258,22 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         _ => None,
     };
     Ok(report)
+}
+
+/// One generation request per contiguous range of `block`.
+fn block_requests(block: &Block, dist: Dist, opts: &DrawOptions, scale: f32) -> Vec<GenRequest> {
+    block
+        .ranges()
+        .into_iter()
+        .map(|r| GenRequest {
+            kernel: Kernel::Dist(dist),
+            seed: opts.seed,
+            tensor_id: opts.tensor_id,
+            start: r.start,
+            count: r.end - r.start,
+            scale,
+        })
+        .collect()
 }
 
 /// Generates `req` on `backend`, handing each chunk to `consume`; returns the
@@ -293,31 +323,37 @@ impl SampleStats {
     }
 }
 
-/// Compares the device's raw Philox words of the whole tensor with the CPU's.
+/// Compares the device's raw Philox words of every generated range with the CPU's.
 fn bits_check(
     g: &Generator,
-    req: &GenRequest,
+    requests: &[GenRequest],
     opts: &DrawOptions,
     values: Comparison,
 ) -> Result<CpuCheck> {
-    let bits = GenRequest {
-        kernel: Kernel::Bits,
-        ..*req
-    };
+    let total: u64 = requests.iter().map(|r| r.count).sum();
     let mut mismatched = 0u64;
     if let Some(p) = &opts.progress {
         p.stage("comparing the raw Philox words with the CPU reference");
     }
-    g.generate(&bits, &opts.gen, |off, words| {
-        mismatched += cpu::count_word_mismatches(opts.seed, opts.tensor_id, off, words);
-        if let Some(p) = &opts.progress {
-            p.update((off + words.len() as u64) as f64, req.count as f64);
-        }
-        Ok(())
-    })?;
+    let mut done = 0u64;
+    for req in requests {
+        let bits = GenRequest {
+            kernel: Kernel::Bits,
+            ..*req
+        };
+        g.generate(&bits, &opts.gen, |off, words| {
+            mismatched +=
+                cpu::count_word_mismatches(opts.seed, opts.tensor_id, req.start + off, words);
+            if let Some(p) = &opts.progress {
+                p.update((done + off + words.len() as u64) as f64, total as f64);
+            }
+            Ok(())
+        })?;
+        done += req.count;
+    }
     Ok(CpuCheck {
         values,
-        bits_compared: req.count,
+        bits_compared: total,
         bits_mismatched: mismatched,
     })
 }

@@ -39,6 +39,9 @@ use std::sync::Mutex;
 
 /// Temporary files in flight, removed by the signal handler.
 static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Directories this run created for its output, removed (when empty) by the
+/// signal handler.
+static CREATED_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Directories already swept for stale temporaries by this process.
 static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -88,6 +91,54 @@ pub fn install_cleanup_handler() {
 fn remove_all_temps() {
     for p in lock(&TEMPS).drain(..) {
         let _ = std::fs::remove_file(p);
+    }
+    for d in lock(&CREATED_DIRS).drain(..).rev() {
+        // Fails harmlessly when something else is in it.
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// Creates the output directory `dir` if it does not exist (its parent
+/// must), returning whether it did; a directory created here is removed
+/// again, if empty, by the signal handler or [`release_dir`].
+pub fn create_output_dir(dir: &Path) -> Result<bool> {
+    match existing(dir)? {
+        Existing::Nothing => {
+            let parent = parent_of(dir);
+            if !parent.is_dir() {
+                return Err(Error::path(
+                    dir,
+                    format!("the directory {} does not exist", parent.display()),
+                ));
+            }
+            lock(&CREATED_DIRS).push(dir.to_path_buf());
+            match std::fs::create_dir(dir) {
+                Ok(()) => Ok(true),
+                // Another process (a rank of the same job) made it first.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {
+                    lock(&CREATED_DIRS).retain(|d| d != dir);
+                    Ok(false)
+                }
+                Err(e) => {
+                    lock(&CREATED_DIRS).retain(|d| d != dir);
+                    Err(Error::path(
+                        dir,
+                        format!("cannot create the directory: {e}"),
+                    ))
+                }
+            }
+        }
+        _ if dir.is_dir() => Ok(false),
+        _ => Err(Error::path(dir, "exists and is not a directory")),
+    }
+}
+
+/// Ends the tracking of a directory from [`create_output_dir`]: removed if
+/// `remove` (and empty), kept otherwise.
+pub fn release_dir(dir: &Path, remove: bool) {
+    lock(&CREATED_DIRS).retain(|d| d != dir);
+    if remove {
+        let _ = std::fs::remove_dir(dir);
     }
 }
 
@@ -305,12 +356,33 @@ impl TempFile {
 
     /// Syncs and renames the file into place under the no-clobber rules.
     pub fn commit(self) -> Result<()> {
+        self.finish()?.commit()
+    }
+
+    /// Flushes, syncs and closes the file without putting it in place yet
+    /// (a set of files can then appear together, closer to all at once).
+    pub fn finish(self) -> Result<Finished> {
         let TempFile { dest, tmp, file } = self;
         let file = file
             .into_inner()
             .map_err(|e| io_err(&dest.path)(e.into_error()))?;
         file.sync_all().map_err(io_err(&dest.path))?;
         drop(file);
+        Ok(Finished { dest, tmp })
+    }
+}
+
+/// A complete, synced and closed temporary file; dropped without
+/// [`Finished::commit`], it is removed.
+pub struct Finished {
+    dest: Destination,
+    tmp: TempPath,
+}
+
+impl Finished {
+    /// Renames the file into place under the no-clobber rules.
+    pub fn commit(self) -> Result<()> {
+        let Finished { dest, tmp } = self;
         if dest.force {
             // Re-check: something special may have appeared meanwhile.
             check_replaceable(&dest.path, true)?;

@@ -12,10 +12,21 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The `deepinit` binary, with the adapter-choosing environment cleared so a
-/// developer's WGPU_BACKEND / WGPU_ADAPTER_NAME cannot change a test.
+/// developer's WGPU_BACKEND / WGPU_ADAPTER_NAME cannot change a test, nor a
+/// launcher's rank variables (RANK, SLURM_PROCID, ...) a checkpoint's shards.
 pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_deepinit"));
-    c.env_remove("WGPU_BACKEND").env_remove("WGPU_ADAPTER_NAME");
+    for v in [
+        "WGPU_BACKEND",
+        "WGPU_ADAPTER_NAME",
+        "RANK",
+        "WORLD_SIZE",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "JOB_COMPLETION_INDEX",
+    ] {
+        c.env_remove(v);
+    }
     c
 }
 

@@ -1,0 +1,129 @@
+//! `deepinit inspect`: per-tensor statistics of any safetensors checkpoint,
+//! judged against a spec (given, or the one a deepinit checkpoint records)
+//! or against the standard rules.
+
+use super::*;
+use clap::Args;
+use deepinit::model::inspect::{self, Report};
+use deepinit::model::{preset, spec};
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct InspectArgs {
+    /// A .safetensors file, or a checkpoint directory (sharded or not).
+    #[arg(value_name = "FILE_OR_DIR")]
+    path: PathBuf,
+    /// Judge against this spec (TOML or JSON) instead of the recorded one.
+    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    spec: Option<PathBuf>,
+    /// Judge against a preset (mlp:WIDTHxDEPTH, gpt2, llama-7b).
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// False-alarm rate of each test.
+    #[arg(long, default_value_t = 1e-3)]
+    alpha: f64,
+    #[command(flatten)]
+    json: JsonArgs,
+}
+
+pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
+    if !(a.alpha > 0.0 && a.alpha < 0.5) {
+        return Err(Error::bad("alpha", a.alpha, "must be between 0 and 0.5"));
+    }
+    let reference = match (&a.spec, &a.preset) {
+        (Some(p), _) => Some((spec::read(p)?, format!("--spec {}", p.display()))),
+        (None, Some(n)) => Some((preset::preset(n, 0)?, format!("--preset {n}"))),
+        (None, None) => None,
+    };
+    let json = a.json.open()?;
+    let progress = deepinit::progress::Progress::new("reading the checkpoint");
+    let report = inspect::inspect(
+        &a.path,
+        reference.as_ref().map(|(s, from)| (s, from.clone())),
+        a.alpha,
+        Some(&progress),
+    )?;
+    progress.finish();
+    let t = json.text();
+    t.raw(&render(&report));
+    json.emit(&report, &t)?;
+    Ok(if report.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// `s` cut to `w` characters from the left ("..." marks the cut).
+fn fit(s: &str, w: usize) -> String {
+    let n = s.chars().count();
+    if n <= w {
+        s.to_string()
+    } else {
+        format!("...{}", s.chars().skip(n - w + 3).collect::<String>())
+    }
+}
+
+fn sci(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2e}"))
+}
+
+fn render(r: &Report) -> String {
+    let mut s = format!(
+        "deepinit inspect: {} file(s), {} tensors; reference: {}\n",
+        r.files.len(),
+        r.tensors.len(),
+        r.reference
+            .as_deref()
+            .unwrap_or("none (closest standard rule shown)")
+    );
+    let dtypes: std::collections::BTreeSet<&str> =
+        r.tensors.iter().map(|t| t.dtype.as_str()).collect();
+    s += &format!(
+        "dtype: {}; std columns: what He, LeCun and Xavier give for the fans ([out, in] layout)\n\n",
+        dtypes.into_iter().collect::<Vec<_>>().join(", ")
+    );
+    s += &format!(
+        "{:<30} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
+        "tensor", "shape", "mean", "std", "he", "lecun", "xavier", "verdict"
+    );
+    for t in &r.tensors {
+        let shape = t
+            .shape
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("x");
+        let verdict = match t.verdict {
+            "INFO" => t.note.clone(),
+            v => v.to_string(),
+        };
+        s += &format!(
+            "{:<30} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
+            fit(&t.name, 30),
+            fit(&shape, 12),
+            t.mean.map_or("-".into(), |m| format!("{m:+.1e}")),
+            sci(t.std),
+            sci(t.rule_std.map(|r| r.he)),
+            sci(t.rule_std.map(|r| r.lecun)),
+            sci(t.rule_std.map(|r| r.xavier)),
+            verdict
+        );
+    }
+    let failed: Vec<_> = r.tensors.iter().filter(|t| t.verdict == "FAIL").collect();
+    if r.reference.is_some() {
+        let judged = r.tensors.iter().filter(|t| t.verdict != "INFO").count();
+        s += &format!("\n{judged} tensors judged at alpha {} each", r.alpha);
+        s += &format!("; verdict: {}\n", if r.pass { "PASS" } else { "FAIL" });
+        for t in failed {
+            s += &format!("  - {}: {}\n", t.name, t.note);
+        }
+        for m in &r.missing {
+            s += &format!("  - {m}: in the reference, in no file\n");
+        }
+        for t in r.tensors.iter().filter(|t| t.verdict == "INFO") {
+            s += &format!("  - {}: {} (not judged)\n", t.name, t.note);
+        }
+    }
+    s
+}

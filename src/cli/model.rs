@@ -1,0 +1,281 @@
+//! `deepinit model`: a whole model's initial checkpoint as safetensors,
+//! optionally sharded across files and machines.
+
+use super::*;
+use clap::Args;
+use deepinit::io::dtype::DType;
+use deepinit::model::plan::{Plan, TensorParallel};
+use deepinit::model::write::{self, Report, Targets};
+use deepinit::model::{emit, preset, spec, ModelSpec};
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["spec", "preset"])))]
+pub(crate) struct ModelArgs {
+    /// The model spec (TOML, or JSON): named tensors with shapes and rules.
+    #[arg(long, value_name = "FILE")]
+    spec: Option<PathBuf>,
+    /// A built-in architecture: mlp:WIDTHxDEPTH, gpt2, llama-7b.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
+    /// Print the model as an editable spec (TOML) and exit.
+    #[arg(long)]
+    print_spec: bool,
+    /// The checkpoint directory (created if missing).
+    #[arg(long, value_name = "DIR", required_unless_present = "print_spec")]
+    out: Option<PathBuf>,
+    /// Element type: f32, bf16 or f16 (rounded to nearest even from f32).
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Shard files (Hugging Face layout plus model.safetensors.index.json);
+    /// default 1, or the launcher's world size.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Write only shard I (0-based) of --shards; without it, RANK/WORLD_SIZE,
+    /// SLURM_PROCID/SLURM_NTASKS or JOB_COMPLETION_INDEX are read.
+    #[arg(long, value_name = "I")]
+    rank: Option<usize>,
+    /// Tensor parallelism: every tensor with a `split` holds part --tp-rank of this many.
+    #[arg(long, default_value_t = 1)]
+    tp_size: u64,
+    /// This checkpoint's tensor-parallel part (0-based).
+    #[arg(long, default_value_t = 0)]
+    tp_rank: u64,
+    /// Seed (overrides the spec's).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    json: JsonArgs,
+}
+
+/// Which shards this process writes, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Ranks {
+    pub(crate) shards: usize,
+    pub(crate) mine: Vec<usize>,
+    pub(crate) source: Option<String>,
+}
+
+/// Resolves `--shards`/`--rank` and the launchers' variables (`var` looks
+/// one up): worker `r` of `w` writes the shards `i` with `i % w == r`.
+pub(crate) fn ranks(
+    shards: Option<usize>,
+    rank: Option<usize>,
+    var: impl Fn(&str) -> Option<String>,
+) -> Result<Ranks> {
+    if let Some(r) = rank {
+        let n = shards.ok_or_else(|| Error::invalid("rank", "--rank needs --shards"))?;
+        if r >= n {
+            return Err(Error::bad(
+                "rank",
+                r,
+                format!("must be below --shards ({n})"),
+            ));
+        }
+        return Ok(Ranks {
+            shards: n,
+            mine: vec![r],
+            source: Some("--rank".into()),
+        });
+    }
+    let num = |name: &str| -> Result<Option<usize>> {
+        var(name)
+            .map(|v| {
+                v.trim().parse::<usize>().map_err(|_| {
+                    Error::bad(
+                        "environment variable",
+                        format!("{name}={v}"),
+                        "not a non-negative integer",
+                    )
+                })
+            })
+            .transpose()
+    };
+    let launcher = match (num("RANK")?, num("WORLD_SIZE")?) {
+        (Some(r), Some(w)) => Some((r, w, "RANK/WORLD_SIZE")),
+        _ => match (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
+            (Some(r), Some(w)) => Some((r, w, "SLURM_PROCID/SLURM_NTASKS")),
+            _ => match (num("JOB_COMPLETION_INDEX")?, shards) {
+                (Some(r), Some(n)) => Some((r, n, "JOB_COMPLETION_INDEX")),
+                (Some(_), None) => {
+                    return Err(Error::invalid(
+                        "shards",
+                        "JOB_COMPLETION_INDEX is set: pass --shards N (the Job's completions)",
+                    ))
+                }
+                _ => None,
+            },
+        },
+    };
+    let Some((r, w, from)) = launcher else {
+        let n = shards.unwrap_or(1);
+        return Ok(Ranks {
+            shards: n,
+            mine: (0..n).collect(),
+            source: None,
+        });
+    };
+    if w == 0 || r >= w {
+        return Err(Error::invalid(
+            "rank",
+            format!("{from} gives rank {r} of {w}"),
+        ));
+    }
+    let n = shards.unwrap_or(w);
+    Ok(Ranks {
+        shards: n,
+        mine: (0..n).filter(|i| i % w == r).collect(),
+        source: Some(format!("{from}: worker {r} of {w}")),
+    })
+}
+
+impl ModelArgs {
+    fn model(&self) -> Result<(ModelSpec, String)> {
+        let (mut spec, what) = match (&self.spec, &self.preset) {
+            (Some(p), _) => (spec::read(p)?, format!("spec {}", p.display())),
+            (None, Some(name)) => (preset::preset(name, 0)?, format!("preset {name}")),
+            (None, None) => {
+                return Err(Error::invalid("model", "pass --spec FILE or --preset NAME"))
+            }
+        };
+        if let Some(s) = self.seed {
+            spec.seed = s;
+        }
+        Ok((spec, what))
+    }
+}
+
+pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    let (spec, what) = a.model()?;
+    if a.print_spec {
+        let comment = preset::describe(&what);
+        print!("{}", emit::to_toml(&spec, &comment));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dtype = DType::parse(&a.dtype)?;
+    let ranks = ranks(a.shards, a.rank, |k| std::env::var(k).ok())?;
+    let tp = TensorParallel {
+        size: a.tp_size,
+        rank: a.tp_rank,
+    };
+    let plan = Plan::new(&spec, dtype, ranks.shards, tp)?;
+    let dir = a
+        .out
+        .as_deref()
+        .ok_or_else(|| Error::invalid("out", "--out DIR is required"))?;
+    let json = a.json.open()?;
+    // The device first: a run that cannot get one creates nothing.
+    let backend = open_backend(d)?;
+    let targets = Targets::check(dir, &plan, &ranks.mine, a.json.force)?;
+    let t = json.text();
+    t.raw(&header(&spec, &what, &plan, &ranks, &backend));
+    let progress = deepinit::progress::Progress::new("writing the checkpoint");
+    let report = write::write(&spec, &plan, targets, &backend, Some(&progress))?;
+    progress.finish();
+    t.raw(&render(&report));
+    json.emit(&report, &t)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn header(spec: &ModelSpec, what: &str, plan: &Plan, ranks: &Ranks, backend: &Backend) -> String {
+    let bytes: u64 = plan.total_bytes();
+    let mut s = format!(
+        "deepinit model: {what}: {} tensors, {} parameters, {}, seed {}\n",
+        spec.tensors.len(),
+        thousands(spec.elements()),
+        plan.dtype.name(),
+        spec.seed
+    );
+    s += &format!("device: {}\n", backend.info().describe());
+    let mine = if ranks.mine.len() == plan.shards.len() {
+        "all".to_string()
+    } else if ranks.mine.is_empty() {
+        "none (more workers than shards), only the index".to_string()
+    } else {
+        ranks
+            .mine
+            .iter()
+            .map(|i| (i + 1).to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    s += &format!(
+        "checkpoint: {:.1} MB in {} shard(s); this run writes {mine}{}\n",
+        bytes as f64 / 1e6,
+        plan.shards.len(),
+        ranks
+            .source
+            .as_ref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default()
+    );
+    if plan.tp.size > 1 {
+        s += &format!(
+            "tensor parallelism: part {} of {} of every tensor with a split\n",
+            plan.tp.rank, plan.tp.size
+        );
+    }
+    s
+}
+
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    for f in &r.files {
+        s += &format!(
+            "wrote {} ({:.1} MB{})\n",
+            f.path.display(),
+            f.bytes as f64 / 1e6,
+            if f.tensors > 0 {
+                format!(", {} tensors", f.tensors)
+            } else {
+                String::new()
+            }
+        );
+    }
+    s += &format!(
+        "{:.1} MB in {:.2} s: {:.0} MB/s\n",
+        r.bytes as f64 / 1e6,
+        r.seconds,
+        r.mb_per_s
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn ranks_come_from_flags_then_launchers() {
+        let r = ranks(Some(4), Some(2), env(&[("RANK", "0"), ("WORLD_SIZE", "2")])).unwrap();
+        assert_eq!(r.mine, [2], "the flag wins");
+        assert!(ranks(None, Some(0), env(&[])).is_err());
+        assert!(ranks(Some(2), Some(2), env(&[])).is_err());
+        let r = ranks(None, None, env(&[])).unwrap();
+        assert_eq!((r.shards, r.mine), (1, vec![0]));
+        let r = ranks(None, None, env(&[("RANK", "1"), ("WORLD_SIZE", "3")])).unwrap();
+        assert_eq!((r.shards, r.mine), (3, vec![1]));
+        // More shards than workers: worker r takes every w-th shard.
+        let r = ranks(
+            Some(5),
+            None,
+            env(&[("SLURM_PROCID", "1"), ("SLURM_NTASKS", "2")]),
+        )
+        .unwrap();
+        assert_eq!(r.mine, [1, 3]);
+        let r = ranks(Some(3), None, env(&[("JOB_COMPLETION_INDEX", "2")])).unwrap();
+        assert_eq!(r.mine, [2]);
+        assert!(ranks(None, None, env(&[("JOB_COMPLETION_INDEX", "2")])).is_err());
+        assert!(ranks(None, None, env(&[("RANK", "x"), ("WORLD_SIZE", "2")])).is_err());
+        assert!(ranks(None, None, env(&[("RANK", "2"), ("WORLD_SIZE", "2")])).is_err());
+    }
+}

@@ -1,0 +1,418 @@
+//! `deepinit inspect`: the lecture's question ("is this layer's variance
+//! right?") asked of a real checkpoint. Any safetensors file or sharded
+//! directory: per tensor the shape, dtype, mean and standard deviation, the
+//! standard deviations He, LeCun and Xavier give for its fans, and a verdict:
+//! against a spec (given, or the one a deepinit checkpoint records), or else
+//! the closest standard rule.
+//!
+//! Checks of a drawn tensor, each at false-alarm rate `alpha`: the mean's
+//! z-test against 0 and the target variance inside the variance's confidence
+//! interval (chi-square for normal data, kurtosis-adjusted otherwise), as
+//! `deepinit init` does; values rounded to bf16/f16 keep them (rounding adds
+//! a relative variance of at most 2^-18, far inside the interval for any
+//! tensor under 10^10 elements). A constant must hold its value, rounded to
+//! the file's dtype, in every element.
+
+use super::plan::INDEX;
+use super::spec::{ModelSpec, Rule};
+use crate::error::{Error, Result};
+use crate::init::scheme::Shape;
+use crate::io::dtype::DType;
+use crate::io::safetensors::{read_header, Entry};
+use crate::progress::Progress;
+use crate::stats::{normal_quantile, variance_interval, Moments};
+use serde::Serialize;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// What one tensor holds and how it compares.
+#[derive(Debug, Clone, Serialize)]
+pub struct TensorReport {
+    /// Name.
+    pub name: String,
+    /// The file holding it.
+    pub file: PathBuf,
+    /// safetensors dtype.
+    pub dtype: String,
+    /// Shape.
+    pub shape: Vec<u64>,
+    /// Mean (null for non-float dtypes).
+    pub mean: Option<f64>,
+    /// Standard deviation (unbiased).
+    pub std: Option<f64>,
+    /// Smallest and largest values.
+    pub range: Option<[f64; 2]>,
+    /// NaN/Inf count.
+    pub nonfinite: u64,
+    /// The standard deviations He, LeCun and Xavier give for the shape's fans
+    /// (`[out, in, ...]` layout; null for 1-D tensors).
+    pub rule_std: Option<RuleStd>,
+    /// The reference's rule and target std (with a spec).
+    pub expected: Option<String>,
+    /// Without a reference: the closest rule and std / that rule's std.
+    pub closest: Option<(String, f64)>,
+    /// PASS, FAIL, or INFO (no reference to judge against).
+    pub verdict: &'static str,
+    /// Why, in words.
+    pub note: String,
+}
+
+/// He, LeCun, Xavier standard deviations.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RuleStd {
+    /// sqrt(2 / fan_in).
+    pub he: f64,
+    /// sqrt(1 / fan_in).
+    pub lecun: f64,
+    /// sqrt(2 / (fan_in + fan_out)).
+    pub xavier: f64,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Files read.
+    pub files: Vec<PathBuf>,
+    /// Where the reference came from: "--spec FILE", "the checkpoint's
+    /// deepinit.spec", or null.
+    pub reference: Option<String>,
+    /// False-alarm rate of each test.
+    pub alpha: f64,
+    /// Per tensor, in file order.
+    pub tensors: Vec<TensorReport>,
+    /// Tensors the reference lists that no file holds.
+    pub missing: Vec<String>,
+    /// Whether every judged tensor passed and none is missing.
+    pub pass: bool,
+}
+
+/// The files of `path`: itself, or a directory's index's shards, or its
+/// `*.safetensors` files.
+fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let index = path.join(INDEX);
+    let mut files: Vec<PathBuf> = if index.exists() {
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&index).map_err(|e| Error::Io {
+                path: index.clone(),
+                source: e,
+            })?)
+            .map_err(|e| Error::path(&index, format!("not JSON: {e}")))?;
+        let map = v["weight_map"]
+            .as_object()
+            .ok_or_else(|| Error::path(&index, "has no weight_map"))?;
+        map.values()
+            .filter_map(|f| f.as_str())
+            .map(|f| path.join(f))
+            .collect()
+    } else {
+        std::fs::read_dir(path)
+            .map_err(|e| Error::Io {
+                path: path.to_path_buf(),
+                source: e,
+            })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect()
+    };
+    files.sort();
+    files.dedup();
+    if files.is_empty() {
+        return Err(Error::path(path, "holds no .safetensors file"));
+    }
+    Ok(files)
+}
+
+fn dtype_of(name: &str) -> Option<DType> {
+    match name {
+        "F32" => Some(DType::F32),
+        "BF16" => Some(DType::Bf16),
+        "F16" => Some(DType::F16),
+        _ => None,
+    }
+}
+
+/// Streams a tensor's bytes through the moments (f64 tensors are read as f32).
+fn moments(
+    file: &mut std::fs::File,
+    path: &Path,
+    start: u64,
+    e: &Entry,
+    progress: &mut dyn FnMut(u64),
+) -> Result<Option<Moments>> {
+    let io = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let size: u64 = match e.dtype.as_str() {
+        "F64" => 8,
+        d => match dtype_of(d) {
+            Some(t) => t.size(),
+            None => return Ok(None),
+        },
+    };
+    file.seek(SeekFrom::Start(start + e.begin)).map_err(io)?;
+    let mut left = e.end - e.begin;
+    let mut buf = vec![0u8; (8 << 20).min(left as usize)];
+    let mut vals: Vec<f32> = Vec::with_capacity(buf.len() / size as usize);
+    let mut m = Moments::default();
+    while left > 0 {
+        let k = (buf.len() as u64).min(left) as usize;
+        file.read_exact(&mut buf[..k]).map_err(io)?;
+        vals.clear();
+        match (e.dtype.as_str(), dtype_of(&e.dtype)) {
+            ("F64", _) => vals.extend(
+                buf[..k]
+                    .chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
+            ),
+            (_, Some(t)) => vals.extend(buf[..k].chunks_exact(size as usize).map(|c| t.decode(c))),
+            _ => {}
+        }
+        m = m.merge(Moments::of(&vals));
+        left -= k as u64;
+        progress(k as u64);
+    }
+    Ok(Some(m))
+}
+
+/// He/LeCun/Xavier standard deviations of an `[out, in, ...]` shape (none
+/// for 1-D shapes).
+pub fn rule_std(shape: &[u64]) -> Option<RuleStd> {
+    if shape.len() < 2 {
+        return None;
+    }
+    let (fi, fo) = Shape(shape.to_vec()).fans(1).ok()?;
+    let (fi, fo) = (fi as f64, fo as f64);
+    Some(RuleStd {
+        he: (2.0 / fi).sqrt(),
+        lecun: (1.0 / fi).sqrt(),
+        xavier: (2.0 / (fi + fo)).sqrt(),
+    })
+}
+
+/// Mean test and variance interval at `alpha`; `None` when they pass.
+fn judge_draw(m: &Moments, std: f64, kurtosis: f64, alpha: f64) -> Option<String> {
+    if m.n < 2 {
+        return None;
+    }
+    let z = m.mean / (std / (m.n as f64).sqrt());
+    let crit = normal_quantile(1.0 - alpha / 2.0);
+    if z.abs() > crit {
+        return Some(format!("mean z = {z:.2} beyond +-{crit:.2}"));
+    }
+    let ci = variance_interval(m.n, m.variance(), kurtosis, 1.0 - alpha);
+    if !ci.contains(std * std) {
+        return Some(format!(
+            "std {:.4e} vs target {std:.4e}: target variance outside [{:.4e}, {:.4e}]",
+            m.variance().sqrt(),
+            ci.lo,
+            ci.hi
+        ));
+    }
+    None
+}
+
+/// Judges one tensor against its spec entry.
+fn against_spec(
+    t: &mut TensorReport,
+    spec: &super::spec::TensorSpec,
+    m: &Moments,
+    alpha: f64,
+    sliced: bool,
+) {
+    let fail = |t: &mut TensorReport, note: String| {
+        t.verdict = "FAIL";
+        t.note = note;
+    };
+    if t.shape != spec.shape.0 && !sliced {
+        return fail(
+            t,
+            format!("shape {:?}, the spec says {:?}", t.shape, spec.shape.0),
+        );
+    }
+    if m.nonfinite > 0 {
+        return fail(t, format!("{} non-finite values", m.nonfinite));
+    }
+    match &spec.rule {
+        Rule::Const(v) => {
+            let stored = dtype_of(&t.dtype).map_or(*v, |d| {
+                let mut b = Vec::new();
+                d.encode(&[*v], &mut b);
+                d.decode(&b)
+            });
+            t.expected = Some(format!("constant {stored}"));
+            let want = f64::from(stored);
+            if m.min != want || m.max != want {
+                return fail(
+                    t,
+                    format!(
+                        "values span [{}, {}], not the constant {want}",
+                        m.min, m.max
+                    ),
+                );
+            }
+            t.verdict = "PASS";
+            t.note = format!("all {} elements are {want}", m.n);
+        }
+        Rule::Draw { init, .. } => {
+            let Ok(Some(target)) = spec.target() else {
+                return fail(t, "the spec's rule has no target".into());
+            };
+            t.expected = Some(format!(
+                "{} {} std {:.4e}",
+                init.scheme.name(),
+                init.dist.name(),
+                target.std
+            ));
+            match judge_draw(m, target.std, init.dist.excess_kurtosis(), alpha) {
+                Some(why) => fail(t, why),
+                None => {
+                    t.verdict = "PASS";
+                    t.note = format!("mean and variance agree with std {:.4e}", target.std);
+                }
+            }
+        }
+    }
+}
+
+/// Without a reference: a constant, or the closest of He/LeCun/Xavier.
+fn closest(t: &mut TensorReport, m: &Moments, alpha: f64) {
+    t.verdict = "INFO";
+    if m.n > 0 && m.min == m.max {
+        t.note = format!("constant {}", m.min);
+        return;
+    }
+    let (Some(r), Some(std)) = (t.rule_std, t.std) else {
+        t.note = "1-D: no fans to compare with".into();
+        return;
+    };
+    let rules = [("he", r.he), ("lecun", r.lecun), ("xavier", r.xavier)];
+    let Some(&(name, s)) = rules.iter().min_by(|a, b| {
+        let da = (std / a.1).ln().abs();
+        let db = (std / b.1).ln().abs();
+        da.total_cmp(&db)
+    }) else {
+        return;
+    };
+    let ratio = std / s;
+    t.closest = Some((name.to_string(), ratio));
+    // The rule matches when its variance lies inside the sample variance's
+    // interval (kurtosis-adjusted with the sample's own kurtosis).
+    let k = m.excess_kurtosis();
+    let ci = variance_interval(
+        m.n,
+        m.variance(),
+        if k.is_finite() { k } else { 0.0 },
+        1.0 - alpha,
+    );
+    t.note = if m.n >= 2 && ci.contains(s * s) {
+        format!("matches {name}")
+    } else {
+        format!("{ratio:.3}x {name}")
+    };
+}
+
+/// Reads every tensor of `path` (a file or a checkpoint directory) and
+/// judges it against `spec` (or the checkpoint's own recorded spec).
+pub fn inspect(
+    path: &Path,
+    spec: Option<(&ModelSpec, String)>,
+    alpha: f64,
+    progress: Option<&Progress>,
+) -> Result<Report> {
+    let files = files_of(path)?;
+    let headers = files
+        .iter()
+        .map(|f| read_header(f))
+        .collect::<Result<Vec<_>>>()?;
+    let recorded = headers
+        .first()
+        .and_then(|h| h.metadata.get("deepinit.spec"))
+        .map(|s| super::spec::parse(s, true))
+        .transpose()
+        .map_err(|e| {
+            Error::path(
+                &files[0],
+                format!("its recorded deepinit.spec is unreadable: {e}"),
+            )
+        })?;
+    let sliced = headers
+        .iter()
+        .any(|h| h.metadata.contains_key("deepinit.tensor_parallel"));
+    let (reference, source) = match (spec, recorded) {
+        (Some((s, from)), _) => (Some(s.clone()), Some(from)),
+        (None, Some(s)) => (
+            Some(s),
+            Some("the checkpoint's recorded deepinit.spec".to_string()),
+        ),
+        (None, None) => (None, None),
+    };
+    let total: u64 = headers.iter().map(|h| h.data_len()).sum();
+    let mut done = 0u64;
+    let mut tensors = Vec::new();
+    for (file, h) in files.iter().zip(&headers) {
+        let mut f = std::fs::File::open(file).map_err(|e| Error::Io {
+            path: file.clone(),
+            source: e,
+        })?;
+        for e in &h.tensors {
+            let m = moments(&mut f, file, h.data_start, e, &mut |k| {
+                done += k;
+                if let Some(p) = progress {
+                    p.update_bytes(done, total);
+                }
+            })?;
+            let mut t = TensorReport {
+                name: e.name.clone(),
+                file: file.clone(),
+                dtype: e.dtype.clone(),
+                shape: e.shape.clone(),
+                mean: m.map(|m| m.mean),
+                std: m.map(|m| m.variance().sqrt()),
+                range: m.filter(|m| m.n > 0).map(|m| [m.min, m.max]),
+                nonfinite: m.map_or(0, |m| m.nonfinite),
+                rule_std: rule_std(&e.shape),
+                expected: None,
+                closest: None,
+                verdict: "INFO",
+                note: String::new(),
+            };
+            let entry = reference
+                .as_ref()
+                .and_then(|r| r.tensors.iter().find(|s| s.name == e.name));
+            if let Some(Rule::Draw {
+                layout: super::spec::Layout::InOut,
+                ..
+            }) = entry.map(|s| &s.rule)
+            {
+                // Stored [in, out]: the fans read reversed.
+                t.rule_std = rule_std(&e.shape.iter().rev().copied().collect::<Vec<_>>());
+            }
+            match (m, entry) {
+                (None, _) => t.note = format!("{} is not a float type", e.dtype),
+                (Some(m), Some(s)) => against_spec(&mut t, s, &m, alpha, sliced),
+                (Some(_), None) if reference.is_some() => t.note = "not in the spec".into(),
+                (Some(m), None) => closest(&mut t, &m, alpha),
+            }
+            tensors.push(t);
+        }
+    }
+    let missing: Vec<String> = reference
+        .iter()
+        .flat_map(|r| r.tensors.iter())
+        .filter(|s| !tensors.iter().any(|t| t.name == s.name))
+        .map(|s| s.name.clone())
+        .collect();
+    let pass = missing.is_empty() && tensors.iter().all(|t| t.verdict != "FAIL");
+    Ok(Report {
+        files,
+        reference: source,
+        alpha,
+        tensors,
+        missing,
+        pass,
+    })
+}

@@ -1,0 +1,472 @@
+//! Where every byte of a checkpoint goes: which shard file holds each
+//! tensor, in which order, at which offsets, and (under tensor parallelism)
+//! which block of the tensor it holds. A plan depends only on the spec, the
+//! dtype, the shard count and the tensor-parallel rank, never on the machine,
+//! so N machines that each write one shard agree with one machine that
+//! writes all N.
+
+use super::spec::{ModelSpec, Split};
+use crate::error::{Error, Result};
+use crate::io::dtype::DType;
+use crate::io::safetensors::Entry;
+use std::ops::Range;
+
+/// Tensor-parallel slicing: this checkpoint holds part `rank` of `size` of
+/// every tensor with a `split`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TensorParallel {
+    /// Parts.
+    pub size: u64,
+    /// This part (0-based).
+    pub rank: u64,
+}
+
+impl Default for TensorParallel {
+    fn default() -> Self {
+        TensorParallel { size: 1, rank: 0 }
+    }
+}
+
+/// A rectangular block of a tensor seen as a matrix `[dim 0, the rest]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Block {
+    /// Columns of the whole tensor's matrix view.
+    pub width: u64,
+    /// Rows held.
+    pub rows: Range<u64>,
+    /// Columns held.
+    pub cols: Range<u64>,
+}
+
+impl Block {
+    /// The whole tensor of shape `dims`.
+    pub fn whole(dims: &[u64]) -> Block {
+        let rows = dims.first().copied().unwrap_or(1);
+        let width = dims.iter().skip(1).product();
+        Block {
+            width,
+            rows: 0..rows,
+            cols: 0..width,
+        }
+    }
+
+    /// Parses `--rows A:B` and `--cols C:D` (either may be absent: all)
+    /// against a tensor of shape `dims`.
+    pub fn parse(dims: &[u64], rows: Option<&str>, cols: Option<&str>) -> Result<Block> {
+        let mut b = Block::whole(dims);
+        if let Some(r) = rows {
+            b.rows = parse_range("rows", r, b.rows.end)?;
+        }
+        if let Some(c) = cols {
+            if dims.len() < 2 {
+                return Err(Error::invalid("cols", "a 1-D tensor has no columns"));
+            }
+            b.cols = parse_range("cols", c, b.width)?;
+        }
+        Ok(b)
+    }
+
+    /// Errors unless the block lies inside `whole` (same width) and is not empty.
+    pub fn check_inside(&self, whole: &Block) -> Result<()> {
+        if self.width != whole.width
+            || self.rows.end > whole.rows.end
+            || self.cols.end > whole.cols.end
+            || self.is_empty()
+        {
+            return Err(Error::invalid(
+                "block",
+                format!(
+                    "rows {:?} x cols {:?} is empty or outside the {} x {} tensor",
+                    self.rows, self.cols, whole.rows.end, whole.width
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The shape of the block of a tensor of shape `dims`: dimension 0 cut
+    /// to the rows; for 2-D tensors dimension 1 cut to the columns (more
+    /// dimensions keep their shape when all columns are held, and are
+    /// flattened to the columns otherwise).
+    pub fn shape(&self, dims: &[u64]) -> Vec<u64> {
+        let rows = self.rows.end - self.rows.start;
+        let cols = self.cols.end - self.cols.start;
+        if dims.len() <= 1 {
+            vec![rows]
+        } else if cols == self.width {
+            std::iter::once(rows)
+                .chain(dims[1..].iter().copied())
+                .collect()
+        } else {
+            vec![rows, cols]
+        }
+    }
+
+    /// `[[row0, row1], [col0, col1]]` (half-open ranges).
+    pub fn corners(&self) -> [[u64; 2]; 2] {
+        [
+            [self.rows.start, self.rows.end],
+            [self.cols.start, self.cols.end],
+        ]
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> u64 {
+        (self.rows.end - self.rows.start) * (self.cols.end - self.cols.start)
+    }
+
+    /// Whether the block holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The element ranges of the whole tensor that make up the block, in
+    /// row-major order (one range when whole rows are held).
+    pub fn ranges(&self) -> Vec<Range<u64>> {
+        if self.is_empty() {
+            return Vec::new();
+        }
+        if self.cols == (0..self.width) {
+            let all = self.rows.start * self.width..self.rows.end * self.width;
+            return std::iter::once(all).collect();
+        }
+        self.rows
+            .clone()
+            .map(|r| r * self.width + self.cols.start..r * self.width + self.cols.end)
+            .collect()
+    }
+}
+
+/// `A:B` (either end may be omitted) inside `0..limit`.
+fn parse_range(what: &'static str, s: &str, limit: u64) -> Result<Range<u64>> {
+    let (a, b) = s
+        .split_once(':')
+        .ok_or_else(|| Error::bad(what, s, "expected START:END, e.g. 0:512"))?;
+    let num = |t: &str, default: u64| -> Result<u64> {
+        let t = t.trim();
+        if t.is_empty() {
+            return Ok(default);
+        }
+        t.parse()
+            .map_err(|_| Error::bad(what, s, format!("'{t}' is not a non-negative integer")))
+    };
+    let (a, b) = (num(a, 0)?, num(b, limit)?);
+    if a >= b || b > limit {
+        return Err(Error::bad(
+            what,
+            s,
+            format!("must satisfy START < END <= {limit}"),
+        ));
+    }
+    Ok(a..b)
+}
+
+/// One tensor in one shard.
+#[derive(Debug, Clone)]
+pub struct Item {
+    /// Index into the spec's tensors.
+    pub tensor: usize,
+    /// The part of the tensor stored.
+    pub block: Block,
+    /// Its entry in the file's header.
+    pub entry: Entry,
+}
+
+/// One file.
+#[derive(Debug, Clone)]
+pub struct ShardPlan {
+    /// File name.
+    pub file: String,
+    /// Tensors in data order (by name).
+    pub items: Vec<Item>,
+}
+
+impl ShardPlan {
+    /// Data bytes.
+    pub fn bytes(&self) -> u64 {
+        self.items.last().map_or(0, |i| i.entry.end)
+    }
+}
+
+/// The whole checkpoint.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Element type.
+    pub dtype: DType,
+    /// Tensor-parallel part.
+    pub tp: TensorParallel,
+    /// Shards, in order (index i is file i + 1 of N).
+    pub shards: Vec<ShardPlan>,
+}
+
+/// The index file next to sharded checkpoints.
+pub const INDEX: &str = "model.safetensors.index.json";
+
+/// The file name of shard `i` (0-based) of `n`.
+pub fn shard_name(i: usize, n: usize) -> String {
+    if n == 1 {
+        "model.safetensors".into()
+    } else {
+        format!("model-{:05}-of-{n:05}.safetensors", i + 1)
+    }
+}
+
+fn tp_block(dims: &[u64], split: Option<Split>, tp: TensorParallel, name: &str) -> Result<Block> {
+    let mut b = Block::whole(dims);
+    let Some(split) = split.filter(|_| tp.size > 1) else {
+        return Ok(b);
+    };
+    let cut = |r: &mut Range<u64>, what: &str| {
+        let n = r.end;
+        if !n.is_multiple_of(tp.size) {
+            return Err(Error::bad(
+                "tensor parallelism",
+                name,
+                format!(
+                    "its {what} ({n}) do not divide into {} equal parts",
+                    tp.size
+                ),
+            ));
+        }
+        let part = n / tp.size;
+        *r = tp.rank * part..(tp.rank + 1) * part;
+        Ok(())
+    };
+    match split {
+        Split::Rows => cut(&mut b.rows, "rows")?,
+        Split::Cols if dims.len() == 2 => cut(&mut b.cols, "columns")?,
+        Split::Cols => {
+            return Err(Error::bad(
+                "split",
+                name,
+                "cols applies to 2-D tensors only",
+            ));
+        }
+    }
+    Ok(b)
+}
+
+/// Refuses tensors whose values the dtype cannot hold (they would round to
+/// infinity): constants beyond its largest finite value, drawn tensors whose
+/// distribution reaches beyond it.
+fn check_range(spec: &ModelSpec, dtype: DType) -> Result<()> {
+    let max = match dtype {
+        DType::F32 => return Ok(()),
+        DType::Bf16 => 3.389_531_389_251_535e38,
+        DType::F16 => 65504.0,
+    };
+    for t in &spec.tensors {
+        let reach = match &t.rule {
+            super::spec::Rule::Const(v) => f64::from(v.abs()),
+            super::spec::Rule::Draw { init, .. } => {
+                t.target()?.map_or(0.0, |x| x.std) * init.dist.max_abs_in_std()
+            }
+        };
+        if reach > max {
+            return Err(Error::bad(
+                "dtype",
+                dtype.name(),
+                format!(
+                    "tensor '{}' reaches {reach:.4e}, beyond the largest finite {} ({max:e})",
+                    t.name,
+                    dtype.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl Plan {
+    /// Lays `spec` out into `shards` files of `dtype`, holding part `tp` of
+    /// every split tensor. Tensors are assigned largest first (ties by name)
+    /// to the shard with the fewest bytes so far (ties: the lowest index);
+    /// inside a shard they are stored by name, as the `safetensors` crate does.
+    pub fn new(spec: &ModelSpec, dtype: DType, shards: usize, tp: TensorParallel) -> Result<Plan> {
+        if shards == 0 || shards > spec.tensors.len() {
+            return Err(Error::bad(
+                "shards",
+                shards,
+                format!(
+                    "must be from 1 to the number of tensors ({})",
+                    spec.tensors.len()
+                ),
+            ));
+        }
+        if tp.size == 0 || tp.rank >= tp.size {
+            return Err(Error::invalid(
+                "tensor parallelism",
+                format!("rank {} of {} (ranks count from 0)", tp.rank, tp.size),
+            ));
+        }
+        check_range(spec, dtype)?;
+        let mut blocks = Vec::with_capacity(spec.tensors.len());
+        for t in &spec.tensors {
+            blocks.push(tp_block(&t.shape.0, t.split, tp, &t.name)?);
+        }
+        let mut order: Vec<usize> = (0..spec.tensors.len()).collect();
+        order.sort_by(|&a, &b| {
+            blocks[b]
+                .len()
+                .cmp(&blocks[a].len())
+                .then(spec.tensors[a].name.cmp(&spec.tensors[b].name))
+        });
+        let mut load = vec![0u64; shards];
+        let mut members: Vec<Vec<usize>> = vec![Vec::new(); shards];
+        for t in order {
+            let s = (0..shards).min_by_key(|&s| (load[s], s)).unwrap_or(0);
+            load[s] += blocks[t].len() * dtype.size();
+            members[s].push(t);
+        }
+        let shards = members
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut m)| {
+                m.sort_by(|&a, &b| spec.tensors[a].name.cmp(&spec.tensors[b].name));
+                let mut offset = 0;
+                let items = m
+                    .into_iter()
+                    .map(|t| {
+                        let block = blocks[t].clone();
+                        let bytes = block.len() * dtype.size();
+                        let shape = block.shape(&spec.tensors[t].shape.0);
+                        let entry = Entry {
+                            name: spec.tensors[t].name.clone(),
+                            dtype: dtype.safetensors_name().into(),
+                            shape,
+                            begin: offset,
+                            end: offset + bytes,
+                        };
+                        offset += bytes;
+                        Item {
+                            tensor: t,
+                            block,
+                            entry,
+                        }
+                    })
+                    .collect();
+                ShardPlan {
+                    file: shard_name(i, shards),
+                    items,
+                }
+            })
+            .collect();
+        Ok(Plan { dtype, tp, shards })
+    }
+
+    /// Data bytes of all shards.
+    pub fn total_bytes(&self) -> u64 {
+        self.shards.iter().map(ShardPlan::bytes).sum()
+    }
+
+    /// The Hugging Face index (`model.safetensors.index.json`), or `None`
+    /// for a single file.
+    pub fn index_json(&self) -> Option<Vec<u8>> {
+        if self.shards.len() == 1 {
+            return None;
+        }
+        let map: std::collections::BTreeMap<&str, &str> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.items
+                    .iter()
+                    .map(|i| (i.entry.name.as_str(), s.file.as_str()))
+            })
+            .collect();
+        let v = serde_json::json!({
+            "metadata": { "total_size": self.total_bytes() },
+            "weight_map": map,
+        });
+        let mut text = serde_json::to_vec_pretty(&v).ok()?;
+        text.push(b'\n');
+        Some(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::preset::preset;
+
+    #[test]
+    fn shards_hold_every_tensor_once_balanced_and_contiguous() {
+        let spec = preset("gpt2", 0).unwrap();
+        let plan = Plan::new(&spec, DType::Bf16, 4, TensorParallel::default()).unwrap();
+        let mut names: Vec<&str> = plan
+            .shards
+            .iter()
+            .flat_map(|s| s.items.iter().map(|i| i.entry.name.as_str()))
+            .collect();
+        names.sort_unstable();
+        let mut want: Vec<&str> = spec.tensors.iter().map(|t| t.name.as_str()).collect();
+        want.sort_unstable();
+        assert_eq!(names, want);
+        assert_eq!(plan.total_bytes(), 2 * spec.elements());
+        for s in &plan.shards {
+            let mut at = 0;
+            for i in &s.items {
+                assert_eq!(i.entry.begin, at);
+                at = i.entry.end;
+            }
+        }
+        // Greedy largest-first: no shard exceeds the mean by more than the
+        // largest tensor (the 77 MB embedding).
+        let mean = plan.total_bytes() / 4;
+        let largest = 2 * 50257 * 768;
+        assert!(plan.shards.iter().all(|s| s.bytes() <= mean + largest));
+        assert_eq!(plan.shards[2].file, "model-00003-of-00004.safetensors");
+        assert!(Plan::new(&spec, DType::F32, 149, TensorParallel::default()).is_err());
+    }
+
+    #[test]
+    fn values_beyond_the_dtype_are_refused() {
+        let spec = crate::model::spec::parse(
+            "[[tensor]]\nname = \"w\"\nshape = [4, 4]\ninit = \"naive:20000\"\n\
+             [[tensor]]\nname = \"c\"\nshape = [2]\ninit = \"constant\"\nvalue = 70000.0\n",
+            false,
+        )
+        .unwrap();
+        // naive:20000 normals reach 5.77 x 20000 = 115,000 > 65504.
+        let e = Plan::new(&spec, DType::F16, 1, TensorParallel::default()).unwrap_err();
+        assert!(e.to_string().contains("'w' reaches"), "{e}");
+        assert!(Plan::new(&spec, DType::Bf16, 1, TensorParallel::default()).is_ok());
+    }
+
+    #[test]
+    fn blocks_cover_their_elements_in_row_major_order() {
+        let b = Block::parse(&[5, 7], Some("1:3"), Some("2:6")).unwrap();
+        assert_eq!(b.ranges(), vec![9..13, 16..20]);
+        assert_eq!(b.shape(&[5, 7]), vec![2, 4]);
+        let b = Block::parse(&[5, 3, 2], Some("4:"), None).unwrap();
+        assert_eq!(b.ranges(), vec![24..30]);
+        assert_eq!(b.shape(&[5, 3, 2]), vec![1, 3, 2]);
+        assert!(Block::parse(&[5, 7], Some("3:3"), None).is_err());
+        assert!(Block::parse(&[5, 7], None, Some("0:8")).is_err());
+        assert!(Block::parse(&[5], None, Some("0:1")).is_err());
+        assert!(Block::parse(&[5, 7], Some("x"), None).is_err());
+    }
+
+    #[test]
+    fn tensor_parallel_parts_tile_each_split_tensor() {
+        let spec = preset("llama-7b", 0).unwrap();
+        let parts: Vec<Plan> = (0..4)
+            .map(|r| Plan::new(&spec, DType::Bf16, 1, TensorParallel { size: 4, rank: r }).unwrap())
+            .collect();
+        let whole = Plan::new(&spec, DType::Bf16, 1, TensorParallel::default()).unwrap();
+        assert_eq!(
+            parts.iter().map(Plan::total_bytes).sum::<u64>(),
+            whole.total_bytes() + 3 * 2 * (4096 + 32 * 2 * 4096),
+            "split tensors are cut in four; norms are replicated"
+        );
+        let o = |p: &Plan| {
+            p.shards[0]
+                .items
+                .iter()
+                .find(|i| i.entry.name == "model.layers.0.self_attn.o_proj.weight")
+                .map(|i| (i.block.cols.clone(), i.entry.shape.clone()))
+        };
+        assert_eq!(o(&parts[3]), Some((3072..4096, vec![4096, 1024])));
+        assert!(Plan::new(&spec, DType::Bf16, 1, TensorParallel { size: 3, rank: 0 }).is_err());
+    }
+}

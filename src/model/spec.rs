@@ -1,0 +1,455 @@
+//! Model specs: every named tensor of a model with its shape and rule, read
+//! from TOML (or JSON) or built by a [preset](super::preset).
+//!
+//! ```toml
+//! seed = 0
+//!
+//! [defaults]          # applies to every tensor that does not say otherwise
+//! init = "lecun"
+//!
+//! [[tensor]]
+//! name = "h.0.mlp.c_fc.weight"
+//! shape = [768, 3072]
+//! layout = "in_out"   # stored [in, out] (GPT-2's Conv1D): fans read reversed
+//!
+//! [[tensor]]
+//! name = "h.0.mlp.c_fc.bias"
+//! shape = [3072]
+//! init = "zeros"
+//! ```
+//!
+//! Keys of a tensor (and of `[defaults]`, except `name` and `shape`):
+//! `init` (`he`, `lecun`, `xavier`, `naive:STD`, `zeros`, `ones`, `constant`),
+//! `value` (with `constant`), `mode`, `gain`, `multiplier`, `dist`, `groups`,
+//! `layout` (`out_in`, the default, or `in_out`) and `split` (`rows` or `cols`:
+//! how tensor parallelism cuts it). Unknown keys, duplicate names, bad shapes
+//! and rules that do not apply are refused with the line (TOML) or the tensor's
+//! position (JSON).
+//!
+//! A tensor's Philox id is [`tensor_id`] of its name, so reordering a spec
+//! changes no value.
+
+use crate::error::{Error, Result};
+use crate::init::scheme::{self, FanMode, InitSpec, Scheme, Shape, Target};
+use crate::rng::dist::Dist;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The Philox tensor id of a tensor name: 32-bit FNV-1a of its UTF-8 bytes
+/// (offset basis 0x811C9DC5, prime 0x01000193).
+pub fn tensor_id(name: &str) -> u32 {
+    name.bytes().fold(0x811C_9DC5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// How a 2-D weight is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `[out, in]` (PyTorch's `nn.Linear`): fan_in is the last dimension.
+    OutIn,
+    /// `[in, out]` (GPT-2's `Conv1D`, JAX/Flax `Dense`): fan_in is the first.
+    InOut,
+}
+
+/// Which axis tensor parallelism cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Dimension 0 (column-parallel linear layers, `[out, in]`).
+    Rows,
+    /// The last dimension (row-parallel linear layers).
+    Cols,
+}
+
+impl Split {
+    /// `rows` or `cols`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Rows => "rows",
+            Split::Cols => "cols",
+        }
+    }
+}
+
+/// How a tensor's values are made.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rule {
+    /// Drawn by a scheme (`init.shape` is the tensor's shape).
+    Draw {
+        /// Scheme, mode, gain, multiplier, distribution, groups.
+        init: InitSpec,
+        /// Where the fans are.
+        layout: Layout,
+    },
+    /// Every element equal to this.
+    Const(f32),
+}
+
+/// One tensor of a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorSpec {
+    /// Name (the safetensors key).
+    pub name: String,
+    /// Shape.
+    pub shape: Shape,
+    /// Values.
+    pub rule: Rule,
+    /// Tensor-parallel cut, if any.
+    pub split: Option<Split>,
+}
+
+impl TensorSpec {
+    /// The Philox tensor id ([`tensor_id`] of the name).
+    pub fn id(&self) -> u32 {
+        tensor_id(&self.name)
+    }
+
+    /// The target of a drawn tensor (its fans read through its layout).
+    pub fn target(&self) -> Result<Option<Target>> {
+        match &self.rule {
+            Rule::Const(_) => Ok(None),
+            Rule::Draw { init, layout } => Ok(Some(fan_spec(init, *layout)?.target()?)),
+        }
+    }
+}
+
+/// The spec whose shape gives the fans: `[in, out]` weights are read reversed.
+fn fan_spec(init: &InitSpec, layout: Layout) -> Result<InitSpec> {
+    let mut s = init.clone();
+    if layout == Layout::InOut {
+        let [a, b] = init.shape.0[..] else {
+            return Err(Error::invalid(
+                "layout",
+                "in_out applies to 2-D weights only",
+            ));
+        };
+        s.shape = Shape(vec![b, a]);
+    }
+    Ok(s)
+}
+
+/// A whole model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// The model-wide seed.
+    pub seed: u64,
+    /// Tensors, in the spec's order.
+    pub tensors: Vec<TensorSpec>,
+}
+
+impl ModelSpec {
+    /// Total elements.
+    pub fn elements(&self) -> u64 {
+        self.tensors.iter().map(|t| t.shape.numel()).sum()
+    }
+
+    /// Checks names (non-empty, unique, distinct ids) and every rule.
+    pub fn validate(&self) -> Result<()> {
+        if self.tensors.is_empty() {
+            return Err(Error::invalid("model spec", "no tensors"));
+        }
+        let mut ids: HashMap<u32, &str> = HashMap::new();
+        for t in &self.tensors {
+            if t.name.is_empty() || t.name == "__metadata__" {
+                return Err(Error::bad(
+                    "tensor name",
+                    &t.name,
+                    "is reserved by the safetensors format (empty or __metadata__)",
+                ));
+            }
+            if let Some(other) = ids.insert(t.id(), &t.name) {
+                let problem = if other == t.name {
+                    "appears twice".to_string()
+                } else {
+                    format!(
+                        "has the same tensor id ({:#010x}) as '{other}'; rename one",
+                        t.id()
+                    )
+                };
+                return Err(Error::bad("tensor name", &t.name, problem));
+            }
+            t.target()?;
+        }
+        Ok(())
+    }
+}
+
+/// A value that is a number or a name (`gain = 1.41` or `gain = "relu"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum NumOrName {
+    Num(f64),
+    Name(String),
+}
+
+/// The rule keys, as written (all optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    init: Option<String>,
+    value: Option<f64>,
+    mode: Option<String>,
+    gain: Option<NumOrName>,
+    multiplier: Option<f64>,
+    dist: Option<String>,
+    groups: Option<u64>,
+    layout: Option<String>,
+    split: Option<String>,
+}
+
+/// A tensor entry as written. (serde cannot combine `flatten` with
+/// `deny_unknown_fields`, hence the repeated keys.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTensor {
+    name: String,
+    shape: Vec<u64>,
+    init: Option<String>,
+    value: Option<f64>,
+    mode: Option<String>,
+    gain: Option<NumOrName>,
+    multiplier: Option<f64>,
+    dist: Option<String>,
+    groups: Option<u64>,
+    layout: Option<String>,
+    split: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec<T> {
+    seed: Option<u64>,
+    #[serde(default)]
+    defaults: RawRule,
+    tensor: Vec<T>,
+}
+
+impl RawTensor {
+    /// This entry's keys over the defaults.
+    fn rule(&self, d: &RawRule) -> RawRule {
+        RawRule {
+            init: self.init.clone().or_else(|| d.init.clone()),
+            value: self.value.or(d.value),
+            mode: self.mode.clone().or_else(|| d.mode.clone()),
+            gain: self.gain.clone().or_else(|| d.gain.clone()),
+            multiplier: self.multiplier.or(d.multiplier),
+            dist: self.dist.clone().or_else(|| d.dist.clone()),
+            groups: self.groups.or(d.groups),
+            layout: self.layout.clone().or_else(|| d.layout.clone()),
+            split: self.split.clone().or_else(|| d.split.clone()),
+        }
+    }
+
+    fn resolve(&self, d: &RawRule) -> Result<TensorSpec> {
+        let r = self.rule(d);
+        let shape = Shape::new(self.shape.clone())?;
+        let split = r.split.as_deref().map(parse_split).transpose()?;
+        let init = r
+            .init
+            .as_deref()
+            .ok_or_else(|| Error::invalid("init", "missing (set it here or in [defaults])"))?;
+        let constant = match init.to_ascii_lowercase().as_str() {
+            "zeros" | "zero" => Some(0.0),
+            "ones" | "one" => Some(1.0),
+            "constant" | "const" => Some(
+                r.value
+                    .ok_or_else(|| Error::invalid("value", "init = \"constant\" needs a value"))?,
+            ),
+            _ => None,
+        };
+        let rule = match constant {
+            Some(v) => {
+                let extra = [
+                    ("mode", r.mode.is_some()),
+                    ("gain", r.gain.is_some()),
+                    ("multiplier", r.multiplier.is_some()),
+                    ("dist", r.dist.is_some()),
+                    ("groups", r.groups.is_some()),
+                    ("layout", r.layout.is_some()),
+                ];
+                if let Some((key, _)) = extra.iter().find(|(_, set)| *set) {
+                    return Err(Error::bad(
+                        "rule",
+                        key,
+                        format!("does not apply to init = \"{init}\" (a constant)"),
+                    ));
+                }
+                if !v.is_finite() || v.abs() > f64::from(f32::MAX) {
+                    return Err(Error::bad("value", v, "not a finite f32"));
+                }
+                Rule::Const(v as f32)
+            }
+            None => {
+                if r.value.is_some() {
+                    return Err(Error::invalid(
+                        "value",
+                        "applies to init = \"constant\" only",
+                    ));
+                }
+                let mut s = InitSpec::new(Scheme::parse(init)?, shape.clone());
+                s.mode = r.mode.as_deref().map(FanMode::parse).transpose()?;
+                s.gain = match &r.gain {
+                    None => None,
+                    Some(NumOrName::Num(g)) => Some(scheme::gain(&g.to_string())?),
+                    Some(NumOrName::Name(n)) => Some(scheme::gain(n)?),
+                };
+                s.multiplier = r.multiplier.unwrap_or(1.0);
+                if let Some(d) = &r.dist {
+                    s.dist = Dist::parse(d).ok_or_else(|| {
+                        Error::choice("dist", d, &["normal", "truncated", "uniform"])
+                    })?;
+                }
+                s.groups = r.groups.unwrap_or(1);
+                let layout = match r.layout.as_deref() {
+                    None | Some("out_in") => Layout::OutIn,
+                    Some("in_out") => Layout::InOut,
+                    Some(other) => {
+                        return Err(Error::choice("layout", other, &["out_in", "in_out"]))
+                    }
+                };
+                Rule::Draw { init: s, layout }
+            }
+        };
+        let t = TensorSpec {
+            name: self.name.clone(),
+            shape,
+            rule,
+            split,
+        };
+        t.target()?;
+        Ok(t)
+    }
+}
+
+fn parse_split(s: &str) -> Result<Split> {
+    match s {
+        "rows" => Ok(Split::Rows),
+        "cols" => Ok(Split::Cols),
+        _ => Err(Error::choice("split", s, &["rows", "cols"])),
+    }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// Reads a spec file: TOML, or JSON when the name ends in `.json` (or the
+/// text starts with `{`).
+pub fn read(path: &Path) -> Result<ModelSpec> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
+    parse(&text, json).map_err(|e| match e {
+        Error::BadPath { problem, .. } => Error::path(path, problem),
+        other => Error::path(path, other.to_string()),
+    })
+}
+
+/// Parses spec text (TOML, or JSON with `json`); errors name the line (TOML)
+/// or the tensor's position (JSON) and the key.
+pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
+    let (seed, entries) = if json {
+        let raw: RawSpec<RawTensor> = serde_json::from_str(text)
+            .map_err(|e| Error::invalid("model spec", format!("JSON: {e}")))?;
+        let entries: Vec<_> = raw
+            .tensor
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (format!("tensor #{}", i + 1), t.resolve(&raw.defaults)))
+            .collect();
+        (raw.seed, entries)
+    } else {
+        let raw: RawSpec<toml::Spanned<RawTensor>> = toml::from_str(text).map_err(|e| {
+            Error::invalid("model spec", format!("TOML: {}", e.to_string().trim_end()))
+        })?;
+        let entries: Vec<_> = raw
+            .tensor
+            .iter()
+            .map(|t| {
+                let at = format!("line {}", line_of(text, t.span().start));
+                (at, t.get_ref().resolve(&raw.defaults))
+            })
+            .collect();
+        (raw.seed, entries)
+    };
+    let mut tensors = Vec::with_capacity(entries.len());
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for (at, t) in entries {
+        let t = t.map_err(|e| Error::invalid("model spec", format!("{at}: {e}")))?;
+        if let Some(first) = seen.insert(t.name.clone(), at.clone()) {
+            return Err(Error::invalid(
+                "model spec",
+                format!("{at}: tensor '{}' is already defined at {first}", t.name),
+            ));
+        }
+        tensors.push(t);
+    }
+    let spec = ModelSpec {
+        seed: seed.unwrap_or(0),
+        tensors,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{emit, preset};
+
+    #[test]
+    fn tensor_ids_are_fnv1a_of_the_name() {
+        // FNV-1a 32-bit known answers.
+        assert_eq!(tensor_id(""), 0x811C_9DC5);
+        assert_eq!(tensor_id("a"), 0xE40C_292C);
+        assert_eq!(tensor_id("foobar"), 0xBF9C_F968);
+    }
+
+    #[test]
+    fn presets_have_the_published_sizes_and_print_back_to_themselves() {
+        for (name, params, tensors) in [
+            ("gpt2", 124_439_808u64, 148usize),
+            ("llama-7b", 6_738_415_616, 291),
+            ("mlp:100x3", 3 * (100 * 100 + 100), 6),
+        ] {
+            let p = preset::preset(name, 9).unwrap();
+            assert_eq!((p.elements(), p.tensors.len()), (params, tensors), "{name}");
+            let toml = emit::to_toml(&p, "comment\n\nmore");
+            assert_eq!(parse(&toml, false).unwrap(), p, "{name} via TOML");
+            let json = emit::to_json(&p).to_string();
+            assert_eq!(parse(&json, true).unwrap(), p, "{name} via JSON");
+        }
+        assert!(preset::preset("mlp:0x3", 0).is_err());
+        assert!(preset::preset("gpt3", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("gpt2"));
+    }
+
+    #[test]
+    fn defaults_apply_and_entries_override_them() {
+        let s = parse(
+            "seed = 3\n[defaults]\ninit = \"he\"\ndist = \"uniform\"\n\
+             [[tensor]]\nname = \"w\"\nshape = [4, 8]\n\
+             [[tensor]]\nname = \"v\"\nshape = [4, 8]\ninit = \"lecun\"\ndist = \"normal\"\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.seed, 3);
+        let std = |i: usize| s.tensors[i].target().unwrap().unwrap().std;
+        assert!((std(0) - (2.0f64 / 8.0).sqrt()).abs() < 1e-15);
+        assert!((std(1) - (1.0f64 / 8.0).sqrt()).abs() < 1e-15);
+        let Rule::Draw { init, .. } = &s.tensors[0].rule else {
+            panic!()
+        };
+        assert_eq!(init.dist, Dist::Uniform);
+    }
+}

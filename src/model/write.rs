@@ -1,0 +1,369 @@
+//! Generating and writing a checkpoint's shards: streamed (the device fills
+//! the next chunk while a writer thread stores the last; memory is a few
+//! chunks, whatever the model's size) and atomic (every file is written to a
+//! temporary and renamed into place only once all of them are complete; see
+//! [`crate::io::output`] for the rules).
+
+use super::plan::{Item, Plan, INDEX};
+use super::spec::{ModelSpec, Rule};
+use crate::backend::{Backend, DeviceInfo};
+use crate::error::{Error, Result};
+use crate::gpu::{GenOptions, GenRequest, Kernel};
+use crate::io::dtype::DType;
+use crate::io::output::{Destination, Finished, TempFile};
+use crate::io::safetensors::{encode_header, Entry};
+use crate::progress::Progress;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+/// Bytes handed to the writer thread at a time.
+const STAGE_BYTES: usize = 16 << 20;
+/// Elements generated per chunk (16 MiB of f32): big enough that a
+/// discrete GPU's per-submission cost vanishes, small enough that the
+/// device, the copy and the writer thread overlap.
+const CHUNK_ELEMS: u64 = 4 << 20;
+
+/// The files of one run, validated before any work.
+#[derive(Debug)]
+pub struct Targets {
+    dir: PathBuf,
+    created: bool,
+    shards: Vec<(usize, Destination)>,
+    index: Option<Destination>,
+}
+
+impl Targets {
+    /// Checks that `dir` (created if missing, under an existing parent) can
+    /// take shards `which` of `plan` and, when sharded, the index, under the
+    /// no-clobber rules (an index identical to ours is left as it is).
+    pub fn check(dir: &Path, plan: &Plan, which: &[usize], force: bool) -> Result<Targets> {
+        let created = crate::io::output::create_output_dir(dir)?;
+        let result = (|| {
+            let shards = which
+                .iter()
+                .map(|&i| {
+                    Ok((
+                        i,
+                        Destination::check(&dir.join(&plan.shards[i].file), force)?,
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let index = match plan.index_json() {
+                None => None,
+                Some(bytes) => {
+                    let p = dir.join(INDEX);
+                    let same = std::fs::read(&p).is_ok_and(|b| b == bytes);
+                    Some(Destination::check(&p, force || same)?)
+                }
+            };
+            Ok(Targets {
+                dir: dir.to_path_buf(),
+                created,
+                shards,
+                index,
+            })
+        })();
+        if result.is_err() && created {
+            crate::io::output::release_dir(dir, true);
+        }
+        result
+    }
+}
+
+/// One written file.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    /// Path.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Tensors in it.
+    pub tensors: usize,
+}
+
+/// What `deepinit model` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Seed.
+    pub seed: u64,
+    /// Element type.
+    pub dtype: DType,
+    /// Tensors in the model.
+    pub tensors: usize,
+    /// Parameters in the model (the whole model, even under tensor parallelism).
+    pub parameters: u64,
+    /// Shard files of the checkpoint.
+    pub shards: usize,
+    /// Tensor-parallel size and rank.
+    pub tensor_parallel: [u64; 2],
+    /// Files written by this run (the index last).
+    pub files: Vec<FileReport>,
+    /// Bytes written by this run.
+    pub bytes: u64,
+    /// Wall-clock seconds of generation and writing.
+    pub seconds: f64,
+    /// bytes / seconds / 1e6.
+    pub mb_per_s: f64,
+    /// Where the values were generated.
+    pub device: DeviceInfo,
+}
+
+/// The `__metadata__` of shard `i`: how the checkpoint was made.
+pub fn metadata(spec: &ModelSpec, plan: &Plan, i: usize) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| m.insert(k.to_string(), v);
+    put("format", "pt".into());
+    put("deepinit.version", env!("CARGO_PKG_VERSION").into());
+    put("deepinit.seed", spec.seed.to_string());
+    put("deepinit.dtype", plan.dtype.name().into());
+    put(
+        "deepinit.shard",
+        format!("{} of {}", i + 1, plan.shards.len()),
+    );
+    if plan.tp.size > 1 {
+        put(
+            "deepinit.tensor_parallel",
+            format!("rank {} of {}", plan.tp.rank, plan.tp.size),
+        );
+    }
+    put(
+        "deepinit.mapping",
+        "element e of tensor NAME: Philox4x32-10 with key = seed, counter = \
+         [e/4 low 32 bits, e/4 high 32 bits, FNV-1a-32(NAME), 0], word e%4, \
+         mapped to the distribution as the deepinit README says"
+            .into(),
+    );
+    put("deepinit.spec", super::emit::to_json(spec).to_string());
+    m
+}
+
+/// Generates and writes the shards and index of `targets`; nothing appears
+/// unless everything succeeded.
+pub fn write(
+    spec: &ModelSpec,
+    plan: &Plan,
+    targets: Targets,
+    backend: &Backend,
+    progress: Option<&Progress>,
+) -> Result<Report> {
+    let start = Instant::now();
+    let result = write_all(spec, plan, &targets, backend, progress);
+    if targets.created {
+        crate::io::output::release_dir(&targets.dir, result.is_err());
+    }
+    let files = result?;
+    let bytes = files.iter().map(|f| f.bytes).sum::<u64>();
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Report {
+        seed: spec.seed,
+        dtype: plan.dtype,
+        tensors: spec.tensors.len(),
+        parameters: spec.elements(),
+        shards: plan.shards.len(),
+        tensor_parallel: [plan.tp.size, plan.tp.rank],
+        files,
+        bytes,
+        seconds,
+        mb_per_s: bytes as f64 / seconds.max(1e-9) / 1e6,
+        device: backend.info(),
+    })
+}
+
+fn write_all(
+    spec: &ModelSpec,
+    plan: &Plan,
+    targets: &Targets,
+    backend: &Backend,
+    progress: Option<&Progress>,
+) -> Result<Vec<FileReport>> {
+    let total: u64 = targets
+        .shards
+        .iter()
+        .map(|(i, _)| plan.shards[*i].bytes())
+        .sum();
+    let mut done = 0u64;
+    // Closed as soon as complete, so a thousand shards need no thousand descriptors.
+    let mut temps: Vec<(Finished, FileReport)> = Vec::new();
+    for (i, dest) in &targets.shards {
+        let shard = &plan.shards[*i];
+        let entries: Vec<Entry> = shard.items.iter().map(|it| it.entry.clone()).collect();
+        let header = encode_header(&metadata(spec, plan, *i), &entries)?;
+        let tmp = dest.create()?;
+        let tmp = stream(tmp, &header, |emit| {
+            for item in &shard.items {
+                produce(spec, plan.dtype, item, backend, &mut |b: &[u8]| {
+                    done += b.len() as u64;
+                    if let Some(p) = progress {
+                        p.update_bytes(done, total);
+                    }
+                    emit(b)
+                })?;
+            }
+            Ok(())
+        })?;
+        let report = FileReport {
+            path: dest.path().to_path_buf(),
+            bytes: header.len() as u64 + shard.bytes(),
+            tensors: shard.items.len(),
+        };
+        temps.push((tmp.finish()?, report));
+    }
+    let mut files = Vec::with_capacity(temps.len() + 1);
+    for (tmp, report) in temps {
+        tmp.commit()?;
+        files.push(report);
+    }
+    if let (Some(dest), Some(bytes)) = (&targets.index, plan.index_json()) {
+        write_index(dest, &bytes)?;
+        files.push(FileReport {
+            path: dest.path().to_path_buf(),
+            bytes: bytes.len() as u64,
+            tensors: 0,
+        });
+    }
+    Ok(files)
+}
+
+/// Writes the index unless an identical one is already there (ranks of one
+/// job all write the same index; whichever lands first is kept).
+fn write_index(dest: &Destination, bytes: &[u8]) -> Result<()> {
+    let same = || std::fs::read(dest.path()).is_ok_and(|b| b == bytes);
+    if same() {
+        return Ok(());
+    }
+    match dest.write(bytes) {
+        Err(Error::WouldOverwrite { .. }) if same() => Ok(()),
+        other => other,
+    }
+}
+
+/// Runs `fill(emit)` while a writer thread appends what it emits (after
+/// `header`) to `tmp`; returns the file, complete but not committed.
+fn stream(
+    mut tmp: TempFile,
+    header: &[u8],
+    fill: impl FnOnce(&mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()>,
+) -> Result<TempFile> {
+    tmp.write_all(header)?;
+    std::thread::scope(|s| {
+        // Two staged buffers in the queue, one being written, one being filled.
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        let writer = s.spawn(move || -> Result<TempFile> {
+            for buf in rx {
+                tmp.write_all(&buf)?;
+                let _ = back_tx.send(buf);
+            }
+            Ok(tmp)
+        });
+        let mut stage: Vec<u8> = Vec::with_capacity(STAGE_BYTES);
+        let mut failed_send = false;
+        let produced = {
+            let mut emit = |mut b: &[u8]| -> Result<()> {
+                while !b.is_empty() {
+                    let take = (STAGE_BYTES - stage.len()).min(b.len());
+                    stage.extend_from_slice(&b[..take]);
+                    b = &b[take..];
+                    if stage.len() == STAGE_BYTES {
+                        let next = back_rx
+                            .try_recv()
+                            .unwrap_or_else(|_| Vec::with_capacity(STAGE_BYTES));
+                        let full = std::mem::replace(&mut stage, next);
+                        stage.clear();
+                        if tx.send(full).is_err() {
+                            failed_send = true;
+                            return Err(Error::internal("checkpoint writer", "the writer stopped"));
+                        }
+                    }
+                }
+                Ok(())
+            };
+            fill(&mut emit)
+        };
+        if produced.is_ok() && !stage.is_empty() {
+            failed_send |= tx.send(stage).is_err();
+        }
+        drop(tx);
+        let written = writer
+            .join()
+            .map_err(|_| Error::internal("checkpoint writer", "the writer thread panicked"))?;
+        // A write error explains a failed send better than the send does.
+        match (produced, written) {
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(()), Ok(_)) if failed_send => {
+                Err(Error::internal("checkpoint writer", "data lost"))
+            }
+            (Ok(()), Ok(tmp)) => Ok(tmp),
+        }
+    })
+}
+
+/// Emits the bytes of `item`: a constant, or the block's element ranges
+/// generated on `backend`.
+fn produce(
+    spec: &ModelSpec,
+    dtype: DType,
+    item: &Item,
+    backend: &Backend,
+    emit: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let t = &spec.tensors[item.tensor];
+    let n = item.block.len();
+    let (dist, std) = match &t.rule {
+        Rule::Const(v) => {
+            let mut chunk = Vec::new();
+            let reps = n.min(STAGE_BYTES as u64 / dtype.size()) as usize;
+            dtype.encode(&vec![*v; reps], &mut chunk);
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(reps as u64);
+                emit(&chunk[..(k * dtype.size()) as usize])?;
+                left -= k;
+            }
+            return Ok(());
+        }
+        Rule::Draw { init, .. } => {
+            let target = t
+                .target()?
+                .ok_or_else(|| Error::internal("model", "no target"))?;
+            (init.dist, target.std)
+        }
+    };
+    for range in item.block.ranges() {
+        let req = GenRequest {
+            kernel: Kernel::Dist(dist),
+            seed: spec.seed,
+            tensor_id: t.id(),
+            start: range.start,
+            count: range.end - range.start,
+            scale: dist.kernel_scale(std),
+        };
+        match backend {
+            Backend::Gpu(g) => {
+                let gen = GenOptions {
+                    chunk_elems: Some(
+                        g.generator()
+                            .chunk_limit(&GenOptions::default())?
+                            .min(CHUNK_ELEMS),
+                    ),
+                    ..GenOptions::default()
+                };
+                g.generator()
+                    .generate_encoded(&req, &gen, dtype, |_, b| emit(b))?;
+            }
+            Backend::Cpu => {
+                let mut bytes = Vec::new();
+                crate::rng::cpu::generate(&req, CHUNK_ELEMS, |_, v| {
+                    bytes.clear();
+                    dtype.encode(v, &mut bytes);
+                    emit(&bytes)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
