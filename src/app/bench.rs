@@ -160,7 +160,7 @@ impl<'a> GpuTimer<'a> {
     }
 }
 
-fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+pub(crate) fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     let mut times = Vec::with_capacity(repeats);
     for rep in 0..=repeats {
         let t = Instant::now();

@@ -3,6 +3,7 @@
 //! their best-of-variants rooflines.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod demo;
 pub(crate) mod roofline;
 pub mod sweep;

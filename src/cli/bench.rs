@@ -57,6 +57,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         None => (Vec::new(), serde_json::Value::Null),
     };
     let cpu_rows = bench::cpu(&opts, &mut step)?;
+    let checkpoint_rows = deepinit::app::checkpoint::rows(&backend, &opts, &mut step)?;
     let numpy = if a.no_numpy {
         None
     } else {
@@ -66,6 +67,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     progress.finish();
     rows.extend(cpu_rows);
     rows.extend(numpy.iter().flatten().cloned());
+    rows.extend(checkpoint_rows);
     say!(t);
     t.raw(&deepinit::report::bench::table(&rows));
     if !tuning.is_null() {
