@@ -244,6 +244,10 @@ fn ranks_reproduce_one_run_byte_for_byte() {
                 ],
             );
             assert!(o.status.success(), "{}", stderr(&o));
+            // The first rank writes the index; the others find it identical.
+            let text = String::from_utf8_lossy(&o.stdout);
+            let kept = text.contains("kept (identical)");
+            assert_eq!(kept, rank != "2", "rank {rank}: {text}");
         }
         same_files(&d.path().join(&one), &d.path().join(&flags));
         let env = format!("env-{backend}");

@@ -222,7 +222,12 @@ fn render(r: &Report) -> String {
     let mut s = String::new();
     for f in &r.files {
         s += &format!(
-            "wrote {} ({:.1} MB{})\n",
+            "{} {} ({:.1} MB{})\n",
+            if f.written {
+                "wrote"
+            } else {
+                "kept (identical)"
+            },
             f.path.display(),
             f.bytes as f64 / 1e6,
             if f.tensors > 0 {

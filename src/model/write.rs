@@ -82,6 +82,8 @@ pub struct FileReport {
     pub bytes: u64,
     /// Tensors in it.
     pub tensors: usize,
+    /// False for an index that was already there, identical (left as it is).
+    pub written: bool,
 }
 
 /// What `deepinit model` did.
@@ -101,7 +103,7 @@ pub struct Report {
     pub tensor_parallel: [u64; 2],
     /// Files written by this run (the index last).
     pub files: Vec<FileReport>,
-    /// Bytes written by this run.
+    /// Bytes written by this run (a kept index not counted).
     pub bytes: u64,
     /// Wall-clock seconds of generation and writing.
     pub seconds: f64,
@@ -155,7 +157,11 @@ pub fn write(
         crate::io::output::release_dir(&targets.dir, result.is_err());
     }
     let files = result?;
-    let bytes = files.iter().map(|f| f.bytes).sum::<u64>();
+    let bytes = files
+        .iter()
+        .filter(|f| f.written)
+        .map(|f| f.bytes)
+        .sum::<u64>();
     let seconds = start.elapsed().as_secs_f64();
     Ok(Report {
         seed: spec.seed,
@@ -208,35 +214,44 @@ fn write_all(
             path: dest.path().to_path_buf(),
             bytes: header.len() as u64 + shard.bytes(),
             tensors: shard.items.len(),
+            written: true,
         };
         temps.push((tmp.finish()?, report));
     }
-    let mut files = Vec::with_capacity(temps.len() + 1);
+    let mut files: Vec<FileReport> = Vec::with_capacity(temps.len() + 1);
     for (tmp, report) in temps {
-        tmp.commit()?;
+        if let Err(e) = tmp.commit() {
+            // Take back what this run already put in place: all or nothing.
+            for f in &files {
+                let _ = std::fs::remove_file(&f.path);
+            }
+            return Err(e);
+        }
         files.push(report);
     }
     if let (Some(dest), Some(bytes)) = (&targets.index, plan.index_json()) {
-        write_index(dest, &bytes)?;
+        let written = write_index(dest, &bytes)?;
         files.push(FileReport {
             path: dest.path().to_path_buf(),
             bytes: bytes.len() as u64,
             tensors: 0,
+            written,
         });
     }
     Ok(files)
 }
 
 /// Writes the index unless an identical one is already there (ranks of one
-/// job all write the same index; whichever lands first is kept).
-fn write_index(dest: &Destination, bytes: &[u8]) -> Result<()> {
+/// job all write the same index; whichever lands first is kept); returns
+/// whether this run wrote it.
+fn write_index(dest: &Destination, bytes: &[u8]) -> Result<bool> {
     let same = || std::fs::read(dest.path()).is_ok_and(|b| b == bytes);
     if same() {
-        return Ok(());
+        return Ok(false);
     }
     match dest.write(bytes) {
-        Err(Error::WouldOverwrite { .. }) if same() => Ok(()),
-        other => other,
+        Err(Error::WouldOverwrite { .. }) if same() => Ok(false),
+        other => other.map(|()| true),
     }
 }
 
