@@ -37,6 +37,11 @@ fn distributions(c: &mut Criterion) {
     g.bench_function("normal", |b| {
         b.iter(|| deepinit::rng::cpu::fill(Dist::Normal, 1.0, black_box(1), 0, 0, &mut out))
     });
+    for d in Dist::ALL {
+        g.bench_function(format!("{} (fast f32 path)", d.name()), |b| {
+            b.iter(|| deepinit::rng::cpu::fill_fast(d, 1.0, black_box(1), 0, 0, &mut out))
+        });
+    }
     g.finish();
 }
 

@@ -570,6 +570,33 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         ratio: None,
         ratio_to: None,
     });
+    progress("CPU generation, fast f32 path");
+    let t = time_cpu(reps, || {
+        crate::rng::cpu::fill_fast(Dist::Normal, 1.0, 5, 0, 0, &mut v);
+        Ok(())
+    })?;
+    // Self-check: the fast path stays within the GPU's bound of the reference.
+    let head = crate::rng::cpu::compare(Dist::Normal, 1.0, 5, 0, 0, &v[..4096]);
+    if !head.within_bounds() {
+        return Err(Error::internal(
+            "benchmark",
+            "fast CPU normals left the bound",
+        ));
+    }
+    let fast = n as f64 / t.median_s / 1e6;
+    rows.push(Row {
+        group: "cpu",
+        name: format!(
+            "deepinit normal, fast f32 CPU path ({} threads)",
+            crate::rng::cpu::threads()
+        ),
+        size: crate::report::bench::human(n),
+        rate: fast,
+        unit: "Msamples/s",
+        time: t,
+        ratio: Some(fast / ours),
+        ratio_to: Some("the f64 reference path".into()),
+    });
     let m = (n / 4) as usize;
     let mut sink = 0f32;
     let t = time_cpu(reps, || {
@@ -634,13 +661,16 @@ pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
     }
 }
 
-/// numpy's rows, each with the ratio of the matching row of [`cpu`] (its
-/// first row, normal generation, and its last, the GEMM) to numpy; `None`
+/// numpy's rows, each with the ratio of the matching row of [`cpu`] (the
+/// fast f32 normal generation, and its last, the GEMM) to numpy; `None`
 /// when python3 with numpy is not available.
 pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (m, n, k) = cpu_gemm_shape(quick);
     let (np_rng, np_gemm, version) = numpy(m, n, k)?;
-    let ours_gen = cpu_rows.first().map_or(f64::NAN, |r| r.rate);
+    let ours_gen = cpu_rows
+        .iter()
+        .find(|r| r.name.starts_with("deepinit normal, fast"))
+        .map_or(f64::NAN, |r| r.rate);
     let ours_gemm = cpu_rows.last().map_or(f64::NAN, |r| r.rate);
     let row =
         |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| Row {
@@ -666,7 +696,7 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
             np_rng,
             "Msamples/s",
             ours_gen,
-            "CPU backend",
+            "fast f32 CPU path",
         ),
         row(
             format!("numpy {version} float32 matmul (its BLAS)"),

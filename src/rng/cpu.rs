@@ -65,6 +65,15 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
     });
 }
 
+/// Elements `start .. start + out.len()` with the fast f32 path
+/// ([`crate::rng::fast`]: within the GPU's bound of the reference; uniform
+/// bit-identical), on all cores.
+pub fn fill_fast(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: &mut [f32]) {
+    par_chunks(out, start, |s, piece| {
+        crate::rng::fast::fill(dist, scale, seed, tensor_id, s, piece)
+    });
+}
+
 /// Raw element words `start ..` on all cores.
 pub fn fill_words(seed: u64, tensor_id: u32, start: u64, out: &mut [u32]) {
     par_chunks(out, start, |s, piece| {

@@ -5,4 +5,5 @@
 
 pub mod cpu;
 pub mod dist;
+pub mod fast;
 pub mod philox;
