@@ -38,10 +38,11 @@ pub fn preset(name: &str, seed: u64) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-/// A one-line description for `--print-spec`.
-pub fn describe(name: &str) -> String {
+/// The comment `--print-spec` puts above a spec; `source` says where the
+/// spec came from (`preset gpt2`, `spec model.toml`).
+pub fn describe(source: &str) -> String {
     format!(
-        "deepinit model spec, from the preset '{name}'.\n\
+        "deepinit model spec, from {source}.\n\
          Edit it and pass it back with --spec FILE. Keys: init (he, lecun, xavier,\n\
          naive:STD, zeros, ones, constant with value), mode, gain, multiplier, dist,\n\
          groups, layout (out_in | in_out), split (rows | cols)."
