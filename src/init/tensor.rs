@@ -204,7 +204,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         }
         Ok(())
     };
-    let requests = block_requests(&block, spec.dist, opts, scale);
+    let requests = block.requests(spec.dist, opts.seed, opts.tensor_id, scale);
     let mut backend_info = backend.info();
     let mut base = 0u64;
     for req in &requests {
@@ -258,22 +258,6 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         _ => None,
     };
     Ok(report)
-}
-
-/// One generation request per contiguous range of `block`.
-fn block_requests(block: &Block, dist: Dist, opts: &DrawOptions, scale: f32) -> Vec<GenRequest> {
-    block
-        .ranges()
-        .into_iter()
-        .map(|r| GenRequest {
-            kernel: Kernel::Dist(dist),
-            seed: opts.seed,
-            tensor_id: opts.tensor_id,
-            start: r.start,
-            count: r.end - r.start,
-            scale,
-        })
-        .collect()
 }
 
 /// Generates `req` on `backend`, handing each chunk to `consume`; returns the

@@ -7,8 +7,10 @@
 
 use super::spec::{ModelSpec, Split};
 use crate::error::{Error, Result};
+use crate::gpu::{GenRequest, Kernel};
 use crate::io::dtype::DType;
 use crate::io::safetensors::Entry;
+use crate::rng::dist::Dist;
 use std::ops::Range;
 
 /// Tensor-parallel slicing: this checkpoint holds part `rank` of `size` of
@@ -159,6 +161,24 @@ fn parse_range(what: &'static str, s: &str, limit: u64) -> Result<Range<u64>> {
         ));
     }
     Ok(a..b)
+}
+
+impl Block {
+    /// One generation request of `dist` values per contiguous range of the
+    /// block, in row-major order.
+    pub fn requests(&self, dist: Dist, seed: u64, tensor_id: u32, scale: f32) -> Vec<GenRequest> {
+        self.ranges()
+            .into_iter()
+            .map(|r| GenRequest {
+                kernel: Kernel::Dist(dist),
+                seed,
+                tensor_id,
+                start: r.start,
+                count: r.end - r.start,
+                scale,
+            })
+            .collect()
+    }
 }
 
 /// One tensor in one shard.

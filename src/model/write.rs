@@ -8,7 +8,7 @@ use super::plan::{Item, Plan, INDEX};
 use super::spec::{ModelSpec, Rule};
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::{Error, Result};
-use crate::gpu::{GenOptions, GenRequest, Kernel};
+use crate::gpu::GenOptions;
 use crate::io::dtype::DType;
 use crate::io::output::{Destination, Finished, TempFile};
 use crate::io::safetensors::{encode_header, Entry};
@@ -348,31 +348,29 @@ fn produce(
             (init.dist, target.std)
         }
     };
-    for range in item.block.ranges() {
-        let req = GenRequest {
-            kernel: Kernel::Dist(dist),
-            seed: spec.seed,
-            tensor_id: t.id(),
-            start: range.start,
-            count: range.end - range.start,
-            scale: dist.kernel_scale(std),
-        };
+    let requests = item
+        .block
+        .requests(dist, spec.seed, t.id(), dist.kernel_scale(std));
+    let gen = match backend {
+        Backend::Gpu(g) => GenOptions {
+            chunk_elems: Some(
+                g.generator()
+                    .chunk_limit(&GenOptions::default())?
+                    .min(CHUNK_ELEMS),
+            ),
+            ..GenOptions::default()
+        },
+        Backend::Cpu => GenOptions::default(),
+    };
+    for req in &requests {
         match backend {
             Backend::Gpu(g) => {
-                let gen = GenOptions {
-                    chunk_elems: Some(
-                        g.generator()
-                            .chunk_limit(&GenOptions::default())?
-                            .min(CHUNK_ELEMS),
-                    ),
-                    ..GenOptions::default()
-                };
                 g.generator()
-                    .generate_encoded(&req, &gen, dtype, |_, b| emit(b))?;
+                    .generate_encoded(req, &gen, dtype, |_, b| emit(b))?;
             }
             Backend::Cpu => {
                 let mut bytes = Vec::new();
-                crate::rng::cpu::generate(&req, CHUNK_ELEMS, |_, v| {
+                crate::rng::cpu::generate(req, CHUNK_ELEMS, |_, v| {
                     bytes.clear();
                     dtype.encode(v, &mut bytes);
                     emit(&bytes)
