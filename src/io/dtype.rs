@@ -51,6 +51,14 @@ impl DType {
         }
     }
 
+    /// The type a safetensors dtype name (`F32`, `BF16`, `F16`) stands for;
+    /// `None` for the others.
+    pub fn from_safetensors_name(name: &str) -> Option<DType> {
+        DType::ALL
+            .into_iter()
+            .find(|d| d.safetensors_name() == name)
+    }
+
     /// Bytes per element.
     pub fn size(self) -> u64 {
         match self {

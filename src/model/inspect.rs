@@ -125,15 +125,6 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn dtype_of(name: &str) -> Option<DType> {
-    match name {
-        "F32" => Some(DType::F32),
-        "BF16" => Some(DType::Bf16),
-        "F16" => Some(DType::F16),
-        _ => None,
-    }
-}
-
 /// Streams a tensor's bytes through the moments (f64 tensors are read as f32).
 fn moments(
     file: &mut std::fs::File,
@@ -148,7 +139,7 @@ fn moments(
     };
     let size: u64 = match e.dtype.as_str() {
         "F64" => 8,
-        d => match dtype_of(d) {
+        d => match DType::from_safetensors_name(d) {
             Some(t) => t.size(),
             None => return Ok(None),
         },
@@ -162,7 +153,7 @@ fn moments(
         let k = (buf.len() as u64).min(left) as usize;
         file.read_exact(&mut buf[..k]).map_err(io)?;
         vals.clear();
-        match (e.dtype.as_str(), dtype_of(&e.dtype)) {
+        match (e.dtype.as_str(), DType::from_safetensors_name(&e.dtype)) {
             ("F64", _) => vals.extend(
                 buf[..k]
                     .chunks_exact(8)
@@ -238,7 +229,7 @@ fn against_spec(
     }
     match &spec.rule {
         Rule::Const(v) => {
-            let stored = dtype_of(&t.dtype).map_or(*v, |d| {
+            let stored = DType::from_safetensors_name(&t.dtype).map_or(*v, |d| {
                 let mut b = Vec::new();
                 d.encode(&[*v], &mut b);
                 d.decode(&b)

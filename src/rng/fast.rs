@@ -235,18 +235,6 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
     fill_body(dist, scale, seed, tensor_id, start, out)
 }
 
-/// The generic path, for tests that compare it with the SIMD ones.
-pub fn fill_generic(
-    dist: Dist,
-    scale: f32,
-    seed: u64,
-    tensor_id: u32,
-    start: u64,
-    out: &mut [f32],
-) {
-    fill_body(dist, scale, seed, tensor_id, start, out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,7 +294,7 @@ mod tests {
                         .all(|(a, b)| a.to_bits() == b.to_bits())
                 };
                 let mut generic = vec![0f32; n];
-                fill_generic(dist, scale, 42, 9, start, &mut generic);
+                fill_body(dist, scale, 42, 9, start, &mut generic);
                 assert!(same(&generic), "{dist:?}: SIMD and generic paths differ");
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2")
