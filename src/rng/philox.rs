@@ -54,6 +54,27 @@ pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
+/// Known-answer vectors `(counter, key, output)` from Random123's
+/// `kat_vectors` (philox4x32, 10 rounds): all zeros, all ones, and the pi
+/// digits. Every implementation (CPU, WGSL) is tested against them.
+pub const KNOWN_ANSWERS: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
+    (
+        [0, 0, 0, 0],
+        [0, 0],
+        [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+    ),
+    (
+        [u32::MAX; 4],
+        [u32::MAX; 2],
+        [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+    ),
+    (
+        [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+        [0xa4093822, 0x299f31d0],
+        [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+    ),
+];
+
 /// The Philox key for a 64-bit seed: `[low 32 bits, high 32 bits]`.
 #[inline]
 pub fn seed_key(seed: u64) -> [u32; 2] {
@@ -196,28 +217,9 @@ mod tests {
     use super::*;
     use rand_core::{Rng, SeedableRng};
 
-    /// Known-answer vectors from Random123's `kat_vectors` (philox4x32, 10 rounds).
-    pub(crate) const KAT: [([u32; 4], [u32; 2], [u32; 4]); 3] = [
-        (
-            [0, 0, 0, 0],
-            [0, 0],
-            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
-        ),
-        (
-            [u32::MAX; 4],
-            [u32::MAX; 2],
-            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-        ),
-        (
-            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
-            [0xa4093822, 0x299f31d0],
-            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
-        ),
-    ];
-
     #[test]
     fn random123_known_answers() {
-        for (ctr, key, want) in KAT {
+        for (ctr, key, want) in KNOWN_ANSWERS {
             assert_eq!(
                 philox4x32_10(ctr, key),
                 want,
