@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::NetKernels;
+use crate::gpu::tune::Tuner;
 use crate::gpu::{AdapterRequest, Generator, GpuContext};
 use crate::net::act::Activation;
 use serde::Serialize;
@@ -90,6 +91,8 @@ pub struct Gpu {
 
 struct GpuInner {
     gen: Generator,
+    /// The device's GEMM dispatcher, shared by every activation's kernels.
+    gemm: Arc<Tuner>,
     /// One entry per activation ever used: bounded by the number of
     /// [`Activation`] variants (seven), never evicted.
     kernels: Mutex<Vec<Arc<NetKernels>>>,
@@ -108,6 +111,7 @@ impl Gpu {
         Ok(Gpu {
             inner: Arc::new(GpuInner {
                 gen: Generator::new(ctx)?,
+                gemm: Arc::new(Tuner::new(ctx)),
                 kernels: Mutex::new(Vec::new()),
             }),
         })
@@ -116,6 +120,12 @@ impl Gpu {
     /// The device context.
     pub fn context(&self) -> &GpuContext {
         self.inner.gen.context()
+    }
+
+    /// How its matrix multiplies choose a variant (the default variant until
+    /// [`Tuner::set_mode`] says otherwise).
+    pub fn gemm(&self) -> &Tuner {
+        &self.inner.gemm
     }
 
     /// The weight generator.
@@ -141,7 +151,11 @@ impl Gpu {
         }
         // Compiled outside the lock; a racing compile of the same activation
         // keeps the first entry.
-        let k = Arc::new(NetKernels::new(self.context(), act)?);
+        let k = Arc::new(NetKernels::with_gemm(
+            self.context(),
+            act,
+            Arc::clone(&self.inner.gemm),
+        )?);
         let mut cache = self.inner.kernels.lock().map_err(|_| poisoned())?;
         if let Some(k) = cache.iter().find(|k| k.activation() == act) {
             return Ok(Arc::clone(k));

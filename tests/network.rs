@@ -5,7 +5,8 @@
 mod common;
 
 use deepinit::backend::{Backend, Gpu};
-use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
+use deepinit::gpu::gemm::{GemmKernels, GemmVariant};
+use deepinit::gpu::kernels::{GemmForm, GemmParams};
 use deepinit::init::scheme::Scheme;
 use deepinit::net::act::Activation;
 use deepinit::net::experiment::{self, CpuStatus, RunReport, TheoryStatus};
@@ -20,14 +21,28 @@ fn ints(n: usize, seed: usize) -> Vec<f32> {
 }
 
 #[test]
-fn gemm_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched() {
-    let Some(ctx) =
-        common::gpu("gemm_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched")
-    else {
+fn every_gemm_variant_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched() {
+    let Some(ctx) = common::gpu(
+        "every_gemm_variant_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched",
+    ) else {
         return;
     };
-    let k = NetKernels::new(ctx, Activation::Relu).expect("kernels");
-    for &(m, n, kk) in &[
+    let kernels = GemmKernels::new(ctx);
+    let variants = kernels.available();
+    // Every device with WebGPU's minimum 16 KiB of workgroup memory runs the
+    // four variants without subgroups.
+    for v in GemmVariant::ALL {
+        if v != GemmVariant::Subgroup {
+            assert!(variants.contains(&v), "{} unavailable", v.name());
+        }
+    }
+    eprintln!(
+        "GEMM variants on this device: {:?}",
+        variants.iter().map(|v| v.name()).collect::<Vec<_>>()
+    );
+    // Sizes of 0, 1, 17, 63, 65, 257 and non-multiples of every tile, plus
+    // whole tiles of every variant (their interior fast paths).
+    let sizes = [
         (1, 1, 1),
         (1, 65, 3),
         (63, 64, 17),
@@ -36,58 +51,123 @@ fn gemm_is_exact_on_integers_for_awkward_sizes_and_leaves_the_rest_untouched() {
         (97, 31, 129),
         (130, 7, 1),
         (5, 200, 0),
+        (0, 17, 5),
+        (257, 257, 17),
+        (128, 256, 64),
+    ];
+    for v in variants {
+        for &(m, n, kk) in &sizes {
+            for form in [GemmForm::Nt, GemmForm::Nn] {
+                for accumulate in [false, true] {
+                    check_integer_gemm(&kernels, v, form, accumulate, (m, n, kk));
+                }
+            }
+        }
+    }
+}
+
+/// One exact integer problem with strided, offset operands and a C buffer
+/// holding NaN wherever the kernel must not write.
+fn check_integer_gemm(
+    kernels: &GemmKernels,
+    v: GemmVariant,
+    form: GemmForm,
+    accumulate: bool,
+    (m, n, kk): (usize, usize, usize),
+) {
+    let (lda, ldc, a_off, b_off, c_off) = (kk + 3, n + 5, 2, 1, 7);
+    let ldb = if form == GemmForm::Nt { kk + 2 } else { n + 2 };
+    let b_rows = if form == GemmForm::Nt { n } else { kk };
+    let a = ints(a_off + m * lda, 1);
+    let b = ints(b_off + b_rows * ldb, 2);
+    // C pre-filled with NaN outside the m x n window; inside, a base to accumulate onto.
+    let mut c = vec![f32::NAN; c_off + m * ldc + 3];
+    for i in 0..m {
+        for j in 0..n {
+            c[c_off + i * ldc + j] = if accumulate { (i + j) as f32 } else { f32::NAN };
+        }
+    }
+    let p = GemmParams {
+        m: m as u32,
+        n: n as u32,
+        k: kk as u32,
+        lda: lda as u32,
+        ldb: ldb as u32,
+        ldc: ldc as u32,
+        a_off: a_off as u32,
+        b_off: b_off as u32,
+        c_off: c_off as u32,
+        accumulate: u32::from(accumulate),
+        ..Default::default()
+    };
+    let what = format!("{} {form:?} acc {accumulate} {m}x{n}x{kk}", v.name());
+    let got = kernels
+        .matmul_host(v, form, &p, &a, &b, &c)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (idx, g) in got.iter().enumerate() {
+        let inside = idx >= c_off && (idx - c_off) / ldc < m && (idx - c_off) % ldc < n;
+        if !inside {
+            assert!(g.is_nan(), "{what}: wrote outside C at {idx}");
+            continue;
+        }
+        let (i, j) = ((idx - c_off) / ldc, (idx - c_off) % ldc);
+        let mut want: f32 = if accumulate { (i + j) as f32 } else { 0.0 };
+        for p in 0..kk {
+            let bv = match form {
+                GemmForm::Nt => b[b_off + j * ldb + p],
+                GemmForm::Nn => b[b_off + p * ldb + j],
+            };
+            want += a[a_off + i * lda + p] * bv;
+        }
+        assert_eq!(*g, want, "{what} at ({i},{j})");
+    }
+}
+
+/// On non-integer data every variant's result must equal the reference
+/// variant's bit for bit: all compute each element as the same ascending-k
+/// chain of fma, and Vulkan's fma is exact (see `shaders/gemm_common.wgsl`).
+#[test]
+fn every_gemm_variant_gives_the_reference_variants_bits() {
+    let Some(ctx) = common::gpu("every_gemm_variant_gives_the_reference_variants_bits") else {
+        return;
+    };
+    let kernels = GemmKernels::new(ctx);
+    let floats = |len: usize, salt: u32| -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i ^ salt).wrapping_mul(0x9e37_79b9) >> 8) as f32 / 16_777_216.0 - 0.5)
+            .collect()
+    };
+    for &(m, n, kk) in &[
+        (257usize, 129usize, 65usize),
+        (64, 256, 256),
+        (33, 300, 1000),
     ] {
         for form in [GemmForm::Nt, GemmForm::Nn] {
-            for accumulate in [false, true] {
-                let (lda, ldc, a_off, b_off, c_off) = (kk + 3, n + 5, 2, 1, 7);
-                let ldb = if form == GemmForm::Nt { kk + 2 } else { n + 2 };
-                let b_rows = if form == GemmForm::Nt { n } else { kk };
-                let a = ints(a_off + m * lda, 1);
-                let b = ints(b_off + b_rows * ldb, 2);
-                // C pre-filled with NaN outside the m x n window; inside, a base to accumulate onto.
-                let mut c = vec![f32::NAN; c_off + m * ldc + 3];
-                for i in 0..m {
-                    for j in 0..n {
-                        c[c_off + i * ldc + j] = if accumulate { (i + j) as f32 } else { f32::NAN };
-                    }
-                }
-                let p = GemmParams {
-                    m: m as u32,
-                    n: n as u32,
-                    k: kk as u32,
-                    lda: lda as u32,
-                    ldb: ldb as u32,
-                    ldc: ldc as u32,
-                    a_off: a_off as u32,
-                    b_off: b_off as u32,
-                    c_off: c_off as u32,
-                    accumulate: u32::from(accumulate),
-                    ..Default::default()
-                };
-                let got = k.matmul_host(form, &p, &a, &b, &c).expect("matmul");
-                for (idx, g) in got.iter().enumerate() {
-                    let inside = idx >= c_off && (idx - c_off) / ldc < m && (idx - c_off) % ldc < n;
-                    if !inside {
-                        assert!(
-                            g.is_nan(),
-                            "{form:?} {m}x{n}x{kk}: wrote outside C at {idx}"
-                        );
-                        continue;
-                    }
-                    let (i, j) = ((idx - c_off) / ldc, (idx - c_off) % ldc);
-                    let mut want: f32 = if accumulate { (i + j) as f32 } else { 0.0 };
-                    for p in 0..kk {
-                        let bv = match form {
-                            GemmForm::Nt => b[b_off + j * ldb + p],
-                            GemmForm::Nn => b[b_off + p * ldb + j],
-                        };
-                        want += a[a_off + i * lda + p] * bv;
-                    }
-                    assert_eq!(
-                        *g, want,
-                        "{form:?} acc {accumulate} {m}x{n}x{kk} at ({i},{j})"
-                    );
-                }
+            let a = floats(m * kk, 1);
+            let b = floats(n * kk, 2);
+            let c = vec![0.0; m * n];
+            let p = GemmParams {
+                m: m as u32,
+                n: n as u32,
+                k: kk as u32,
+                lda: kk as u32,
+                ldb: if form == GemmForm::Nt { kk } else { n } as u32,
+                ldc: n as u32,
+                ..Default::default()
+            };
+            let run = |v: GemmVariant| -> Vec<u32> {
+                kernels
+                    .matmul_host(v, form, &p, &a, &b, &c)
+                    .expect("matmul")
+                    .iter()
+                    .map(|x| x.to_bits())
+                    .collect()
+            };
+            let reference = run(GemmVariant::Tiled64);
+            for v in kernels.available() {
+                let got = run(v);
+                let differ = got.iter().zip(&reference).filter(|(g, r)| g != r).count();
+                assert_eq!(differ, 0, "{} {form:?} {m}x{n}x{kk}", v.name());
             }
         }
     }

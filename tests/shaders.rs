@@ -8,28 +8,44 @@ fn every_module_parses_and_validates() {
     for m in shaders::all_modules() {
         let module = naga::front::wgsl::parse_str(&m.source)
             .unwrap_or_else(|e| panic!("{}: {}", m.name, e.emit_to_string(&m.source)));
-        let caps = if m.needs_int64 {
-            naga::valid::Capabilities::SHADER_INT64
-        } else {
-            naga::valid::Capabilities::empty()
-        };
+        let caps = capabilities(&m);
         naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .validate(&module)
             .unwrap_or_else(|e| panic!("{}: {}", m.name, e.emit_to_string(&m.source)));
     }
 }
 
+/// What the device must offer for `m`: the validator checks these.
+fn capabilities(m: &shaders::Module) -> naga::valid::Capabilities {
+    let mut caps = naga::valid::Capabilities::empty();
+    if m.needs_int64 {
+        caps |= naga::valid::Capabilities::SHADER_INT64;
+    }
+    if m.needs_subgroups {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    caps
+}
+
 #[test]
-fn int64_path_is_rejected_without_the_capability() {
-    // Proves the validator really checks capabilities (so the test above means something).
-    let m = shaders::init_module(shaders::MulHi::Int64);
-    let module = naga::front::wgsl::parse_str(&m.source).expect("parses");
-    let r = naga::valid::Validator::new(
-        naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
-    )
-    .validate(&module);
-    assert!(r.is_err());
+fn modules_needing_a_capability_are_rejected_without_it() {
+    // Proves the validator really checks capabilities (so the test above means
+    // something): the int64 Philox path, and the subgroup GEMM.
+    let int64 = shaders::init_module(shaders::MulHi::Int64);
+    let subgroup = deepinit::gpu::gemm::GemmVariant::Subgroup.module();
+    assert!(int64.needs_int64 && subgroup.needs_subgroups);
+    for m in [int64, subgroup] {
+        let module = naga::front::wgsl::parse_str(&m.source).expect("parses");
+        let r = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::empty(),
+        )
+        .validate(&module);
+        assert!(r.is_err(), "{} validated without its capability", m.name);
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), capabilities(&m))
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{}: {e}", m.name));
+    }
 }
 
 #[test]
@@ -101,11 +117,7 @@ fn every_module_translates_to_spirv_msl_and_hlsl() {
     let mut translated = 0;
     for m in shaders::all_modules() {
         let module = naga::front::wgsl::parse_str(&m.source).expect("parses");
-        let caps = if m.needs_int64 {
-            naga::valid::Capabilities::SHADER_INT64
-        } else {
-            naga::valid::Capabilities::empty()
-        };
+        let caps = capabilities(&m);
         let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
             .validate(&module)
             .expect("validates");

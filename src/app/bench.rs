@@ -16,40 +16,11 @@ use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use crate::gpu::launch::Batch;
-use crate::gpu::layout::{GEMM_TILE_K, GEMM_TILE_M, GEMM_TILE_N};
+pub use crate::gpu::timer::Timing;
+pub(crate) use crate::gpu::timer::{time_cpu, GpuTimer};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use crate::rng::dist::Dist;
 use serde::Serialize;
-use std::time::Instant;
-
-/// Min / median / max of repeated runs.
-#[derive(Debug, Clone, Serialize)]
-pub struct Timing {
-    /// Fastest run, seconds.
-    pub min_s: f64,
-    /// Median run, seconds.
-    pub median_s: f64,
-    /// Slowest run, seconds.
-    pub max_s: f64,
-    /// Runs after the warm-up.
-    pub repeats: usize,
-    /// `gpu-timestamps`, `wall-clock` or `cpu-wall-clock`.
-    pub method: &'static str,
-}
-
-impl Timing {
-    fn of(mut v: Vec<f64>, method: &'static str) -> Timing {
-        v.sort_by(f64::total_cmp);
-        let n = v.len().max(1);
-        Timing {
-            min_s: v.first().copied().unwrap_or(f64::NAN),
-            median_s: v.get(n / 2).copied().unwrap_or(f64::NAN),
-            max_s: v.last().copied().unwrap_or(f64::NAN),
-            repeats: v.len(),
-            method,
-        }
-    }
-}
 
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
@@ -79,97 +50,6 @@ pub struct BenchOptions {
     pub quick: bool,
     /// Runs after the warm-up.
     pub repeats: usize,
-}
-
-pub(crate) struct GpuTimer<'a> {
-    ctx: &'a GpuContext,
-    queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
-}
-
-impl<'a> GpuTimer<'a> {
-    fn new(ctx: &'a GpuContext) -> Self {
-        let queries = ctx.timestamps().then(|| {
-            let qs = ctx.device().create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("bench"),
-                ty: wgpu::QueryType::Timestamp,
-                count: 2,
-            });
-            let buf = ctx.device().create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamps"),
-                size: 16,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            });
-            (qs, buf)
-        });
-        Self { ctx, queries }
-    }
-
-    /// Times `work` (built once, one submission per run) after one warm-up run.
-    pub(crate) fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
-        let work = work.into().build(self.ctx)?;
-        let mut times = Vec::with_capacity(repeats);
-        for rep in 0..=repeats {
-            let mut enc =
-                self.ctx
-                    .device()
-                    .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                        label: Some("bench"),
-                    });
-            if let Some((qs, _)) = &self.queries {
-                enc.write_timestamp(qs, 0);
-            }
-            work.record(&mut enc);
-            if let Some((qs, buf)) = &self.queries {
-                enc.write_timestamp(qs, 1);
-                enc.resolve_query_set(qs, 0..2, buf, 0);
-            }
-            let t = Instant::now();
-            self.ctx.queue().submit([enc.finish()]);
-            self.ctx.wait_idle("running a benchmark")?;
-            let wall = t.elapsed().as_secs_f64();
-            let secs = match &self.queries {
-                Some((_, buf)) => {
-                    let b = self.ctx.read_buffer(buf, 16)?;
-                    let t0 = u64::from_le_bytes(b[0..8].try_into().unwrap_or_default());
-                    let t1 = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-                    let s = t1.saturating_sub(t0) as f64
-                        * f64::from(self.ctx.queue().get_timestamp_period())
-                        * 1e-9;
-                    // A driver that returns garbage timestamps: fall back to the wall clock.
-                    if s > 0.0 && s <= wall * 1.5 {
-                        s
-                    } else {
-                        wall
-                    }
-                }
-                None => wall,
-            };
-            if rep > 0 {
-                times.push(secs);
-            }
-        }
-        Ok(Timing::of(
-            times,
-            if self.queries.is_some() {
-                "gpu-timestamps"
-            } else {
-                "wall-clock"
-            },
-        ))
-    }
-}
-
-pub(crate) fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
-    let mut times = Vec::with_capacity(repeats);
-    for rep in 0..=repeats {
-        let t = Instant::now();
-        f()?;
-        if rep > 0 {
-            times.push(t.elapsed().as_secs_f64());
-        }
-    }
-    Ok(Timing::of(times, "cpu-wall-clock"))
 }
 
 pub(crate) fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
@@ -239,7 +119,7 @@ pub fn gpu(
         ]
     };
     for (m, n, k) in shapes {
-        progress(&format!("gemm {m}x{n}x{k}"));
+        progress(&format!("gemm {m}x{n}x{k} (tuning its shape class if new)"));
         rows.push(b.gemm_row(&kern, (m, n, k), peak)?);
     }
     let (width, depth, batch) = if opts.quick {
@@ -252,7 +132,7 @@ pub fn gpu(
     let tuning_json = serde_json::json!({
         "generation_workgroup_size": best_wg,
         "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
-        "gemm_tile": format!("{GEMM_TILE_M}x{GEMM_TILE_N}x{GEMM_TILE_K}, 4x4 per invocation (fixed)"),
+        "gemm": kern.tuner().choices()?,
         "roofline": b.roofline_log.take(),
     });
     Ok((rows, tuning_json))
@@ -443,6 +323,7 @@ impl GpuBench<'_> {
             ldc: n as u32,
             ..Default::default()
         };
+        let choice = kern.tuner().choose(GemmForm::Nt, p.m, p.n, p.k)?;
         let mut work = Batch::default();
         kern.gemm(&mut work, GemmForm::Nt, &p, &a, &b, &c)?;
         let t = timer.time(reps, work)?;
@@ -466,7 +347,7 @@ impl GpuBench<'_> {
         let rate = 2.0 * (m * n * k) as f64 / t.median_s / 1e9;
         Ok(Row {
             group: "gemm",
-            name: format!("gemm A*B^T ({GEMM_TILE_M}x{GEMM_TILE_N} tiles)"),
+            name: format!("gemm A*B^T ({}, {})", choice.variant, choice.source),
             size: format!("{m}x{n}x{k}"),
             rate,
             unit: "GFLOP/s",

@@ -19,8 +19,11 @@ pub(crate) fn run_adapters(a: &AdaptersArgs, d: &DeviceArgs) -> Result<ExitCode>
     let t = json.text();
     let (list, chosen) = gpu::list_adapters(&request(d));
     print_adapters(&t, &list, chosen);
+    let tuned = chosen
+        .and_then(|i| list.get(i))
+        .map(|a| print_tuning(&t, a));
     json.emit(
-        &serde_json::json!({ "adapters": list, "chosen": chosen }),
+        &serde_json::json!({ "adapters": list, "chosen": chosen, "gemm_tuning": tuned }),
         &t,
     )?;
     Ok(ExitCode::SUCCESS)
@@ -44,17 +47,57 @@ fn print_adapters(t: &Text, list: &[gpu::AdapterSummary], chosen: Option<usize>)
         );
         say!(
             t,
-            "      max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}, max invocations/workgroup {}, int64 {}, timestamps {}",
+            "      max storage binding {} MiB, max buffer {} MiB, max workgroups/dim {}, max invocations/workgroup {}, int64 {}, timestamps {}, subgroups {}",
             a.max_storage_buffer_binding_size >> 20,
             a.max_buffer_size >> 20,
             a.max_compute_workgroups_per_dimension,
             a.max_compute_invocations_per_workgroup,
             a.shader_int64,
-            a.timestamp_query
+            a.timestamp_query,
+            if a.subgroups {
+                format!("{}-{}", a.subgroup_sizes.0, a.subgroup_sizes.1)
+            } else {
+                "no".to_string()
+            }
         );
     }
     match chosen {
         Some(i) => say!(t, "* = chosen (adapter {i})"),
         None => say!(t, "no adapter matches the name filter"),
     }
+}
+
+/// The chosen adapter's cached GEMM choices (nothing is timed here).
+fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry> {
+    let Some(path) = gpu::tune_cache::default_dir().map(|d| gpu::tune_cache::file_in(&d)) else {
+        say!(
+            t,
+            "GEMM tuning: not cached (DEEPINIT_CACHE_DIR is empty, or no home directory)"
+        );
+        return Vec::new();
+    };
+    let (entries, note) = gpu::tune::cached_for(a, &path);
+    if let Some(n) = note {
+        say!(t, "{n}");
+    }
+    if entries.is_empty() {
+        say!(
+            t,
+            "GEMM tuning: nothing cached for this adapter in {} yet (the first run of each shape class tunes it)",
+            path.display()
+        );
+        return entries;
+    }
+    say!(t, "GEMM tuning cached in {}:", path.display());
+    let choices: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({"shape": e.shape, "variant": e.variant, "source": "cached",
+                "gflops": e.gflops, "timed": e.timed, "candidates": e.candidates})
+        })
+        .collect();
+    for line in deepinit::report::bench::gemm_choices(&serde_json::Value::Array(choices)) {
+        say!(t, "  {line}");
+    }
+    entries
 }

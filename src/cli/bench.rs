@@ -73,10 +73,12 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     if !tuning.is_null() {
         say!(
             t,
-            "\ntuning: generation workgroup size {} (auto-tuned this run)\n        GEMM tiles fixed at {}",
+            "\ntuning: generation workgroup size {} (auto-tuned this run)",
             tuning["generation_workgroup_size"],
-            tuning["gemm_tile"].as_str().unwrap_or("?")
         );
+        for line in deepinit::report::bench::gemm_choices(&tuning["gemm"]) {
+            say!(t, "        {line}");
+        }
     }
     if numpy.is_none() && !a.no_numpy {
         say!(t, "numpy comparison skipped: python3 with numpy not found");

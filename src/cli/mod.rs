@@ -21,6 +21,8 @@ pub(crate) use sweep::{run_sweep, SweepArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deepinit::backend::{Backend, Policy};
+use deepinit::gpu::gemm::GemmVariant;
+use deepinit::gpu::tune::TuneMode;
 use deepinit::gpu::AdapterRequest;
 use deepinit::{Error, Result};
 use std::process::ExitCode;
@@ -318,6 +320,15 @@ pub(crate) struct DeviceArgs {
     /// Do not use native 64-bit integers in the Philox rounds even if available.
     #[arg(long, global = true, help_heading = "Device")]
     no_int64: bool,
+    /// GEMM variant: `auto` times every variant on first use of a shape
+    /// class and caches the fastest (see `deepinit adapters`); or one of
+    /// tiled64, tiled128x64, tiled128, direct, subgroup. Default: the
+    /// DEEPINIT_GEMM environment variable, else auto.
+    #[arg(long, value_name = "VARIANT", global = true, help_heading = "Device")]
+    gemm: Option<String>,
+    /// Time the GEMM variants again instead of using the tuning cache.
+    #[arg(long, global = true, help_heading = "Device")]
+    retune: bool,
 }
 
 pub(crate) fn request(d: &DeviceArgs) -> AdapterRequest {
@@ -362,11 +373,55 @@ impl From<BackendChoice> for Policy {
 /// Opens the backend per the device flags, telling the user when the CPU
 /// stands in for a missing adapter.
 pub(crate) fn open_backend(d: &DeviceArgs) -> Result<Backend> {
+    let mode = gemm_mode(d)?;
     let opened = Backend::open(d.backend.into(), &request(d))?;
     if let Some(e) = &opened.fell_back {
         eprintln!("deepinit: {e}; falling back to the CPU backend");
     }
+    if let Some(g) = opened.backend.gpu() {
+        g.gemm().set_mode(mode)?;
+        g.gemm()
+            .set_reporter(Box::new(|note| eprintln!("deepinit: {note}")))?;
+    }
     Ok(opened.backend)
+}
+
+/// The GEMM tuning mode of `--gemm` / `DEEPINIT_GEMM` and `--retune`.
+pub(crate) fn gemm_mode(d: &DeviceArgs) -> Result<TuneMode> {
+    let env = std::env::var("DEEPINIT_GEMM")
+        .ok()
+        .filter(|v| !v.is_empty());
+    let (what, value) = match (&d.gemm, env) {
+        (Some(v), _) => ("--gemm", v.clone()),
+        (None, Some(v)) => ("DEEPINIT_GEMM", v),
+        (None, None) => ("--gemm", "auto".to_string()),
+    };
+    if value == "auto" {
+        return Ok(TuneMode::auto(d.retune));
+    }
+    match GemmVariant::from_name(&value) {
+        Some(v) if !d.retune => Ok(TuneMode::Fixed(v)),
+        Some(_) => Err(Error::bad(
+            what,
+            &value,
+            "--retune has nothing to tune when the variant is fixed",
+        )
+        .expecting("auto (the default) with --retune")),
+        None => {
+            let names: Vec<&str> = std::iter::once("auto")
+                .chain(GemmVariant::ALL.map(GemmVariant::name))
+                .collect();
+            Err(Error::bad(
+                what,
+                &value,
+                format!(
+                    "no such GEMM variant{}",
+                    deepinit::error::did_you_mean(&value, &names)
+                ),
+            )
+            .expecting(format!("one of {}", names.join(", "))))
+        }
+    }
 }
 
 pub(crate) fn ok(pass: bool) -> &'static str {

@@ -41,6 +41,10 @@ pub struct AdapterSummary {
     pub backend: String,
     /// Discrete, integrated, virtual, CPU or other.
     pub device_type: String,
+    /// PCI vendor id (or the backend's equivalent; 0 if unknown).
+    pub vendor: u32,
+    /// PCI device id (or the backend's equivalent; 0 if unknown).
+    pub device: u32,
     /// Driver name.
     pub driver: String,
     /// Driver details.
@@ -57,6 +61,10 @@ pub struct AdapterSummary {
     pub shader_int64: bool,
     /// GPU timestamp queries.
     pub timestamp_query: bool,
+    /// Subgroup operations in compute shaders (`wgpu::Features::SUBGROUP`).
+    pub subgroups: bool,
+    /// Smallest and largest subgroup size the adapter reports (0 if none).
+    pub subgroup_sizes: (u32, u32),
 }
 
 impl AdapterSummary {
@@ -68,6 +76,8 @@ impl AdapterSummary {
             name: info.name,
             backend: info.backend.to_str().to_string(),
             device_type: format!("{:?}", info.device_type),
+            vendor: info.vendor,
+            device: info.device,
             driver: info.driver,
             driver_info: info.driver_info,
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
@@ -76,7 +86,18 @@ impl AdapterSummary {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             shader_int64: features.contains(wgpu::Features::SHADER_INT64),
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
         }
+    }
+
+    /// What identifies this adapter and driver for cached measurements: name,
+    /// backend, vendor and device ids, driver and its version string.
+    pub fn identity(&self) -> String {
+        format!(
+            "{} | {} | {:04x}:{:04x} | {} {}",
+            self.name, self.backend, self.vendor, self.device, self.driver, self.driver_info
+        )
     }
 }
 
@@ -220,6 +241,11 @@ impl GpuContext {
         self.int64
     }
 
+    /// Whether compute shaders may use subgroup operations.
+    pub fn subgroups(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SUBGROUP)
+    }
+
     /// Whether timestamps can be written between passes (GPU timing).
     pub fn timestamps(&self) -> bool {
         self.timestamps
@@ -259,6 +285,10 @@ impl GpuContext {
             {
                 features |= wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS;
             }
+        }
+        if summary.subgroups {
+            // Used by the subgroup GEMM variant only; the others never need it.
+            features |= wgpu::Features::SUBGROUP;
         }
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {

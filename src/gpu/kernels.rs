@@ -7,24 +7,18 @@ use crate::error::{Error, Result};
 use crate::gpu::shaders;
 use crate::net::act::Activation;
 
-/// Which operand form of the matrix multiply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GemmForm {
-    /// C = A * B^T, B stored n x k (forward pass, Gram matrices).
-    Nt,
-    /// C = A * B, B stored k x n (backward pass).
-    Nn,
-}
+pub use super::gemm::GemmForm;
+use super::tune::Tuner;
+use std::sync::Arc;
 
-use super::layout::{DeadParams, EwParams, RedParams, GEMM_TILE_M, GEMM_TILE_N};
+use super::layout::{DeadParams, EwParams, RedParams};
 pub use super::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
 
 /// The compiled network kernels for one activation.
 pub struct NetKernels {
     ctx: GpuContext,
     act: Activation,
-    gemm_nt: wgpu::ComputePipeline,
-    gemm_nn: wgpu::ComputePipeline,
+    gemm: Arc<Tuner>,
     bias_act: wgpu::ComputePipeline,
     grad_mul: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
@@ -32,9 +26,15 @@ pub struct NetKernels {
 }
 
 impl NetKernels {
-    /// Compiles the kernels; the activation is a pipeline constant.
+    /// Compiles the kernels; the activation is a pipeline constant. The
+    /// matrix multiplies use the default variant ([`Tuner::new`]).
     pub fn new(ctx: &GpuContext, act: Activation) -> Result<Self> {
-        let g = shaders::gemm_module();
+        Self::with_gemm(ctx, act, Arc::new(Tuner::new(ctx)))
+    }
+
+    /// Like [`NetKernels::new`], with the matrix multiplies dispatched by
+    /// `gemm` (shared, e.g. one tuner per device).
+    pub fn with_gemm(ctx: &GpuContext, act: Activation, gemm: Arc<Tuner>) -> Result<Self> {
         let net = shaders::network_module();
         let act_consts = [
             ("ACT", f64::from(super::layout::activation_id(act))),
@@ -43,8 +43,7 @@ impl NetKernels {
         Ok(Self {
             ctx: ctx.clone(),
             act,
-            gemm_nt: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 1.0)])?,
-            gemm_nn: ctx.compute_pipeline(&g, "gemm", &[("TRANS_B", 0.0)])?,
+            gemm,
             bias_act: ctx.compute_pipeline(&net, "bias_act", &act_consts)?,
             grad_mul: ctx.compute_pipeline(&net, "grad_mul", &act_consts)?,
             reduce: ctx.compute_pipeline(&shaders::reduce_module(), "partial_stats", &[])?,
@@ -57,7 +56,12 @@ impl NetKernels {
         self.act
     }
 
-    /// Queues `C (+)= A * op(B)`.
+    /// The GEMM dispatcher.
+    pub fn tuner(&self) -> &Tuner {
+        &self.gemm
+    }
+
+    /// Queues `C (+)= A * op(B)` with the variant the tuner chooses.
     pub fn gemm(
         &self,
         batch: &mut Batch,
@@ -67,25 +71,7 @@ impl NetKernels {
         b: &wgpu::Buffer,
         c: &wgpu::Buffer,
     ) -> Result<()> {
-        if p.m == 0 || p.n == 0 {
-            return Ok(());
-        }
-        let max = self.ctx.limits().max_compute_workgroups_per_dimension;
-        let (gx, gy) = (p.n.div_ceil(GEMM_TILE_N), p.m.div_ceil(GEMM_TILE_M));
-        if gx > max || gy > max {
-            return Err(Error::LimitExceeded {
-                what: format!("matrix multiply ({GEMM_TILE_M}x{GEMM_TILE_N} tiles per dimension)"),
-                got: u64::from(gx.max(gy)),
-                max: u64::from(max),
-                hint: String::new(),
-            });
-        }
-        let pipe = match form {
-            GemmForm::Nt => &self.gemm_nt,
-            GemmForm::Nn => &self.gemm_nn,
-        };
-        Self::launch(batch, pipe, bytemuck::bytes_of(p), &[a, b, c], (gx, gy));
-        Ok(())
+        self.gemm.record(batch, form, p, a, b, c)
     }
 
     fn launch(
@@ -254,9 +240,8 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
 }
 
 impl NetKernels {
-    /// Runs one matrix multiply on host data: uploads `a`, `b` and the initial
-    /// `c`, records [`NetKernels::gemm`] with `p`, and returns the whole of C.
-    /// For tests and benchmarks; the network keeps everything on the device.
+    /// Runs one matrix multiply on host data with the tuner's variant; see
+    /// [`super::gemm::GemmKernels::matmul_host`].
     pub fn matmul_host(
         &self,
         form: GemmForm,
@@ -265,35 +250,7 @@ impl NetKernels {
         b: &[f32],
         c: &[f32],
     ) -> Result<Vec<f32>> {
-        use wgpu::util::DeviceExt;
-        let ctx = &self.ctx;
-        let upload = |label: &str, data: &[f32]| {
-            // wgpu rejects zero-sized bindings; pad empty inputs to one element.
-            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            ctx.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                })
-        };
-        let (ab, bb, cb) = ctx.scoped("uploading matrices", || {
-            (upload("A", a), upload("B", b), upload("C", c))
-        })?;
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("matmul"),
-            });
-        let mut batch = Batch::default();
-        self.gemm(&mut batch, form, p, &ab, &bb, &cb)?;
-        batch.record(ctx, &mut enc)?;
-        ctx.queue().submit([enc.finish()]);
-        let words = ctx.read_words(&cb, c.len().max(1) as u64)?;
-        Ok(words
-            .into_iter()
-            .take(c.len())
-            .map(f32::from_bits)
-            .collect())
+        let v = self.gemm.variant_for(form, p.m, p.n, p.k)?;
+        self.gemm.kernels().matmul_host(v, form, p, a, b, c)
     }
 }

@@ -5,12 +5,6 @@
 
 use crate::net::act::Activation;
 
-/// Rows of C per GEMM workgroup tile.
-pub const GEMM_TILE_M: u32 = 64;
-/// Columns of C per GEMM workgroup tile.
-pub const GEMM_TILE_N: u32 = 64;
-/// Depth of one GEMM k-step staged in workgroup memory.
-pub const GEMM_TILE_K: u32 = 16;
 /// Invocations of a reduction workgroup.
 pub const RED_WORKGROUP: u32 = 256;
 /// Elements each reduction invocation folds sequentially.
@@ -55,9 +49,6 @@ pub fn prelude() -> String {
         "// Generated from src/gpu/layout.rs: constants shared with the Rust driver.\n",
     );
     for (name, v) in [
-        ("BM", GEMM_TILE_M),
-        ("BN", GEMM_TILE_N),
-        ("BK", GEMM_TILE_K),
         ("RED_WG", RED_WORKGROUP),
         ("ITEMS", RED_ITEMS),
         ("RECORD_WORDS", RECORD_WORDS as u32),
@@ -186,7 +177,7 @@ mod tests {
         vec![
             (
                 "GemmParams",
-                shaders::gemm_module(),
+                crate::gpu::gemm::GemmVariant::Tiled64.module(),
                 size_of::<GemmParams>(),
                 vec![
                     offset_of!(GemmParams, m),
@@ -290,7 +281,7 @@ mod tests {
     #[test]
     fn the_prelude_defines_every_shared_constant_once() {
         let p = prelude();
-        for name in ["BM", "BN", "BK", "RED_WG", "ITEMS", "RECORD_WORDS"]
+        for name in ["RED_WG", "ITEMS", "RECORD_WORDS"]
             .into_iter()
             .chain(ACTIVATION_IDS.iter().map(|(n, _)| *n))
         {
@@ -312,5 +303,17 @@ mod tests {
         ids.dedup();
         assert_eq!(ids.len(), ACTIVATION_IDS.len());
         assert_eq!(activation_id(Activation::Gelu), 6);
+        // The GEMM tile constants come from each variant's own header, once.
+        for v in crate::gpu::gemm::GemmVariant::ALL {
+            let m = v.module();
+            for name in ["WG_X", "WG_Y", "TM", "TN", "BM", "BN", "BK"] {
+                assert_eq!(
+                    m.source.matches(&format!("const {name}: u32")).count(),
+                    1,
+                    "{} {name}",
+                    v.name()
+                );
+            }
+        }
     }
 }

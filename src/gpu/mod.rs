@@ -1,6 +1,7 @@
 //! The GPU side: device setup and the compute kernels' host drivers.
 
 pub mod context;
+pub mod gemm;
 pub mod generate;
 pub mod kat;
 pub mod kernels;
@@ -9,6 +10,9 @@ pub mod layout;
 pub mod network;
 pub mod pack;
 pub mod shaders;
+pub mod timer;
+pub mod tune;
+pub mod tune_cache;
 
 pub use context::{list_adapters, AdapterRequest, AdapterSummary, GpuContext};
 pub use generate::{GenOptions, GenRequest, Generator, Kernel};

@@ -18,8 +18,14 @@ pub const PACK: &str = include_str!("../../shaders/pack.wgsl");
 /// Philox known-answer test kernel.
 pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
-/// Tiled matrix multiply.
-pub const GEMM: &str = include_str!("../../shaders/gemm.wgsl");
+/// What every GEMM variant shares: parameters, bindings, checked loads.
+pub const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+/// Workgroup-tiled GEMM (variants `tiled64`, `tiled128x64`, `tiled128`).
+pub const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+/// Barrier-free GEMM (variant `direct`).
+pub const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
+/// Subgroup-shuffle GEMM (variant `subgroup`).
+pub const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 /// Activations and their derivatives (library).
 pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 /// Bias + activation and gradient kernels.
@@ -45,7 +51,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("init.wgsl", INIT),
     ("pack.wgsl", PACK),
     ("kat.wgsl", KAT),
-    ("gemm.wgsl", GEMM),
+    ("gemm_common.wgsl", GEMM_COMMON),
+    ("gemm_tiled.wgsl", GEMM_TILED),
+    ("gemm_direct.wgsl", GEMM_DIRECT),
+    ("gemm_subgroup.wgsl", GEMM_SUBGROUP),
     ("activation.wgsl", ACTIVATION),
     ("network.wgsl", NETWORK),
     ("reduce.wgsl", REDUCE),
@@ -80,6 +89,8 @@ pub struct Module {
     pub name: &'static str,
     /// Whether the module needs `SHADER_INT64`.
     pub needs_int64: bool,
+    /// Whether the module needs `SUBGROUP`.
+    pub needs_subgroups: bool,
     /// The concatenated source.
     pub source: String,
 }
@@ -93,6 +104,7 @@ pub fn init_module(mulhi: MulHi) -> Module {
             MulHi::Int64 => "init_int64",
         },
         needs_int64: mulhi == MulHi::Int64,
+        needs_subgroups: false,
         source: [&prelude(), mulhi.source(), PHILOX, INIT].join("\n"),
     }
 }
@@ -105,6 +117,7 @@ pub fn kat_module(mulhi: MulHi) -> Module {
             MulHi::Int64 => "kat_int64",
         },
         needs_int64: mulhi == MulHi::Int64,
+        needs_subgroups: false,
         source: [&prelude(), mulhi.source(), PHILOX, KAT].join("\n"),
     }
 }
@@ -114,6 +127,7 @@ fn plain(name: &'static str, parts: &[&str]) -> Module {
     Module {
         name,
         needs_int64: false,
+        needs_subgroups: false,
         source: std::iter::once(prelude.as_str())
             .chain(parts.iter().copied())
             .collect::<Vec<_>>()
@@ -126,9 +140,12 @@ fn prelude() -> String {
     crate::gpu::layout::prelude()
 }
 
-/// The matrix multiply (entry point `gemm`).
-pub fn gemm_module() -> Module {
-    plain("gemm", &[GEMM])
+/// A matrix-multiply variant (entry point `gemm`; override `TRANS_B`):
+/// `header` holds its tile constants ([`crate::gpu::gemm::GemmVariant::module`]).
+pub fn gemm_module(name: &'static str, header: &str, kernel: &str) -> Module {
+    let mut m = plain(name, &[header, GEMM_COMMON, kernel]);
+    m.needs_subgroups = kernel == GEMM_SUBGROUP;
+    m
 }
 
 /// The checkpoint packing kernels (`pack_bf16`, `pack_f16`; override
@@ -165,15 +182,18 @@ pub fn bench_vec4_module() -> Module {
 
 /// Every module deepinit builds, for validation.
 pub fn all_modules() -> Vec<Module> {
-    let mut v = vec![
-        gemm_module(),
+    let mut v: Vec<Module> = crate::gpu::gemm::GemmVariant::ALL
+        .into_iter()
+        .map(|g| g.module())
+        .collect();
+    v.extend([
         network_module(),
         reduce_module(),
         dead_module(),
         bench_module(),
         bench_vec4_module(),
         pack_module(),
-    ];
+    ]);
     for m in [MulHi::Emulated, MulHi::Int64] {
         v.push(init_module(m));
         v.push(kat_module(m));

@@ -56,3 +56,41 @@ pub fn table(rows: &[Row]) -> String {
     }
     s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
+
+/// One line per GEMM shape class the run used (the `tuning.gemm` JSON of
+/// [`crate::gpu::tune::Choice`]s): the variant, how it was chosen, its
+/// speed, and every other candidate's.
+pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
+    let Some(list) = choices.as_array() else {
+        return Vec::new();
+    };
+    list.iter()
+        .map(|c| {
+            let mut line = format!(
+                "GEMM {}: {} ({}",
+                c["shape"].as_str().unwrap_or("?"),
+                c["variant"].as_str().unwrap_or("?"),
+                c["source"].as_str().unwrap_or("?")
+            );
+            if let (Some(g), Some(t)) = (c["gflops"].as_f64(), c["timed"].as_array()) {
+                let dims: Vec<String> = t.iter().map(|d| d.to_string()).collect();
+                line.push_str(&format!(", {g:.2} GFLOP/s at {}", dims.join("x")));
+            }
+            line.push(')');
+            let others: Vec<String> = c["candidates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|o| o["variant"] != c["variant"])
+                .map(|o| match o["gflops"].as_f64() {
+                    Some(g) => format!("{} {g:.2}", o["variant"].as_str().unwrap_or("?")),
+                    None => format!("{} rejected", o["variant"].as_str().unwrap_or("?")),
+                })
+                .collect();
+            if !others.is_empty() {
+                line.push_str(&format!("; others {}", others.join(", ")));
+            }
+            line
+        })
+        .collect()
+}

@@ -27,6 +27,11 @@ pub fn bin() -> Command {
     ] {
         c.env_remove(v);
     }
+    // The GEMM variant is fixed and nothing is cached: tests never write
+    // outside their temp dirs and never spend time tuning; the tuner's own
+    // tests set these back explicitly.
+    c.env("DEEPINIT_GEMM", "tiled64");
+    c.env("DEEPINIT_CACHE_DIR", "");
     c
 }
 

@@ -1,0 +1,303 @@
+//! The matrix-multiply variants: one parameter layout ([`GemmParams`]), one
+//! binding layout, several ways of staging the operands. Which one is fastest
+//! depends on the device and the shape, so [`crate::gpu::tune`] times them;
+//! all of them compute every element of C as the same ascending-k chain of
+//! `fma`s, so on devices with an exact fma (Vulkan, Metal) the choice never
+//! changes a result bit (tested on every variant at awkward sizes).
+
+use super::context::GpuContext;
+use super::launch::{Batch, Launch};
+use super::layout::GemmParams;
+use super::shaders::{self, Module};
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Which operand form of the matrix multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GemmForm {
+    /// C = A * B^T, B stored n x k (forward pass, Gram matrices).
+    Nt,
+    /// C = A * B, B stored k x n (backward pass).
+    Nn,
+}
+
+impl GemmForm {
+    /// `nt` or `nn`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmForm::Nt => "nt",
+            GemmForm::Nn => "nn",
+        }
+    }
+}
+
+/// A GEMM kernel design, with its tile sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum GemmVariant {
+    /// 64x64 workgroup tile, 4x4 per invocation, double-buffered workgroup
+    /// memory, BK 16.
+    Tiled64,
+    /// 128x64 tile, 8x4 per invocation, BK 8.
+    Tiled128x64,
+    /// 128x128 tile, 8x8 per invocation, BK 8.
+    Tiled128,
+    /// No workgroup memory, no barriers: 4x4 per invocation straight from
+    /// global memory, 4 values of k at a time; 32x32 per workgroup.
+    Direct,
+    /// Rows of A shared through `subgroupShuffle`; 8 x 256 per workgroup of
+    /// 64. Only where the adapter has subgroups of at most 64 lanes.
+    Subgroup,
+}
+
+/// The compile-time shape of a variant (the constants of its WGSL header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileShape {
+    /// Invocations per workgroup, x (columns) and y (rows).
+    pub wg: (u32, u32),
+    /// Rows and columns of C per invocation.
+    pub per_invocation: (u32, u32),
+    /// Depth of one k-step.
+    pub bk: u32,
+}
+
+impl TileShape {
+    /// Rows and columns of C per workgroup.
+    pub fn block(&self) -> (u32, u32) {
+        (
+            self.wg.1 * self.per_invocation.0,
+            self.wg.0 * self.per_invocation.1,
+        )
+    }
+}
+
+impl GemmVariant {
+    /// Every variant, the default ([`GemmVariant::Tiled64`]) first.
+    pub const ALL: [GemmVariant; 5] = [
+        GemmVariant::Tiled64,
+        GemmVariant::Tiled128x64,
+        GemmVariant::Tiled128,
+        GemmVariant::Direct,
+        GemmVariant::Subgroup,
+    ];
+
+    /// The name used in the tuning cache, `bench` and `adapters`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GemmVariant::Tiled64 => "tiled64",
+            GemmVariant::Tiled128x64 => "tiled128x64",
+            GemmVariant::Tiled128 => "tiled128",
+            GemmVariant::Direct => "direct",
+            GemmVariant::Subgroup => "subgroup",
+        }
+    }
+
+    /// The variant called `name`.
+    pub fn from_name(name: &str) -> Option<GemmVariant> {
+        Self::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Its tile constants.
+    pub fn shape(self) -> TileShape {
+        let (wg, per_invocation, bk) = match self {
+            GemmVariant::Tiled64 => ((16, 16), (4, 4), 16),
+            GemmVariant::Tiled128x64 => ((16, 16), (8, 4), 8),
+            GemmVariant::Tiled128 => ((16, 16), (8, 8), 8),
+            GemmVariant::Direct => ((8, 8), (4, 4), 4),
+            GemmVariant::Subgroup => ((64, 1), (8, 4), 1),
+        };
+        TileShape {
+            wg,
+            per_invocation,
+            bk,
+        }
+    }
+
+    /// Bytes of workgroup memory it declares.
+    pub fn workgroup_bytes(self) -> u32 {
+        match self {
+            GemmVariant::Tiled64 | GemmVariant::Tiled128x64 | GemmVariant::Tiled128 => {
+                let s = self.shape();
+                let (bm, bn) = s.block();
+                // Two buffers of each operand slice, 4 bytes per element.
+                2 * s.bk * (bm + bn) * 4
+            }
+            GemmVariant::Direct | GemmVariant::Subgroup => 0,
+        }
+    }
+
+    /// The composed WGSL module: prelude, the variant's constants, the shared
+    /// GEMM part, the kernel.
+    pub fn module(self) -> Module {
+        let s = self.shape();
+        let (bm, bn) = s.block();
+        let mut header = format!("// Tile constants of GEMM variant {}.\n", self.name());
+        for (name, v) in [
+            ("WG_X", s.wg.0),
+            ("WG_Y", s.wg.1),
+            ("TM", s.per_invocation.0),
+            ("TN", s.per_invocation.1),
+            ("BM", bm),
+            ("BN", bn),
+            ("BK", s.bk),
+        ] {
+            header.push_str(&format!("const {name}: u32 = {v}u;\n"));
+        }
+        let kernel = match self {
+            GemmVariant::Tiled64 | GemmVariant::Tiled128x64 | GemmVariant::Tiled128 => {
+                shaders::GEMM_TILED
+            }
+            GemmVariant::Direct => shaders::GEMM_DIRECT,
+            GemmVariant::Subgroup => shaders::GEMM_SUBGROUP,
+        };
+        shaders::gemm_module(self.name(), &header, kernel)
+    }
+
+    /// Whether `ctx`'s device can run it (workgroup memory, subgroups).
+    pub fn available(self, ctx: &GpuContext) -> bool {
+        let l = ctx.limits();
+        let (wx, wy) = self.shape().wg;
+        let fits = self.workgroup_bytes() <= l.max_compute_workgroup_storage_size
+            && wx * wy <= l.max_compute_invocations_per_workgroup
+            && wx <= l.max_compute_workgroup_size_x
+            && wy <= l.max_compute_workgroup_size_y;
+        match self {
+            GemmVariant::Subgroup => {
+                // Subgroups wider than the workgroup would leave lanes idle
+                // that the shuffle reads from.
+                fits && ctx.subgroups() && ctx.adapter().subgroup_sizes.1 <= wx
+            }
+            _ => fits,
+        }
+    }
+}
+
+/// The GEMM pipelines of one device, compiled on first use: at most one per
+/// (variant, form), so the cache is bounded by 10 entries.
+pub struct GemmKernels {
+    ctx: GpuContext,
+    pipelines: Mutex<HashMap<(GemmVariant, GemmForm), wgpu::ComputePipeline>>,
+}
+
+impl GemmKernels {
+    /// No pipeline is built until one is used.
+    pub fn new(ctx: &GpuContext) -> GemmKernels {
+        GemmKernels {
+            ctx: ctx.clone(),
+            pipelines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The variants this device can run.
+    pub fn available(&self) -> Vec<GemmVariant> {
+        GemmVariant::ALL
+            .into_iter()
+            .filter(|v| v.available(&self.ctx))
+            .collect()
+    }
+
+    fn pipeline(&self, v: GemmVariant, form: GemmForm) -> Result<wgpu::ComputePipeline> {
+        let mut map = self
+            .pipelines
+            .lock()
+            .map_err(|_| Error::internal("GEMM pipelines", "cache lock poisoned"))?;
+        if let Some(p) = map.get(&(v, form)) {
+            return Ok(p.clone());
+        }
+        if !v.available(&self.ctx) {
+            return Err(Error::internal(
+                "GEMM pipelines",
+                format!("variant {} is not available on this device", v.name()),
+            ));
+        }
+        let trans = if form == GemmForm::Nt { 1.0 } else { 0.0 };
+        let p = self
+            .ctx
+            .compute_pipeline(&v.module(), "gemm", &[("TRANS_B", trans)])?;
+        map.insert((v, form), p.clone());
+        Ok(p)
+    }
+
+    /// Queues `C (+)= A * op(B)` with variant `v`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        batch: &mut Batch,
+        v: GemmVariant,
+        form: GemmForm,
+        p: &GemmParams,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+    ) -> Result<()> {
+        if p.m == 0 || p.n == 0 {
+            return Ok(());
+        }
+        let (bm, bn) = v.shape().block();
+        let max = self.ctx.limits().max_compute_workgroups_per_dimension;
+        let (gx, gy) = (p.n.div_ceil(bn), p.m.div_ceil(bm));
+        if gx > max || gy > max {
+            return Err(Error::LimitExceeded {
+                what: format!("matrix multiply ({bm}x{bn} tiles per dimension)"),
+                got: u64::from(gx.max(gy)),
+                max: u64::from(max),
+                hint: String::new(),
+            });
+        }
+        batch.push(Launch {
+            pipeline: self.pipeline(v, form)?,
+            layout: None,
+            params: bytemuck::bytes_of(p).to_vec(),
+            buffers: vec![a.into(), b.into(), c.into()],
+            groups: (gx, gy),
+        });
+        Ok(())
+    }
+}
+
+impl GemmKernels {
+    /// Runs one matrix multiply with variant `v` on host data: uploads `a`,
+    /// `b` and the initial `c`, records [`GemmKernels::record`] with `p`, and
+    /// returns the whole of C. For tests and benchmarks; the network keeps
+    /// everything on the device.
+    pub fn matmul_host(
+        &self,
+        v: GemmVariant,
+        form: GemmForm,
+        p: &GemmParams,
+        a: &[f32],
+        b: &[f32],
+        c: &[f32],
+    ) -> Result<Vec<f32>> {
+        use wgpu::util::DeviceExt;
+        let ctx = &self.ctx;
+        let upload = |label: &str, data: &[f32]| {
+            // wgpu rejects zero-sized bindings; pad empty inputs to one element.
+            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+            ctx.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+                })
+        };
+        let (ab, bb, cb) = ctx.scoped("uploading matrices", || {
+            (upload("A", a), upload("B", b), upload("C", c))
+        })?;
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("matmul"),
+            });
+        let mut batch = Batch::default();
+        self.record(&mut batch, v, form, p, &ab, &bb, &cb)?;
+        batch.record(ctx, &mut enc)?;
+        ctx.queue().submit([enc.finish()]);
+        let words = ctx.read_words(&cb, c.len().max(1) as u64)?;
+        Ok(words
+            .into_iter()
+            .take(c.len())
+            .map(f32::from_bits)
+            .collect())
+    }
+}

@@ -1,0 +1,494 @@
+//! Chooses a GEMM variant per (device, shape class), the way cubecl's
+//! autotuner does: on first use of a class, every variant the device can run
+//! is timed on a problem of that class, its whole result compared bit for bit
+//! with the reference variant's ([`GemmVariant::Tiled64`]), and the fastest
+//! verified one kept — in memory, and in the cache file
+//! ([`super::tune_cache`]) so later runs skip the timing.
+//!
+//! A variant whose result differs in any bit is rejected, so tuning never
+//! changes what deepinit computes. Shape classes round m, n and k up to
+//! powers of two; the timed problem is the first shape seen in the class,
+//! halved along its largest dimension until it is at most [`TUNE_FLOPS`].
+
+use super::context::GpuContext;
+use super::gemm::{GemmForm, GemmKernels, GemmVariant};
+use super::launch::Batch;
+use super::layout::GemmParams;
+use super::timer::GpuTimer;
+use super::tune_cache::{self, Entry, Measured};
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// Largest problem timed per variant, in flops (2 m n k): about 0.2 s per
+/// run on lavapipe, microseconds on a discrete GPU.
+pub const TUNE_FLOPS: u64 = 1 << 29;
+
+/// Runs per variant after a warm-up; the median counts.
+const TUNE_REPEATS: usize = 3;
+
+/// How variants are chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TuneMode {
+    /// Always this variant; nothing is timed (the library's default).
+    Fixed(GemmVariant),
+    /// Tune each shape class on first use; `cache` is the file to read and
+    /// update (`None`: in memory only); `retune` ignores what it holds.
+    Auto {
+        /// The cache file.
+        cache: Option<PathBuf>,
+        /// Time every class again, replacing cached choices.
+        retune: bool,
+    },
+}
+
+impl TuneMode {
+    /// Tuning with the cache in the user's cache directory
+    /// ([`tune_cache::default_dir`]).
+    pub fn auto(retune: bool) -> TuneMode {
+        TuneMode::Auto {
+            cache: tune_cache::default_dir().map(|d| tune_cache::file_in(&d)),
+            retune,
+        }
+    }
+}
+
+/// A shape class: the form and m, n, k rounded up to powers of two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ShapeClass {
+    /// Operand form.
+    pub form: GemmForm,
+    /// Rounded dimensions.
+    pub m: u32,
+    /// Rounded dimensions.
+    pub n: u32,
+    /// Rounded dimensions.
+    pub k: u32,
+}
+
+impl ShapeClass {
+    /// The class of an m x n x k problem.
+    pub fn of(form: GemmForm, m: u32, n: u32, k: u32) -> ShapeClass {
+        let r = |x: u32| x.max(1).checked_next_power_of_two().unwrap_or(1 << 31);
+        ShapeClass {
+            form,
+            m: r(m),
+            n: r(n),
+            k: r(k),
+        }
+    }
+
+    /// `nt m128 n2048 k2048`.
+    pub fn label(&self) -> String {
+        format!("{} m{} n{} k{}", self.form.name(), self.m, self.n, self.k)
+    }
+}
+
+/// The variant used for one shape class, and how it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    /// The shape class.
+    pub shape: String,
+    /// The variant.
+    pub variant: &'static str,
+    /// `fixed`, `tuned` (timed in this run) or `cached`.
+    pub source: &'static str,
+    /// Its measured GFLOP/s (not for `fixed`).
+    pub gflops: Option<f64>,
+    /// The timed problem `[m, n, k]` (not for `fixed`).
+    pub timed: Option<[u32; 3]>,
+    /// Every candidate (not for `fixed`).
+    pub candidates: Vec<Measured>,
+}
+
+/// The GEMM dispatcher of one device: its pipelines, its tuning mode, and the
+/// choices made so far (one per shape class used: bounded by the shapes a
+/// run multiplies, a handful per network).
+pub struct Tuner {
+    kernels: GemmKernels,
+    ctx: GpuContext,
+    mode: Mutex<TuneMode>,
+    state: Mutex<State>,
+    reporter: Mutex<Option<Reporter>>,
+}
+
+/// Where the tuner tells what it is doing (e.g. a CLI's stderr).
+pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    choices: BTreeMap<ShapeClass, Choice>,
+    /// Cache entries of this device, loaded once.
+    cached: Option<Vec<Entry>>,
+    notes: Vec<String>,
+}
+
+impl Tuner {
+    /// A dispatcher in [`TuneMode::Fixed`]`(`[`GemmVariant::Tiled64`]`)`.
+    pub fn new(ctx: &GpuContext) -> Tuner {
+        Tuner {
+            kernels: GemmKernels::new(ctx),
+            ctx: ctx.clone(),
+            mode: Mutex::new(TuneMode::Fixed(GemmVariant::Tiled64)),
+            state: Mutex::new(State::default()),
+            reporter: Mutex::new(None),
+        }
+    }
+
+    /// Sends notes (tuning started and finished, a cache ignored or not
+    /// saved) to `r` as they happen, instead of keeping them for
+    /// [`Tuner::take_notes`].
+    pub fn set_reporter(&self, r: Reporter) -> Result<()> {
+        *lock(&self.reporter)? = Some(r);
+        Ok(())
+    }
+
+    fn note(&self, note: String) -> Result<()> {
+        if let Some(r) = lock(&self.reporter)?.as_ref() {
+            r(&note);
+            return Ok(());
+        }
+        lock(&self.state)?.notes.push(note);
+        Ok(())
+    }
+
+    /// Switches the mode; choices already made are forgotten.
+    pub fn set_mode(&self, mode: TuneMode) -> Result<()> {
+        *lock(&self.mode)? = mode;
+        *lock(&self.state)? = State::default();
+        Ok(())
+    }
+
+    /// The pipelines.
+    pub fn kernels(&self) -> &GemmKernels {
+        &self.kernels
+    }
+
+    /// What this device is called in the cache ([`device_key`]).
+    pub fn device_key(&self) -> String {
+        device_key(self.ctx.adapter())
+    }
+
+    /// Every choice made so far, by shape class.
+    pub fn choices(&self) -> Result<Vec<Choice>> {
+        Ok(lock(&self.state)?.choices.values().cloned().collect())
+    }
+
+    /// Notes worth telling the user (a corrupt cache ignored, a cache that
+    /// could not be written), each once.
+    pub fn take_notes(&self) -> Result<Vec<String>> {
+        Ok(std::mem::take(&mut lock(&self.state)?.notes))
+    }
+
+    /// Queues `C (+)= A * op(B)` with the variant chosen for its shape.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record(
+        &self,
+        batch: &mut Batch,
+        form: GemmForm,
+        p: &GemmParams,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+    ) -> Result<()> {
+        if p.m == 0 || p.n == 0 {
+            return Ok(());
+        }
+        let v = self.variant_for(form, p.m, p.n, p.k)?;
+        self.kernels.record(batch, v, form, p, a, b, c)
+    }
+
+    /// The variant for an m x n x k problem, tuning its class if needed.
+    pub fn variant_for(&self, form: GemmForm, m: u32, n: u32, k: u32) -> Result<GemmVariant> {
+        let c = self.choose(form, m, n, k)?;
+        GemmVariant::from_name(c.variant)
+            .ok_or_else(|| Error::internal("GEMM tuner", "a choice names no variant"))
+    }
+
+    /// The choice for an m x n x k problem, tuning its class if needed.
+    pub fn choose(&self, form: GemmForm, m: u32, n: u32, k: u32) -> Result<Choice> {
+        let class = ShapeClass::of(form, m, n, k);
+        if let Some(c) = lock(&self.state)?.choices.get(&class) {
+            return Ok(c.clone());
+        }
+        let mode = lock(&self.mode)?.clone();
+        let choice = match mode {
+            TuneMode::Fixed(v) => Choice {
+                shape: class.label(),
+                variant: v.name(),
+                source: "fixed",
+                gflops: None,
+                timed: None,
+                candidates: Vec::new(),
+            },
+            TuneMode::Auto { cache, retune } => {
+                let hit = if retune { None } else { self.cached(&class)? };
+                match hit {
+                    Some(c) => c,
+                    None => {
+                        self.note(format!(
+                            "timing {} GEMM variants for shape class {} (once per device)",
+                            self.kernels.available().len(),
+                            class.label()
+                        ))?;
+                        let entry = self.tune(class, m, n, k)?;
+                        let mut done = format!(
+                            "GEMM {}: {} at {:.1} GFLOP/s",
+                            entry.shape, entry.variant, entry.gflops
+                        );
+                        if let Some(path) = &cache {
+                            self.persist(path, &entry)?;
+                            done.push_str(&format!(" (cached in {})", path.display()));
+                        }
+                        self.note(done)?;
+                        choice_of(&entry, "tuned")
+                    }
+                }
+            }
+        };
+        lock(&self.state)?.choices.insert(class, choice.clone());
+        Ok(choice)
+    }
+
+    fn load_cache(&self) -> Result<()> {
+        let TuneMode::Auto {
+            cache: Some(path), ..
+        } = lock(&self.mode)?.clone()
+        else {
+            return Ok(());
+        };
+        let note = {
+            let mut st = lock(&self.state)?;
+            if st.cached.is_some() {
+                return Ok(());
+            }
+            let (entries, note) = cached_for(self.ctx.adapter(), &path);
+            st.cached = Some(entries);
+            note
+        };
+        if let Some(n) = note {
+            self.note(n)?;
+        }
+        Ok(())
+    }
+
+    /// A cached choice for `class`, if it names a variant this device runs.
+    fn cached(&self, class: &ShapeClass) -> Result<Option<Choice>> {
+        self.load_cache()?;
+        let st = lock(&self.state)?;
+        let label = class.label();
+        Ok(st
+            .cached
+            .iter()
+            .flatten()
+            .find(|e| e.shape == label)
+            .filter(|e| GemmVariant::from_name(&e.variant).is_some_and(|v| v.available(&self.ctx)))
+            .map(|e| choice_of(e, "cached")))
+    }
+
+    fn persist(&self, path: &std::path::Path, entry: &Entry) -> Result<()> {
+        if let Err(e) = tune_cache::save(path, std::slice::from_ref(entry)) {
+            self.note(format!(
+                "could not save the GEMM tuning to {}: {e}",
+                path.display()
+            ))?;
+        }
+        if let Some(c) = lock(&self.state)?.cached.as_mut() {
+            c.retain(|e| e.shape != entry.shape);
+            c.push(entry.clone());
+        }
+        Ok(())
+    }
+
+    /// Times every available variant on a problem of `class` and verifies
+    /// each result against the reference variant's.
+    fn tune(&self, class: ShapeClass, m: u32, n: u32, k: u32) -> Result<Entry> {
+        let [m, n, k] = timed_shape(m, n, k);
+        let problem = Problem::new(&self.ctx, class.form, m, n, k)?;
+        let timer = GpuTimer::new(&self.ctx);
+        let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(k);
+        let first = problem.run(&self.kernels, GemmVariant::Tiled64, &timer)?;
+        let reference = first.1.clone();
+        let mut first = Some(first);
+        let mut candidates = Vec::new();
+        let mut best: Option<(f64, GemmVariant)> = None;
+        for v in self.kernels.available() {
+            let run = match first.take().filter(|_| v == GemmVariant::Tiled64) {
+                Some(r) => Ok(r),
+                None => problem.run(&self.kernels, v, &timer),
+            };
+            let measured = match run {
+                Ok((secs, out)) if out == reference => {
+                    let g = flops / secs.max(1e-12) * 1e-9;
+                    if best.is_none_or(|(b, _)| g > b) {
+                        best = Some((g, v));
+                    }
+                    Measured {
+                        variant: v.name().into(),
+                        gflops: Some(g),
+                        rejected: None,
+                    }
+                }
+                Ok((_, out)) => Measured {
+                    variant: v.name().into(),
+                    gflops: None,
+                    rejected: Some(format!(
+                        "result differs from {} in {} of {} elements",
+                        GemmVariant::Tiled64.name(),
+                        out.iter().zip(&reference).filter(|(a, b)| a != b).count(),
+                        out.len()
+                    )),
+                },
+                Err(e) => Measured {
+                    variant: v.name().into(),
+                    gflops: None,
+                    rejected: Some(e.to_string()),
+                },
+            };
+            candidates.push(measured);
+        }
+        let (gflops, v) = best.ok_or_else(|| {
+            Error::internal("GEMM tuner", "no variant reproduced the reference result")
+        })?;
+        Ok(Entry {
+            device: self.device_key(),
+            shape: class.label(),
+            timed: [m, n, k],
+            variant: v.name().into(),
+            gflops,
+            candidates,
+            unix_time: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        })
+    }
+}
+
+/// What an adapter is called in the cache: its identity (name, backend,
+/// vendor and device ids, driver and version) and deepinit's version, so a
+/// driver or deepinit upgrade tunes again.
+pub fn device_key(a: &super::AdapterSummary) -> String {
+    format!("{} | deepinit {}", a.identity(), env!("CARGO_PKG_VERSION"))
+}
+
+/// The cached entries of adapter `a` in the cache file at `path`, with a note
+/// if the file was ignored. Times nothing.
+pub fn cached_for(
+    a: &super::AdapterSummary,
+    path: &std::path::Path,
+) -> (Vec<Entry>, Option<String>) {
+    let (entries, note) = tune_cache::load(path);
+    let key = device_key(a);
+    (
+        entries.into_iter().filter(|e| e.device == key).collect(),
+        note,
+    )
+}
+
+fn choice_of(e: &Entry, source: &'static str) -> Choice {
+    Choice {
+        shape: e.shape.clone(),
+        variant: GemmVariant::from_name(&e.variant).map_or("?", GemmVariant::name),
+        source,
+        gflops: Some(e.gflops),
+        timed: Some(e.timed),
+        candidates: e.candidates.clone(),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| Error::internal("GEMM tuner", "lock poisoned"))
+}
+
+/// The problem timed for an m x n x k request: halved along its largest
+/// dimension until 2 m n k <= [`TUNE_FLOPS`].
+pub fn timed_shape(m: u32, n: u32, k: u32) -> [u32; 3] {
+    let mut d = [m.max(1), n.max(1), k.max(1)];
+    while 2 * d.iter().map(|&x| u64::from(x)).product::<u64>() > TUNE_FLOPS {
+        let i = (0..3).max_by_key(|&i| (d[i], i)).unwrap_or(0);
+        d[i] = d[i].div_ceil(2);
+    }
+    d
+}
+
+/// Operands of one timed problem, filled with a fixed pseudo-random pattern
+/// of non-integer values (so a different rounding would show).
+struct Problem {
+    form: GemmForm,
+    p: GemmParams,
+    a: wgpu::Buffer,
+    b: wgpu::Buffer,
+    c: wgpu::Buffer,
+    ctx: GpuContext,
+}
+
+impl Problem {
+    fn new(ctx: &GpuContext, form: GemmForm, m: u32, n: u32, k: u32) -> Result<Problem> {
+        use wgpu::util::DeviceExt;
+        let values = |len: u64, salt: u32| -> Vec<f32> {
+            (0..len.max(1) as u32)
+                .map(|i| {
+                    let h = (i ^ salt).wrapping_mul(0x9e37_79b9).rotate_left(13) ^ salt;
+                    (h >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+                })
+                .collect()
+        };
+        let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
+        let upload = |label: &str, data: Vec<f32>| {
+            ctx.device()
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(&data),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                })
+        };
+        let (a, b, c) = ctx.scoped("allocating the GEMM tuning problem", || {
+            (
+                upload("tune A", values(m64 * k64, 0x1234)),
+                upload("tune B", values(n64 * k64, 0x5678)),
+                upload("tune C", vec![0.0; (m64 * n64) as usize]),
+            )
+        })?;
+        let p = GemmParams {
+            m,
+            n,
+            k,
+            lda: k,
+            ldb: if form == GemmForm::Nt { k } else { n },
+            ldc: n,
+            ..Default::default()
+        };
+        Ok(Problem {
+            form,
+            p,
+            a,
+            b,
+            c,
+            ctx: ctx.clone(),
+        })
+    }
+
+    /// Median seconds of variant `v`, and its whole result.
+    fn run(&self, k: &GemmKernels, v: GemmVariant, timer: &GpuTimer) -> Result<(f64, Vec<u32>)> {
+        let mut clear = Batch::default();
+        clear.clear(&self.c, 0, None);
+        let mut enc = self
+            .ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        clear.record(&self.ctx, &mut enc)?;
+        self.ctx.queue().submit([enc.finish()]);
+        let mut batch = Batch::default();
+        k.record(&mut batch, v, self.form, &self.p, &self.a, &self.b, &self.c)?;
+        let t = timer.time(TUNE_REPEATS, batch)?;
+        let out = self
+            .ctx
+            .read_words(&self.c, u64::from(self.p.m) * u64::from(self.p.n))?;
+        Ok((t.median_s, out))
+    }
+}

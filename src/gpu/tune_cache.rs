@@ -1,0 +1,201 @@
+//! The GEMM tuner's persistent cache: one JSON file, `tune.json`, in the
+//! user's cache directory (`$DEEPINIT_CACHE_DIR`, else
+//! `$XDG_CACHE_HOME/deepinit`, else `~/.cache/deepinit`; on Windows
+//! `%LOCALAPPDATA%\deepinit`). `DEEPINIT_CACHE_DIR=` (set but empty) turns
+//! persistence off.
+//!
+//! Each entry is one measurement: the device identity (adapter name,
+//! backend, vendor and device ids, driver and its version, and deepinit's
+//! version), the shape class, the winning variant and every candidate's
+//! speed. It holds at most [`MAX_ENTRIES`] entries, the newest kept. A file
+//! that does not parse is ignored (and replaced on the next save); entries
+//! naming an unknown variant or another device or version simply never match.
+//! Saves re-read the file, merge, and replace it atomically (a temporary file
+//! renamed over it), so concurrent runs lose at most each other's newest entry.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Most entries kept; the oldest go first.
+pub const MAX_ENTRIES: usize = 512;
+
+/// The `format` field of the file.
+pub const FORMAT: &str = "deepinit-gemm-tune-1";
+
+/// One candidate's measurement.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Measured {
+    /// Variant name.
+    pub variant: String,
+    /// GFLOP/s at the median time, or `None` if it was rejected.
+    pub gflops: Option<f64>,
+    /// Why it was rejected (a wrong result, a failed build), if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected: Option<String>,
+}
+
+/// One tuned shape class on one device.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    /// [`crate::gpu::AdapterSummary::identity`] plus deepinit's version.
+    pub device: String,
+    /// The shape class, e.g. `nt m128 n2048 k2048`.
+    pub shape: String,
+    /// The problem actually timed, `[m, n, k]`.
+    pub timed: [u32; 3],
+    /// The fastest verified variant.
+    pub variant: String,
+    /// Its GFLOP/s.
+    pub gflops: f64,
+    /// Every candidate.
+    pub candidates: Vec<Measured>,
+    /// When it was measured, seconds since the Unix epoch.
+    pub unix_time: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    format: String,
+    entries: Vec<Entry>,
+}
+
+/// Where the cache lives, or `None` if nowhere (persistence off, or no home).
+pub fn default_dir() -> Option<PathBuf> {
+    if let Some(v) = std::env::var_os("DEEPINIT_CACHE_DIR") {
+        return (!v.is_empty()).then(|| PathBuf::from(v));
+    }
+    let non_empty = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if cfg!(windows) {
+        return non_empty("LOCALAPPDATA").map(|d| PathBuf::from(d).join("deepinit"));
+    }
+    if let Some(x) = non_empty("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("deepinit"));
+    }
+    non_empty("HOME").map(|h| PathBuf::from(h).join(".cache").join("deepinit"))
+}
+
+/// The cache file in `dir`.
+pub fn file_in(dir: &Path) -> PathBuf {
+    dir.join("tune.json")
+}
+
+/// Reads the entries of `path`. A missing file is empty; an unreadable or
+/// unparsable one is empty with a note saying why.
+pub fn load(path: &Path) -> (Vec<Entry>, Option<String>) {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Vec::new(), None),
+        Err(e) => {
+            return (
+                Vec::new(),
+                Some(format!("ignored the tuning cache {}: {e}", path.display())),
+            )
+        }
+    };
+    match serde_json::from_str::<File>(&text) {
+        Ok(f) if f.format == FORMAT => (f.entries, None),
+        Ok(f) => (
+            Vec::new(),
+            Some(format!(
+                "ignored the tuning cache {}: format '{}', expected '{FORMAT}'",
+                path.display(),
+                f.format
+            )),
+        ),
+        Err(e) => (
+            Vec::new(),
+            Some(format!(
+                "ignored the corrupt tuning cache {} ({e}); it will be rewritten",
+                path.display()
+            )),
+        ),
+    }
+}
+
+/// Merges `new` into the file at `path` (an entry replaces any of the same
+/// device and shape), keeps the newest [`MAX_ENTRIES`], and replaces the file
+/// atomically. Creates the directory if needed.
+pub fn save(path: &Path, new: &[Entry]) -> std::io::Result<()> {
+    let (mut entries, _) = load(path);
+    entries.retain(|e| {
+        !new.iter()
+            .any(|n| n.device == e.device && n.shape == e.shape)
+    });
+    entries.extend(new.iter().cloned());
+    entries.sort_by_key(|e| std::cmp::Reverse(e.unix_time));
+    entries.truncate(MAX_ENTRIES);
+    entries.sort_by(|a, b| (&a.device, &a.shape).cmp(&(&b.device, &b.shape)));
+    let text = serde_json::to_string_pretty(&File {
+        format: FORMAT.into(),
+        entries,
+    })
+    .map_err(std::io::Error::other)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, text + "\n")?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(device: &str, shape: &str, t: u64) -> Entry {
+        Entry {
+            device: device.into(),
+            shape: shape.into(),
+            timed: [1, 2, 3],
+            variant: "tiled64".into(),
+            gflops: 1.5,
+            candidates: vec![Measured {
+                variant: "direct".into(),
+                gflops: None,
+                rejected: Some("wrong result".into()),
+            }],
+            unix_time: t,
+        }
+    }
+
+    #[test]
+    fn round_trips_merges_and_stays_bounded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = file_in(&dir.path().join("sub"));
+        assert_eq!(load(&path), (Vec::new(), None), "missing file is empty");
+        save(&path, &[entry("d", "s", 1)]).expect("save");
+        assert_eq!(load(&path).0, vec![entry("d", "s", 1)]);
+        // Same device and shape: replaced, not duplicated.
+        save(&path, &[entry("d", "s", 2)]).expect("save");
+        assert_eq!(load(&path).0, vec![entry("d", "s", 2)]);
+        let many: Vec<Entry> = (0..MAX_ENTRIES as u64 + 10)
+            .map(|i| entry("d", &format!("s{i}"), 100 + i))
+            .collect();
+        save(&path, &many).expect("save");
+        let kept = load(&path).0;
+        assert_eq!(kept.len(), MAX_ENTRIES);
+        // The oldest went first: the entry at time 2 and s0..s9.
+        assert!(kept.iter().all(|e| e.unix_time >= 110));
+        let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("tune.json")]);
+    }
+
+    #[test]
+    fn corrupt_or_foreign_files_are_ignored_then_replaced() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = file_in(dir.path());
+        for bad in ["{not json", "[]", r#"{"format":"other","entries":[]}"#, ""] {
+            std::fs::write(&path, bad).expect("write");
+            let (entries, note) = load(&path);
+            assert!(entries.is_empty(), "{bad:?}");
+            assert!(note.is_some_and(|n| n.contains("ignored")), "{bad:?}");
+            save(&path, &[entry("d", "s", 1)]).expect("save over a corrupt file");
+            assert_eq!(load(&path), (vec![entry("d", "s", 1)], None));
+        }
+    }
+}

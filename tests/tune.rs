@@ -1,0 +1,256 @@
+//! The GEMM tuner: it picks a verified variant, caches it per device and
+//! shape class, survives a corrupt cache, and never changes a result.
+
+mod common;
+
+use deepinit::gpu::gemm::{GemmForm, GemmKernels, GemmVariant};
+use deepinit::gpu::kernels::NetKernels;
+use deepinit::gpu::tune::{ShapeClass, TuneMode, Tuner};
+use deepinit::gpu::tune_cache;
+use deepinit::init::scheme::Scheme;
+use deepinit::net::act::Activation;
+use deepinit::net::NetConfig;
+use std::sync::Arc;
+
+fn auto(path: &std::path::Path, retune: bool) -> TuneMode {
+    TuneMode::Auto {
+        cache: Some(path.to_path_buf()),
+        retune,
+    }
+}
+
+#[test]
+fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
+    let Some(ctx) =
+        common::gpu("the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = tune_cache::file_in(&dir.path().join("cache"));
+    let t = Tuner::new(ctx);
+    t.set_mode(auto(&path, false)).expect("mode");
+    let c = t.choose(GemmForm::Nt, 100, 200, 300).expect("tuned");
+    assert_eq!(c.source, "tuned");
+    assert_eq!(c.shape, ShapeClass::of(GemmForm::Nt, 100, 200, 300).label());
+    assert_eq!(c.shape, "nt m128 n256 k512");
+    let available = t.kernels().available();
+    assert_eq!(
+        c.candidates.len(),
+        available.len(),
+        "every variant is timed"
+    );
+    let v = GemmVariant::from_name(c.variant).expect("a real variant");
+    assert!(available.contains(&v));
+    // The winner is the fastest verified candidate.
+    let best = c
+        .candidates
+        .iter()
+        .filter_map(|m| m.gflops)
+        .fold(0.0, f64::max);
+    assert_eq!(c.gflops, Some(best));
+    // On this device every variant reproduces the reference (none rejected).
+    assert!(
+        c.candidates.iter().all(|m| m.rejected.is_none()),
+        "{:?}",
+        c.candidates
+    );
+    // Another shape of the same class reuses the choice without timing.
+    assert_eq!(
+        t.choose(GemmForm::Nt, 127, 129, 257).expect("memo").source,
+        "tuned"
+    );
+    assert_eq!(t.choices().expect("choices").len(), 1);
+
+    // A fresh tuner (a later run) reads the cache.
+    let (entries, note) = tune_cache::load(&path);
+    assert_eq!((entries.len(), note), (1, None));
+    assert_eq!(entries[0].device, t.device_key());
+    let later = Tuner::new(ctx);
+    later.set_mode(auto(&path, false)).expect("mode");
+    let again = later.choose(GemmForm::Nt, 100, 200, 300).expect("cached");
+    assert_eq!((again.source, again.variant), ("cached", c.variant));
+    // --retune times it again and replaces the entry.
+    let re = Tuner::new(ctx);
+    re.set_mode(auto(&path, true)).expect("mode");
+    assert_eq!(
+        re.choose(GemmForm::Nt, 100, 200, 300)
+            .expect("retuned")
+            .source,
+        "tuned"
+    );
+    let (entries, _) = tune_cache::load(&path);
+    assert_eq!(entries.len(), 1);
+    assert!(entries[0].unix_time >= c.candidates.len() as u64);
+}
+
+#[test]
+fn a_corrupt_cache_is_ignored_with_a_note_and_rewritten() {
+    let Some(ctx) = common::gpu("a_corrupt_cache_is_ignored_with_a_note_and_rewritten") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = tune_cache::file_in(dir.path());
+    std::fs::write(
+        &path,
+        "{\"format\": \"deepinit-gemm-tune-1\", \"entries\": [{\"dev",
+    )
+    .expect("write");
+    let t = Tuner::new(ctx);
+    t.set_mode(auto(&path, false)).expect("mode");
+    let c = t
+        .choose(GemmForm::Nn, 64, 64, 64)
+        .expect("tunes despite the corrupt file");
+    assert_eq!(c.source, "tuned");
+    let notes = t.take_notes().expect("notes");
+    assert!(
+        notes.iter().any(|n| n.contains("corrupt tuning cache")),
+        "{notes:?}"
+    );
+    let (entries, note) = tune_cache::load(&path);
+    assert_eq!(
+        (entries.len(), note),
+        (1, None),
+        "the file was rewritten whole"
+    );
+}
+
+#[test]
+fn a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used() {
+    let Some(ctx) =
+        common::gpu("a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = tune_cache::file_in(dir.path());
+    let t = Tuner::new(ctx);
+    let shape = ShapeClass::of(GemmForm::Nt, 32, 32, 32).label();
+    let entry = |device: String, variant: &str| tune_cache::Entry {
+        device,
+        shape: shape.clone(),
+        timed: [32, 32, 32],
+        variant: variant.into(),
+        gflops: 1e6,
+        candidates: Vec::new(),
+        unix_time: 1,
+    };
+    tune_cache::save(
+        &path,
+        &[entry(
+            format!("{} (older driver)", t.device_key()),
+            "direct",
+        )],
+    )
+    .expect("save");
+    t.set_mode(auto(&path, false)).expect("mode");
+    assert_eq!(
+        t.choose(GemmForm::Nt, 32, 32, 32).expect("c").source,
+        "tuned"
+    );
+    // An entry for this very device naming a variant that does not exist.
+    let dir2 = tempfile::tempdir().expect("temp dir");
+    let path2 = tune_cache::file_in(dir2.path());
+    tune_cache::save(&path2, &[entry(t.device_key(), "warp_specialized")]).expect("save");
+    let t2 = Tuner::new(ctx);
+    t2.set_mode(auto(&path2, false)).expect("mode");
+    let c = t2.choose(GemmForm::Nt, 32, 32, 32).expect("c");
+    assert_eq!(c.source, "tuned");
+    assert!(GemmVariant::from_name(c.variant).is_some());
+}
+
+/// The deep pass's statistics are bit-identical whichever variant runs its
+/// matrix multiplies (every variant gives the reference's bits; see
+/// `tests/network.rs`), so tuning can never change a verdict.
+#[test]
+fn the_deep_pass_is_bit_identical_under_every_gemm_variant() {
+    let Some(ctx) = common::gpu("the_deep_pass_is_bit_identical_under_every_gemm_variant") else {
+        return;
+    };
+    let g = deepinit::backend::Gpu::new(ctx).expect("gpu");
+    let cfg = NetConfig::uniform(Scheme::HE, Activation::Tanh, 96, 4, 40);
+    let mut reference: Option<String> = None;
+    for v in GemmKernels::new(ctx).available() {
+        let tuner = Arc::new(Tuner::new(ctx));
+        tuner.set_mode(TuneMode::Fixed(v)).expect("mode");
+        let k = NetKernels::with_gemm(ctx, Activation::Tanh, tuner).expect("kernels");
+        let r = deepinit::gpu::network::run(g.generator(), &k, &cfg, None).expect("runs");
+        let stats = format!("{:?}", r.layers);
+        match &reference {
+            None => reference = Some(stats),
+            Some(want) => assert_eq!(&stats, want, "{}", v.name()),
+        }
+    }
+}
+
+#[test]
+fn the_cli_tunes_once_then_reads_the_cache_and_adapters_shows_it() {
+    if common::gpu("the_cli_tunes_once_then_reads_the_cache_and_adapters_shows_it").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = dir.path().join("cache");
+    let run = |args: &[&str]| {
+        common::bin()
+            .env("DEEPINIT_GEMM", "auto")
+            .env("DEEPINIT_CACHE_DIR", &cache)
+            .args(args)
+            .output()
+            .expect("runs")
+    };
+    let fwd = [
+        "forward",
+        "--width",
+        "64",
+        "--depth",
+        "2",
+        "--batch",
+        "16",
+        "--backend",
+        "gpu",
+    ];
+    let first = run(&fwd);
+    assert!(first.status.success(), "{}", common::stderr(&first));
+    let err = common::stderr(&first);
+    assert!(err.contains("timing") && err.contains("cached in"), "{err}");
+    let second = run(&fwd);
+    assert!(second.status.success());
+    assert!(
+        !common::stderr(&second).contains("timing"),
+        "the second run re-tuned"
+    );
+    let listed = run(&["adapters"]);
+    let out = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        out.contains("GEMM tuning cached in") && out.contains("GEMM nt m16 n64 k64"),
+        "{out}"
+    );
+    let retuned = run(&[&fwd[..], &["--retune"]].concat());
+    assert!(common::stderr(&retuned).contains("timing"));
+}
+
+#[test]
+fn bad_gemm_choices_are_refused_with_a_message() {
+    for (args, env, want) in [
+        (
+            vec!["forward", "--gemm", "tiled65"],
+            None,
+            "invalid --gemm 'tiled65': no such GEMM variant",
+        ),
+        (
+            vec!["forward", "--gemm", "tiled64", "--retune"],
+            None,
+            "nothing to tune",
+        ),
+        (vec!["forward"], Some("fast"), "DEEPINIT_GEMM"),
+    ] {
+        let mut c = common::bin();
+        if let Some(e) = env {
+            c.env("DEEPINIT_GEMM", e);
+        }
+        let o = c.args(&args).output().expect("runs");
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = common::stderr(&o);
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
