@@ -38,10 +38,12 @@ pub enum GemmVariant {
     /// 64x64 workgroup tile, 4x4 per invocation, double-buffered workgroup
     /// memory, BK 16.
     Tiled64,
-    /// 128x64 tile, 8x4 per invocation, BK 8.
-    Tiled128x64,
     /// 128x128 tile, 8x8 per invocation, BK 8.
     Tiled128,
+    /// 128x128 tile, 16x16 per invocation (8x8 invocations), BK 8: the most
+    /// arithmetic per workgroup-memory load, for devices where such loads
+    /// are dear (llvmpipe) and registers plentiful.
+    Tiled128Wide,
     /// No workgroup memory, no barriers: 4x4 per invocation straight from
     /// global memory, 4 values of k at a time; 32x32 per workgroup.
     Direct,
@@ -75,8 +77,8 @@ impl GemmVariant {
     /// Every variant, the default ([`GemmVariant::Tiled64`]) first.
     pub const ALL: [GemmVariant; 5] = [
         GemmVariant::Tiled64,
-        GemmVariant::Tiled128x64,
         GemmVariant::Tiled128,
+        GemmVariant::Tiled128Wide,
         GemmVariant::Direct,
         GemmVariant::Subgroup,
     ];
@@ -85,8 +87,8 @@ impl GemmVariant {
     pub fn name(self) -> &'static str {
         match self {
             GemmVariant::Tiled64 => "tiled64",
-            GemmVariant::Tiled128x64 => "tiled128x64",
             GemmVariant::Tiled128 => "tiled128",
+            GemmVariant::Tiled128Wide => "tiled128wide",
             GemmVariant::Direct => "direct",
             GemmVariant::Subgroup => "subgroup",
         }
@@ -101,8 +103,8 @@ impl GemmVariant {
     pub fn shape(self) -> TileShape {
         let (wg, per_invocation, bk) = match self {
             GemmVariant::Tiled64 => ((16, 16), (4, 4), 16),
-            GemmVariant::Tiled128x64 => ((16, 16), (8, 4), 8),
             GemmVariant::Tiled128 => ((16, 16), (8, 8), 8),
+            GemmVariant::Tiled128Wide => ((8, 8), (16, 16), 8),
             GemmVariant::Direct => ((8, 8), (4, 4), 4),
             GemmVariant::Subgroup => ((64, 1), (8, 4), 1),
         };
@@ -116,7 +118,7 @@ impl GemmVariant {
     /// Bytes of workgroup memory it declares.
     pub fn workgroup_bytes(self) -> u32 {
         match self {
-            GemmVariant::Tiled64 | GemmVariant::Tiled128x64 | GemmVariant::Tiled128 => {
+            GemmVariant::Tiled64 | GemmVariant::Tiled128 | GemmVariant::Tiled128Wide => {
                 let s = self.shape();
                 let (bm, bn) = s.block();
                 // Two buffers of each operand slice, 4 bytes per element.
@@ -144,7 +146,8 @@ impl GemmVariant {
             header.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
         let kernel = match self {
-            GemmVariant::Tiled64 | GemmVariant::Tiled128x64 | GemmVariant::Tiled128 => {
+            GemmVariant::Tiled64 | GemmVariant::Tiled128 | GemmVariant::Tiled128Wide => {
+                header.push_str(&register_tile(s.per_invocation.0, s.per_invocation.1));
                 shaders::GEMM_TILED
             }
             GemmVariant::Direct => shaders::GEMM_DIRECT,
@@ -170,6 +173,60 @@ impl GemmVariant {
             _ => fits,
         }
     }
+}
+
+/// WGSL for a `tm` x `tn` register tile held in named private variables
+/// (`acc_<row>_<column vec4>`), with straight-line code to clear it, to add
+/// one k-step from the workgroup tiles (`acc_step`) and to store it
+/// (`acc_store`): no dynamically indexed arrays, which some compilers
+/// (llvmpipe among them) keep in memory rather than in registers.
+fn register_tile(tm: u32, tn: u32) -> String {
+    use std::fmt::Write;
+    let mut w = String::from("// Generated register tile (src/gpu/gemm.rs).\n");
+    let (rows, vecs) = (0..tm, 0..tn / 4);
+    for r in rows.clone() {
+        for j in vecs.clone() {
+            let _ = writeln!(w, "var<private> acc_{r}_{j}: vec4<f32>;");
+        }
+    }
+    w.push_str("fn acc_clear() {\n");
+    for r in rows.clone() {
+        for j in vecs.clone() {
+            let _ = writeln!(w, "    acc_{r}_{j} = vec4<f32>(0.0);");
+        }
+    }
+    w.push_str("}\n// One k-step: rows from tile_a[a + 0 ..], columns from tile_b[b + 0 ..].\n");
+    w.push_str("fn acc_step(a: u32, b: u32) {\n");
+    for i in 0..tm / 4 {
+        let _ = writeln!(w, "    let a{i} = tile_a[a + {i}u];");
+    }
+    for j in vecs.clone() {
+        let _ = writeln!(w, "    let b{j} = tile_b[b + {j}u];");
+    }
+    for r in rows.clone() {
+        let lane = ["x", "y", "z", "w"][(r % 4) as usize];
+        for j in vecs.clone() {
+            let _ = writeln!(
+                w,
+                "    acc_{r}_{j} = fma(vec4<f32>(a{}.{lane}), b{j}, acc_{r}_{j});",
+                r / 4
+            );
+        }
+    }
+    w.push_str("}\nfn acc_store(row: u32, col: u32, checked: bool) {\n");
+    for r in rows {
+        for j in vecs.clone() {
+            for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+                let _ = writeln!(
+                    w,
+                    "    store_c(row + {r}u, col + {}u, acc_{r}_{j}.{lane}, checked);",
+                    4 * j + c as u32
+                );
+            }
+        }
+    }
+    w.push_str("}\n");
+    w
 }
 
 /// The GEMM pipelines of one device, compiled on first use: at most one per
@@ -299,5 +356,39 @@ impl GemmKernels {
             .take(c.len())
             .map(f32::from_bits)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_shapes_divide_evenly_and_fit_webgpu_minimums() {
+        for v in GemmVariant::ALL {
+            let s = v.shape();
+            let (bm, bn) = s.block();
+            let inv = s.wg.0 * s.wg.1;
+            assert_eq!(s.per_invocation.1 % 4, 0, "{}: TN is whole vec4s", v.name());
+            assert!(inv <= 256, "{}: at most 256 invocations", v.name());
+            // WebGPU guarantees 16 KiB of workgroup memory.
+            assert!(v.workgroup_bytes() <= 16384, "{}", v.name());
+            if v.workgroup_bytes() > 0 {
+                // Each invocation loads whole quads (4 rows or columns) per k-step.
+                assert_eq!((bm * s.bk) % (4 * inv), 0, "{}", v.name());
+                assert_eq!((bn * s.bk) % (4 * inv), 0, "{}", v.name());
+                assert_eq!(s.per_invocation.0 % 4, 0, "{}", v.name());
+            }
+            assert_eq!(GemmVariant::from_name(v.name()), Some(v));
+        }
+    }
+
+    #[test]
+    fn the_register_tile_is_straight_line_code() {
+        let w = register_tile(8, 8);
+        assert_eq!(w.matches("var<private> acc_").count(), 16);
+        assert_eq!(w.matches("= fma(").count(), 16);
+        assert_eq!(w.matches("store_c(").count(), 64);
+        assert!(!w.contains("for "));
     }
 }
