@@ -19,6 +19,7 @@ use crate::gpu::launch::Batch;
 pub use crate::gpu::timer::Timing;
 pub(crate) use crate::gpu::timer::{time_cpu, GpuTimer};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use crate::net::reference::Draw;
 use crate::rng::dist::Dist;
 use serde::Serialize;
 
@@ -367,13 +368,7 @@ impl GpuBench<'_> {
         batch: u64,
     ) -> Result<Vec<Row>> {
         let (gen, reps) = (self.gen, self.reps);
-        let cfg = crate::net::NetConfig::uniform(
-            crate::init::scheme::Scheme::HE,
-            crate::net::act::Activation::Relu,
-            width,
-            depth,
-            batch,
-        );
+        let cfg = he_relu(width, depth, batch);
         let mut gpu_check = 0.0;
         let tg = time_cpu(reps.min(3), || {
             gpu_check = crate::gpu::network::run(gen, kern, &cfg, None)?.layers[depth - 1]
@@ -383,7 +378,7 @@ impl GpuBench<'_> {
         })?;
         let mut cpu_check = 0.0;
         let tc = time_cpu(reps.min(3), || {
-            cpu_check = crate::net::reference::run(&cfg, None)?.layers[depth - 1]
+            cpu_check = crate::net::reference::run(&cfg, None, Draw::Reference)?.layers[depth - 1]
                 .pre
                 .var;
             Ok(())
@@ -508,8 +503,17 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         r.ratio = Some(ours / base);
         r.ratio_to = Some("rand_distr, 1 thread".into());
     }
-    let (gm, gn, gk) = cpu_gemm_shape(opts.quick);
     progress("CPU gemm");
+    rows.push(cpu_gemm_row(opts)?);
+    progress("CPU deep pass");
+    rows.push(cpu_pass_row(opts)?);
+    Ok(rows)
+}
+
+/// The CPU GEMM (the `gemm` crate, as the CPU backend uses it).
+fn cpu_gemm_row(opts: &BenchOptions) -> Result<Row> {
+    let reps = opts.repeats;
+    let (gm, gn, gk) = cpu_gemm_shape(opts.quick);
     let a: Vec<f32> = (0..gm * gk).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..gk * gn).map(|i| (i % 5) as f32 * 0.1).collect();
     let mut c = vec![0f32; gm * gn];
@@ -520,7 +524,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     if (c[0] - want).abs() > 1e-3 * want.abs().max(1.0) {
         return Err(Error::internal("benchmark", "CPU gemm result is wrong"));
     }
-    rows.push(Row {
+    Ok(Row {
         group: "cpu",
         name: format!("gemm crate sgemm ({} threads)", crate::rng::cpu::threads()),
         size: format!("{gm}x{gn}x{gk}"),
@@ -529,8 +533,61 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         time: t,
         ratio: None,
         ratio_to: None,
-    });
-    Ok(rows)
+    })
+}
+
+/// The CPU backend's deep pass shape (width, depth, batch); numpy's and
+/// PyTorch's MLP rows use the same.
+pub fn cpu_pass_shape(quick: bool) -> (u64, usize, u64) {
+    if quick {
+        (256, 10, 64)
+    } else {
+        (1024, 50, 256)
+    }
+}
+
+/// The network every deep-pass row runs: He init, ReLU, uniform widths.
+fn he_relu(width: u64, depth: usize, batch: u64) -> crate::net::NetConfig {
+    crate::net::NetConfig::uniform(
+        crate::init::scheme::Scheme::HE,
+        crate::net::act::Activation::Relu,
+        width,
+        depth,
+        batch,
+    )
+}
+
+/// The CPU backend's whole deep pass (fast f32 draws, He init, ReLU): what
+/// `deepinit forward --backend cpu` runs. Self-check: layer 1's
+/// pre-activations z = x W^T, with N(0, 1) inputs and N(0, 2/n) weights,
+/// have variance 2; the check allows 10%, over 9 standard errors even at the
+/// quick size (64 x 256 samples, relative error about 1%).
+fn cpu_pass_row(opts: &BenchOptions) -> Result<Row> {
+    let (width, depth, batch) = cpu_pass_shape(opts.quick);
+    let cfg = he_relu(width, depth, batch);
+    let mut first = f64::NAN;
+    let t = time_cpu(opts.repeats.min(3), || {
+        first = crate::net::reference::run(&cfg, None, Draw::Fast)?.layers[0]
+            .pre
+            .var;
+        Ok(())
+    })?;
+    if (first / 2.0 - 1.0).abs() > 0.1 {
+        return Err(Error::internal(
+            "benchmark",
+            format!("the CPU deep pass's first layer has variance {first}, not about 2"),
+        ));
+    }
+    Ok(Row {
+        group: "cpu",
+        name: "deep pass on the CPU backend (fast f32 draws)".into(),
+        size: format!("width {width}, depth {depth}, batch {batch}, fwd+bwd"),
+        rate: t.median_s * 1e3 / depth as f64,
+        unit: "ms/layer",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    })
 }
 
 /// The CPU GEMM's shape (m, n, k): the numpy comparison uses the same.
@@ -552,7 +609,10 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
         .iter()
         .find(|r| r.name.starts_with("deepinit normal, fast"))
         .map_or(f64::NAN, |r| r.rate);
-    let ours_gemm = cpu_rows.last().map_or(f64::NAN, |r| r.rate);
+    let ours_gemm = cpu_rows
+        .iter()
+        .find(|r| r.name.starts_with("gemm crate"))
+        .map_or(f64::NAN, |r| r.rate);
     let row =
         |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| Row {
             group: "numpy",
@@ -588,6 +648,42 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
             "CPU gemm",
         ),
     ])
+}
+
+/// The same MLP as the CPU deep pass row in numpy and PyTorch
+/// (`benches/mlp_numpy.py`, run by `python3` where numpy exists), each with
+/// deepinit's speed-up over it; `None` without python3 and numpy.
+pub fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
+    let (width, depth, batch) = cpu_pass_shape(quick);
+    let ours = cpu_rows
+        .iter()
+        .find(|r| r.name.starts_with("deep pass on the CPU backend"))?;
+    let out = std::process::Command::new("python3")
+        .args(["-c", include_str!("../../benches/mlp_numpy.py")])
+        .args([width.to_string(), depth.to_string(), batch.to_string()])
+        .arg(if quick { "2" } else { "3" })
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<Row> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["what"].as_str()?.to_string(), v["seconds"].as_f64()?)))
+        .map(|(what, secs)| {
+            let ms = secs * 1e3 / depth as f64;
+            Row {
+                group: "numpy",
+                name: what,
+                size: ours.size.clone(),
+                time: Timing::of(vec![secs], "cpu-wall-clock"),
+                rate: ms,
+                unit: "ms/layer",
+                ratio: Some(ms / ours.rate),
+                ratio_to: Some("deepinit CPU deep pass speed-up over it".into()),
+            }
+        })
+        .collect();
+    (!rows.is_empty()).then_some(rows)
 }
 
 /// numpy's single-threaded `default_rng().standard_normal(dtype=float32)` rate

@@ -62,7 +62,11 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         None
     } else {
         step("numpy baselines");
-        bench::numpy_rows(&cpu_rows, a.quick)
+        bench::numpy_rows(&cpu_rows, a.quick).map(|mut rows| {
+            step("numpy and PyTorch MLP");
+            rows.extend(bench::mlp_rows(&cpu_rows, a.quick).into_iter().flatten());
+            rows
+        })
     };
     progress.finish();
     rows.extend(cpu_rows);
