@@ -130,6 +130,13 @@ pub fn gpu(
     };
     progress(&format!("network {width}x{depth}, batch {batch}"));
     rows.extend(b.network_rows(&kern, width, depth, batch)?);
+    progress("big layer on the GPU");
+    let mut big = big_layer_row("network", "GPU", opts.quick, |c| {
+        crate::gpu::network::run(gen, &kern, c, None)
+    })?;
+    big.ratio = Some(big.rate / peak);
+    big.ratio_to = Some("fma".into());
+    rows.push(big);
     let tuning_json = serde_json::json!({
         "generation_workgroup_size": best_wg,
         "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
@@ -507,6 +514,17 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(cpu_gemm_row(opts)?);
     progress("CPU deep pass");
     rows.push(cpu_pass_row(opts)?);
+    progress("CPU big layer");
+    let gemm_rate = rows
+        .iter()
+        .find(|r| r.name.starts_with("gemm crate"))
+        .map(|r| r.rate);
+    let mut big = big_layer_row("cpu", "CPU backend", opts.quick, |c| {
+        crate::net::reference::run(c, None, Draw::Fast)
+    })?;
+    big.ratio = gemm_rate.map(|g| big.rate / g);
+    big.ratio_to = Some("gemm crate sgemm".into());
+    rows.push(big);
     Ok(rows)
 }
 
@@ -565,25 +583,88 @@ fn he_relu(width: u64, depth: usize, batch: u64) -> crate::net::NetConfig {
 fn cpu_pass_row(opts: &BenchOptions) -> Result<Row> {
     let (width, depth, batch) = cpu_pass_shape(opts.quick);
     let cfg = he_relu(width, depth, batch);
-    let mut first = f64::NAN;
-    let t = time_cpu(opts.repeats.min(3), || {
-        first = crate::net::reference::run(&cfg, None, Draw::Fast)?.layers[0]
-            .pre
-            .var;
-        Ok(())
+    let t = timed_pass(&cfg, opts.repeats.min(3), |c| {
+        crate::net::reference::run(c, None, Draw::Fast)
     })?;
-    if (first / 2.0 - 1.0).abs() > 0.1 {
-        return Err(Error::internal(
-            "benchmark",
-            format!("the CPU deep pass's first layer has variance {first}, not about 2"),
-        ));
-    }
     Ok(Row {
         group: "cpu",
         name: "deep pass on the CPU backend (fast f32 draws)".into(),
         size: format!("width {width}, depth {depth}, batch {batch}, fwd+bwd"),
         rate: t.median_s * 1e3 / depth as f64,
         unit: "ms/layer",
+        time: t,
+        ratio: None,
+        ratio_to: None,
+    })
+}
+
+/// Times `pass` on `cfg` (a [`he_relu`] network), checking each run: layer
+/// 1's pre-activations z = x W^T, with N(0, 1) inputs and N(0, 2/n)
+/// weights, have variance 2; 10% is over 9 standard errors even at the
+/// smallest size benched (64 x 256 samples, relative error about 1%).
+fn timed_pass(
+    cfg: &crate::net::NetConfig,
+    repeats: usize,
+    mut pass: impl FnMut(&crate::net::NetConfig) -> Result<crate::net::NetStats>,
+) -> Result<Timing> {
+    time_cpu(repeats, || {
+        let first = pass(cfg)?.layers[0].pre.var;
+        if (first / 2.0 - 1.0).abs() > 0.1 {
+            return Err(Error::internal(
+                "benchmark",
+                format!("a deep pass's first layer has variance {first}, not about 2"),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// The big-layer rows' network (width, depth, batch).
+pub fn big_layer_shape(quick: bool) -> (u64, usize, u64) {
+    if quick {
+        (2048, 2, 64)
+    } else {
+        (8192, 2, 128)
+    }
+}
+
+/// Flops of one forward + backward pass as deepinit runs it: per layer the
+/// forward product, the backward product (not for layer 1), and the Gram
+/// matrices of its input and of its gradient.
+pub fn pass_flops(cfg: &crate::net::NetConfig) -> f64 {
+    let b = cfg.batch as f64;
+    cfg.widths
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| {
+            let (n_in, n_out) = (w[0] as f64, w[1] as f64);
+            let bwd = if i > 0 { 2.0 * b * n_in * n_out } else { 0.0 };
+            2.0 * b * n_in * n_out + bwd + 2.0 * b * b * (n_in + n_out)
+        })
+        .sum()
+}
+
+/// The big-layer row of `what` (one run after a warm-up: a layer of width
+/// 8192 takes seconds on a software device): seconds per layer in the
+/// size column, effective GFLOP/s as the rate.
+pub(crate) fn big_layer_row(
+    group: &'static str,
+    what: &str,
+    quick: bool,
+    pass: impl FnMut(&crate::net::NetConfig) -> Result<crate::net::NetStats>,
+) -> Result<Row> {
+    let (width, depth, batch) = big_layer_shape(quick);
+    let cfg = he_relu(width, depth, batch);
+    let t = timed_pass(&cfg, 1, pass)?;
+    Ok(Row {
+        group,
+        name: format!("big layer, {what}"),
+        size: format!(
+            "width {width}, depth {depth}, batch {batch}, fwd+bwd: {:.2} s/layer",
+            t.median_s / depth as f64
+        ),
+        rate: pass_flops(&cfg) / t.median_s / 1e9,
+        unit: "GFLOP/s",
         time: t,
         ratio: None,
         ratio_to: None,
