@@ -586,7 +586,27 @@ fn bench_quick_reports_roofline_ratios_and_checks_its_results() {
 
     // CPU rows always; GPU rows with their same-run ratios when a device exists.
     assert!(find(rows, "gemm crate sgemm").count() == 1 && find(rows, "rand_distr").count() == 1);
+    let big_cpu = find(rows, "big layer, CPU backend")
+        .next()
+        .expect("CPU big layer");
+    assert_eq!(
+        (big_cpu["unit"].as_str(), big_cpu["ratio_to"].as_str()),
+        (Some("GFLOP/s"), Some("gemm crate sgemm"))
+    );
+    assert_eq!(find(rows, "deep pass on the CPU backend").count(), 1);
     if v["device"]["kind"] == "gpu" {
+        // The binary runs with DEEPINIT_GEMM=tiled64 here: every product of
+        // the run is listed with that fixed choice.
+        let gemm = v["tuning"]["gemm"].as_array().expect("GEMM choices");
+        assert!(gemm.len() >= 3, "{gemm:?}");
+        assert!(gemm
+            .iter()
+            .all(|c| c["variant"] == "tiled64" && c["source"] == "fixed"));
+        assert!(find(rows, "gemm A*B^T (tiled64, fixed)").count() == 2);
+        assert_eq!(
+            find(rows, "big layer, GPU").next().expect("big layer")["ratio_to"],
+            "fma"
+        );
         for r in find(rows, "normal")
             .chain(find(rows, "truncated"))
             .chain(find(rows, "uniform"))

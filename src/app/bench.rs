@@ -443,7 +443,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(Row {
         group: "cpu",
         name: format!(
-            "deepinit normal, CPU backend ({} threads)",
+            "deepinit normal, f64 reference ({} threads)",
             crate::rng::cpu::threads()
         ),
         size: crate::report::bench::human(n),

@@ -57,9 +57,9 @@ pub fn table(rows: &[Row]) -> String {
     s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
-/// One line per GEMM shape class the run used (the `tuning.gemm` JSON of
-/// [`crate::gpu::tune::Choice`]s): the variant, how it was chosen, its
-/// speed, and every other candidate's.
+/// Two lines per GEMM shape class the run used (the `tuning.gemm` JSON of
+/// [`crate::gpu::tune::Choice`]s): the variant, how it was chosen and its
+/// speed; then every other candidate's speed.
 pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
     let Some(list) = choices.as_array() else {
         return Vec::new();
@@ -88,9 +88,10 @@ pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
                 })
                 .collect();
             if !others.is_empty() {
-                line.push_str(&format!("; others {}", others.join(", ")));
+                line.push_str(&format!("\n  others: {}", others.join(", ")));
             }
             line
         })
+        .flat_map(|l| l.lines().map(str::to_string).collect::<Vec<_>>())
         .collect()
 }
