@@ -1,7 +1,8 @@
-// Workgroup-tiled GEMM (variants tiled64, tiled128, tiled128wide). A workgroup
-// of WG_X x WG_Y invocations computes a BM x BN tile of C (BM = WG_Y * TM,
-// BN = WG_X * TN); each invocation a TM x TN register tile, reading its
-// operands from workgroup memory as vec4 loads. The k loop is double-buffered:
+// Workgroup-tiled GEMM (variants tiled64, tiled128, tiled128wide, tiled64wide).
+// A workgroup of WG_X x WG_Y invocations computes a BM x BN tile of C
+// (BM = WG_Y * TM, BN = WG_X * TN); each invocation a TM x TN register tile
+// (generated straight-line code, src/gpu/gemm.rs), reading its operands from
+// workgroup memory as vec4 loads. The k loop is double-buffered:
 // while the workgroup multiplies one BK-deep slice, each invocation holds the
 // next slice's global loads in registers and then stores them into the other
 // buffer, so one barrier per slice suffices.

@@ -322,7 +322,8 @@ pub(crate) struct DeviceArgs {
     no_int64: bool,
     /// GEMM variant: `auto` times every variant on first use of a shape
     /// class and caches the fastest (see `deepinit adapters`); or one of
-    /// tiled64, tiled128, tiled128wide, direct, subgroup. Default: the
+    /// tiled64, tiled128, tiled128wide, tiled64wide, direct, subgroup.
+    /// Default: the
     /// DEEPINIT_GEMM environment variable, else auto.
     #[arg(long, value_name = "VARIANT", global = true, help_heading = "Device")]
     gemm: Option<String>,

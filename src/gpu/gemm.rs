@@ -44,6 +44,9 @@ pub enum GemmVariant {
     /// arithmetic per workgroup-memory load, for devices where such loads
     /// are dear (llvmpipe) and registers plentiful.
     Tiled128Wide,
+    /// 64x128 tile, 16x16 per invocation (8x4 invocations), BK 8: the wide
+    /// register tile for products of 64 rows (a batch of 64).
+    Tiled64Wide,
     /// No workgroup memory, no barriers: 4x4 per invocation straight from
     /// global memory, 4 values of k at a time; 32x32 per workgroup.
     Direct,
@@ -75,10 +78,11 @@ impl TileShape {
 
 impl GemmVariant {
     /// Every variant, the default ([`GemmVariant::Tiled64`]) first.
-    pub const ALL: [GemmVariant; 5] = [
+    pub const ALL: [GemmVariant; 6] = [
         GemmVariant::Tiled64,
         GemmVariant::Tiled128,
         GemmVariant::Tiled128Wide,
+        GemmVariant::Tiled64Wide,
         GemmVariant::Direct,
         GemmVariant::Subgroup,
     ];
@@ -89,6 +93,7 @@ impl GemmVariant {
             GemmVariant::Tiled64 => "tiled64",
             GemmVariant::Tiled128 => "tiled128",
             GemmVariant::Tiled128Wide => "tiled128wide",
+            GemmVariant::Tiled64Wide => "tiled64wide",
             GemmVariant::Direct => "direct",
             GemmVariant::Subgroup => "subgroup",
         }
@@ -105,6 +110,7 @@ impl GemmVariant {
             GemmVariant::Tiled64 => ((16, 16), (4, 4), 16),
             GemmVariant::Tiled128 => ((16, 16), (8, 8), 8),
             GemmVariant::Tiled128Wide => ((8, 8), (16, 16), 8),
+            GemmVariant::Tiled64Wide => ((8, 4), (16, 16), 8),
             GemmVariant::Direct => ((8, 8), (4, 4), 4),
             GemmVariant::Subgroup => ((64, 1), (8, 4), 1),
         };
@@ -118,7 +124,10 @@ impl GemmVariant {
     /// Bytes of workgroup memory it declares.
     pub fn workgroup_bytes(self) -> u32 {
         match self {
-            GemmVariant::Tiled64 | GemmVariant::Tiled128 | GemmVariant::Tiled128Wide => {
+            GemmVariant::Tiled64
+            | GemmVariant::Tiled128
+            | GemmVariant::Tiled128Wide
+            | GemmVariant::Tiled64Wide => {
                 let s = self.shape();
                 let (bm, bn) = s.block();
                 // Two buffers of each operand slice, 4 bytes per element.
@@ -146,7 +155,10 @@ impl GemmVariant {
             header.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
         let kernel = match self {
-            GemmVariant::Tiled64 | GemmVariant::Tiled128 | GemmVariant::Tiled128Wide => {
+            GemmVariant::Tiled64
+            | GemmVariant::Tiled128
+            | GemmVariant::Tiled128Wide
+            | GemmVariant::Tiled64Wide => {
                 header.push_str(&register_tile(s.per_invocation.0, s.per_invocation.1));
                 shaders::GEMM_TILED
             }

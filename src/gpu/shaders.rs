@@ -20,7 +20,8 @@ pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
 /// What every GEMM variant shares: parameters, bindings, checked loads.
 pub const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
-/// Workgroup-tiled GEMM (variants `tiled64`, `tiled128`, `tiled128wide`).
+/// Workgroup-tiled GEMM (variants `tiled64`, `tiled128`, `tiled128wide`,
+/// `tiled64wide`).
 pub const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Barrier-free GEMM (variant `direct`).
 pub const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
