@@ -309,15 +309,15 @@ impl Tuner {
         let problem = Problem::new(&self.ctx, class.form, m, n, k)?;
         let timer = GpuTimer::new(&self.ctx);
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(k);
-        let first = problem.run(&self.kernels, GemmVariant::Tiled64, &timer)?;
-        let reference = first.1.clone();
-        let mut first = Some(first);
+        // The reference variant runs first; its timing is its candidate's.
+        let (ref_secs, reference) = problem.run(&self.kernels, GemmVariant::Tiled64, &timer)?;
         let mut candidates = Vec::new();
         let mut best: Option<(f64, GemmVariant)> = None;
         for v in self.kernels.available() {
-            let run = match first.take().filter(|_| v == GemmVariant::Tiled64) {
-                Some(r) => Ok(r),
-                None => problem.run(&self.kernels, v, &timer),
+            let run = if v == GemmVariant::Tiled64 {
+                Ok((ref_secs, reference.clone()))
+            } else {
+                problem.run(&self.kernels, v, &timer)
             };
             let measured = match run {
                 Ok((secs, out)) if out == reference => {
@@ -490,5 +490,30 @@ impl Problem {
             .ctx
             .read_words(&self.c, u64::from(self.p.m) * u64::from(self.p.n))?;
         Ok((t.median_s, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shape_classes_round_up_to_powers_of_two() {
+        let c = ShapeClass::of(GemmForm::Nn, 100, 256, 257);
+        assert_eq!((c.m, c.n, c.k), (128, 256, 512));
+        assert_eq!(c.label(), "nn m128 n256 k512");
+        let z = ShapeClass::of(GemmForm::Nt, 0, 1, u32::MAX);
+        assert_eq!((z.m, z.n, z.k), (1, 1, 1 << 31));
+    }
+
+    #[test]
+    fn the_timed_problem_is_capped_by_halving_the_largest_dimension() {
+        assert_eq!(timed_shape(100, 200, 300), [100, 200, 300]);
+        assert_eq!(timed_shape(128, 2048, 2048), [128, 2048, 1024]);
+        let big = timed_shape(8192, 8192, 8192);
+        assert!(2 * big.iter().map(|&x| u64::from(x)).product::<u64>() <= TUNE_FLOPS);
+        // Ties halve the later dimension first (k, then n), keeping the rows.
+        assert_eq!(big, [1024, 512, 512]);
+        assert_eq!(timed_shape(0, 0, 0), [1, 1, 1]);
     }
 }
