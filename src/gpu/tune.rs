@@ -93,7 +93,8 @@ pub struct Choice {
     pub shape: String,
     /// The variant.
     pub variant: &'static str,
-    /// `fixed`, `tuned` (timed in this run) or `cached`.
+    /// `fixed`, `tuned` (timed in this run), `cached`, or `default` (tuning
+    /// failed; the reference variant runs).
     pub source: &'static str,
     /// Its measured GFLOP/s (not for `fixed`).
     pub gflops: Option<f64>,
@@ -227,29 +228,57 @@ impl Tuner {
                 let hit = if retune { None } else { self.cached(&class)? };
                 match hit {
                     Some(c) => c,
-                    None => {
-                        self.note(format!(
-                            "timing {} GEMM variants for shape class {} (once per device)",
-                            self.kernels.available().len(),
-                            class.label()
-                        ))?;
-                        let entry = self.tune(class, m, n, k)?;
-                        let mut done = format!(
-                            "GEMM {}: {} at {:.1} GFLOP/s",
-                            entry.shape, entry.variant, entry.gflops
-                        );
-                        if let Some(path) = &cache {
-                            self.persist(path, &entry)?;
-                            done.push_str(&format!(" (cached in {})", path.display()));
-                        }
-                        self.note(done)?;
-                        choice_of(&entry, "tuned")
-                    }
+                    None => self.tune_and_keep(class, (m, n, k), cache.as_deref())?,
                 }
             }
         };
         lock(&self.state)?.choices.insert(class, choice.clone());
         Ok(choice)
+    }
+
+    /// Tunes `class` and keeps the result (in the cache file too, if any).
+    /// A tuning that fails (the timed problem cannot be allocated, the
+    /// reference variant fails) falls back to the reference variant with a
+    /// note: tuning only ever speeds a run up, it never stops one.
+    fn tune_and_keep(
+        &self,
+        class: ShapeClass,
+        (m, n, k): (u32, u32, u32),
+        cache: Option<&std::path::Path>,
+    ) -> Result<Choice> {
+        self.note(format!(
+            "timing {} GEMM variants for shape class {} (once per device)",
+            self.kernels.available().len(),
+            class.label()
+        ))?;
+        let entry = match self.tune(class, m, n, k) {
+            Ok(e) => e,
+            Err(e) => {
+                self.note(format!(
+                    "could not tune GEMM {} ({e}); using {}",
+                    class.label(),
+                    GemmVariant::Tiled64.name()
+                ))?;
+                return Ok(Choice {
+                    shape: class.label(),
+                    variant: GemmVariant::Tiled64.name(),
+                    source: "default",
+                    gflops: None,
+                    timed: None,
+                    candidates: Vec::new(),
+                });
+            }
+        };
+        let mut done = format!(
+            "GEMM {}: {} at {:.1} GFLOP/s",
+            entry.shape, entry.variant, entry.gflops
+        );
+        if let Some(path) = cache {
+            self.persist(path, &entry)?;
+            done.push_str(&format!(" (cached in {})", path.display()));
+        }
+        self.note(done)?;
+        Ok(choice_of(&entry, "tuned"))
     }
 
     fn load_cache(&self) -> Result<()> {
@@ -403,11 +432,22 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
         .map_err(|_| Error::internal("GEMM tuner", "lock poisoned"))
 }
 
+/// Most elements of any one operand of the timed problem (64 MiB of f32).
+pub const TUNE_MAX_ELEMENTS: u64 = 1 << 24;
+
 /// The problem timed for an m x n x k request: halved along its largest
-/// dimension until 2 m n k <= [`TUNE_FLOPS`].
+/// dimension until 2 m n k <= [`TUNE_FLOPS`] and no operand (m k, n k, m n)
+/// holds more than [`TUNE_MAX_ELEMENTS`].
 pub fn timed_shape(m: u32, n: u32, k: u32) -> [u32; 3] {
     let mut d = [m.max(1), n.max(1), k.max(1)];
-    while 2 * d.iter().map(|&x| u64::from(x)).product::<u64>() > TUNE_FLOPS {
+    let too_big = |d: &[u32; 3]| {
+        let [m, n, k] = d.map(u64::from);
+        2 * m * n * k > TUNE_FLOPS
+            || m * k > TUNE_MAX_ELEMENTS
+            || n * k > TUNE_MAX_ELEMENTS
+            || m * n > TUNE_MAX_ELEMENTS
+    };
+    while too_big(&d) {
         let i = (0..3).max_by_key(|&i| (d[i], i)).unwrap_or(0);
         d[i] = d[i].div_ceil(2);
     }
@@ -515,5 +555,8 @@ mod tests {
         // Ties halve the later dimension first (k, then n), keeping the rows.
         assert_eq!(big, [1024, 512, 512]);
         assert_eq!(timed_shape(0, 0, 0), [1, 1, 1]);
+        // A long, thin product keeps its operands within the element cap.
+        let [m, n, k] = timed_shape(1, 1, 1 << 30).map(u64::from);
+        assert!(m * k <= TUNE_MAX_ELEMENTS && n * k <= TUNE_MAX_ELEMENTS);
     }
 }
