@@ -123,18 +123,24 @@ impl GemmVariant {
 
     /// Bytes of workgroup memory it declares.
     pub fn workgroup_bytes(self) -> u32 {
-        match self {
-            GemmVariant::Tiled64
-            | GemmVariant::Tiled128
-            | GemmVariant::Tiled128Wide
-            | GemmVariant::Tiled64Wide => {
-                let s = self.shape();
-                let (bm, bn) = s.block();
-                // Two buffers of each operand slice, 4 bytes per element.
-                2 * s.bk * (bm + bn) * 4
-            }
-            GemmVariant::Direct | GemmVariant::Subgroup => 0,
+        if !self.is_tiled() {
+            return 0;
         }
+        let s = self.shape();
+        let (bm, bn) = s.block();
+        // Two buffers of each operand slice, 4 bytes per element.
+        2 * s.bk * (bm + bn) * 4
+    }
+
+    /// Whether it is one of the workgroup-tiled variants (`gemm_tiled.wgsl`).
+    pub fn is_tiled(self) -> bool {
+        matches!(
+            self,
+            GemmVariant::Tiled64
+                | GemmVariant::Tiled128
+                | GemmVariant::Tiled128Wide
+                | GemmVariant::Tiled64Wide
+        )
     }
 
     /// The composed WGSL module: prelude, the variant's constants, the shared
@@ -155,15 +161,12 @@ impl GemmVariant {
             header.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
         let kernel = match self {
-            GemmVariant::Tiled64
-            | GemmVariant::Tiled128
-            | GemmVariant::Tiled128Wide
-            | GemmVariant::Tiled64Wide => {
+            GemmVariant::Direct => shaders::GEMM_DIRECT,
+            GemmVariant::Subgroup => shaders::GEMM_SUBGROUP,
+            _ => {
                 header.push_str(&register_tile(s.per_invocation.0, s.per_invocation.1));
                 shaders::GEMM_TILED
             }
-            GemmVariant::Direct => shaders::GEMM_DIRECT,
-            GemmVariant::Subgroup => shaders::GEMM_SUBGROUP,
         };
         shaders::gemm_module(self.name(), &header, kernel)
     }
