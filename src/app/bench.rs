@@ -305,9 +305,6 @@ impl GpuBench<'_> {
         let b = storage(ctx, 4 * n * k)?;
         let c = storage(ctx, 4 * m * n)?;
         // Fill A and B with the generator so the products are real numbers.
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
         let mut fill = Batch::default();
         for (buf, count, t) in [(&a, m * k, 1u32), (&b, n * k, 2)] {
             let req = GenRequest {
@@ -320,8 +317,7 @@ impl GpuBench<'_> {
             };
             gen.encode_into(&mut fill, &req, buf)?;
         }
-        fill.record(ctx, &mut enc)?;
-        ctx.queue().submit([enc.finish()]);
+        fill.submit(ctx)?;
         let p = GemmParams {
             m: m as u32,
             n: n as u32,

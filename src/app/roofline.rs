@@ -206,11 +206,7 @@ fn launch(
 }
 
 fn submit(ctx: &GpuContext, batch: Batch) -> Result<()> {
-    let mut enc = ctx
-        .device()
-        .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-    batch.record(ctx, &mut enc)?;
-    ctx.queue().submit([enc.finish()]);
+    batch.submit(ctx)?;
     ctx.wait_idle("clearing a benchmark buffer")
 }
 

@@ -89,6 +89,8 @@ fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry
         return entries;
     }
     say!(t, "GEMM tuning cached in {}:", path.display());
+    // The entries as written (not `tune::Choice`, which maps a variant name
+    // this build lacks to "?"): a stale entry shows what it names.
     let choices: Vec<serde_json::Value> = entries
         .iter()
         .map(|e| {

@@ -260,6 +260,11 @@ impl GemmKernels {
         }
     }
 
+    /// The device.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
     /// The variants this device can run.
     pub fn available(&self) -> Vec<GemmVariant> {
         GemmVariant::ALL
@@ -356,15 +361,9 @@ impl GemmKernels {
         let (ab, bb, cb) = ctx.scoped("uploading matrices", || {
             (upload("A", a), upload("B", b), upload("C", c))
         })?;
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("matmul"),
-            });
         let mut batch = Batch::default();
         self.record(&mut batch, v, form, p, &ab, &bb, &cb)?;
-        batch.record(ctx, &mut enc)?;
-        ctx.queue().submit([enc.finish()]);
+        batch.submit(ctx)?;
         let words = ctx.read_words(&cb, c.len().max(1) as u64)?;
         Ok(words
             .into_iter()

@@ -191,6 +191,17 @@ impl Batch {
         self.build(ctx)?.record(enc);
         Ok(())
     }
+
+    /// Records the batch into a fresh encoder and submits it (without
+    /// waiting: later reads and submissions on the queue follow it).
+    pub fn submit(self, ctx: &GpuContext) -> Result<()> {
+        let mut enc = ctx
+            .device()
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        self.record(ctx, &mut enc)?;
+        ctx.queue().submit([enc.finish()]);
+        Ok(())
+    }
 }
 
 fn bind_group(

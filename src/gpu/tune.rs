@@ -109,7 +109,6 @@ pub struct Choice {
 /// run multiplies, a handful per network).
 pub struct Tuner {
     kernels: GemmKernels,
-    ctx: GpuContext,
     mode: Mutex<TuneMode>,
     state: Mutex<State>,
     reporter: Mutex<Option<Reporter>>,
@@ -131,7 +130,6 @@ impl Tuner {
     pub fn new(ctx: &GpuContext) -> Tuner {
         Tuner {
             kernels: GemmKernels::new(ctx),
-            ctx: ctx.clone(),
             mode: Mutex::new(TuneMode::Fixed(GemmVariant::Tiled64)),
             state: Mutex::new(State::default()),
             reporter: Mutex::new(None),
@@ -169,7 +167,7 @@ impl Tuner {
 
     /// What this device is called in the cache ([`device_key`]).
     pub fn device_key(&self) -> String {
-        device_key(self.ctx.adapter())
+        device_key(self.kernels.context().adapter())
     }
 
     /// Every choice made so far, by shape class.
@@ -293,7 +291,7 @@ impl Tuner {
             if st.cached.is_some() {
                 return Ok(());
             }
-            let (entries, note) = cached_for(self.ctx.adapter(), &path);
+            let (entries, note) = cached_for(self.kernels.context().adapter(), &path);
             st.cached = Some(entries);
             note
         };
@@ -313,7 +311,10 @@ impl Tuner {
             .iter()
             .flatten()
             .find(|e| e.shape == label)
-            .filter(|e| GemmVariant::from_name(&e.variant).is_some_and(|v| v.available(&self.ctx)))
+            .filter(|e| {
+                GemmVariant::from_name(&e.variant)
+                    .is_some_and(|v| v.available(self.kernels.context()))
+            })
             .map(|e| choice_of(e, "cached")))
     }
 
@@ -335,8 +336,9 @@ impl Tuner {
     /// each result against the reference variant's.
     fn tune(&self, class: ShapeClass, m: u32, n: u32, k: u32) -> Result<Entry> {
         let [m, n, k] = timed_shape(m, n, k);
-        let problem = Problem::new(&self.ctx, class.form, m, n, k)?;
-        let timer = GpuTimer::new(&self.ctx);
+        let ctx = self.kernels.context();
+        let problem = Problem::new(ctx, class.form, m, n, k)?;
+        let timer = GpuTimer::new(ctx);
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(k);
         // The reference variant runs first; its timing is its candidate's.
         let (ref_secs, reference) = problem.run(&self.kernels, GemmVariant::Tiled64, &timer)?;
@@ -517,12 +519,7 @@ impl Problem {
     fn run(&self, k: &GemmKernels, v: GemmVariant, timer: &GpuTimer) -> Result<(f64, Vec<u32>)> {
         let mut clear = Batch::default();
         clear.clear(&self.c, 0, None);
-        let mut enc = self
-            .ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
-        clear.record(&self.ctx, &mut enc)?;
-        self.ctx.queue().submit([enc.finish()]);
+        clear.submit(&self.ctx)?;
         let mut batch = Batch::default();
         k.record(&mut batch, v, self.form, &self.p, &self.a, &self.b, &self.c)?;
         let t = timer.time(TUNE_REPEATS, batch)?;
