@@ -445,6 +445,21 @@ impl GpuContext {
         Ok(words_of(&self.read_buffer(src, 4 * words)?))
     }
 
+    /// A storage buffer holding `data` (also a copy source and destination).
+    /// wgpu rejects zero-sized bindings, so empty data becomes one zero.
+    pub fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
     /// A small uniform buffer holding `bytes`.
     pub fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;

@@ -346,20 +346,13 @@ impl GemmKernels {
         b: &[f32],
         c: &[f32],
     ) -> Result<Vec<f32>> {
-        use wgpu::util::DeviceExt;
         let ctx = &self.ctx;
-        let upload = |label: &str, data: &[f32]| {
-            // wgpu rejects zero-sized bindings; pad empty inputs to one element.
-            let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
-            ctx.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(data),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-                })
-        };
         let (ab, bb, cb) = ctx.scoped("uploading matrices", || {
-            (upload("A", a), upload("B", b), upload("C", c))
+            (
+                ctx.storage_from("A", a),
+                ctx.storage_from("B", b),
+                ctx.storage_from("C", c),
+            )
         })?;
         let mut batch = Batch::default();
         self.record(&mut batch, v, form, p, &ab, &bb, &cb)?;

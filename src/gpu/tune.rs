@@ -201,8 +201,15 @@ impl Tuner {
 
     /// The variant for an m x n x k problem, tuning its class if needed.
     pub fn variant_for(&self, form: GemmForm, m: u32, n: u32, k: u32) -> Result<GemmVariant> {
-        let c = self.choose(form, m, n, k)?;
-        GemmVariant::from_name(c.variant)
+        let class = ShapeClass::of(form, m, n, k);
+        // Every recorded product asks: look the variant up without cloning
+        // the choice's candidate list.
+        let known = lock(&self.state)?.choices.get(&class).map(|c| c.variant);
+        let name = match known {
+            Some(name) => name,
+            None => self.choose(form, m, n, k)?.variant,
+        };
+        GemmVariant::from_name(name)
             .ok_or_else(|| Error::internal("GEMM tuner", "a choice names no variant"))
     }
 
@@ -469,7 +476,6 @@ struct Problem {
 
 impl Problem {
     fn new(ctx: &GpuContext, form: GemmForm, m: u32, n: u32, k: u32) -> Result<Problem> {
-        use wgpu::util::DeviceExt;
         let values = |len: u64, salt: u32| -> Vec<f32> {
             (0..len.max(1) as u32)
                 .map(|i| {
@@ -479,21 +485,11 @@ impl Problem {
                 .collect()
         };
         let (m64, n64, k64) = (u64::from(m), u64::from(n), u64::from(k));
-        let upload = |label: &str, data: Vec<f32>| {
-            ctx.device()
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: bytemuck::cast_slice(&data),
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
-                })
-        };
         let (a, b, c) = ctx.scoped("allocating the GEMM tuning problem", || {
             (
-                upload("tune A", values(m64 * k64, 0x1234)),
-                upload("tune B", values(n64 * k64, 0x5678)),
-                upload("tune C", vec![0.0; (m64 * n64) as usize]),
+                ctx.storage_from("tune A", &values(m64 * k64, 0x1234)),
+                ctx.storage_from("tune B", &values(n64 * k64, 0x5678)),
+                ctx.storage_from("tune C", &vec![0.0; (m64 * n64) as usize]),
             )
         })?;
         let p = GemmParams {
