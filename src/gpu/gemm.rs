@@ -50,8 +50,10 @@ pub enum GemmVariant {
     /// No workgroup memory, no barriers: 4x4 per invocation straight from
     /// global memory, 4 values of k at a time; 32x32 per workgroup.
     Direct,
-    /// Rows of A shared through `subgroupShuffle`; 8 x 256 per workgroup of
-    /// 64. Only where the adapter has subgroups of at most 64 lanes.
+    /// No workgroup memory, no barriers: rows of A shared through
+    /// `subgroupBroadcast` at constant lanes; 32 rows x 4 columns per
+    /// invocation, 32 x 256 per workgroup of 64, BK 8. Only where every
+    /// subgroup has 8 to 64 lanes.
     Subgroup,
 }
 
@@ -112,7 +114,7 @@ impl GemmVariant {
             GemmVariant::Tiled128Wide => ((8, 8), (16, 16), 8),
             GemmVariant::Tiled64Wide => ((8, 4), (16, 16), 8),
             GemmVariant::Direct => ((8, 8), (4, 4), 4),
-            GemmVariant::Subgroup => ((64, 1), (8, 4), 1),
+            GemmVariant::Subgroup => ((64, 1), (32, 4), 8),
         };
         TileShape {
             wg,
@@ -148,6 +150,7 @@ impl GemmVariant {
     pub fn module(self) -> Module {
         let s = self.shape();
         let (bm, bn) = s.block();
+        let (tm, tn) = s.per_invocation;
         let mut header = format!("// Tile constants of GEMM variant {}.\n", self.name());
         for (name, v) in [
             ("WG_X", s.wg.0),
@@ -162,9 +165,14 @@ impl GemmVariant {
         }
         let kernel = match self {
             GemmVariant::Direct => shaders::GEMM_DIRECT,
-            GemmVariant::Subgroup => shaders::GEMM_SUBGROUP,
+            GemmVariant::Subgroup => {
+                header.push_str(&register_tile(tm, tn));
+                header.push_str(&subgroup_step(tm, tn, s.bk));
+                shaders::GEMM_SUBGROUP
+            }
             _ => {
-                header.push_str(&register_tile(s.per_invocation.0, s.per_invocation.1));
+                header.push_str(&register_tile(tm, tn));
+                header.push_str(&tile_step(tm, tn));
                 shaders::GEMM_TILED
             }
         };
@@ -181,9 +189,12 @@ impl GemmVariant {
             && wy <= l.max_compute_workgroup_size_y;
         match self {
             GemmVariant::Subgroup => {
-                // Subgroups wider than the workgroup would leave lanes idle
-                // that the shuffle reads from.
-                fits && ctx.subgroups() && ctx.adapter().subgroup_sizes.1 <= wx
+                // Every subgroup must hold lanes 0 .. BK (the broadcasts read
+                // them) and be full: at least BK lanes, at most the
+                // workgroup (whose size, a power of two, they then divide).
+                let (min, max) = ctx.adapter().subgroup_sizes;
+                let bk = self.shape().bk;
+                fits && ctx.subgroups() && min >= bk && max <= wx * wy && max.is_power_of_two()
             }
             _ => fits,
         }
@@ -191,10 +202,11 @@ impl GemmVariant {
 }
 
 /// WGSL for a `tm` x `tn` register tile held in named private variables
-/// (`acc_<row>_<column vec4>`), with straight-line code to clear it, to add
-/// one k-step from the workgroup tiles (`acc_step`) and to store it
-/// (`acc_store`): no dynamically indexed arrays, which some compilers
-/// (llvmpipe among them) keep in memory rather than in registers.
+/// (`acc_<row>_<column vec4>`), with straight-line code to clear it
+/// (`acc_clear`) and to store it (`acc_store`): no dynamically indexed
+/// arrays, which some compilers (llvmpipe among them) keep in memory rather
+/// than in registers. The variant adds the code that accumulates into it
+/// ([`tile_step`], [`subgroup_step`]).
 fn register_tile(tm: u32, tn: u32) -> String {
     use std::fmt::Write;
     let mut w = String::from("// Generated register tile (src/gpu/gemm.rs).\n");
@@ -210,28 +222,10 @@ fn register_tile(tm: u32, tn: u32) -> String {
             let _ = writeln!(w, "    acc_{r}_{j} = vec4<f32>(0.0);");
         }
     }
-    w.push_str("}\n// One k-step: rows from tile_a[a + 0 ..], columns from tile_b[b + 0 ..].\n");
-    w.push_str("fn acc_step(a: u32, b: u32) {\n");
-    for i in 0..tm / 4 {
-        let _ = writeln!(w, "    let a{i} = tile_a[a + {i}u];");
-    }
-    for j in vecs.clone() {
-        let _ = writeln!(w, "    let b{j} = tile_b[b + {j}u];");
-    }
-    for r in rows.clone() {
-        let lane = ["x", "y", "z", "w"][(r % 4) as usize];
-        for j in vecs.clone() {
-            let _ = writeln!(
-                w,
-                "    acc_{r}_{j} = fma(vec4<f32>(a{}.{lane}), b{j}, acc_{r}_{j});",
-                r / 4
-            );
-        }
-    }
     w.push_str("}\nfn acc_store(row: u32, col: u32, checked: bool) {\n");
     for r in rows {
         for j in vecs.clone() {
-            for (c, lane) in ["x", "y", "z", "w"].iter().enumerate() {
+            for (c, lane) in LANES.iter().enumerate() {
                 let _ = writeln!(
                     w,
                     "    store_c(row + {r}u, col + {}u, acc_{r}_{j}.{lane}, checked);",
@@ -241,6 +235,72 @@ fn register_tile(tm: u32, tn: u32) -> String {
         }
     }
     w.push_str("}\n");
+    w
+}
+
+const LANES: [&str; 4] = ["x", "y", "z", "w"];
+
+/// The tiled variants' k-step (`acc_step(a, b)`): rows from `tile_a[a + 0 ..]`
+/// and columns from `tile_b[b + 0 ..]` of workgroup memory, as vec4 loads.
+fn tile_step(tm: u32, tn: u32) -> String {
+    use std::fmt::Write;
+    let mut w =
+        String::from("// Generated k-step (src/gpu/gemm.rs).\nfn acc_step(a: u32, b: u32) {\n");
+    for i in 0..tm / 4 {
+        let _ = writeln!(w, "    let a{i} = tile_a[a + {i}u];");
+    }
+    for j in 0..tn / 4 {
+        let _ = writeln!(w, "    let b{j} = tile_b[b + {j}u];");
+    }
+    for r in 0..tm {
+        for j in 0..tn / 4 {
+            let _ = writeln!(
+                w,
+                "    acc_{r}_{j} = fma(vec4<f32>(a{}.{}), b{j}, acc_{r}_{j});",
+                r / 4,
+                LANES[(r % 4) as usize]
+            );
+        }
+    }
+    w.push_str("}\n");
+    w
+}
+
+/// The subgroup variant's `bk`-deep step, twice: `sg_step_fast` (unchecked
+/// loads) and `sg_step_edge` (checked). `lane` (already reduced mod `bk`)
+/// loads A[row0 + r][k0 + lane] for every row r; for each kk the value of
+/// row r comes from lane kk through `subgroupBroadcast` at a constant lane,
+/// and the invocation's own columns of op(B) row k0 + kk are loaded.
+fn subgroup_step(tm: u32, tn: u32, bk: u32) -> String {
+    use std::fmt::Write;
+    let mut w = String::from("// Generated subgroup k-steps (src/gpu/gemm.rs).\n");
+    for (name, a, b) in [("fast", "a_fast", "b4_fast"), ("edge", "load_a", "b4_edge")] {
+        let _ = writeln!(
+            w,
+            "fn sg_step_{name}(row0: u32, col: u32, k0: u32, lane: u32) {{"
+        );
+        for r in 0..tm {
+            let _ = writeln!(w, "    let a{r} = {a}(row0 + {r}u, k0 + lane);");
+        }
+        for kk in 0..bk {
+            for j in 0..tn / 4 {
+                let _ = writeln!(w, "    let b{kk}_{j} = {b}(col + {}u, k0 + {kk}u);", 4 * j);
+            }
+            for r in 0..tm {
+                let _ = writeln!(
+                    w,
+                    "    let s{kk}_{r} = vec4<f32>(subgroupBroadcast(a{r}, {kk}u));"
+                );
+                for j in 0..tn / 4 {
+                    let _ = writeln!(
+                        w,
+                        "    acc_{r}_{j} = fma(s{kk}_{r}, b{kk}_{j}, acc_{r}_{j});"
+                    );
+                }
+            }
+        }
+        w.push_str("}\n");
+    }
     w
 }
 
@@ -392,10 +452,17 @@ mod tests {
 
     #[test]
     fn the_register_tile_is_straight_line_code() {
-        let w = register_tile(8, 8);
+        let w = register_tile(8, 8) + &tile_step(8, 8);
         assert_eq!(w.matches("var<private> acc_").count(), 16);
         assert_eq!(w.matches("= fma(").count(), 16);
         assert_eq!(w.matches("store_c(").count(), 64);
+        assert!(!w.contains("for "));
+        // The subgroup step: both copies, bk broadcasts per row, each lane
+        // index a constant.
+        let w = subgroup_step(32, 4, 8);
+        assert_eq!(w.matches("= fma(").count(), 2 * 8 * 32);
+        assert_eq!(w.matches("subgroupBroadcast(").count(), 2 * 8 * 32);
+        assert!(w.contains("subgroupBroadcast(a31, 7u)"));
         assert!(!w.contains("for "));
     }
 }

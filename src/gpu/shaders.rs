@@ -25,7 +25,7 @@ pub const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 pub const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Barrier-free GEMM (variant `direct`).
 pub const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
-/// Subgroup-shuffle GEMM (variant `subgroup`).
+/// Subgroup-broadcast GEMM (variant `subgroup`).
 pub const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 /// Activations and their derivatives (library).
 pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");

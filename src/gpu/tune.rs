@@ -404,11 +404,20 @@ impl Tuner {
     }
 }
 
+/// Revision of the GEMM kernel set. Bump it whenever a variant's code or
+/// tile shape changes, so timings cached for the old kernels are not reused
+/// (2: the subgroup variant shares A by broadcast instead of shuffle).
+pub const KERNEL_REVISION: u32 = 2;
+
 /// What an adapter is called in the cache: its identity (name, backend,
-/// vendor and device ids, driver and version) and deepinit's version, so a
-/// driver or deepinit upgrade tunes again.
+/// vendor and device ids, driver and version), deepinit's version and the
+/// [`KERNEL_REVISION`], so a driver, deepinit or kernel change tunes again.
 pub fn device_key(a: &super::AdapterSummary) -> String {
-    format!("{} | deepinit {}", a.identity(), env!("CARGO_PKG_VERSION"))
+    format!(
+        "{} | deepinit {} | kernels r{KERNEL_REVISION}",
+        a.identity(),
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 /// The cached entries of adapter `a` in the cache file at `path`, with a note

@@ -5,8 +5,8 @@
 //! persistence off.
 //!
 //! Each entry is one measurement: the device identity (adapter name,
-//! backend, vendor and device ids, driver and its version, and deepinit's
-//! version), the shape class, the winning variant and every candidate's
+//! backend, vendor and device ids, driver and its version, deepinit's version
+//! and the GEMM kernel revision), the shape class, the winning variant and every candidate's
 //! speed. It holds at most [`MAX_ENTRIES`] entries, the newest kept. A file
 //! that does not parse is ignored (and replaced on the next save); entries
 //! naming an unknown variant or another device or version simply never match.
@@ -37,7 +37,8 @@ pub struct Measured {
 /// One tuned shape class on one device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
-    /// [`crate::gpu::AdapterSummary::identity`] plus deepinit's version.
+    /// [`crate::gpu::tune::device_key`]: the adapter's identity, deepinit's
+    /// version and the GEMM kernel revision.
     pub device: String,
     /// The shape class, e.g. `nt m128 n2048 k2048`.
     pub shape: String,
