@@ -6,7 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use deepinit::gpu::launch::Batch;
-use deepinit::gpu::{AdapterRequest, GenRequest, Generator, GpuContext, Kernel};
+use deepinit::gpu::shaders::Store;
+use deepinit::gpu::{AdapterRequest, GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use deepinit::rng::dist::Dist;
 
 fn buffer(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
@@ -40,17 +41,24 @@ fn kernels(c: &mut Criterion) {
             count: n,
             scale: 1.0,
         };
-        let mut work = Batch::default();
-        gen.encode_into(&mut work, &req, &out).expect("encode");
-        let work = work.build(&ctx).expect("build");
-        g.bench_function(d.name(), |b| {
-            b.iter(|| {
-                let mut enc = ctx.device().create_command_encoder(&Default::default());
-                work.record(&mut enc);
-                ctx.queue().submit([enc.finish()]);
-                ctx.wait_idle("bench").expect("wait");
-            })
-        });
+        for store in Store::ALL {
+            let opts = GenOptions {
+                store,
+                ..GenOptions::default()
+            };
+            let mut work = Batch::default();
+            gen.encode_into(&mut work, &req, &out, &opts)
+                .expect("encode");
+            let work = work.build(&ctx).expect("build");
+            g.bench_function(format!("{} ({} stores)", d.name(), store.name()), |b| {
+                b.iter(|| {
+                    let mut enc = ctx.device().create_command_encoder(&Default::default());
+                    work.record(&mut enc);
+                    ctx.queue().submit([enc.finish()]);
+                    ctx.wait_idle("bench").expect("wait");
+                })
+            });
+        }
     }
     g.finish();
     let k = NetKernels::new(&ctx, deepinit::net::act::Activation::Relu).expect("kernels");

@@ -1,6 +1,6 @@
 // Weight generation kernels: one invocation computes one Philox block (four
 // consecutive elements) and stores the lanes that fall inside this chunk.
-// Needs philox.wgsl and a mulhilo_*.wgsl. The mapping from words to floats is
+// Needs philox.wgsl, a mulhilo_*.wgsl and an init_store_*.wgsl. The mapping from words to floats is
 // the one documented in src/dist.rs and the README; the CPU reference is
 // `deepinit::dist::element_value`.
 
@@ -20,8 +20,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-// Every kernel stores 32-bit patterns: raw words or bitcast f32 values.
-@group(0) @binding(1) var<storage, read_write> out: array<u32>;
+// The output binding `out` and `store_block(i, v)`, which stores the lanes of
+// block i that fall inside this chunk, come from init_store_scalar.wgsl or
+// init_store_vec4.wgsl. Every kernel stores 32-bit patterns: raw words or
+// bitcast f32 values.
 
 override WORKGROUP_SIZE: u32 = 256u;
 
@@ -77,20 +79,6 @@ fn chunk_blocks() -> u32 {
 fn block_words(i: u32) -> vec4<u32> {
     let ctr = block_counter(add_u64(params.block_start, i), params.tensor_id);
     return philox4x32_10(ctr, params.key);
-}
-
-// Stores the lanes of block i that lie inside [0, count) of this chunk.
-fn store_block(i: u32, v: vec4<u32>) {
-    let base = 4u * i;
-    for (var j = 0u; j < 4u; j++) {
-        let pos = base + j;
-        if (pos >= params.lane_offset) {
-            let o = pos - params.lane_offset;
-            if (o < params.count && o < arrayLength(&out)) {
-                out[o] = v[j];
-            }
-        }
-    }
 }
 
 @compute @workgroup_size(WORKGROUP_SIZE)

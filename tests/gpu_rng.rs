@@ -5,7 +5,7 @@
 mod common;
 
 use deepinit::gpu::kat::philox_blocks;
-use deepinit::gpu::shaders::MulHi;
+use deepinit::gpu::shaders::{MulHi, Store};
 use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
 use deepinit::rng::cpu;
 use deepinit::rng::dist::{self, Dist};
@@ -118,23 +118,50 @@ fn uniform_bits_equal_cpu_for_awkward_sizes_seeds_and_offsets() {
     ];
     for (k, seed) in [0u64, 1, 0xDEAD_BEEF_CAFE_F00D].into_iter().enumerate() {
         for m in variants(ctx) {
-            let opts = GenOptions {
-                mulhi: Some(m),
-                ..Default::default()
-            };
-            for &n in &sizes {
-                let start = starts[(k + n as usize) % starts.len()];
-                let got = bits(&g, seed, k as u32, start, n, &opts);
-                assert_eq!(got.len() as u64, n);
-                assert!(
-                    got == cpu_bits(seed, k as u32, start, n as usize),
-                    "seed {seed} {m:?} n {n} start {start}"
-                );
+            for store in Store::ALL {
+                let opts = GenOptions {
+                    mulhi: Some(m),
+                    store,
+                    ..Default::default()
+                };
+                for &n in &sizes {
+                    let start = starts[(k + n as usize) % starts.len()];
+                    let got = bits(&g, seed, k as u32, start, n, &opts);
+                    assert_eq!(got.len() as u64, n);
+                    assert!(
+                        got == cpu_bits(seed, k as u32, start, n as usize),
+                        "seed {seed} {m:?} {store:?} n {n} start {start}"
+                    );
+                }
             }
         }
     }
-    // The pipeline cache holds one entry per (kernel, variant, workgroup size).
-    assert_eq!(g.cached_pipelines(), variants(ctx).len());
+    // Block-aligned requests (start and count multiples of 4, including a
+    // 64-bit block index) take the vec4 store; the loop above mostly falls
+    // back to the scalar one.
+    for m in variants(ctx) {
+        let opts = GenOptions {
+            mulhi: Some(m),
+            store: Store::Vec4,
+            ..Default::default()
+        };
+        for (start, n) in [
+            (0u64, 4u64),
+            (8, 4 * wg),
+            (1_024, 12 * wg + 4),
+            ((1 << 32) - 4, 65_536),
+            ((1 << 34) + 4, 4),
+        ] {
+            let got = bits(&g, 5, 2, start, n, &opts);
+            assert!(
+                got == cpu_bits(5, 2, start, n as usize),
+                "{m:?} vec4 n {n} start {start}"
+            );
+        }
+    }
+    // The pipeline cache holds one entry per (kernel, variant, store,
+    // workgroup size).
+    assert_eq!(g.cached_pipelines(), 2 * variants(ctx).len());
 }
 
 #[test]
@@ -157,19 +184,27 @@ fn output_is_independent_of_chunking_workgroup_size_and_sharding() {
         let reference = g
             .generate_words(&req, &GenOptions::default())
             .expect("reference");
-        for (chunk, wg) in [
-            (Some(1_000), 64),
-            (Some(4_093), 1024),
-            (Some(65_536), 32),
-            (None, 128),
+        // Chunks of whole blocks run the vec4 store where asked; 4_093 and
+        // the last chunk of each (n is odd) fall back to the scalar one.
+        for (chunk, wg, store) in [
+            (Some(1_000), 64, Store::Scalar),
+            (Some(1_000), 64, Store::Vec4),
+            (Some(4_093), 1024, Store::Vec4),
+            (Some(65_536), 32, Store::Vec4),
+            (None, 128, Store::Vec4),
+            (None, 512, Store::Scalar),
         ] {
             let opts = GenOptions {
                 chunk_elems: chunk,
                 workgroup_size: wg,
                 mulhi: None,
+                store,
             };
             let got = g.generate_words(&req, &opts).expect("chunked");
-            assert!(got == reference, "{kernel:?} chunk {chunk:?} wg {wg}");
+            assert!(
+                got == reference,
+                "{kernel:?} chunk {chunk:?} wg {wg} {store:?}"
+            );
         }
         // A shard [a, b) equals the slice of the whole, for odd boundaries.
         for (a, b) in [(0u64, 1u64), (1, 6), (4_095, 70_001), (299_999, n)] {
@@ -183,6 +218,7 @@ fn output_is_independent_of_chunking_workgroup_size_and_sharding() {
                     &shard,
                     &GenOptions {
                         chunk_elems: Some(997),
+                        store: Store::Vec4,
                         ..Default::default()
                     },
                 )

@@ -31,7 +31,7 @@ fn capabilities(m: &shaders::Module) -> naga::valid::Capabilities {
 fn modules_needing_a_capability_are_rejected_without_it() {
     // Proves the validator really checks capabilities (so the test above means
     // something): the int64 Philox path, and the subgroup GEMM.
-    let int64 = shaders::init_module(shaders::MulHi::Int64);
+    let int64 = shaders::init_module(shaders::MulHi::Int64, shaders::Store::Scalar);
     let subgroup = deepinit::gpu::gemm::GemmVariant::Subgroup.module();
     assert!(int64.needs_int64 && subgroup.needs_subgroups);
     for m in [int64, subgroup] {

@@ -1,5 +1,6 @@
 //! The GEMM tuner: it picks a verified variant, caches it per device and
-//! shape class, survives a corrupt cache, and never changes a result.
+//! shape class, survives a corrupt cache, and never changes a result. The
+//! same for the generation settings (store and workgroup size).
 
 mod common;
 
@@ -222,7 +223,9 @@ fn the_cli_tunes_once_then_reads_the_cache_and_adapters_shows_it() {
     let listed = run(&["adapters"]);
     let out = String::from_utf8_lossy(&listed.stdout);
     assert!(
-        out.contains("GEMM tuning cached in") && out.contains("GEMM nt m16 n64 k64"),
+        out.contains("Tuning cached in")
+            && out.contains("GEMM nt m16 n64 k64")
+            && out.contains("generate normal: "),
         "{out}"
     );
     let retuned = run(&[&fwd[..], &["--retune"]].concat());
@@ -252,5 +255,92 @@ fn bad_gemm_choices_are_refused_with_a_message() {
         assert_eq!(o.status.code(), Some(1), "{args:?}");
         let err = common::stderr(&o);
         assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
+    use deepinit::gpu::gen_tune;
+    use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
+    use deepinit::rng::dist::Dist;
+    let Some(ctx) =
+        common::gpu("generation_settings_are_tuned_verified_cached_and_never_change_a_word")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = tune_cache::file_in(&dir.path().join("cache"));
+    let gen = Generator::new(ctx).expect("generator");
+    let kernel = Kernel::Dist(Dist::Normal);
+    let t = Tuner::new(ctx);
+    // The library default is fixed: the reference settings, nothing timed.
+    let fixed = t.generation(&gen, kernel).expect("fixed");
+    assert_eq!(
+        (fixed.source, fixed.store, fixed.workgroup_size),
+        ("fixed", "scalar", 256)
+    );
+    assert!(
+        fixed.variant.starts_with("scalar-wg256-"),
+        "{}",
+        fixed.variant
+    );
+    t.set_mode(auto(&path, false)).expect("mode");
+    let c = t.generation(&gen, kernel).expect("tuned");
+    assert_eq!(c.source, "tuned");
+    // Both stores at every candidate workgroup size the device allows, with
+    // each multiply it has, each verified word for word against the
+    // reference settings.
+    let l = ctx.limits();
+    let max = l
+        .max_compute_invocations_per_workgroup
+        .min(l.max_compute_workgroup_size_x);
+    let sizes = gen_tune::WORKGROUP_SIZES
+        .iter()
+        .filter(|&&w| w <= max)
+        .count();
+    let multiplies = if ctx.int64() { 2 } else { 1 };
+    assert_eq!(
+        c.candidates.len(),
+        2 * sizes * multiplies,
+        "{:?}",
+        c.candidates
+    );
+    assert!(c.candidates.iter().all(|m| m.rejected.is_none()));
+    let best = c
+        .candidates
+        .iter()
+        .filter_map(|m| m.gflops)
+        .fold(0.0, f64::max);
+    assert_eq!(c.gsamples, Some(best));
+    assert_eq!(c.timed, Some(gen_tune::TIMED_ELEMENTS));
+    // A later run reads it back.
+    let later = Tuner::new(ctx);
+    later.set_mode(auto(&path, false)).expect("mode");
+    let again = later.generation(&gen, kernel).expect("cached");
+    assert_eq!(
+        (again.source, again.store, again.workgroup_size),
+        ("cached", c.store, c.workgroup_size)
+    );
+    let (entries, _) = tune_cache::load(&path);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].shape, "generate normal");
+    // The chosen settings give the reference words, at an odd start and
+    // count too (where the vec4 store falls back).
+    for (start, count) in [(0u64, 40_000u64), (3, 40_001)] {
+        let req = GenRequest {
+            kernel,
+            seed: 9,
+            tensor_id: 4,
+            start,
+            count,
+            scale: 0.5,
+        };
+        let want = gen
+            .generate_words(&req, &GenOptions::default())
+            .expect("reference");
+        let got = gen
+            .generate_words(&req, &c.apply(GenOptions::default()))
+            .expect("tuned");
+        assert!(got == want, "start {start} count {count}");
     }
 }

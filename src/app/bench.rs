@@ -75,6 +75,7 @@ pub fn gpu(
     let (gen, ctx) = (gpu.generator(), gpu.context());
     let b = GpuBench {
         gen,
+        tuner: gpu.gemm(),
         ctx,
         timer: GpuTimer::new(ctx),
         roof: Roofline::new(ctx)?,
@@ -93,16 +94,14 @@ pub fn gpu(
         sizes.push(max_elems);
     }
     let out = storage(ctx, 4 * sizes.iter().max().copied().unwrap_or(1))?;
-    progress("tuning the generation workgroup size");
-    let (best_wg, tuning) = b.tune_workgroup(*sizes.last().unwrap_or(&(1 << 20)), &out)?;
-    let go = GenOptions {
-        workgroup_size: best_wg,
-        ..Default::default()
-    };
+    progress("generation settings (tuned once per device)");
+    for kernel in Kernel::ALL {
+        b.tuner.generation(gen, kernel)?;
+    }
     let mut rows = Vec::new();
     for &n in &sizes {
         progress(&format!("generation, {n} elements"));
-        rows.extend(b.generation_rows(n, &out, &go)?);
+        rows.extend(b.generation_rows(n, &out)?);
     }
     progress("FMA peak");
     let kern = gpu.kernels(crate::net::act::Activation::Relu)?;
@@ -138,8 +137,7 @@ pub fn gpu(
     big.ratio_to = Some("fma".into());
     rows.push(big);
     let tuning_json = serde_json::json!({
-        "generation_workgroup_size": best_wg,
-        "candidates": tuning.iter().map(|(w, s)| serde_json::json!({"workgroup_size": w, "median_s": s})).collect::<Vec<_>>(),
+        "generation": b.tuner.generation_choices()?,
         "gemm": kern.tuner().choices()?,
         "roofline": b.roofline_log.take(),
     });
@@ -149,6 +147,8 @@ pub fn gpu(
 /// One GPU benchmark run's shared state: the device, its timer and rooflines.
 struct GpuBench<'a> {
     gen: &'a Generator,
+    /// The device's tuner: GEMM variants and generation settings.
+    tuner: &'a crate::gpu::tune::Tuner,
     ctx: &'a GpuContext,
     timer: GpuTimer<'a>,
     roof: Roofline,
@@ -159,46 +159,8 @@ struct GpuBench<'a> {
 }
 
 impl GpuBench<'_> {
-    /// Times the normal kernel at each candidate workgroup size on `n`
-    /// elements; returns the fastest and every (size, median seconds).
-    fn tune_workgroup(&self, n_tune: u64, out: &wgpu::Buffer) -> Result<(u32, Vec<(u32, f64)>)> {
-        let (ctx, gen, timer) = (self.ctx, self.gen, &self.timer);
-        let mut tuning = Vec::new();
-        for wg in [64u32, 128, 256, 512] {
-            if crate::gpu::generate::check_workgroup_size(
-                wg,
-                ctx.limits()
-                    .max_compute_invocations_per_workgroup
-                    .min(crate::gpu::generate::MAX_WORKGROUP_SIZE),
-            )
-            .is_err()
-            {
-                continue;
-            }
-            let req = GenRequest {
-                kernel: Kernel::Dist(Dist::Normal),
-                seed: 1,
-                tensor_id: 0,
-                start: 0,
-                count: n_tune,
-                scale: 1.0,
-            };
-            let go = GenOptions {
-                workgroup_size: wg,
-                ..Default::default()
-            };
-            let t = timer.time(2, gen.launch(&req, out, &go)?)?;
-            tuning.push((wg, t.median_s));
-        }
-        let best_wg = tuning
-            .iter()
-            .min_by(|a, b| a.1.total_cmp(&b.1))
-            .map_or(256, |t| t.0);
-        Ok((best_wg, tuning))
-    }
-
     /// The fill roofline at `n` elements and each generation kernel against it.
-    fn generation_rows(&self, n: u64, out: &wgpu::Buffer, go: &GenOptions) -> Result<Vec<Row>> {
+    fn generation_rows(&self, n: u64, out: &wgpu::Buffer) -> Result<Vec<Row>> {
         let (ctx, gen, timer, roof, reps) =
             (self.ctx, self.gen, &self.timer, &self.roof, self.reps);
         let mut rows = Vec::new();
@@ -227,7 +189,9 @@ impl GpuBench<'_> {
                 count: n,
                 scale: 1.0,
             };
-            let t = timer.time(reps, gen.launch(&req, out, go)?)?;
+            let choice = self.tuner.generation(gen, kernel)?;
+            let go = choice.apply(GenOptions::default());
+            let t = timer.time(reps, gen.launch(&req, out, &go)?)?;
             // The first Philox block, checked against the CPU reference.
             let got = ctx.read_words(out, 4)?;
             let want: Vec<u32> = match kernel {
@@ -249,10 +213,14 @@ impl GpuBench<'_> {
                 ));
             }
             let rate = bytes / t.median_s / 1e9;
-            let name = match kernel {
-                Kernel::Bits => "philox bits".to_string(),
-                Kernel::Dist(d) => d.name().to_string(),
-            };
+            let name = format!(
+                "{} ({})",
+                match kernel {
+                    Kernel::Bits => "philox bits",
+                    Kernel::Dist(d) => d.name(),
+                },
+                choice.variant
+            );
             rows.push(Row {
                 group: "generation",
                 name,
@@ -315,7 +283,7 @@ impl GpuBench<'_> {
                 count,
                 scale: 1.0,
             };
-            gen.encode_into(&mut fill, &req, buf)?;
+            gen.encode_into(&mut fill, &req, buf, &GenOptions::default())?;
         }
         fill.submit(ctx)?;
         let p = GemmParams {

@@ -67,12 +67,13 @@ fn print_adapters(t: &Text, list: &[gpu::AdapterSummary], chosen: Option<usize>)
     }
 }
 
-/// The chosen adapter's cached GEMM choices (nothing is timed here).
+/// The chosen adapter's cached GEMM and generation choices (nothing is
+/// timed here).
 fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry> {
     let Some(path) = gpu::tune_cache::default_dir().map(|d| gpu::tune_cache::file_in(&d)) else {
         say!(
             t,
-            "GEMM tuning: not cached (DEEPINIT_CACHE_DIR is empty, or no home directory)"
+            "Tuning: not cached (DEEPINIT_CACHE_DIR is empty, or no home directory)"
         );
         return Vec::new();
     };
@@ -83,22 +84,30 @@ fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry
     if entries.is_empty() {
         say!(
             t,
-            "GEMM tuning: nothing cached for this adapter in {} yet (the first run of each shape class tunes it)",
+            "Tuning: nothing cached for this adapter in {} yet (the first run of each shape class tunes it)",
             path.display()
         );
         return entries;
     }
-    say!(t, "GEMM tuning cached in {}:", path.display());
+    say!(t, "Tuning cached in {}:", path.display());
     // The entries as written (not `tune::Choice`, which maps a variant name
     // this build lacks to "?"): a stale entry shows what it names.
-    let choices: Vec<serde_json::Value> = entries
-        .iter()
-        .map(|e| {
-            serde_json::json!({"shape": e.shape, "variant": e.variant, "source": "cached",
-                "gflops": e.gflops, "timed": e.timed, "candidates": e.candidates})
-        })
-        .collect();
-    for line in deepinit::report::bench::gemm_choices(&serde_json::Value::Array(choices)) {
+    let (mut gemm, mut generation) = (Vec::new(), Vec::new());
+    for e in &entries {
+        match e.shape.strip_prefix("generate ") {
+            Some(kernel) => generation.push(serde_json::json!({"kernel": kernel,
+                "variant": e.variant, "source": "cached", "gsamples": e.gflops,
+                "timed": e.timed[0], "candidates": e.candidates})),
+            None => gemm.push(serde_json::json!({"shape": e.shape, "variant": e.variant,
+                "source": "cached", "gflops": e.gflops, "timed": e.timed,
+                "candidates": e.candidates})),
+        }
+    }
+    use deepinit::report::bench::{gemm_choices, generation_choices};
+    for line in generation_choices(&generation.into())
+        .into_iter()
+        .chain(gemm_choices(&gemm.into()))
+    {
         say!(t, "  {line}");
     }
     entries

@@ -75,12 +75,11 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     say!(t);
     t.raw(&deepinit::report::bench::table(&rows));
     if !tuning.is_null() {
-        say!(
-            t,
-            "\ntuning: generation workgroup size {} (auto-tuned this run)",
-            tuning["generation_workgroup_size"],
-        );
-        for line in deepinit::report::bench::gemm_choices(&tuning["gemm"]) {
+        say!(t, "\ntuning:");
+        for line in deepinit::report::bench::generation_choices(&tuning["generation"])
+            .into_iter()
+            .chain(deepinit::report::bench::gemm_choices(&tuning["gemm"]))
+        {
             say!(t, "        {line}");
         }
     }

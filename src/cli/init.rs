@@ -59,9 +59,12 @@ pub(crate) struct InitArgs {
     /// most 256 MiB).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
     chunk_elems: Option<u64>,
-    /// GPU workgroup size (power of two, 32..=1024).
-    #[arg(long, default_value_t = 256)]
-    workgroup_size: u32,
+    /// GPU workgroup size (power of two, 32..=1024), with one-word stores.
+    /// Default: the store and workgroup size tuned for this device and
+    /// distribution (cached; see `deepinit adapters`), or 256 when tuning is
+    /// off (`--gemm VARIANT`).
+    #[arg(long)]
+    workgroup_size: Option<u32>,
 }
 
 impl InitArgs {
@@ -75,10 +78,9 @@ impl InitArgs {
         spec.mode = self.mode.map(Into::into);
         spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
         spec.target()?; // validate everything before touching a device
-        gpu::generate::check_workgroup_size(
-            self.workgroup_size,
-            gpu::generate::MAX_WORKGROUP_SIZE,
-        )?;
+        if let Some(wg) = self.workgroup_size {
+            gpu::generate::check_workgroup_size(wg, gpu::generate::MAX_WORKGROUP_SIZE)?;
+        }
         Ok(spec)
     }
 }
@@ -116,14 +118,25 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         }
     }
     let backend = open_backend(d)?;
+    let gen = GenOptions {
+        chunk_elems: a.chunk_elems,
+        ..GenOptions::default()
+    };
+    let gen = match (a.workgroup_size, backend.gpu()) {
+        (Some(wg), _) => GenOptions {
+            workgroup_size: wg,
+            ..gen
+        },
+        (None, Some(g)) => g
+            .gemm()
+            .generation(g.generator(), gpu::Kernel::Dist(spec.dist))?
+            .apply(gen),
+        (None, None) => gen,
+    };
     let opts = DrawOptions {
         seed: a.seed,
         tensor_id: a.tensor_id,
-        gen: GenOptions {
-            chunk_elems: a.chunk_elems,
-            workgroup_size: a.workgroup_size,
-            mulhi: None,
-        },
+        gen,
         verify: !a.no_verify,
         block,
         out,

@@ -6,7 +6,7 @@ use super::context::GpuContext;
 use super::launch::{Batch, Binding, Launch};
 use super::pack::Packer;
 use crate::error::{Error, Result};
-use crate::gpu::shaders::{self, MulHi};
+use crate::gpu::shaders::{self, MulHi, Store};
 use crate::io::dtype::DType;
 use crate::rng::dist::Dist;
 use std::collections::HashMap;
@@ -67,6 +67,9 @@ pub struct GenOptions {
     pub workgroup_size: u32,
     /// Philox multiply; `None` = native int64 where the context enabled it.
     pub mulhi: Option<MulHi>,
+    /// How blocks are stored. [`Store::Vec4`] applies to chunks that start
+    /// on a Philox block and hold whole blocks; others use [`Store::Scalar`].
+    pub store: Store,
 }
 
 impl Default for GenOptions {
@@ -75,6 +78,7 @@ impl Default for GenOptions {
             chunk_elems: None,
             workgroup_size: 256,
             mulhi: None,
+            store: Store::Scalar,
         }
     }
 }
@@ -117,19 +121,20 @@ impl Params {
     }
 }
 
-type PipelineKey = (Kernel, MulHi, u32);
+type PipelineKey = (Kernel, MulHi, Store, u32);
 
 /// The weight generator for one [`GpuContext`].
 ///
-/// Pipelines are cached by (kernel, multiply variant, workgroup size). The cache
-/// is bounded: 4 kernels x 2 variants x at most 6 power-of-two workgroup sizes
-/// (32..=1024) = 48 entries, and a key fully determines the pipeline (same
-/// module source, entry point and override constant), so a hit is always sound.
+/// Pipelines are cached by (kernel, multiply variant, store, workgroup size).
+/// The cache is bounded: 4 kernels x 2 multiplies x 2 stores x at most 6
+/// power-of-two workgroup sizes (32..=1024) = 96 entries, and a key fully
+/// determines the pipeline (same module source, entry point and override
+/// constant), so a hit is always sound.
 pub struct Generator {
     ctx: GpuContext,
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
-    modules: Mutex<HashMap<MulHi, wgpu::ShaderModule>>,
+    modules: Mutex<HashMap<(MulHi, Store), wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     /// The bf16/f16 packing pipelines, built on first use.
     packer: Mutex<Option<Arc<Packer>>>,
@@ -180,7 +185,9 @@ impl Generator {
                             ty: wgpu::BindingType::Buffer {
                                 ty: wgpu::BufferBindingType::Storage { read_only: false },
                                 has_dynamic_offset: false,
-                                min_binding_size: wgpu::BufferSize::new(4),
+                                // 4 bytes for the scalar store, 16 for the
+                                // vec4 one: checked when a pipeline is used.
+                                min_binding_size: None,
                             },
                             count: None,
                         },
@@ -248,13 +255,13 @@ impl Generator {
         if let Some(p) = self.pipelines.lock().map_err(|_| poisoned())?.get(&key) {
             return Ok(p.clone());
         }
-        let (kernel, mulhi, wg) = key;
+        let (kernel, mulhi, store, wg) = key;
         let module = {
             let mut modules = self.modules.lock().map_err(|_| poisoned())?;
-            match modules.get(&mulhi) {
+            match modules.get(&(mulhi, store)) {
                 Some(m) => m.clone(),
                 None => {
-                    let m = shaders::init_module(mulhi);
+                    let m = shaders::init_module(mulhi, store);
                     let sm = self.ctx.scoped("compiling the generation shader", || {
                         self.ctx
                             .device()
@@ -263,7 +270,7 @@ impl Generator {
                                 source: wgpu::ShaderSource::Wgsl(m.source.into()),
                             })
                     })?;
-                    modules.insert(mulhi, sm.clone());
+                    modules.insert((mulhi, store), sm.clone());
                     sm
                 }
             }
@@ -418,7 +425,6 @@ impl Generator {
             _ => Some(self.packer()?),
         };
         let mulhi = self.resolve_mulhi(opts)?;
-        let pipeline = self.pipeline((req.kernel, mulhi, opts.workgroup_size))?;
         let n_slots = if req.count > chunk { 2 } else { 1 };
         let slots: Vec<Slot> = (0..n_slots)
             .map(|i| self.make_slot(chunk * 4, i, dtype))
@@ -434,6 +440,7 @@ impl Generator {
             let slot = &slots[slot_i];
             let params = Params::new(req, first, count);
             let (gx, gy) = self.dims(&params, opts.workgroup_size)?;
+            let pipeline = self.pipeline(Self::key(req, mulhi, opts, &params))?;
             // Slot reuse is safe: its previous chunk was consumed (and unmapped)
             // before this point, because at most one chunk is in flight while
             // another is being encoded.
@@ -517,6 +524,16 @@ impl Generator {
         })
     }
 
+    /// The pipeline for one chunk: the vec4 store only where the chunk
+    /// starts on a Philox block and holds whole blocks.
+    fn key(req: &GenRequest, mulhi: MulHi, opts: &GenOptions, p: &Params) -> PipelineKey {
+        let store = match opts.store {
+            Store::Vec4 if p.lane_offset == 0 && p.count.is_multiple_of(4) => Store::Vec4,
+            _ => Store::Scalar,
+        };
+        (req.kernel, mulhi, store, opts.workgroup_size)
+    }
+
     fn dims(&self, p: &Params, workgroup_size: u32) -> Result<(u32, u32)> {
         let blocks = (u64::from(p.lane_offset) + u64::from(p.count)).div_ceil(4);
         self.ctx
@@ -526,15 +543,16 @@ impl Generator {
     /// Queues the generation of `req` into `out` (elements `req.start ..` land
     /// at `out[0 ..]`), with no read-back: how the network driver materializes
     /// weights, biases and inputs on the device. `req.count` must fit one
-    /// chunk and `out`.
+    /// chunk and `out`; `opts`' chunk size is ignored.
     pub fn encode_into(
         &self,
         batch: &mut Batch,
         req: &GenRequest,
         out: &wgpu::Buffer,
+        opts: &GenOptions,
     ) -> Result<()> {
         if req.count > 0 {
-            batch.push(self.launch(req, out, &GenOptions::default())?);
+            batch.push(self.launch(req, out, opts)?);
         }
         Ok(())
     }
@@ -571,7 +589,7 @@ impl Generator {
         let mulhi = self.resolve_mulhi(opts)?;
         let params = Params::new(req, req.start, req.count);
         Ok(Launch {
-            pipeline: self.pipeline((req.kernel, mulhi, opts.workgroup_size))?,
+            pipeline: self.pipeline(Self::key(req, mulhi, opts, &params))?,
             layout: Some(self.layout.clone()),
             params: bytemuck::bytes_of(&params).to_vec(),
             buffers: vec![Binding::prefix(out, req.count * 4)],

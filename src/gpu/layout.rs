@@ -244,7 +244,7 @@ mod tests {
             ),
             (
                 "Params",
-                shaders::init_module(shaders::MulHi::Emulated),
+                shaders::init_module(shaders::MulHi::Emulated, shaders::Store::Scalar),
                 size_of::<GenParams>(),
                 vec![
                     offset_of!(GenParams, key),

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod gemm;
+pub mod gen_tune;
 pub mod generate;
 pub mod kat;
 pub mod kernels;

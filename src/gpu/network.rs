@@ -309,7 +309,18 @@ impl<'a> Pass<'a> {
                 .dist
                 .kernel_scale(self.stds[l - 1] * self.fault.weight_factor(l)),
         };
-        self.gen.encode_into(batch, &req, &self.bufs.w)
+        self.generate(batch, &req, &self.bufs.w)
+    }
+
+    /// Records `req` into `out` with the store and workgroup size the
+    /// device's tuner chose for its kernel (values never depend on them).
+    fn generate(&self, batch: &mut Batch, req: &GenRequest, out: &wgpu::Buffer) -> Result<()> {
+        let opts = self
+            .kern
+            .tuner()
+            .generation(self.gen, req.kernel)?
+            .apply(super::GenOptions::default());
+        self.gen.encode_into(batch, req, out, &opts)
     }
 
     /// Row blocks (first row, rows) of W_l that fit the block buffer.
@@ -335,7 +346,7 @@ impl<'a> Pass<'a> {
             count,
             scale: Dist::Normal.kernel_scale(std),
         };
-        self.gen.encode_into(batch, &req, out)
+        self.generate(batch, &req, out)
     }
 
     /// The input a_0: `input` (batch x n_0) or N(0, 1) from the RNG, and its statistics.

@@ -11,6 +11,10 @@ pub const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
 pub const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
 /// Weight generation entry points.
 pub const INIT: &str = include_str!("../../shaders/init.wgsl");
+/// Generation output one word at a time (any chunk).
+pub const INIT_STORE_SCALAR: &str = include_str!("../../shaders/init_store_scalar.wgsl");
+/// Generation output one vec4 per Philox block (block-aligned chunks).
+pub const INIT_STORE_VEC4: &str = include_str!("../../shaders/init_store_vec4.wgsl");
 
 /// f32 -> bf16 / f16 packing.
 pub const PACK: &str = include_str!("../../shaders/pack.wgsl");
@@ -50,6 +54,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("mulhilo_u32.wgsl", MULHILO_U32),
     ("mulhilo_u64.wgsl", MULHILO_U64),
     ("init.wgsl", INIT),
+    ("init_store_scalar.wgsl", INIT_STORE_SCALAR),
+    ("init_store_vec4.wgsl", INIT_STORE_VEC4),
     ("pack.wgsl", PACK),
     ("kat.wgsl", KAT),
     ("gemm_common.wgsl", GEMM_COMMON),
@@ -96,17 +102,51 @@ pub struct Module {
     pub source: String,
 }
 
+/// How the generation kernels store a Philox block's four values. Both give
+/// the same words (tested); which is faster depends on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Store {
+    /// One checked 32-bit store per element: any chunk.
+    #[default]
+    Scalar,
+    /// One 16-byte store per block, for chunks that start on a block and
+    /// hold whole blocks (the driver falls back to `Scalar` for others).
+    Vec4,
+}
+
+impl Store {
+    /// Both, the default first.
+    pub const ALL: [Store; 2] = [Store::Scalar, Store::Vec4];
+
+    /// `scalar` or `vec4`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Store::Scalar => "scalar",
+            Store::Vec4 => "vec4",
+        }
+    }
+
+    fn source(self) -> &'static str {
+        match self {
+            Store::Scalar => INIT_STORE_SCALAR,
+            Store::Vec4 => INIT_STORE_VEC4,
+        }
+    }
+}
+
 /// The weight generation module (entry points `gen_bits`, `gen_normal`,
-/// `gen_uniform`, `gen_truncated`).
-pub fn init_module(mulhi: MulHi) -> Module {
+/// `gen_uniform`, `gen_truncated`) with the given multiply and store.
+pub fn init_module(mulhi: MulHi, store: Store) -> Module {
     Module {
-        name: match mulhi {
-            MulHi::Emulated => "init",
-            MulHi::Int64 => "init_int64",
+        name: match (mulhi, store) {
+            (MulHi::Emulated, Store::Scalar) => "init",
+            (MulHi::Int64, Store::Scalar) => "init_int64",
+            (MulHi::Emulated, Store::Vec4) => "init_vec4",
+            (MulHi::Int64, Store::Vec4) => "init_int64_vec4",
         },
         needs_int64: mulhi == MulHi::Int64,
         needs_subgroups: false,
-        source: [&prelude(), mulhi.source(), PHILOX, INIT].join("\n"),
+        source: [&prelude(), mulhi.source(), PHILOX, INIT, store.source()].join("\n"),
     }
 }
 
@@ -196,7 +236,9 @@ pub fn all_modules() -> Vec<Module> {
         pack_module(),
     ]);
     for m in [MulHi::Emulated, MulHi::Int64] {
-        v.push(init_module(m));
+        for s in Store::ALL {
+            v.push(init_module(m, s));
+        }
         v.push(kat_module(m));
     }
     v

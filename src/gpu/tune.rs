@@ -12,6 +12,8 @@
 
 use super::context::GpuContext;
 use super::gemm::{GemmForm, GemmKernels, GemmVariant};
+use super::gen_tune::{self, GenChoice};
+use super::generate::{Generator, Kernel};
 use super::launch::Batch;
 use super::layout::GemmParams;
 use super::timer::GpuTimer;
@@ -120,6 +122,8 @@ pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
 #[derive(Default)]
 struct State {
     choices: BTreeMap<ShapeClass, Choice>,
+    /// Generation settings chosen so far, by kernel name (at most 4).
+    generation: BTreeMap<&'static str, GenChoice>,
     /// Cache entries of this device, loaded once.
     cached: Option<Vec<Entry>>,
     notes: Vec<String>,
@@ -151,6 +155,37 @@ impl Tuner {
         }
         lock(&self.state)?.notes.push(note);
         Ok(())
+    }
+
+    /// How `kernel` runs on `gen` (the same device): in [`TuneMode::Auto`]
+    /// the cached or newly timed store and workgroup size
+    /// ([`super::gen_tune::choose`]); in [`TuneMode::Fixed`] the reference
+    /// settings (scalar stores, 256 invocations), untimed.
+    pub fn generation(&self, gen: &Generator, kernel: Kernel) -> Result<GenChoice> {
+        let name = gen_tune::kernel_name(kernel);
+        if let Some(c) = lock(&self.state)?.generation.get(name) {
+            return Ok(c.clone());
+        }
+        let choice = match lock(&self.mode)?.clone() {
+            TuneMode::Fixed(_) => gen_tune::reference(gen, kernel, "fixed"),
+            TuneMode::Auto { cache, retune } => {
+                let mut notes = Vec::new();
+                let c = gen_tune::choose(gen, kernel, cache.as_deref(), retune, &mut |n| {
+                    notes.push(n)
+                })?;
+                for n in notes {
+                    self.note(n)?;
+                }
+                c
+            }
+        };
+        lock(&self.state)?.generation.insert(name, choice.clone());
+        Ok(choice)
+    }
+
+    /// The generation settings chosen so far.
+    pub fn generation_choices(&self) -> Result<Vec<GenChoice>> {
+        Ok(lock(&self.state)?.generation.values().cloned().collect())
     }
 
     /// Switches the mode; choices already made are forgotten.
@@ -404,9 +439,10 @@ impl Tuner {
     }
 }
 
-/// Revision of the GEMM kernel set. Bump it whenever a variant's code or
-/// tile shape changes, so timings cached for the old kernels are not reused
-/// (2: the subgroup variant shares A by broadcast instead of shuffle).
+/// Revision of the tuned kernels (GEMM variants, generation stores). Bump it
+/// whenever one's code or tile shape changes, so timings cached for the old
+/// kernels are not reused (2: the subgroup GEMM shares A by broadcast
+/// instead of shuffle; generation gained vec4 stores).
 pub const KERNEL_REVISION: u32 = 2;
 
 /// What an adapter is called in the cache: its identity (name, backend,

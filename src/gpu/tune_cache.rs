@@ -27,7 +27,8 @@ pub const FORMAT: &str = "deepinit-gemm-tune-1";
 pub struct Measured {
     /// Variant name.
     pub variant: String,
-    /// GFLOP/s at the median time, or `None` if it was rejected.
+    /// GFLOP/s at the median time (Gsamples/s in a `generate` entry), or
+    /// `None` if it was rejected.
     pub gflops: Option<f64>,
     /// Why it was rejected (a wrong result, a failed build), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -40,13 +41,15 @@ pub struct Entry {
     /// [`crate::gpu::tune::device_key`]: the adapter's identity, deepinit's
     /// version and the GEMM kernel revision.
     pub device: String,
-    /// The shape class, e.g. `nt m128 n2048 k2048`.
+    /// The shape class, e.g. `nt m128 n2048 k2048`, or `generate <kernel>`
+    /// for a generation kernel's settings ([`crate::gpu::gen_tune`]).
     pub shape: String,
-    /// The problem actually timed, `[m, n, k]`.
+    /// The problem actually timed, `[m, n, k]` (`[elements, 0, 0]` for
+    /// generation).
     pub timed: [u32; 3],
     /// The fastest verified variant.
     pub variant: String,
-    /// Its GFLOP/s.
+    /// Its GFLOP/s (Gsamples/s for generation).
     pub gflops: f64,
     /// Every candidate.
     pub candidates: Vec<Measured>,

@@ -352,14 +352,19 @@ fn produce(
         .block
         .requests(dist, spec.seed, t.id(), dist.kernel_scale(std));
     let gen = match backend {
-        Backend::Gpu(g) => GenOptions {
-            chunk_elems: Some(
-                g.generator()
-                    .chunk_limit(&GenOptions::default())?
-                    .min(CHUNK_ELEMS),
-            ),
-            ..GenOptions::default()
-        },
+        // The store and workgroup size tuned for this kernel (values never
+        // depend on them).
+        Backend::Gpu(g) => g
+            .gemm()
+            .generation(g.generator(), crate::gpu::Kernel::Dist(dist))?
+            .apply(GenOptions {
+                chunk_elems: Some(
+                    g.generator()
+                        .chunk_limit(&GenOptions::default())?
+                        .min(CHUNK_ELEMS),
+                ),
+                ..GenOptions::default()
+            }),
         Backend::Cpu => GenOptions::default(),
     };
     for req in &requests {

@@ -95,3 +95,39 @@ pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
         .flat_map(|l| l.lines().map(str::to_string).collect::<Vec<_>>())
         .collect()
 }
+
+/// One line per generation kernel (with a second listing the other
+/// candidates) from the JSON of [`crate::gpu::gen_tune::GenChoice`]s.
+pub fn generation_choices(choices: &serde_json::Value) -> Vec<String> {
+    let Some(list) = choices.as_array() else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for c in list {
+        let chosen = c["variant"].as_str().unwrap_or("?");
+        let mut line = format!(
+            "generate {}: {chosen} ({}",
+            c["kernel"].as_str().unwrap_or("?"),
+            c["source"].as_str().unwrap_or("?")
+        );
+        if let (Some(g), Some(n)) = (c["gsamples"].as_f64(), c["timed"].as_u64()) {
+            line.push_str(&format!(", {g:.3} Gsamples/s at {n} elements"));
+        }
+        line.push(')');
+        lines.push(line);
+        let others: Vec<String> = c["candidates"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|o| o["variant"].as_str() != Some(chosen))
+            .map(|o| match o["gflops"].as_f64() {
+                Some(g) => format!("{} {g:.3}", o["variant"].as_str().unwrap_or("?")),
+                None => format!("{} rejected", o["variant"].as_str().unwrap_or("?")),
+            })
+            .collect();
+        if !others.is_empty() {
+            lines.push(format!("  others: {}", others.join(", ")));
+        }
+    }
+    lines
+}

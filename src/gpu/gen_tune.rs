@@ -1,0 +1,344 @@
+//! Chooses how each generation kernel runs on a device: the store (one word
+//! at a time, or one vec4 per Philox block), the workgroup size, and the
+//! Philox multiply (native 64-bit integers where the device has them, or
+//! 16-bit halves). Like the GEMM tuner ([`super::tune`]): every candidate
+//! is timed on the same problem, its whole output compared word for word
+//! with the reference configuration's (scalar stores, 256 invocations, the
+//! device's default multiply), and the fastest verified one kept, in memory
+//! and in the tuning cache file ([`super::tune_cache`], entry shape
+//! `generate <kernel>`). No setting changes a value, and the check makes
+//! sure of it.
+
+use super::generate::{GenOptions, GenRequest, Generator, Kernel};
+use super::shaders::{MulHi, Store};
+use super::timer::GpuTimer;
+use super::tune_cache::{self, Entry, Measured};
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Elements generated per timed run: 16 MiB of output, a few milliseconds
+/// on lavapipe, microseconds on a discrete GPU.
+pub const TIMED_ELEMENTS: u64 = 1 << 22;
+
+/// Workgroup sizes tried (those the device allows).
+pub const WORKGROUP_SIZES: [u32; 4] = [64, 128, 256, 512];
+
+/// Runs per candidate after a warm-up; the median counts.
+const REPEATS: usize = 3;
+
+/// The configuration one generation kernel runs with, and how it was chosen.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenChoice {
+    /// `bits`, `normal`, `truncated` or `uniform`.
+    pub kernel: &'static str,
+    /// The chosen candidate's name ([`candidate_name`]; `default` or
+    /// `fixed` when nothing was timed).
+    pub variant: String,
+    /// `scalar` or `vec4`.
+    pub store: &'static str,
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+    /// `int64` or `emulated` (16-bit halves); `None`: the device's default.
+    pub mulhi: Option<&'static str>,
+    /// `tuned` (timed in this run), `cached`, or `default` (tuning failed;
+    /// the reference configuration runs).
+    pub source: &'static str,
+    /// Its measured Gsamples/s (not for `default`).
+    pub gsamples: Option<f64>,
+    /// Elements per timed run (not for `default`).
+    pub timed: Option<u64>,
+    /// Every candidate, named `<store>-wg<size>-<multiply>`, rate in
+    /// Gsamples/s.
+    pub candidates: Vec<Measured>,
+}
+
+impl GenChoice {
+    /// `opts` with this choice's store and workgroup size.
+    pub fn apply(&self, opts: GenOptions) -> GenOptions {
+        GenOptions {
+            store: if self.store == Store::Vec4.name() {
+                Store::Vec4
+            } else {
+                Store::Scalar
+            },
+            workgroup_size: self.workgroup_size,
+            mulhi: self.mulhi.and_then(mulhi_of),
+            ..opts
+        }
+    }
+}
+
+fn mulhi_name(m: MulHi) -> &'static str {
+    match m {
+        MulHi::Int64 => "int64",
+        MulHi::Emulated => "emulated",
+    }
+}
+
+fn mulhi_of(name: &str) -> Option<MulHi> {
+    [MulHi::Int64, MulHi::Emulated]
+        .into_iter()
+        .find(|&m| mulhi_name(m) == name)
+}
+
+/// The reference settings (word stores, 256 invocations, the device's
+/// default multiply), untimed, with `source` (`fixed` or `default`).
+pub fn reference(gen: &Generator, kernel: Kernel, source: &'static str) -> GenChoice {
+    let wg = GenOptions::default().workgroup_size;
+    let mulhi = if gen.context().int64() {
+        MulHi::Int64
+    } else {
+        MulHi::Emulated
+    };
+    GenChoice {
+        kernel: kernel_name(kernel),
+        variant: candidate_name(Store::Scalar, wg, mulhi),
+        store: Store::Scalar.name(),
+        workgroup_size: wg,
+        mulhi: Some(mulhi_name(mulhi)),
+        source,
+        gsamples: None,
+        timed: None,
+        candidates: Vec::new(),
+    }
+}
+
+/// The multiplies `gen`'s device can run: native first where enabled.
+fn mulhis(gen: &Generator) -> Vec<MulHi> {
+    if gen.context().int64() {
+        vec![MulHi::Int64, MulHi::Emulated]
+    } else {
+        vec![MulHi::Emulated]
+    }
+}
+
+/// The name of a kernel in the cache and in reports.
+pub fn kernel_name(k: Kernel) -> &'static str {
+    match k {
+        Kernel::Bits => "bits",
+        Kernel::Dist(d) => d.name(),
+    }
+}
+
+/// The cache's shape label of a kernel: `generate <kernel>`.
+pub fn label(k: Kernel) -> String {
+    format!("generate {}", kernel_name(k))
+}
+
+/// `<store>-wg<size>-<multiply>`, e.g. `vec4-wg128-int64`.
+pub fn candidate_name(store: Store, wg: u32, mulhi: MulHi) -> String {
+    format!("{}-wg{wg}-{}", store.name(), mulhi_name(mulhi))
+}
+
+/// The (store, workgroup size, multiply) a candidate name stands for.
+pub fn parse_candidate(name: &str) -> Option<(Store, u32, MulHi)> {
+    let mut parts = name.split('-');
+    let store = parts.next()?;
+    let store = Store::ALL.into_iter().find(|s| s.name() == store)?;
+    let wg = parts.next()?.strip_prefix("wg")?.parse().ok()?;
+    let mulhi = mulhi_of(parts.next()?)?;
+    parts.next().is_none().then_some((store, wg, mulhi))
+}
+
+/// The configuration for `kernel`: the cached one for this device unless
+/// `retune`, else timed now (and saved to `cache`, if any). A tuning that
+/// fails falls back to the reference configuration with a note, never
+/// failing the run. `note` hears what happens.
+pub fn choose(
+    gen: &Generator,
+    kernel: Kernel,
+    cache: Option<&Path>,
+    retune: bool,
+    note: &mut dyn FnMut(String),
+) -> Result<GenChoice> {
+    let shape = label(kernel);
+    let usable = |e: &Entry| {
+        e.shape == shape
+            && parse_candidate(&e.variant)
+                .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
+    };
+    if let (Some(path), false) = (cache, retune) {
+        let (entries, n) = super::tune::cached_for(gen.context().adapter(), path);
+        if let Some(n) = n {
+            note(n);
+        }
+        if let Some(e) = entries.iter().find(|e| usable(e)) {
+            return Ok(choice_of(kernel, e, "cached"));
+        }
+    }
+    note(format!(
+        "timing the {} generation kernel's settings (once per device)",
+        kernel_name(kernel)
+    ));
+    let entry = match tune(gen, kernel) {
+        Ok(e) => e,
+        Err(e) => {
+            note(format!(
+                "could not tune {shape} ({e}); using scalar stores, workgroup 256"
+            ));
+            return Ok(reference(gen, kernel, "default"));
+        }
+    };
+    let mut done = format!(
+        "{shape}: {} at {:.3} Gsamples/s",
+        entry.variant, entry.gflops
+    );
+    if let Some(path) = cache {
+        match tune_cache::save(path, std::slice::from_ref(&entry)) {
+            Ok(()) => done.push_str(&format!(" (cached in {})", path.display())),
+            Err(e) => note(format!(
+                "could not save the tuning to {}: {e}",
+                path.display()
+            )),
+        }
+    }
+    note(done);
+    Ok(choice_of(kernel, &entry, "tuned"))
+}
+
+fn fits(gen: &Generator, wg: u32) -> bool {
+    let l = gen.context().limits();
+    let max = l
+        .max_compute_invocations_per_workgroup
+        .min(l.max_compute_workgroup_size_x)
+        .min(super::generate::MAX_WORKGROUP_SIZE);
+    super::generate::check_workgroup_size(wg, max).is_ok()
+}
+
+fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
+    // Callers pass entries whose variant parses.
+    let (store, wg, mulhi) = match parse_candidate(&e.variant) {
+        Some((s, w, m)) => (s, w, Some(mulhi_name(m))),
+        None => (Store::Scalar, 256, None),
+    };
+    GenChoice {
+        kernel: kernel_name(kernel),
+        variant: e.variant.clone(),
+        store: store.name(),
+        workgroup_size: wg,
+        mulhi,
+        source,
+        gsamples: Some(e.gflops),
+        timed: Some(u64::from(e.timed[0])),
+        candidates: e.candidates.clone(),
+    }
+}
+
+/// Times every (store, workgroup size, multiply) the device allows on
+/// [`TIMED_ELEMENTS`] elements and checks each output against the
+/// reference configuration's, word for word.
+fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
+    let ctx = gen.context();
+    let n = TIMED_ELEMENTS.min(gen.chunk_limit(&GenOptions::default())?);
+    let out = ctx.scoped("allocating the generation tuning buffer", || {
+        ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("generation tuning"),
+            size: 4 * n,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        })
+    })?;
+    let req = GenRequest {
+        kernel,
+        seed: 0x5eed,
+        tensor_id: 3,
+        start: 0,
+        count: n,
+        scale: 1.0,
+    };
+    let timer = GpuTimer::new(ctx);
+    let run = |opts: &GenOptions| -> Result<(f64, Vec<u32>)> {
+        let t = timer.time(REPEATS, gen.launch(&req, &out, opts)?)?;
+        Ok((
+            n as f64 / t.median_s.max(1e-12) * 1e-9,
+            ctx.read_words(&out, n)?,
+        ))
+    };
+    let (_, reference) = run(&GenOptions::default())?;
+    let mut candidates = Vec::new();
+    let mut best: Option<(f64, String)> = None;
+    let configs: Vec<(Store, u32, MulHi)> = Store::ALL
+        .into_iter()
+        .flat_map(|store| WORKGROUP_SIZES.map(|wg| (store, wg)))
+        .filter(|&(_, wg)| fits(gen, wg))
+        .flat_map(|(store, wg)| mulhis(gen).into_iter().map(move |m| (store, wg, m)))
+        .collect();
+    for (store, wg, mulhi) in configs {
+        let name = candidate_name(store, wg, mulhi);
+        let opts = GenOptions {
+            store,
+            workgroup_size: wg,
+            mulhi: Some(mulhi),
+            ..GenOptions::default()
+        };
+        let (rate, rejected) = match run(&opts) {
+            Ok((rate, words)) if words == reference => (Some(rate), None),
+            Ok((_, words)) => (
+                None,
+                Some(format!(
+                    "differs from the reference settings in {} of {n} words",
+                    words.iter().zip(&reference).filter(|(a, b)| a != b).count()
+                )),
+            ),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if let Some(r) = rate {
+            if best.as_ref().is_none_or(|(b, _)| r > *b) {
+                best = Some((r, name.clone()));
+            }
+        }
+        candidates.push(Measured {
+            variant: name,
+            gflops: rate,
+            rejected,
+        });
+    }
+    let (gsamples, variant) = best.ok_or_else(|| {
+        Error::internal(
+            "generation tuner",
+            "no configuration reproduced the reference",
+        )
+    })?;
+    Ok(Entry {
+        device: super::tune::device_key(ctx.adapter()),
+        shape: label(kernel),
+        // Elements timed; generation entries leave the other two at 0.
+        timed: [n as u32, 0, 0],
+        variant,
+        gflops: gsamples,
+        candidates,
+        unix_time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_names_round_trip() {
+        for store in Store::ALL {
+            for wg in WORKGROUP_SIZES {
+                for m in [MulHi::Int64, MulHi::Emulated] {
+                    assert_eq!(
+                        parse_candidate(&candidate_name(store, wg, m)),
+                        Some((store, wg, m))
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            candidate_name(Store::Vec4, 128, MulHi::Int64),
+            "vec4-wg128-int64"
+        );
+        assert_eq!(parse_candidate("vec4-wg-int64"), None);
+        assert_eq!(parse_candidate("vec4-wg64"), None);
+        assert_eq!(parse_candidate("vec4-wg64-int64-x"), None);
+        assert_eq!(parse_candidate("vec8-wg64-int64"), None);
+        assert_eq!(parse_candidate("tiled64"), None);
+        assert_eq!(label(Kernel::Bits), "generate bits");
+    }
+}
