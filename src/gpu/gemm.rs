@@ -267,10 +267,14 @@ fn tile_step(tm: u32, tn: u32) -> String {
 }
 
 /// The subgroup variant's `bk`-deep step, twice: `sg_step_fast` (unchecked
-/// loads) and `sg_step_edge` (checked). `lane` (already reduced mod `bk`)
-/// loads A[row0 + r][k0 + lane] for every row r; for each kk the value of
-/// row r comes from lane kk through `subgroupBroadcast` at a constant lane,
-/// and the invocation's own columns of op(B) row k0 + kk are loaded.
+/// loads) and `sg_step_edge` (checked). First the invocation's own columns
+/// of op(B) rows k0 .. k0 + bk are loaded; then row by row, `lane` (already
+/// reduced mod `bk`) loads A[row0 + r][k0 + lane], each kk takes the value
+/// of lane kk through `subgroupBroadcast` at a constant lane, and the row's
+/// accumulators take all `bk` fmas in a row (ascending k, as every variant),
+/// so a compiler can keep them in registers for the whole step instead of
+/// reloading them per k (measured 1.15-1.2x faster on llvmpipe than k-major
+/// order).
 fn subgroup_step(tm: u32, tn: u32, bk: u32) -> String {
     use std::fmt::Write;
     let mut w = String::from("// Generated subgroup k-steps (src/gpu/gemm.rs).\n");
@@ -279,14 +283,14 @@ fn subgroup_step(tm: u32, tn: u32, bk: u32) -> String {
             w,
             "fn sg_step_{name}(row0: u32, col: u32, k0: u32, lane: u32) {{"
         );
-        for r in 0..tm {
-            let _ = writeln!(w, "    let a{r} = {a}(row0 + {r}u, k0 + lane);");
-        }
         for kk in 0..bk {
             for j in 0..tn / 4 {
                 let _ = writeln!(w, "    let b{kk}_{j} = {b}(col + {}u, k0 + {kk}u);", 4 * j);
             }
-            for r in 0..tm {
+        }
+        for r in 0..tm {
+            let _ = writeln!(w, "    let a{r} = {a}(row0 + {r}u, k0 + lane);");
+            for kk in 0..bk {
                 let _ = writeln!(
                     w,
                     "    let s{kk}_{r} = vec4<f32>(subgroupBroadcast(a{r}, {kk}u));"

@@ -442,8 +442,9 @@ impl Tuner {
 /// Revision of the tuned kernels (GEMM variants, generation stores). Bump it
 /// whenever one's code or tile shape changes, so timings cached for the old
 /// kernels are not reused (2: the subgroup GEMM shares A by broadcast
-/// instead of shuffle; generation gained vec4 stores).
-pub const KERNEL_REVISION: u32 = 2;
+/// instead of shuffle, generation gained vec4 stores; 3: the subgroup step
+/// runs row by row).
+pub const KERNEL_REVISION: u32 = 3;
 
 /// What an adapter is called in the cache: its identity (name, backend,
 /// vendor and device ids, driver and version), deepinit's version and the
