@@ -65,7 +65,7 @@ pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
         return Vec::new();
     };
     list.iter()
-        .map(|c| {
+        .flat_map(|c| {
             let mut line = format!(
                 "GEMM {}: {} ({}",
                 c["shape"].as_str().unwrap_or("?"),
@@ -77,23 +77,48 @@ pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
                 line.push_str(&format!(", {g:.2} GFLOP/s at {}", dims.join("x")));
             }
             line.push(')');
-            let others: Vec<String> = c["candidates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|o| o["variant"] != c["variant"])
-                .map(|o| match o["gflops"].as_f64() {
-                    Some(g) => format!("{} {g:.2}", o["variant"].as_str().unwrap_or("?")),
-                    None => format!("{} rejected", o["variant"].as_str().unwrap_or("?")),
-                })
-                .collect();
-            if !others.is_empty() {
-                line.push_str(&format!("\n  others: {}", others.join(", ")));
-            }
-            line
+            let chosen = c["variant"].as_str().unwrap_or("?");
+            std::iter::once(line).chain(others(&c["candidates"], chosen, 2))
         })
-        .flat_map(|l| l.lines().map(str::to_string).collect::<Vec<_>>())
         .collect()
+}
+
+/// Widest line of the candidate lists: the bench indents them by 8, so
+/// they stay within its 100 columns.
+const CHOICE_WIDTH: usize = 92;
+
+/// `  others: name rate, ...` for every candidate but `chosen`, wrapped at
+/// [`CHOICE_WIDTH`] columns (continuation lines indented under the first).
+fn others(candidates: &serde_json::Value, chosen: &str, decimals: usize) -> Vec<String> {
+    let items: Vec<String> = candidates
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["variant"].as_str() != Some(chosen))
+        .map(|o| {
+            let name = o["variant"].as_str().unwrap_or("?");
+            match o["gflops"].as_f64() {
+                Some(g) => format!("{name} {g:.decimals$}"),
+                None => format!("{name} rejected"),
+            }
+        })
+        .collect();
+    let mut lines = Vec::new();
+    let mut line = String::from("  others:");
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i + 1 < items.len() { "," } else { "" };
+        if line.len() + 1 + item.len() + sep.len() > CHOICE_WIDTH && line.trim() != "others:" {
+            lines.push(line);
+            line = " ".repeat("  others:".len());
+        }
+        line.push(' ');
+        line.push_str(item);
+        line.push_str(sep);
+    }
+    if !items.is_empty() {
+        lines.push(line);
+    }
+    lines
 }
 
 /// One line per generation kernel (with a second listing the other
@@ -115,19 +140,34 @@ pub fn generation_choices(choices: &serde_json::Value) -> Vec<String> {
         }
         line.push(')');
         lines.push(line);
-        let others: Vec<String> = c["candidates"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|o| o["variant"].as_str() != Some(chosen))
-            .map(|o| match o["gflops"].as_f64() {
-                Some(g) => format!("{} {g:.3}", o["variant"].as_str().unwrap_or("?")),
-                None => format!("{} rejected", o["variant"].as_str().unwrap_or("?")),
-            })
-            .collect();
-        if !others.is_empty() {
-            lines.push(format!("  others: {}", others.join(", ")));
-        }
+        lines.extend(others(&c["candidates"], chosen, 3));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn candidate_lists_wrap_within_the_bench_width_and_list_every_other() {
+        let candidates: Vec<serde_json::Value> = (0..16)
+            .map(|i| serde_json::json!({"variant": format!("vec4-wg{}-emulated", 64 << (i % 4)), "gflops": 0.25 + f64::from(i)}))
+            .chain([serde_json::json!({"variant": "odd", "gflops": null, "rejected": "wrong"})])
+            .collect();
+        let c = serde_json::json!([{"kernel": "normal", "variant": "chosen", "source": "tuned",
+            "gsamples": 0.5, "timed": 4194304, "candidates": candidates}]);
+        let lines = generation_choices(&c);
+        assert_eq!(
+            lines[0],
+            "generate normal: chosen (tuned, 0.500 Gsamples/s at 4194304 elements)"
+        );
+        assert!(lines.len() > 3, "{lines:?}");
+        assert!(lines.iter().all(|l| l.len() <= CHOICE_WIDTH), "{lines:?}");
+        assert!(lines[1].starts_with("  others: vec4-wg64-emulated 0.250,"));
+        assert!(lines[2..].iter().all(|l| l.starts_with("          ")));
+        let all = lines[1..].join(" ");
+        assert_eq!(all.matches("-emulated ").count(), 16);
+        assert!(all.ends_with("odd rejected"));
+    }
 }
