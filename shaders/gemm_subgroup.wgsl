@@ -11,7 +11,9 @@
 //
 // The step is generated straight-line code (src/gpu/gemm.rs): `sg_step_fast`
 // for interior workgroups (no checks) and `sg_step_edge` (every load
-// checked). The kernel needs subgroups of at least BK lanes, all full, which
+// checked). It loads the BK rows of op(B) first, then runs row by row, all
+// BK fmas of a row's accumulators together (still ascending k), so they can
+// stay in registers for the whole step. The kernel needs subgroups of at least BK lanes, all full, which
 // the driver checks against the adapter's subgroup sizes; lanes beyond BK
 // hold copies. The tuner still compares its result bit for bit with the
 // reference variant before using it.

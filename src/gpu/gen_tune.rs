@@ -38,21 +38,22 @@ const FINAL_REPEATS: usize = 5;
 pub struct GenChoice {
     /// `bits`, `normal`, `truncated` or `uniform`.
     pub kernel: &'static str,
-    /// The chosen candidate's name ([`candidate_name`]; `default` or
-    /// `fixed` when nothing was timed).
+    /// The chosen configuration's name ([`candidate_name`]).
     pub variant: String,
     /// `scalar` or `vec4`.
     pub store: &'static str,
     /// Invocations per workgroup.
     pub workgroup_size: u32,
-    /// `int64` or `emulated` (16-bit halves); `None`: the device's default.
+    /// `int64` or `emulated` (16-bit halves); `None` runs the device's
+    /// default.
     pub mulhi: Option<&'static str>,
-    /// `tuned` (timed in this run), `cached`, or `default` (tuning failed;
-    /// the reference configuration runs).
+    /// `tuned` (timed in this run), `cached`, `fixed` (tuning is off: the
+    /// reference configuration) or `default` (tuning failed; the reference
+    /// configuration runs).
     pub source: &'static str,
-    /// Its measured Gsamples/s (not for `default`).
+    /// Its measured Gsamples/s (not for `fixed` or `default`).
     pub gsamples: Option<f64>,
-    /// Elements per timed run (not for `default`).
+    /// Elements per timed run (not for `fixed` or `default`).
     pub timed: Option<u64>,
     /// Every candidate, named `<store>-wg<size>-<multiply>`, rate in
     /// Gsamples/s.
@@ -60,7 +61,7 @@ pub struct GenChoice {
 }
 
 impl GenChoice {
-    /// `opts` with this choice's store and workgroup size.
+    /// `opts` with this choice's store, workgroup size and multiply.
     pub fn apply(&self, opts: GenOptions) -> GenOptions {
         GenOptions {
             store: if self.store == Store::Vec4.name() {
