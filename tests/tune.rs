@@ -306,12 +306,12 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
         c.candidates
     );
     assert!(c.candidates.iter().all(|m| m.rejected.is_none()));
-    let best = c
-        .candidates
-        .iter()
-        .filter_map(|m| m.gflops)
-        .fold(0.0, f64::max);
-    assert_eq!(c.gsamples, Some(best));
+    // The winner's listed rate is its second (finalist) timing, and that is
+    // the choice's rate; a candidate outside the finalists may list a higher
+    // first timing.
+    let winner = c.candidates.iter().find(|m| m.variant == c.variant);
+    assert_eq!(winner.and_then(|m| m.gflops), c.gsamples, "{c:?}");
+    assert!(c.gsamples.is_some_and(|g| g > 0.0));
     assert_eq!(c.timed, Some(gen_tune::TIMED_ELEMENTS));
     // A later run reads it back.
     let later = Tuner::new(ctx);
