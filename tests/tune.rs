@@ -343,4 +343,33 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
             .expect("tuned");
         assert!(got == want, "start {start} count {count}");
     }
+    // Without native 64-bit integers (--no-int64) the choice is made among
+    // the emulated multiplies only and cached apart from the one above.
+    if ctx.int64() {
+        let narrow = deepinit::gpu::GpuContext::new(&deepinit::gpu::AdapterRequest {
+            disable_int64: true,
+            ..Default::default()
+        })
+        .expect("a device without int64");
+        let narrow_gen = Generator::new(&narrow).expect("generator");
+        let nt = Tuner::new(&narrow);
+        nt.set_mode(auto(&path, false)).expect("mode");
+        let n = nt.generation(&narrow_gen, kernel).expect("tuned");
+        assert_eq!((n.source, n.mulhi), ("tuned", Some("emulated")));
+        assert!(n
+            .candidates
+            .iter()
+            .all(|m| m.variant.ends_with("-emulated")));
+        let (entries, _) = tune_cache::load(&path);
+        let mut shapes: Vec<&str> = entries.iter().map(|e| e.shape.as_str()).collect();
+        shapes.sort_unstable();
+        assert_eq!(shapes, ["generate normal", "generate normal (no int64)"]);
+        let wide = Tuner::new(ctx);
+        wide.set_mode(auto(&path, false)).expect("mode");
+        let w = wide.generation(&gen, kernel).expect("cached");
+        assert_eq!(
+            (w.source, w.variant.as_str()),
+            ("cached", c.variant.as_str())
+        );
+    }
 }

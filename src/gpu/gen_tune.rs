@@ -128,9 +128,13 @@ pub fn kernel_name(k: Kernel) -> &'static str {
     }
 }
 
-/// The cache's shape label of a kernel: `generate <kernel>`.
-pub fn label(k: Kernel) -> String {
-    format!("generate {}", kernel_name(k))
+/// The cache's shape label of a kernel: `generate <kernel>`, plus
+/// ` (no int64)` where the device runs without native 64-bit integers
+/// (`--no-int64`), whose choice was made among fewer candidates and is kept
+/// apart.
+pub fn label(k: Kernel, int64: bool) -> String {
+    let rest = if int64 { "" } else { " (no int64)" };
+    format!("generate {}{rest}", kernel_name(k))
 }
 
 /// `<store>-wg<size>-<multiply>`, e.g. `vec4-wg128-int64`.
@@ -159,7 +163,7 @@ pub fn choose(
     retune: bool,
     note: &mut dyn FnMut(String),
 ) -> Result<GenChoice> {
-    let shape = label(kernel);
+    let shape = label(kernel, gen.context().int64());
     let usable = |e: &Entry| {
         e.shape == shape
             && parse_candidate(&e.variant)
@@ -304,7 +308,7 @@ fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     })?;
     Ok(Entry {
         device: super::tune::device_key(ctx.adapter()),
-        shape: label(kernel),
+        shape: label(kernel, ctx.int64()),
         // Elements timed; generation entries leave the other two at 0.
         timed: [n as u32, 0, 0],
         variant,
@@ -368,6 +372,7 @@ mod tests {
         assert_eq!(parse_candidate("vec4-wg64-int64-x"), None);
         assert_eq!(parse_candidate("vec8-wg64-int64"), None);
         assert_eq!(parse_candidate("tiled64"), None);
-        assert_eq!(label(Kernel::Bits), "generate bits");
+        assert_eq!(label(Kernel::Bits, true), "generate bits");
+        assert_eq!(label(Kernel::Bits, false), "generate bits (no int64)");
     }
 }
