@@ -6,16 +6,16 @@
 //! with the reference configuration's (scalar stores, 256 invocations, the
 //! device's default multiply), and the fastest verified one kept, in memory
 //! and in the tuning cache file ([`super::tune_cache`], entry shape
-//! `generate <kernel>`). No setting changes a value, and the check makes
-//! sure of it.
+//! `generate <kernel>`; [`super::tune::Tuner::generation`] reads and writes
+//! it with the GEMM choices). No setting changes a value, and the check
+//! makes sure of it.
 
 use super::generate::{GenOptions, GenRequest, Generator, Kernel};
 use super::shaders::{MulHi, Store};
 use super::timer::GpuTimer;
-use super::tune_cache::{self, Entry, Measured};
+use super::tune_cache::{Entry, Measured};
 use crate::error::{Error, Result};
 use serde::Serialize;
-use std::path::Path;
 
 /// Elements generated per timed run: 16 MiB of output, a few milliseconds
 /// on lavapipe, microseconds on a discrete GPU.
@@ -31,7 +31,7 @@ const REPEATS: usize = 3;
 pub const FINALISTS: usize = 3;
 
 /// Runs per finalist in the second timing.
-const FINAL_REPEATS: usize = 5;
+pub const FINAL_REPEATS: usize = 5;
 
 /// The configuration one generation kernel runs with, and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
@@ -152,73 +152,27 @@ pub fn parse_candidate(name: &str) -> Option<(Store, u32, MulHi)> {
     parts.next().is_none().then_some((store, wg, mulhi))
 }
 
-/// The configuration for `kernel`: the cached one for this device unless
-/// `retune`, else timed now (and saved to `cache`, if any). A tuning that
-/// fails falls back to the reference configuration with a note, never
-/// failing the run. `note` hears what happens.
-pub fn choose(
-    gen: &Generator,
-    kernel: Kernel,
-    cache: Option<&Path>,
-    retune: bool,
-    note: &mut dyn FnMut(String),
-) -> Result<GenChoice> {
+/// The choice cached for `kernel` among `entries` (this device's), if one
+/// names settings `gen`'s device runs.
+pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Option<GenChoice> {
     let shape = label(kernel, gen.context().int64());
-    let usable = |e: &Entry| {
-        e.shape == shape
-            && parse_candidate(&e.variant)
-                .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
-    };
-    if let (Some(path), false) = (cache, retune) {
-        let (entries, n) = super::tune::cached_for(gen.context().adapter(), path);
-        if let Some(n) = n {
-            note(n);
-        }
-        if let Some(e) = entries.iter().find(|e| usable(e)) {
-            return Ok(choice_of(kernel, e, "cached"));
-        }
-    }
-    note(format!(
-        "timing the {} generation kernel's settings (once per device)",
-        kernel_name(kernel)
-    ));
-    let entry = match tune(gen, kernel) {
-        Ok(e) => e,
-        Err(e) => {
-            note(format!(
-                "could not tune {shape} ({e}); using scalar stores, workgroup 256"
-            ));
-            return Ok(reference(gen, kernel, "default"));
-        }
-    };
-    let mut done = format!(
-        "{shape}: {} at {:.3} Gsamples/s",
-        entry.variant, entry.gflops
-    );
-    if let Some(path) = cache {
-        match tune_cache::save(path, std::slice::from_ref(&entry)) {
-            Ok(()) => done.push_str(&format!(" (cached in {})", path.display())),
-            Err(e) => note(format!(
-                "could not save the tuning to {}: {e}",
-                path.display()
-            )),
-        }
-    }
-    note(done);
-    Ok(choice_of(kernel, &entry, "tuned"))
+    entries
+        .iter()
+        .find(|e| {
+            e.shape == shape
+                && parse_candidate(&e.variant)
+                    .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
+        })
+        .map(|e| choice_of(kernel, e, "cached"))
 }
 
 fn fits(gen: &Generator, wg: u32) -> bool {
-    let l = gen.context().limits();
-    let max = l
-        .max_compute_invocations_per_workgroup
-        .min(l.max_compute_workgroup_size_x)
-        .min(super::generate::MAX_WORKGROUP_SIZE);
-    super::generate::check_workgroup_size(wg, max).is_ok()
+    super::generate::check_workgroup_size(wg, gen.max_workgroup_size()).is_ok()
 }
 
-fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
-    // Callers pass entries whose variant parses.
+/// The choice an entry records, with `source` (`tuned` or `cached`).
+pub fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
+    // Entries come from `tune` or `cached_choice`: their variant parses.
     let (store, wg, mulhi) = match parse_candidate(&e.variant) {
         Some((s, w, m)) => (s, w, Some(mulhi_name(m))),
         None => (Store::Scalar, 256, None),
@@ -242,7 +196,7 @@ fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
 /// [`FINALISTS`] fastest again ([`FINAL_REPEATS`] runs) and keeps the best of
 /// that second timing, so one lucky run on a noisy machine does not decide.
 /// The finalists' listed rates are from the second timing.
-fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
+pub fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     let ctx = gen.context();
     let n = TIMED_ELEMENTS.min(gen.chunk_limit(&GenOptions::default())?);
     let out = ctx.scoped("allocating the generation tuning buffer", || {

@@ -320,14 +320,17 @@ impl Generator {
         }
     }
 
+    /// Largest workgroup size this device runs the kernels with: its
+    /// limits, capped at [`MAX_WORKGROUP_SIZE`].
+    pub fn max_workgroup_size(&self) -> u32 {
+        let l = self.ctx.limits();
+        l.max_compute_invocations_per_workgroup
+            .min(l.max_compute_workgroup_size_x)
+            .min(MAX_WORKGROUP_SIZE)
+    }
+
     fn check_workgroup(&self, wg: u32) -> Result<()> {
-        let max = self
-            .ctx
-            .limits()
-            .max_compute_invocations_per_workgroup
-            .min(self.ctx.limits().max_compute_workgroup_size_x)
-            .min(MAX_WORKGROUP_SIZE);
-        check_workgroup_size(wg, max)
+        check_workgroup_size(wg, self.max_workgroup_size())
     }
 
     fn make_slot(&self, bytes: u64, i: usize, dtype: DType) -> Result<Slot> {

@@ -159,28 +159,67 @@ impl Tuner {
 
     /// How `kernel` runs on `gen` (the same device): in [`TuneMode::Auto`]
     /// the cached or newly timed store and workgroup size
-    /// ([`super::gen_tune::choose`]); in [`TuneMode::Fixed`] the reference
+    /// ([`super::gen_tune::tune`]); in [`TuneMode::Fixed`] the reference
     /// settings (scalar stores, 256 invocations), untimed.
     pub fn generation(&self, gen: &Generator, kernel: Kernel) -> Result<GenChoice> {
         let name = gen_tune::kernel_name(kernel);
         if let Some(c) = lock(&self.state)?.generation.get(name) {
             return Ok(c.clone());
         }
-        let choice = match lock(&self.mode)?.clone() {
+        // Cloned first: the arms lock the mode again (load_cache).
+        let mode = lock(&self.mode)?.clone();
+        let choice = match mode {
             TuneMode::Fixed(_) => gen_tune::reference(gen, kernel, "fixed"),
             TuneMode::Auto { cache, retune } => {
-                let mut notes = Vec::new();
-                let c = gen_tune::choose(gen, kernel, cache.as_deref(), retune, &mut |n| {
-                    notes.push(n)
-                })?;
-                for n in notes {
-                    self.note(n)?;
+                let hit = if retune {
+                    None
+                } else {
+                    self.load_cache()?;
+                    let st = lock(&self.state)?;
+                    gen_tune::cached_choice(gen, kernel, st.cached.as_deref().unwrap_or(&[]))
+                };
+                match hit {
+                    Some(c) => c,
+                    None => self.tune_generation(gen, kernel, cache.as_deref())?,
                 }
-                c
             }
         };
         lock(&self.state)?.generation.insert(name, choice.clone());
         Ok(choice)
+    }
+
+    /// Times `kernel`'s settings and keeps the winner (in the cache file
+    /// too, if any). A tuning that fails falls back to the reference
+    /// settings with a note, never failing the run.
+    fn tune_generation(
+        &self,
+        gen: &Generator,
+        kernel: Kernel,
+        cache: Option<&std::path::Path>,
+    ) -> Result<GenChoice> {
+        let name = gen_tune::kernel_name(kernel);
+        self.note(format!(
+            "timing the {name} generation kernel's settings (once per device)"
+        ))?;
+        let entry = match gen_tune::tune(gen, kernel) {
+            Ok(e) => e,
+            Err(e) => {
+                self.note(format!(
+                    "could not tune the {name} generation kernel ({e}); using scalar stores, workgroup 256"
+                ))?;
+                return Ok(gen_tune::reference(gen, kernel, "default"));
+            }
+        };
+        let mut done = format!(
+            "{}: {} at {:.3} Gsamples/s",
+            entry.shape, entry.variant, entry.gflops
+        );
+        if let Some(path) = cache {
+            self.persist(path, &entry)?;
+            done.push_str(&format!(" (cached in {})", path.display()));
+        }
+        self.note(done)?;
+        Ok(gen_tune::choice_of(kernel, &entry, "tuned"))
     }
 
     /// The generation settings chosen so far.
@@ -363,7 +402,7 @@ impl Tuner {
     fn persist(&self, path: &std::path::Path, entry: &Entry) -> Result<()> {
         if let Err(e) = tune_cache::save(path, std::slice::from_ref(entry)) {
             self.note(format!(
-                "could not save the GEMM tuning to {}: {e}",
+                "could not save the tuning to {}: {e}",
                 path.display()
             ))?;
         }
