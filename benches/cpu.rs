@@ -20,13 +20,16 @@ fn philox(c: &mut Criterion) {
 }
 
 fn distributions(c: &mut Criterion) {
-    let mut g = c.benchmark_group("reference fill (1 thread)");
+    let mut g = c.benchmark_group("fill (1 thread)");
     let n = 1 << 16;
     g.throughput(Throughput::Elements(n as u64));
     let mut out = vec![0f32; n];
     for d in Dist::ALL {
-        g.bench_function(d.name(), |b| {
+        g.bench_function(format!("{} (scalar definition)", d.name()), |b| {
             b.iter(|| dist::fill_reference(d, 1.0, black_box(1), 0, 0, &mut out))
+        });
+        g.bench_function(format!("{} (SIMD lanes)", d.name()), |b| {
+            b.iter(|| deepinit::rng::fast::fill(d, 1.0, black_box(1), 0, 0, &mut out))
         });
     }
     g.finish();
@@ -34,12 +37,9 @@ fn distributions(c: &mut Criterion) {
     let n = 1 << 22;
     g.throughput(Throughput::Elements(n as u64));
     let mut out = vec![0f32; n];
-    g.bench_function("normal", |b| {
-        b.iter(|| deepinit::rng::cpu::fill(Dist::Normal, 1.0, black_box(1), 0, 0, &mut out))
-    });
     for d in Dist::ALL {
-        g.bench_function(format!("{} (fast f32 path)", d.name()), |b| {
-            b.iter(|| deepinit::rng::cpu::fill_fast(d, 1.0, black_box(1), 0, 0, &mut out))
+        g.bench_function(d.name(), |b| {
+            b.iter(|| deepinit::rng::cpu::fill(d, 1.0, black_box(1), 0, 0, &mut out))
         });
     }
     g.finish();

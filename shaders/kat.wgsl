@@ -1,6 +1,7 @@
-// Known-answer test kernel: runs the Philox block function on arbitrary
+// Known-answer test kernels: runs the Philox block function on arbitrary
 // (counter, key) pairs, so the Random123 vectors (whose counters use all four
-// words) can be checked on the device. Needs philox.wgsl and a mulhilo_*.wgsl.
+// words) can be checked on the device, and the integer program of fixed.wgsl
+// on every 24-bit input. Needs philox.wgsl, a mulhilo_*.wgsl and fixed.wgsl.
 // Input record i: words [6i, 6i+6) = ctr0..ctr3, key0, key1. Output: 4 words.
 
 @group(0) @binding(0) var<storage, read> kat_in: array<u32>;
@@ -17,4 +18,18 @@ fn philox_kat(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = 0u; j < 4u; j++) {
         kat_out[4u * i + j] = x[j];
     }
+}
+
+// Unit values of the integer program for 24-bit inputs: invocation i takes
+// k = kat_in[0] + i and writes (r cos, r sin, truncated) of the word k << 8
+// (the normal pair uses it as both words) to kat_out[3i .. 3i + 3].
+@compute @workgroup_size(256)
+fn unit_kat(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = gid.x;
+    if (3u * i + 2u >= arrayLength(&kat_out)) { return; }
+    let w = (kat_in[0] + i) << 8u;
+    let n = normal_pair_bits(w, w);
+    kat_out[3u * i] = n.x;
+    kat_out[3u * i + 1u] = n.y;
+    kat_out[3u * i + 2u] = truncated_bits(w);
 }

@@ -300,7 +300,7 @@ fn gpu_checkpoints_agree_with_the_cpu_reference() {
         match &t.rule {
             deepinit::model::Rule::Draw { init, .. } => {
                 let std = t.target().expect("target").expect("drawn").std;
-                // The derived per-element bound of `deepinit init`'s check.
+                // Bit for bit, as `deepinit init` checks.
                 let cmp = deepinit::rng::cpu::compare(
                     init.dist,
                     init.dist.kernel_scale(std),
@@ -309,10 +309,8 @@ fn gpu_checkpoints_agree_with_the_cpu_reference() {
                     0,
                     &g,
                 );
-                assert!(cmp.within_bounds(), "{}: {cmp:?}", t.name);
-                if init.dist == deepinit::Dist::Uniform {
-                    assert_eq!(bits(&c), bits(&g), "{}: uniform is exact", t.name);
-                }
+                assert!(cmp.identical(), "{}: {cmp:?}", t.name);
+                assert_eq!(bits(&c), bits(&g), "{}: CPU and GPU files", t.name);
             }
             deepinit::model::Rule::Const(_) => assert_eq!(bits(&c), bits(&g), "{}", t.name),
         }

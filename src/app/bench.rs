@@ -19,7 +19,6 @@ use crate::gpu::launch::Batch;
 pub use crate::gpu::timer::Timing;
 pub(crate) use crate::gpu::timer::{time_cpu, GpuTimer};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
-use crate::net::reference::Draw;
 use crate::rng::dist::Dist;
 use serde::Serialize;
 
@@ -202,11 +201,7 @@ impl GpuBench<'_> {
                     v.iter().map(|x| x.to_bits()).collect()
                 }
             };
-            let close = got
-                .iter()
-                .zip(&want)
-                .all(|(&g, &w)| (f32::from_bits(g) - f32::from_bits(w)).abs() <= 1e-2 || g == w);
-            if !close {
+            if got != want {
                 return Err(Error::internal(
                     "benchmark",
                     format!("{kernel:?} produced wrong values: {got:08x?} vs {want:08x?}"),
@@ -349,7 +344,7 @@ impl GpuBench<'_> {
         })?;
         let mut cpu_check = 0.0;
         let tc = time_cpu(reps.min(3), || {
-            cpu_check = crate::net::reference::run(&cfg, None, Draw::Reference)?.layers[depth - 1]
+            cpu_check = crate::net::reference::run(&cfg, None)?.layers[depth - 1]
                 .pre
                 .var;
             Ok(())
@@ -407,7 +402,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(Row {
         group: "cpu",
         name: format!(
-            "deepinit normal, f64 reference ({} threads)",
+            "deepinit normal, exact integer mapping ({} threads)",
             crate::rng::cpu::threads()
         ),
         size: crate::report::bench::human(n),
@@ -417,32 +412,30 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         ratio: None,
         ratio_to: None,
     });
-    progress("CPU generation, fast f32 path");
-    let t = time_cpu(reps, || {
-        crate::rng::cpu::fill_fast(Dist::Normal, 1.0, 5, 0, 0, &mut v);
-        Ok(())
-    })?;
-    // Self-check: the fast path stays within the GPU's bound of the reference.
-    let head = crate::rng::cpu::compare(Dist::Normal, 1.0, 5, 0, 0, &v[..4096]);
-    if !head.within_bounds() {
+    // Self-check: the lanes equal the scalar definition, bit for bit.
+    let mut head = [0f32; 4096];
+    crate::rng::dist::fill_reference(Dist::Normal, 1.0, 5, 0, 0, &mut head);
+    if head.iter().zip(&v).any(|(a, b)| a.to_bits() != b.to_bits()) {
         return Err(Error::internal(
             "benchmark",
-            "fast CPU normals left the bound",
+            "CPU normals differ from the scalar reference",
         ));
     }
-    let fast = n as f64 / t.median_s / 1e6;
+    progress("CPU generation, 1 thread");
+    let t = time_cpu(reps, || {
+        crate::rng::fast::fill(Dist::Normal, 1.0, 5, 0, 0, &mut v);
+        Ok(())
+    })?;
+    let single = n as f64 / t.median_s / 1e6;
     rows.push(Row {
         group: "cpu",
-        name: format!(
-            "deepinit normal, fast f32 CPU path ({} threads)",
-            crate::rng::cpu::threads()
-        ),
+        name: "deepinit normal, exact integer mapping (1 thread)".into(),
         size: crate::report::bench::human(n),
-        rate: fast,
+        rate: single,
         unit: "Msamples/s",
         time: t,
-        ratio: Some(fast / ours),
-        ratio_to: Some("the f64 reference path".into()),
+        ratio: Some(single / ours),
+        ratio_to: Some("all threads".into()),
     });
     let m = (n / 4) as usize;
     let mut sink = 0f32;
@@ -484,7 +477,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         .find(|r| r.name.starts_with("gemm crate"))
         .map(|r| r.rate);
     let mut big = big_layer_row("cpu", "CPU backend", opts.quick, |c| {
-        crate::net::reference::run(c, None, Draw::Fast)
+        crate::net::reference::run(c, None)
     })?;
     big.ratio = gemm_rate.map(|g| big.rate / g);
     big.ratio_to = Some("gemm crate sgemm".into());
@@ -548,7 +541,7 @@ fn cpu_pass_row(opts: &BenchOptions) -> Result<Row> {
     let (width, depth, batch) = cpu_pass_shape(opts.quick);
     let cfg = he_relu(width, depth, batch);
     let t = timed_pass(&cfg, opts.repeats.min(3), |c| {
-        crate::net::reference::run(c, None, Draw::Fast)
+        crate::net::reference::run(c, None)
     })?;
     Ok(Row {
         group: "cpu",
@@ -645,14 +638,14 @@ pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
 }
 
 /// numpy's rows, each with the ratio of the matching row of [`cpu`] (the
-/// fast f32 normal generation, and its last, the GEMM) to numpy; `None`
+/// normal generation on all threads, and its last, the GEMM) to numpy; `None`
 /// when python3 with numpy is not available.
 pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (m, n, k) = cpu_gemm_shape(quick);
     let (np_rng, np_gemm, version) = numpy(m, n, k)?;
     let ours_gen = cpu_rows
         .iter()
-        .find(|r| r.name.starts_with("deepinit normal, fast"))
+        .find(|r| r.name.starts_with("deepinit normal, exact") && r.name.ends_with("threads)"))
         .map_or(f64::NAN, |r| r.rate);
     let ours_gemm = cpu_rows
         .iter()
@@ -682,7 +675,7 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
             np_rng,
             "Msamples/s",
             ours_gen,
-            "fast f32 CPU path",
+            "exact CPU normals",
         ),
         row(
             format!("numpy {version} float32 matmul (its BLAS)"),

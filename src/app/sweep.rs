@@ -401,7 +401,6 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
         crate::net::reference::run_observed(
             &net,
             Some(&x),
-            crate::net::reference::Draw::Fast,
             &crate::net::Fault::default(),
             None,
             &mut |l, a| {

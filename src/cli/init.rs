@@ -295,12 +295,11 @@ fn render_cpu_check(s: &mut String, r: &Report) {
             );
             let _ = writeln!(
                 s,
-                "{:<22}values: max |GPU - CPU| = {:.3e} (bound there {:.3e}), {} beyond: {}",
+                "{:<22}values: {} of {} bit-identical: {}",
                 "",
-                c.values.max_abs_diff,
-                c.values.bound_at_max,
-                c.values.exceeding,
-                ok(c.values.within_bounds())
+                thousands(c.values.compared - c.values.mismatched),
+                thousands(c.values.compared),
+                ok(c.values.identical())
             );
         }
         None if r.device.kind == DeviceKind::Cpu => {

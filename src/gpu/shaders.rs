@@ -9,6 +9,9 @@ pub const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 pub const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
 /// `mulhilo` through `u64`: needs `wgpu::Features::SHADER_INT64`.
 pub const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
+/// The integer program of the normal and truncated mappings (needs a `mulhilo`
+/// and [`crate::rng::fixed::wgsl_constants`]).
+pub const FIXED: &str = include_str!("../../shaders/fixed.wgsl");
 /// Weight generation entry points.
 pub const INIT: &str = include_str!("../../shaders/init.wgsl");
 /// Generation output one word at a time (any chunk).
@@ -53,6 +56,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("philox.wgsl", PHILOX),
     ("mulhilo_u32.wgsl", MULHILO_U32),
     ("mulhilo_u64.wgsl", MULHILO_U64),
+    ("fixed.wgsl", FIXED),
     ("init.wgsl", INIT),
     ("init_store_scalar.wgsl", INIT_STORE_SCALAR),
     ("init_store_vec4.wgsl", INIT_STORE_VEC4),
@@ -146,11 +150,20 @@ pub fn init_module(mulhi: MulHi, store: Store) -> Module {
         },
         needs_int64: mulhi == MulHi::Int64,
         needs_subgroups: false,
-        source: [&prelude(), mulhi.source(), PHILOX, INIT, store.source()].join("\n"),
+        source: [
+            &prelude(),
+            mulhi.source(),
+            PHILOX,
+            &crate::rng::fixed::wgsl_constants(),
+            FIXED,
+            INIT,
+            store.source(),
+        ]
+        .join("\n"),
     }
 }
 
-/// The Philox known-answer module (entry point `philox_kat`).
+/// The known-answer module (entry points `philox_kat` and `unit_kat`).
 pub fn kat_module(mulhi: MulHi) -> Module {
     Module {
         name: match mulhi {
@@ -159,7 +172,15 @@ pub fn kat_module(mulhi: MulHi) -> Module {
         },
         needs_int64: mulhi == MulHi::Int64,
         needs_subgroups: false,
-        source: [&prelude(), mulhi.source(), PHILOX, KAT].join("\n"),
+        source: [
+            &prelude(),
+            mulhi.source(),
+            PHILOX,
+            &crate::rng::fixed::wgsl_constants(),
+            FIXED,
+            KAT,
+        ]
+        .join("\n"),
     }
 }
 

@@ -417,10 +417,12 @@ fn judge(r: &mut Report, spec: &InitSpec, unverified: bool) {
                 c.bits_mismatched
             ));
         }
-        if !c.values.within_bounds() {
+        if !c.values.identical() {
             failures.push(format!(
-                "{} values differ from the CPU reference by more than the derived bound",
-                c.values.exceeding
+                "{} of {} values differ from the CPU reference (first at element {})",
+                c.values.mismatched,
+                c.values.compared,
+                c.values.first_mismatch.unwrap_or(0)
             ));
         }
     }

@@ -27,7 +27,6 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::net::reference::Draw;
 use crate::net::theory::{self, LayerTheory, WeightTest};
 use crate::net::tolerance::{self, Calibration, LayerTolerance};
 use crate::net::{Fault, LayerStats, NetConfig, NetStats};
@@ -335,7 +334,6 @@ fn run_inner(
                 let r = crate::net::reference::run_observed(
                     cfg,
                     input,
-                    Draw::Reference,
                     &Fault::default(),
                     progress,
                     &mut |_, _| {},
@@ -346,14 +344,7 @@ fn run_inner(
             }
         }
         Backend::Cpu => (
-            crate::net::reference::run_observed(
-                cfg,
-                input,
-                Draw::Fast,
-                fault,
-                progress,
-                &mut |_, _| {},
-            )?,
+            crate::net::reference::run_observed(cfg, input, fault, progress, &mut |_, _| {})?,
             None,
             None,
         ),

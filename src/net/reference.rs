@@ -100,51 +100,30 @@ fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
     Ok(g)
 }
 
-/// Which CPU generator draws a run's weights, input and loss gradient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Draw {
-    /// The f64 reference mapping ([`crate::rng::dist`]): what GPU runs are
-    /// verified against.
-    #[default]
-    Reference,
-    /// The fast f32 path ([`crate::rng::fast`]): within the GPU's bound of the
-    /// reference (uniform values identical), several times faster. The CPU
-    /// backend's own runs use it.
-    Fast,
-}
-
-impl Draw {
-    fn fill(self, dist: crate::rng::dist::Dist, scale: f32, seed: u64, t: u32, out: &mut [f32]) {
-        match self {
-            Draw::Reference => cpu::fill(dist, scale, seed, t, 0, out),
-            Draw::Fast => cpu::fill_fast(dist, scale, seed, t, 0, out),
-        }
-    }
-}
-
-fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault, draw: Draw) -> Result<Vec<f32>> {
+fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32>> {
     let n = cfg.widths[l] * cfg.widths[l - 1];
     let mut w = cpu::host_vec::<f32>(n)?;
-    draw.fill(
+    cpu::fill(
         cfg.dist,
         cfg.dist.kernel_scale(std * fault.weight_factor(l)),
         cfg.seed,
         l as u32,
+        0,
         &mut w,
     );
     Ok(w)
 }
 
-fn normal(seed: u64, tensor: u32, n: u64, std: f64, draw: Draw) -> Result<Vec<f32>> {
+fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
     let mut v = cpu::host_vec::<f32>(n)?;
     let d = crate::rng::dist::Dist::Normal;
-    draw.fill(d, d.kernel_scale(std), seed, tensor, &mut v);
+    cpu::fill(d, d.kernel_scale(std), seed, tensor, 0, &mut v);
     Ok(v)
 }
 
 /// The network input: `input` if given (`batch x n_0`, row-major), else N(0, 1)
 /// from the RNG (tensor [`net::INPUT_TENSOR`]).
-pub fn input(cfg: &NetConfig, input: Option<&[f32]>, draw: Draw) -> Result<Vec<f32>> {
+pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
     let n = cfg.batch * cfg.widths[0];
     match input {
         Some(x) if x.len() as u64 == n => Ok(x.to_vec()),
@@ -152,7 +131,7 @@ pub fn input(cfg: &NetConfig, input: Option<&[f32]>, draw: Draw) -> Result<Vec<f
             "input",
             format!("{} values, but batch x width = {n}", x.len()),
         )),
-        None => normal(cfg.seed, net::INPUT_TENSOR, n, 1.0, draw),
+        None => normal(cfg.seed, net::INPUT_TENSOR, n, 1.0),
     }
 }
 
@@ -204,9 +183,9 @@ pub fn check_host_memory(cfg: &NetConfig) -> Result<()> {
     })
 }
 
-/// Runs the network forward and backward on the CPU with `draw`'s generator.
-pub fn run(cfg: &NetConfig, x: Option<&[f32]>, draw: Draw) -> Result<NetStats> {
-    run_observed(cfg, x, draw, &Fault::default(), None, &mut |_, _| {})
+/// Runs the network forward and backward on the CPU.
+pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
+    run_observed(cfg, x, &Fault::default(), None, &mut |_, _| {})
 }
 
 /// [`run`] with `fault` injected (tests only; `Fault::default()` is none),
@@ -215,7 +194,6 @@ pub fn run(cfg: &NetConfig, x: Option<&[f32]>, draw: Draw) -> Result<NetStats> {
 pub fn run_observed(
     cfg: &NetConfig,
     x: Option<&[f32]>,
-    draw: Draw,
     fault: &Fault,
     progress: Option<&crate::progress::Progress>,
     observe: &mut dyn FnMut(usize, &[f32]),
@@ -224,7 +202,7 @@ pub fn run_observed(
     let stds = cfg.validate()?;
     let depth = cfg.depth();
     let b = cfg.batch as usize;
-    let a0 = input(cfg, x, draw)?;
+    let a0 = input(cfg, x)?;
     let input_stats = stats(&a0, None);
     // Forward, keeping z_l for the backward pass and the Gram of a_{l-1}.
     let mut zs: Vec<Vec<f32>> = Vec::with_capacity(depth);
@@ -235,8 +213,8 @@ pub fn run_observed(
     for l in 1..=depth {
         let n_in = cfg.widths[l - 1] as usize;
         grams_a.push(gram(&a, b, n_in)?);
-        let w = weights(cfg, l, stds[l - 1], fault, draw)?;
-        let z = pre_activation(cfg, l, &w, (fault, draw), &a)?;
+        let w = weights(cfg, l, stds[l - 1], fault)?;
+        let z = pre_activation(cfg, l, &w, fault, &a)?;
         kept.offer(l, w);
         let post: Vec<f32> = z.iter().map(|&v| cfg.act.f32(v)).collect();
         observe(l, &post);
@@ -254,7 +232,7 @@ pub fn run_observed(
     drop(a);
     // Backward.
     let n_last = cfg.widths[depth];
-    let mut delta = normal(cfg.seed, net::LOSS_TENSOR, cfg.batch * n_last, 1.0, draw)?;
+    let mut delta = normal(cfg.seed, net::LOSS_TENSOR, cfg.batch * n_last, 1.0)?;
     for l in (1..=depth).rev() {
         let z = &zs[l - 1];
         for (d, &zz) in delta.iter_mut().zip(z) {
@@ -274,7 +252,7 @@ pub fn run_observed(
             let n_prev = cfg.widths[l - 1] as usize;
             let w = match kept.take(l) {
                 Some(w) => w,
-                None => weights(cfg, l, stds[l - 1], fault, draw)?,
+                None => weights(cfg, l, stds[l - 1], fault)?,
             };
             let mut next = cpu::host_vec::<f32>((b * n_prev) as u64)?;
             // delta_{l-1} = delta_l W_l: W is n_l x n_prev row-major.
@@ -339,7 +317,7 @@ fn pre_activation(
     cfg: &NetConfig,
     l: usize,
     w: &[f32],
-    (fault, draw): (&Fault, Draw),
+    fault: &Fault,
     a: &[f32],
 ) -> Result<Vec<f32>> {
     let b = cfg.batch as usize;
@@ -358,7 +336,6 @@ fn pre_activation(
             net::BIAS_TENSOR | l as u32,
             n_out as u64,
             cfg.bias_std,
-            draw,
         )?;
         for row in z.chunks_mut(n_out) {
             for (v, bb) in row.iter_mut().zip(&bias) {
@@ -397,69 +374,6 @@ fn forward_stats(cfg: &NetConfig, l: usize, z: &[f32], post: &[f32], gram_a: &[f
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Uniform draws are identical on both paths, so with the same given input
-    /// the forward pass is too (the backward pass starts from a normal draw).
-    #[test]
-    fn fast_and_reference_draws_give_identical_uniform_forward_passes() {
-        let mut cfg = NetConfig::uniform(
-            crate::init::scheme::Scheme::HE,
-            crate::net::act::Activation::Relu,
-            64,
-            4,
-            16,
-        );
-        cfg.dist = crate::rng::dist::Dist::Uniform;
-        let x: Vec<f32> = (0..16 * 64)
-            .map(|i| (i % 11) as f32 * 0.25 - 1.25)
-            .collect();
-        let fast = run(&cfg, Some(&x), Draw::Fast).expect("fast");
-        let reference = run(&cfg, Some(&x), Draw::Reference).expect("reference");
-        for (f, r) in fast.layers.iter().zip(&reference.layers) {
-            // f64 sums of identical f32 values, in the same order.
-            assert_eq!(
-                format!("{:?}", (f.pre, f.post)),
-                format!("{:?}", (r.pre, r.post))
-            );
-        }
-        assert_ne!(fast.layers[0].pre.var, 0.0);
-    }
-
-    /// Normal draws differ by the fast path's rounding only: ln within 4 ULP
-    /// and sin/cos within 4 * 2^-24 make every weight's relative error below
-    /// about 2^-20 (1e-6). A layer's pre-activation sums n = 128 products, so
-    /// its relative change is at most about 1e-6 * sqrt(n) (the ratio of
-    /// sum |a w| to |sum a w| for random signs), 1.1e-5 per layer, 7e-5 over
-    /// six layers. The bound 1e-3 keeps a 10x margin and still fails a wrong
-    /// tensor or seed, which moves a variance over 32 x 128 samples by about
-    /// its sampling error, 2e-2.
-    #[test]
-    fn fast_draws_give_the_reference_statistics_within_their_rounding() {
-        let cfg = NetConfig::uniform(
-            crate::init::scheme::Scheme::HE,
-            crate::net::act::Activation::Tanh,
-            128,
-            6,
-            32,
-        );
-        let fast = run(&cfg, None, Draw::Fast).expect("fast");
-        let reference = run(&cfg, None, Draw::Reference).expect("reference");
-        assert_eq!(
-            format!("{:?}", run(&cfg, None, Draw::Fast).expect("again").layers),
-            format!("{:?}", fast.layers),
-            "fast draws are deterministic"
-        );
-        for (l, (f, r)) in fast.layers.iter().zip(&reference.layers).enumerate() {
-            for (what, a, b) in [
-                ("pre", f.pre.var, r.pre.var),
-                ("post", f.post.var, r.post.var),
-                ("grad", f.grad.var, r.grad.var),
-            ] {
-                let rel = (a / b - 1.0).abs();
-                assert!(rel < 1e-3, "layer {} {what}: {a} vs {b} ({rel:e})", l + 1);
-            }
-        }
-    }
 
     #[test]
     fn the_weight_cache_keeps_what_fits_and_hands_each_layer_back_once() {

@@ -1,6 +1,7 @@
-//! The CPU backend: the reference mapping of [`crate::rng::dist`], run on all cores.
-//! It is both the fallback where no GPU adapter exists and the reference the
-//! GPU output is checked against.
+//! The CPU backend: the mapping of [`crate::rng::dist`] on SIMD lanes
+//! ([`crate::rng::fast`]), run on all cores. It is both the fallback where no
+//! GPU adapter exists and the reference the GPU output is checked against,
+//! bit for bit.
 
 use crate::error::{Error, Result};
 use crate::gpu::{GenRequest, Kernel};
@@ -57,18 +58,9 @@ fn par_map<T: Sync, R: Send>(
     })
 }
 
-/// Elements `start .. start + out.len()` of the tensor, with the reference
-/// mapping, on all cores.
+/// Elements `start .. start + out.len()` of the tensor, on all cores: the
+/// bits of [`dist::element_value`] for every element.
 pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: &mut [f32]) {
-    par_chunks(out, start, |s, piece| {
-        dist::fill_reference(dist, scale, seed, tensor_id, s, piece)
-    });
-}
-
-/// Elements `start .. start + out.len()` with the fast f32 path
-/// ([`crate::rng::fast`]: within the GPU's bound of the reference; uniform
-/// bit-identical), on all cores.
-pub fn fill_fast(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: &mut [f32]) {
     par_chunks(out, start, |s, piece| {
         crate::rng::fast::fill(dist, scale, seed, tensor_id, s, piece)
     });
@@ -141,82 +133,42 @@ pub fn host_vec<T: bytemuck::Zeroable + Clone>(n: u64) -> Result<Vec<T>> {
     Ok(v)
 }
 
-/// How far a backend's output is from the CPU reference over a range.
+/// A backend's output against the CPU reference over a range: bit for bit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct Comparison {
     /// Elements compared.
     pub compared: u64,
-    /// Largest |got - reference| over finite differences.
+    /// Elements whose bit pattern differs from the reference's.
+    pub mismatched: u64,
+    /// Element index (within the tensor) of the first differing element.
+    pub first_mismatch: Option<u64>,
+    /// Largest |got - reference| (NaN where either is NaN); 0 when identical.
     pub max_abs_diff: f64,
-    /// The derived bound ([`dist::gpu_tolerance`]) at the element with the largest difference.
-    pub bound_at_max: f64,
-    /// Element index (within the tensor) of the largest difference.
-    pub max_at: u64,
-    /// Elements whose difference exceeds their bound (NaN counts as exceeding).
-    pub exceeding: u64,
 }
 
 impl Comparison {
-    /// Combines two comparisons of disjoint ranges.
+    /// Combines two comparisons; `self` covers the earlier range.
     pub fn merge(self, o: Comparison) -> Comparison {
-        let (max_abs_diff, bound_at_max, max_at) = if o.max_abs_diff > self.max_abs_diff {
-            (o.max_abs_diff, o.bound_at_max, o.max_at)
-        } else {
-            (self.max_abs_diff, self.bound_at_max, self.max_at)
-        };
         Comparison {
             compared: self.compared + o.compared,
-            max_abs_diff,
-            bound_at_max,
-            max_at,
-            exceeding: self.exceeding + o.exceeding,
+            mismatched: self.mismatched + o.mismatched,
+            first_mismatch: self.first_mismatch.or(o.first_mismatch),
+            max_abs_diff: if o.max_abs_diff > self.max_abs_diff || o.max_abs_diff.is_nan() {
+                o.max_abs_diff
+            } else {
+                self.max_abs_diff
+            },
         }
     }
 
-    /// True when every element is within its bound.
-    pub fn within_bounds(&self) -> bool {
-        self.exceeding == 0
+    /// True when every element compared is bit-identical to the reference.
+    pub fn identical(&self) -> bool {
+        self.mismatched == 0
     }
-}
-
-fn compare_serial(
-    dist: Dist,
-    scale: f32,
-    seed: u64,
-    tensor_id: u32,
-    start: u64,
-    got: &[f32],
-) -> Comparison {
-    let mut c = Comparison::default();
-    let mut e = start;
-    let mut i = 0;
-    while i < got.len() {
-        let x = crate::rng::philox::block_words(seed, tensor_id, e >> 2);
-        for lane in (e & 3) as usize..4 {
-            if i == got.len() {
-                break;
-            }
-            let want = dist::element_value(dist, scale, x, lane);
-            let tol = dist::gpu_tolerance(dist, scale, dist::tolerance_unit(dist, x, lane));
-            let diff = (f64::from(got[i]) - f64::from(want)).abs();
-            if diff.is_nan() || diff > tol {
-                c.exceeding += 1;
-            }
-            if diff > c.max_abs_diff {
-                c.max_abs_diff = diff;
-                c.bound_at_max = tol;
-                c.max_at = e;
-            }
-            c.compared += 1;
-            i += 1;
-            e += 1;
-        }
-    }
-    c
 }
 
 /// Compares `got` (elements `start ..` of the tensor) with the CPU reference,
-/// element by element against the derived bound, on all cores.
+/// bit for bit, on all cores.
 pub fn compare(
     dist: Dist,
     scale: f32,
@@ -226,12 +178,28 @@ pub fn compare(
     got: &[f32],
 ) -> Comparison {
     par_map(got, start, |s, piece| {
-        compare_serial(dist, scale, seed, tensor_id, s, piece)
+        let mut want = vec![0f32; piece.len()];
+        crate::rng::fast::fill(dist, scale, seed, tensor_id, s, &mut want);
+        let mut c = Comparison {
+            compared: piece.len() as u64,
+            ..Default::default()
+        };
+        for (i, (g, w)) in piece.iter().zip(&want).enumerate() {
+            if g.to_bits() != w.to_bits() {
+                c.mismatched += 1;
+                c.first_mismatch.get_or_insert(s + i as u64);
+                let d = (f64::from(*g) - f64::from(*w)).abs();
+                if d > c.max_abs_diff || d.is_nan() {
+                    c.max_abs_diff = d;
+                }
+            }
+        }
+        c
     })
     .into_iter()
     .map(|c| {
         c.unwrap_or(Comparison {
-            exceeding: 1,
+            mismatched: 1,
             ..Default::default()
         })
     })

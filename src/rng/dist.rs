@@ -4,23 +4,28 @@
 //! All three distributions are computed *without rejection*, one Philox word
 //! (or one pair of words) per element, so every element is a pure function of
 //! its index. The mapping, for element `e` with block words `x = [x0, x1, x2, x3]`
-//! (see [`crate::rng::philox::block_words`]) and lane `j = e % 4`:
+//! (see [`crate::rng::philox::block_words`]) and lane `j = e % 4`, with
+//! `k(w) = w >> 8` the top 24 bits of a word:
 //!
-//! * `k(w) = w >> 8`, the top 24 bits of a word.
-//! * `unit_open_closed(w) = (k(w) + 1) * 2^-24`, in (0, 1]: never 0, so `ln` is finite.
-//! * `signed_unit(w) = (k(w) - 8388607.5) * 2^-23`, in (-1, 1), symmetric about 0.
-//!   Both are exact in f32 (24-bit integers times powers of two).
-//! * normal (Box-Muller): the pair `p = j / 2` uses `(x[2p], x[2p+1])`;
-//!   `r = sqrt(max(-2 ln(unit_open_closed(x[2p])), 0))`, `theta = pi * signed_unit(x[2p+1])`
-//!   (inside [-pi, pi], where WGSL's `sin`/`cos` have a stated accuracy);
-//!   even lanes take `r cos(theta)`, odd lanes `r sin(theta)`; times `std`.
+//! * uniform: `signed_unit(x[j]) * scale`, `signed_unit(w) = (k(w) - 8388607.5) 2^-23`
+//!   in (-1, 1) (exact in f32), `scale = f32(sqrt(3) std)`: U(-a, a) with variance `std^2`.
+//! * normal (Box-Muller): the pair `p = j / 2` uses `(x[2p], x[2p+1])`:
+//!   `r = sqrt(-2 ln u)` with `u = (k(x[2p]) + 1) 2^-24` in (0, 1], and
+//!   `theta = pi (2 k(x[2p+1]) - (2^24 - 1)) 2^-24` in (-pi, pi); even lanes take
+//!   `r cos theta`, odd lanes `r sin theta`, times `scale = f32(std)`.
 //!   The largest |z| is `sqrt(48 ln 2) = 5.77` (P(|Z| > 5.77) = 8e-9).
-//! * uniform: `sqrt(3) std * signed_unit(x[j])`, i.e. U(-a, a) with variance `std^2`.
-//! * truncated normal at +-2 sigma: `y = erf(sqrt 2) * signed_unit(x[j])`,
-//!   `value = (std / 0.87962566103423978) * sqrt(2) * erfinv(y)`. This is the inverse
-//!   CDF of the normal restricted to [-2, 2], rescaled so the variance is `std^2`
-//!   (the correction JAX and Keras use).
+//! * truncated normal at +-2 sigma: `sqrt(2) erfinv(erf(sqrt 2) s)` with
+//!   `s = signed_unit(x[j])`, times `scale = f32(std / 0.87962566103423978)`: the
+//!   inverse CDF of the normal restricted to [-2, 2], rescaled so the variance
+//!   is `std^2` (the correction JAX and Keras use).
+//!
+//! The unit values of the normal and the truncated normal are computed by the
+//! integer program of [`crate::rng::fixed`] (no float operation; within 0.6
+//! ULP of the exact values above), so they are the same bits on every device;
+//! the one float operation of every distribution is the final multiply by
+//! `scale`, correctly rounded everywhere.
 
+use crate::rng::fixed;
 use crate::rng::philox::block_words;
 use serde::Serialize;
 
@@ -70,20 +75,14 @@ impl Dist {
         }
     }
 
-    /// The factor the GPU kernel multiplies its unit-scale value by, for a target
-    /// standard deviation `std`, rounded once to f32 (the CPU reference uses the
-    /// same f32 so that uniform values match bit for bit).
+    /// The factor every backend multiplies the unit value by, for a target
+    /// standard deviation `std`: `std`, `std * sqrt(3)` or `std /
+    /// 0.87962566103423978`, computed in f64 and rounded once to f32.
     pub fn kernel_scale(self, std: f64) -> f32 {
-        (std * self.unit_to_value()) as f32
-    }
-
-    /// value = unit_value * this * std, where unit_value is r cos(theta),
-    /// signed_unit or erfinv(y) respectively.
-    fn unit_to_value(self) -> f64 {
         match self {
-            Dist::Normal => 1.0,
-            Dist::Uniform => 3f64.sqrt(),
-            Dist::Truncated => core::f64::consts::SQRT_2 / TRUNC_STD,
+            Dist::Normal => std as f32,
+            Dist::Uniform => (std * 3f64.sqrt()) as f32,
+            Dist::Truncated => (std / TRUNC_STD) as f32,
         }
     }
 
@@ -155,23 +154,22 @@ pub fn signed_unit(w: u32) -> f32 {
     (top24(w) as f32 - 8_388_607.5) * TWO_POW_M23
 }
 
-/// Box-Muller on a pair of words, in f64: `(r cos theta, r sin theta)` and `r`.
+/// Box-Muller on a pair of words in f64 with libm, `(r cos theta, r sin theta)`
+/// and `r`: the exact values the integer program approximates, for accuracy
+/// tests.
 #[inline]
 pub fn box_muller_f64(wa: u32, wb: u32) -> (f64, f64, f64) {
     let u1 = f64::from(unit_open_closed(wa));
     let t = f64::from(signed_unit(wb));
     let r = (-2.0 * u1.ln()).max(0.0).sqrt();
-    // theta = pi * t. The GPU forms pi_f32 * t in f32; the difference is
-    // covered by the tolerance (it is below 2^-23 |theta|).
     let (s, c) = (core::f64::consts::PI * t).sin_cos();
     (r * c, r * s, r)
 }
 
 /// erfinv for |y| <= erf(sqrt 2) ~ 0.9545: M. Giles, "Approximating the erfinv
 /// function" (GPU Computing Gems, 2011), single-precision central branch
-/// (w = -ln(1 - y^2) < 5, which holds for |y| < 0.9966). The GPU evaluates exactly
-/// this in f32; here it is evaluated in f64 as the starting point of
-/// [`erfinv_f64`].
+/// (w = -ln(1 - y^2) < 5, which holds for |y| < 0.9966), in f64: the starting
+/// point of [`erfinv_f64`].
 pub fn erfinv_giles(y: f64) -> f64 {
     let w = -((1.0 - y) * (1.0 + y)).ln() - 2.5;
     let mut p = 2.810_226_36e-08;
@@ -188,7 +186,8 @@ pub fn erfinv_giles(y: f64) -> f64 {
 
 /// erfinv to f64 accuracy on |y| <= 0.96: Giles' approximation (relative error
 /// about 1e-7) refined by two Newton steps on erf(x) - y, each of which squares
-/// the relative error.
+/// the relative error. The exact value the truncated mapping approximates,
+/// for accuracy tests and the statistics.
 pub fn erfinv_f64(y: f64) -> f64 {
     let mut x = erfinv_giles(y);
     for _ in 0..2 {
@@ -198,24 +197,25 @@ pub fn erfinv_f64(y: f64) -> f64 {
     x
 }
 
-/// One element's value under the CPU reference, given its block words and lane,
-/// computed in f64 and rounded once to f32. For uniform the computation is the
-/// same single f32 multiply the GPU does, so the result is bit-identical.
+/// One element's value, given its block words and lane: the unit value of
+/// [`crate::rng::fixed`] (or the exact uniform), times `scale` in f32. The same
+/// bits on every device.
 #[inline]
 pub fn element_value(dist: Dist, scale: f32, x: [u32; 4], lane: usize) -> f32 {
-    match dist {
+    let bits = match dist {
         Dist::Normal => {
             let p = lane & !1;
-            let (c, s, _) = box_muller_f64(x[p], x[p + 1]);
-            let z = if lane & 1 == 0 { c } else { s };
-            (z * f64::from(scale)) as f32
+            let (c, s) = fixed::normal_pair_bits(x[p], x[p + 1]);
+            if lane & 1 == 0 {
+                c
+            } else {
+                s
+            }
         }
-        Dist::Uniform => signed_unit(x[lane]) * scale,
-        Dist::Truncated => {
-            let y = ERF_SQRT2 * f64::from(signed_unit(x[lane]));
-            (erfinv_f64(y) * f64::from(scale)) as f32
-        }
-    }
+        Dist::Uniform => return signed_unit(x[lane]) * scale,
+        Dist::Truncated => fixed::truncated_bits(x[lane]),
+    };
+    f32::from_bits(bits) * scale
 }
 
 /// The four values of one Philox block: [`element_value`] for lanes 0..4, with
@@ -224,56 +224,11 @@ pub fn element_value(dist: Dist, scale: f32, x: [u32; 4], lane: usize) -> f32 {
 pub fn block_values(dist: Dist, scale: f32, x: [u32; 4]) -> [f32; 4] {
     match dist {
         Dist::Normal => {
-            let s = f64::from(scale);
-            let (c0, s0, _) = box_muller_f64(x[0], x[1]);
-            let (c1, s1, _) = box_muller_f64(x[2], x[3]);
-            [
-                (c0 * s) as f32,
-                (s0 * s) as f32,
-                (c1 * s) as f32,
-                (s1 * s) as f32,
-            ]
+            let (c0, s0) = fixed::normal_pair_bits(x[0], x[1]);
+            let (c1, s1) = fixed::normal_pair_bits(x[2], x[3]);
+            [c0, s0, c1, s1].map(|b| f32::from_bits(b) * scale)
         }
         _ => [0, 1, 2, 3].map(|lane| element_value(dist, scale, x, lane)),
-    }
-}
-
-/// Per-element bound on |GPU - CPU reference| for one element, derived from the
-/// accuracy WGSL guarantees for f32 builtins (WGSL spec, "Floating Point
-/// Accuracy"). `unit` is the CPU reference's unit-scale magnitude for the element
-/// (r for normal, the value / scale otherwise) and `scale` the kernel scale.
-///
-/// * uniform: one correctly rounded f32 multiply on exact inputs: the bound is 0.
-/// * normal: `ln` has absolute error <= 2^-21 on [0.5, 2] and 3 ULP elsewhere, so
-///   L = -2 ln u1 is off by dL <= 2^-20 + 2^-21 L (the 2 and the f32 roundings
-///   included); `sqrt` turns that into dr <= min(sqrt(dL), dL / (2 r)) plus
-///   2.5 ULP; `sin`/`cos` have absolute error <= 2^-11 on [-pi, pi], worth
-///   r 2^-11; theta itself is rounded once (<= 2^-23 pi, times r); the final
-///   products add a few ULP. Sum, with the few-ULP terms bounded by 2^-20 (1 + r).
-/// * truncated: `w = -ln((1-y)(1+y))` carries dw <= 2^-20 (abs. 2^-21 or 3 ULP
-///   of w <= 2.42, plus the product's rounding); the polynomial's slope in w is
-///   below 0.3 and |y| < 1; nine f32 Horner steps add <= 9 ULP of p <= 1.5, and
-///   Giles' approximation itself is within 2^-21 relative (checked by a test).
-///   Sum: 2^-21 + 9 * 1.5 * 2^-24 + 2^-21 + 2^-20 <= 2^-18, doubled for margin.
-pub fn gpu_tolerance(dist: Dist, scale: f32, unit: f64) -> f64 {
-    let scale = f64::from(scale).abs();
-    let p20 = 2f64.powi(-20);
-    match dist {
-        Dist::Uniform => 0.0,
-        Dist::Normal => {
-            let r = unit;
-            let l = r * r;
-            let dl = p20 + 0.5 * p20 * l;
-            let dr = if r > 0.0 {
-                dl.sqrt().min(dl / (2.0 * r))
-            } else {
-                dl.sqrt()
-            };
-            let dr = dr + 2.5 * 2f64.powi(-23) * r;
-            let trig = r * 2f64.powi(-11) + r * core::f64::consts::PI * 2f64.powi(-23);
-            scale * (dr + trig + p20 * (1.0 + r))
-        }
-        Dist::Truncated => scale * 2f64.powi(-17),
     }
 }
 
@@ -307,16 +262,6 @@ pub fn fill_words(seed: u64, tensor_id: u32, start: u64, out: &mut [u32]) {
     }
 }
 
-/// The unit-scale magnitude [`gpu_tolerance`] needs for one element: `r` for the
-/// normal, |value / scale| otherwise.
-pub fn tolerance_unit(dist: Dist, x: [u32; 4], lane: usize) -> f64 {
-    match dist {
-        Dist::Normal => box_muller_f64(x[lane & !1], x[(lane & !1) + 1]).2,
-        Dist::Uniform => f64::from(signed_unit(x[lane]).abs()),
-        Dist::Truncated => erfinv_f64(ERF_SQRT2 * f64::from(signed_unit(x[lane]))).abs(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,9 +280,6 @@ mod tests {
             // Exactness: the f32 result equals the exact rational value.
             assert_eq!(f64::from(a), (f64::from(k) - 8_388_607.5) / 8_388_608.0);
         }
-        // The Box-Muller angle stays strictly inside [-pi, pi] in f32 too.
-        let th = core::f32::consts::PI * signed_unit(u32::MAX);
-        assert!(f64::from(th) < core::f64::consts::PI);
     }
 
     #[test]

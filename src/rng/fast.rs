@@ -1,23 +1,16 @@
-//! A fast f32 twin of the reference mapping for the CPU: Philox4x32-10 on
-//! many counters at once (plain arrays the compiler turns into SIMD lanes),
-//! then the documented word-to-float mapping with f32 polynomial `ln`,
-//! `sin(pi x)` and `cos(pi x)` instead of f64 libm calls.
+//! The CPU generator: Philox4x32-10 on many counters at once (plain arrays
+//! the compiler turns into SIMD lanes), then the mapping of
+//! [`super::dist`] lane by lane, with the integer program of [`super::fixed`]
+//! for normal and truncated values.
 //!
-//! **Exactness.** The Philox words are the reference's, bit for bit. Uniform
-//! values are the same single f32 multiply, so they are bit-identical too.
-//! Normal and truncated values differ from the f64 reference by far less than
-//! the bound the GPU is held to ([`super::dist::gpu_tolerance`]): the
-//! polynomials below are accurate to a few f32 ULP (see each), against the
-//! 2^-11 WGSL allows `sin`/`cos`. A test checks millions of elements against
-//! that bound.
-//!
-//! **Determinism.** Only IEEE-754 additions, multiplications, divisions and
-//! square roots (correctly rounded everywhere) and integer operations are
-//! used, and Rust never contracts `a * b + c` into a fused multiply-add, so
-//! the bits are the same on every platform and with or without the AVX2 /
-//! AVX-512 code paths (which only let the compiler use wider registers).
+//! **Exactness.** Every value is [`super::dist::element_value`]'s, bit for
+//! bit: the words are the reference Philox, the unit values the same integer
+//! functions, and the one float operation the same f32 multiply. The AVX2 and
+//! AVX-512 entry points only let the compiler use wider registers for the
+//! same integer operations, so every path gives the same bits (tested).
 
-use super::dist::{Dist, ERF_SQRT2, TWO_POW_M23, TWO_POW_M24};
+use super::dist::{signed_unit, Dist};
+use super::fixed;
 use super::philox::{seed_key, M0, M1, ROUNDS, W0, W1};
 
 /// Philox blocks computed together.
@@ -55,94 +48,6 @@ fn philox_lanes(b0: u64, tensor_id: u32, key: [u32; 2]) -> [[u32; LANES]; 4] {
     [c0, c1, c2, c3]
 }
 
-#[inline(always)]
-fn unit_open_closed(w: u32) -> f32 {
-    ((w >> 8) + 1) as f32 * TWO_POW_M24
-}
-
-#[inline(always)]
-fn signed_unit(w: u32) -> f32 {
-    ((w >> 8) as f32 - 8_388_607.5) * TWO_POW_M23
-}
-
-/// ln(x) for finite x > 0 (normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)),
-/// ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t| <= 0.1716, by its series to
-/// t^9 (truncation below 1e-9 relative). Error: within 4 f32 ULP of the
-/// result, or 4 x 2^-24 absolute near x = 1 (tested). Branch-free, so the
-/// compiler can run it on SIMD lanes.
-#[inline(always)]
-pub fn ln(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let m = f32::from_bits((bits & 0x007F_FFFF) | 0x3F80_0000);
-    let big = m > core::f32::consts::SQRT_2;
-    let m = if big { m * 0.5 } else { m };
-    let e = ((bits >> 23) & 0xFF) as i32 - 127 + i32::from(big);
-    let t = (m - 1.0) / (m + 1.0);
-    let t2 = t * t;
-    let p = 1.0 + t2 * (1.0 / 3.0 + t2 * (0.2 + t2 * (1.0 / 7.0 + t2 * (1.0 / 9.0))));
-    // ln 2 split so that e * LN2_HI is exact for |e| < 2^8.
-    const LN2_HI: f32 = 0.693_145_75;
-    const LN2_LO: f32 = 1.428_606_8e-6;
-    let ef = e as f32;
-    ef * LN2_HI + (2.0 * t * p + ef * LN2_LO)
-}
-
-/// (sin(pi s), cos(pi s)) for |s| <= 1: s = y + n/2 with n = round(2s) and
-/// |y| <= 1/4, Taylor polynomials of sin and cos on |pi y| <= pi/4 (to x^9 and
-/// x^10: truncation below 2e-9), then the quadrant by swaps and sign flips.
-/// Error: within 4 x 2^-24 absolute (tested). Branch-free.
-#[inline(always)]
-pub fn sincospi(s: f32) -> (f32, f32) {
-    let n = (2.0 * s).round_ties_even();
-    let y = s - 0.5 * n; // exact: a multiple of 2^-24 below 1/4
-    let x = core::f32::consts::PI * y;
-    let x2 = x * x;
-    let sin = x
-        * (1.0
-            + x2 * (-1.0 / 6.0
-                + x2 * (1.0 / 120.0 + x2 * (-1.0 / 5040.0 + x2 * (1.0 / 362_880.0)))));
-    let cos = 1.0
-        + x2 * (-0.5
-            + x2 * (1.0 / 24.0
-                + x2 * (-1.0 / 720.0 + x2 * (1.0 / 40320.0 + x2 * (-1.0 / 3_628_800.0)))));
-    // Quadrant q = n mod 4: sin(pi s) is (sin, cos, -sin, -cos)[q] and
-    // cos(pi s) is (cos, -sin, -cos, sin)[q].
-    let q = (n as i32 as u32) & 3;
-    let swap = q & 1 == 1;
-    let (a, b) = (if swap { cos } else { sin }, if swap { sin } else { cos });
-    let sin_sign = (q >> 1) << 31;
-    let cos_sign = (((q + 1) >> 1) & 1) << 31;
-    (
-        f32::from_bits(a.to_bits() ^ sin_sign),
-        f32::from_bits(b.to_bits() ^ cos_sign),
-    )
-}
-
-/// Giles' single-precision erfinv, central branch (|y| < 0.9966), as the GPU
-/// evaluates it, with [`ln`].
-#[inline(always)]
-fn erfinv(y: f32) -> f32 {
-    let w = -ln((1.0 - y) * (1.0 + y)) - 2.5;
-    // Giles' coefficients as written, rounded to f32 as the GPU rounds them.
-    #[allow(clippy::excessive_precision)]
-    let coefficients: [f32; 9] = [
-        2.810_226_36e-08,
-        3.432_739_39e-07,
-        -3.523_387_7e-06,
-        -4.391_506_54e-06,
-        0.000_218_580_87,
-        -0.001_253_725_03,
-        -0.004_177_681_64,
-        0.246_640_727,
-        1.501_409_41,
-    ];
-    let mut p = coefficients[0];
-    for c in &coefficients[1..] {
-        p = c + p * w;
-    }
-    p * y
-}
-
 /// The values of `LANES` consecutive blocks, element-major (`out[4 i + j]` is
 /// lane j of block i).
 #[inline(always)]
@@ -151,17 +56,14 @@ fn block_values(dist: Dist, scale: f32, x: &[[u32; LANES]; 4], out: &mut [f32; 4
         Dist::Normal => {
             // Lane-wise passes over plain arrays (which vectorize), then
             // the interleaved stores.
-            let (mut c, mut sn) = ([0f32; LANES], [0f32; LANES]);
+            let (mut c, mut sn) = ([0u32; LANES], [0u32; LANES]);
             for p in 0..2 {
                 for i in 0..LANES {
-                    let r = (-2.0 * ln(unit_open_closed(x[2 * p][i]))).max(0.0).sqrt();
-                    let (s, co) = sincospi(signed_unit(x[2 * p + 1][i]));
-                    c[i] = r * co * scale;
-                    sn[i] = r * s * scale;
+                    (c[i], sn[i]) = fixed::normal_pair_bits(x[2 * p][i], x[2 * p + 1][i]);
                 }
                 for i in 0..LANES {
-                    out[4 * i + 2 * p] = c[i];
-                    out[4 * i + 2 * p + 1] = sn[i];
+                    out[4 * i + 2 * p] = f32::from_bits(c[i]) * scale;
+                    out[4 * i + 2 * p + 1] = f32::from_bits(sn[i]) * scale;
                 }
             }
         }
@@ -173,9 +75,13 @@ fn block_values(dist: Dist, scale: f32, x: &[[u32; LANES]; 4], out: &mut [f32; 4
             }
         }
         Dist::Truncated => {
-            for i in 0..LANES {
-                for j in 0..4 {
-                    out[4 * i + j] = erfinv(ERF_SQRT2 as f32 * signed_unit(x[j][i])) * scale;
+            let mut t = [0u32; LANES];
+            for j in 0..4 {
+                for i in 0..LANES {
+                    t[i] = fixed::truncated_bits(x[j][i]);
+                }
+                for i in 0..LANES {
+                    out[4 * i + j] = f32::from_bits(t[i]) * scale;
                 }
             }
         }
@@ -238,7 +144,7 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{cpu, dist};
+    use crate::rng::dist;
 
     #[test]
     fn words_are_the_reference_philox() {
@@ -252,42 +158,14 @@ mod tests {
     }
 
     #[test]
-    fn ln_and_sincospi_are_accurate_to_a_few_ulp() {
-        let mut worst = (0f64, 0f64, 0f64);
-        for k in (1u32..=1 << 24).step_by(97) {
-            let u = k as f32 * TWO_POW_M24;
-            let got = f64::from(ln(u));
-            let want = f64::from(u).ln();
-            let ulp = (want.abs() * 2f64.powi(-23)).max(2f64.powi(-24));
-            worst.0 = worst.0.max((got - want).abs() / ulp);
-        }
-        for k in (0u32..1 << 24).step_by(89) {
-            let s = (k as f32 - 8_388_607.5) * TWO_POW_M23;
-            let (sn, cs) = sincospi(s);
-            let t = core::f64::consts::PI * f64::from(s);
-            worst.1 = worst
-                .1
-                .max((f64::from(sn) - t.sin()).abs() / 2f64.powi(-24));
-            worst.2 = worst
-                .2
-                .max((f64::from(cs) - t.cos()).abs() / 2f64.powi(-24));
-        }
-        // ln within 4 ULP (or 4 x 2^-24 absolute near 1); sin/cos within 4 x 2^-24 absolute.
-        assert!(
-            worst.0 <= 4.0 && worst.1 <= 4.0 && worst.2 <= 4.0,
-            "{worst:?}"
-        );
-    }
-
-    #[test]
-    fn values_are_within_the_gpu_bound_of_the_reference_and_paths_agree() {
+    fn values_equal_the_reference_and_paths_agree() {
         for dist in Dist::ALL {
             for (start, n) in [(0u64, 1usize << 20), (3, 1001), ((1u64 << 34) + 1, 4099)] {
                 let scale = dist.kernel_scale(0.02);
                 let mut fast = vec![0f32; n];
                 fill(dist, scale, 42, 9, start, &mut fast);
-                let cmp = cpu::compare(dist, scale, 42, 9, start, &fast);
-                assert!(cmp.within_bounds(), "{dist:?} at {start}: {cmp:?}");
+                let mut reference = vec![0f32; n];
+                dist::fill_reference(dist, scale, 42, 9, start, &mut reference);
                 let same = |other: &[f32]| {
                     fast.iter()
                         .zip(other)
@@ -295,6 +173,10 @@ mod tests {
                 };
                 let mut generic = vec![0f32; n];
                 fill_body(dist, scale, 42, 9, start, &mut generic);
+                assert!(
+                    same(&reference),
+                    "{dist:?}: the lanes differ from the reference"
+                );
                 assert!(same(&generic), "{dist:?}: SIMD and generic paths differ");
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("avx2")
@@ -303,14 +185,6 @@ mod tests {
                     // SAFETY: the features were detected.
                     unsafe { fill_avx2(dist, scale, 42, 9, start, &mut generic) };
                     assert!(same(&generic), "{dist:?}: AVX2 and AVX-512 paths differ");
-                }
-                if dist == Dist::Uniform {
-                    let mut reference = vec![0f32; n];
-                    dist::fill_reference(dist, scale, 42, 9, start, &mut reference);
-                    assert!(fast
-                        .iter()
-                        .zip(&reference)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()));
                 }
             }
         }

@@ -6,4 +6,5 @@
 pub mod cpu;
 pub mod dist;
 pub mod fast;
+pub mod fixed;
 pub mod philox;
