@@ -472,3 +472,28 @@ fn encoded_generation_equals_host_rounding_of_the_same_values() {
         }
     }
 }
+
+/// The float probe's answer on this device; on lavapipe (what CI runs) it must
+/// be the two-rounding class with subnormals kept, so a driver change that
+/// alters the arithmetic is noticed.
+#[test]
+fn the_float_probe_classifies_the_device() {
+    let Some(ctx) = common::gpu("the_float_probe_classifies_the_device") else {
+        return;
+    };
+    let m = ctx.float_model().expect("probe");
+    eprintln!("{}: {}", ctx.adapter().name, m.describe());
+    assert!(!m.mul_add_contracted || m.class().is_none());
+    if ctx.adapter().name.contains("llvmpipe") {
+        use deepinit::gpu::probe::{FmaMode, NanMinMax};
+        assert_eq!(m.fma, FmaMode::Unfused, "{}", m.describe());
+        assert!(
+            m.subnormal_inputs && m.subnormal_results,
+            "{}",
+            m.describe()
+        );
+        assert!(!m.mul_add_contracted && m.floor_exact, "{}", m.describe());
+        assert_eq!(m.nan_min_max, NanMinMax::Number);
+        assert_eq!(m.class(), Some(FmaMode::Unfused));
+    }
+}

@@ -19,11 +19,13 @@ pub(crate) fn run_adapters(a: &AdaptersArgs, d: &DeviceArgs) -> Result<ExitCode>
     let t = json.text();
     let (list, chosen) = gpu::list_adapters(&request(d));
     print_adapters(&t, &list, chosen);
+    let float_model = chosen.and_then(|_| print_float_model(&t, d));
     let tuned = chosen
         .and_then(|i| list.get(i))
         .map(|a| print_tuning(&t, a));
     json.emit(
-        &serde_json::json!({ "adapters": list, "chosen": chosen, "gemm_tuning": tuned }),
+        &serde_json::json!({ "adapters": list, "chosen": chosen, "float_model": float_model,
+            "gemm_tuning": tuned }),
         &t,
     )?;
     Ok(ExitCode::SUCCESS)
@@ -64,6 +66,36 @@ fn print_adapters(t: &Text, list: &[gpu::AdapterSummary], chosen: Option<usize>)
     match chosen {
         Some(i) => say!(t, "* = chosen (adapter {i})"),
         None => say!(t, "no adapter matches the name filter"),
+    }
+}
+
+/// The chosen adapter's float arithmetic, probed on the device, and what it
+/// means for verification (`None` when the device could not be opened).
+fn print_float_model(t: &Text, d: &DeviceArgs) -> Option<serde_json::Value> {
+    let probed = gpu::GpuContext::new(&request(d)).and_then(|ctx| ctx.float_model());
+    match probed {
+        Ok(m) => {
+            say!(t, "Float arithmetic (probed): {}", m.describe());
+            match m.class() {
+                Some(class) => say!(
+                    t,
+                    "  conforms to the {} class: its results can be mirrored bit for bit on the CPU",
+                    match class {
+                        gpu::probe::FmaMode::Fused => "fused-fma",
+                        _ => "two-rounding-fma",
+                    }
+                ),
+                None => say!(
+                    t,
+                    "  conforms to neither arithmetic class: the CPU cannot mirror its float results bit for bit"
+                ),
+            }
+            Some(serde_json::json!({"model": m, "conforming_class": m.class()}))
+        }
+        Err(e) => {
+            say!(t, "Float arithmetic: not probed ({e})");
+            None
+        }
     }
 }
 

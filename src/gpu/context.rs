@@ -114,6 +114,8 @@ pub struct GpuContext {
     /// Errors wgpu raised outside any error scope (e.g. device loss); checked
     /// after each submission. Per device, never global.
     uncaptured: Arc<Mutex<Vec<String>>>,
+    /// The float probe's answer, run on first use (shared by clones).
+    float_model: Arc<std::sync::OnceLock<std::result::Result<super::probe::FloatModel, String>>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -329,7 +331,16 @@ impl GpuContext {
             int64,
             timestamps,
             uncaptured,
+            float_model: Arc::default(),
         })
+    }
+
+    /// This device's float arithmetic ([`super::probe`]), probed on first use.
+    pub fn float_model(&self) -> Result<super::probe::FloatModel> {
+        self.float_model
+            .get_or_init(|| super::probe::probe(self).map_err(|e| e.to_string()))
+            .clone()
+            .map_err(|e| Error::internal("float probe", e))
     }
 
     /// Blocks until submission `index` has finished on the device.

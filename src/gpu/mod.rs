@@ -10,6 +10,7 @@ pub mod launch;
 pub mod layout;
 pub mod network;
 pub mod pack;
+pub mod probe;
 pub mod shaders;
 pub mod timer;
 pub mod tune;

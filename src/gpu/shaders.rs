@@ -22,6 +22,9 @@ pub const INIT_STORE_VEC4: &str = include_str!("../../shaders/init_store_vec4.wg
 /// f32 -> bf16 / f16 packing.
 pub const PACK: &str = include_str!("../../shaders/pack.wgsl");
 
+/// The float-behaviour probe (fma fusion, subnormals, NaN in min/max).
+pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+
 /// Philox known-answer test kernel.
 pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
@@ -62,6 +65,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("init_store_vec4.wgsl", INIT_STORE_VEC4),
     ("pack.wgsl", PACK),
     ("kat.wgsl", KAT),
+    ("probe.wgsl", PROBE),
     ("gemm_common.wgsl", GEMM_COMMON),
     ("gemm_tiled.wgsl", GEMM_TILED),
     ("gemm_direct.wgsl", GEMM_DIRECT),
@@ -210,6 +214,11 @@ pub fn gemm_module(name: &'static str, header: &str, kernel: &str) -> Module {
     m
 }
 
+/// The float-behaviour probe (entry point `float_probe`).
+pub fn probe_module() -> Module {
+    plain("probe", &[PROBE])
+}
+
 /// The checkpoint packing kernels (`pack_bf16`, `pack_f16`; override
 /// `WORKGROUP_SIZE`).
 pub fn pack_module() -> Module {
@@ -255,6 +264,7 @@ pub fn all_modules() -> Vec<Module> {
         bench_module(),
         bench_vec4_module(),
         pack_module(),
+        probe_module(),
     ]);
     for m in [MulHi::Emulated, MulHi::Int64] {
         for s in Store::ALL {
