@@ -1,53 +1,132 @@
 // Activation functions and their derivatives, selected by the pipeline
-// constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). The
-// CPU reference is `Activation::f` / `Activation::df` in src/act.rs. GELU is
-// the tanh approximation, as PyTorch's approximate='tanh'.
+// constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). GELU
+// is the tanh approximation, as PyTorch's approximate='tanh'.
+//
+// Statement for statement the CPU mirror in src/net/arith.rs, whose constants
+// the prelude carries: only +, -, *, explicit fma, comparisons, selects,
+// floor and bit operations -- no exp, tanh, division or sqrt builtin, whose
+// results are device-specific -- every product that feeds an addition is an
+// explicit fma, so a driver has nothing to contract, and a chain of products
+// holds at most one constant, so a compiler has no constants to fold together. The CPU then computes
+// the same bits for a device whose fma rounds once or twice.
 
 override ACT: u32 = 1u;
 override SLOPE: f32 = 0.01;
 
-const SELU_LAMBDA: f32 = 1.0507009873554805;
-const SELU_ALPHA: f32 = 1.6732632423543772;
-const GELU_C: f32 = 0.7978845608028654; // sqrt(2 / pi)
-
-// tanh without inf/inf and without cancellation near 0. For |x| >= 0.25:
-// 1 - 2 / (exp(2|x|) + 1), where exp may overflow to +inf and 2 / inf = 0 (the
-// relative error there is a few ULP of 1 / 0.245). For |x| < 0.25: the Taylor
-// series to x^9, whose truncation error is below 2e-9 relative.
-fn tanh_safe(x: f32) -> f32 {
-    let ax = abs(x);
-    if (ax < 0.25) {
-        let x2 = x * x;
-        return x * (1.0 + x2 * (-0.33333333333 + x2 * (0.13333333333 + x2 * (-0.05396825397 + x2 * 0.02186948854))));
-    }
-    let e = exp(2.0 * ax);
-    return sign(x) * (1.0 - 2.0 / (e + 1.0));
+// A constant by its bits, XORed with the uniform `ep.zero` (always 0): no
+// compiler can fold or reassociate a value it does not know. (Mesa rewrites
+// expressions over literal constants for SPIR-V without NoContraction, e.g.
+// n c1 + (n c2 + x) into n (c1 + c2) + x, which changes the rounding.)
+fn k(bits: u32) -> f32 {
+    return bitcast<f32>(bits ^ ep.zero);
 }
 
-// exp(x) - 1 without cancellation near 0 (WGSL has no expm1). For |x| < 2^-5:
-// the Taylor series to x^5 (truncation below 1e-10 relative); beyond, exp(x) -
-// 1 loses at most ulp(1) / (1 - exp(-2^-5)), i.e. 4e-6 relative. A plain
-// exp(x) - 1 returns 0 or -6e-8 for every |x| < 6e-8: a vanishing SELU
-// network would stall at that floor instead of vanishing.
-fn expm1_safe(x: f32) -> f32 {
-    if (abs(x) < 0.03125) {
-        return x * (1.0 + x * (0.5 + x * (0.16666666667 + x * (0.04166666667 + x * 0.00833333333))));
-    }
-    return exp(x) - 1.0;
+// NaN by its bits, so no compiler can fold the test away.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
 }
 
-fn sigmoid(x: f32) -> f32 {
-    return 1.0 / (1.0 + exp(-x));
+fn abs_bits(x: f32) -> f32 {
+    return bitcast<f32>(bitcast<u32>(x) & 0x7fffffffu);
+}
+
+// v, or a zero of its sign below 2^-125 (TINY_BITS): a compiler may move a
+// power-of-two constant across a product, which rounds differently only
+// when the product is subnormal.
+fn flush_tiny(v: f32) -> f32 {
+    let b = bitcast<u32>(v);
+    return select(v, bitcast<f32>(b & 0x80000000u), (b & 0x7fffffffu) < TINY_BITS);
+}
+
+// e^x for k(EXP_MIN_BITS) <= x <= 0 (0 below k(EXP_MIN_BITS) and for NaN, 1 above 0):
+// x = n ln 2 + r, a degree-7 polynomial of e^r, and n added to its exponent
+// field (an integer add: Mesa turns a float multiply by 2^n built from bits
+// into its approximate exp2).
+fn exp_neg(x_in: f32) -> f32 {
+    var x = select(k(EXP_MIN_BITS), x_in, x_in > k(EXP_MIN_BITS));
+    x = select(0.0, x, x < 0.0);
+    let n = floor(fma(x, k(LOG2E_BITS), 0.5));
+    var r = fma(n, -k(LN2_HI_BITS), x);
+    // n + k(0u) is n, but not to the compiler: it cannot factor
+    // fma(n, c2, fma(n, c1, x)) into fma(n, c1 + c2, x).
+    r = fma(n + k(0u), -k(LN2_LO_BITS), r);
+    var p = k(EXP_C0_BITS);
+    p = fma(p, r, k(EXP_C1_BITS));
+    p = fma(p, r, k(EXP_C2_BITS));
+    p = fma(p, r, k(EXP_C3_BITS));
+    p = fma(p, r, k(EXP_C4_BITS));
+    p = fma(p, r, k(EXP_C5_BITS));
+    p = fma(p, r, 1.0);
+    p = fma(p, r, 1.0);
+    let v = bitcast<f32>(bitcast<u32>(p) + bitcast<u32>(i32(n) << 23u));
+    return select(0.0, v, x_in >= k(EXP_MIN_BITS));
+}
+
+// 1 / d for d in [1, 2]: a linear seed and three Newton steps.
+fn recip12(d: f32) -> f32 {
+    var y = fma(d, k(RECIP_B_BITS), k(RECIP_A_BITS));
+    for (var i = 0u; i < 3u; i++) {
+        let e = fma(-d, y, 1.0);
+        y = fma(y, e, y + k(0u));
+    }
+    return y;
+}
+
+// (tanh x, 1 - |tanh x|), the second without cancellation; NaN stays NaN.
+fn tanh2(x: f32) -> vec2<f32> {
+    let ax = abs_bits(x);
+    let x2 = x * x;
+    var p = k(TANH_C0_BITS);
+    p = fma(x2, p, k(TANH_C1_BITS));
+    p = fma(x2, p, k(TANH_C2_BITS));
+    p = fma(x2, p, k(TANH_C3_BITS));
+    let small = x * fma(x2, p, 1.0);
+    let t = exp_neg(-2.0 * ax);
+    let y = recip12(1.0 + t);
+    let big = bitcast<f32>(bitcast<u32>((1.0 - t) * y) | (bitcast<u32>(x) & 0x80000000u));
+    let series = ax < k(TANH_SERIES_BITS);
+    let th = select(big, small, series);
+    let m = select(2.0 * t * y, 1.0 - abs_bits(small), series);
+    return select(vec2<f32>(th, m), vec2<f32>(x, x), is_nan(x));
+}
+
+// (sigmoid x, sigmoid' x) = (y or t y, t y^2), t = e^-|x|, y = 1 / (1 + t).
+fn sigmoid2(x: f32) -> vec2<f32> {
+    let t = exp_neg(-abs_bits(x));
+    let y = recip12(1.0 + t);
+    let s = select(t * y, y, x >= 0.0);
+    return select(vec2<f32>(s, t * y * y), vec2<f32>(x, x), is_nan(x));
+}
+
+// e^x - 1 for x <= 0.
+fn expm1_neg(x: f32) -> f32 {
+    var p = k(EXPM1_C0_BITS);
+    p = fma(x, p, k(EXPM1_C1_BITS));
+    p = fma(x, p, k(EXPM1_C2_BITS));
+    p = fma(x, p, k(EXPM1_C3_BITS));
+    let series = x * fma(x, p, 1.0);
+    return select(exp_neg(x) - 1.0, series, abs_bits(x) < k(EXPM1_SERIES_BITS));
+}
+
+// GELU's (1 + tanh u, 1 - tanh^2 u), u = sqrt(2/pi) (x + 0.044715 x^3).
+fn gelu_parts(x: f32) -> vec2<f32> {
+    let u = k(GELU_C_BITS) * fma(k(GELU_K_BITS) * x * x, x, x + k(0u));
+    let tm = tanh2(u);
+    let one_plus = select(tm.y, 1.0 + tm.x, u >= 0.0);
+    return vec2<f32>(one_plus, tm.y * (2.0 - tm.y));
 }
 
 fn act(x: f32) -> f32 {
     switch ACT {
-        case ACT_RELU: { return max(x, 0.0); }
+        case ACT_RELU: { return select(0.0, x, x > 0.0); }
         case ACT_LEAKY_RELU: { return select(SLOPE * x, x, x > 0.0); }
-        case ACT_TANH: { return tanh_safe(x); }
-        case ACT_SIGMOID: { return sigmoid(x); }
-        case ACT_SELU: { return SELU_LAMBDA * select(SELU_ALPHA * expm1_safe(x), x, x > 0.0); }
-        case ACT_GELU: { return 0.5 * x * (1.0 + tanh_safe(GELU_C * (x + 0.044715 * x * x * x))); }
+        case ACT_TANH: { return flush_tiny(tanh2(x).x); }
+        case ACT_SIGMOID: { return flush_tiny(sigmoid2(x).x); }
+        case ACT_SELU: {
+            let neg = k(SELU_ALPHA_BITS) * expm1_neg(x);
+            return select(flush_tiny(k(SELU_LAMBDA_BITS) * select(neg, x, x > 0.0)), x, is_nan(x));
+        }
+        case ACT_GELU: { return flush_tiny(0.5 * x * gelu_parts(x).x); }
         default: { return x; }
     }
 }
@@ -56,13 +135,16 @@ fn dact(x: f32) -> f32 {
     switch ACT {
         case ACT_RELU: { return select(0.0, 1.0, x > 0.0); }
         case ACT_LEAKY_RELU: { return select(SLOPE, 1.0, x > 0.0); }
-        case ACT_TANH: { let t = tanh_safe(x); return 1.0 - t * t; }
-        case ACT_SIGMOID: { let s = sigmoid(x); return s * (1.0 - s); }
-        case ACT_SELU: { return SELU_LAMBDA * select(SELU_ALPHA * exp(x), 1.0, x > 0.0); }
+        case ACT_TANH: { let m = tanh2(x).y; return flush_tiny(m * (2.0 - m)); }
+        case ACT_SIGMOID: { return flush_tiny(sigmoid2(x).y); }
+        case ACT_SELU: {
+            let neg = k(SELU_ALPHA_BITS) * exp_neg(x);
+            return select(flush_tiny(k(SELU_LAMBDA_BITS) * select(neg, 1.0, x > 0.0)), x, is_nan(x));
+        }
         case ACT_GELU: {
-            let u = GELU_C * (x + 0.044715 * x * x * x);
-            let t = tanh_safe(u);
-            return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+            let parts = gelu_parts(x);
+            let right = x * parts.y * fma(k(GELU_K3_BITS) * x, x, 1.0) * k(GELU_C_HALF_BITS);
+            return flush_tiny(fma(0.5, parts.x, right));
         }
         default: { return 1.0; }
     }

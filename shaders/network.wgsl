@@ -8,7 +8,15 @@ struct EwParams {
     width: u32,
     // Add the bias to z before the activation.
     has_bias: u32,
-    _pad: u32,
+    // Always 0: the activations read their constants through it (k() in
+    // activation.wgsl), so no compiler can fold them.
+    zero: u32,
+    // bias_act adds one ULP to this output element (an injected defect, for
+    // tests); 0xffffffff: none.
+    flip: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> ep: EwParams;
@@ -35,7 +43,8 @@ fn bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
             ew_z[i] = v;
         }
     }
-    ew_out[i] = act(v);
+    let a = act(v);
+    ew_out[i] = select(a, bitcast<f32>(bitcast<u32>(a) + 1u), i == ep.flip);
 }
 
 @compute @workgroup_size(256)

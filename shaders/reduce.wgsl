@@ -6,7 +6,9 @@
 // cannot overflow even when the network explodes. Record (8 words):
 //   [s, sum y, sum y^2, finite count, exact zeros, saturated, non-finite, 0]
 // The float sums carry a relative error of at most (ITEMS + 8) * 2^-24 of
-// sum |y| (ITEMS sequential additions, then an 8-level tree).
+// sum |y| (ITEMS sequential additions, then an 8-level tree). The square is
+// accumulated by an explicit fma, so no driver contracts it differently; the
+// CPU mirror (src/net/mirror.rs) runs the same sequence and tree.
 
 // RED_WG, ITEMS and RECORD_WORDS come from the prelude (src/gpu/layout.rs).
 
@@ -78,7 +80,7 @@ fn partial_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
             if (finite(x)) {
                 let y = x * inv;
                 s1 += y;
-                s2 += y * y;
+                s2 = fma(y, y, s2);
                 counts.x += 1u;
                 if (x == 0.0) { counts.y += 1u; }
                 if (rp.sat_enabled != 0u && (x < rp.sat_lo || x > rp.sat_hi)) { counts.z += 1u; }

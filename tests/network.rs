@@ -197,9 +197,15 @@ fn assert_matches_cpu(r: &RunReport) {
         r.scheme,
         r.activation
     );
+    assert_eq!(compared, r.depth, "every layer is compared and equal");
+    assert!(r.verdict.compared_words > 0 && r.verdict.first_difference.is_none());
     eprintln!(
-        "{} / {}: {} layers match, max rel diff {:?}, {} chaotic",
-        r.scheme, r.activation, compared, r.verdict.max_rel_err_cpu, r.verdict.chaotic_layers
+        "{} / {}: {} layers bit-identical ({} words, {})",
+        r.scheme,
+        r.activation,
+        compared,
+        r.verdict.compared_words,
+        r.verdict.arithmetic.as_deref().unwrap_or("?")
     );
 }
 
@@ -363,7 +369,10 @@ fn cpu_backend_runs_the_same_experiment() {
         .all(|l| l.cpu_check == CpuStatus::NotCompared && l.cpu_pre_var.is_none()));
     // Nothing was compared, and the verdict says so rather than "match".
     assert_eq!(r.verdict.cpu_match, None);
-    assert_eq!(r.verdict.max_rel_err_cpu, None);
+    assert_eq!(
+        (r.verdict.compared_words, r.verdict.compared_layers),
+        (0, 0)
+    );
 }
 
 #[test]

@@ -355,12 +355,60 @@ impl GpuBench<'_> {
                 "GPU and CPU networks disagree",
             ));
         }
+        // The verification mirror in this device's arithmetic, timed once,
+        // and its raw results checked equal to the device's.
+        let (_, raw, layout) = crate::gpu::network::run_raw(
+            gen,
+            kern,
+            &cfg,
+            None,
+            &crate::net::Fault::default(),
+            None,
+        )?;
+        let mut mirror_raw = crate::net::mirror::RawPass::default();
+        let class = gen.context().float_model()?.class();
+        let tm = time_cpu(1, || {
+            mirror_raw = match class {
+                Some(crate::gpu::probe::FmaMode::Fused) => {
+                    crate::net::mirror::run::<crate::net::arith::Fused>(&cfg, None, &layout)?
+                }
+                _ => crate::net::mirror::run::<crate::net::arith::Unfused>(&cfg, None, &layout)?,
+            };
+            Ok(())
+        })?;
+        let equal = crate::net::mirror::compare(&cfg, &layout, &raw, &mirror_raw)
+            .first_difference
+            .is_none();
+        if class.is_some() && !equal {
+            return Err(Error::internal(
+                "benchmark",
+                "the device pass differs from the CPU mirror",
+            ));
+        }
         let size = format!("width {width}, depth {depth}, batch {batch}, fwd+bwd");
-        let (g_ms, c_ms) = (
+        let (g_ms, c_ms, m_ms) = (
             tg.median_s * 1e3 / depth as f64,
             tc.median_s * 1e3 / depth as f64,
+            tm.median_s * 1e3 / depth as f64,
         );
         Ok(vec![
+            Row {
+                group: "network",
+                name: format!(
+                    "CPU mirror of the GPU pass ({})",
+                    if class.is_some() && equal {
+                        "bit-identical"
+                    } else {
+                        "device of no class: not comparable"
+                    }
+                ),
+                size: size.clone(),
+                rate: m_ms,
+                unit: "ms/layer",
+                time: tm,
+                ratio: Some(m_ms / g_ms),
+                ratio_to: Some("of the GPU pass's time".into()),
+            },
             Row {
                 group: "network",
                 name: "deep pass on the GPU (incl. read-back)".into(),

@@ -51,6 +51,11 @@ impl NetKernels {
         })
     }
 
+    /// The device these kernels run on.
+    pub fn context(&self) -> &GpuContext {
+        &self.ctx
+    }
+
     /// The activation these kernels were compiled for.
     pub fn activation(&self) -> Activation {
         self.act
@@ -106,11 +111,31 @@ impl NetKernels {
         z: &wgpu::Buffer,
         a: &wgpu::Buffer,
     ) -> Result<()> {
+        self.bias_act_flipping(batch, n, width, has_bias, bias, z, a, None)
+    }
+
+    /// [`NetKernels::bias_act`], adding one ULP to output element `flip` (an
+    /// injected defect, for tests).
+    #[allow(clippy::too_many_arguments)]
+    #[doc(hidden)]
+    pub fn bias_act_flipping(
+        &self,
+        batch: &mut Batch,
+        n: u64,
+        width: u64,
+        has_bias: bool,
+        bias: &wgpu::Buffer,
+        z: &wgpu::Buffer,
+        a: &wgpu::Buffer,
+        flip: Option<u64>,
+    ) -> Result<()> {
         let p = EwParams {
             n: n as u32,
             width: width as u32,
             has_bias: u32::from(has_bias),
-            _pad: 0,
+            zero: 0,
+            flip: flip.and_then(|f| u32::try_from(f).ok()).unwrap_or(u32::MAX),
+            ..EwParams::default()
         };
         let g = self.ew_groups(n)?;
         Self::launch(
@@ -135,7 +160,9 @@ impl NetKernels {
             n: n as u32,
             width: 1,
             has_bias: 0,
-            _pad: 0,
+            zero: 0,
+            flip: u32::MAX,
+            ..EwParams::default()
         };
         let g = self.ew_groups(n)?;
         // grad_mul's derived layout has no bias binding.

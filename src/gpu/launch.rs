@@ -62,6 +62,11 @@ enum Op {
         offset: u64,
         size: Option<u64>,
     },
+    Write {
+        buffer: wgpu::Buffer,
+        offset: u64,
+        data: Vec<u8>,
+    },
 }
 
 /// Launches (and buffer clears) to build together; see the module docs.
@@ -81,6 +86,12 @@ enum Step {
         buffer: wgpu::Buffer,
         offset: u64,
         size: Option<u64>,
+    },
+    Copy {
+        src: wgpu::Buffer,
+        dst: wgpu::Buffer,
+        offset: u64,
+        size: u64,
     },
 }
 
@@ -112,6 +123,16 @@ impl Batch {
             buffer: buffer.clone(),
             offset,
             size,
+        });
+    }
+
+    /// Appends a write of `data` (a multiple of 4 bytes) into `buffer` at
+    /// `offset`, in order with the launches (injected defects in tests).
+    pub fn write(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.ops.push(Op::Write {
+            buffer: buffer.clone(),
+            offset,
+            data: data.to_vec(),
         });
     }
 
@@ -177,6 +198,25 @@ impl Batch {
                         offset: *offset,
                         size: *size,
                     },
+                    Op::Write {
+                        buffer,
+                        offset,
+                        data,
+                    } => {
+                        use wgpu::util::DeviceExt;
+                        Step::Copy {
+                            src: ctx.device().create_buffer_init(
+                                &wgpu::util::BufferInitDescriptor {
+                                    label: Some("batch write"),
+                                    contents: data,
+                                    usage: wgpu::BufferUsages::COPY_SRC,
+                                },
+                            ),
+                            dst: buffer.clone(),
+                            offset: *offset,
+                            size: data.len() as u64,
+                        }
+                    }
                 })
                 .collect();
             Recorded {
@@ -251,15 +291,27 @@ impl Recorded {
     pub fn record(&self, enc: &mut wgpu::CommandEncoder) {
         let mut i = 0;
         while i < self.steps.len() {
-            if let Step::Clear {
-                buffer,
-                offset,
-                size,
-            } = &self.steps[i]
-            {
-                enc.clear_buffer(buffer, *offset, *size);
-                i += 1;
-                continue;
+            match &self.steps[i] {
+                Step::Clear {
+                    buffer,
+                    offset,
+                    size,
+                } => {
+                    enc.clear_buffer(buffer, *offset, *size);
+                    i += 1;
+                    continue;
+                }
+                Step::Copy {
+                    src,
+                    dst,
+                    offset,
+                    size,
+                } => {
+                    enc.copy_buffer_to_buffer(src, 0, dst, *offset, *size);
+                    i += 1;
+                    continue;
+                }
+                Step::Dispatch { .. } => {}
             }
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: None,

@@ -100,8 +100,14 @@ pub struct EwParams {
     pub width: u32,
     /// Add the bias first.
     pub has_bias: u32,
-    /// Padding.
-    pub _pad: u32,
+    /// Always 0: the activations' constants are XORed with it, so no shader
+    /// compiler can fold them (`k()` in `shaders/activation.wgsl`).
+    pub zero: u32,
+    /// Output element of `bias_act` that gets one ULP added (an injected
+    /// defect, for tests); `u32::MAX`: none.
+    pub flip: u32,
+    /// Padding to 32 bytes.
+    pub _pad: [u32; 3],
 }
 
 /// `RedParams` in `shaders/reduce.wgsl`.
@@ -202,7 +208,11 @@ mod tests {
                     offset_of!(EwParams, n),
                     offset_of!(EwParams, width),
                     offset_of!(EwParams, has_bias),
+                    offset_of!(EwParams, zero),
+                    offset_of!(EwParams, flip),
                     offset_of!(EwParams, _pad),
+                    offset_of!(EwParams, _pad) + 4,
+                    offset_of!(EwParams, _pad) + 8,
                 ],
             ),
             (

@@ -5,11 +5,11 @@
 
 use super::context::{floats_of, words_of, GpuContext};
 use super::generate::{GenRequest, Generator, Kernel};
-use super::kernels::{fold_records, GemmForm, GemmParams, NetKernels};
+use super::kernels::{GemmForm, GemmParams, NetKernels};
 use super::launch::Batch;
 use crate::error::{Error, Result};
-use crate::net::tolerance::{self, Calibration};
-use crate::net::{self, LayerStats, NetConfig, NetStats};
+use crate::net::mirror::{PassLayout, RawPass};
+use crate::net::{self, NetConfig, NetStats};
 use crate::rng::dist::Dist;
 use std::time::Instant;
 
@@ -103,6 +103,21 @@ pub fn run_with_fault(
     fault: &net::Fault,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<NetStats> {
+    run_raw(gen, kern, cfg, input, fault, progress).map(|(stats, _, _)| stats)
+}
+
+/// [`run_with_fault`], also returning the raw results (every statistics
+/// record, dead-unit counter and Gram matrix) and their layout, for the CPU
+/// mirror ([`crate::net::mirror`]) to compare word for word.
+#[doc(hidden)]
+pub fn run_raw(
+    gen: &Generator,
+    kern: &NetKernels,
+    cfg: &NetConfig,
+    input: Option<&[f32]>,
+    fault: &net::Fault,
+    progress: Option<&crate::progress::Progress>,
+) -> Result<(NetStats, RawPass, PassLayout)> {
     if kern.activation() != cfg.act {
         return Err(Error::internal(
             "network kernels",
@@ -166,9 +181,10 @@ pub fn run_with_fault(
     }
     batch.record(ctx, &mut enc)?;
     // Read back only the statistics, in the same submission as the last work.
-    let mut stats = pass.read_statistics(enc)?;
+    let raw = pass.read_raw(enc)?;
+    let mut stats = crate::net::mirror::fold(cfg, &pass.layout, &raw)?;
     stats.seconds = start.elapsed().as_secs_f64();
-    Ok(stats)
+    Ok((stats, raw, pass.layout))
 }
 
 /// One network pass, planned: its buffers (allocated once, whatever the
@@ -180,14 +196,9 @@ struct Pass<'a> {
     fault: &'a net::Fault,
     stds: Vec<f64>,
     bufs: Bufs,
-    /// Records of layer l: [z, a, delta]; layer 0: the input at 0.
-    rec: Vec<[u64; 3]>,
-    /// Records of layer l's column sums (batch sums of z_l).
-    rec_cols: Vec<u64>,
-    /// All records.
-    total_records: u64,
-    /// Rows of W_l per generated block.
-    max_rows: Vec<u64>,
+    /// Where each tensor's records lie, and the rows of W_l per generated
+    /// block (`block_rows[l - 1]`).
+    layout: PassLayout,
 }
 
 impl<'a> Pass<'a> {
@@ -203,21 +214,6 @@ impl<'a> Pass<'a> {
         let depth = cfg.depth();
         let (b, w) = (cfg.batch, &cfg.widths);
         let max_w = *w.iter().max().unwrap_or(&1);
-        // Record layout: input, then per layer z, a, delta, then per layer
-        // the statistics of z_l's column sums.
-        let recs_of = NetKernels::records;
-        let mut rec = vec![[0u64; 3]; depth + 1];
-        let mut total = recs_of(b * w[0]);
-        for l in 1..=depth {
-            let r = recs_of(b * w[l]);
-            rec[l] = [total, total + r, total + 2 * r];
-            total += 3 * r;
-        }
-        let mut rec_cols = vec![0u64; depth + 1];
-        for l in 1..=depth {
-            rec_cols[l] = total;
-            total += recs_of(w[l]);
-        }
         let gram_bytes = 4 * b * b * (2 * depth as u64 + 1);
         check_gram_binding(ctx, gram_bytes, b)?;
         let max_rows = (1..=depth)
@@ -227,6 +223,10 @@ impl<'a> Pass<'a> {
             .map(|l| max_rows[l - 1] * w[l - 1])
             .max()
             .unwrap_or(1);
+        // Record layout: input, then per layer z, a, delta, then per layer
+        // the statistics of z_l's column sums.
+        let layout = PassLayout::new(cfg, max_rows);
+        let total = layout.total_records;
         let bufs = Bufs {
             act: [
                 storage(ctx, "activations", 4 * b * max_w)?,
@@ -257,10 +257,7 @@ impl<'a> Pass<'a> {
             fault,
             stds,
             bufs,
-            rec,
-            rec_cols,
-            total_records: total,
-            max_rows,
+            layout,
         })
     }
 
@@ -309,7 +306,17 @@ impl<'a> Pass<'a> {
                 .dist
                 .kernel_scale(self.stds[l - 1] * self.fault.weight_factor(l)),
         };
-        self.generate(batch, &req, &self.bufs.w)
+        self.generate(batch, &req, &self.bufs.w)?;
+        // An injected defect: one weight one ULP off (its value from the CPU).
+        if let Some((_, e)) = self.fault.weight_ulp.filter(|&(k, _)| k == l) {
+            if (req.start..req.start + req.count).contains(&e) {
+                let mut v = [0f32];
+                crate::rng::cpu::fill(cfg.dist, req.scale, cfg.seed, l as u32, e, &mut v);
+                let bumped = v[0].to_bits().wrapping_add(1);
+                batch.write(&self.bufs.w, 4 * (e - req.start), &bumped.to_le_bytes());
+            }
+        }
+        Ok(())
     }
 
     /// Records `req` into `out` with the store and workgroup size the
@@ -325,7 +332,7 @@ impl<'a> Pass<'a> {
 
     /// Row blocks (first row, rows) of W_l that fit the block buffer.
     fn blocks(&self, l: usize) -> impl Iterator<Item = (u64, u64)> {
-        let (rows, n_out) = (self.max_rows[l - 1], self.cfg.widths[l]);
+        let (rows, n_out) = (self.layout.block_rows[l - 1], self.cfg.widths[l]);
         (0..n_out.div_ceil(rows)).map(move |i| (i * rows, rows.min(n_out - i * rows)))
     }
 
@@ -408,8 +415,17 @@ impl<'a> Pass<'a> {
                 &bufs.bias,
             )?;
         }
-        kern.bias_act(batch, b * n_out, n_out, has_bias, &bufs.bias, z, a_next)?;
-        kern.reduce(batch, z, b * n_out, self.rec[l][0], None, &bufs.recs)?;
+        kern.bias_act_flipping(
+            batch,
+            b * n_out,
+            n_out,
+            has_bias,
+            &bufs.bias,
+            z,
+            a_next,
+            self.fault.act_flip(l),
+        )?;
+        kern.reduce(batch, z, b * n_out, self.layout.rec[l][0], None, &bufs.recs)?;
         // Column sums 1^T z_l (a 1 x B by B x n_out product) for the weight test.
         let p = GemmParams {
             m: 1,
@@ -425,12 +441,19 @@ impl<'a> Pass<'a> {
             batch,
             &bufs.colsum,
             n_out,
-            self.rec_cols[l],
+            self.layout.rec_cols[l],
             None,
             &bufs.recs,
         )?;
         let sat = cfg.act.saturation();
-        kern.reduce(batch, a_next, b * n_out, self.rec[l][1], sat, &bufs.recs)?;
+        kern.reduce(
+            batch,
+            a_next,
+            b * n_out,
+            self.layout.rec[l][1],
+            sat,
+            &bufs.recs,
+        )?;
         kern.dead(batch, a_next, b, n_out, l as u32, &bufs.dead)
     }
 
@@ -448,7 +471,7 @@ impl<'a> Pass<'a> {
         let (b, n_l) = (cfg.batch, cfg.widths[l]);
         let d = &bufs.delta[l % 2];
         kern.grad_mul(batch, b * n_l, &bufs.z[l - 1], d)?;
-        kern.reduce(batch, d, b * n_l, self.rec[l][2], None, &bufs.recs)?;
+        kern.reduce(batch, d, b * n_l, self.layout.rec[l][2], None, &bufs.recs)?;
         self.gram(batch, d, n_l, 2 * (l as u64 - 1) + 1)?;
         if l == 1 {
             return Ok(());
@@ -473,51 +496,23 @@ impl<'a> Pass<'a> {
         Ok(())
     }
 
-    /// Submits `enc` with the copies of the statistics and folds them.
-    fn read_statistics(&self, enc: wgpu::CommandEncoder) -> Result<NetStats> {
+    /// Submits `enc` with the copies of the statistics and reads them back.
+    fn read_raw(&self, enc: wgpu::CommandEncoder) -> Result<RawPass> {
         let (cfg, bufs) = (self.cfg, &self.bufs);
-        let depth = cfg.depth();
-        let (b, w) = (cfg.batch, &cfg.widths);
-        let gram_elems = b * b;
+        let depth = cfg.depth() as u64;
+        let gram_elems = cfg.batch * cfg.batch;
         let back = self.gen.context().read_back(
             enc,
             &[
-                (&bufs.recs, 4 * net_words(self.total_records)),
-                (&bufs.dead, 4 * (depth as u64 + 1)),
-                (&bufs.grams, 4 * gram_elems * (2 * depth as u64 + 1)),
+                (&bufs.recs, 4 * net_words(self.layout.total_records)),
+                (&bufs.dead, 4 * (depth + 1)),
+                (&bufs.grams, 4 * gram_elems * (2 * depth + 1)),
             ],
         )?;
-        let recs = words_of(&back[0]);
-        let dead = words_of(&back[1]);
-        let grams = floats_of(&back[2]);
-        let g =
-            |slot: u64| &grams[(slot * gram_elems) as usize..((slot + 1) * gram_elems) as usize];
-        let recs_of = NetKernels::records;
-        let mut layers = Vec::with_capacity(depth);
-        for l in 1..=depth {
-            let r = recs_of(b * w[l]);
-            let (a_slot, d_slot) = (2 * (l as u64 - 1), 2 * (l as u64 - 1) + 1);
-            let (grad_w_norm, input_concentration, grad_w_coherence) =
-                net::gram_summary(g(d_slot), g(a_slot), b as usize);
-            let cols = fold_records(&recs, self.rec_cols[l], recs_of(w[l]))?;
-            layers.push(LayerStats {
-                layer: l,
-                pre: fold_records(&recs, self.rec[l][0], r)?,
-                post: fold_records(&recs, self.rec[l][1], r)?,
-                dead_frac: f64::from(dead[l]) / w[l] as f64,
-                grad: fold_records(&recs, self.rec[l][2], r)?,
-                grad_w_norm,
-                input_concentration,
-                input_centred_mean_sq: net::centred_mean_sq(g(a_slot), b as usize, w[l - 1]),
-                pre_unit_mean_sq: cols.mean_sq / (b * b) as f64,
-                grad_w_coherence,
-            });
-        }
-        Ok(NetStats {
-            input: fold_records(&recs, 0, recs_of(b * w[0]))?,
-            layers,
-            final_gram: g(2 * depth as u64).iter().map(|&v| f64::from(v)).collect(),
-            seconds: 0.0,
+        Ok(RawPass {
+            recs: words_of(&back[0]),
+            dead: words_of(&back[1]),
+            grams: floats_of(&back[2]),
         })
     }
 }
@@ -547,80 +542,30 @@ fn net_words(records: u64) -> u64 {
     records * super::kernels::RECORD_WORDS
 }
 
-/// Elements of each tensor sampled by [`calibrate`].
-pub const CALIBRATION_SAMPLES: u64 = 1 << 16;
-
-/// Measures how far this device's f32 builtins put the network's tensors from
-/// the CPU reference's: the first [`CALIBRATION_SAMPLES`] weights of layer 1
-/// and inputs (generated exactly as the run generates them), and the
-/// activation on [`tolerance::activation_grid`]. Feeds [`tolerance::network`].
-pub fn calibrate(
-    gen: &Generator,
-    kern: &NetKernels,
-    cfg: &NetConfig,
-    inputs_from_rng: bool,
-) -> Result<Calibration> {
-    let ctx = gen.context();
-    let stds = cfg.validate()?;
-    let opts = super::GenOptions::default();
-    let sample = |dist: Dist, tensor: u32, count: u64, std: f64| -> Result<(f64, f64)> {
-        let scale = dist.kernel_scale(std);
-        let req = GenRequest {
-            kernel: Kernel::Dist(dist),
-            seed: cfg.seed,
-            tensor_id: tensor,
-            start: 0,
-            count,
-            scale,
-        };
-        let got = gen.generate_f32(&req, &opts)?;
-        let mut want = crate::rng::cpu::host_vec::<f32>(count)?;
-        crate::rng::cpu::fill(dist, scale, cfg.seed, tensor, 0, &mut want);
-        Ok(Calibration::summarise(&got, &want))
-    };
-    let n_w = (cfg.widths[1] * cfg.widths[0]).min(CALIBRATION_SAMPLES);
-    let (weight_rms, weight_bias) = sample(cfg.dist, 1, n_w, stds[0])?;
-    let (input_rms, input_bias) = if inputs_from_rng {
-        let n_x = (cfg.batch * cfg.widths[0]).min(CALIBRATION_SAMPLES);
-        sample(Dist::Normal, net::INPUT_TENSOR, n_x, 1.0)?
-    } else {
-        (0.0, 0.0)
-    };
-    let (act_rel, dact_rel) = if cfg.act.transcendental() {
-        let grid = tolerance::activation_grid();
-        let n = grid.len() as u64;
-        let z = storage(ctx, "calibration input", 4 * n)?;
-        let a = storage(ctx, "calibration output", 4 * n)?;
-        let d = storage(ctx, "calibration gradient", 4 * n)?;
-        let bias = storage(ctx, "calibration bias", 4)?;
-        ctx.queue().write_buffer(&z, 0, bytemuck::cast_slice(&grid));
-        ctx.queue()
-            .write_buffer(&d, 0, bytemuck::cast_slice(&vec![1f32; grid.len()]));
-        let mut enc = ctx
-            .device()
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("activation calibration"),
-            });
-        let mut batch = Batch::default();
-        kern.bias_act(&mut batch, n, n, false, &bias, &z, &a)?;
-        // delta = 1 times phi'(z): the device's phi' on the grid.
-        kern.grad_mul(&mut batch, n, &z, &d)?;
-        batch.record(ctx, &mut enc)?;
-        let back = ctx.read_back(enc, &[(&a, 4 * n), (&d, 4 * n)])?;
-        let act = cfg.act;
-        (
-            tolerance::grid_error(&grid, &floats_of(&back[0]), |x| act.f32(x)),
-            tolerance::grid_error(&grid, &floats_of(&back[1]), |x| act.df32(x)),
-        )
-    } else {
-        (0.0, 0.0)
-    };
-    Ok(Calibration {
-        weight_rms,
-        weight_bias,
-        input_rms,
-        input_bias,
-        act_rel,
-        dact_rel,
-    })
+/// The device's phi(x) and phi'(x) for each `x`, through the network's own
+/// `bias_act` and `grad_mul` kernels (no bias; `delta = 1`).
+pub fn activation_values(kern: &NetKernels, xs: &[f32]) -> Result<(Vec<f32>, Vec<f32>)> {
+    let ctx = kern.context();
+    let n = xs.len() as u64;
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let z = storage(ctx, "activation input", 4 * n)?;
+    let a = storage(ctx, "activation output", 4 * n)?;
+    let d = storage(ctx, "activation gradient", 4 * n)?;
+    let bias = storage(ctx, "activation bias", 4)?;
+    ctx.queue().write_buffer(&z, 0, bytemuck::cast_slice(xs));
+    ctx.queue()
+        .write_buffer(&d, 0, bytemuck::cast_slice(&vec![1f32; xs.len()]));
+    let mut enc = ctx
+        .device()
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("activation values"),
+        });
+    let mut batch = Batch::default();
+    kern.bias_act(&mut batch, n, n, false, &bias, &z, &a)?;
+    kern.grad_mul(&mut batch, n, &z, &d)?;
+    batch.record(ctx, &mut enc)?;
+    let back = ctx.read_back(enc, &[(&a, 4 * n), (&d, 4 * n)])?;
+    Ok((floats_of(&back[0]), floats_of(&back[1])))
 }

@@ -227,7 +227,10 @@ pub fn pack_module() -> Module {
 
 /// The element-wise network kernels (`bias_act`, `grad_mul`).
 pub fn network_module() -> Module {
-    plain("network", &[ACTIVATION, NETWORK])
+    plain(
+        "network",
+        &[&crate::net::arith::wgsl_constants(), ACTIVATION, NETWORK],
+    )
 }
 
 /// The statistics reduction (`partial_stats`).

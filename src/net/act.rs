@@ -205,36 +205,15 @@ impl Activation {
         )
     }
 
-    /// phi(x) in f32, as the CPU reference network applies it.
+    /// phi(x) in f32, as the CPU backend applies it: the device sequence of
+    /// [`crate::net::arith`] with two-rounding `fma`.
     pub fn f32(&self, x: f32) -> f32 {
-        match *self {
-            Activation::Linear => x,
-            Activation::Relu => x.max(0.0),
-            Activation::LeakyRelu(a) => {
-                if x > 0.0 {
-                    x
-                } else {
-                    a as f32 * x
-                }
-            }
-            Activation::Tanh => x.tanh(),
-            Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            _ => self.f(f64::from(x)) as f32,
-        }
+        crate::net::arith::act::<crate::net::arith::Unfused>(*self, x)
     }
 
-    /// phi'(x) in f32.
+    /// phi'(x) in f32, likewise.
     pub fn df32(&self, x: f32) -> f32 {
-        match *self {
-            Activation::Relu => {
-                if x > 0.0 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
-            _ => self.df(f64::from(x)) as f32,
-        }
+        crate::net::arith::dact::<crate::net::arith::Unfused>(*self, x)
     }
 }
 

@@ -33,6 +33,10 @@ pub struct Fault {
     /// Leave one 64 x 64 output tile of layer `.0`'s pre-activations (rows and
     /// columns from 0) at zero, as if the GEMM had skipped it.
     pub skip_tile: Option<usize>,
+    /// Add one ULP to weight `.1` (row-major) of layer `.0`, in both passes.
+    pub weight_ulp: Option<(usize, u64)>,
+    /// Add one ULP to activation `.1` (row-major over batch x width) of layer `.0`.
+    pub act_ulp: Option<(usize, u64)>,
 }
 
 impl Fault {
@@ -42,6 +46,11 @@ impl Fault {
             Some((k, f)) if k == 0 || k == l => f,
             _ => 1.0,
         }
+    }
+
+    /// The activation of layer `l` that gets one ULP added, if any.
+    pub fn act_flip(&self, l: usize) -> Option<u64> {
+        self.act_ulp.filter(|&(k, _)| k == l).map(|(_, e)| e)
     }
 
     /// `(rows, cols)` of the skipped tile at layer `l`, clipped to `batch x width`.
@@ -254,7 +263,7 @@ pub struct LayerStats {
     pub pre_unit_mean_sq: f64,
     /// An upper bound on `W = tr(G_a^2 G_delta) tr(G_delta) / tr(G_a G_delta)^2`,
     /// between 1 and B: how coherently one changed entry of delta_l moves
-    /// ||dW_l||^2 (B when the inputs are identical; see `tolerance`).
+    /// ||dW_l||^2 (B when the inputs are identical).
     pub grad_w_coherence: f64,
 }
 

@@ -3,13 +3,15 @@
 //!
 //! # The checks and their false-alarm rates
 //!
-//! **GPU vs CPU reference** (GPU backend, unless `--no-verify`): every
-//! layer's Var(z), Var(a), E[a^2], Var(delta), ||dW||, dead and saturated
-//! fractions must agree within tolerances derived from what f32 rounding can
-//! do through the network, kink flips included ([`crate::net::tolerance`]), at a
-//! designed false-alarm rate of [`tolerance::ALPHA`] per run. Layers past the
-//! model's reach are `chaotic` and *not compared*; values below [`UNDERFLOW`]
-//! on both sides are "both vanished", non-finite on both "both overflowed".
+//! **GPU vs CPU mirror** (GPU backend, unless `--no-verify`): the device's
+//! arithmetic class is probed ([`crate::gpu::probe`]) and its activations
+//! checked on a known-answer grid; the CPU then runs the same pass in that
+//! arithmetic ([`crate::net::mirror`]), and every statistics record, dead-unit
+//! counter and Gram entry of every layer, forward and backward, must be
+//! *equal*, bit for bit (NaN as a class). There is no tolerance: a
+//! difference fails and names the first differing layer and statistic. A
+//! device that conforms to no class cannot be verified, and says so: the
+//! check fails rather than passing unchecked.
 //!
 //! **Theory**, two tests, each at false-alarm rate [`ALPHA`] per run:
 //! - *per layer*: `|ln(measured / predicted Var(z_l))|` within `z *
@@ -27,8 +29,8 @@
 
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::net::mirror::{self, Difference};
 use crate::net::theory::{self, LayerTheory, WeightTest};
-use crate::net::tolerance::{self, Calibration, LayerTolerance};
 use crate::net::{Fault, LayerStats, NetConfig, NetStats};
 use serde::Serialize;
 
@@ -43,25 +45,16 @@ pub const ALPHA: f64 = 1e-3;
 /// checked (the weight test still covers them).
 pub const THEORY_BAND_LIMIT: f64 = std::f64::consts::LN_10;
 
-/// A layer against the CPU reference (JSON: the lower-case names).
+/// A layer against the CPU mirror (JSON: the lower-case names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum CpuStatus {
-    /// Every compared statistic within its tolerance.
+    /// Every statistic of the layer, forward and backward, bit-identical.
     #[serde(rename = "match")]
     Match,
-    /// At least one statistic outside its tolerance.
+    /// At least one statistic differs.
     #[serde(rename = "mismatch")]
     Mismatch,
-    /// Beyond the rounding model's reach (chaotic amplification): not compared.
-    #[serde(rename = "chaotic")]
-    Chaotic,
-    /// Below [`UNDERFLOW`] on both sides: not compared.
-    #[serde(rename = "vanished")]
-    Vanished,
-    /// Beyond 1 / [`UNDERFLOW`] or non-finite on both sides: not compared.
-    #[serde(rename = "overflow")]
-    Overflow,
-    /// No reference ran (CPU backend, `--no-verify`).
+    /// No mirror ran (CPU backend, `--no-verify`, or a device of no class).
     #[serde(rename = "not compared")]
     NotCompared,
 }
@@ -72,9 +65,6 @@ impl CpuStatus {
         match self {
             CpuStatus::Match => "match",
             CpuStatus::Mismatch => "mismatch",
-            CpuStatus::Chaotic => "chaotic",
-            CpuStatus::Vanished => "vanished",
-            CpuStatus::Overflow => "overflow",
             CpuStatus::NotCompared => "not compared",
         }
     }
@@ -162,14 +152,8 @@ pub struct LayerReport {
     pub saturated_frac: f64,
     /// NaN/Inf in z, a or delta.
     pub nonfinite: u64,
-    /// Tolerances applied vs the CPU (null when not compared).
-    pub cpu_tolerance: Option<LayerTolerance>,
-    /// Against the CPU reference.
+    /// Against the CPU mirror: every statistic, forward and backward.
     pub cpu_check: CpuStatus,
-    /// Whether the backward statistics were compared (false where only the
-    /// forward ones were: a tolerance beyond the chaos limit, an overflowed
-    /// layer above, or Gram entries near f32's subnormal range).
-    pub cpu_backward_compared: bool,
     /// Against the theory.
     pub theory_check: TheoryStatus,
 }
@@ -177,26 +161,30 @@ pub struct LayerReport {
 /// Verdict of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunVerdict {
-    /// Every compared layer matches the CPU reference; `None` when there was
-    /// no comparison (CPU backend, `--no-verify`) or no layer was comparable.
+    /// The device's raw results equal the CPU mirror's; `None` when no
+    /// comparison was asked for (CPU backend, `--no-verify`). A device that
+    /// conforms to no arithmetic class gives `Some(false)`: asked for, not done.
     pub cpu_match: Option<bool>,
     /// Every checked layer matches the theory and the weight test passed.
     pub theory_match: bool,
-    /// Largest relative GPU-vs-CPU difference over the compared statistics
-    /// (`None` when nothing was compared).
-    pub max_rel_err_cpu: Option<f64>,
-    /// Layers compared with the CPU reference.
+    /// The arithmetic class the mirror ran in (`two-rounding fma` or `fused
+    /// fma`), or why there was none.
+    pub arithmetic: Option<String>,
+    /// Layers compared with the CPU mirror.
     pub compared_layers: usize,
-    /// Layers not compared because of chaotic amplification.
-    pub chaotic_layers: usize,
-    /// Layers whose backward statistics were not compared (chaotic backward).
-    pub backward_not_compared: usize,
+    /// Words compared: every statistics record word, dead-unit counter and
+    /// Gram entry of the pass.
+    pub compared_words: u64,
+    /// The first difference in the order the pass computes, if any.
+    pub first_difference: Option<Difference>,
+    /// Layers whose Var(z) was checked against the theory (the others are n/a).
+    pub theory_layers: usize,
+    /// Layers in the network.
+    pub layers: usize,
     /// First layer with non-finite values (the signal overflowed), if any.
     pub overflow_at: Option<usize>,
     /// The one-step weight test (None if no layer was in range).
     pub weight_test: Option<WeightTest>,
-    /// The device calibration behind the tolerances (GPU runs with verification).
-    pub calibration: Option<Calibration>,
     /// One line per failure.
     pub failures: Vec<String>,
 }
@@ -242,7 +230,7 @@ pub struct RunReport {
     pub sigma_w2: f64,
     /// Seconds on the device.
     pub seconds: f64,
-    /// Seconds of the CPU reference.
+    /// Seconds of the CPU mirror.
     pub cpu_seconds: Option<f64>,
     /// Input statistics.
     pub input_var: f64,
@@ -255,14 +243,6 @@ pub struct RunReport {
     pub final_gram: Vec<f64>,
     /// Verdict.
     pub verdict: RunVerdict,
-}
-
-fn rel(a: f64, b: f64) -> f64 {
-    if a == b {
-        0.0
-    } else {
-        (a - b).abs() / a.abs().max(b.abs())
-    }
 }
 
 /// Runs `cfg` on `backend`, and on the CPU reference too when it is a GPU.
@@ -313,6 +293,78 @@ pub fn run_with_progress(
     )
 }
 
+/// The CPU mirror's verdict on a device pass.
+struct Checked {
+    /// The mirror's statistics (the report's `cpu_*` columns).
+    stats: NetStats,
+    /// The comparison of the raw results, with which layers matched.
+    comparison: mirror::Comparison,
+    /// The arithmetic class the mirror ran in.
+    class: &'static str,
+}
+
+/// What verification of a device pass found.
+enum Verification {
+    /// Not asked for (`--no-verify`) or nothing to verify (CPU backend).
+    None,
+    /// The mirror ran and was compared.
+    Done(Box<Checked>),
+    /// Asked for, but the device conforms to no arithmetic class.
+    Impossible(String),
+}
+
+/// Activation inputs of the known-answer check run before each verified pass:
+/// both zeros, the series thresholds, the exp cut-off, NaN and infinities, and
+/// a sweep of [-20, 20].
+fn activation_kat_inputs() -> Vec<f32> {
+    let mut v: Vec<f32> = (-4000..=4000).map(|i| i as f32 * 0.005).collect();
+    v.extend([
+        0.0,
+        -0.0,
+        0.25,
+        -0.25,
+        0.031_25,
+        -0.031_25,
+        -42.5,
+        42.5,
+        -85.0,
+        85.0,
+        1e30,
+        -1e30,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+    ]);
+    v
+}
+
+/// The device's activation on the known-answer inputs against the mirror's,
+/// bit for bit (NaN as a class): `None` when they agree, else the first input
+/// where they differ.
+fn activation_kat<A: crate::net::arith::Arith>(
+    k: &crate::gpu::kernels::NetKernels,
+    act: crate::net::act::Activation,
+) -> Result<Option<String>> {
+    let xs = activation_kat_inputs();
+    let (a, d) = crate::gpu::network::activation_values(k, &xs)?;
+    let same = |x: f32, y: f32| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+    for (i, &x) in xs.iter().enumerate() {
+        let (wa, wd) = (
+            crate::net::arith::act::<A>(act, x),
+            crate::net::arith::dact::<A>(act, x),
+        );
+        if !same(a[i], wa) || !same(d[i], wd) {
+            return Ok(Some(format!(
+                "its {} at {x:e} is ({:e}, {:e}) where the class gives ({wa:e}, {wd:e})",
+                act.name(),
+                a[i],
+                d[i]
+            )));
+        }
+    }
+    Ok(None)
+}
+
 fn run_inner(
     backend: &Backend,
     cfg: &NetConfig,
@@ -321,32 +373,63 @@ fn run_inner(
     fault: &Fault,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<RunReport> {
+    use crate::gpu::probe::FmaMode;
+    use crate::net::arith::{Fused, Unfused};
     let s = cfg.sigma_w2()?;
-    let (measured, reference, calibration) = match backend {
+    let (measured, verification) = match backend {
         Backend::Gpu(gpu) => {
             let (g, k) = (gpu.generator(), &*gpu.kernels(cfg.act)?);
-            let m = crate::gpu::network::run_with_fault(g, k, cfg, input, fault, progress)?;
-            if verify {
-                let cal = crate::gpu::network::calibrate(g, k, cfg, input.is_none())?;
-                if let Some(p) = progress {
-                    p.stage("CPU reference");
-                }
-                let r = crate::net::reference::run_observed(
-                    cfg,
-                    input,
-                    &Fault::default(),
-                    progress,
-                    &mut |_, _| {},
-                )?;
-                (m, Some(r), Some(cal))
+            let (m, raw, layout) = crate::gpu::network::run_raw(g, k, cfg, input, fault, progress)?;
+            let verification = if !verify {
+                Verification::None
             } else {
-                (m, None, None)
-            }
+                let model = g.context().float_model()?;
+                let class = model.class();
+                let kat = match class {
+                    Some(FmaMode::Fused) => activation_kat::<Fused>(k, cfg.act)?,
+                    Some(_) => activation_kat::<Unfused>(k, cfg.act)?,
+                    None => None,
+                };
+                match (class, kat) {
+                    (None, _) => Verification::Impossible(format!(
+                        "{} conforms to no arithmetic class the CPU can mirror ({})",
+                        g.context().adapter().name,
+                        model.describe()
+                    )),
+                    (Some(_), Some(why)) => Verification::Impossible(format!(
+                        "{} fails the activation known-answer check: {why}",
+                        g.context().adapter().name
+                    )),
+                    (Some(mode), None) => {
+                        if let Some(p) = progress {
+                            p.stage("CPU mirror");
+                        }
+                        let start = std::time::Instant::now();
+                        let (cpu, name) = match mode {
+                            FmaMode::Fused => {
+                                (mirror::run::<Fused>(cfg, input, &layout)?, "fused fma")
+                            }
+                            _ => (
+                                mirror::run::<Unfused>(cfg, input, &layout)?,
+                                "two-rounding fma",
+                            ),
+                        };
+                        let comparison = mirror::compare(cfg, &layout, &raw, &cpu);
+                        let mut stats = mirror::fold(cfg, &layout, &cpu)?;
+                        stats.seconds = start.elapsed().as_secs_f64();
+                        Verification::Done(Box::new(Checked {
+                            stats,
+                            comparison,
+                            class: name,
+                        }))
+                    }
+                }
+            };
+            (m, verification)
         }
         Backend::Cpu => (
             crate::net::reference::run_observed(cfg, input, fault, progress, &mut |_, _| {})?,
-            None,
-            None,
+            Verification::None,
         ),
     };
     if let Some(p) = progress {
@@ -374,93 +457,7 @@ fn run_inner(
         k_in,
         sigma_b2,
     );
-    let checked = reference.as_ref().zip(calibration.as_ref());
-    Ok(assemble(cfg, &s, &measured, checked, &th))
-}
-
-/// The statistics compared with the CPU reference per layer.
-const COMPARED_STATISTICS: usize = 7;
-
-/// One layer against the CPU reference: (status, tolerances, backward
-/// compared, largest relative difference); failures are appended.
-fn compare_layer(
-    m: &LayerStats,
-    c: &LayerStats,
-    tol: &LayerTolerance,
-    failures: &mut Vec<String>,
-) -> (CpuStatus, bool, Option<f64>) {
-    let nonfinite = |t: &LayerStats| t.pre.nonfinite + t.post.nonfinite + t.grad.nonfinite;
-    if m.pre.var < UNDERFLOW && c.pre.var < UNDERFLOW && nonfinite(m) == 0 {
-        return (CpuStatus::Vanished, false, None);
-    }
-    // Near f32's range the GEMMs overflow partially, at places that depend on
-    // summation order: both overflowing is agreement.
-    let blown = |t: &LayerStats| nonfinite(t) > 0 || t.pre.var > 1.0 / UNDERFLOW;
-    if blown(m) && blown(c) {
-        return (CpuStatus::Overflow, false, None);
-    }
-    if !tol.forward {
-        return (CpuStatus::Chaotic, false, None);
-    }
-    let mut checks = vec![
-        ("Var(z)", m.pre.var, c.pre.var, tol.pre_var),
-        ("Var(a)", m.post.var, c.post.var, tol.post_var),
-        ("E[a^2]", m.post.mean_sq, c.post.mean_sq, tol.post_mean_sq),
-    ];
-    if tol.backward {
-        checks.push(("Var(delta)", m.grad.var, c.grad.var, tol.grad_var));
-        checks.push(("||dW||", m.grad_w_norm, c.grad_w_norm, tol.grad_w_norm));
-    }
-    let mut ok = true;
-    let mut max_rel: Option<f64> = None;
-    for (name, a, b, t) in checks {
-        let bad = if !a.is_finite() || !b.is_finite() {
-            a.is_finite() != b.is_finite()
-        } else if a.abs() < UNDERFLOW && b.abs() < UNDERFLOW {
-            false
-        } else {
-            let r = rel(a, b);
-            max_rel = Some(max_rel.map_or(r, |x: f64| x.max(r)));
-            r > t
-        };
-        if bad {
-            ok = false;
-            failures.push(format!(
-                "layer {}: {name} = {a:.6e} on the device but {b:.6e} in the CPU reference \
-                 (relative difference {:.2e}, tolerance {t:.2e})",
-                m.layer,
-                rel(a, b)
-            ));
-        }
-    }
-    for (name, a, b, t) in [
-        (
-            "dead-unit fraction",
-            m.dead_frac,
-            c.dead_frac,
-            tol.dead_frac,
-        ),
-        (
-            "saturated fraction",
-            m.post.saturated_frac,
-            c.post.saturated_frac,
-            tol.saturated_frac,
-        ),
-    ] {
-        if (a - b).abs() > t {
-            ok = false;
-            failures.push(format!(
-                "layer {}: {name} {a:.6} vs CPU {b:.6} (tolerance {t:.1e})",
-                m.layer
-            ));
-        }
-    }
-    let status = if ok {
-        CpuStatus::Match
-    } else {
-        CpuStatus::Mismatch
-    };
-    (status, tol.backward, max_rel)
+    Ok(assemble(cfg, &s, &measured, &verification, &th))
 }
 
 /// One layer against the theory's band.
@@ -494,22 +491,6 @@ fn theory_layer(
         ));
         TheoryStatus::Deviates
     }
-}
-
-/// Per layer: whether any layer at or above it left f32's range in either
-/// run. The backward pass starts at layer L, so delta_l then went through
-/// values whose rounding (which entries overflowed) differs: its statistics
-/// are not compared.
-fn upstream_blown(m: &NetStats, cpu: Option<&NetStats>) -> Vec<bool> {
-    let blown =
-        |t: &LayerStats| t.pre.nonfinite + t.post.nonfinite > 0 || t.pre.var > 1.0 / UNDERFLOW;
-    let depth = m.layers.len();
-    let mut up = vec![false; depth + 1];
-    for i in (0..depth).rev() {
-        let here = blown(&m.layers[i]) || cpu.is_some_and(|c| blown(&c.layers[i]));
-        up[i] = up[i + 1] || here;
-    }
-    up
 }
 
 /// The failure line of a weight test that did not pass.
@@ -559,9 +540,7 @@ impl LayerReport {
             zero_frac: ls.post.zero_frac,
             saturated_frac: ls.post.saturated_frac,
             nonfinite: ls.pre.nonfinite + ls.post.nonfinite + ls.grad.nonfinite,
-            cpu_tolerance: None,
             cpu_check: CpuStatus::NotCompared,
-            cpu_backward_compared: false,
             theory_check: TheoryStatus::NotApplicable,
         }
     }
@@ -571,45 +550,59 @@ fn assemble(
     cfg: &NetConfig,
     s: &[f64],
     m: &NetStats,
-    checked: Option<(&NetStats, &Calibration)>,
+    verification: &Verification,
     th: &[LayerTheory],
 ) -> RunReport {
     let depth = cfg.depth();
     let z_theory = crate::stats::normal_quantile(1.0 - ALPHA / (2.0 * depth as f64));
-    let z_cpu = tolerance::quantile(tolerance::ALPHA, COMPARED_STATISTICS * depth);
-    let tols = checked.map(|(c, cal)| tolerance::network(cfg, th, c, cal, z_cpu));
     let mut failures = Vec::new();
-    let mut max_rel: Option<f64> = None;
-    let (mut compared, mut chaotic, mut back_skipped) = (0usize, 0usize, 0usize);
+    let checked = match verification {
+        Verification::Done(c) => Some(&**c),
+        _ => None,
+    };
     let mut layers = Vec::with_capacity(depth);
-    let upstream_blown = upstream_blown(m, checked.map(|(c, _)| c));
     for (i, ls) in m.layers.iter().enumerate() {
-        let cpu = checked.map(|(c, _)| &c.layers[i]);
-        let tol = tols.as_ref().map(|t| LayerTolerance {
-            backward: t[i].backward && !upstream_blown[i],
-            ..t[i]
-        });
-        let (cpu_check, backward, r) = match (cpu, &tol) {
-            (Some(c), Some(t)) => compare_layer(ls, c, t, &mut failures),
-            _ => (CpuStatus::NotCompared, false, None),
+        let cpu = checked.map(|c| &c.stats.layers[i]);
+        let cpu_check = match checked {
+            Some(c) if c.comparison.layer_equal.get(i) == Some(&true) => CpuStatus::Match,
+            Some(_) => CpuStatus::Mismatch,
+            None => CpuStatus::NotCompared,
         };
-        if let Some(r) = r {
-            max_rel = Some(max_rel.map_or(r, |x: f64| x.max(r)));
-        }
-        if cpu_check.compared() {
-            compared += 1;
-            back_skipped += usize::from(!backward);
-        }
-        chaotic += usize::from(cpu_check == CpuStatus::Chaotic);
         let theory_check = theory_layer(ls, &th[i], z_theory, &mut failures);
         layers.push(LayerReport {
-            cpu_tolerance: tol.filter(|_| cpu_check.compared()),
             cpu_check,
-            cpu_backward_compared: backward,
             theory_check,
             ..LayerReport::measured(ls, &th[i], cpu)
         });
     }
+    let cpu_match = match verification {
+        Verification::None => None,
+        Verification::Done(c) => {
+            if let Some(d) = &c.comparison.first_difference {
+                failures.insert(
+                    0,
+                    format!(
+                        "layer {}: {} differs from the CPU mirror (device bits {:08x}, mirror {:08x}); \
+                         {} of {} layers bit-identical",
+                        d.layer,
+                        d.statistic,
+                        d.device,
+                        d.mirror,
+                        c.comparison.layer_equal.iter().filter(|&&e| e).count(),
+                        depth
+                    ),
+                );
+            }
+            Some(c.comparison.first_difference.is_none())
+        }
+        Verification::Impossible(why) => {
+            failures.insert(
+                0,
+                format!("GPU vs CPU: not verified: {why}; run with --backend cpu, or --no-verify"),
+            );
+            Some(false)
+        }
+    };
     let overflow_at = m
         .layers
         .iter()
@@ -620,12 +613,14 @@ fn assemble(
     if let Some(w) = weight_test.filter(|w| !w.pass) {
         failures.push(weight_failure(&w));
     }
-    let cpu_match = (checked.is_some() && compared > 0)
-        .then(|| !layers.iter().any(|l| l.cpu_check == CpuStatus::Mismatch));
     let theory_match = !layers
         .iter()
         .any(|l| l.theory_check == TheoryStatus::Deviates)
         && weight_test.is_none_or(|w| w.pass);
+    let theory_layers = layers
+        .iter()
+        .filter(|l| l.theory_check != TheoryStatus::NotApplicable)
+        .count();
     RunReport {
         scheme: cfg.scheme.name(),
         activation: cfg.act.name(),
@@ -638,7 +633,7 @@ fn assemble(
         seed: cfg.seed,
         sigma_w2: s[0],
         seconds: m.seconds,
-        cpu_seconds: checked.map(|(c, _)| c.seconds),
+        cpu_seconds: checked.map(|c| c.stats.seconds),
         input_var: m.input.var,
         layers,
         final_cosine: final_cosine(m, cfg.batch as usize),
@@ -646,13 +641,18 @@ fn assemble(
         verdict: RunVerdict {
             cpu_match,
             theory_match,
-            max_rel_err_cpu: max_rel,
-            compared_layers: compared,
-            chaotic_layers: chaotic,
-            backward_not_compared: back_skipped,
+            arithmetic: match verification {
+                Verification::Done(c) => Some(c.class.to_string()),
+                Verification::Impossible(why) => Some(format!("none: {why}")),
+                Verification::None => None,
+            },
+            compared_layers: checked.map_or(0, |c| c.comparison.layers),
+            compared_words: checked.map_or(0, |c| c.comparison.words),
+            first_difference: checked.and_then(|c| c.comparison.first_difference.clone()),
+            theory_layers,
+            layers: depth,
             overflow_at,
             weight_test,
-            calibration: checked.map(|(_, c)| *c),
             failures,
         },
     }

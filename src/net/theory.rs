@@ -265,7 +265,8 @@ pub fn weight_test(
     layers: &[crate::net::LayerStats],
     alpha: f64,
 ) -> Option<WeightTest> {
-    use crate::net::tolerance::U;
+    // f32's unit roundoff, 2^-24.
+    const U: f64 = 5.960_464_477_539_063e-8;
     let ok = |x: f64| x.is_finite() && (1e-30..1e30).contains(&x);
     let (mut sum, mut var, mut used) = (0.0f64, 0.0f64, 0usize);
     let mut prev_finite = true;

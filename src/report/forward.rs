@@ -58,27 +58,24 @@ pub fn layers_table(r: &RunReport) -> String {
 
 /// The verdict lines: the CPU reference, then theory and the weight test.
 pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
-    let cpu = match (v.cpu_match, v.max_rel_err_cpu) {
-        (None, _) => not_compared.to_string(),
-        (Some(ok), r) => format!(
-            "{} ({} layers compared, max relative difference {}{}{})",
-            if ok { "match" } else { "MISMATCH" },
+    let cpu = match v.cpu_match {
+        None => not_compared.to_string(),
+        Some(true) => format!(
+            "bit-identical ({} layers, {} words compared, {} arithmetic)",
             v.compared_layers,
-            r.map_or("n/a".to_string(), |r| format!("{r:.2e}")),
-            if v.chaotic_layers > 0 {
-                format!(", {} chaotic layers not compared", v.chaotic_layers)
-            } else {
-                String::new()
-            },
-            if v.backward_not_compared > 0 {
-                format!(
-                    ", backward not compared in {} layers",
-                    v.backward_not_compared
-                )
-            } else {
-                String::new()
-            }
+            v.compared_words,
+            v.arithmetic.as_deref().unwrap_or("?")
         ),
+        Some(false) => match &v.first_difference {
+            Some(d) => format!(
+                "DIFFERS from layer {}: {} ({} layers, {} words compared)",
+                d.layer, d.statistic, v.compared_layers, v.compared_words
+            ),
+            None => format!(
+                "NOT VERIFIED: {}",
+                v.arithmetic.as_deref().unwrap_or("no arithmetic class")
+            ),
+        },
     };
     let weights = match &v.weight_test {
         Some(w) => format!(
@@ -92,11 +89,13 @@ pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
         None => "weight test n/a (no layer in f32 range)".to_string(),
     };
     let mut s = String::new();
-    let _ = writeln!(s, "verdict: CPU reference {cpu}");
+    let _ = writeln!(s, "verdict: CPU mirror {cpu}");
     let _ = writeln!(
         s,
-        "         theory {}; {weights}",
-        if v.theory_match { "match" } else { "DEVIATES" }
+        "         theory {} ({} of {} layers checked, the rest n/a); {weights}",
+        if v.theory_match { "match" } else { "DEVIATES" },
+        v.theory_layers,
+        v.layers
     );
     if let Some(l) = v.overflow_at {
         let _ = writeln!(s, "the signal overflowed f32 at layer {l}");
