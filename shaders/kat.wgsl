@@ -21,14 +21,18 @@ fn philox_kat(@builtin(global_invocation_id) gid: vec3<u32>) {
 }
 
 // Unit values of the integer program for 24-bit inputs: invocation i takes
-// k = kat_in[0] + i and writes (r cos, r sin, truncated) of the word k << 8
-// (the normal pair uses it as both words) to kat_out[3i .. 3i + 3].
+// k = kat_in[0] + i and writes (r cos, r sin, truncated) to kat_out[3i ..
+// 3i + 3], the radius of k << 8, the angle of PERMUTE(k) << 8 (an odd
+// multiplier is a bijection mod 2^24, so the 2^24 invocations cover every
+// radius input and every angle input once) and the truncated value of k << 8.
+const PERMUTE: u32 = 0x9E3779B1u;
 @compute @workgroup_size(256)
 fn unit_kat(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = gid.x;
     if (3u * i + 2u >= arrayLength(&kat_out)) { return; }
-    let w = (kat_in[0] + i) << 8u;
-    let n = normal_pair_bits(w, w);
+    let k = kat_in[0] + i;
+    let w = k << 8u;
+    let n = normal_pair_bits(w, (k * PERMUTE) << 8u);
     kat_out[3u * i] = n.x;
     kat_out[3u * i + 1u] = n.y;
     kat_out[3u * i + 2u] = truncated_bits(w);

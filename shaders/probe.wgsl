@@ -8,6 +8,7 @@
 //   out[5] = min(nan, one)     and of min
 //   out[6] = tiny + tiny       subnormal addition
 //   out[7] = floor(h)          floor of a value just below an integer
+//   out[8] = frexp(tiny).exp   frexp of a subnormal (reported only)
 
 @group(0) @binding(0) var<storage, read> probe_in: array<u32>;
 @group(0) @binding(1) var<storage, read_write> probe_out: array<u32>;
@@ -41,4 +42,7 @@ fn float_probe() {
     put(5u, min(nan, one));
     put(6u, tiny + tiny);
     put(7u, floor(h));
+    if (8u < arrayLength(&probe_out)) {
+        probe_out[8] = bitcast<u32>(frexp(tiny).exp);
+    }
 }

@@ -66,9 +66,13 @@ fn partial_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     }
     let m = red_f[0];
     workgroupBarrier();
+    // frexp(m).exp clamped to [-126, 126], from the bits: the exponent field
+    // minus 126 (a subnormal m, field 0, clamps to -126 either way). Integer
+    // operations, so no device's frexp on subnormals matters (lavapipe's is
+    // wrong there).
     var e = 0i;
-    if (m > 0.0) { e = clamp(frexp(m).exp, -126i, 126i); }
-    let inv = ldexp(1.0, -e);
+    if (m > 0.0) { e = clamp(i32((bitcast<u32>(m) >> 23u) & 0xffu) - 126i, -126i, 126i); }
+    let inv = bitcast<f32>(u32(127i - e) << 23u);
 
     var s1 = 0.0;
     var s2 = 0.0;
@@ -104,7 +108,7 @@ fn partial_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     if (l == 0u) {
         let r = (rp.rec + g) * RECORD_WORDS;
         if (r + 7u < arrayLength(&recs)) {
-            recs[r] = bitcast<u32>(ldexp(1.0, e));
+            recs[r] = u32(127i + e) << 23u;
             recs[r + 1u] = bitcast<u32>(red_f[0]);
             recs[r + 2u] = bitcast<u32>(red_g[0]);
             recs[r + 3u] = red_u[0].x;

@@ -54,13 +54,15 @@ fn device_passes_equal_the_cpu_mirror_bit_for_bit() {
     };
     let gpu = Gpu::new(ctx).expect("gpu");
     // (width, depth, batch, multiplier, bias): batches 1, 2, 3 and one larger
-    // than the width; multipliers that vanish (0.25) and overflow (64).
+    // than the width; multipliers that vanish (0.25; 0.01, into f32's
+    // subnormals and to zero) and overflow (64).
     let grid: &[(u64, usize, u64, f64, f64)] = &[
         (33, 4, 1, 1.0, 0.0),
         (40, 6, 2, 1.0, 0.1),
         (65, 5, 3, 1.0, 0.0),
         (24, 3, 50, 1.0, 0.05),
         (48, 40, 8, 0.25, 0.0),
+        (48, 40, 8, 0.01, 0.0),
         (48, 30, 8, 64.0, 0.0),
         (130, 8, 16, 1.0, 0.0),
     ];

@@ -1,12 +1,15 @@
-"""Independent re-implementation of deepinit's RNG mapping in numpy, written
-from docs/reference.md ("RNG mapping") alone, in exact integer arithmetic.
+"""A second implementation of deepinit's RNG mapping in numpy, in exact integer
+arithmetic: Philox from the README's "The RNG mapping (exact)" section, and the
+fixed-point program of the normal and truncated values step by step after
+src/rng/fixed.rs, whose coefficient tables it reads. It proves that the shipped
+bits are reproducible outside Rust from the documented program; the accuracy of
+that program against the exact functions is tested in src/rng/fixed.rs.
 Used by tests/cli.rs and tests/model.rs:
 
     python3 tests/numpy_mapping.py FILE.npy DIST STD SEED TENSOR_ID
 
 loads FILE.npy (written by `deepinit init`), recomputes every element and
-exits 0 if every one agrees bit for bit. The polynomial coefficient tables are
-read from src/rng/fixed.rs (their one source); everything else is here.
+exits 0 if every one agrees bit for bit.
 """
 import math
 import os

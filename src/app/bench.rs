@@ -580,7 +580,7 @@ fn he_relu(width: u64, depth: usize, batch: u64) -> crate::net::NetConfig {
     )
 }
 
-/// The CPU backend's whole deep pass (fast f32 draws, He init, ReLU): what
+/// The CPU backend's whole deep pass (exact draws, He init, ReLU): what
 /// `deepinit forward --backend cpu` runs. Self-check: layer 1's
 /// pre-activations z = x W^T, with N(0, 1) inputs and N(0, 2/n) weights,
 /// have variance 2; the check allows 10%, over 9 standard errors even at the
@@ -593,7 +593,7 @@ fn cpu_pass_row(opts: &BenchOptions) -> Result<Row> {
     })?;
     Ok(Row {
         group: "cpu",
-        name: "deep pass on the CPU backend (fast f32 draws)".into(),
+        name: "deep pass on the CPU backend (exact draws)".into(),
         size: format!("width {width}, depth {depth}, batch {batch}, fwd+bwd"),
         rate: t.median_s * 1e3 / depth as f64,
         unit: "ms/layer",

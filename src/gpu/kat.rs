@@ -48,10 +48,15 @@ fn check_variant(ctx: &GpuContext, mulhi: MulHi) -> Result<()> {
     Ok(())
 }
 
+/// The odd multiplier (a bijection mod 2^24) that pairs each radius input of
+/// [`unit_values`] with a different angle input (`PERMUTE` in `kat.wgsl`).
+pub const UNIT_KAT_PERMUTE: u32 = 0x9E37_79B1;
+
 /// For every k in 0 .. 2^24, the device's `(r cos, r sin, truncated)` unit
-/// value bits for the word `k << 8` (the normal pair takes it as both words):
-/// [`crate::rng::fixed::normal_pair_bits`] and
-/// [`crate::rng::fixed::truncated_bits`] on the device, in four launches.
+/// value bits: [`crate::rng::fixed::normal_pair_bits`] of the words `k << 8`
+/// and `(k * UNIT_KAT_PERMUTE mod 2^24) << 8` (every radius input and every
+/// angle input once) and [`crate::rng::fixed::truncated_bits`] of `k << 8`, on
+/// the device, in four launches.
 pub fn unit_values(ctx: &GpuContext, mulhi: MulHi) -> Result<Vec<[u32; 3]>> {
     check_variant(ctx, mulhi)?;
     const PART: u32 = 1 << 22;

@@ -50,6 +50,9 @@ pub struct FloatModel {
     pub nan_min_max: NanMinMax,
     /// Whether `floor` is exact on the probe value.
     pub floor_exact: bool,
+    /// Whether `frexp` gives a subnormal's exponent (information only:
+    /// deepinit's kernels take exponents from the bits; lavapipe's is wrong).
+    pub frexp_subnormal: bool,
 }
 
 impl FloatModel {
@@ -93,13 +96,16 @@ impl FloatModel {
         if !self.floor_exact {
             s.push_str(", floor inexact");
         }
+        if !self.frexp_subnormal {
+            s.push_str(", frexp wrong on subnormals");
+        }
         s
     }
 }
 
 /// The probe's inputs: `a = b = 1 + 2^-23` and `c = -(1 + 2^-22)`, so the
 /// exact `a b + c` is 2^-46 (fused) while `a * b` rounds to `1 + 2^-22`
-/// (unfused: 0); a subnormal 2^-140 and 1; `p = q = 2^-70`, whose product
+/// (unfused: 0); a subnormal 2^-143 and 1; `p = q = 2^-70`, whose product
 /// 2^-140 is subnormal; a quiet NaN; `h = 3 - 2^-22`.
 const INPUTS: [u32; 9] = [
     0x3F80_0001,
@@ -113,8 +119,14 @@ const INPUTS: [u32; 9] = [
     0x403F_FFFF,
 ];
 
-/// Interprets the probe's eight answers.
-pub fn classify(out: &[u32; 8]) -> FloatModel {
+/// The probe's answers.
+pub const ANSWERS: usize = 9;
+
+/// `frexp(2^-143).exp`: 2^-143 = 0.5 * 2^-142.
+const TINY_FREXP_EXP: i32 = -142;
+
+/// Interprets the probe's answers.
+pub fn classify(out: &[u32; ANSWERS]) -> FloatModel {
     let f = |i: usize| f32::from_bits(INPUTS[i]);
     let (a, b, c) = (f(0), f(1), f(2));
     let fused = a.mul_add(b, c).to_bits();
@@ -144,6 +156,7 @@ pub fn classify(out: &[u32; 8]) -> FloatModel {
         subnormal_results: out[3] == (f(5) * f(6)).to_bits(),
         nan_min_max: if mx == mn { mx } else { NanMinMax::Mixed },
         floor_exact: out[7] == 2f32.to_bits(),
+        frexp_subnormal: out[8] as i32 == TINY_FREXP_EXP,
     }
 }
 
@@ -161,7 +174,7 @@ pub fn probe(ctx: &GpuContext) -> Result<FloatModel> {
             });
         let output = ctx.device().create_buffer(&wgpu::BufferDescriptor {
             label: Some("probe out"),
-            size: 32,
+            size: 4 * ANSWERS as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
@@ -181,8 +194,8 @@ pub fn probe(ctx: &GpuContext) -> Result<FloatModel> {
     })
     .record(ctx, &mut enc)?;
     ctx.queue().submit([enc.finish()]);
-    let words = ctx.read_words(&output, 8)?;
-    let out: [u32; 8] = words
+    let words = ctx.read_words(&output, ANSWERS as u64)?;
+    let out: [u32; ANSWERS] = words
         .try_into()
         .map_err(|_| Error::internal("float probe", "short read-back"))?;
     Ok(classify(&out))
@@ -200,6 +213,8 @@ mod tests {
         assert!(f(3).is_subnormal() && (f(5) * f(6)).is_subnormal());
         assert!(f(7).is_nan());
         assert_eq!(f(8).floor(), 2.0);
+        assert_eq!(f(3), 2f32.powi(-143));
+        assert_eq!(f64::from(f(3)) / 2f64.powi(TINY_FREXP_EXP), 0.5);
     }
 
     #[test]
@@ -215,6 +230,7 @@ mod tests {
                 1f32.to_bits(),
                 2 * INPUTS[3],
                 2f32.to_bits(),
+                TINY_FREXP_EXP as u32,
             ]
         };
         let fused = f(0).mul_add(f(1), f(2));
@@ -241,5 +257,9 @@ mod tests {
         let mut odd = ieee(unfused, unfused);
         odd[0] = 0x3F80_0000;
         assert_eq!(classify(&odd).fma, FmaMode::Other);
+        // frexp on a subnormal is reported, not required.
+        let mut fr = ieee(unfused, unfused);
+        fr[8] = 0;
+        assert!(!classify(&fr).frexp_subnormal && classify(&fr).class().is_some());
     }
 }

@@ -11,7 +11,7 @@
 //! same bits: [`Fused`] and [`Unfused`] are the two classes.
 //!
 //! `exp` is a Cody-Waite reduction `x = n ln 2 + r` (the high part of ln 2 has
-//! 16 significant bits, so `n * LN2_HI` is exact for |n| <= 256 and both
+//! 15 significant bits, so `n * LN2_HI` is exact for |n| <= 511 and both
 //! classes round that step once), a degree-7 Taylor polynomial of `e^r` on
 //! |r| <= 0.35 (truncation below 5e-9 relative), and the scaling by `2^n` as an
 //! integer add to the exponent field; below `EXP_MIN` = -85 it is 0, so no
@@ -56,7 +56,7 @@ impl Arith for Unfused {
 pub const OPAQUE_ZERO: f32 = 0.0;
 /// log2(e) in f32.
 pub const LOG2E: f32 = std::f32::consts::LOG2_E;
-/// ln 2, high part: 16 significant bits (0x3F317200).
+/// ln 2, high part: 15 significant bits (0x3F317200).
 pub const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
 /// ln 2 - LN2_HI, rounded to f32.
 pub const LN2_LO: f32 = (std::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
@@ -380,8 +380,9 @@ mod tests {
     fn constants_are_their_values() {
         assert_eq!(LN2_HI.to_bits(), 0x3F31_7200);
         assert!((f64::from(LN2_HI) + f64::from(LN2_LO) - std::f64::consts::LN_2).abs() < 1e-13);
-        // n * LN2_HI is exact for |n| <= 256: 16 significant bits plus 9.
-        assert_eq!(LN2_HI.to_bits() & 0xFF, 0);
+        // n * LN2_HI is exact for |n| <= 511 (|n| <= 123 here): 15
+        // significant bits plus 9 fit in 24.
+        assert_eq!(LN2_HI.to_bits() & 0x1FF, 0);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! One network configuration run on the GPU (or the CPU backend), checked
-//! against the CPU reference and against mean-field theory, with a verdict.
+//! against the CPU mirror of the device's arithmetic and against mean-field
+//! theory, with a verdict.
 //!
 //! # The checks and their false-alarm rates
 //!
@@ -138,11 +139,11 @@ pub struct LayerReport {
     pub theory_grad_var: f64,
     /// chi_1 at this layer.
     pub chi1: f64,
-    /// The CPU reference's Var(z_l) (null on the CPU backend).
+    /// The CPU mirror's Var(z_l) (null when nothing was compared).
     pub cpu_pre_var: Option<f64>,
-    /// The CPU reference's Var(delta_l).
+    /// The CPU mirror's Var(delta_l).
     pub cpu_grad_var: Option<f64>,
-    /// The CPU reference's ||dW_l||_F.
+    /// The CPU mirror's ||dW_l||_F.
     pub cpu_grad_w_norm: Option<f64>,
     /// Fraction of units zero for the whole batch.
     pub dead_frac: f64,
@@ -185,6 +186,8 @@ pub struct RunVerdict {
     pub overflow_at: Option<usize>,
     /// The one-step weight test (None if no layer was in range).
     pub weight_test: Option<WeightTest>,
+    /// Why there is no weight test, when there is none.
+    pub weight_test_na: Option<String>,
     /// One line per failure.
     pub failures: Vec<String>,
 }
@@ -653,6 +656,16 @@ fn assemble(
             layers: depth,
             overflow_at,
             weight_test,
+            weight_test_na: weight_test.is_none().then(|| {
+                if cfg.batch < 2 {
+                    "it needs a batch of at least 2 (each unit is centred over the batch, which \
+                     leaves nothing of one sample)"
+                        .to_string()
+                } else {
+                    "no layer was in f32's range with a batch spread wider than its rounding"
+                        .to_string()
+                }
+            }),
             failures,
         },
     }

@@ -86,7 +86,10 @@ pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
             w.critical,
             if w.pass { "ok" } else { "FAIL" }
         ),
-        None => "weight test n/a (no layer in f32 range)".to_string(),
+        None => format!(
+            "weight test n/a: {}",
+            v.weight_test_na.as_deref().unwrap_or("not run")
+        ),
     };
     let mut s = String::new();
     let _ = writeln!(s, "verdict: CPU mirror {cpu}");

@@ -23,7 +23,8 @@
 //! integer program of [`crate::rng::fixed`] (no float operation; within 0.6
 //! ULP of the exact values above), so they are the same bits on every device;
 //! the one float operation of every distribution is the final multiply by
-//! `scale`, correctly rounded everywhere.
+//! `scale`, correctly rounded on every device (unless the product falls below
+//! 2^-126 on a device that flushes subnormals: a std below about 1e-28).
 
 use crate::rng::fixed;
 use crate::rng::philox::block_words;

@@ -107,7 +107,7 @@ fn fill_body(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out:
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx512cd,avx2")]
 fn fill_avx512(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: &mut [f32]) {
     fill_body(dist, scale, seed, tensor_id, start, out)
 }
@@ -126,6 +126,7 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
         if std::arch::is_x86_feature_detected!("avx512f")
             && std::arch::is_x86_feature_detected!("avx512dq")
             && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512cd")
             && std::arch::is_x86_feature_detected!("avx2")
         {
             // SAFETY: the features the function is compiled for were detected.
