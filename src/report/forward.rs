@@ -93,12 +93,17 @@ pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
     };
     let mut s = String::new();
     let _ = writeln!(s, "verdict: CPU mirror {cpu}");
+    // Coverage first: "match" only when most layers were checked.
+    let theory = match (v.theory_match, v.theory_layers) {
+        (false, _) => "DEVIATES".to_string(),
+        (true, 0) => "not checked on any layer (all n/a)".to_string(),
+        (true, k) if 2 * k < v.layers => format!("no deviation on the {k} checked layers"),
+        (true, _) => "match".to_string(),
+    };
     let _ = writeln!(
         s,
-        "         theory {} ({} of {} layers checked, the rest n/a); {weights}",
-        if v.theory_match { "match" } else { "DEVIATES" },
-        v.theory_layers,
-        v.layers
+        "         theory {theory} ({} of {} layers checked, the rest n/a); {weights}",
+        v.theory_layers, v.layers
     );
     if let Some(l) = v.overflow_at {
         let _ = writeln!(s, "the signal overflowed f32 at layer {l}");
