@@ -453,9 +453,16 @@ fn gram<A: Arith>(x: &[f32], b: usize, n: usize, out: &mut [f32]) {
     chain::<A>(b, b, n, x, &xt, out, false);
 }
 
+/// Rows and columns of C that one register tile of [`chain`] holds.
+const MR: usize = 4;
+const NR: usize = 16;
+
 /// C (m x n) = [C +] A (m x k) B (k x n), all row-major and dense: each
 /// element the ascending-k chain `acc = fma(a, b, acc)` from +0, then stored
-/// or added to C. Rows are split across threads; four rows share each row of B.
+/// or added to C. B is packed into panels of [`NR`] columns; each MR x NR tile
+/// of C stays in registers for the whole chain; rows are split across threads.
+/// Blocking changes which elements are computed together, never an
+/// element's own sequence of operations.
 pub fn chain<A: Arith>(
     m: usize,
     n: usize,
@@ -468,22 +475,39 @@ pub fn chain<A: Arith>(
     if m == 0 || n == 0 {
         return;
     }
-    let per = m.div_ceil(cpu::threads()).max(4).next_multiple_of(4);
+    let panels = n.div_ceil(NR);
+    let mut bp = vec![0f32; panels * k * NR];
+    for kk in 0..k {
+        for p in 0..panels {
+            let (j0, w) = (p * NR, NR.min(n - p * NR));
+            bp[(p * k + kk) * NR..(p * k + kk) * NR + w]
+                .copy_from_slice(&b[kk * n + j0..kk * n + j0 + w]);
+        }
+    }
+    let per = m.div_ceil(cpu::threads()).max(MR).next_multiple_of(MR);
+    let bp = &bp;
     std::thread::scope(|s| {
         for (t, rows) in c[..m * n].chunks_mut(per * n).enumerate() {
             let a = &a[t * per * k..];
-            s.spawn(move || chain_rows::<A>(rows, n, k, a, b, accumulate));
+            s.spawn(move || chain_rows::<A>(rows, n, k, a, bp, accumulate));
         }
     });
 }
 
-fn chain_rows<A: Arith>(c: &mut [f32], n: usize, k: usize, a: &[f32], b: &[f32], accumulate: bool) {
+fn chain_rows<A: Arith>(
+    c: &mut [f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    bp: &[f32],
+    accumulate: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: the features the function is compiled for were detected.
-        return unsafe { chain_rows_avx2::<A>(c, n, k, a, b, accumulate) };
+        return unsafe { chain_rows_avx2::<A>(c, n, k, a, bp, accumulate) };
     }
-    chain_body::<A>(c, n, k, a, b, accumulate)
+    chain_body::<A>(c, n, k, a, bp, accumulate)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -493,47 +517,52 @@ fn chain_rows_avx2<A: Arith>(
     n: usize,
     k: usize,
     a: &[f32],
-    b: &[f32],
+    bp: &[f32],
     accumulate: bool,
 ) {
-    chain_body::<A>(c, n, k, a, b, accumulate)
+    chain_body::<A>(c, n, k, a, bp, accumulate)
 }
 
 #[inline(always)]
-fn chain_body<A: Arith>(c: &mut [f32], n: usize, k: usize, a: &[f32], b: &[f32], accumulate: bool) {
+fn chain_body<A: Arith>(
+    c: &mut [f32],
+    n: usize,
+    k: usize,
+    a: &[f32],
+    bp: &[f32],
+    accumulate: bool,
+) {
     let rows = c.len() / n;
-    let mut acc = vec![0f32; 4 * n];
-    let mut i = 0;
-    while i < rows {
-        let r = (rows - i).min(4);
-        acc[..r * n].fill(0.0);
-        let (a0, rest) = acc.split_at_mut(n);
-        let (a1, rest) = rest.split_at_mut(n);
-        let (a2, a3) = rest.split_at_mut(n);
-        for kk in 0..k {
-            let brow = &b[kk * n..(kk + 1) * n];
-            let v = |q: usize| if q < r { a[(i + q) * k + kk] } else { 0.0 };
-            let (v0, v1, v2, v3) = (v(0), v(1), v(2), v(3));
-            for j in 0..n {
-                let bj = brow[j];
-                a0[j] = A::fma(v0, bj, a0[j]);
-                a1[j] = A::fma(v1, bj, a1[j]);
-                a2[j] = A::fma(v2, bj, a2[j]);
-                a3[j] = A::fma(v3, bj, a3[j]);
-            }
-        }
-        for q in 0..r {
-            let dst = &mut c[(i + q) * n..(i + q + 1) * n];
-            let src = &acc[q * n..(q + 1) * n];
-            if accumulate {
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += s;
+    let panels = n.div_ceil(NR);
+    let mut i0 = 0;
+    while i0 < rows {
+        let r = (rows - i0).min(MR);
+        // Rows past the end read the last row again; their results are dropped.
+        let off: [usize; MR] = std::array::from_fn(|q| (i0 + q).min(rows - 1) * k);
+        for p in 0..panels {
+            let panel = &bp[p * k * NR..(p + 1) * k * NR];
+            let mut acc = [[0f32; NR]; MR];
+            for (kk, bv) in panel.chunks_exact(NR).enumerate() {
+                let av: [f32; MR] = std::array::from_fn(|q| a[off[q] + kk]);
+                for q in 0..MR {
+                    for j in 0..NR {
+                        acc[q][j] = A::fma(av[q], bv[j], acc[q][j]);
+                    }
                 }
-            } else {
-                dst.copy_from_slice(src);
+            }
+            let (j0, w) = (p * NR, NR.min(n - p * NR));
+            for (q, tile_row) in acc.iter().enumerate().take(r) {
+                let dst = &mut c[(i0 + q) * n + j0..(i0 + q) * n + j0 + w];
+                if accumulate {
+                    for (d, s) in dst.iter_mut().zip(tile_row) {
+                        *d += s;
+                    }
+                } else {
+                    dst.copy_from_slice(&tile_row[..w]);
+                }
             }
         }
-        i += r;
+        i0 += r;
     }
 }
 
