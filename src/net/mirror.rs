@@ -459,7 +459,7 @@ const NR: usize = 16;
 
 /// C (m x n) = [C +] A (m x k) B (k x n), all row-major and dense: each
 /// element the ascending-k chain `acc = fma(a, b, acc)` from +0, then stored
-/// or added to C. B is packed into panels of [`NR`] columns; each MR x NR tile
+/// or added to C. B is packed into panels of 16 columns; each 4 x 16 tile
 /// of C stays in registers for the whole chain; rows are split across threads.
 /// Blocking changes which elements are computed together, never an
 /// element's own sequence of operations.
