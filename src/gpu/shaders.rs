@@ -142,6 +142,19 @@ impl Store {
     }
 }
 
+/// What the generation and known-answer modules share: the prelude, the
+/// multiply, Philox, and the integer program with its generated constants.
+fn rng_library(mulhi: MulHi) -> String {
+    [
+        &prelude(),
+        mulhi.source(),
+        PHILOX,
+        &crate::rng::fixed::wgsl_constants(),
+        FIXED,
+    ]
+    .join("\n")
+}
+
 /// The weight generation module (entry points `gen_bits`, `gen_normal`,
 /// `gen_uniform`, `gen_truncated`) with the given multiply and store.
 pub fn init_module(mulhi: MulHi, store: Store) -> Module {
@@ -154,16 +167,7 @@ pub fn init_module(mulhi: MulHi, store: Store) -> Module {
         },
         needs_int64: mulhi == MulHi::Int64,
         needs_subgroups: false,
-        source: [
-            &prelude(),
-            mulhi.source(),
-            PHILOX,
-            &crate::rng::fixed::wgsl_constants(),
-            FIXED,
-            INIT,
-            store.source(),
-        ]
-        .join("\n"),
+        source: [&rng_library(mulhi), INIT, store.source()].join("\n"),
     }
 }
 
@@ -176,15 +180,7 @@ pub fn kat_module(mulhi: MulHi) -> Module {
         },
         needs_int64: mulhi == MulHi::Int64,
         needs_subgroups: false,
-        source: [
-            &prelude(),
-            mulhi.source(),
-            PHILOX,
-            &crate::rng::fixed::wgsl_constants(),
-            FIXED,
-            KAT,
-        ]
-        .join("\n"),
+        source: [&rng_library(mulhi), KAT].join("\n"),
     }
 }
 

@@ -408,15 +408,8 @@ fn run_inner(
                             p.stage("CPU mirror");
                         }
                         let start = std::time::Instant::now();
-                        let (cpu, name) = match mode {
-                            FmaMode::Fused => {
-                                (mirror::run::<Fused>(cfg, input, &layout)?, "fused fma")
-                            }
-                            _ => (
-                                mirror::run::<Unfused>(cfg, input, &layout)?,
-                                "two-rounding fma",
-                            ),
-                        };
+                        let cpu = mirror::run_in(mode, cfg, input, &layout)?;
+                        let name = mirror::class_name(mode);
                         let comparison = mirror::compare(cfg, &layout, &raw, &cpu);
                         let mut stats = mirror::fold(cfg, &layout, &cpu)?;
                         stats.seconds = start.elapsed().as_secs_f64();

@@ -19,10 +19,10 @@
 use crate::error::{Error, Result};
 use crate::gpu::kernels::fold_records;
 use crate::gpu::layout::{RECORD_ELEMS, RECORD_WORDS, RED_ITEMS, RED_WORKGROUP};
+use crate::gpu::probe::FmaMode;
 use crate::net::arith::{self, Arith};
-use crate::net::{self, LayerStats, NetConfig, NetStats};
+use crate::net::{self, reference, Fault, LayerStats, NetConfig, NetStats};
 use crate::rng::cpu;
-use crate::rng::dist::Dist;
 use serde::Serialize;
 
 /// A pass's raw results as the device leaves them in its buffers.
@@ -300,6 +300,27 @@ pub fn compare(cfg: &NetConfig, layout: &PassLayout, dev: &RawPass, cpu: &RawPas
     }
 }
 
+/// [`run`] in the probed arithmetic class: fused `fma`, else two roundings.
+pub fn run_in(
+    class: FmaMode,
+    cfg: &NetConfig,
+    input: Option<&[f32]>,
+    layout: &PassLayout,
+) -> Result<RawPass> {
+    match class {
+        FmaMode::Fused => run::<arith::Fused>(cfg, input, layout),
+        _ => run::<arith::Unfused>(cfg, input, layout),
+    }
+}
+
+/// How [`run_in`] names a class in reports.
+pub fn class_name(class: FmaMode) -> &'static str {
+    match class {
+        FmaMode::Fused => "fused fma",
+        _ => "two-rounding fma",
+    }
+}
+
 /// Runs the mirror of the device's pass in arithmetic class `A`.
 pub fn run<A: Arith>(
     cfg: &NetConfig,
@@ -315,7 +336,7 @@ pub fn run<A: Arith>(
         grams: vec![0.0; b * b * (2 * depth + 1)],
     };
     let bb = b * b;
-    let a0 = crate::net::reference::input(cfg, input)?;
+    let a0 = reference::input(cfg, input)?;
     reduce::<A>(&a0, None, &mut raw.recs, 0);
     let mut a = a0;
     let mut zs: Vec<Vec<f32>> = Vec::with_capacity(depth);
@@ -327,13 +348,13 @@ pub fn run<A: Arith>(
             n_in,
             &mut raw.grams[2 * (l - 1) * bb..(2 * (l - 1) + 1) * bb],
         );
-        let wt = weights(cfg, l, stds[l - 1])?;
+        let wt = reference::weights(cfg, l, stds[l - 1], &Fault::default())?;
         // z = a W^T: op(B)[k][j] = W[j][k].
         let w_kn = transpose(&wt, n_out, n_in);
         let mut z = vec![0f32; b * n_out];
         chain::<A>(b, n_out, n_in, &a, &w_kn, &mut z, false);
         if cfg.bias_std > 0.0 {
-            let bias = normal(
+            let bias = reference::normal(
                 cfg.seed,
                 net::BIAS_TENSOR | l as u32,
                 n_out as u64,
@@ -364,7 +385,7 @@ pub fn run<A: Arith>(
         w[depth] as usize,
         &mut raw.grams[2 * depth * bb..(2 * depth + 1) * bb],
     );
-    let mut delta = normal(cfg.seed, net::LOSS_TENSOR, (b as u64) * w[depth], 1.0)?;
+    let mut delta = reference::normal(cfg.seed, net::LOSS_TENSOR, (b as u64) * w[depth], 1.0)?;
     for l in (1..=depth).rev() {
         let n_l = w[l] as usize;
         for (d, &z) in delta.iter_mut().zip(&zs[l - 1]) {
@@ -377,7 +398,7 @@ pub fn run<A: Arith>(
             break;
         }
         let n_prev = w[l - 1] as usize;
-        let wt = weights(cfg, l, stds[l - 1])?; // n_l x n_prev: op(B) = W
+        let wt = reference::weights(cfg, l, stds[l - 1], &Fault::default())?; // n_l x n_prev: op(B) = W
         let mut out = vec![0f32; b * n_prev];
         let rows = layout
             .block_rows
@@ -407,34 +428,6 @@ pub fn run<A: Arith>(
         delta = out;
     }
     Ok(raw)
-}
-
-/// W_l (n_out x n_in), drawn exactly as the device draws it.
-fn weights(cfg: &NetConfig, l: usize, std: f64) -> Result<Vec<f32>> {
-    let n = cfg.widths[l] * cfg.widths[l - 1];
-    let mut v = cpu::host_vec::<f32>(n)?;
-    cpu::fill(
-        cfg.dist,
-        cfg.dist.kernel_scale(std),
-        cfg.seed,
-        l as u32,
-        0,
-        &mut v,
-    );
-    Ok(v)
-}
-
-fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
-    let mut v = cpu::host_vec::<f32>(n)?;
-    cpu::fill(
-        Dist::Normal,
-        Dist::Normal.kernel_scale(std),
-        seed,
-        tensor,
-        0,
-        &mut v,
-    );
-    Ok(v)
 }
 
 fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {

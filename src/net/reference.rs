@@ -100,7 +100,8 @@ fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
     Ok(g)
 }
 
-fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32>> {
+/// W_l (n_out x n_in, scaled by the fault's factor), drawn as every backend draws it.
+pub(crate) fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32>> {
     let n = cfg.widths[l] * cfg.widths[l - 1];
     let mut w = cpu::host_vec::<f32>(n)?;
     cpu::fill(
@@ -114,7 +115,8 @@ fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32
     Ok(w)
 }
 
-fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
+/// `n` values of the normal tensor `tensor` with standard deviation `std`.
+pub(crate) fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
     let mut v = cpu::host_vec::<f32>(n)?;
     let d = crate::rng::dist::Dist::Normal;
     cpu::fill(d, d.kernel_scale(std), seed, tensor, 0, &mut v);
