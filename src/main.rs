@@ -1,8 +1,9 @@
 //! The `deepinit` command line: parse, dispatch to `cli`, print the error.
 //!
-//! Exit status: 0 success, 1 error (bad input, no device, I/O), 2 usage error,
-//! 3 ran but failed verification, 128 + N interrupted by signal N (nothing
-//! written).
+//! Exit status: 0 success, 1 error (bad input, no device, I/O, a standard
+//! output that cannot be written), 2 usage error, 3 ran but failed
+//! verification, 128 + N interrupted by signal N (nothing written), 141 the
+//! standard output's reader went away (a closed pipe; ends quietly).
 
 mod cli;
 
@@ -28,10 +29,12 @@ fn main() -> ExitCode {
         Some(Command::Inspect(a)) => run_inspect(a),
         None => run_demo(&DemoArgs::default(), &cli.device),
     };
-    match result {
+    // Output that could not be written is a failure, whatever the command
+    // concluded.
+    match result.and_then(|code| cli::stdout_error().map_or(Ok(code), Err)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("deepinit: error: {e}");
+            cli::err(&format!("deepinit: error: {e}\n"));
             ExitCode::FAILURE
         }
     }

@@ -56,12 +56,12 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         a.force,
     )?;
     let backend = open_backend(d)?;
-    println!(
+    outln!(
         "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
         size.depth, size.width, size.batch, a.seed
     );
-    println!("device: {}", backend.info().describe());
-    println!();
+    outln!("device: {}", backend.info().describe());
+    outln!();
     let runs =
         deepinit::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
     Text(false).raw(&deepinit::report::demo::table(&runs));
@@ -75,19 +75,19 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         }),
         runs,
     };
-    println!(
+    outln!(
         "sw^2 = Var(W) * fan_in. ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2"
     );
-    println!("per layer; tanh keeps a signal near sw^2 = 1. Far from that, the signal vanishes or");
-    println!("explodes. To find the multiplier for an activation and depth:");
-    println!(
+    outln!("per layer; tanh keeps a signal near sw^2 = 1. Far from that, the signal vanishes or");
+    outln!("explodes. To find the multiplier for an activation and depth:");
+    outln!(
         "  deepinit sweep --act relu --depth {}   (or --act tanh)",
         size.depth
     );
     print_failures(&Text(false), &report.runs);
-    println!();
+    outln!();
     for p in deepinit::app::demo::write_outputs(&out, &report)? {
-        println!("wrote {}", p.display());
+        outln!("wrote {}", p.display());
     }
     Ok(exit_for(&report.runs))
 }

@@ -1,6 +1,23 @@
 //! The command line: one module per command, the shared device options and
 //! the helpers every command uses to open a device and report.
 
+/// `println!` that never panics: see [`out`].
+macro_rules! outln {
+    () => {
+        $crate::cli::out("\n")
+    };
+    ($($t:tt)*) => {
+        $crate::cli::out(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
+/// `eprintln!` that never panics: see [`err`].
+macro_rules! errln {
+    ($($t:tt)*) => {
+        $crate::cli::err(&format!("{}\n", format_args!($($t)*)))
+    };
+}
+
 mod adapters;
 mod bench;
 mod demo;
@@ -18,6 +35,7 @@ pub(crate) use init::{run_init, InitArgs};
 pub(crate) use inspect::{run_inspect, InspectArgs};
 pub(crate) use model::{run_model, ModelArgs};
 pub(crate) use sweep::{run_sweep, SweepArgs};
+
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deepinit::backend::{Backend, Policy};
@@ -114,7 +132,7 @@ impl JsonOut {
             .map_err(|e| Error::internal("report", e.to_string()))?;
         match self {
             JsonOut::None => {}
-            JsonOut::Stdout => println!("{s}"),
+            JsonOut::Stdout => out(&format!("{s}\n")),
             JsonOut::File(d) => {
                 d.write(s.as_bytes())?;
                 text.line(format_args!("wrote {}", d.path().display()));
@@ -150,11 +168,59 @@ impl Text {
         );
         let s = if colour { colourize(s) } else { s.to_string() };
         if self.0 {
-            eprint!("{s}");
+            err(&s);
         } else {
-            print!("{s}");
+            out(&s);
         }
     }
+}
+
+/// The first error writing the standard output met (other than a closed
+/// pipe); `main` reports it and fails.
+static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+
+/// Writes `s` to the standard output, never panicking. A closed pipe
+/// (`deepinit ... | head -1`) ends the process quietly with exit status 141
+/// (128 + SIGPIPE, what a shell reports for a process a broken pipe stops),
+/// after removing any temporary file in flight; any other error (a full
+/// device) is kept for [`stdout_error`] and further output is dropped.
+pub(crate) fn out(s: &str) {
+    use std::io::Write;
+    let mut failed = STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if failed.is_some() {
+        return;
+    }
+    let mut o = std::io::stdout().lock();
+    match o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            deepinit::io::output::remove_temporaries();
+            std::process::exit(141);
+        }
+        Err(e) => *failed = Some(e),
+    }
+}
+
+/// Writes `s` to the standard error; errors are ignored (there is nowhere
+/// left to report them).
+pub(crate) fn err(s: &str) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    let _ = e.write_all(s.as_bytes()).and_then(|()| e.flush());
+}
+
+/// The error writing the standard output met, if any.
+pub(crate) fn stdout_error() -> Option<Error> {
+    STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .map(|source| Error::Io {
+            path: "<standard output>".into(),
+            source,
+        })
 }
 
 /// Colour only on a terminal, never when `NO_COLOR` is set to anything
@@ -377,12 +443,12 @@ pub(crate) fn open_backend(d: &DeviceArgs) -> Result<Backend> {
     let mode = gemm_mode(d)?;
     let opened = Backend::open(d.backend.into(), &request(d))?;
     if let Some(e) = &opened.fell_back {
-        eprintln!("deepinit: {e}; falling back to the CPU backend");
+        errln!("deepinit: {e}; falling back to the CPU backend");
     }
     if let Some(g) = opened.backend.gpu() {
         g.gemm().set_mode(mode)?;
         g.gemm()
-            .set_reporter(Box::new(|note| eprintln!("deepinit: {note}")))?;
+            .set_reporter(Box::new(|note| errln!("deepinit: {note}")))?;
     }
     Ok(opened.backend)
 }

@@ -63,7 +63,7 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
         verify: !a.no_verify,
     };
     if a.verify {
-        eprintln!(
+        errln!(
             "deepinit: note: --verify is deprecated (verification is the default; --no-verify skips it)"
         );
     }

@@ -5,4 +5,5 @@
 pub mod dtype;
 pub mod npy;
 pub mod output;
+pub mod read;
 pub mod safetensors;

@@ -88,6 +88,12 @@ pub fn install_cleanup_handler() {
     }
 }
 
+/// Removes every temporary file in flight and the empty directories this
+/// run created: for a process about to exit early (a closed standard output).
+pub fn remove_temporaries() {
+    remove_all_temps();
+}
+
 fn remove_all_temps() {
     for p in lock(&TEMPS).drain(..) {
         let _ = std::fs::remove_file(p);

@@ -85,10 +85,62 @@ fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::internal("safetensors header", e.to_string()))
 }
 
+/// Checks each entry of header JSON on its own, so an error names the
+/// tensor: its dtype, shape, and offsets spanning exactly its bytes.
+fn check_entries(text: &str) -> Result<()> {
+    let v: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| Error::invalid("safetensors header", e.to_string()))?;
+    let map = v
+        .as_object()
+        .ok_or_else(|| Error::invalid("safetensors header", "not a JSON object"))?;
+    for (name, e) in map {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |problem: String| {
+            Error::invalid("safetensors header", format!("tensor '{name}': {problem}"))
+        };
+        let dtype = e["dtype"]
+            .as_str()
+            .ok_or_else(|| bad("no dtype".into()))?;
+        let size: u64 = match dtype {
+            "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
+            "I16" | "U16" | "F16" | "BF16" => 2,
+            "I32" | "U32" | "F32" => 4,
+            "I64" | "U64" | "F64" => 8,
+            // Sub-byte and future types: the crate judges them.
+            _ => 0,
+        };
+        let shape: Vec<u64> = e["shape"]
+            .as_array()
+            .and_then(|a| a.iter().map(serde_json::Value::as_u64).collect())
+            .ok_or_else(|| bad(format!("shape {} is not a list of sizes", e["shape"])))?;
+        let offsets: Vec<u64> = e["data_offsets"]
+            .as_array()
+            .and_then(|a| a.iter().map(serde_json::Value::as_u64).collect())
+            .filter(|o: &Vec<u64>| o.len() == 2)
+            .ok_or_else(|| bad(format!("data_offsets {} is not [begin, end]", e["data_offsets"])))?;
+        if offsets[1] < offsets[0] {
+            return Err(bad(format!("data_offsets {offsets:?} end before they begin")));
+        }
+        let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
+        let want = numel.and_then(|n| n.checked_mul(size));
+        if size > 0 && want != Some(offsets[1] - offsets[0]) {
+            return Err(bad(format!(
+                "shape {shape:?} of {dtype} needs {} bytes, data_offsets {offsets:?} span {}",
+                want.map_or("more than 2^64".into(), |w| w.to_string()),
+                offsets[1] - offsets[0]
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Parses and validates header JSON with the `safetensors` crate.
 fn parse_json(body: &[u8]) -> Result<Header> {
     let text = std::str::from_utf8(body)
         .map_err(|e| Error::invalid("safetensors header", format!("not UTF-8: {e}")))?;
+    check_entries(text)?;
     let meta: safetensors::tensor::Metadata = serde_json::from_str(text)
         .map_err(|e| Error::invalid("safetensors header", e.to_string()))?;
     let mut tensors: Vec<Entry> = meta
