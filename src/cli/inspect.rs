@@ -5,7 +5,6 @@
 use super::*;
 use clap::Args;
 use deepinit::model::inspect::{self, Report};
-use deepinit::model::{preset, spec};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -14,11 +13,19 @@ pub(crate) struct InspectArgs {
     #[arg(value_name = "FILE_OR_DIR")]
     path: PathBuf,
     /// Judge against this spec (TOML or JSON) instead of the recorded one.
-    #[arg(long, value_name = "FILE", conflicts_with = "preset")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["preset", "config"])]
     spec: Option<PathBuf>,
-    /// Judge against a preset (mlp:WIDTHxDEPTH, gpt2, llama-7b).
-    #[arg(long, value_name = "NAME")]
+    /// Judge against a preset (see `deepinit model --help`).
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
     preset: Option<String>,
+    /// Judge against a Hugging Face config.json's family rules (by default
+    /// the config.json beside the checkpoint is read when it records no spec).
+    #[arg(long, value_name = "FILE|DIR")]
+    config: Option<PathBuf>,
+    /// The rule a --config or --preset is judged by: reference, lecun, he,
+    /// lecun-unscaled, he-unscaled, naive:STD.
+    #[arg(long, value_name = "RULE", default_value = "reference")]
+    init: String,
     /// False-alarm rate of each test.
     #[arg(long, default_value_t = 1e-3)]
     alpha: f64,
@@ -30,10 +37,22 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
     if !(a.alpha > 0.0 && a.alpha < 0.5) {
         return Err(Error::bad("alpha", a.alpha, "must be between 0 and 0.5"));
     }
-    let reference = match (&a.spec, &a.preset) {
-        (Some(p), _) => Some((spec::read(p)?, format!("--spec {}", p.display()))),
-        (None, Some(n)) => Some((preset::preset(n, 0)?, format!("--preset {n}"))),
-        (None, None) => None,
+    let reference = match (&a.spec, &a.preset, &a.config) {
+        (None, None, None) => {
+            if a.init != "reference" {
+                return Err(Error::invalid("init", "--init needs --config or --preset"));
+            }
+            None
+        }
+        _ => {
+            let n = super::model::named(
+                a.config.as_deref(),
+                a.preset.as_deref(),
+                a.spec.as_deref(),
+                &a.init,
+            )?;
+            Some((n.spec, n.what))
+        }
     };
     let json = a.json.open()?;
     let progress = deepinit::progress::Progress::new("reading the checkpoint");
@@ -54,15 +73,6 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
     })
 }
 
-/// `s` cut to `w` characters from the left ("..." marks the cut).
-fn fit(s: &str, w: usize) -> String {
-    let n = s.chars().count();
-    if n <= w {
-        s.to_string()
-    } else {
-        format!("...{}", s.chars().skip(n - w + 3).collect::<String>())
-    }
-}
 
 fn sci(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2e}"))
@@ -83,8 +93,17 @@ fn render(r: &Report) -> String {
         "dtype: {}; std columns: what He, LeCun and Xavier give for the fans ([out, in] layout)\n\n",
         dtypes.into_iter().collect::<Vec<_>>().join(", ")
     );
+    // Names are never cut (grep finds every one): the column is as wide as
+    // the longest.
+    let nw = r
+        .tensors
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(6);
     s += &format!(
-        "{:<30} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
+        "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
         "tensor", "shape", "mean", "std", "he", "lecun", "xavier", "verdict"
     );
     for t in &r.tensors {
@@ -99,9 +118,9 @@ fn render(r: &Report) -> String {
             v => v.to_string(),
         };
         s += &format!(
-            "{:<30} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
-            fit(&t.name, 30),
-            fit(&shape, 12),
+            "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
+            t.name,
+            shape,
             t.mean.map_or("-".into(), |m| format!("{m:+.1e}")),
             sci(t.std),
             sci(t.rule_std.map(|r| r.he)),

@@ -6,18 +6,31 @@ use clap::Args;
 use deepinit::io::dtype::DType;
 use deepinit::model::plan::{Plan, TensorParallel};
 use deepinit::model::write::{self, Report, Targets};
+use deepinit::model::hf::{self, HfModel, InitRule};
 use deepinit::model::{emit, preset, spec, ModelSpec};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
-#[command(group(clap::ArgGroup::new("source").required(true).args(["spec", "preset"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["spec", "preset", "config"])))]
 pub(crate) struct ModelArgs {
+    /// A Hugging Face config.json (or a directory holding one) of a GPT-2,
+    /// Llama, Mistral, Qwen2 or BERT model: the checkpoint holds the
+    /// transformers class's tensors and a config.json that loads them.
+    #[arg(long, value_name = "FILE|DIR")]
+    config: Option<PathBuf>,
+    /// A shipped config: gpt2, gpt2-medium, gpt2-large, gpt2-xl, llama-7b,
+    /// llama-3-8b, llama-3.2-1b, mistral-7b, qwen2-0.5b, bert-base; or mlp:WIDTHxDEPTH.
+    #[arg(long, value_name = "NAME")]
+    preset: Option<String>,
     /// The model spec (TOML, or JSON): named tensors with shapes and rules.
     #[arg(long, value_name = "FILE")]
     spec: Option<PathBuf>,
-    /// A built-in architecture: mlp:WIDTHxDEPTH, gpt2, llama-7b.
-    #[arg(long, value_name = "NAME")]
-    preset: Option<String>,
+    /// How a config's weight matrices are drawn: reference (the family's own
+    /// transformers _init_weights), lecun or he (Var = 1 or 2 / fan_in, the
+    /// residual branches' outputs x 1/(2 n_layer)), lecun-unscaled,
+    /// he-unscaled, naive:STD.
+    #[arg(long, value_name = "RULE", default_value = "reference")]
+    init: String,
     /// Print the model as an editable spec (TOML) and exit.
     #[arg(long)]
     print_spec: bool,
@@ -129,27 +142,94 @@ pub(crate) fn ranks(
     })
 }
 
-impl ModelArgs {
-    fn model(&self) -> Result<(ModelSpec, String)> {
-        let (mut spec, what) = match (&self.spec, &self.preset) {
-            (Some(p), _) => (spec::read(p)?, format!("spec {}", p.display())),
-            (None, Some(name)) => (preset::preset(name, 0)?, format!("preset {name}")),
-            (None, None) => {
-                return Err(Error::invalid("model", "pass --spec FILE or --preset NAME"))
+/// A model named on the command line: its spec, where it came from, and
+/// the Hugging Face model behind it (whose config.json goes with it).
+pub(crate) struct Named {
+    pub(crate) spec: ModelSpec,
+    pub(crate) what: String,
+    pub(crate) hf: Option<HfModel>,
+}
+
+/// Resolves `--config`/`--preset`/`--spec` with `--init` (which applies to
+/// Hugging Face models only).
+pub(crate) fn named(
+    config: Option<&std::path::Path>,
+    preset_name: Option<&str>,
+    spec_file: Option<&std::path::Path>,
+    init: &str,
+) -> Result<Named> {
+    let rule = InitRule::parse(init)?;
+    let (hf, what) = match (config, preset_name, spec_file) {
+        (Some(p), _, _) => (hf::read(p)?, format!("config {}", p.display())),
+        (None, Some(name), _) => match preset::resolve(name)? {
+            preset::Preset::Hf(m) => (m, format!("preset {name}")),
+            preset::Preset::Spec(spec) => {
+                if rule != InitRule::Reference {
+                    return Err(Error::invalid(
+                        "init",
+                        "--init applies to Hugging Face configs; an mlp preset is He by definition",
+                    ));
+                }
+                return Ok(Named {
+                    spec,
+                    what: format!("preset {name}"),
+                    hf: None,
+                });
             }
-        };
-        if let Some(s) = self.seed {
-            spec.seed = s;
+        },
+        (None, None, Some(p)) => {
+            if rule != InitRule::Reference {
+                return Err(Error::invalid(
+                    "init",
+                    "--init applies to --config and --preset; a spec names every tensor's rule",
+                ));
+            }
+            return Ok(Named {
+                spec: spec::read(p)?,
+                what: format!("spec {}", p.display()),
+                hf: None,
+            });
         }
-        Ok((spec, what))
+        (None, None, None) => {
+            return Err(Error::invalid(
+                "model",
+                "pass --config FILE, --preset NAME or --spec FILE",
+            ))
+        }
+    };
+    let spec = hf.spec(rule, 0)?;
+    let what = format!(
+        "{what} ({}, {} init)",
+        hf.class,
+        rule.name()
+    );
+    Ok(Named {
+        spec,
+        what,
+        hf: Some(hf),
+    })
+}
+
+impl ModelArgs {
+    fn model(&self) -> Result<Named> {
+        let mut n = named(
+            self.config.as_deref(),
+            self.preset.as_deref(),
+            self.spec.as_deref(),
+            &self.init,
+        )?;
+        if let Some(s) = self.seed {
+            n.spec.seed = s;
+        }
+        Ok(n)
     }
 }
 
 pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    let (spec, what) = a.model()?;
+    let Named { spec, what, hf } = a.model()?;
     if a.print_spec {
         let comment = preset::describe(&what);
-        print!("{}", emit::to_toml(&spec, &comment));
+        out(&emit::to_toml(&spec, &comment));
         return Ok(ExitCode::SUCCESS);
     }
     let dtype = DType::parse(&a.dtype)?;
@@ -166,7 +246,14 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let json = a.json.open()?;
     // The device first: a run that cannot get one creates nothing.
     let backend = open_backend(d)?;
-    let targets = Targets::check(dir, &plan, &ranks.mine, a.json.force)?;
+    let mut extra = Vec::new();
+    if let Some(m) = &hf {
+        extra.push(("config.json".to_string(), m.config_json(dtype)));
+        if let Some(g) = m.generation_config_json() {
+            extra.push(("generation_config.json".to_string(), g));
+        }
+    }
+    let targets = Targets::check(dir, &plan, &ranks.mine, extra, a.json.force)?;
     let t = json.text();
     t.raw(&header(&spec, &what, &plan, &ranks, &backend));
     let progress = deepinit::progress::Progress::new("writing the checkpoint");

@@ -38,8 +38,20 @@ fn rule_keys(t: &TensorSpec) -> Vec<(&'static str, Value)> {
             }
         }
     }
-    if let Some(s) = t.split {
-        keys.push(("split", json!(s.name())));
+    if let Some(s) = &t.split {
+        keys.push(("split", json!(s.axis.name())));
+        if !s.parts.is_empty() {
+            keys.push(("split_parts", json!(s.parts)));
+        }
+        if s.unit != 1 {
+            keys.push(("split_unit", json!(s.unit)));
+        }
+    }
+    if !t.zero_rows.is_empty() {
+        keys.push(("zero_rows", json!(t.zero_rows)));
+    }
+    if let Some(n) = &t.note {
+        keys.push(("note", json!(n)));
     }
     keys
 }
@@ -61,7 +73,18 @@ pub fn to_toml(spec: &ModelSpec, comment: &str) -> String {
                 Value::Number(n) if n.is_f64() => format!("{:?}", n.as_f64().unwrap_or(0.0)),
                 other => other.to_string(),
             };
+            let v = if v.starts_with('[') {
+                v.replace(',', ", ")
+            } else {
+                v
+            };
             out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    if !spec.tied.is_empty() {
+        out.push_str("\n# Weights the model shares instead of storing: name = the tensor it is.\n[tied]\n");
+        for (target, source) in &spec.tied {
+            out.push_str(&format!("{} = {}\n", json!(target), json!(source)));
         }
     }
     out
@@ -83,5 +106,9 @@ pub fn to_json(spec: &ModelSpec) -> Value {
             Value::Object(m)
         })
         .collect();
-    json!({ "seed": spec.seed, "tensor": tensors })
+    if spec.tied.is_empty() {
+        json!({ "seed": spec.seed, "tensor": tensors })
+    } else {
+        json!({ "seed": spec.seed, "tensor": tensors, "tied": spec.tied })
+    }
 }

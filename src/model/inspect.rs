@@ -22,6 +22,7 @@ use crate::io::safetensors::{read_header, Entry};
 use crate::progress::Progress;
 use crate::stats::{normal_quantile, variance_interval, Moments};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -87,26 +88,41 @@ pub struct Report {
 }
 
 /// The files of `path`: itself, or a directory's index's shards, or its
-/// `*.safetensors` files.
-fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
+/// `*.safetensors` files; with an index, also its weight map (tensor name ->
+/// file name).
+fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<BTreeMap<String, String>>)> {
     if !path.is_dir() {
-        return Ok(vec![path.to_path_buf()]);
+        return Ok((vec![path.to_path_buf()], None));
     }
     let index = path.join(INDEX);
+    let mut weight_map = None;
     let mut files: Vec<PathBuf> = if index.exists() {
+        let text = crate::io::read::read_text(&index, 256 << 20)?;
         let v: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&index).map_err(|e| Error::Io {
-                path: index.clone(),
-                source: e,
-            })?)
-            .map_err(|e| Error::path(&index, format!("not JSON: {e}")))?;
+            serde_json::from_str(&text).map_err(|e| Error::path(&index, format!("not JSON: {e}")))?;
         let map = v["weight_map"]
             .as_object()
             .ok_or_else(|| Error::path(&index, "has no weight_map"))?;
-        map.values()
-            .filter_map(|f| f.as_str())
-            .map(|f| path.join(f))
-            .collect()
+        let mut wm = BTreeMap::new();
+        for (name, f) in map {
+            let f = f.as_str().ok_or_else(|| {
+                Error::path(&index, format!("weight_map: '{name}' maps to {f}, not a file name"))
+            })?;
+            // Entries name files of this directory, never a path elsewhere.
+            let p = Path::new(f);
+            if p.components().count() != 1
+                || !matches!(p.components().next(), Some(std::path::Component::Normal(_)))
+            {
+                return Err(Error::path(
+                    &index,
+                    format!("weight_map: '{name}' maps to '{f}', outside the checkpoint directory"),
+                ));
+            }
+            wm.insert(name.clone(), f.to_string());
+        }
+        let files = wm.values().map(|f| path.join(f)).collect();
+        weight_map = Some(wm);
+        files
     } else {
         std::fs::read_dir(path)
             .map_err(|e| Error::Io {
@@ -122,7 +138,60 @@ fn files_of(path: &Path) -> Result<Vec<PathBuf>> {
     if files.is_empty() {
         return Err(Error::path(path, "holds no .safetensors file"));
     }
-    Ok(files)
+    Ok((files, weight_map))
+}
+
+/// Checks that the index's weight map and the files agree in both
+/// directions: every mapped tensor is in the file it names, and every
+/// tensor of the files is mapped to its file.
+fn check_weight_map(
+    dir: &Path,
+    wm: &BTreeMap<String, String>,
+    files: &[PathBuf],
+    headers: &[crate::io::safetensors::Header],
+) -> Result<()> {
+    let index = dir.join(INDEX);
+    let mut held: BTreeMap<&str, &Path> = BTreeMap::new();
+    for (f, h) in files.iter().zip(headers) {
+        for e in &h.tensors {
+            if let Some(other) = held.insert(&e.name, f) {
+                return Err(Error::path(
+                    f,
+                    format!("tensor '{}' is also in {}", e.name, other.display()),
+                ));
+            }
+        }
+    }
+    for (name, file) in wm {
+        match held.get(name.as_str()) {
+            None => {
+                return Err(Error::path(
+                    &index,
+                    format!("weight_map lists '{name}' in {file}, which does not hold it"),
+                ))
+            }
+            Some(f) if f.file_name() != Some(std::ffi::OsStr::new(file)) => {
+                return Err(Error::path(
+                    &index,
+                    format!(
+                        "weight_map puts '{name}' in {file}, but {} holds it",
+                        f.display()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some((name, f)) = held.iter().find(|(n, _)| !wm.contains_key(**n)) {
+        return Err(Error::path(
+            &index,
+            format!(
+                "weight_map does not list '{name}', which {} holds",
+                f.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Streams a tensor's bytes through the moments (f64 tensors are read as f32).
@@ -258,7 +327,16 @@ fn against_spec(
                 init.dist.name(),
                 target.std
             ));
-            match judge_draw(m, target.std, init.dist.excess_kurtosis(), alpha) {
+            // Zero rows (padding_idx) scale the variance over the whole
+            // tensor by the share of drawn elements.
+            let zeroed = spec.zeroed_elements();
+            let std = if zeroed > 0 && !sliced && spec.shape.numel() > zeroed {
+                let n = spec.shape.numel() as f64;
+                target.std * ((n - zeroed as f64) / n).sqrt()
+            } else {
+                target.std
+            };
+            match judge_draw(m, std, init.dist.excess_kurtosis(), alpha) {
                 Some(why) => fail(t, why),
                 None => {
                     t.verdict = "PASS";
@@ -272,6 +350,15 @@ fn against_spec(
 /// Without a reference: a constant, or the closest of He/LeCun/Xavier.
 fn closest(t: &mut TensorReport, m: &Moments, alpha: f64) {
     t.verdict = "INFO";
+    if m.nonfinite > 0 {
+        t.verdict = "FAIL";
+        t.note = format!("{} non-finite values", m.nonfinite);
+        return;
+    }
+    if m.n == 0 {
+        t.note = "empty".into();
+        return;
+    }
     if m.n > 0 && m.min == m.max {
         t.note = format!("constant {}", m.min);
         return;
@@ -306,19 +393,61 @@ fn closest(t: &mut TensorReport, m: &Moments, alpha: f64) {
     };
 }
 
+/// The `config.json` beside a checkpoint (in the directory, or beside the
+/// file), if any.
+fn config_beside(path: &Path) -> Option<PathBuf> {
+    let dir = if path.is_dir() { path } else { path.parent()? };
+    let c = dir.join("config.json");
+    c.is_file().then_some(c)
+}
+
+/// The prefixes transformers puts before a base model's names in its head
+/// classes (`GPT2LMHeadModel` -> `transformer.`, `*ForCausalLM` -> `model.`,
+/// `BertForMaskedLM` -> `bert.`).
+const PREFIXES: &[&str] = &["transformer.", "model.", "bert."];
+
+fn strip_prefix(name: &str) -> &str {
+    PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
+}
+
+/// The reference entry judging the stored tensor `name`: the same name, or
+/// the same name under another of the common prefixes (a base model's
+/// checkpoint against a head model's config, or the reverse), or the tensor
+/// a tied name shares its values with.
+fn find_entry<'a>(r: &'a ModelSpec, name: &str) -> Option<&'a super::spec::TensorSpec> {
+    let by = |n: &str| {
+        r.get(n)
+            .or_else(|| r.tensors.iter().find(|t| strip_prefix(&t.name) == strip_prefix(n)))
+    };
+    by(name).or_else(|| {
+        r.tied
+            .iter()
+            .find(|(t, _)| strip_prefix(t) == strip_prefix(name))
+            .and_then(|(_, src)| by(src))
+    })
+}
+
 /// Reads every tensor of `path` (a file or a checkpoint directory) and
-/// judges it against `spec` (or the checkpoint's own recorded spec).
+/// judges it against `spec`, or else the checkpoint's own recorded spec, or
+/// else the family rules of the `config.json` beside it (a Hugging Face
+/// checkpoint: transformers' reference initialization).
 pub fn inspect(
     path: &Path,
     spec: Option<(&ModelSpec, String)>,
     alpha: f64,
     progress: Option<&Progress>,
 ) -> Result<Report> {
-    let files = files_of(path)?;
+    let (files, weight_map) = files_of(path)?;
     let headers = files
         .iter()
         .map(|f| read_header(f))
         .collect::<Result<Vec<_>>>()?;
+    if let Some(wm) = &weight_map {
+        check_weight_map(path, wm, &files, &headers)?;
+    }
     let recorded = headers
         .first()
         .and_then(|h| h.metadata.get("deepinit.spec"))
@@ -339,7 +468,20 @@ pub fn inspect(
             Some(s),
             Some("the checkpoint's recorded deepinit.spec".to_string()),
         ),
-        (None, None) => (None, None),
+        (None, None) => match config_beside(path) {
+            Some(c) => {
+                let m = super::hf::read(&c)?;
+                (
+                    Some(m.spec(super::hf::InitRule::Reference, 0)?),
+                    Some(format!(
+                        "{} ({}, the family's reference init)",
+                        c.display(),
+                        m.class
+                    )),
+                )
+            }
+            None => (None, None),
+        },
     };
     let total: u64 = headers.iter().map(|h| h.data_len()).sum();
     let mut done = 0u64;
@@ -371,9 +513,7 @@ pub fn inspect(
                 verdict: "INFO",
                 note: String::new(),
             };
-            let entry = reference
-                .as_ref()
-                .and_then(|r| r.tensors.iter().find(|s| s.name == e.name));
+            let entry = reference.as_ref().and_then(|r| find_entry(r, &e.name));
             if let Some(Rule::Draw {
                 layout: super::spec::Layout::InOut,
                 ..
@@ -394,7 +534,11 @@ pub fn inspect(
     let missing: Vec<String> = reference
         .iter()
         .flat_map(|r| r.tensors.iter())
-        .filter(|s| !tensors.iter().any(|t| t.name == s.name))
+        .filter(|s| {
+            !tensors
+                .iter()
+                .any(|t| strip_prefix(&t.name) == strip_prefix(&s.name))
+        })
         .map(|s| s.name.clone())
         .collect();
     let pass = missing.is_empty() && tensors.iter().all(|t| t.verdict != "FAIL");

@@ -3,6 +3,7 @@
 //! generated and written ([`write`](mod@write)), and checked ([`inspect`]).
 
 pub mod emit;
+pub mod hf;
 pub mod inspect;
 pub mod plan;
 pub mod preset;

@@ -5,7 +5,7 @@
 //! so N machines that each write one shard agree with one machine that
 //! writes all N.
 
-use super::spec::{ModelSpec, Split};
+use super::spec::{ModelSpec, Split, TpSplit};
 use crate::error::{Error, Result};
 use crate::gpu::{GenRequest, Kernel};
 use crate::io::dtype::DType;
@@ -187,7 +187,7 @@ pub struct Item {
     /// Index into the spec's tensors.
     pub tensor: usize,
     /// The part of the tensor stored.
-    pub block: Block,
+    pub part: Part,
     /// Its entry in the file's header.
     pub entry: Entry,
 }
@@ -231,39 +231,142 @@ pub fn shard_name(i: usize, n: usize) -> String {
     }
 }
 
-fn tp_block(dims: &[u64], split: Option<Split>, tp: TensorParallel, name: &str) -> Result<Block> {
-    let mut b = Block::whole(dims);
-    let Some(split) = split.filter(|_| tp.size > 1) else {
-        return Ok(b);
-    };
-    let cut = |r: &mut Range<u64>, what: &str| {
-        let n = r.end;
-        if !n.is_multiple_of(tp.size) {
-            return Err(Error::bad(
-                "tensor parallelism",
-                name,
-                format!(
-                    "its {what} ({n}) do not divide into {} equal parts",
-                    tp.size
-                ),
-            ));
+/// The part of a tensor one checkpoint stores: its shape and the element
+/// ranges of the whole tensor (row-major) it is made of, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    /// The stored shape.
+    pub shape: Vec<u64>,
+    /// Element ranges of the whole tensor, in storage order.
+    pub ranges: Vec<Range<u64>>,
+}
+
+impl Part {
+    /// The whole tensor.
+    pub fn whole(dims: &[u64]) -> Part {
+        Part {
+            shape: dims.to_vec(),
+            ranges: vec![0..dims.iter().product()],
         }
-        let part = n / tp.size;
-        *r = tp.rank * part..(tp.rank + 1) * part;
-        Ok(())
+    }
+
+    /// Elements held.
+    pub fn len(&self) -> u64 {
+        self.ranges.iter().map(|r| r.end - r.start).sum()
+    }
+
+    /// Whether the part holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether this is the whole tensor.
+    pub fn is_whole(&self, dims: &[u64]) -> bool {
+        self.shape == dims
+    }
+}
+
+/// Rank `tp.rank`'s part of a tensor of shape `dims` under `split` (Megatron
+/// cuts: the axis's blocks `parts` each cut into `tp.size` equal pieces of
+/// whole `unit`s; rank r holds piece r of every block, in block order).
+pub fn tp_part(dims: &[u64], split: Option<&TpSplit>, tp: TensorParallel, name: &str) -> Result<Part> {
+    let Some(split) = split.filter(|_| tp.size > 1) else {
+        return Ok(Part::whole(dims));
     };
-    match split {
-        Split::Rows => cut(&mut b.rows, "rows")?,
-        Split::Cols if dims.len() == 2 => cut(&mut b.cols, "columns")?,
+    let axis = match split.axis {
+        Split::Rows => 0,
+        Split::Cols if dims.len() == 2 => 1,
         Split::Cols => {
             return Err(Error::bad(
                 "split",
                 name,
                 "cols applies to 2-D tensors only",
-            ));
+            ))
+        }
+    };
+    let len = dims[axis];
+    let blocks = if split.parts.is_empty() {
+        vec![len]
+    } else {
+        split.parts.clone()
+    };
+    let mut pieces: Vec<Range<u64>> = Vec::with_capacity(blocks.len());
+    let mut at = 0;
+    for &b in &blocks {
+        if !b.is_multiple_of(tp.size) || !(b / tp.size).is_multiple_of(split.unit) {
+            let what = if split.unit > 1 {
+                format!(
+                    "{} units of {} (heads)",
+                    b / split.unit.max(1),
+                    split.unit
+                )
+            } else {
+                format!("{b}")
+            };
+            let axis_name = if axis == 0 { "rows" } else { "columns" };
+            let mut problem = format!(
+                "its {axis_name} ({what}{}) do not divide into {} equal parts",
+                if blocks.len() > 1 {
+                    format!(", one of {} fused blocks", blocks.len())
+                } else {
+                    String::new()
+                },
+                tp.size
+            );
+            if axis == 0 && split.unit == 1 && blocks.len() == 1 && dims.len() == 2 && dims[0] > dims[1] {
+                problem += &format!(
+                    "; a vocabulary is padded to a multiple of the parts as Megatron-LM does                      (make-vocab-size-divisible-by): set vocab_size to {} in the config",
+                    b.div_ceil(128 * tp.size) * 128 * tp.size
+                );
+            }
+            return Err(Error::bad("tensor parallelism", name, problem));
+        }
+        let piece = b / tp.size;
+        pieces.push(at + tp.rank * piece..at + (tp.rank + 1) * piece);
+        at += b;
+    }
+    let mut shape = dims.to_vec();
+    shape[axis] = len / tp.size;
+    let width: u64 = dims.iter().skip(1).product();
+    let mut ranges = Vec::new();
+    if axis == 0 {
+        for p in &pieces {
+            ranges.push(p.start * width..p.end * width);
+        }
+    } else {
+        for r in 0..dims[0] {
+            for p in &pieces {
+                ranges.push(r * width + p.start..r * width + p.end);
+            }
         }
     }
-    Ok(b)
+    // Adjacent ranges merge (whole rows of a row cut are one range).
+    let mut merged: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => merged.push(r),
+        }
+    }
+    Ok(Part {
+        shape,
+        ranges: merged,
+    })
+}
+
+/// One generation request of `dist` values per element range, in order.
+pub fn requests(ranges: &[Range<u64>], dist: Dist, seed: u64, tensor_id: u32, scale: f32) -> Vec<GenRequest> {
+    ranges
+        .iter()
+        .map(|r| GenRequest {
+            kernel: Kernel::Dist(dist),
+            seed,
+            tensor_id,
+            start: r.start,
+            count: r.end - r.start,
+            scale,
+        })
+        .collect()
 }
 
 /// Refuses tensors whose values the dtype cannot hold (they would round to
@@ -320,9 +423,18 @@ impl Plan {
             ));
         }
         check_range(spec, dtype)?;
+        if tp.size > 1 && spec.tensors.iter().all(|t| t.split.is_none()) {
+            return Err(Error::invalid(
+                "tensor parallelism",
+                format!(
+                    "--tp-size {} would split nothing: no tensor of this model has a split",
+                    tp.size
+                ),
+            ));
+        }
         let mut blocks = Vec::with_capacity(spec.tensors.len());
         for t in &spec.tensors {
-            blocks.push(tp_block(&t.shape.0, t.split, tp, &t.name)?);
+            blocks.push(tp_part(&t.shape.0, t.split.as_ref(), tp, &t.name)?);
         }
         let mut order: Vec<usize> = (0..spec.tensors.len()).collect();
         order.sort_by(|&a, &b| {
@@ -347,20 +459,19 @@ impl Plan {
                 let items = m
                     .into_iter()
                     .map(|t| {
-                        let block = blocks[t].clone();
-                        let bytes = block.len() * dtype.size();
-                        let shape = block.shape(&spec.tensors[t].shape.0);
+                        let part = blocks[t].clone();
+                        let bytes = part.len() * dtype.size();
                         let entry = Entry {
                             name: spec.tensors[t].name.clone(),
                             dtype: dtype.safetensors_name().into(),
-                            shape,
+                            shape: part.shape.clone(),
                             begin: offset,
                             end: offset + bytes,
                         };
                         offset += bytes;
                         Item {
                             tensor: t,
-                            block,
+                            part,
                             entry,
                         }
                     })
@@ -484,7 +595,7 @@ mod tests {
                 .items
                 .iter()
                 .find(|i| i.entry.name == "model.layers.0.self_attn.o_proj.weight")
-                .map(|i| (i.block.cols.clone(), i.entry.shape.clone()))
+                .map(|i| (i.part.ranges[0].clone(), i.entry.shape.clone()))
         };
         assert_eq!(o(&parts[3]), Some((3072..4096, vec![4096, 1024])));
         assert!(Plan::new(&spec, DType::Bf16, 1, TensorParallel { size: 3, rank: 0 }).is_err());

@@ -21,10 +21,16 @@
 //! Keys of a tensor (and of `[defaults]`, except `name` and `shape`):
 //! `init` (`he`, `lecun`, `xavier`, `naive:STD`, `zeros`, `ones`, `constant`),
 //! `value` (with `constant`), `mode`, `gain`, `multiplier`, `dist`, `groups`,
-//! `layout` (`out_in`, the default, or `in_out`) and `split` (`rows` or `cols`:
-//! how tensor parallelism cuts it). Unknown keys, duplicate names, bad shapes
-//! and rules that do not apply are refused with the line (TOML) or the tensor's
-//! position (JSON).
+//! `layout` (`out_in`, the default, or `in_out`), `split` (`rows` or `cols`:
+//! the axis tensor parallelism cuts), `split_parts` (the lengths of the blocks
+//! a fused tensor concatenates along that axis, each cut separately: GPT-2's
+//! `c_attn` is `[768, 768, 768]`, Q|K|V) and `split_unit` (every piece a
+//! multiple of it: a head's width). A tensor entry may also have `zero_rows`
+//! (rows set to zero after drawing: an embedding's `padding_idx`) and `note`
+//! (why it has its rule). A `[tied]` table names weights the model shares
+//! instead of storing (`"lm_head.weight" = "transformer.wte.weight"`).
+//! Unknown keys, duplicate names, bad shapes and rules that do not apply are
+//! refused with the line (TOML) or the tensor's position (JSON).
 //!
 //! A tensor's Philox id is [`tensor_id`] of its name, so reordering a spec
 //! changes no value.
@@ -33,7 +39,7 @@ use crate::error::{Error, Result};
 use crate::init::scheme::{self, FanMode, InitSpec, Scheme, Shape, Target};
 use crate::rng::dist::Dist;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// The Philox tensor id of a tensor name: 32-bit FNV-1a of its UTF-8 bytes
@@ -86,6 +92,32 @@ pub enum Rule {
     Const(f32),
 }
 
+/// How tensor parallelism cuts a tensor (Megatron-LM's layouts): along one
+/// axis, into `size` equal pieces of each of `parts` (the blocks a fused
+/// tensor concatenates along that axis, e.g. GPT-2's Q|K|V), each piece a
+/// whole number of `unit`s (a head's width, so every rank holds whole heads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpSplit {
+    /// The axis cut.
+    pub axis: Split,
+    /// The lengths of the concatenated blocks along the axis (empty: one
+    /// block, the whole axis).
+    pub parts: Vec<u64>,
+    /// Every piece must be a multiple of this (1: any).
+    pub unit: u64,
+}
+
+impl TpSplit {
+    /// A plain cut of `axis`.
+    pub fn plain(axis: Split) -> TpSplit {
+        TpSplit {
+            axis,
+            parts: Vec::new(),
+            unit: 1,
+        }
+    }
+}
+
 /// One tensor of a model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorSpec {
@@ -96,13 +128,117 @@ pub struct TensorSpec {
     /// Values.
     pub rule: Rule,
     /// Tensor-parallel cut, if any.
-    pub split: Option<Split>,
+    pub split: Option<TpSplit>,
+    /// Rows (indices along dimension 0) set to zero after drawing, as an
+    /// embedding's `padding_idx` is.
+    pub zero_rows: Vec<u64>,
+    /// Why the tensor has its rule (free text, shown by `--print-spec`).
+    pub note: Option<String>,
 }
 
 impl TensorSpec {
     /// The Philox tensor id ([`tensor_id`] of the name).
     pub fn id(&self) -> u32 {
         tensor_id(&self.name)
+    }
+
+    /// A drawn tensor of `shape` under `init` (normal, multiplier 1).
+    pub fn draw(name: impl Into<String>, dims: &[u64], scheme: Scheme, layout: Layout) -> Self {
+        let shape = Shape(dims.to_vec());
+        TensorSpec {
+            name: name.into(),
+            shape: shape.clone(),
+            rule: Rule::Draw {
+                init: InitSpec::new(scheme, shape),
+                layout,
+            },
+            split: None,
+            zero_rows: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// A tensor whose every element is `v`.
+    pub fn constant(name: impl Into<String>, dims: &[u64], v: f32) -> Self {
+        TensorSpec {
+            name: name.into(),
+            shape: Shape(dims.to_vec()),
+            rule: Rule::Const(v),
+            split: None,
+            zero_rows: Vec::new(),
+            note: None,
+        }
+    }
+
+    /// With a tensor-parallel cut.
+    pub fn split(mut self, s: TpSplit) -> Self {
+        self.split = Some(s);
+        self
+    }
+
+    /// With a note.
+    pub fn note(mut self, n: impl Into<String>) -> Self {
+        self.note = Some(n.into());
+        self
+    }
+
+    /// Elements set to zero by `zero_rows` (distinct rows only).
+    pub fn zeroed_elements(&self) -> u64 {
+        let width: u64 = self.shape.0.iter().skip(1).product();
+        let mut rows = self.zero_rows.clone();
+        rows.sort_unstable();
+        rows.dedup();
+        rows.len() as u64 * width
+    }
+
+    /// Checks the split and the zero rows against the shape.
+    fn check_extras(&self) -> Result<()> {
+        let dims = &self.shape.0;
+        if let Some(s) = &self.split {
+            let axis_len = match s.axis {
+                Split::Rows => dims[0],
+                Split::Cols if dims.len() == 2 => dims[1],
+                Split::Cols => {
+                    return Err(Error::bad(
+                        "split",
+                        &self.name,
+                        "cols applies to 2-D tensors only",
+                    ))
+                }
+            };
+            if !s.parts.is_empty() && s.parts.iter().sum::<u64>() != axis_len {
+                return Err(Error::bad(
+                    "split_parts",
+                    &self.name,
+                    format!(
+                        "{:?} do not add up to the split axis's length {axis_len}",
+                        s.parts
+                    ),
+                ));
+            }
+            if s.unit == 0 || s.parts.contains(&0) {
+                return Err(Error::bad(
+                    "split",
+                    &self.name,
+                    "split_unit and split_parts must be at least 1",
+                ));
+            }
+        }
+        if let Some(&r) = self.zero_rows.iter().find(|&&r| r >= dims[0]) {
+            return Err(Error::bad(
+                "zero_rows",
+                &self.name,
+                format!("row {r} is outside the tensor's {} rows", dims[0]),
+            ));
+        }
+        if !self.zero_rows.is_empty() && matches!(self.rule, Rule::Const(_)) {
+            return Err(Error::bad(
+                "zero_rows",
+                &self.name,
+                "applies to drawn tensors only",
+            ));
+        }
+        Ok(())
     }
 
     /// The target of a drawn tensor (its fans read through its layout).
@@ -130,12 +266,15 @@ fn fan_spec(init: &InitSpec, layout: Layout) -> Result<InitSpec> {
 }
 
 /// A whole model.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelSpec {
     /// The model-wide seed.
     pub seed: u64,
     /// Tensors, in the spec's order.
     pub tensors: Vec<TensorSpec>,
+    /// Tied weights: a name the model has but no file stores, and the tensor
+    /// it shares its values with (`lm_head.weight` -> the token embedding).
+    pub tied: BTreeMap<String, String>,
 }
 
 impl ModelSpec {
@@ -170,8 +309,30 @@ impl ModelSpec {
                 return Err(Error::bad("tensor name", &t.name, problem));
             }
             t.target()?;
+            t.check_extras()?;
+        }
+        for (target, source) in &self.tied {
+            if self.tensors.iter().any(|t| &t.name == target) {
+                return Err(Error::bad(
+                    "tied",
+                    target,
+                    "is tied to another tensor, so it cannot also be stored",
+                ));
+            }
+            if !self.tensors.iter().any(|t| &t.name == source) {
+                return Err(Error::bad(
+                    "tied",
+                    target,
+                    format!("is tied to '{source}', which the spec does not have"),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// The tensor called `name`.
+    pub fn get(&self, name: &str) -> Option<&TensorSpec> {
+        self.tensors.iter().find(|t| t.name == name)
     }
 }
 
@@ -196,6 +357,8 @@ struct RawRule {
     groups: Option<u64>,
     layout: Option<String>,
     split: Option<String>,
+    split_parts: Option<Vec<u64>>,
+    split_unit: Option<u64>,
 }
 
 /// A tensor entry as written. (serde cannot combine `flatten` with
@@ -214,6 +377,10 @@ struct RawTensor {
     groups: Option<u64>,
     layout: Option<String>,
     split: Option<String>,
+    split_parts: Option<Vec<u64>>,
+    split_unit: Option<u64>,
+    zero_rows: Option<Vec<u64>>,
+    note: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,6 +390,8 @@ struct RawSpec<T> {
     #[serde(default)]
     defaults: RawRule,
     tensor: Vec<T>,
+    #[serde(default)]
+    tied: BTreeMap<String, String>,
 }
 
 impl RawTensor {
@@ -238,13 +407,28 @@ impl RawTensor {
             groups: self.groups.or(d.groups),
             layout: self.layout.clone().or_else(|| d.layout.clone()),
             split: self.split.clone().or_else(|| d.split.clone()),
+            split_parts: self.split_parts.clone().or_else(|| d.split_parts.clone()),
+            split_unit: self.split_unit.or(d.split_unit),
         }
     }
 
     fn resolve(&self, d: &RawRule) -> Result<TensorSpec> {
         let r = self.rule(d);
         let shape = Shape::new(self.shape.clone())?;
-        let split = r.split.as_deref().map(parse_split).transpose()?;
+        let split = match (r.split.as_deref(), &r.split_parts, r.split_unit) {
+            (Some(axis), parts, unit) => Some(TpSplit {
+                axis: parse_split(axis)?,
+                parts: parts.clone().unwrap_or_default(),
+                unit: unit.unwrap_or(1),
+            }),
+            (None, None, None) => None,
+            (None, _, _) => {
+                return Err(Error::invalid(
+                    "split_parts",
+                    "split_parts and split_unit need split = \"rows\" or \"cols\"",
+                ))
+            }
+        };
         let init = r
             .init
             .as_deref()
@@ -316,8 +500,11 @@ impl RawTensor {
             shape,
             rule,
             split,
+            zero_rows: self.zero_rows.clone().unwrap_or_default(),
+            note: self.note.clone(),
         };
         t.target()?;
+        t.check_extras()?;
         Ok(t)
     }
 }
@@ -342,10 +529,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// Reads a spec file: TOML, or JSON when the name ends in `.json` (or the
 /// text starts with `{`).
 pub fn read(path: &Path) -> Result<ModelSpec> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text = crate::io::read::read_text(path, 64 << 20)?;
     let json = path.extension().is_some_and(|e| e == "json") || text.trim_start().starts_with('{');
     parse(&text, json).map_err(|e| match e {
         Error::BadPath { problem, .. } => Error::path(path, problem),
@@ -356,7 +540,7 @@ pub fn read(path: &Path) -> Result<ModelSpec> {
 /// Parses spec text (TOML, or JSON with `json`); errors name the line (TOML)
 /// or the tensor's position (JSON) and the key.
 pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
-    let (seed, entries) = if json {
+    let (seed, tied, entries) = if json {
         let raw: RawSpec<RawTensor> = serde_json::from_str(text)
             .map_err(|e| Error::invalid("model spec", format!("JSON: {e}")))?;
         let entries: Vec<_> = raw
@@ -365,7 +549,7 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
             .enumerate()
             .map(|(i, t)| (format!("tensor #{}", i + 1), t.resolve(&raw.defaults)))
             .collect();
-        (raw.seed, entries)
+        (raw.seed, raw.tied, entries)
     } else {
         let raw: RawSpec<toml::Spanned<RawTensor>> = toml::from_str(text).map_err(|e| {
             Error::invalid("model spec", format!("TOML: {}", e.to_string().trim_end()))
@@ -378,7 +562,7 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
                 (at, t.get_ref().resolve(&raw.defaults))
             })
             .collect();
-        (raw.seed, entries)
+        (raw.seed, raw.tied, entries)
     };
     let mut tensors = Vec::with_capacity(entries.len());
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -395,6 +579,7 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
     let spec = ModelSpec {
         seed: seed.unwrap_or(0),
         tensors,
+        tied,
     };
     spec.validate()?;
     Ok(spec)

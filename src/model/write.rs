@@ -4,7 +4,7 @@
 //! temporary and renamed into place only once all of them are complete; see
 //! [`crate::io::output`] for the rules).
 
-use super::plan::{Item, Plan, INDEX};
+use super::plan::{requests, Item, Plan, INDEX};
 use super::spec::{ModelSpec, Rule};
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::{Error, Result};
@@ -15,6 +15,7 @@ use crate::io::safetensors::{encode_header, Entry};
 use crate::progress::Progress;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Instant;
@@ -33,13 +34,22 @@ pub struct Targets {
     created: bool,
     shards: Vec<(usize, Destination)>,
     index: Option<Destination>,
+    extra: Vec<(Destination, Vec<u8>)>,
 }
 
 impl Targets {
     /// Checks that `dir` (created if missing, under an existing parent) can
-    /// take shards `which` of `plan` and, when sharded, the index, under the
-    /// no-clobber rules (an index identical to ours is left as it is).
-    pub fn check(dir: &Path, plan: &Plan, which: &[usize], force: bool) -> Result<Targets> {
+    /// take shards `which` of `plan`, when sharded the index, and the `extra`
+    /// files (`config.json`, ...: name and bytes), under the no-clobber rules
+    /// (an index or extra file identical to ours is left as it is: every
+    /// rank of a job writes the same ones).
+    pub fn check(
+        dir: &Path,
+        plan: &Plan,
+        which: &[usize],
+        extra: Vec<(String, Vec<u8>)>,
+        force: bool,
+    ) -> Result<Targets> {
         let created = crate::io::output::create_output_dir(dir)?;
         let result = (|| {
             let shards = which
@@ -59,11 +69,20 @@ impl Targets {
                     Some(Destination::check(&p, force || same)?)
                 }
             };
+            let extra = extra
+                .into_iter()
+                .map(|(name, bytes)| {
+                    let p = dir.join(&name);
+                    let same = std::fs::read(&p).is_ok_and(|b| b == bytes);
+                    Ok((Destination::check(&p, force || same)?, bytes))
+                })
+                .collect::<Result<Vec<_>>>()?;
             Ok(Targets {
                 dir: dir.to_path_buf(),
                 created,
                 shards,
                 index,
+                extra,
             })
         })();
         if result.is_err() && created {
@@ -229,8 +248,13 @@ fn write_all(
         }
         files.push(report);
     }
-    if let (Some(dest), Some(bytes)) = (&targets.index, plan.index_json()) {
-        let written = write_index(dest, &bytes)?;
+    let index = plan.index_json().and_then(|b| targets.index.as_ref().map(|d| (d, b)));
+    let small = index
+        .iter()
+        .map(|(d, b)| (*d, b.as_slice()))
+        .chain(targets.extra.iter().map(|(d, b)| (d, b.as_slice())));
+    for (dest, bytes) in small {
+        let written = write_index(dest, bytes)?;
         files.push(FileReport {
             path: dest.path().to_path_buf(),
             bytes: bytes.len() as u64,
@@ -241,9 +265,9 @@ fn write_all(
     Ok(files)
 }
 
-/// Writes the index unless an identical one is already there (ranks of one
-/// job all write the same index; whichever lands first is kept); returns
-/// whether this run wrote it.
+/// Writes the index (or config) unless an identical one is already there
+/// (ranks of one job all write the same; whichever lands first is kept);
+/// returns whether this run wrote it.
 fn write_index(dest: &Destination, bytes: &[u8]) -> Result<bool> {
     let same = || std::fs::read(dest.path()).is_ok_and(|b| b == bytes);
     if same() {
@@ -327,20 +351,9 @@ fn produce(
     emit: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let t = &spec.tensors[item.tensor];
-    let n = item.block.len();
+    let n = item.part.len();
     let (dist, std) = match &t.rule {
-        Rule::Const(v) => {
-            let mut chunk = Vec::new();
-            let reps = n.min(STAGE_BYTES as u64 / dtype.size()) as usize;
-            dtype.encode(&vec![*v; reps], &mut chunk);
-            let mut left = n;
-            while left > 0 {
-                let k = left.min(reps as u64);
-                emit(&chunk[..(k * dtype.size()) as usize])?;
-                left -= k;
-            }
-            return Ok(());
-        }
+        Rule::Const(v) => return emit_constant(*v, n, dtype, emit),
         Rule::Draw { init, .. } => {
             let target = t
                 .target()?
@@ -348,9 +361,9 @@ fn produce(
             (init.dist, target.std)
         }
     };
-    let requests = item
-        .block
-        .requests(dist, spec.seed, t.id(), dist.kernel_scale(std));
+    let scale = dist.kernel_scale(std);
+    // Drawn segments and zero rows (padding_idx), in storage order.
+    let segments = zero_row_segments(&item.part.ranges, &t.zero_rows, t.shape.0.iter().skip(1).product());
     let gen = match backend {
         // The store and workgroup size tuned for this kernel (values never
         // depend on them).
@@ -367,7 +380,12 @@ fn produce(
             }),
         Backend::Cpu => GenOptions::default(),
     };
-    for req in &requests {
+    for (range, zero) in segments {
+        if zero {
+            emit_constant(0.0, range.end - range.start, dtype, emit)?;
+            continue;
+        }
+        let req = &requests(&[range], dist, spec.seed, t.id(), scale)[0];
         match backend {
             Backend::Gpu(g) => {
                 g.generator()
@@ -384,4 +402,70 @@ fn produce(
         }
     }
     Ok(())
+}
+
+/// Emits `n` copies of `v` in `dtype`.
+fn emit_constant(
+    v: f32,
+    n: u64,
+    dtype: DType,
+    emit: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut chunk = Vec::new();
+    let reps = n.min(STAGE_BYTES as u64 / dtype.size()) as usize;
+    dtype.encode(&vec![v; reps], &mut chunk);
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(reps as u64);
+        emit(&chunk[..(k * dtype.size()) as usize])?;
+        left -= k;
+    }
+    Ok(())
+}
+
+/// `ranges` (element ranges of a tensor with rows of `width` elements) cut
+/// into segments that are drawn (`false`) or lie in one of `zero_rows`
+/// (`true`), in order.
+fn zero_row_segments(ranges: &[Range<u64>], zero_rows: &[u64], width: u64) -> Vec<(Range<u64>, bool)> {
+    let mut rows: Vec<u64> = zero_rows.to_vec();
+    rows.sort_unstable();
+    rows.dedup();
+    let mut out = Vec::new();
+    for r in ranges {
+        let mut at = r.start;
+        for &z in &rows {
+            let zr = (z * width).max(at)..((z + 1) * width).min(r.end);
+            if zr.start >= zr.end {
+                continue;
+            }
+            if at < zr.start {
+                out.push((at..zr.start, false));
+            }
+            out.push((zr.clone(), true));
+            at = zr.end;
+        }
+        if at < r.end {
+            out.push((at..r.end, false));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_rows_cut_ranges_into_drawn_and_zero_segments() {
+        // A 4 x 3 tensor, row 1 zero; the whole tensor, then a column cut.
+        assert_eq!(
+            zero_row_segments(&[0..12], &[1], 3),
+            vec![(0..3, false), (3..6, true), (6..12, false)]
+        );
+        assert_eq!(
+            zero_row_segments(&[1..2, 4..5, 7..8], &[1, 1], 3),
+            vec![(1..2, false), (4..5, true), (7..8, false)]
+        );
+        assert_eq!(zero_row_segments(&[0..6], &[], 3), vec![(0..6, false)]);
+    }
 }
