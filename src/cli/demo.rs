@@ -75,9 +75,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         }),
         runs,
     };
-    outln!(
-        "sw^2 = Var(W) * fan_in. ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2"
-    );
+    outln!("sw^2 = Var(W) * fan_in. ReLU keeps Var(z) when sw^2 = 2 (He) and scales it by sw^2/2");
     outln!("per layer; tanh keeps a signal near sw^2 = 1. Far from that, the signal vanishes or");
     outln!("explodes. To find the multiplier for an activation and depth:");
     outln!(

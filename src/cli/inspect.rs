@@ -73,7 +73,6 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
     })
 }
 
-
 fn sci(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2e}"))
 }

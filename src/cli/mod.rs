@@ -36,7 +36,6 @@ pub(crate) use inspect::{run_inspect, InspectArgs};
 pub(crate) use model::{run_model, ModelArgs};
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use deepinit::backend::{Backend, Policy};
 use deepinit::gpu::gemm::GemmVariant;

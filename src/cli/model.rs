@@ -4,9 +4,9 @@
 use super::*;
 use clap::Args;
 use deepinit::io::dtype::DType;
+use deepinit::model::hf::{self, HfModel, InitRule};
 use deepinit::model::plan::{Plan, TensorParallel};
 use deepinit::model::write::{self, Report, Targets};
-use deepinit::model::hf::{self, HfModel, InitRule};
 use deepinit::model::{emit, preset, spec, ModelSpec};
 use std::path::PathBuf;
 
@@ -198,11 +198,7 @@ pub(crate) fn named(
         }
     };
     let spec = hf.spec(rule, 0)?;
-    let what = format!(
-        "{what} ({}, {} init)",
-        hf.class,
-        rule.name()
-    );
+    let what = format!("{what} ({}, {} init)", hf.class, rule.name());
     Ok(Named {
         spec,
         what,

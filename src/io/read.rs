@@ -28,7 +28,10 @@ pub fn read_text(path: &Path, limit: u64) -> Result<String> {
     if meta.len() > limit {
         return Err(Error::path(
             path,
-            format!("is {} bytes, more than the {limit} this input may have", meta.len()),
+            format!(
+                "is {} bytes, more than the {limit} this input may have",
+                meta.len()
+            ),
         ));
     }
     let f = std::fs::File::open(path).map_err(io)?;
@@ -54,7 +57,10 @@ mod tests {
         let f = dir.path().join("a.json");
         std::fs::write(&f, "{}").unwrap();
         assert_eq!(read_text(&f, 10).unwrap(), "{}");
-        assert!(read_text(&f, 1).unwrap_err().to_string().contains("more than"));
+        assert!(read_text(&f, 1)
+            .unwrap_err()
+            .to_string()
+            .contains("more than"));
         assert!(read_text(dir.path(), 10)
             .unwrap_err()
             .to_string()
@@ -62,8 +68,12 @@ mod tests {
         #[cfg(unix)]
         {
             let fifo = dir.path().join("fifo");
-            rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from_raw_mode(0o600))
-                .unwrap();
+            rustix::fs::mkfifoat(
+                rustix::fs::CWD,
+                &fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+            )
+            .unwrap();
             // Returns at once (no writer would ever come).
             assert!(read_text(&fifo, 10)
                 .unwrap_err()

@@ -100,9 +100,7 @@ fn check_entries(text: &str) -> Result<()> {
         let bad = |problem: String| {
             Error::invalid("safetensors header", format!("tensor '{name}': {problem}"))
         };
-        let dtype = e["dtype"]
-            .as_str()
-            .ok_or_else(|| bad("no dtype".into()))?;
+        let dtype = e["dtype"].as_str().ok_or_else(|| bad("no dtype".into()))?;
         let size: u64 = match dtype {
             "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
             "I16" | "U16" | "F16" | "BF16" => 2,
@@ -119,9 +117,16 @@ fn check_entries(text: &str) -> Result<()> {
             .as_array()
             .and_then(|a| a.iter().map(serde_json::Value::as_u64).collect())
             .filter(|o: &Vec<u64>| o.len() == 2)
-            .ok_or_else(|| bad(format!("data_offsets {} is not [begin, end]", e["data_offsets"])))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "data_offsets {} is not [begin, end]",
+                    e["data_offsets"]
+                ))
+            })?;
         if offsets[1] < offsets[0] {
-            return Err(bad(format!("data_offsets {offsets:?} end before they begin")));
+            return Err(bad(format!(
+                "data_offsets {offsets:?} end before they begin"
+            )));
         }
         let numel = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d));
         let want = numel.and_then(|n| n.checked_mul(size));

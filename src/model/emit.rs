@@ -82,7 +82,9 @@ pub fn to_toml(spec: &ModelSpec, comment: &str) -> String {
         }
     }
     if !spec.tied.is_empty() {
-        out.push_str("\n# Weights the model shares instead of storing: name = the tensor it is.\n[tied]\n");
+        out.push_str(
+            "\n# Weights the model shares instead of storing: name = the tensor it is.\n[tied]\n",
+        );
         for (target, source) in &spec.tied {
             out.push_str(&format!("{} = {}\n", json!(target), json!(source)));
         }

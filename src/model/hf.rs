@@ -318,9 +318,9 @@ fn get<'a>(c: &'a Map<String, Value>, keys: &[&str]) -> Option<(&'a str, &'a Val
 fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
     match get(c, keys) {
         None => Ok(default),
-        Some((k, v)) => v
-            .as_u64()
-            .ok_or_else(|| Error::bad("config", format!("{k} = {v}"), "not a non-negative integer")),
+        Some((k, v)) => v.as_u64().ok_or_else(|| {
+            Error::bad("config", format!("{k} = {v}"), "not a non-negative integer")
+        }),
     }
 }
 
@@ -399,13 +399,17 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
                 vocab: int(
                     c,
                     &["vocab_size"],
-                    if family == Family::Qwen2 { 151936 } else { 32000 },
+                    if family == Family::Qwen2 {
+                        151936
+                    } else {
+                        32000
+                    },
                 )?,
                 hidden,
                 layers: int(c, &["num_hidden_layers"], 32)?,
                 heads,
                 kv_heads: int(c, &["num_key_value_heads"], kv_default.unwrap_or(heads))?,
-                head_dim: int(c, &["head_dim"], if heads > 0 { hidden / heads } else { 0 })?,
+                head_dim: int(c, &["head_dim"], hidden.checked_div(heads).unwrap_or(0))?,
                 inter: int(c, &["intermediate_size"], inter)?,
                 positions: 0,
                 type_vocab: 0,
@@ -442,7 +446,7 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
                 layers: int(c, &["num_hidden_layers"], 12)?,
                 heads,
                 kv_heads: heads,
-                head_dim: if heads > 0 { hidden / heads } else { 0 },
+                head_dim: hidden.checked_div(heads).unwrap_or(0),
                 inter: int(c, &["intermediate_size"], 3072)?,
                 positions: int(c, &["max_position_embeddings"], 512)?,
                 type_vocab: int(c, &["type_vocab_size"], 2)?,
@@ -460,7 +464,7 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
     let mut d = d;
     if family == Family::Gpt2 {
         d.kv_heads = d.heads;
-        d.head_dim = if d.heads > 0 { d.hidden / d.heads } else { 0 };
+        d.head_dim = d.hidden.checked_div(d.heads).unwrap_or(0);
     }
     check_dims(family, &d)?;
     Ok(d)
@@ -479,7 +483,7 @@ fn check_dims(family: Family, d: &Dims) -> Result<()> {
     if let Some((what, _)) = positive.iter().find(|(_, v)| *v == 0) {
         return Err(Error::invalid("config", format!("{what} is 0")));
     }
-    if matches!(family, Family::Gpt2 | Family::Bert) && d.hidden % d.heads != 0 {
+    if matches!(family, Family::Gpt2 | Family::Bert) && !d.hidden.is_multiple_of(d.heads) {
         return Err(Error::invalid(
             "config",
             format!(
@@ -488,7 +492,7 @@ fn check_dims(family: Family, d: &Dims) -> Result<()> {
             ),
         ));
     }
-    if d.heads % d.kv_heads != 0 {
+    if !d.heads.is_multiple_of(d.kv_heads) {
         return Err(Error::invalid(
             "config",
             format!(
@@ -511,7 +515,13 @@ fn check_dims(family: Family, d: &Dims) -> Result<()> {
     }
     // 2^40 elements per tensor is far beyond any real model and keeps every
     // size product below u64 overflow.
-    let big = [d.vocab, d.hidden, d.inter, d.positions, d.heads * d.head_dim];
+    let big = [
+        d.vocab,
+        d.hidden,
+        d.inter,
+        d.positions,
+        d.heads * d.head_dim,
+    ];
     if big.iter().any(|&v| v > 1 << 24) || d.layers > 100_000 {
         return Err(Error::invalid(
             "config",
@@ -702,7 +712,12 @@ impl HfModel {
                 Kind::Linear { residual: false },
                 qkv(Split::Cols),
             );
-            b.push(n("attn.c_attn.bias"), &[3 * e], Kind::Bias, qkv(Split::Rows));
+            b.push(
+                n("attn.c_attn.bias"),
+                &[3 * e],
+                Kind::Bias,
+                qkv(Split::Rows),
+            );
             b.push(
                 n("attn.c_proj.weight"),
                 &[e, e],
@@ -865,7 +880,12 @@ impl HfModel {
                 None,
             );
             b.push(n("intermediate.dense.weight"), &[d.inter, h], lin, rows(1));
-            b.push(n("intermediate.dense.bias"), &[d.inter], Kind::Bias, rows(1));
+            b.push(
+                n("intermediate.dense.bias"),
+                &[d.inter],
+                Kind::Bias,
+                rows(1),
+            );
             b.push(n("output.dense.weight"), &[h, d.inter], res, cols(1));
             b.push(n("output.dense.bias"), &[h], Kind::Bias, None);
             b.push(n("output.LayerNorm.weight"), &[h], Kind::NormWeight, None);
@@ -896,7 +916,12 @@ impl HfModel {
                 Kind::NormBias,
                 None,
             );
-            b.push("cls.predictions.bias".into(), &[d.vocab], Kind::Bias, rows(1));
+            b.push(
+                "cls.predictions.bias".into(),
+                &[d.vocab],
+                Kind::Bias,
+                rows(1),
+            );
             tied.insert(
                 "cls.predictions.decoder.weight".into(),
                 e("word_embeddings.weight"),
@@ -966,4 +991,3 @@ pub fn torch_dtype(d: DType) -> &'static str {
         DType::F16 => "float16",
     }
 }
-

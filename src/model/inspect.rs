@@ -87,10 +87,13 @@ pub struct Report {
     pub pass: bool,
 }
 
+/// An index's weight map: tensor name -> file name.
+type WeightMap = BTreeMap<String, String>;
+
 /// The files of `path`: itself, or a directory's index's shards, or its
 /// `*.safetensors` files; with an index, also its weight map (tensor name ->
 /// file name).
-fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<BTreeMap<String, String>>)> {
+fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
     if !path.is_dir() {
         return Ok((vec![path.to_path_buf()], None));
     }
@@ -98,15 +101,18 @@ fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<BTreeMap<String, String
     let mut weight_map = None;
     let mut files: Vec<PathBuf> = if index.exists() {
         let text = crate::io::read::read_text(&index, 256 << 20)?;
-        let v: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::path(&index, format!("not JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::path(&index, format!("not JSON: {e}")))?;
         let map = v["weight_map"]
             .as_object()
             .ok_or_else(|| Error::path(&index, "has no weight_map"))?;
         let mut wm = BTreeMap::new();
         for (name, f) in map {
             let f = f.as_str().ok_or_else(|| {
-                Error::path(&index, format!("weight_map: '{name}' maps to {f}, not a file name"))
+                Error::path(
+                    &index,
+                    format!("weight_map: '{name}' maps to {f}, not a file name"),
+                )
             })?;
             // Entries name files of this directory, never a path elsewhere.
             let p = Path::new(f);
@@ -419,8 +425,11 @@ fn strip_prefix(name: &str) -> &str {
 /// a tied name shares its values with.
 fn find_entry<'a>(r: &'a ModelSpec, name: &str) -> Option<&'a super::spec::TensorSpec> {
     let by = |n: &str| {
-        r.get(n)
-            .or_else(|| r.tensors.iter().find(|t| strip_prefix(&t.name) == strip_prefix(n)))
+        r.get(n).or_else(|| {
+            r.tensors
+                .iter()
+                .find(|t| strip_prefix(&t.name) == strip_prefix(n))
+        })
     };
     by(name).or_else(|| {
         r.tied

@@ -246,7 +246,7 @@ impl Part {
     pub fn whole(dims: &[u64]) -> Part {
         Part {
             shape: dims.to_vec(),
-            ranges: vec![0..dims.iter().product()],
+            ranges: std::iter::once(0..dims.iter().product()).collect(),
         }
     }
 
@@ -269,7 +269,12 @@ impl Part {
 /// Rank `tp.rank`'s part of a tensor of shape `dims` under `split` (Megatron
 /// cuts: the axis's blocks `parts` each cut into `tp.size` equal pieces of
 /// whole `unit`s; rank r holds piece r of every block, in block order).
-pub fn tp_part(dims: &[u64], split: Option<&TpSplit>, tp: TensorParallel, name: &str) -> Result<Part> {
+pub fn tp_part(
+    dims: &[u64],
+    split: Option<&TpSplit>,
+    tp: TensorParallel,
+    name: &str,
+) -> Result<Part> {
     let Some(split) = split.filter(|_| tp.size > 1) else {
         return Ok(Part::whole(dims));
     };
@@ -295,11 +300,7 @@ pub fn tp_part(dims: &[u64], split: Option<&TpSplit>, tp: TensorParallel, name: 
     for &b in &blocks {
         if !b.is_multiple_of(tp.size) || !(b / tp.size).is_multiple_of(split.unit) {
             let what = if split.unit > 1 {
-                format!(
-                    "{} units of {} (heads)",
-                    b / split.unit.max(1),
-                    split.unit
-                )
+                format!("{} units of {} (heads)", b / split.unit.max(1), split.unit)
             } else {
                 format!("{b}")
             };
@@ -313,7 +314,12 @@ pub fn tp_part(dims: &[u64], split: Option<&TpSplit>, tp: TensorParallel, name: 
                 },
                 tp.size
             );
-            if axis == 0 && split.unit == 1 && blocks.len() == 1 && dims.len() == 2 && dims[0] > dims[1] {
+            if axis == 0
+                && split.unit == 1
+                && blocks.len() == 1
+                && dims.len() == 2
+                && dims[0] > dims[1]
+            {
                 problem += &format!(
                     "; a vocabulary is padded to a multiple of the parts as Megatron-LM does                      (make-vocab-size-divisible-by): set vocab_size to {} in the config",
                     b.div_ceil(128 * tp.size) * 128 * tp.size
@@ -355,7 +361,13 @@ pub fn tp_part(dims: &[u64], split: Option<&TpSplit>, tp: TensorParallel, name: 
 }
 
 /// One generation request of `dist` values per element range, in order.
-pub fn requests(ranges: &[Range<u64>], dist: Dist, seed: u64, tensor_id: u32, scale: f32) -> Vec<GenRequest> {
+pub fn requests(
+    ranges: &[Range<u64>],
+    dist: Dist,
+    seed: u64,
+    tensor_id: u32,
+    scale: f32,
+) -> Vec<GenRequest> {
     ranges
         .iter()
         .map(|r| GenRequest {

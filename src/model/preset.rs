@@ -92,8 +92,13 @@ fn mlp(name: &str, dims: &str) -> Result<Vec<TensorSpec>> {
     Ok((0..d)
         .flat_map(|i| {
             [
-                TensorSpec::draw(format!("layers.{i}.weight"), &[w, w], Scheme::HE, Layout::OutIn)
-                    .split(TpSplit::plain(Split::Rows)),
+                TensorSpec::draw(
+                    format!("layers.{i}.weight"),
+                    &[w, w],
+                    Scheme::HE,
+                    Layout::OutIn,
+                )
+                .split(TpSplit::plain(Split::Rows)),
                 TensorSpec::constant(format!("layers.{i}.bias"), &[w], 0.0),
             ]
         })

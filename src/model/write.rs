@@ -248,7 +248,9 @@ fn write_all(
         }
         files.push(report);
     }
-    let index = plan.index_json().and_then(|b| targets.index.as_ref().map(|d| (d, b)));
+    let index = plan
+        .index_json()
+        .and_then(|b| targets.index.as_ref().map(|d| (d, b)));
     let small = index
         .iter()
         .map(|(d, b)| (*d, b.as_slice()))
@@ -363,7 +365,11 @@ fn produce(
     };
     let scale = dist.kernel_scale(std);
     // Drawn segments and zero rows (padding_idx), in storage order.
-    let segments = zero_row_segments(&item.part.ranges, &t.zero_rows, t.shape.0.iter().skip(1).product());
+    let segments = zero_row_segments(
+        &item.part.ranges,
+        &t.zero_rows,
+        t.shape.0.iter().skip(1).product(),
+    );
     let gen = match backend {
         // The store and workgroup size tuned for this kernel (values never
         // depend on them).
@@ -426,7 +432,11 @@ fn emit_constant(
 /// `ranges` (element ranges of a tensor with rows of `width` elements) cut
 /// into segments that are drawn (`false`) or lie in one of `zero_rows`
 /// (`true`), in order.
-fn zero_row_segments(ranges: &[Range<u64>], zero_rows: &[u64], width: u64) -> Vec<(Range<u64>, bool)> {
+fn zero_row_segments(
+    ranges: &[Range<u64>],
+    zero_rows: &[u64],
+    width: u64,
+) -> Vec<(Range<u64>, bool)> {
     let mut rows: Vec<u64> = zero_rows.to_vec();
     rows.sort_unstable();
     rows.dedup();
@@ -456,6 +466,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::single_range_in_vec_init)]
     fn zero_rows_cut_ranges_into_drawn_and_zero_segments() {
         // A 4 x 3 tensor, row 1 zero; the whole tensor, then a column cut.
         assert_eq!(
