@@ -109,5 +109,59 @@ pub fn rows(
             ratio_to: Some("sequential write".into()),
         });
     }
+    if !opts.quick {
+        progress("transformers from_config + save_pretrained (if installed)");
+        if let Some(row) = transformers_row(&scratch.0, &rows, opts.repeats) {
+            rows.push(row);
+        }
+    }
     Ok(rows)
+}
+
+/// transformers' own way to the same GPT-2 checkpoint
+/// (`benches/hf_transformers.py`: `from_config` + `save_pretrained` + fsync,
+/// median of `repeats`), with deepinit's f32 speed-up over it; `None` where
+/// python3 lacks transformers or torch.
+fn transformers_row(dir: &Path, rows: &[Row], repeats: usize) -> Option<Row> {
+    let ours = rows
+        .iter()
+        .find(|r| r.name.ends_with("--dtype f32") && r.name.starts_with("deepinit model"))?;
+    let cfg = dir.join("gpt2-config.json");
+    let text = crate::model::hf::SHIPPED
+        .iter()
+        .find(|(n, _)| *n == "gpt2")?
+        .1;
+    std::fs::write(&cfg, text).ok()?;
+    let out = std::process::Command::new("python3")
+        .args(["-c", include_str!("../../benches/hf_transformers.py")])
+        .arg(&cfg)
+        .arg(dir.join("hf"))
+        .arg(repeats.max(1).to_string())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let runs: Vec<(String, f64, f64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            Some((
+                v["what"].as_str()?.to_string(),
+                v["seconds"].as_f64()?,
+                v["bytes"].as_f64()?,
+            ))
+        })
+        .collect();
+    let (what, _, bytes) = runs.first()?.clone();
+    let time = super::bench::Timing::of(runs.iter().map(|r| r.1).collect(), "cpu-wall-clock");
+    let rate = bytes / time.median_s / 1e6;
+    Some(Row {
+        group: "checkpoint",
+        name: what,
+        size: format!("{:.0} MB", bytes / 1e6),
+        rate,
+        unit: "MB/s",
+        time,
+        ratio: Some(ours.rate / rate),
+        ratio_to: Some("deepinit f32 speed-up over it".into()),
+    })
 }
