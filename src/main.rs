@@ -3,7 +3,8 @@
 //! Exit status: 0 success, 1 error (bad input, no device, I/O, a standard
 //! output that cannot be written), 2 usage error, 3 ran but failed
 //! verification, 128 + N interrupted by signal N (nothing written), 141 the
-//! standard output's reader went away (a closed pipe; ends quietly).
+//! standard output's reader went away (a closed pipe: the rest of the output
+//! is dropped quietly, the work itself completes).
 
 mod cli;
 
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
     // Output that could not be written is a failure, whatever the command
     // concluded.
     match result.and_then(|code| cli::stdout_error().map_or(Ok(code), Err)) {
+        Ok(_) if cli::stdout_closed() => ExitCode::from(141),
         Ok(code) => code,
         Err(e) => {
             cli::err(&format!("deepinit: error: {e}\n"));

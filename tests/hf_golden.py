@@ -98,8 +98,36 @@ LLAMA_TINY = {
 LLAMA_TINY_TIED = {k: v for k, v in LLAMA_TINY.items() if k != "head_dim"}
 LLAMA_TINY_TIED["tie_word_embeddings"] = True
 
+# Variants the reference rules must follow: Llama's attention and MLP biases
+# with a padding row; a negative pad_token_id (counted from the end, as
+# PyTorch's nn.Embedding does); GPT-2 with n_inner and an untied head; BERT
+# without a padding row.
+LLAMA_TINY_PAD = dict(LLAMA_TINY, pad_token_id=3, attention_bias=True, mlp_bias=True)
+MISTRAL_TINY_NEGPAD = {
+    "model_type": "mistral", "hidden_size": 64, "intermediate_size": 160,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "vocab_size": 1000, "max_position_embeddings": 256, "pad_token_id": -1,
+}
+
 # (case stem, config, head class, base class)
 TINY = [
+    ("llama-tiny-pad", LLAMA_TINY_PAD, "LlamaForCausalLM", "LlamaModel"),
+    ("mistral-tiny-negpad", MISTRAL_TINY_NEGPAD, "MistralForCausalLM", "MistralModel"),
+    (
+        "gpt2-tiny-untied",
+        {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "n_inner": 96,
+         "vocab_size": 1000, "n_positions": 128, "tie_word_embeddings": False},
+        "GPT2LMHeadModel",
+        "GPT2Model",
+    ),
+    (
+        "bert-tiny-nopad",
+        {"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 1,
+         "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000,
+         "max_position_embeddings": 64, "type_vocab_size": 2, "pad_token_id": None},
+        "BertForMaskedLM",
+        "BertModel",
+    ),
     (
         "gpt2-tiny",
         {"model_type": "gpt2", "n_embd": 64, "n_layer": 4, "n_head": 4,
@@ -325,8 +353,7 @@ def write_saved_checkpoint():
     to bfloat16, then save_pretrained) for tests/hf.rs to judge."""
     import shutil
 
-    stem, cfg, head_cls, _ = TINY[0]
-    assert stem == "gpt2-tiny"
+    stem, cfg, head_cls, _ = next(t for t in TINY if t[0] == "gpt2-tiny")
     torch.manual_seed(0)
     model = getattr(transformers, head_cls)(make_config(cfg)).to(torch.bfloat16)
     d = os.path.join(OUT_DIR, "gpt2-saved")

@@ -51,14 +51,20 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
                 a.spec.as_deref(),
                 &a.init,
             )?;
-            Some((n.spec, n.what))
+            Some((n.spec, n.what, n.hf.is_some()))
         }
     };
     let json = a.json.open()?;
     let progress = deepinit::progress::Progress::new("reading the checkpoint");
     let report = inspect::inspect(
         &a.path,
-        reference.as_ref().map(|(s, from)| (s, from.clone())),
+        reference
+            .as_ref()
+            .map(|(spec, source, hf)| inspect::Against {
+                spec,
+                source,
+                hf: *hf,
+            }),
         a.alpha,
         Some(&progress),
     )?;
@@ -86,6 +92,9 @@ fn render(r: &Report) -> String {
             .as_deref()
             .unwrap_or("none (closest standard rule shown)")
     );
+    if let Some(n) = &r.config_note {
+        s += &format!("note: {n}\n");
+    }
     let dtypes: std::collections::BTreeSet<&str> =
         r.tensors.iter().map(|t| t.dtype.as_str()).collect();
     s += &format!(

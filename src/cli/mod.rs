@@ -177,14 +177,21 @@ impl Text {
 /// The first error writing the standard output met (other than a closed
 /// pipe); `main` reports it and fails.
 static STDOUT_ERROR: std::sync::Mutex<Option<std::io::Error>> = std::sync::Mutex::new(None);
+/// Whether the standard output's reader went away (a closed pipe).
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Writes `s` to the standard output, never panicking. A closed pipe
-/// (`deepinit ... | head -1`) ends the process quietly with exit status 141
-/// (128 + SIGPIPE, what a shell reports for a process a broken pipe stops),
-/// after removing any temporary file in flight; any other error (a full
-/// device) is kept for [`stdout_error`] and further output is dropped.
+/// (`deepinit ... | head -1`) drops this and all later output quietly: the
+/// command still finishes its work (a checkpoint is still written
+/// completely), and `main` then exits with status 141 (128 + SIGPIPE, what
+/// a shell reports for a process a broken pipe stops). Any other error (a
+/// full device) is kept for [`stdout_error`] and fails the command.
 pub(crate) fn out(s: &str) {
     use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut failed = STDOUT_ERROR
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -195,11 +202,15 @@ pub(crate) fn out(s: &str) {
     match o.write_all(s.as_bytes()).and_then(|()| o.flush()) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
-            deepinit::io::output::remove_temporaries();
-            std::process::exit(141);
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
         }
         Err(e) => *failed = Some(e),
     }
+}
+
+/// Whether the standard output's reader went away during the run.
+pub(crate) fn stdout_closed() -> bool {
+    STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Writes `s` to the standard error; errors are ignored (there is nowhere

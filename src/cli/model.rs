@@ -243,7 +243,9 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
     // The device first: a run that cannot get one creates nothing.
     let backend = open_backend(d)?;
     let mut extra = Vec::new();
-    if let Some(m) = &hf {
+    // A tensor-parallel part is not the model its config describes
+    // (`from_pretrained` would refuse its shapes): configs go with whole models.
+    if let Some(m) = hf.as_ref().filter(|_| tp.size == 1) {
         extra.push(("config.json".to_string(), m.config_json(dtype)));
         if let Some(g) = m.generation_config_json() {
             extra.push(("generation_config.json".to_string(), g));

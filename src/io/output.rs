@@ -78,7 +78,12 @@ pub fn install_cleanup_handler() {
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
                     remove_all_temps();
-                    eprintln!("\ndeepinit: interrupted (signal {sig}); no output was written");
+                    // Never panics, even with stderr gone (`2>&1 | head`).
+                    use std::io::Write;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "\ndeepinit: interrupted (signal {sig}); no output was written"
+                    );
                     std::process::exit(128 + sig);
                 }
             });

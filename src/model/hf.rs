@@ -278,11 +278,18 @@ pub fn from_map(config: Map<String, Value>) -> Result<HfModel> {
             )
         })?;
     let family = Family::parse(model_type)?;
-    let class = match config
-        .get("architectures")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-    {
+    let class = match config.get("architectures").filter(|v| !v.is_null()) {
+        None => None,
+        Some(Value::Array(a)) => a.first(),
+        Some(other) => {
+            return Err(Error::bad(
+                "architectures",
+                other,
+                "expected a list of class names, e.g. [\"LlamaForCausalLM\"]",
+            ))
+        }
+    };
+    let class = match class {
         None => family.classes()[0],
         Some(Value::String(c)) => *family
             .classes()
@@ -298,6 +305,12 @@ pub fn from_map(config: Map<String, Value>) -> Result<HfModel> {
         }
     };
     let dims = dims(family, &config)?;
+    if family == Family::Bert && class == "BertForMaskedLM" && !dims.tie {
+        return Err(Error::invalid(
+            "config",
+            "BertForMaskedLM with tie_word_embeddings = false is not supported (its decoder is tied)",
+        ));
+    }
     Ok(HfModel {
         config,
         family,
@@ -324,8 +337,30 @@ fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
     }
 }
 
-fn opt_int(c: &Map<String, Value>, keys: &[&str]) -> Result<Option<u64>> {
-    get(c, keys).map(|_| int(c, keys, 0)).transpose()
+/// `pad_token_id` as transformers' `nn.Embedding(padding_idx=...)` takes it:
+/// absent -> the family's default, null -> none, negative -> counted from
+/// the end of the vocabulary (PyTorch's rule).
+fn pad(c: &Map<String, Value>, vocab: u64, default: Option<u64>) -> Result<Option<u64>> {
+    let Some(v) = c.get("pad_token_id") else {
+        return Ok(default);
+    };
+    if v.is_null() {
+        return Ok(None);
+    }
+    let bad = || {
+        Error::bad(
+            "config",
+            format!("pad_token_id = {v}"),
+            format!("not an index of the vocabulary ({vocab}), nor a negative one from its end"),
+        )
+    };
+    let i = v.as_i64().ok_or_else(bad)?;
+    let n = i64::try_from(vocab).map_err(|_| bad())?;
+    match i {
+        i if (0..n).contains(&i) => Ok(Some(i as u64)),
+        i if (-n..0).contains(&i) => Ok(Some((n + i) as u64)),
+        _ => Err(bad()),
+    }
 }
 
 fn boolean(c: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
@@ -373,7 +408,7 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
                 heads: int(c, &["n_head", "num_attention_heads"], 12)?,
                 kv_heads: 0,
                 head_dim: 0,
-                inter: int(c, &["n_inner"], 4 * hidden)?,
+                inter: int(c, &["n_inner"], hidden.saturating_mul(4))?,
                 positions: int(c, &["n_positions", "max_position_embeddings"], 1024)?,
                 type_vocab: 0,
                 init_range: float(c, "initializer_range", 0.02)?,
@@ -395,16 +430,17 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
             let heads = int(c, &["num_attention_heads"], heads_default)?;
             let hidden = int(c, &["hidden_size"], 4096)?;
             let attention_bias = family == Family::Llama && boolean(c, "attention_bias", false)?;
+            let vocab = int(
+                c,
+                &["vocab_size"],
+                if family == Family::Qwen2 {
+                    151936
+                } else {
+                    32000
+                },
+            )?;
             Dims {
-                vocab: int(
-                    c,
-                    &["vocab_size"],
-                    if family == Family::Qwen2 {
-                        151936
-                    } else {
-                        32000
-                    },
-                )?,
+                vocab,
                 hidden,
                 layers: int(c, &["num_hidden_layers"], 32)?,
                 heads,
@@ -418,7 +454,7 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
                 qkv_bias: family == Family::Qwen2 || attention_bias,
                 o_bias: attention_bias,
                 mlp_bias: family == Family::Llama && boolean(c, "mlp_bias", false)?,
-                pad: opt_int(c, &["pad_token_id"])?,
+                pad: pad(c, vocab, None)?,
                 act: string(c, &["hidden_act"], "silu")?,
                 norm_eps: float(c, "rms_norm_eps", 1e-6)?,
             }
@@ -426,22 +462,15 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
         Family::Bert => {
             let hidden = int(c, &["hidden_size"], 768)?;
             let heads = int(c, &["num_attention_heads"], 12)?;
-            if !boolean(c, "tie_word_embeddings", true)? {
+            if boolean(c, "add_cross_attention", false)? {
                 return Err(Error::invalid(
                     "config",
-                    "BERT with tie_word_embeddings = false is not supported (the decoder is tied)",
+                    "add_cross_attention = true (BERT as a decoder of an encoder) is not supported",
                 ));
             }
-            let pe = string(c, &["position_embedding_type"], "absolute")?;
-            if pe != "absolute" {
-                return Err(Error::bad(
-                    "position_embedding_type",
-                    &pe,
-                    "only absolute position embeddings are supported",
-                ));
-            }
+            let vocab = int(c, &["vocab_size"], 30522)?;
             Dims {
-                vocab: int(c, &["vocab_size"], 30522)?,
+                vocab,
                 hidden,
                 layers: int(c, &["num_hidden_layers"], 12)?,
                 heads,
@@ -451,11 +480,11 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
                 positions: int(c, &["max_position_embeddings"], 512)?,
                 type_vocab: int(c, &["type_vocab_size"], 2)?,
                 init_range: float(c, "initializer_range", 0.02)?,
-                tie: true,
+                tie: boolean(c, "tie_word_embeddings", true)?,
                 qkv_bias: true,
                 o_bias: true,
                 mlp_bias: true,
-                pad: Some(int(c, &["pad_token_id"], 0)?),
+                pad: pad(c, vocab, Some(0))?,
                 act: string(c, &["hidden_act"], "gelu")?,
                 norm_eps: float(c, "layer_norm_eps", 1e-12)?,
             }
@@ -470,20 +499,42 @@ fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {
     Ok(d)
 }
 
+/// The largest size of any one dimension (vocabulary, width, heads, ...).
+const MAX_DIM: u64 = 1 << 24;
+
 fn check_dims(family: Family, d: &Dims) -> Result<()> {
-    let positive = [
+    let mut sizes = vec![
         ("vocab_size", d.vocab),
         ("the width (hidden_size / n_embd)", d.hidden),
-        ("the number of layers", d.layers),
         ("the number of heads", d.heads),
         ("num_key_value_heads", d.kv_heads),
         ("intermediate_size / n_inner", d.inter),
         ("head_dim", d.head_dim),
     ];
-    if let Some((what, _)) = positive.iter().find(|(_, v)| *v == 0) {
-        return Err(Error::invalid("config", format!("{what} is 0")));
+    match family {
+        Family::Gpt2 => sizes.push(("n_positions", d.positions)),
+        Family::Bert => {
+            sizes.push(("max_position_embeddings", d.positions));
+            sizes.push(("type_vocab_size", d.type_vocab));
+        }
+        _ => {}
     }
-    if matches!(family, Family::Gpt2 | Family::Bert) && !d.hidden.is_multiple_of(d.heads) {
+    for (what, v) in sizes {
+        if v == 0 || v > MAX_DIM {
+            return Err(Error::invalid(
+                "config",
+                format!("{what} is {v}; it must be from 1 to {MAX_DIM}"),
+            ));
+        }
+    }
+    if d.layers == 0 || d.layers > 100_000 {
+        return Err(Error::invalid(
+            "config",
+            format!("{} layers; it must be from 1 to 100000", d.layers),
+        ));
+    }
+    // transformers refuses these (`validate_architecture`), whatever head_dim says.
+    if !d.hidden.is_multiple_of(d.heads) {
         return Err(Error::invalid(
             "config",
             format!(
@@ -501,31 +552,20 @@ fn check_dims(family: Family, d: &Dims) -> Result<()> {
             ),
         ));
     }
-    if let Some(p) = d.pad.filter(|&p| p >= d.vocab) {
+    // Both are at most 2^24 here: the product cannot overflow.
+    if d.heads * d.head_dim > MAX_DIM {
         return Err(Error::invalid(
             "config",
-            format!("pad_token_id {p} is outside the vocabulary ({})", d.vocab),
+            format!(
+                "num_attention_heads x head_dim = {} is beyond {MAX_DIM}",
+                d.heads * d.head_dim
+            ),
         ));
     }
     if !(d.init_range.is_finite() && d.init_range > 0.0) {
         return Err(Error::invalid(
             "config",
             format!("initializer_range {} is not positive", d.init_range),
-        ));
-    }
-    // 2^40 elements per tensor is far beyond any real model and keeps every
-    // size product below u64 overflow.
-    let big = [
-        d.vocab,
-        d.hidden,
-        d.inter,
-        d.positions,
-        d.heads * d.head_dim,
-    ];
-    if big.iter().any(|&v| v > 1 << 24) || d.layers > 100_000 {
-        return Err(Error::invalid(
-            "config",
-            "a dimension is beyond 2^24 (or more than 100,000 layers)",
         ));
     }
     Ok(())
@@ -937,8 +977,9 @@ impl HfModel {
     }
 
     /// `config.json` for a checkpoint of `dtype`: the config as given (every
-    /// key kept, in order), `architectures` set to the class written, and
-    /// `dtype` to the files' (a legacy `torch_dtype` key is replaced by it).
+    /// key kept; keys sorted, as transformers writes them), `architectures`
+    /// set to the class written, and `dtype` to the files' (a legacy
+    /// `torch_dtype` key is replaced by it).
     pub fn config_json(&self, dtype: DType) -> Vec<u8> {
         let mut c = self.config.clone();
         c.remove("torch_dtype");
@@ -963,9 +1004,23 @@ impl HfModel {
         }
         let mut g = Map::new();
         g.insert("_from_model_config".into(), Value::Bool(true));
-        for k in ["bos_token_id", "eos_token_id", "pad_token_id"] {
-            if let Some(v) = self.config.get(k).filter(|v| !v.is_null()) {
-                g.insert(k.into(), v.clone());
+        // The config's token ids, or (when the key is absent) the family
+        // config's defaults, as transformers reads them from the config object.
+        let defaults: [Option<u64>; 3] = match self.family {
+            Family::Gpt2 => [Some(50256), Some(50256), None],
+            Family::Llama | Family::Mistral => [Some(1), Some(2), None],
+            Family::Qwen2 | Family::Bert => [None, None, None],
+        };
+        for (k, default) in ["bos_token_id", "eos_token_id", "pad_token_id"]
+            .into_iter()
+            .zip(defaults)
+        {
+            let v = match self.config.get(k) {
+                Some(v) => v.clone(),
+                None => default.map_or(Value::Null, Value::from),
+            };
+            if !v.is_null() {
+                g.insert(k.into(), v);
             }
         }
         g.insert("output_attentions".into(), Value::Bool(false));

@@ -77,6 +77,8 @@ pub struct Report {
     /// Where the reference came from: "--spec FILE", "the checkpoint's
     /// deepinit.spec", or null.
     pub reference: Option<String>,
+    /// Why a `config.json` beside the checkpoint was not used, if it was not.
+    pub config_note: Option<String>,
     /// False-alarm rate of each test.
     pub alpha: f64,
     /// Per tensor, in file order.
@@ -423,12 +425,25 @@ fn strip_prefix(name: &str) -> &str {
 /// the same name under another of the common prefixes (a base model's
 /// checkpoint against a head model's config, or the reverse), or the tensor
 /// a tied name shares its values with.
-fn find_entry<'a>(r: &'a ModelSpec, name: &str) -> Option<&'a super::spec::TensorSpec> {
+fn find_entry<'a>(
+    r: &'a ModelSpec,
+    name: &str,
+    loose: bool,
+) -> Option<&'a super::spec::TensorSpec> {
+    if !loose {
+        return r.get(name);
+    }
+    // One match under the prefixes, or none (an ambiguous name is judged by nothing).
     let by = |n: &str| {
         r.get(n).or_else(|| {
-            r.tensors
+            let mut m = r
+                .tensors
                 .iter()
-                .find(|t| strip_prefix(&t.name) == strip_prefix(n))
+                .filter(|t| strip_prefix(&t.name) == strip_prefix(n));
+            match (m.next(), m.next()) {
+                (Some(t), None) => Some(t),
+                _ => None,
+            }
         })
     };
     by(name).or_else(|| {
@@ -439,13 +454,28 @@ fn find_entry<'a>(r: &'a ModelSpec, name: &str) -> Option<&'a super::spec::Tenso
     })
 }
 
+/// What to judge a checkpoint against.
+#[derive(Debug, Clone, Copy)]
+pub struct Against<'a> {
+    /// The reference spec.
+    pub spec: &'a ModelSpec,
+    /// Where it came from, for the report.
+    pub source: &'a str,
+    /// Whether it describes a Hugging Face model (from a config): stored
+    /// names then match across the prefixes its classes add
+    /// (`transformer.`, `model.`, `bert.`) and through tied weights. A spec
+    /// is matched by exact names.
+    pub hf: bool,
+}
+
 /// Reads every tensor of `path` (a file or a checkpoint directory) and
-/// judges it against `spec`, or else the checkpoint's own recorded spec, or
-/// else the family rules of the `config.json` beside it (a Hugging Face
-/// checkpoint: transformers' reference initialization).
+/// judges it against `against`, or else the checkpoint's own recorded spec,
+/// or else the family rules of the `config.json` beside it (a Hugging Face
+/// checkpoint: transformers' reference initialization; a config deepinit
+/// cannot read leaves the checkpoint unjudged, with the reason in the report).
 pub fn inspect(
     path: &Path,
-    spec: Option<(&ModelSpec, String)>,
+    against: Option<Against>,
     alpha: f64,
     progress: Option<&Progress>,
 ) -> Result<Report> {
@@ -471,25 +501,32 @@ pub fn inspect(
     let sliced = headers
         .iter()
         .any(|h| h.metadata.contains_key("deepinit.tensor_parallel"));
-    let (reference, source) = match (spec, recorded) {
-        (Some((s, from)), _) => (Some(s.clone()), Some(from)),
+    let mut unusable = None;
+    let (reference, source, loose) = match (against, recorded) {
+        (Some(a), _) => (Some(a.spec.clone()), Some(a.source.to_string()), a.hf),
         (None, Some(s)) => (
             Some(s),
             Some("the checkpoint's recorded deepinit.spec".to_string()),
+            false,
         ),
-        (None, None) => match config_beside(path) {
-            Some(c) => {
-                let m = super::hf::read(&c)?;
-                (
-                    Some(m.spec(super::hf::InitRule::Reference, 0)?),
-                    Some(format!(
-                        "{} ({}, the family's reference init)",
-                        c.display(),
-                        m.class
-                    )),
-                )
+        (None, None) => match config_beside(path).map(|c| {
+            let m = super::hf::read(&c)
+                .and_then(|m| Ok((m.spec(super::hf::InitRule::Reference, 0)?, m.class)));
+            (c, m)
+        }) {
+            Some((c, Ok((spec, class)))) => (
+                Some(spec),
+                Some(format!(
+                    "{} ({class}, the family's reference init)",
+                    c.display()
+                )),
+                true,
+            ),
+            Some((c, Err(e))) => {
+                unusable = Some(format!("{} not used: {e}", c.display()));
+                (None, None, false)
             }
-            None => (None, None),
+            None => (None, None, false),
         },
     };
     let total: u64 = headers.iter().map(|h| h.data_len()).sum();
@@ -522,7 +559,9 @@ pub fn inspect(
                 verdict: "INFO",
                 note: String::new(),
             };
-            let entry = reference.as_ref().and_then(|r| find_entry(r, &e.name));
+            let entry = reference
+                .as_ref()
+                .and_then(|r| find_entry(r, &e.name, loose));
             if let Some(Rule::Draw {
                 layout: super::spec::Layout::InOut,
                 ..
@@ -544,9 +583,9 @@ pub fn inspect(
         .iter()
         .flat_map(|r| r.tensors.iter())
         .filter(|s| {
-            !tensors
-                .iter()
-                .any(|t| strip_prefix(&t.name) == strip_prefix(&s.name))
+            !tensors.iter().any(|t| {
+                t.name == s.name || (loose && strip_prefix(&t.name) == strip_prefix(&s.name))
+            })
         })
         .map(|s| s.name.clone())
         .collect();
@@ -554,6 +593,7 @@ pub fn inspect(
     Ok(Report {
         files,
         reference: source,
+        config_note: unusable,
         alpha,
         tensors,
         missing,

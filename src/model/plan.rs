@@ -13,6 +13,10 @@ use crate::io::safetensors::Entry;
 use crate::rng::dist::Dist;
 use std::ops::Range;
 
+/// The most tensor-parallel parts (far beyond any real job; keeps every
+/// product of part counts and sizes inside 64 bits).
+pub const MAX_TP: u64 = 1 << 20;
+
 /// Tensor-parallel slicing: this checkpoint holds part `rank` of `size` of
 /// every tensor with a `split`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -314,15 +318,22 @@ pub fn tp_part(
                 },
                 tp.size
             );
-            if axis == 0
-                && split.unit == 1
-                && blocks.len() == 1
-                && dims.len() == 2
-                && dims[0] > dims[1]
-            {
+            let vocab_table = [
+                "wte.weight",
+                "embed_tokens.weight",
+                "word_embeddings.weight",
+                "lm_head.weight",
+                "predictions.bias",
+            ]
+            .iter()
+            .any(|v| name.ends_with(v));
+            if axis == 0 && vocab_table {
+                let m = tp.size.saturating_mul(128);
                 problem += &format!(
-                    "; a vocabulary is padded to a multiple of the parts as Megatron-LM does                      (make-vocab-size-divisible-by): set vocab_size to {} in the config",
-                    b.div_ceil(128 * tp.size) * 128 * tp.size
+                    "; Megatron-LM pads the vocabulary to a multiple of 128 x {} \
+                     (make-vocab-size-divisible-by): vocab_size {} would divide",
+                    tp.size,
+                    b.div_ceil(m) * m
                 );
             }
             return Err(Error::bad("tensor parallelism", name, problem));
@@ -428,10 +439,13 @@ impl Plan {
                 ),
             ));
         }
-        if tp.size == 0 || tp.rank >= tp.size {
+        if tp.size == 0 || tp.size > MAX_TP || tp.rank >= tp.size {
             return Err(Error::invalid(
                 "tensor parallelism",
-                format!("rank {} of {} (ranks count from 0)", tp.rank, tp.size),
+                format!(
+                    "rank {} of {} (ranks count from 0; at most {MAX_TP} parts)",
+                    tp.rank, tp.size
+                ),
             ));
         }
         check_range(spec, dtype)?;

@@ -72,7 +72,8 @@ pub fn describe(source: &str) -> String {
          Edit it and pass it back with --spec FILE. Keys: init (he, lecun, xavier,\n\
          naive:STD, zeros, ones, constant with value), mode, gain, multiplier, dist,\n\
          groups, layout (out_in | in_out), split (rows | cols), split_parts,\n\
-         split_unit, zero_rows, note; [tied] names weights shared, not stored."
+         split_unit, zero_rows, note; [tied] names weights shared, not stored.\n\
+         A --spec run writes no config.json: copy the config beside the checkpoint."
     )
 }
 

@@ -265,6 +265,10 @@ fn fan_spec(init: &InitSpec, layout: Layout) -> Result<InitSpec> {
     Ok(s)
 }
 
+/// The most elements a model may have in all: 2^50 (4 PiB of f32), far
+/// beyond any real model, and small enough that every byte count fits in 64 bits.
+pub const MAX_ELEMENTS: u64 = 1 << 50;
+
 /// A whole model.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ModelSpec {
@@ -283,10 +287,26 @@ impl ModelSpec {
         self.tensors.iter().map(|t| t.shape.numel()).sum()
     }
 
-    /// Checks names (non-empty, unique, distinct ids) and every rule.
+    /// Checks names (non-empty, unique, distinct ids), every shape and rule,
+    /// and the total size (at most [`MAX_ELEMENTS`], so every byte count
+    /// derived from it fits in 64 bits).
     pub fn validate(&self) -> Result<()> {
         if self.tensors.is_empty() {
             return Err(Error::invalid("model spec", "no tensors"));
+        }
+        let mut total = 0u64;
+        for t in &self.tensors {
+            Shape::new(t.shape.0.clone())
+                .map_err(|e| Error::bad("tensor", &t.name, e.to_string()))?;
+            total = total
+                .checked_add(t.shape.numel())
+                .filter(|&n| n <= MAX_ELEMENTS)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "model spec",
+                        format!("more than 2^50 elements in all (at '{}')", t.name),
+                    )
+                })?;
         }
         let mut ids: HashMap<u32, &str> = HashMap::new();
         for t in &self.tensors {
@@ -603,6 +623,8 @@ mod tests {
         for (name, params, tensors) in [
             ("gpt2", 124_439_808u64, 148usize),
             ("llama-7b", 6_738_415_616, 291),
+            // zero_rows, [tied], split_parts and split_unit round-trip too.
+            ("bert-base", 109_514_298, 202),
             ("mlp:100x3", 3 * (100 * 100 + 100), 6),
         ] {
             let p = preset::preset(name, 9).unwrap();

@@ -225,13 +225,20 @@ fn write_all(
         let tmp = stream(tmp, &header, |emit| {
             for item in &shard.items {
                 let buffers = (&mut scratch, &mut encoded);
-                produce(spec, plan.dtype, item, backend, buffers, &mut |b: &[u8]| {
-                    done += b.len() as u64;
-                    if let Some(p) = progress {
-                        p.update_bytes(done, total);
-                    }
-                    emit(b)
-                })?;
+                produce(
+                    spec,
+                    plan.dtype,
+                    item,
+                    backend,
+                    buffers,
+                    &mut |b: &[u8]| {
+                        done += b.len() as u64;
+                        if let Some(p) = progress {
+                            p.update_bytes(done, total);
+                        }
+                        emit(b)
+                    },
+                )?;
             }
             Ok(())
         })?;
