@@ -365,6 +365,18 @@ impl TempFile {
         &self.dest.path
     }
 
+    /// Flushes what is buffered and waits until the data written so far is
+    /// on the device (`fdatasync`): a long writer calls it now and then so
+    /// the disk works while data is still being made, instead of all at the
+    /// final sync.
+    pub fn sync_data(&mut self) -> Result<()> {
+        self.file.flush().map_err(io_err(&self.dest.path))?;
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(io_err(&self.dest.path))
+    }
+
     /// Syncs and renames the file into place under the no-clobber rules.
     pub fn commit(self) -> Result<()> {
         self.finish()?.commit()

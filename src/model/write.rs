@@ -22,6 +22,8 @@ use std::time::Instant;
 
 /// Bytes handed to the writer thread at a time.
 const STAGE_BYTES: usize = 16 << 20;
+/// The writer syncs the data every this many bytes.
+const SYNC_BYTES: usize = 64 << 20;
 /// Elements generated per chunk (16 MiB of f32): big enough that a
 /// discrete GPU's per-submission cost vanishes, small enough that the
 /// device, the copy and the writer thread overlap.
@@ -307,9 +309,17 @@ fn stream(
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(2);
         let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
         let writer = s.spawn(move || -> Result<TempFile> {
+            let mut unsynced = 0usize;
             for buf in rx {
                 tmp.write_all(&buf)?;
+                unsynced += buf.len();
                 let _ = back_tx.send(buf);
+                // Keep the disk busy while generation goes on: the final
+                // sync then waits for at most this much.
+                if unsynced >= SYNC_BYTES {
+                    tmp.sync_data()?;
+                    unsynced = 0;
+                }
             }
             Ok(tmp)
         });
