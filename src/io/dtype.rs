@@ -77,6 +77,24 @@ impl DType {
         }
     }
 
+    /// Writes the little-endian bytes of `values` into `out`, which holds
+    /// exactly `values.len() * self.size()` bytes.
+    pub fn encode_into(self, values: &[f32], out: &mut [u8]) {
+        match self {
+            DType::F32 => out.copy_from_slice(bytemuck::cast_slice(values)),
+            DType::Bf16 => {
+                for (v, o) in values.iter().zip(out.chunks_exact_mut(2)) {
+                    o.copy_from_slice(&f32_to_bf16(v.to_bits()).to_le_bytes());
+                }
+            }
+            DType::F16 => {
+                for (v, o) in values.iter().zip(out.chunks_exact_mut(2)) {
+                    o.copy_from_slice(&f32_to_f16(v.to_bits()).to_le_bytes());
+                }
+            }
+        }
+    }
+
     /// Appends `values` in this type, little-endian, to `out`.
     pub fn encode(self, values: &[f32], out: &mut Vec<u8>) {
         out.reserve(values.len() * self.size() as usize);
@@ -235,6 +253,18 @@ mod tests {
             assert_eq!(f32_to_bf16(x), b.to_bits(), "bf16 of {x:#010x}");
             assert_eq!(f32_to_f16(x), h.to_bits(), "f16 of {x:#010x}");
             assert_eq!(f16_to_f32(h.to_bits()).to_bits(), h.to_f32().to_bits());
+        }
+    }
+
+    #[test]
+    fn encode_into_writes_what_encode_appends() {
+        let values: Vec<f32> = patterns().map(f32::from_bits).collect();
+        for d in [DType::F32, DType::Bf16, DType::F16] {
+            let mut appended = Vec::new();
+            d.encode(&values, &mut appended);
+            let mut into = vec![0u8; values.len() * d.size() as usize];
+            d.encode_into(&values, &mut into);
+            assert_eq!(appended, into, "{}", d.name());
         }
     }
 

@@ -432,12 +432,21 @@ fn produce(
                         *scratch = crate::rng::cpu::host_vec(CPU_CHUNK_ELEMS)?;
                     }
                     let vals = &mut scratch[..n];
-                    crate::rng::cpu::fill(dist, req.scale, req.seed, req.tensor_id, at, vals);
                     match dtype {
-                        DType::F32 => emit(bytemuck::cast_slice(vals))?,
+                        DType::F32 => {
+                            crate::rng::cpu::fill(
+                                dist,
+                                req.scale,
+                                req.seed,
+                                req.tensor_id,
+                                at,
+                                vals,
+                            );
+                            emit(bytemuck::cast_slice(vals))?
+                        }
                         _ => {
-                            bytes.clear();
-                            dtype.encode(vals, bytes);
+                            bytes.resize(n * dtype.size() as usize, 0);
+                            crate::rng::cpu::fill_encoded(dist, req, at, vals, dtype, bytes);
                             emit(bytes)?;
                         }
                     }

@@ -66,6 +66,35 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
     });
 }
 
+/// [`fill`] of elements `at ..` of `req`'s tensor (its seed, tensor id and
+/// scale; `dist` its distribution), then each thread encodes its own piece
+/// into `bytes` as `dtype` (`bytes.len()` = `out.len()` x the dtype's size):
+/// generation and encoding in one parallel pass.
+pub fn fill_encoded(
+    dist: Dist,
+    req: &GenRequest,
+    at: u64,
+    out: &mut [f32],
+    dtype: crate::io::dtype::DType,
+    bytes: &mut [u8],
+) {
+    let per = pieces(out.len());
+    let size = dtype.size() as usize;
+    std::thread::scope(|s| {
+        for (i, (piece, b)) in out
+            .chunks_mut(per)
+            .zip(bytes.chunks_mut(per * size))
+            .enumerate()
+        {
+            s.spawn(move || {
+                let start = at + (i * per) as u64;
+                crate::rng::fast::fill(dist, req.scale, req.seed, req.tensor_id, start, piece);
+                dtype.encode_into(piece, b);
+            });
+        }
+    });
+}
+
 /// Raw element words `start ..` on all cores.
 pub fn fill_words(seed: u64, tensor_id: u32, start: u64, out: &mut [u32]) {
     par_chunks(out, start, |s, piece| {
