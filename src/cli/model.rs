@@ -296,7 +296,8 @@ fn header(spec: &ModelSpec, what: &str, plan: &Plan, ranks: &Ranks, backend: &Ba
     );
     if plan.tp.size > 1 {
         s += &format!(
-            "tensor parallelism: part {} of {} of every tensor with a split\n",
+            "tensor parallelism: part {} of {} of every tensor with a split \
+             (no config.json: a part is not the model its config describes)\n",
             plan.tp.rank, plan.tp.size
         );
     }
