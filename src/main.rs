@@ -8,7 +8,7 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use cli::{
     run_adapters, run_bench, run_demo, run_forward, run_init, run_inspect, run_model, run_sweep,
     Cli, Command, DemoArgs,
@@ -17,7 +17,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     cli::quiet_display_probes();
-    let cli = Cli::parse();
+    // "-1" is a value (refused by its flag's range check with the range in
+    // the message), not an unknown flag.
+    let command = Cli::command()
+        .allow_negative_numbers(true)
+        .mut_subcommands(|c| c.allow_negative_numbers(true));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     deepinit::io::output::install_cleanup_handler();
     let result = match &cli.command {
         Some(Command::Init(a)) => run_init(a, &cli.device),

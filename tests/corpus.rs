@@ -417,3 +417,154 @@ fn stale_temporaries_of_dead_runs_are_swept() {
     );
     assert!(!stale.exists() && mine.exists() && out.exists());
 }
+
+#[test]
+fn readers_never_block_and_outputs_of_one_run_never_collide() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let fifo = d.path().join("spec.fifo");
+    mkfifo(&fifo);
+    // A checkpoint directory whose index names a FIFO as a shard, and one
+    // whose index is a FIFO.
+    let shard_fifo = d.path().join("ck1");
+    std::fs::create_dir(&shard_fifo).expect("mkdir");
+    mkfifo(&shard_fifo.join("model-00001-of-00001.safetensors"));
+    std::fs::write(
+        shard_fifo.join("model.safetensors.index.json"),
+        r#"{"metadata": {}, "weight_map": {"w": "model-00001-of-00001.safetensors"}}"#,
+    )
+    .expect("write");
+    let index_fifo = d.path().join("ck2");
+    std::fs::create_dir(&index_fifo).expect("mkdir");
+    mkfifo(&index_fifo.join("model.safetensors.index.json"));
+    let outside = d.path().join("ck3");
+    std::fs::create_dir(&outside).expect("mkdir");
+    std::fs::write(
+        outside.join("model.safetensors.index.json"),
+        r#"{"metadata": {}, "weight_map": {"w": "../elsewhere.safetensors"}}"#,
+    )
+    .expect("write");
+    // A spec whose tensor has 2^62 elements: refused while parsing.
+    let huge = d.path().join("huge.toml");
+    std::fs::write(
+        &huge,
+        "[[tensor]]\nname = \"w\"\nshape = [2147483648, 2147483648]\ninit = \"he\"\n",
+    )
+    .expect("write");
+    let x = d.path().join("x.npy");
+    let ck = d.path().join("ck");
+    let ck_file = ck.join("model.safetensors");
+    let before = snapshot(d.path());
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["model", "--spec", s(&fifo), "--out", s(&ck)],
+            1,
+            "not a regular file",
+        ),
+        (
+            vec!["model", "--config", s(&fifo), "--out", s(&ck)],
+            1,
+            "not a regular file",
+        ),
+        (vec!["inspect", s(&fifo)], 1, "not a regular file"),
+        (vec!["inspect", s(&shard_fifo)], 1, "not a regular file"),
+        (vec!["inspect", s(&index_fifo)], 1, "not a regular file"),
+        (
+            vec!["inspect", s(&outside)],
+            1,
+            "outside the checkpoint directory",
+        ),
+        (
+            vec!["inspect", s(&shard_fifo), "--spec", s(&fifo)],
+            1,
+            "not a regular file",
+        ),
+        (
+            vec!["model", "--spec", s(&huge), "--out", s(&ck)],
+            1,
+            "more than 2^50 elements",
+        ),
+        // Two outputs of one run naming one file: refused before any work.
+        (
+            vec!["init", "--shape", "4x4", "--out", s(&x), "--json", s(&x)],
+            1,
+            "is both the --json report and the --out tensor",
+        ),
+        (
+            vec![
+                "init",
+                "--shape",
+                "4x4",
+                "--out",
+                s(&x),
+                "--json",
+                s(&x),
+                "--force",
+            ],
+            1,
+            "give them different names",
+        ),
+        (
+            vec![
+                "model",
+                "--preset",
+                "mlp:8x2",
+                "--out",
+                s(&ck),
+                "--json",
+                s(&ck_file),
+            ],
+            1,
+            "the checkpoint's model.safetensors",
+        ),
+        // Range messages name the flag, negative values included.
+        (
+            vec![
+                "model",
+                "--preset",
+                "gpt2",
+                "--out",
+                s(&ck),
+                "--tp-size",
+                "0",
+            ],
+            1,
+            "tp-size '0': must be from 1 to",
+        ),
+        (
+            vec![
+                "model",
+                "--preset",
+                "gpt2",
+                "--out",
+                s(&ck),
+                "--tp-rank",
+                "2",
+                "--tp-size",
+                "2",
+            ],
+            1,
+            "must be below --tp-size (2)",
+        ),
+        (
+            vec!["init", "--shape", "4x4", "--seed", "-1"],
+            2,
+            "invalid value '-1' for '--seed",
+        ),
+    ];
+    for (mut args, code, phrase) in cases {
+        args.extend(["--backend", "cpu"]);
+        let start = Instant::now();
+        let o = run(&args);
+        expect(&o, code, phrase);
+        assert!(
+            o.stdout.is_empty(),
+            "{args:?} printed before refusing: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?} took too long"
+        );
+        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
+    }
+}

@@ -87,6 +87,13 @@ impl InitArgs {
 
 pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let spec = a.spec()?;
+    let mut outputs = a.json.file();
+    outputs.extend(
+        a.out
+            .iter()
+            .map(|p| ("the --out tensor".to_string(), p.clone())),
+    );
+    deepinit::io::output::check_distinct(&outputs)?;
     let out = a
         .out
         .as_deref()

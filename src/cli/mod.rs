@@ -109,6 +109,15 @@ pub(crate) enum JsonOut {
 }
 
 impl JsonArgs {
+    /// The JSON file named, if the report goes to a file, labelled for
+    /// [`deepinit::io::output::check_distinct`].
+    pub(crate) fn file(&self) -> Vec<(String, std::path::PathBuf)> {
+        match &self.json {
+            Some(p) if p.as_os_str() != "-" => vec![("the --json report".into(), p.clone())],
+            _ => Vec::new(),
+        }
+    }
+
     /// Validates the destination (before any work starts).
     pub(crate) fn open(&self) -> Result<JsonOut> {
         Ok(match &self.json {

@@ -239,6 +239,15 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
         .out
         .as_deref()
         .ok_or_else(|| Error::invalid("out", "--out DIR is required"))?;
+    // Every file of the checkpoint (all ranks') and the JSON report are distinct.
+    let mut outputs = a.json.file();
+    let names = plan.shards.iter().map(|s| s.file.clone()).chain([
+        deepinit::model::plan::INDEX.to_string(),
+        "config.json".into(),
+        "generation_config.json".into(),
+    ]);
+    outputs.extend(names.map(|f| (format!("the checkpoint's {f}"), dir.join(f))));
+    deepinit::io::output::check_distinct(&outputs)?;
     let json = a.json.open()?;
     // The device first: a run that cannot get one creates nothing.
     let backend = open_backend(d)?;

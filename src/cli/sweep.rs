@@ -81,6 +81,14 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     probe.bias_std = a.bias_std;
     probe.validate()?;
     deepinit::net::reference::check_host_memory(&probe)?;
+    let mut outputs = a.json.file();
+    outputs.extend(
+        sweep::OUTPUT_FILES
+            .iter()
+            .chain([&deepinit::io::output::MANIFEST])
+            .map(|f| (format!("the sweep's {f}"), a.out_dir.join(f))),
+    );
+    deepinit::io::output::check_distinct(&outputs)?;
     let json = a.json.open()?;
     let out =
         deepinit::io::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;

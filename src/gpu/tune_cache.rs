@@ -78,6 +78,10 @@ pub fn default_dir() -> Option<PathBuf> {
     non_empty("HOME").map(|h| PathBuf::from(h).join(".cache").join("deepinit"))
 }
 
+/// The most bytes a cache file may have (its [`MAX_ENTRIES`] entries take
+/// far less).
+const MAX_FILE_BYTES: u64 = 16 << 20;
+
 /// The cache file in `dir`.
 pub fn file_in(dir: &Path) -> PathBuf {
     dir.join("tune.json")
@@ -86,15 +90,13 @@ pub fn file_in(dir: &Path) -> PathBuf {
 /// Reads the entries of `path`. A missing file is empty; an unreadable or
 /// unparsable one is empty with a note saying why.
 pub fn load(path: &Path) -> (Vec<Entry>, Option<String>) {
-    let text = match std::fs::read_to_string(path) {
+    if !path.exists() && std::fs::symlink_metadata(path).is_err() {
+        return (Vec::new(), None);
+    }
+    // Bounded and regular-only: a FIFO or a link to a device is ignored, not read.
+    let text = match crate::io::read::read_text(path, MAX_FILE_BYTES) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Vec::new(), None),
-        Err(e) => {
-            return (
-                Vec::new(),
-                Some(format!("ignored the tuning cache {}: {e}", path.display())),
-            )
-        }
+        Err(e) => return (Vec::new(), Some(format!("ignored the tuning cache: {e}"))),
     };
     match serde_json::from_str::<File>(&text) {
         Ok(f) if f.format == FORMAT => (f.entries, None),
@@ -187,6 +189,25 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(leftovers, vec![std::ffi::OsString::from("tune.json")]);
+    }
+
+    #[test]
+    #[cfg(unix)]
+    fn special_or_huge_files_are_ignored_without_reading_them() {
+        let d = tempfile::tempdir().unwrap();
+        let p = file_in(d.path());
+        // A FIFO would block a plain read forever.
+        rustix::fs::mkfifoat(rustix::fs::CWD, &p, rustix::fs::Mode::from_raw_mode(0o600)).unwrap();
+        let (entries, note) = load(&p);
+        assert!(entries.is_empty());
+        assert!(note.unwrap().contains("not a regular file"));
+        std::fs::remove_file(&p).unwrap();
+        // Larger than any cache can be: refused by its size, unread.
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let (entries, note) = load(&p);
+        assert!(entries.is_empty());
+        assert!(note.unwrap().contains("more than the"));
     }
 
     #[test]

@@ -109,6 +109,53 @@ fn remove_all_temps() {
     }
 }
 
+/// `path` made absolute with its directory resolved (symlinks followed where
+/// it exists; `.` and `..` removed lexically where it does not yet), so two
+/// names of one file compare equal.
+pub fn normalized(path: &Path) -> PathBuf {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map_or_else(|_| path.to_path_buf(), |d| d.join(path))
+    };
+    let (dir, name) = match (abs.parent(), abs.file_name()) {
+        (Some(d), Some(n)) => (d.to_path_buf(), n.to_os_string()),
+        _ => return abs,
+    };
+    if let Ok(d) = std::fs::canonicalize(&dir) {
+        return d.join(name);
+    }
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Errors when two outputs of one run name the same file (`what` names
+/// them), before any work: one would overwrite the other.
+pub fn check_distinct(outputs: &[(String, PathBuf)]) -> Result<()> {
+    let norm: Vec<PathBuf> = outputs.iter().map(|(_, p)| normalized(p)).collect();
+    for (i, a) in norm.iter().enumerate() {
+        if let Some(j) = norm[..i].iter().position(|b| b == a) {
+            return Err(Error::path(
+                &outputs[i].1,
+                format!(
+                    "is both {} and {} of this run; give them different names",
+                    outputs[j].0, outputs[i].0
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Creates the output directory `dir` if it does not exist (its parent
 /// must), returning whether it did; a directory created here is removed
 /// again, if empty, by the signal handler or [`release_dir`].
@@ -572,7 +619,7 @@ impl OutputDir {
     }
 
     fn manifest(&self) -> BTreeMap<String, Stamp> {
-        std::fs::read(self.dir.join(MANIFEST))
+        crate::io::read::read_bytes(&self.dir.join(MANIFEST), 16 << 20)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()

@@ -181,6 +181,7 @@ pub fn read_header(path: &Path) -> Result<Header> {
         source: e,
     };
     let bad = |problem: String| Error::path(path, format!("not a safetensors file: {problem}"));
+    crate::io::read::check_regular(path)?;
     let mut f = std::fs::File::open(path).map_err(io)?;
     let file_len = f.metadata().map_err(io)?.len();
     let mut len = [0u8; 8];

@@ -439,13 +439,18 @@ impl Plan {
                 ),
             ));
         }
-        if tp.size == 0 || tp.size > MAX_TP || tp.rank >= tp.size {
-            return Err(Error::invalid(
-                "tensor parallelism",
-                format!(
-                    "rank {} of {} (ranks count from 0; at most {MAX_TP} parts)",
-                    tp.rank, tp.size
-                ),
+        if tp.size == 0 || tp.size > MAX_TP {
+            return Err(Error::bad(
+                "tp-size",
+                tp.size,
+                format!("must be from 1 to {MAX_TP}"),
+            ));
+        }
+        if tp.rank >= tp.size {
+            return Err(Error::bad(
+                "tp-rank",
+                tp.rank,
+                format!("must be below --tp-size ({}); ranks count from 0", tp.size),
             ));
         }
         check_range(spec, dtype)?;

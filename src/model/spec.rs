@@ -537,13 +537,18 @@ fn parse_split(s: &str) -> Result<Split> {
     }
 }
 
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// Byte offsets of the newlines of `text`, for [`line_of`].
+fn newlines(text: &str) -> Vec<usize> {
+    text.bytes()
+        .enumerate()
+        .filter_map(|(i, b)| (b == b'\n').then_some(i))
+        .collect()
+}
+
+/// 1-based line of byte `offset`, given the text's [`newlines`] (a binary
+/// search: a spec of n tensors is located in O(n log n), not O(n^2)).
+fn line_of(newlines: &[usize], offset: usize) -> usize {
+    newlines.partition_point(|&n| n < offset) + 1
 }
 
 /// Reads a spec file: TOML, or JSON when the name ends in `.json` (or the
@@ -574,11 +579,12 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
         let raw: RawSpec<toml::Spanned<RawTensor>> = toml::from_str(text).map_err(|e| {
             Error::invalid("model spec", format!("TOML: {}", e.to_string().trim_end()))
         })?;
+        let lines = newlines(text);
         let entries: Vec<_> = raw
             .tensor
             .iter()
             .map(|t| {
-                let at = format!("line {}", line_of(text, t.span().start));
+                let at = format!("line {}", line_of(&lines, t.span().start));
                 (at, t.get_ref().resolve(&raw.defaults))
             })
             .collect();
@@ -609,6 +615,22 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
 mod tests {
     use super::*;
     use crate::model::{emit, preset};
+
+    #[test]
+    fn lines_are_located_by_binary_search() {
+        let text = "a\nbb\n\nccc";
+        let nl = newlines(text);
+        let lines: Vec<usize> = (0..text.len()).map(|i| line_of(&nl, i)).collect();
+        assert_eq!(lines, [1, 1, 2, 2, 2, 3, 4, 4, 4]);
+        // An error in a long spec names the right line.
+        let mut spec = String::new();
+        for i in 0..2000 {
+            spec += &format!("[[tensor]]\nname = \"t{i}\"\nshape = [2]\ninit = \"zeros\"\n");
+        }
+        spec += "[[tensor]]\nname = \"t7\"\nshape = [2]\ninit = \"zeros\"\n";
+        let e = parse(&spec, false).unwrap_err().to_string();
+        assert!(e.contains("line 8001") && e.contains("line 29"), "{e}");
+    }
 
     #[test]
     fn tensor_ids_are_fnv1a_of_the_name() {

@@ -70,7 +70,7 @@ impl Targets {
                 None => None,
                 Some(bytes) => {
                     let p = dir.join(INDEX);
-                    let same = std::fs::read(&p).is_ok_and(|b| b == bytes);
+                    let same = crate::io::read::same_contents(&p, &bytes);
                     Some(Destination::check(&p, force || same)?)
                 }
             };
@@ -78,7 +78,7 @@ impl Targets {
                 .into_iter()
                 .map(|(name, bytes)| {
                     let p = dir.join(&name);
-                    let same = std::fs::read(&p).is_ok_and(|b| b == bytes);
+                    let same = crate::io::read::same_contents(&p, &bytes);
                     Ok((Destination::check(&p, force || same)?, bytes))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -286,7 +286,7 @@ fn write_all(
 /// (ranks of one job all write the same; whichever lands first is kept);
 /// returns whether this run wrote it.
 fn write_index(dest: &Destination, bytes: &[u8]) -> Result<bool> {
-    let same = || std::fs::read(dest.path()).is_ok_and(|b| b == bytes);
+    let same = || crate::io::read::same_contents(dest.path(), bytes);
     if same() {
         return Ok(false);
     }
