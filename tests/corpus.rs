@@ -568,3 +568,90 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
         assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
     }
 }
+
+/// Starts `deepinit model` with `args` (CPU backend, into `dir`) and returns
+/// once its claim on `dir` (the `.deepinit-writing` marker) exists.
+#[allow(clippy::zombie_processes)]
+fn start_model(dir: &Path, args: &[&str]) -> Child {
+    let mut child = bin()
+        .args(["model", "--backend", "cpu", "--out", s(dir)])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !dir.join(".deepinit-writing").exists() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the run never claimed {}", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+#[test]
+fn concurrent_writers_of_one_directory_never_mix_checkpoints() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let ck = d.path().join("ck");
+    // 8 tensors of 2048 x 2048 (134 MB): long enough to overlap.
+    let job = |seed: &'static str, rank: &'static str| {
+        vec![
+            "--preset",
+            "mlp:2048x8",
+            "--shards",
+            "2",
+            "--seed",
+            seed,
+            "--rank",
+            rank,
+        ]
+    };
+    let first = start_model(&ck, &job("1", "0"));
+    // A different checkpoint (another seed) is refused while it runs...
+    let o = bin()
+        .args(["model", "--backend", "cpu", "--out", s(&ck)])
+        .args(job("2", "1"))
+        .output()
+        .expect("run");
+    expect(
+        &o,
+        1,
+        "another deepinit run is writing a different checkpoint",
+    );
+    // ... the other rank of the same job is not.
+    let o = bin()
+        .args(["model", "--backend", "cpu", "--out", s(&ck)])
+        .args(job("1", "1"))
+        .output()
+        .expect("run");
+    expect(&o, 0, "");
+    let o = first.wait_with_output().expect("wait");
+    expect(&o, 0, "");
+    let mut names: Vec<String> = snapshot(&ck)
+        .into_keys()
+        .map(|p| p.display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "model-00001-of-00002.safetensors",
+            "model-00002-of-00002.safetensors",
+            "model.safetensors.index.json"
+        ]
+    );
+    let o = run(&["inspect", s(&ck)]);
+    expect(&o, 0, "");
+    // An interrupted checkpoint run leaves nothing, its claim included.
+    use rustix::process::{kill_process, Pid, Signal};
+    let fresh = d.path().join("fresh");
+    let child = start_model(&fresh, &["--preset", "mlp:2048x8"]);
+    let pid = Pid::from_raw(child.id() as i32).expect("pid");
+    kill_process(pid, Signal::INT).expect("signal");
+    let o = child.wait_with_output().expect("wait");
+    expect(&o, 130, "interrupted");
+    assert!(!fresh.exists(), "left: {:?}", snapshot(&fresh));
+}

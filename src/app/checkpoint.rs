@@ -93,7 +93,7 @@ pub fn rows(
         let plan = Plan::new(&spec, dtype, 1, TensorParallel::default())?;
         let dir = scratch.0.join("ckpt");
         let t = time_cpu(opts.repeats, || {
-            let targets = write::Targets::check(&dir, &plan, &[0], Vec::new(), true)?;
+            let targets = write::Targets::check(&dir, &spec, &plan, &[0], Vec::new(), true)?;
             write::write(&spec, &plan, targets, backend, None)?;
             std::fs::remove_dir_all(&dir).map_err(|e| Error::path(&dir, e.to_string()))
         })?;

@@ -260,7 +260,7 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
             extra.push(("generation_config.json".to_string(), g));
         }
     }
-    let targets = Targets::check(dir, &plan, &ranks.mine, extra, a.json.force)?;
+    let targets = Targets::check(dir, &spec, &plan, &ranks.mine, extra, a.json.force)?;
     let t = json.text();
     t.raw(&header(&spec, &what, &plan, &ranks, &backend));
     let progress = deepinit::progress::Progress::new("writing the checkpoint");

@@ -3,6 +3,7 @@
 //! atomic, never clobbering, never replacing special files).
 
 pub mod dtype;
+pub mod lock;
 pub mod npy;
 pub mod output;
 pub mod read;

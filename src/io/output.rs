@@ -100,6 +100,9 @@ pub fn remove_temporaries() {
 }
 
 fn remove_all_temps() {
+    // Claims on checkpoint directories first: their markers must go before
+    // the directories this run created can be removed.
+    crate::io::lock::release_all();
     for p in lock(&TEMPS).drain(..) {
         let _ = std::fs::remove_file(p);
     }

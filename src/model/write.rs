@@ -40,6 +40,26 @@ pub struct Targets {
     shards: Vec<(usize, Destination)>,
     index: Option<Destination>,
     extra: Vec<(Destination, Vec<u8>)>,
+    /// The claim on the directory, held until the run ends.
+    _lock: crate::io::lock::DirLock,
+}
+
+/// What identifies a checkpoint: FNV-1a-64 of its spec (as the metadata
+/// records it), dtype, shard count and tensor-parallel part. Runs with the
+/// same fingerprint write the same bytes, so they may share a directory.
+pub fn fingerprint(spec: &ModelSpec, plan: &Plan) -> String {
+    let text = format!(
+        "{} {} {} {} {}",
+        super::emit::to_json(spec),
+        plan.dtype.name(),
+        plan.shards.len(),
+        plan.tp.size,
+        plan.tp.rank
+    );
+    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("deepinit checkpoint {h:016x}")
 }
 
 impl Targets {
@@ -50,6 +70,7 @@ impl Targets {
     /// rank of a job writes the same ones).
     pub fn check(
         dir: &Path,
+        spec: &ModelSpec,
         plan: &Plan,
         which: &[usize],
         extra: Vec<(String, Vec<u8>)>,
@@ -57,6 +78,9 @@ impl Targets {
     ) -> Result<Targets> {
         let created = crate::io::output::create_output_dir(dir)?;
         let result = (|| {
+            // Claimed before anything is checked: no other checkpoint can be
+            // written here until this run ends.
+            let lock = crate::io::lock::DirLock::acquire(dir, &fingerprint(spec, plan))?;
             let shards = which
                 .iter()
                 .map(|&i| {
@@ -88,6 +112,7 @@ impl Targets {
                 shards,
                 index,
                 extra,
+                _lock: lock,
             })
         })();
         if result.is_err() && created {
@@ -177,8 +202,17 @@ pub fn write(
 ) -> Result<Report> {
     let start = Instant::now();
     let result = write_all(spec, plan, &targets, backend, progress);
-    if targets.created {
-        crate::io::output::release_dir(&targets.dir, result.is_err());
+    let Targets {
+        dir,
+        created,
+        _lock: claim,
+        ..
+    } = targets;
+    // The claim's marker goes first, so a directory this run created and
+    // failed to fill is empty again and removed.
+    drop(claim);
+    if created {
+        crate::io::output::release_dir(&dir, result.is_err());
     }
     let files = result?;
     let bytes = files
