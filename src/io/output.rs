@@ -445,6 +445,53 @@ impl TempFile {
     }
 }
 
+/// Puts a set of finished files in place, all or nothing: every destination
+/// is checked first; with `--force`, the files being replaced are moved
+/// aside (`.deepinit-PID-N.bak` beside them) before any new file goes in,
+/// and moved back if any step fails, so a failure leaves the old files as
+/// they were and a success leaves only the new ones. (A process killed in
+/// the moment between the two renames leaves the `.bak` files, which are
+/// never swept automatically: they hold the user's data.)
+pub fn commit_all(files: Vec<Finished>) -> Result<()> {
+    for f in &files {
+        check_replaceable(&f.dest.path, f.dest.force)?;
+    }
+    let restore = |aside: &[(PathBuf, PathBuf)]| {
+        for (dest, bak) in aside.iter().rev() {
+            let _ = std::fs::rename(bak, dest);
+        }
+    };
+    let mut aside: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for f in &files {
+        if f.dest.force && existing(&f.dest.path)? != Existing::Nothing {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let bak = parent_of(&f.dest.path)
+                .join(format!("{TEMP_PREFIX}{}-{n}.bak", std::process::id()));
+            if let Err(e) = std::fs::rename(&f.dest.path, &bak) {
+                restore(&aside);
+                return Err(io_err(&f.dest.path)(e));
+            }
+            aside.push((f.dest.path.clone(), bak));
+        }
+    }
+    let mut placed: Vec<PathBuf> = Vec::new();
+    for f in files {
+        let path = f.dest.path.clone();
+        if let Err(e) = f.commit() {
+            for p in &placed {
+                let _ = std::fs::remove_file(p);
+            }
+            restore(&aside);
+            return Err(e);
+        }
+        placed.push(path);
+    }
+    for (_, bak) in aside {
+        let _ = std::fs::remove_file(bak);
+    }
+    Ok(())
+}
+
 /// A complete, synced and closed temporary file; dropped without
 /// [`Finished::commit`], it is removed.
 pub struct Finished {
@@ -714,6 +761,48 @@ mod tests {
     }
 
     #[cfg(unix)]
+    #[test]
+    fn a_set_of_files_is_replaced_all_or_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.bin"), d.path().join("b.bin"));
+        let listing = || {
+            let mut v: Vec<String> = std::fs::read_dir(d.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let finished = |bytes: [&[u8]; 2]| -> Vec<Finished> {
+            [&a, &b]
+                .iter()
+                .zip(bytes)
+                .map(|(p, data)| {
+                    let mut t = Destination::check(p, true).unwrap().create().unwrap();
+                    t.write_all(data).unwrap();
+                    t.finish().unwrap()
+                })
+                .collect()
+        };
+        std::fs::write(&a, b"old a").unwrap();
+        std::fs::write(&b, b"old b").unwrap();
+        // b's name becomes a directory after the run checked it: nothing
+        // is replaced, a keeps its old bytes, nothing temporary is left.
+        let f = finished([b"new a", b"new b"]);
+        std::fs::remove_file(&b).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        assert!(commit_all(f).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(listing(), ["a.bin", "b.bin"]);
+        // Both replaced, no backup left.
+        std::fs::remove_dir(&b).unwrap();
+        std::fs::write(&b, b"old b").unwrap();
+        commit_all(finished([b"new a", b"new b"])).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert_eq!(listing(), ["a.bin", "b.bin"]);
+    }
+
     #[test]
     fn special_files_are_never_replaced_even_with_force() {
         let d = tempfile::tempdir().unwrap();

@@ -286,17 +286,9 @@ fn write_all(
         };
         temps.push((tmp.finish()?, report));
     }
-    let mut files: Vec<FileReport> = Vec::with_capacity(temps.len() + 1);
-    for (tmp, report) in temps {
-        if let Err(e) = tmp.commit() {
-            // Take back what this run already put in place: all or nothing.
-            for f in &files {
-                let _ = std::fs::remove_file(&f.path);
-            }
-            return Err(e);
-        }
-        files.push(report);
-    }
+    // All or nothing: a failure leaves whatever was there before untouched.
+    let (finished, mut files): (Vec<Finished>, Vec<FileReport>) = temps.into_iter().unzip();
+    crate::io::output::commit_all(finished)?;
     let index = plan
         .index_json()
         .and_then(|b| targets.index.as_ref().map(|d| (d, b)));
