@@ -8,14 +8,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// No wgpu adapter matched the request.
-    #[error(
-        "no GPU adapter found{filter}; install a Vulkan driver (on Debian/Ubuntu: \
-         apt-get install mesa-vulkan-drivers, which provides the lavapipe software \
-         adapter) or run with --backend cpu"
-    )]
+    #[error("no GPU adapter found{filter}; {advice}")]
     NoAdapter {
         /// A description of the name/backend filter that was applied, if any.
         filter: String,
+        /// What to do: name one of the adapters listed, or install a driver.
+        advice: String,
     },
     /// The adapter refused to create a device.
     #[error("could not open the GPU device on adapter '{adapter}': {reason}")]

@@ -655,3 +655,75 @@ fn concurrent_writers_of_one_directory_never_mix_checkpoints() {
     expect(&o, 130, "interrupted");
     assert!(!fresh.exists(), "left: {:?}", snapshot(&fresh));
 }
+
+#[test]
+fn messages_name_the_flag_and_verdicts_never_mislead() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // A checkpoint with an all-NaN tensor and an empty one.
+    let ck = d.path().join("odd.safetensors");
+    let nan: Vec<u8> = [f32::NAN; 8].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let views = vec![
+        (
+            "nan.weight",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 4], &nan)
+                .expect("view"),
+        ),
+        (
+            "empty.weight",
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![0, 4], &[])
+                .expect("view"),
+        ),
+    ];
+    safetensors::serialize_to_file(views, None, &ck).expect("write");
+    let o = run(&["inspect", s(&ck)]);
+    expect(&o, 3, "");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("8 non-finite values"), "{text}");
+    assert!(text.contains("empty"), "{text}");
+    assert!(!text.contains("NaN"), "{text}");
+    let before = snapshot(d.path());
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["sweep", "--batch", "7", "--backend", "cpu"],
+            1,
+            "a sweep needs an even batch",
+        ),
+        (
+            vec![
+                "init",
+                "--shape",
+                "4x4",
+                "--multiplier",
+                "1e308",
+                "--backend",
+                "cpu",
+            ],
+            1,
+            "--multiplier 1e308",
+        ),
+    ];
+    for (args, code, phrase) in cases {
+        let o = run(&args);
+        expect(&o, code, phrase);
+        assert!(o.stdout.is_empty(), "{args:?} printed before refusing");
+        assert_eq!(snapshot(d.path()), before);
+    }
+    // An adapter name matching nothing: the advice fits what exists.
+    let o = run(&[
+        "--adapter",
+        "no-such-adapter-name",
+        "init",
+        "--shape",
+        "4x4",
+    ]);
+    let err = common::stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    if err.contains("available:") {
+        assert!(
+            err.contains("deepinit adapters") && !err.contains("install"),
+            "{err}"
+        );
+    } else {
+        assert!(err.contains("install a Vulkan driver"), "{err}");
+    }
+}

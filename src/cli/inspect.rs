@@ -138,6 +138,12 @@ fn render(r: &Report) -> String {
         );
     }
     let failed: Vec<_> = r.tensors.iter().filter(|t| t.verdict == "FAIL").collect();
+    if r.reference.is_none() && !failed.is_empty() {
+        s += "\nverdict: FAIL\n";
+        for t in &failed {
+            s += &format!("  - {}: {}\n", t.name, t.note);
+        }
+    }
     if r.reference.is_some() {
         let judged = r.tensors.iter().filter(|t| t.verdict != "INFO").count();
         s += &format!("\n{judged} tensors judged at alpha {} each", r.alpha);

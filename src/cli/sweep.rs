@@ -67,6 +67,15 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
             "deepinit: note: --verify is deprecated (verification is the default; --no-verify skips it)"
         );
     }
+    if a.batch < 2 || !a.batch.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "batch",
+            format!(
+                "{} (a sweep needs an even batch of at least 2: input pairs)",
+                a.batch
+            ),
+        ));
+    }
     if a.depth == 0 || a.depth > deepinit::net::MAX_DEPTH {
         return Err(Error::invalid(
             "depth",

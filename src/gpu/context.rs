@@ -265,11 +265,19 @@ impl GpuContext {
                 filter.push_str(&format!(" matching name '{f}'"));
             }
             filter.push_str(&format!(" on backends {:?}", backends_for(req)));
-            if !adapters.is_empty() {
+            let advice = if adapters.is_empty() {
+                "install a Vulkan driver (on Debian/Ubuntu: apt-get install \
+                 mesa-vulkan-drivers, which provides the lavapipe software adapter) or run \
+                 with --backend cpu"
+                    .to_string()
+            } else {
                 let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
                 filter.push_str(&format!(" (available: {})", names.join(", ")));
-            }
-            return Err(Error::NoAdapter { filter });
+                "give --adapter a part of one of the available names (`deepinit adapters` \
+                 lists them), or run with --backend cpu"
+                    .to_string()
+            };
+            return Err(Error::NoAdapter { filter, advice });
         };
         let adapter = adapters.swap_remove(idx);
         let summary = AdapterSummary::of(&adapter);

@@ -384,7 +384,15 @@ impl InitSpec {
         if !(t.std.is_finite() && t.std > 0.0 && (t.std as f32).is_normal()) {
             return Err(Error::invalid(
                 "standard deviation",
-                format!("{:e} is not representable as a normal f32", t.std),
+                format!(
+                    "{:e} (from --multiplier {:e}{}{}) is not representable as a normal f32; \
+                     choose a multiplier that keeps it between 1.2e-38 and 3.4e38",
+                    t.std,
+                    self.multiplier,
+                    self.gain
+                        .map_or(String::new(), |g| format!(", --gain {g:e}")),
+                    t.fan.map_or(String::new(), |f| format!(", fan {f}"))
+                ),
             ));
         }
         // Every sample must be a finite f32: the largest |value| the mapping

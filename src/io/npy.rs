@@ -296,6 +296,43 @@ mod read_tests {
     use super::*;
 
     #[test]
+    fn header_dicts_are_parsed_as_strictly_as_numpy_does() {
+        // As numpy writes them (with and without the trailing comma, either quote).
+        for h in [
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 8), }",
+            "{\"descr\": \"<f8\", \"fortran_order\": False, \"shape\": (3,5)}",
+        ] {
+            assert!(parse_header(h).is_ok(), "{h}");
+        }
+        for (h, why) in [
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), 'descr': '<f8', }",
+                "'descr' twice",
+            ),
+            (
+                "{'descr': '<f4' 'fortran_order': False, 'shape': (4, 4), }",
+                "malformed header dictionary",
+            ),
+            ("{'descr': '<f4', 'shape': (4, 4), }", "the header's keys"),
+            (
+                "{'descr': '<f4', 'fortran_order': True, 'shape': (4, 4), }",
+                "C-order",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4, x), }",
+                "not an integer",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), } junk",
+                "after the closing brace",
+            ),
+        ] {
+            let e = parse_header(h).unwrap_err();
+            assert!(e.contains(why), "{h}: {e}");
+        }
+    }
+
+    #[test]
     fn reads_what_the_writer_wrote_and_rejects_other_arrays() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.npy");
@@ -317,41 +354,110 @@ mod read_tests {
     }
 }
 
+/// A value of a `.npy` header dict.
+#[derive(Debug, PartialEq)]
+enum HeaderValue {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<u64>),
+}
+
+/// Parses the header's Python dict literal strictly, as numpy's
+/// `safe_eval` reads it: `{'key': value, ...}` with string, True/False or
+/// tuple-of-integers values, an optional trailing comma, each key once.
+fn parse_dict(text: &str) -> std::result::Result<Vec<(String, HeaderValue)>, String> {
+    let bad = |what: &str| format!("malformed header dictionary ({what})");
+    let mut rest = text.trim();
+    rest = rest
+        .strip_prefix('{')
+        .ok_or_else(|| bad("no opening brace"))?;
+    let string = |r: &str| -> Option<(String, usize)> {
+        let q = r.chars().next().filter(|&c| c == '\'' || c == '"')?;
+        let end = r[1..].find(q)?;
+        Some((r[1..1 + end].to_string(), end + 2))
+    };
+    let mut out: Vec<(String, HeaderValue)> = Vec::new();
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix('}') {
+            if !r.trim().is_empty() {
+                return Err(bad("text after the closing brace"));
+            }
+            return Ok(out);
+        }
+        let (key, n) = string(rest).ok_or_else(|| bad("a key is not a quoted string"))?;
+        rest = rest[n..].trim_start();
+        rest = rest
+            .strip_prefix(':')
+            .ok_or_else(|| bad("no ':' after a key"))?
+            .trim_start();
+        let value = if let Some((v, n)) = string(rest) {
+            rest = &rest[n..];
+            HeaderValue::Str(v)
+        } else if let Some(r) = rest.strip_prefix("True") {
+            rest = r;
+            HeaderValue::Bool(true)
+        } else if let Some(r) = rest.strip_prefix("False") {
+            rest = r;
+            HeaderValue::Bool(false)
+        } else if let Some(r) = rest.strip_prefix('(') {
+            let end = r.find(')').ok_or_else(|| bad("unclosed tuple"))?;
+            let dims = r[..end]
+                .split(',')
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(|d| {
+                    d.parse::<u64>()
+                        .map_err(|_| bad("a shape entry is not an integer"))
+                })
+                .collect::<std::result::Result<Vec<u64>, String>>()?;
+            rest = &r[end + 1..];
+            HeaderValue::Tuple(dims)
+        } else {
+            return Err(bad(&format!("unsupported value for '{key}'")));
+        };
+        if out.iter().any(|(k, _)| *k == key) {
+            return Err(format!("the header names '{key}' twice"));
+        }
+        out.push((key, value));
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix(',') {
+            rest = r;
+        } else if !rest.starts_with('}') {
+            return Err(bad("entries not separated by commas"));
+        }
+    }
+}
+
 /// The element width (4 or 8 bytes) and the (rows, cols) of a 2-D C-order
 /// float array's header dict, or why it is not one.
 fn parse_header(header: &str) -> std::result::Result<(u64, u64, u64), String> {
-    let field = |key: &str| -> Option<&str> {
-        let i = header.find(&format!("'{key}'"))?;
-        let rest = header[i + key.len() + 2..]
-            .trim_start()
-            .strip_prefix(':')?
-            .trim_start();
-        Some(rest)
-    };
-    let descr = field("descr").ok_or("no descr")?;
-    let width: u64 = if descr.starts_with("'<f4'") {
-        4
-    } else if descr.starts_with("'<f8'") {
-        8
-    } else {
-        return Err(
-            "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported".into(),
-        );
-    };
-    if !field("fortran_order").is_some_and(|f| f.starts_with("False")) {
-        return Err("only C-order arrays are supported".into());
+    let dict = parse_dict(header)?;
+    let mut keys: Vec<&str> = dict.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort_unstable();
+    if keys != ["descr", "fortran_order", "shape"] {
+        return Err(format!(
+            "the header's keys are {keys:?}, not descr, fortran_order and shape"
+        ));
     }
-    let shape_txt = field("shape").ok_or("no shape")?;
-    let inner = shape_txt
-        .strip_prefix('(')
-        .and_then(|t| t.split(')').next())
-        .ok_or("malformed shape")?;
-    let dims: Vec<u64> = inner
-        .split(',')
-        .map(str::trim)
-        .filter(|d| !d.is_empty())
-        .map(|d| d.parse().map_err(|_| "malformed shape".to_string()))
-        .collect::<std::result::Result<_, _>>()?;
+    let get = |k: &str| dict.iter().find(|(key, _)| key == k).map(|(_, v)| v);
+    let width: u64 = match get("descr") {
+        Some(HeaderValue::Str(d)) if d == "<f4" => 4,
+        Some(HeaderValue::Str(d)) if d == "<f8" => 8,
+        _ => {
+            return Err(
+                "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported".into(),
+            )
+        }
+    };
+    match get("fortran_order") {
+        Some(HeaderValue::Bool(false)) => {}
+        Some(HeaderValue::Bool(true)) => return Err("only C-order arrays are supported".into()),
+        _ => return Err("fortran_order is not True or False".into()),
+    }
+    let Some(HeaderValue::Tuple(dims)) = get("shape") else {
+        return Err("shape is not a tuple of integers".into());
+    };
     let [rows, cols] = dims[..] else {
         return Err(format!(
             "expected a 2-D array (batch, width), got {} dimensions",

@@ -549,8 +549,9 @@ pub fn inspect(
                 file: file.clone(),
                 dtype: e.dtype.clone(),
                 shape: e.shape.clone(),
-                mean: m.map(|m| m.mean),
-                std: m.map(|m| m.variance().sqrt()),
+                // Over the finite values; none when there are too few.
+                mean: m.filter(|m| m.n > 0).map(|m| m.mean),
+                std: m.filter(|m| m.n > 1).map(|m| m.variance().sqrt()),
                 range: m.filter(|m| m.n > 0).map(|m| [m.min, m.max]),
                 nonfinite: m.map_or(0, |m| m.nonfinite),
                 rule_std: rule_std(&e.shape),
