@@ -727,3 +727,52 @@ fn messages_name_the_flag_and_verdicts_never_mislead() {
         assert!(err.contains("install a Vulkan driver"), "{err}");
     }
 }
+
+#[test]
+fn json_to_the_standard_output_by_name_and_links_to_devices_are_never_advised_over() {
+    let d = tempfile::tempdir().expect("tempdir");
+    // --json naming the file stdout is redirected to writes the report there
+    // (as /dev/stdout would), instead of refusing an existing file.
+    let out = d.path().join("report.json");
+    let f = std::fs::File::create(&out).expect("create");
+    let o = bin()
+        .args([
+            "init",
+            "--shape",
+            "4x4",
+            "--backend",
+            "cpu",
+            "--json",
+            s(&out),
+        ])
+        .stdout(f)
+        .output()
+        .expect("run");
+    expect(&o, 0, "");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("read")).expect("the report");
+    assert_eq!(v["verdict"]["pass"], true, "{v}");
+    // A link to a FIFO: refused, and --force is not the advice (it would
+    // replace the link, never write where it points).
+    let fifo = d.path().join("sink.fifo");
+    mkfifo(&fifo);
+    let link = d.path().join("w.npy");
+    std::os::unix::fs::symlink(&fifo, &link).expect("symlink");
+    let before = snapshot(d.path());
+    let o = run(&[
+        "init",
+        "--shape",
+        "4x4",
+        "--backend",
+        "cpu",
+        "--out",
+        s(&link),
+    ]);
+    expect(&o, 1, "never writes through links");
+    assert!(
+        !common::stderr(&o).contains("--force"),
+        "{}",
+        common::stderr(&o)
+    );
+    assert_eq!(snapshot(d.path()), before);
+}

@@ -122,10 +122,32 @@ impl JsonArgs {
     pub(crate) fn open(&self) -> Result<JsonOut> {
         Ok(match &self.json {
             None => JsonOut::None,
-            Some(p) if p.as_os_str() == "-" => JsonOut::Stdout,
+            Some(p) if p.as_os_str() == "-" || names_stdout(p) => JsonOut::Stdout,
             Some(p) => JsonOut::File(deepinit::io::output::Destination::check(p, self.force)?),
         })
     }
+}
+
+/// Whether `p` names the standard output itself (`/dev/stdout`, or the file
+/// or pipe stdout is redirected to): the same device and inode.
+#[cfg(unix)]
+fn names_stdout(p: &std::path::Path) -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let out = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .and_then(|f| f.metadata());
+    let (Ok(path), Ok(out)) = (std::fs::metadata(p), out) else {
+        return false;
+    };
+    path.dev() == out.dev() && path.ino() == out.ino()
+}
+
+#[cfg(not(unix))]
+fn names_stdout(_: &std::path::Path) -> bool {
+    false
 }
 
 impl JsonOut {

@@ -215,8 +215,9 @@ impl Tuner {
             entry.shape, entry.variant, entry.gflops
         );
         if let Some(path) = cache {
-            self.persist(path, &entry)?;
-            done.push_str(&format!(" (cached in {})", path.display()));
+            if self.persist(path, &entry)? {
+                done.push_str(&format!(" (cached in {})", path.display()));
+            }
         }
         self.note(done)?;
         Ok(gen_tune::choice_of(kernel, &entry, "tuned"))
@@ -353,8 +354,9 @@ impl Tuner {
             entry.shape, entry.variant, entry.gflops
         );
         if let Some(path) = cache {
-            self.persist(path, &entry)?;
-            done.push_str(&format!(" (cached in {})", path.display()));
+            if self.persist(path, &entry)? {
+                done.push_str(&format!(" (cached in {})", path.display()));
+            }
         }
         self.note(done)?;
         Ok(choice_of(&entry, "tuned"))
@@ -399,18 +401,24 @@ impl Tuner {
             .map(|e| choice_of(e, "cached")))
     }
 
-    fn persist(&self, path: &std::path::Path, entry: &Entry) -> Result<()> {
-        if let Err(e) = tune_cache::save(path, std::slice::from_ref(entry)) {
-            self.note(format!(
-                "could not save the tuning to {}: {e}",
-                path.display()
-            ))?;
-        }
+    /// Records `entry` for this process and in the cache file; returns
+    /// whether the file took it (a failure is noted, not an error).
+    fn persist(&self, path: &std::path::Path, entry: &Entry) -> Result<bool> {
+        let saved = match tune_cache::save(path, std::slice::from_ref(entry)) {
+            Ok(_) => true,
+            Err(e) => {
+                self.note(format!(
+                    "could not save the tuning to {}: {e}",
+                    path.display()
+                ))?;
+                false
+            }
+        };
         if let Some(c) = lock(&self.state)?.cached.as_mut() {
             c.retain(|e| e.shape != entry.shape);
             c.push(entry.clone());
         }
-        Ok(())
+        Ok(saved)
     }
 
     /// Times every available variant on a problem of `class` and verifies

@@ -270,6 +270,16 @@ fn check_replaceable(path: &Path, force: bool) -> Result<()> {
     match existing(path)? {
         Existing::Nothing => Ok(()),
         Existing::File | Existing::Symlink if force => Ok(()),
+        // A link to something that is not a regular file: --force would
+        // replace the link, never write where it points, so it is not the
+        // advice.
+        Existing::Symlink if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) => {
+            Err(Error::path(
+                path,
+                "is a symbolic link to a directory, device or other special file; deepinit \
+                 never writes through links: choose another name",
+            ))
+        }
         Existing::File | Existing::Symlink => Err(Error::WouldOverwrite {
             path: path.to_path_buf(),
         }),
@@ -693,18 +703,31 @@ impl OutputDir {
     fn write_files(&self, files: &[(&str, Vec<u8>)]) -> Result<Vec<PathBuf>> {
         let mut owned = self.manifest();
         let mut paths = Vec::with_capacity(files.len());
+        let save = |owned: &BTreeMap<String, Stamp>| -> Result<()> {
+            let text = serde_json::to_vec_pretty(owned)
+                .map_err(|e| Error::internal("manifest", e.to_string()))?;
+            write_atomic(&self.dir.join(MANIFEST), &text)
+        };
         for (name, bytes) in files {
             let p = self.dir.join(name);
             let ours = owned.get(*name).is_some_and(|s| stamp(&p) == Some(*s));
-            Destination::check(&p, self.force || ours)?.write(bytes)?;
+            let written = Destination::check(&p, self.force || ours).and_then(|d| d.write(bytes));
+            if let Err(e) = written {
+                // What was written so far stays ours: recorded in the manifest
+                // (so a rerun replaces it), or removed if even that fails.
+                if save(&owned).is_err() {
+                    for q in &paths {
+                        let _ = std::fs::remove_file(q);
+                    }
+                }
+                return Err(e);
+            }
             if let Some(s) = stamp(&p) {
                 owned.insert((*name).to_string(), s);
             }
             paths.push(p);
         }
-        let text = serde_json::to_vec_pretty(&owned)
-            .map_err(|e| Error::internal("manifest", e.to_string()))?;
-        write_atomic(&self.dir.join(MANIFEST), &text)?;
+        save(&owned)?;
         Ok(paths)
     }
 }
@@ -801,6 +824,30 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b");
         assert_eq!(listing(), ["a.bin", "b.bin"]);
+    }
+
+    #[test]
+    fn a_failed_output_dir_write_keeps_what_it_wrote_as_its_own() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("out");
+        std::fs::create_dir(&dir).unwrap();
+        // The second file cannot be written: its name became a directory
+        // after the run checked it.
+        let o = OutputDir::check(&dir, &["a.json", "b.svg"], false).unwrap();
+        std::fs::create_dir(dir.join("b.svg")).unwrap();
+        assert!(o
+            .write(&[("a.json", b"1".to_vec()), ("b.svg", b"2".to_vec())])
+            .is_err());
+        assert!(
+            o.manifest().contains_key("a.json"),
+            "a.json is recorded as ours"
+        );
+        // With the obstacle gone, the rerun replaces its own file without --force.
+        std::fs::remove_dir(dir.join("b.svg")).unwrap();
+        let o = OutputDir::check(&dir, &["a.json", "b.svg"], false).unwrap();
+        o.write(&[("a.json", b"3".to_vec()), ("b.svg", b"4".to_vec())])
+            .unwrap();
+        assert_eq!(std::fs::read(dir.join("a.json")).unwrap(), b"3");
     }
 
     #[test]
