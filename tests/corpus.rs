@@ -450,6 +450,12 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
         "[[tensor]]\nname = \"w\"\nshape = [2147483648, 2147483648]\ninit = \"he\"\n",
     )
     .expect("write");
+    let vast = d.path().join("vast.toml");
+    std::fs::write(
+        &vast,
+        "[[tensor]]\nname = \"w\"\nshape = [4194304, 4194304]\ninit = \"he\"\n",
+    )
+    .expect("write");
     let x = d.path().join("x.npy");
     let ck = d.path().join("ck");
     let ck_file = ck.join("model.safetensors");
@@ -482,6 +488,12 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
             vec!["model", "--spec", s(&huge), "--out", s(&ck)],
             1,
             "more than 2^50 elements",
+        ),
+        // 64 TiB of f32: more than this file system has, refused up front.
+        (
+            vec!["model", "--spec", s(&vast), "--out", s(&ck)],
+            1,
+            "free on that file system",
         ),
         // Two outputs of one run naming one file: refused before any work.
         (

@@ -31,21 +31,6 @@ pub fn header(shape: &[u64]) -> Vec<u8> {
     h
 }
 
-/// Bytes available to this user on the file system holding `dir`, where the
-/// platform tells us.
-fn free_space(dir: &Path) -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let s = rustix::fs::statvfs(dir).ok()?;
-        s.f_bavail.checked_mul(s.f_frsize)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        None
-    }
-}
-
 /// Writes one f32 tensor to a `.npy` file, chunk by chunk, through an atomic
 /// temporary file ([`crate::io::output`]).
 pub struct NpyWriter {
@@ -77,7 +62,7 @@ impl NpyWriter {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        if let Some(free) = free_space(dir) {
+        if let Some(free) = crate::io::output::free_space(dir) {
             if bytes > free {
                 return Err(Error::LimitExceeded {
                     what: format!("output file {} (bytes)", dest.path().display()),

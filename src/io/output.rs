@@ -112,6 +112,21 @@ fn remove_all_temps() {
     }
 }
 
+/// Bytes available to this user on the file system holding `dir`, where the
+/// platform tells us.
+pub fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let s = rustix::fs::statvfs(dir).ok()?;
+        s.f_bavail.checked_mul(s.f_frsize)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// `path` made absolute with its directory resolved (symlinks followed where
 /// it exists; `.` and `..` removed lexically where it does not yet), so two
 /// names of one file compare equal.

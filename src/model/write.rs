@@ -81,6 +81,19 @@ impl Targets {
             // Claimed before anything is checked: no other checkpoint can be
             // written here until this run ends.
             let lock = crate::io::lock::DirLock::acquire(dir, &fingerprint(spec, plan))?;
+            // Room for this run's shards (their data; headers are small), all
+            // of which exist at once before they are put in place.
+            let bytes: u64 = which.iter().map(|&i| plan.shards[i].bytes()).sum();
+            if let Some(free) = crate::io::output::free_space(dir) {
+                if bytes > free {
+                    return Err(Error::LimitExceeded {
+                        what: format!("checkpoint in {} (bytes)", dir.display()),
+                        got: bytes,
+                        max: free,
+                        hint: " free on that file system".into(),
+                    });
+                }
+            }
             let shards = which
                 .iter()
                 .map(|&i| {
