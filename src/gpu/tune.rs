@@ -31,6 +31,24 @@ pub const TUNE_FLOPS: u64 = 1 << 29;
 /// Runs per variant after a warm-up; the median counts.
 const TUNE_REPEATS: usize = 3;
 
+/// Problems below this many flops (2 m n k) are too small for the variant
+/// to matter (under a millisecond on lavapipe, microseconds on a GPU): they
+/// run the reference variant, untimed and uncached.
+pub const SMALL_FLOPS: u64 = 1 << 23;
+
+/// A candidate is first run once on a problem of at most this many flops;
+/// one slower than [`PROBE_SLOWDOWN`] times the reference there is dropped
+/// without being timed at full size (so a variant that crawls on some
+/// backend costs at most one small run).
+const PROBE_FLOPS: u64 = 1 << 23;
+/// See [`PROBE_FLOPS`].
+const PROBE_SLOWDOWN: f64 = 4.0;
+
+/// The most seconds one process spends timing GEMM variants; once spent,
+/// further shape classes run the reference variant untimed (and uncached,
+/// so a later run tunes them).
+pub const TUNE_BUDGET_S: f64 = 20.0;
+
 /// How variants are chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TuneMode {
@@ -127,6 +145,8 @@ struct State {
     /// Cache entries of this device, loaded once.
     cached: Option<Vec<Entry>>,
     notes: Vec<String>,
+    /// Seconds spent timing GEMM variants so far (bounded by [`TUNE_BUDGET_S`]).
+    spent_s: f64,
 }
 
 impl Tuner {
@@ -306,9 +326,26 @@ impl Tuner {
             },
             TuneMode::Auto { cache, retune } => {
                 let hit = if retune { None } else { self.cached(&class)? };
+                let flops = 2 * u64::from(m) * u64::from(n) * u64::from(k);
+                let spent = lock(&self.state)?.spent_s;
                 match hit {
                     Some(c) => c,
-                    None => self.tune_and_keep(class, (m, n, k), cache.as_deref())?,
+                    None if flops < SMALL_FLOPS => untimed(&class, "small"),
+                    None if spent >= TUNE_BUDGET_S => {
+                        self.note(format!(
+                            "GEMM {}: {} untimed (this run's {TUNE_BUDGET_S} s tuning budget \
+                             is spent; a later run tunes it)",
+                            class.label(),
+                            GemmVariant::Tiled64.name()
+                        ))?;
+                        untimed(&class, "budget")
+                    }
+                    None => {
+                        let start = std::time::Instant::now();
+                        let c = self.tune_and_keep(class, (m, n, k), cache.as_deref())?;
+                        lock(&self.state)?.spent_s += start.elapsed().as_secs_f64();
+                        c
+                    }
                 }
             }
         };
@@ -429,6 +466,15 @@ impl Tuner {
         let problem = Problem::new(ctx, class.form, m, n, k)?;
         let timer = GpuTimer::new(ctx);
         let flops = 2.0 * f64::from(m) * f64::from(n) * f64::from(k);
+        // Each variant first runs on a small problem: a warm-up (which
+        // compiles its pipeline) and one timed run.
+        let [pm, pn, pk] = capped_shape(m, n, k, PROBE_FLOPS);
+        let probe = Problem::new(ctx, class.form, pm, pn, pk)?;
+        let probed = |v| -> Result<f64> {
+            probe.once(&self.kernels, v)?;
+            probe.once(&self.kernels, v)
+        };
+        let ref_probe = probed(GemmVariant::Tiled64)?;
         // The reference variant runs first; its timing is its candidate's.
         let (ref_secs, reference) = problem.run(&self.kernels, GemmVariant::Tiled64, &timer)?;
         let mut candidates = Vec::new();
@@ -437,7 +483,17 @@ impl Tuner {
             let run = if v == GemmVariant::Tiled64 {
                 Ok((ref_secs, reference.clone()))
             } else {
-                problem.run(&self.kernels, v, &timer)
+                match probed(v) {
+                    Ok(t) if t > PROBE_SLOWDOWN * ref_probe.max(1e-4) => Err(Error::invalid(
+                        "GEMM tuning",
+                        format!(
+                            "dropped untimed: its first run took {t:.4} s on a {pm}x{pn}x{pk} \
+                             problem, over {PROBE_SLOWDOWN}x the reference's {ref_probe:.4} s"
+                        ),
+                    )),
+                    Ok(_) => problem.run(&self.kernels, v, &timer),
+                    Err(e) => Err(e),
+                }
             };
             let measured = match run {
                 Ok((secs, out)) if out == reference => {
@@ -518,6 +574,18 @@ pub fn cached_for(
     )
 }
 
+/// The reference variant for `class`, untimed (`source` says why).
+fn untimed(class: &ShapeClass, source: &'static str) -> Choice {
+    Choice {
+        shape: class.label(),
+        variant: GemmVariant::Tiled64.name(),
+        source,
+        gflops: None,
+        timed: None,
+        candidates: Vec::new(),
+    }
+}
+
 fn choice_of(e: &Entry, source: &'static str) -> Choice {
     Choice {
         shape: e.shape.clone(),
@@ -541,10 +609,16 @@ pub const TUNE_MAX_ELEMENTS: u64 = 1 << 24;
 /// dimension until 2 m n k <= [`TUNE_FLOPS`] and no operand (m k, n k, m n)
 /// holds more than [`TUNE_MAX_ELEMENTS`].
 pub fn timed_shape(m: u32, n: u32, k: u32) -> [u32; 3] {
+    capped_shape(m, n, k, TUNE_FLOPS)
+}
+
+/// m x n x k halved along its largest dimension until it is at most
+/// `max_flops` (and within the element cap).
+fn capped_shape(m: u32, n: u32, k: u32, max_flops: u64) -> [u32; 3] {
     let mut d = [m.max(1), n.max(1), k.max(1)];
     let too_big = |d: &[u32; 3]| {
         let [m, n, k] = d.map(u64::from);
-        2 * m * n * k > TUNE_FLOPS
+        2 * m * n * k > max_flops
             || m * k > TUNE_MAX_ELEMENTS
             || n * k > TUNE_MAX_ELEMENTS
             || m * n > TUNE_MAX_ELEMENTS
@@ -602,6 +676,17 @@ impl Problem {
             c,
             ctx: ctx.clone(),
         })
+    }
+
+    /// Wall-clock seconds of one run of variant `v`, to completion.
+    fn once(&self, k: &GemmKernels, v: GemmVariant) -> Result<f64> {
+        let start = std::time::Instant::now();
+        let mut batch = Batch::default();
+        k.record(&mut batch, v, self.form, &self.p, &self.a, &self.b, &self.c)?;
+        batch.submit(&self.ctx)?;
+        // Reading a word back waits for the run to finish.
+        self.ctx.read_words(&self.c, 1)?;
+        Ok(start.elapsed().as_secs_f64())
     }
 
     /// Median seconds of variant `v`, and its whole result.
