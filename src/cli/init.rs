@@ -136,7 +136,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         },
         (None, Some(g)) => g
             .gemm()
-            .generation(g.generator(), gpu::Kernel::Dist(spec.dist))?
+            .generation_for(g.generator(), gpu::Kernel::Dist(spec.dist), elements)?
             .apply(gen),
         (None, None) => gen,
     };

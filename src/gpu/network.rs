@@ -325,7 +325,7 @@ impl<'a> Pass<'a> {
         let opts = self
             .kern
             .tuner()
-            .generation(self.gen, req.kernel)?
+            .generation_for(self.gen, req.kernel, req.count)?
             .apply(super::GenOptions::default());
         self.gen.encode_into(batch, req, out, &opts)
     }

@@ -438,7 +438,7 @@ fn produce(
         // depend on them).
         Backend::Gpu(g) => g
             .gemm()
-            .generation(g.generator(), crate::gpu::Kernel::Dist(dist))?
+            .generation_for(g.generator(), crate::gpu::Kernel::Dist(dist), n)?
             .apply(GenOptions {
                 chunk_elems: Some(
                     g.generator()
