@@ -238,9 +238,9 @@ impl Tuner {
                     }
                     None => {
                         let start = std::time::Instant::now();
-                        let c = self.tune_generation(gen, kernel, cache.as_deref())?;
+                        let c = self.tune_generation(gen, kernel, cache.as_deref());
                         lock(&self.state)?.spent_s += start.elapsed().as_secs_f64();
-                        c
+                        c?
                     }
                 }
             }
@@ -371,7 +371,8 @@ impl Tuner {
                 let spent = lock(&self.state)?.spent_s;
                 match hit {
                     Some(c) => c,
-                    None if flops < SMALL_FLOPS => untimed(&class, "small"),
+                    // Not remembered for the class: a larger product of it may still tune.
+                    None if flops < SMALL_FLOPS => return Ok(untimed(&class, "small")),
                     None if self.untrusted_timing() => untimed(&class, "gl"),
                     None if spent >= TUNE_BUDGET_S => {
                         self.note(format!(
@@ -384,9 +385,9 @@ impl Tuner {
                     }
                     None => {
                         let start = std::time::Instant::now();
-                        let c = self.tune_and_keep(class, (m, n, k), cache.as_deref())?;
+                        let c = self.tune_and_keep(class, (m, n, k), cache.as_deref());
                         lock(&self.state)?.spent_s += start.elapsed().as_secs_f64();
-                        c
+                        c?
                     }
                 }
             }

@@ -9,8 +9,12 @@
 //! lock and is taken over by the next run.
 //!
 //! The check-and-set is serialized by an exclusive lock on the directory
-//! itself (Unix), held only for that moment. Locks are advisory `flock`s
-//! (on NFS, the server's locks), released by the kernel when a process dies.
+//! itself (Unix), held only for that moment. Locks are advisory `flock`s,
+//! released by the kernel when a process dies. On local file systems the
+//! claim is exact; on NFS, where the client emulates `flock` with POSIX
+//! locks (per process, and not on a directory opened read-only), it is
+//! best effort: it still refuses a different checkpoint whose writer holds
+//! the marker, but two first writers can race.
 
 use crate::error::{Error, Result};
 use std::fs::{File, OpenOptions, TryLockError};
@@ -93,8 +97,12 @@ impl DirLock {
                 f.lock_shared().map_err(io(&path))?;
             }
             Err(TryLockError::WouldBlock) => {
+                // A fingerprint is short: never read more than a few of them.
                 let mut theirs = String::new();
-                f.read_to_string(&mut theirs).map_err(io(&path))?;
+                (&mut f)
+                    .take(1024)
+                    .read_to_string(&mut theirs)
+                    .map_err(io(&path))?;
                 if theirs != fingerprint {
                     return Err(Error::path(
                         dir,

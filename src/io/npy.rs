@@ -311,6 +311,18 @@ mod read_tests {
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (4, 4), } junk",
                 "after the closing brace",
             ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4,,4), }",
+                "not an integer",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (,), }",
+                "not an integer",
+            ),
+            (
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }",
+                "2-D",
+            ),
         ] {
             let e = parse_header(h).unwrap_err();
             assert!(e.contains(why), "{h}: {e}");
@@ -387,15 +399,25 @@ fn parse_dict(text: &str) -> std::result::Result<Vec<(String, HeaderValue)>, Str
             HeaderValue::Bool(false)
         } else if let Some(r) = rest.strip_prefix('(') {
             let end = r.find(')').ok_or_else(|| bad("unclosed tuple"))?;
-            let dims = r[..end]
-                .split(',')
-                .map(str::trim)
-                .filter(|d| !d.is_empty())
-                .map(|d| {
-                    d.parse::<u64>()
-                        .map_err(|_| bad("a shape entry is not an integer"))
-                })
-                .collect::<std::result::Result<Vec<u64>, String>>()?;
+            // Python's tuple syntax: "()", "(3,)", "(3, 4)", "(3, 4,)"; an
+            // empty entry anywhere else ("(,)", "(4,,4)") is malformed.
+            let inner = r[..end].trim();
+            let inner = inner
+                .strip_suffix(',')
+                .filter(|_| inner.len() > 1)
+                .unwrap_or(inner);
+            let dims = if inner.is_empty() {
+                Vec::new()
+            } else {
+                inner
+                    .split(',')
+                    .map(|d| {
+                        d.trim()
+                            .parse::<u64>()
+                            .map_err(|_| bad("a shape entry is not an integer"))
+                    })
+                    .collect::<std::result::Result<Vec<u64>, String>>()?
+            };
             rest = &r[end + 1..];
             HeaderValue::Tuple(dims)
         } else {

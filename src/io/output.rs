@@ -42,6 +42,9 @@ static TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 /// Directories this run created for its output, removed (when empty) by the
 /// signal handler.
 static CREATED_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+/// Files moved aside by [`commit_all`] (destination, backup): put back by
+/// the signal handler if the process is interrupted mid-commit.
+static ASIDE: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 /// Directories already swept for stale temporaries by this process.
 static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -103,6 +106,11 @@ fn remove_all_temps() {
     // Claims on checkpoint directories first: their markers must go before
     // the directories this run created can be removed.
     crate::io::lock::release_all();
+    // Old files moved aside by an interrupted commit go back first.
+    for (dest, bak) in lock(&ASIDE).drain(..).rev() {
+        let _ = std::fs::remove_file(&dest);
+        let _ = std::fs::rename(&bak, &dest);
+    }
     for p in lock(&TEMPS).drain(..) {
         let _ = std::fs::remove_file(p);
     }
@@ -481,22 +489,48 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
     for f in &files {
         check_replaceable(&f.dest.path, f.dest.force)?;
     }
-    let restore = |aside: &[(PathBuf, PathBuf)]| {
+    // Moves the old files back; a failure is named, never silent.
+    let restore = |extra: Error| -> Error {
+        let aside: Vec<(PathBuf, PathBuf)> = lock(&ASIDE).drain(..).collect();
+        let mut kept = Vec::new();
         for (dest, bak) in aside.iter().rev() {
-            let _ = std::fs::rename(bak, dest);
+            if std::fs::rename(bak, dest).is_err() {
+                kept.push(format!("{} is kept at {}", dest.display(), bak.display()));
+            }
+        }
+        if kept.is_empty() {
+            extra
+        } else {
+            Error::invalid(
+                "replacing files",
+                format!("{extra}; and restoring failed: {}", kept.join("; ")),
+            )
         }
     };
-    let mut aside: Vec<(PathBuf, PathBuf)> = Vec::new();
     for f in &files {
         if f.dest.force && existing(&f.dest.path)? != Existing::Nothing {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let bak = parent_of(&f.dest.path)
-                .join(format!("{TEMP_PREFIX}{}-{n}.bak", std::process::id()));
-            if let Err(e) = std::fs::rename(&f.dest.path, &bak) {
-                restore(&aside);
-                return Err(io_err(&f.dest.path)(e));
+            // A fresh name (never one an older backup holds).
+            let mut moved = Err(Error::internal("replacing files", "no backup name"));
+            for _ in 0..16 {
+                let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+                let bak = parent_of(&f.dest.path)
+                    .join(format!("{TEMP_PREFIX}{}-{n}.bak", std::process::id()));
+                match rename_noreplace(&f.dest.path, &bak) {
+                    Err(Error::WouldOverwrite { .. }) => continue,
+                    Err(e) => {
+                        moved = Err(e);
+                        break;
+                    }
+                    Ok(()) => {
+                        lock(&ASIDE).push((f.dest.path.clone(), bak));
+                        moved = Ok(());
+                        break;
+                    }
+                }
             }
-            aside.push((f.dest.path.clone(), bak));
+            if let Err(e) = moved {
+                return Err(restore(e));
+            }
         }
     }
     let mut placed: Vec<PathBuf> = Vec::new();
@@ -506,12 +540,11 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
             for p in &placed {
                 let _ = std::fs::remove_file(p);
             }
-            restore(&aside);
-            return Err(e);
+            return Err(restore(e));
         }
         placed.push(path);
     }
-    for (_, bak) in aside {
+    for (_, bak) in lock(&ASIDE).drain(..) {
         let _ = std::fs::remove_file(bak);
     }
     Ok(())
@@ -832,9 +865,30 @@ mod tests {
         assert!(commit_all(f).is_err());
         assert_eq!(std::fs::read(&a).unwrap(), b"old a");
         assert_eq!(listing(), ["a.bin", "b.bin"]);
-        // Both replaced, no backup left.
+        // The placement itself fails after the old files were moved aside
+        // (a third file's temporary vanished): a and b get their old bytes
+        // back and no backup is left.
         std::fs::remove_dir(&b).unwrap();
         std::fs::write(&b, b"old b").unwrap();
+        let c = d.path().join("c.bin");
+        let before: Vec<String> = listing();
+        let mut t = Destination::check(&c, false).unwrap().create().unwrap();
+        t.write_all(b"new c").unwrap();
+        let c_done = t.finish().unwrap();
+        // c's temporary is the one new file so far.
+        let temp_of_c: Vec<String> = listing()
+            .into_iter()
+            .filter(|n| !before.contains(n))
+            .collect();
+        assert_eq!(temp_of_c.len(), 1);
+        std::fs::remove_file(d.path().join(&temp_of_c[0])).unwrap();
+        let mut f = finished([b"new a", b"new b"]);
+        f.push(c_done);
+        assert!(commit_all(f).is_err());
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old b");
+        assert_eq!(listing(), ["a.bin", "b.bin"]);
+        // Both replaced, no backup left.
         commit_all(finished([b"new a", b"new b"])).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b");
