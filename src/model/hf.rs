@@ -328,13 +328,29 @@ fn get<'a>(c: &'a Map<String, Value>, keys: &[&str]) -> Option<(&'a str, &'a Val
     })
 }
 
-fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
+/// The first of `keys` present and not null, read by `read` (`what` says
+/// what it must be), or `default`.
+fn typed<T>(
+    c: &Map<String, Value>,
+    keys: &[&str],
+    default: T,
+    read: impl Fn(&Value) -> Option<T>,
+    what: &str,
+) -> Result<T> {
     match get(c, keys) {
         None => Ok(default),
-        Some((k, v)) => v.as_u64().ok_or_else(|| {
-            Error::bad("config", format!("{k} = {v}"), "not a non-negative integer")
-        }),
+        Some((k, v)) => read(v).ok_or_else(|| Error::bad("config", format!("{k} = {v}"), what)),
     }
+}
+
+fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
+    typed(
+        c,
+        keys,
+        default,
+        Value::as_u64,
+        "not a non-negative integer",
+    )
 }
 
 /// `pad_token_id` as transformers' `nn.Embedding(padding_idx=...)` takes it:
@@ -364,31 +380,16 @@ fn pad(c: &Map<String, Value>, vocab: u64, default: Option<u64>) -> Result<Optio
 }
 
 fn boolean(c: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
-    match get(c, &[key]) {
-        None => Ok(default),
-        Some((k, v)) => v
-            .as_bool()
-            .ok_or_else(|| Error::bad("config", format!("{k} = {v}"), "not true or false")),
-    }
+    typed(c, &[key], default, Value::as_bool, "not true or false")
 }
 
 fn float(c: &Map<String, Value>, key: &str, default: f64) -> Result<f64> {
-    match get(c, &[key]) {
-        None => Ok(default),
-        Some((k, v)) => v
-            .as_f64()
-            .ok_or_else(|| Error::bad("config", format!("{k} = {v}"), "not a number")),
-    }
+    typed(c, &[key], default, Value::as_f64, "not a number")
 }
 
 fn string(c: &Map<String, Value>, keys: &[&str], default: &str) -> Result<String> {
-    match get(c, keys) {
-        None => Ok(default.into()),
-        Some((k, v)) => v
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| Error::bad("config", format!("{k} = {v}"), "not a string")),
-    }
+    let read = |v: &Value| v.as_str().map(str::to_string);
+    typed(c, keys, default.to_string(), read, "not a string")
 }
 
 fn dims(family: Family, c: &Map<String, Value>) -> Result<Dims> {

@@ -171,17 +171,7 @@ impl Block {
     /// One generation request of `dist` values per contiguous range of the
     /// block, in row-major order.
     pub fn requests(&self, dist: Dist, seed: u64, tensor_id: u32, scale: f32) -> Vec<GenRequest> {
-        self.ranges()
-            .into_iter()
-            .map(|r| GenRequest {
-                kernel: Kernel::Dist(dist),
-                seed,
-                tensor_id,
-                start: r.start,
-                count: r.end - r.start,
-                scale,
-            })
-            .collect()
+        requests(&self.ranges(), dist, seed, tensor_id, scale)
     }
 }
 
