@@ -52,6 +52,32 @@ fn expect(o: &Output, code: i32, phrase: &str) {
     assert!(!err.contains("panicked"), "{err}");
 }
 
+/// Runs each case (arguments, exit code, phrase) on the CPU backend and
+/// asserts its outcome (see [`expect`]), that it returned promptly (a bad
+/// input never hangs), that `dir` is unchanged and, with `quiet`, that
+/// nothing reached stdout.
+fn refuse_all(dir: &Path, cases: Vec<(Vec<&str>, i32, &str)>, quiet: bool) {
+    let before = snapshot(dir);
+    for (mut args, code, phrase) in cases {
+        args.extend(["--backend", "cpu"]);
+        let start = Instant::now();
+        let o = run(&args);
+        expect(&o, code, phrase);
+        if quiet {
+            assert!(
+                o.stdout.is_empty(),
+                "{args:?} printed before refusing: {}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{args:?} took too long"
+        );
+        assert_eq!(snapshot(dir), before, "{args:?} changed the directory");
+    }
+}
+
 fn mkfifo(p: &Path) {
     rustix::fs::mkfifoat(
         rustix::fs::CWD,
@@ -198,7 +224,6 @@ fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
     let mut w = deepinit::io::npy::NpyWriter::create(&dest, &[12, 8]).expect("create");
     w.write(&[0.5f32; 96]).expect("write");
     w.finish().expect("finish");
-    let before = snapshot(d.path());
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
             vec!["forward", "--input", s(&fifo)],
@@ -244,17 +269,7 @@ fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
             "pass --out FILE",
         ),
     ];
-    for (mut args, code, phrase) in cases {
-        args.extend(["--backend", "cpu"]);
-        let start = Instant::now();
-        let o = run(&args);
-        expect(&o, code, phrase);
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{args:?} took too long"
-        );
-        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
-    }
+    refuse_all(d.path(), cases, false);
 }
 
 #[test]
@@ -459,7 +474,6 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
     let x = d.path().join("x.npy");
     let ck = d.path().join("ck");
     let ck_file = ck.join("model.safetensors");
-    let before = snapshot(d.path());
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
             vec!["model", "--spec", s(&fifo), "--out", s(&ck)],
@@ -563,22 +577,7 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
             "invalid value '-1' for '--seed",
         ),
     ];
-    for (mut args, code, phrase) in cases {
-        args.extend(["--backend", "cpu"]);
-        let start = Instant::now();
-        let o = run(&args);
-        expect(&o, code, phrase);
-        assert!(
-            o.stdout.is_empty(),
-            "{args:?} printed before refusing: {}",
-            String::from_utf8_lossy(&o.stdout)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "{args:?} took too long"
-        );
-        assert_eq!(snapshot(d.path()), before, "{args:?} changed the directory");
-    }
+    refuse_all(d.path(), cases, true);
 }
 
 /// Starts `deepinit model` with `args` (CPU backend, into `dir`) and returns
@@ -693,33 +692,19 @@ fn messages_name_the_flag_and_verdicts_never_mislead() {
     assert!(text.contains("8 non-finite values"), "{text}");
     assert!(text.contains("empty"), "{text}");
     assert!(!text.contains("NaN"), "{text}");
-    let before = snapshot(d.path());
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
-            vec!["sweep", "--batch", "7", "--backend", "cpu"],
+            vec!["sweep", "--batch", "7"],
             1,
             "a sweep needs an even batch",
         ),
         (
-            vec![
-                "init",
-                "--shape",
-                "4x4",
-                "--multiplier",
-                "1e308",
-                "--backend",
-                "cpu",
-            ],
+            vec!["init", "--shape", "4x4", "--multiplier", "1e308"],
             1,
             "--multiplier 1e308",
         ),
     ];
-    for (args, code, phrase) in cases {
-        let o = run(&args);
-        expect(&o, code, phrase);
-        assert!(o.stdout.is_empty(), "{args:?} printed before refusing");
-        assert_eq!(snapshot(d.path()), before);
-    }
+    refuse_all(d.path(), cases, true);
     // An adapter name matching nothing: the advice fits what exists.
     let o = run(&[
         "--adapter",

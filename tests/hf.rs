@@ -255,12 +255,17 @@ fn write_config(dir: &Path, json: &str) -> PathBuf {
 }
 
 fn model(args: &[&str]) {
-    let o = bin()
+    let o = model_run(args);
+    assert!(o.status.success(), "model {args:?}: {}", stderr(&o));
+}
+
+/// `deepinit model --backend cpu` with `args`, whatever its outcome.
+fn model_run(args: &[&str]) -> std::process::Output {
+    bin()
         .args(["model", "--backend", "cpu"])
         .args(args)
         .output()
-        .unwrap();
-    assert!(o.status.success(), "model {args:?}: {}", stderr(&o));
+        .unwrap()
 }
 
 /// The tensors of a checkpoint file: name -> (shape, f32 values).
@@ -411,34 +416,30 @@ fn tensor_parallel_parts_are_megatron_slices() {
         &d.join("odd"),
         r#"{"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 2, "vocab_size": 128, "n_positions": 16}"#,
     );
-    let o = bin()
-        .args([
-            "model",
-            "--backend",
-            "cpu",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .args(["--out", d.join("x").to_str().unwrap(), "--tp-size", "4"])
-        .output()
-        .unwrap();
+    let out = d.join("x");
+    let o = model_run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--tp-size",
+        "4",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("heads"), "{}", stderr(&o));
     let cfg = write_config(
         &d.join("vocab"),
         r#"{"model_type": "gpt2", "n_embd": 32, "n_layer": 1, "n_head": 4, "vocab_size": 127, "n_positions": 16}"#,
     );
-    let o = bin()
-        .args([
-            "model",
-            "--backend",
-            "cpu",
-            "--config",
-            cfg.to_str().unwrap(),
-        ])
-        .args(["--out", d.join("y").to_str().unwrap(), "--tp-size", "2"])
-        .output()
-        .unwrap();
+    let out = d.join("y");
+    let o = model_run(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--tp-size",
+        "2",
+    ]);
     assert!(
         stderr(&o).contains("vocab_size 256 would divide"),
         "{}",
@@ -452,17 +453,15 @@ fn tensor_parallel_parts_are_megatron_slices() {
         "[[tensor]]\nname = \"w\"\nshape = [4, 4]\ninit = \"he\"\n",
     )
     .unwrap();
-    let o = bin()
-        .args([
-            "model",
-            "--backend",
-            "cpu",
-            "--spec",
-            spec.to_str().unwrap(),
-        ])
-        .args(["--out", d.join("z").to_str().unwrap(), "--tp-size", "2"])
-        .output()
-        .unwrap();
+    let out = d.join("z");
+    let o = model_run(&[
+        "--spec",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--tp-size",
+        "2",
+    ]);
     assert!(stderr(&o).contains("would split nothing"), "{}", stderr(&o));
 }
 
