@@ -33,6 +33,7 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod stats;
+pub mod tfm;
 
 pub use error::{Error, Result};
 pub use init::scheme::{FanMode, InitSpec, Scheme, Shape};

@@ -55,9 +55,37 @@ pub(crate) struct ForwardArgs {
     /// (sets the batch and the input width); default: N(0, 1) from the RNG.
     #[arg(long)]
     input: Option<PathBuf>,
+    /// Run the transformer a Hugging Face config.json (or a directory holding
+    /// one) describes, with the weights `deepinit model` writes for it.
+    #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["widths", "input", "preset"])]
+    config: Option<PathBuf>,
+    /// Run a shipped transformer preset (gpt2, gpt2-medium, llama-3.2-1b,
+    /// qwen2-0.5b, ...).
+    #[arg(long, conflicts_with_all = ["widths", "input"])]
+    preset: Option<String>,
+    /// The transformer's init: reference (the model's own, as transformers
+    /// does it), lecun, he, lecun-unscaled, he-unscaled, naive:STD.
+    #[arg(long, default_value = "reference")]
+    init: String,
+    /// Tokens per sequence of the transformer pass.
+    #[arg(long, default_value_t = 128)]
+    seq: u64,
+    /// Token ids from a .npy integer file of shape (batch, seq) (sets both);
+    /// default: uniform random ids from the seed.
+    #[arg(long, value_name = "FILE.npy", conflicts_with_all = ["widths", "input"])]
+    tokens: Option<PathBuf>,
 }
 
 pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    if a.config.is_some() || a.preset.is_some() {
+        return run_transformer(a, d);
+    }
+    if a.tokens.is_some() {
+        return Err(Error::invalid(
+            "tokens",
+            "--tokens feeds a transformer: give --config or --preset",
+        ));
+    }
     let act = deepinit::net::act::Activation::parse(&a.act)?;
     let json_out = a.json.open()?;
     let (cfg, input) = network(a, act)?;
@@ -190,4 +218,87 @@ fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
     } else {
         "not compared (no layer within the rounding model's reach)"
     }
+}
+
+/// The transformer pass: `forward --config` / `--preset`.
+fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    use deepinit::tfm::{Model, Tokens};
+    let named = super::model::named(a.config.as_deref(), a.preset.as_deref(), None, &a.init)?;
+    let Some(hf) = named.hf else {
+        return Err(Error::invalid(
+            "preset",
+            "the transformer pass runs Hugging Face configs; an mlp preset is a plain \
+             network (use --width and --depth)",
+        ));
+    };
+    let init = deepinit::model::hf::InitRule::parse(&a.init)?;
+    let cfg = deepinit::tfm::TfmConfig::from_hf(&hf)?;
+    // Tokens are checked against the model before any weight is drawn.
+    let tokens = match &a.tokens {
+        Some(p) => {
+            let (rows, cols, ids) = deepinit::io::npy::read_2d_ints(p)?;
+            if a.batch.is_some_and(|b| b != rows) {
+                return Err(Error::invalid(
+                    "batch",
+                    format!(
+                        "--batch contradicts --tokens, which holds {rows} sequences (omit --batch)"
+                    ),
+                ));
+            }
+            let ids = ids
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    u32::try_from(t)
+                        .ok()
+                        .filter(|&t| u64::from(t) < cfg.vocab)
+                        .ok_or_else(|| {
+                            Error::bad(
+                                "tokens",
+                                format!("{}: id {t} at position {i}", p.display()),
+                                format!("outside the vocabulary (0..{})", cfg.vocab),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            Tokens::given(&cfg, rows, cols, ids)?
+        }
+        None => Tokens::random(&cfg, a.batch.unwrap_or(4), a.seq, a.seed)?,
+    };
+    let json_out = a.json.open()?;
+    let t = json_out.text();
+    let model = Model::new(&hf, init, a.seed)?;
+    let backend = open_backend(d)?;
+    let progress = deepinit::progress::Progress::new("transformer pass");
+    let r = deepinit::tfm::run::run(
+        &backend,
+        &model,
+        &named.what,
+        &tokens,
+        !a.no_verify,
+        Some(&progress),
+    )?;
+    drop(progress);
+    say!(
+        t,
+        "deepinit forward: {} ({}), init {}, {} x {} tokens, seed {}",
+        r.class,
+        r.source,
+        r.init,
+        r.batch,
+        r.seq,
+        r.seed
+    );
+    say!(t, "device: {}", backend.info().describe());
+    say!(t);
+    t.raw(&deepinit::report::transformer::blocks_table(&r));
+    say!(t);
+    t.raw(&deepinit::report::transformer::verdict_lines(&r));
+    let code = if r.pass() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    };
+    json_out.emit(&r, &t)?;
+    Ok(code)
 }

@@ -110,6 +110,45 @@ pub struct EwParams {
     pub _pad: [u32; 3],
 }
 
+/// `TfParams` in `shaders/transformer.wgsl`: one block for every transformer
+/// kernel, each reading the fields its comment there names.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct TfParams {
+    /// Rows this launch covers.
+    pub rows: u32,
+    /// Its first row.
+    pub row0: u32,
+    /// Row width.
+    pub width: u32,
+    /// Always 0 (see [`EwParams::zero`]).
+    pub zero: u32,
+    /// Sequence length.
+    pub seq: u32,
+    /// Attention heads; the norms' and the embedding's flags.
+    pub heads: u32,
+    /// Key/value heads.
+    pub kv_heads: u32,
+    /// Head width.
+    pub head_dim: u32,
+    /// Row stride of the q/k/v buffer.
+    pub ld: u32,
+    /// Column of the first query head.
+    pub q_col: u32,
+    /// Column of the first key head.
+    pub k_col: u32,
+    /// Column of the first value head.
+    pub v_col: u32,
+    /// Embedding: first vocabulary row of the chunk; attention: the window.
+    pub lo: u32,
+    /// Embedding: end of the chunk; attention: first word of its row sums.
+    pub hi: u32,
+    /// Norms: 1 / width; attention: the score scale.
+    pub inv_n: f32,
+    /// Norm epsilon.
+    pub eps: f32,
+}
+
 /// `RedParams` in `shaders/reduce.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -213,6 +252,29 @@ mod tests {
                     offset_of!(EwParams, _pad),
                     offset_of!(EwParams, _pad) + 4,
                     offset_of!(EwParams, _pad) + 8,
+                ],
+            ),
+            (
+                "TfParams",
+                shaders::transformer_module(),
+                size_of::<TfParams>(),
+                vec![
+                    offset_of!(TfParams, rows),
+                    offset_of!(TfParams, row0),
+                    offset_of!(TfParams, width),
+                    offset_of!(TfParams, zero),
+                    offset_of!(TfParams, seq),
+                    offset_of!(TfParams, heads),
+                    offset_of!(TfParams, kv_heads),
+                    offset_of!(TfParams, head_dim),
+                    offset_of!(TfParams, ld),
+                    offset_of!(TfParams, q_col),
+                    offset_of!(TfParams, k_col),
+                    offset_of!(TfParams, v_col),
+                    offset_of!(TfParams, lo),
+                    offset_of!(TfParams, hi),
+                    offset_of!(TfParams, inv_n),
+                    offset_of!(TfParams, eps),
                 ],
             ),
             (

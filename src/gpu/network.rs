@@ -36,7 +36,7 @@ struct Bufs {
     grams: wgpu::Buffer,
 }
 
-fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
+pub(crate) fn storage(ctx: &GpuContext, label: &str, bytes: u64) -> Result<wgpu::Buffer> {
     let limit = ctx
         .limits()
         .max_storage_buffer_binding_size

@@ -41,6 +41,8 @@ pub const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl")
 pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 /// Bias + activation and gradient kernels.
 pub const NETWORK: &str = include_str!("../../shaders/network.wgsl");
+/// A transformer's element-wise, norm, attention and loss kernels.
+pub const TRANSFORMER: &str = include_str!("../../shaders/transformer.wgsl");
 /// Per-workgroup partial statistics.
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// Dead-unit counter.
@@ -72,6 +74,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("gemm_subgroup.wgsl", GEMM_SUBGROUP),
     ("activation.wgsl", ACTIVATION),
     ("network.wgsl", NETWORK),
+    ("transformer.wgsl", TRANSFORMER),
     ("reduce.wgsl", REDUCE),
     ("dead.wgsl", DEAD),
     ("bench.wgsl", BENCH),
@@ -229,6 +232,19 @@ pub fn network_module() -> Module {
     )
 }
 
+/// The transformer kernels (`embed`, `norm`, `add_bias`, `residual`, `gelu`,
+/// `swiglu`, `rope`, `attention`, `lm_loss`; `ACT` is GELU).
+pub fn transformer_module() -> Module {
+    plain(
+        "transformer",
+        &[
+            &crate::net::arith::wgsl_constants(),
+            ACTIVATION,
+            TRANSFORMER,
+        ],
+    )
+}
+
 /// The statistics reduction (`partial_stats`).
 pub fn reduce_module() -> Module {
     plain("reduce", &[REDUCE])
@@ -258,6 +274,7 @@ pub fn all_modules() -> Vec<Module> {
         .collect();
     v.extend([
         network_module(),
+        transformer_module(),
         reduce_module(),
         dead_module(),
         bench_module(),

@@ -186,12 +186,15 @@ pub struct Array2 {
 /// Largest `.npy` header accepted (NumPy writes a few hundred bytes).
 pub const MAX_HEADER: usize = 1 << 16;
 
-/// Reads a C-order `<f4` or `<f8` array of shape `(rows, cols)` (NumPy format
-/// 1.0, 2.0 or 3.0), e.g. a batch of network inputs. Refuses anything but a
+/// A C-order 2-D array's descr, shape and data bytes (NumPy format 1.0, 2.0
+/// or 3.0), its element type accepted by `width_of`. Refuses anything but a
 /// regular file, checks the header and the file's size against the declared
 /// shape (and host memory) before reading, and reads only the bytes the
 /// shape needs.
-pub fn read_2d(path: &Path) -> Result<Array2> {
+fn read_array(
+    path: &Path,
+    width_of: fn(&str) -> std::result::Result<u64, String>,
+) -> Result<(String, u64, u64, Vec<u8>)> {
     use std::io::Read;
     let bad = |m: &str| Error::path(path, m);
     // Checked before opening: opening a FIFO would block, a device never ends.
@@ -234,7 +237,8 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
     let data_start = (start + len) as u64;
     let header =
         std::str::from_utf8(&header_bytes[..len]).map_err(|_| bad("header is not text"))?;
-    let (width, rows, cols) = parse_header(header).map_err(|m| bad(&m))?;
+    let (descr, rows, cols) = parse_header_any(header).map_err(|m| bad(&m))?;
+    let width = width_of(&descr).map_err(|m| bad(&m))?;
     let n = rows
         .checked_mul(cols)
         .ok_or_else(|| bad("shape overflows"))?;
@@ -257,6 +261,15 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
     data[..pre].copy_from_slice(&extra[..pre]);
     file.read_exact(&mut data[pre..])
         .map_err(|_| bad("the file ended before the data the shape needs"))?;
+    Ok((descr, rows, cols, data))
+}
+
+/// Reads a C-order `<f4` or `<f8` array of shape `(rows, cols)`, e.g. a batch
+/// of network inputs (see [`read_array`] for what is checked).
+pub fn read_2d(path: &Path) -> Result<Array2> {
+    let bad = |m: &str| Error::path(path, m);
+    let (descr, rows, cols, data) = read_array(path, float_width)?;
+    let width = float_width(&descr).map_err(|m| bad(&m))?;
     let values: Vec<f32> = if width == 4 {
         data.chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -274,6 +287,26 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
         cols,
         data: values,
     })
+}
+
+/// Reads a C-order integer array of shape `(rows, cols)` (`<i2`, `<u2`,
+/// `<i4`, `<u4`, `<i8`, `<u8`), e.g. token ids: `(rows, cols, values)`.
+pub fn read_2d_ints(path: &Path) -> Result<(u64, u64, Vec<i128>)> {
+    let (descr, rows, cols, data) = read_array(path, int_width)?;
+    let w = int_width(&descr).map_err(|m| Error::path(path, &m))? as usize;
+    let signed = descr.starts_with("<i");
+    let values = data
+        .chunks_exact(w)
+        .map(|c| {
+            let mut b = [0u8; 16];
+            b[..w].copy_from_slice(c);
+            if signed && c[w - 1] & 0x80 != 0 {
+                b[w..].fill(0xff);
+            }
+            i128::from_le_bytes(b)
+        })
+        .collect();
+    Ok((rows, cols, values))
 }
 
 #[cfg(test)]
@@ -438,7 +471,35 @@ fn parse_dict(text: &str) -> std::result::Result<Vec<(String, HeaderValue)>, Str
 
 /// The element width (4 or 8 bytes) and the (rows, cols) of a 2-D C-order
 /// float array's header dict, or why it is not one.
+#[cfg(test)]
 fn parse_header(header: &str) -> std::result::Result<(u64, u64, u64), String> {
+    let (descr, rows, cols) = parse_header_any(header)?;
+    Ok((float_width(&descr)?, rows, cols))
+}
+
+/// The byte width of a float `descr`, or why it is not one.
+fn float_width(descr: &str) -> std::result::Result<u64, String> {
+    match descr {
+        "<f4" => Ok(4),
+        "<f8" => Ok(8),
+        _ => {
+            Err("only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported".into())
+        }
+    }
+}
+
+/// The byte width of an integer `descr`, or why it is not one.
+fn int_width(descr: &str) -> std::result::Result<u64, String> {
+    match descr {
+        "<i2" | "<u2" => Ok(2),
+        "<i4" | "<u4" => Ok(4),
+        "<i8" | "<u8" => Ok(8),
+        _ => Err("only little-endian integer arrays ('<i2', '<u2', '<i4', '<u4', '<i8', '<u8') are supported".into()),
+    }
+}
+
+/// The (descr, rows, cols) of a 2-D C-order array's header dict.
+fn parse_header_any(header: &str) -> std::result::Result<(String, u64, u64), String> {
     let dict = parse_dict(header)?;
     let mut keys: Vec<&str> = dict.iter().map(|(k, _)| k.as_str()).collect();
     keys.sort_unstable();
@@ -448,14 +509,9 @@ fn parse_header(header: &str) -> std::result::Result<(u64, u64, u64), String> {
         ));
     }
     let get = |k: &str| dict.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    let width: u64 = match get("descr") {
-        Some(HeaderValue::Str(d)) if d == "<f4" => 4,
-        Some(HeaderValue::Str(d)) if d == "<f8" => 8,
-        _ => {
-            return Err(
-                "only little-endian float32 ('<f4') or float64 ('<f8') arrays are supported".into(),
-            )
-        }
+    let descr = match get("descr") {
+        Some(HeaderValue::Str(d)) => d.clone(),
+        _ => return Err("descr is not a string".into()),
     };
     match get("fortran_order") {
         Some(HeaderValue::Bool(false)) => {}
@@ -471,7 +527,7 @@ fn parse_header(header: &str) -> std::result::Result<(u64, u64, u64), String> {
             dims.len()
         ));
     };
-    Ok((width, rows, cols))
+    Ok((descr, rows, cols))
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.

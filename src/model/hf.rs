@@ -320,7 +320,7 @@ pub fn from_map(config: Map<String, Value>) -> Result<HfModel> {
 }
 
 /// A key's value: the first of `keys` present and not null.
-fn get<'a>(c: &'a Map<String, Value>, keys: &[&str]) -> Option<(&'a str, &'a Value)> {
+pub(crate) fn get<'a>(c: &'a Map<String, Value>, keys: &[&str]) -> Option<(&'a str, &'a Value)> {
     keys.iter().find_map(|k| {
         c.get_key_value(*k)
             .filter(|(_, v)| !v.is_null())
@@ -343,7 +343,7 @@ fn typed<T>(
     }
 }
 
-fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
+pub(crate) fn int(c: &Map<String, Value>, keys: &[&str], default: u64) -> Result<u64> {
     typed(
         c,
         keys,
@@ -379,15 +379,15 @@ fn pad(c: &Map<String, Value>, vocab: u64, default: Option<u64>) -> Result<Optio
     }
 }
 
-fn boolean(c: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
+pub(crate) fn boolean(c: &Map<String, Value>, key: &str, default: bool) -> Result<bool> {
     typed(c, &[key], default, Value::as_bool, "not true or false")
 }
 
-fn float(c: &Map<String, Value>, key: &str, default: f64) -> Result<f64> {
+pub(crate) fn float(c: &Map<String, Value>, key: &str, default: f64) -> Result<f64> {
     typed(c, &[key], default, Value::as_f64, "not a number")
 }
 
-fn string(c: &Map<String, Value>, keys: &[&str], default: &str) -> Result<String> {
+pub(crate) fn string(c: &Map<String, Value>, keys: &[&str], default: &str) -> Result<String> {
     let read = |v: &Value| v.as_str().map(str::to_string);
     typed(c, keys, default.to_string(), read, "not a string")
 }

@@ -430,7 +430,7 @@ pub fn run<A: Arith>(
     Ok(raw)
 }
 
-fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut t = vec![0f32; rows * cols];
     for (i, row) in m.chunks(cols).enumerate() {
         for (j, &v) in row.iter().enumerate() {
@@ -580,7 +580,7 @@ fn finite(x: f32) -> bool {
 }
 
 /// The records of `x` as `partial_stats` writes them, from record `rec` on.
-fn reduce<A: Arith>(x: &[f32], sat: Option<(f32, f32)>, recs: &mut [u32], rec: u64) {
+pub(crate) fn reduce<A: Arith>(x: &[f32], sat: Option<(f32, f32)>, recs: &mut [u32], rec: u64) {
     let (wg, items) = (RED_WORKGROUP as usize, RED_ITEMS as usize);
     let n = x.len();
     let groups = records(n as u64) as usize;

@@ -7,3 +7,4 @@ pub mod demo;
 pub mod forward;
 pub mod plot;
 pub mod sweep;
+pub mod transformer;

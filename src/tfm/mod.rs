@@ -1,0 +1,926 @@
+//! A transformer's forward pass at initialization: the model a Hugging Face
+//! config describes ([`crate::model::hf`]), with exactly the weights
+//! `deepinit model` writes for it, run on a batch of token sequences, and the
+//! signal's scale measured block by block -- the residual stream after each
+//! block, each branch's output before it is added, the norms' outputs,
+//! attention entropy, the logits and the loss at init.
+//!
+//! - [`TfmConfig`] is what the pass needs of a config (refusing what it
+//!   cannot run, before any work);
+//! - [`Weights`] holds every tensor's values, drawn by the same generator and
+//!   rules as the checkpoint writer;
+//! - [`device`] runs the pass on a GPU, [`mirror`] runs the same operation
+//!   sequences on the CPU in the device's arithmetic class, so the device's
+//!   raw results (statistics records, attention row sums, loss terms) are
+//!   compared word for word;
+//! - [`fold`] turns the raw results into [`TfmStats`], and [`theory`] sets
+//!   them against what is exact enough to predict.
+
+pub mod device;
+pub mod mirror;
+pub mod run;
+pub mod theory;
+
+use crate::error::{Error, Result};
+use crate::gpu::layout::{RECORD_ELEMS, RECORD_WORDS};
+use crate::model::hf::{self, Family, HfModel, InitRule};
+use crate::model::spec::{Layout, ModelSpec, Rule};
+use crate::net::TensorStats;
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// The norm of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    /// LayerNorm: (x - mean) / sqrt(var + eps) * w + b.
+    Layer,
+    /// RMSNorm: w * x / sqrt(mean(x^2) + eps).
+    Rms,
+}
+
+/// The MLP of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MlpKind {
+    /// GPT-2: c_proj(gelu_tanh(c_fc(x))).
+    Gelu,
+    /// Llama: down(silu(gate(x)) * up(x)).
+    SwiGlu,
+}
+
+/// The largest head width the attention kernel holds (`MAX_HEAD_DIM` in
+/// `shaders/transformer.wgsl`).
+pub const MAX_HEAD_DIM: u64 = 256;
+/// The longest sequence a pass runs.
+pub const MAX_SEQ: u64 = 1 << 16;
+
+/// What the pass needs of a model config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TfmConfig {
+    /// The family.
+    pub family: Family,
+    /// The transformers class (its tensor names).
+    pub class: &'static str,
+    /// Vocabulary.
+    pub vocab: u64,
+    /// Width.
+    pub hidden: u64,
+    /// Blocks.
+    pub layers: u64,
+    /// Query heads.
+    pub heads: u64,
+    /// Key/value heads.
+    pub kv_heads: u64,
+    /// Head width.
+    pub head_dim: u64,
+    /// MLP width.
+    pub inter: u64,
+    /// Learned positions (0: rotary).
+    pub positions: u64,
+    /// The norms.
+    pub norm: NormKind,
+    /// Norm epsilon, in f32 as the pass adds it.
+    pub eps: f32,
+    /// The MLP.
+    pub mlp: MlpKind,
+    /// Rotary inverse frequencies (head_dim / 2 of them), or empty.
+    pub inv_freq: Vec<f32>,
+    /// Sliding attention window (0: none).
+    pub window: u64,
+    /// The attention scores' scale (1 / sqrt(head_dim), or 1).
+    pub score_scale: f32,
+    /// Whether the model has an LM head (logits and loss are measured).
+    pub head: bool,
+}
+
+fn unsupported(what: impl Into<String>) -> Error {
+    Error::invalid("config", what)
+}
+
+impl TfmConfig {
+    /// The pass's view of `m`; refuses what it cannot run, with the reason.
+    pub fn from_hf(m: &HfModel) -> Result<TfmConfig> {
+        let d = &m.dims;
+        let c = &m.config;
+        let (norm, mlp) = match m.family {
+            Family::Gpt2 => (NormKind::Layer, MlpKind::Gelu),
+            Family::Llama | Family::Mistral | Family::Qwen2 => (NormKind::Rms, MlpKind::SwiGlu),
+            Family::Bert => {
+                return Err(unsupported(
+                    "the transformer pass runs decoder-only models (GPT-2, Llama, Mistral, \
+                     Qwen2); BERT's post-norm encoder is not supported yet",
+                ))
+            }
+        };
+        let act_ok = match mlp {
+            MlpKind::Gelu => {
+                ["gelu_new", "gelu_pytorch_tanh", "gelu_fast"].contains(&d.act.as_str())
+            }
+            MlpKind::SwiGlu => d.act == "silu" || d.act == "swish",
+        };
+        if !act_ok {
+            return Err(Error::bad(
+                "config",
+                format!("activation {:?}", d.act),
+                match mlp {
+                    MlpKind::Gelu => {
+                        "the pass computes GELU's tanh form (gelu_new, gelu_pytorch_tanh)"
+                    }
+                    MlpKind::SwiGlu => "the pass computes SwiGLU with silu",
+                },
+            ));
+        }
+        if d.heads == 0 || d.kv_heads == 0 || !d.heads.is_multiple_of(d.kv_heads) {
+            return Err(unsupported(format!(
+                "{} attention heads do not divide into {} key/value heads",
+                d.heads, d.kv_heads
+            )));
+        }
+        if m.family == Family::Gpt2 && !d.hidden.is_multiple_of(d.heads) {
+            return Err(unsupported(format!(
+                "{} heads do not divide the width {}",
+                d.heads, d.hidden
+            )));
+        }
+        if d.head_dim > MAX_HEAD_DIM || d.head_dim == 0 {
+            return Err(unsupported(format!(
+                "head_dim {} is outside the pass's 1..={MAX_HEAD_DIM}",
+                d.head_dim
+            )));
+        }
+        let mut score_scale = (1.0 / (d.head_dim as f64).sqrt()) as f32;
+        let mut window = 0;
+        let mut inv_freq = Vec::new();
+        if m.family == Family::Gpt2 {
+            if !hf::boolean(c, "scale_attn_weights", true)? {
+                score_scale = 1.0;
+            }
+            if hf::boolean(c, "scale_attn_by_inverse_layer_idx", false)? {
+                return Err(unsupported(
+                    "scale_attn_by_inverse_layer_idx = true is not supported by the pass",
+                ));
+            }
+        } else {
+            if !d.head_dim.is_multiple_of(2) {
+                return Err(unsupported(format!(
+                    "rotary embeddings need an even head_dim, not {}",
+                    d.head_dim
+                )));
+            }
+            inv_freq = rope_inv_freq(c, d.head_dim)?;
+            let sliding = match m.family {
+                Family::Mistral => true,
+                Family::Qwen2 => hf::boolean(c, "use_sliding_window", false)?,
+                _ => false,
+            };
+            if sliding {
+                window = hf::int(c, &["sliding_window"], 0)?;
+            }
+        }
+        let eps = d.norm_eps as f32;
+        if !(eps.is_finite() && eps >= 0.0) {
+            return Err(Error::bad(
+                "config",
+                format!("norm epsilon {}", d.norm_eps),
+                "must be a finite number >= 0",
+            ));
+        }
+        Ok(TfmConfig {
+            family: m.family,
+            class: m.class,
+            vocab: d.vocab,
+            hidden: d.hidden,
+            layers: d.layers,
+            heads: d.heads,
+            kv_heads: d.kv_heads,
+            head_dim: d.head_dim,
+            inter: d.inter,
+            positions: d.positions,
+            norm,
+            eps,
+            mlp,
+            inv_freq,
+            window,
+            score_scale,
+            head: m.has_head(),
+        })
+    }
+
+    /// Columns of the fused q|k|v rows.
+    pub fn qkv_width(&self) -> u64 {
+        (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// Width of the attention output (heads x head_dim).
+    pub fn attn_width(&self) -> u64 {
+        self.heads * self.head_dim
+    }
+}
+
+/// Rotary inverse frequencies as transformers computes them:
+/// `1 / theta^(2i / head_dim)`, with Llama 3's frequency-dependent scaling
+/// when the config asks for it (`rope_parameters` or the legacy
+/// `rope_scaling` / `rope_theta` keys).
+fn rope_inv_freq(
+    c: &serde_json::Map<String, serde_json::Value>,
+    head_dim: u64,
+) -> Result<Vec<f32>> {
+    let params = hf::get(c, &["rope_parameters", "rope_scaling"])
+        .and_then(|(_, v)| v.as_object().cloned())
+        .unwrap_or_default();
+    let theta = match params.get("rope_theta").and_then(|v| v.as_f64()) {
+        Some(t) => t,
+        None => hf::float(c, "rope_theta", 10000.0)?,
+    };
+    if !(theta.is_finite() && theta > 1.0) {
+        return Err(Error::bad(
+            "config",
+            format!("rope_theta {theta}"),
+            "must be a number > 1",
+        ));
+    }
+    let kind = params
+        .get("rope_type")
+        .or_else(|| params.get("type"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("default")
+        .to_string();
+    let half = head_dim / 2;
+    let base: Vec<f64> = (0..half)
+        .map(|i| 1.0 / theta.powf((2 * i) as f64 / head_dim as f64))
+        .collect();
+    let f = match kind.as_str() {
+        "default" => base,
+        "llama3" => {
+            let num = |k: &str| {
+                params.get(k).and_then(|v| v.as_f64()).ok_or_else(|| {
+                    Error::bad(
+                        "config",
+                        format!("rope_scaling.{k}"),
+                        "llama3 scaling needs it",
+                    )
+                })
+            };
+            let factor = num("factor")?;
+            let (low, high) = (num("low_freq_factor")?, num("high_freq_factor")?);
+            let old = num("original_max_position_embeddings")?;
+            if !(factor > 0.0 && high > low && old > 0.0) {
+                return Err(unsupported(
+                    "rope_scaling llama3: needs factor > 0, high_freq_factor > low_freq_factor",
+                ));
+            }
+            let (low_wl, high_wl) = (old / low, old / high);
+            base.iter()
+                .map(|&f| {
+                    let wl = 2.0 * std::f64::consts::PI / f;
+                    if wl < high_wl {
+                        f
+                    } else if wl > low_wl {
+                        f / factor
+                    } else {
+                        let s = (old / wl - low) / (high - low);
+                        (1.0 - s) * f / factor + s * f
+                    }
+                })
+                .collect()
+        }
+        other => {
+            return Err(Error::bad(
+                "config",
+                format!("rope type {other:?}"),
+                "the pass knows the default rotary embedding and llama3 scaling",
+            ))
+        }
+    };
+    Ok(f.into_iter().map(|x| x as f32).collect())
+}
+
+/// The batch of a pass.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokens {
+    /// Sequences.
+    pub batch: u64,
+    /// Tokens per sequence.
+    pub seq: u64,
+    /// Row-major ids, `batch x seq`.
+    pub ids: Vec<u32>,
+}
+
+/// Philox tensor id of the random token ids (`tensor_id("deepinit.tokens")`).
+pub fn tokens_tensor_id() -> u32 {
+    crate::model::spec::tensor_id("deepinit.tokens")
+}
+
+impl Tokens {
+    /// Random ids: element i is `(w_i * vocab) >> 32` for the i-th raw Philox
+    /// word of the model seed's tensor [`tokens_tensor_id`] -- uniform over
+    /// the vocabulary up to vocab / 2^32.
+    pub fn random(cfg: &TfmConfig, batch: u64, seq: u64, seed: u64) -> Result<Tokens> {
+        check_batch(cfg, batch, seq)?;
+        let mut words = vec![0u32; (batch * seq) as usize];
+        crate::rng::cpu::fill_words(seed, tokens_tensor_id(), 0, &mut words);
+        let ids = words
+            .into_iter()
+            .map(|w| ((u64::from(w) * cfg.vocab) >> 32) as u32)
+            .collect();
+        Ok(Tokens { batch, seq, ids })
+    }
+
+    /// Given ids (`batch x seq`, row-major); each must be below the vocabulary.
+    pub fn given(cfg: &TfmConfig, batch: u64, seq: u64, ids: Vec<u32>) -> Result<Tokens> {
+        check_batch(cfg, batch, seq)?;
+        if ids.len() as u64 != batch * seq {
+            return Err(Error::internal("tokens", "ids do not match batch x seq"));
+        }
+        if let Some((i, t)) = ids
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| u64::from(t) >= cfg.vocab)
+        {
+            return Err(Error::bad(
+                "tokens",
+                format!("id {t} at position {i}"),
+                format!("outside the vocabulary (0..{})", cfg.vocab),
+            ));
+        }
+        Ok(Tokens { batch, seq, ids })
+    }
+
+    /// Rows (batch x seq).
+    pub fn rows(&self) -> u64 {
+        self.batch * self.seq
+    }
+}
+
+fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
+    if batch == 0 || seq == 0 {
+        return Err(Error::invalid(
+            "batch",
+            "--batch and --seq must be at least 1",
+        ));
+    }
+    if seq > MAX_SEQ {
+        return Err(Error::bad(
+            "seq",
+            seq.to_string(),
+            format!("at most {MAX_SEQ}"),
+        ));
+    }
+    if cfg.positions > 0 && seq > cfg.positions {
+        return Err(Error::bad(
+            "seq",
+            seq.to_string(),
+            format!(
+                "longer than the model's position table ({} positions)",
+                cfg.positions
+            ),
+        ));
+    }
+    let rows = batch
+        .checked_mul(seq)
+        .filter(|&r| r <= 1 << 20)
+        .ok_or_else(|| {
+            Error::bad(
+                "batch",
+                format!("{batch} x {seq}"),
+                "at most 2^20 tokens per pass",
+            )
+        })?;
+    let widest = cfg.qkv_width().max(cfg.inter).max(cfg.hidden);
+    if rows.saturating_mul(widest) > u64::from(u32::MAX) / 4 {
+        return Err(Error::bad(
+            "batch",
+            format!("{batch} x {seq}"),
+            "too many tokens for one pass at this width (2^30 elements per activation)",
+        ));
+    }
+    Ok(())
+}
+
+/// Every tensor's values, as `deepinit model` writes them in f32.
+#[derive(Debug, Clone, Default)]
+pub struct Weights {
+    values: HashMap<String, Vec<f32>>,
+    tied: std::collections::BTreeMap<String, String>,
+    layouts: HashMap<String, Layout>,
+    shapes: HashMap<String, Vec<u64>>,
+}
+
+impl Weights {
+    /// Draws every tensor of `spec` on the CPU (the generator's bits, the
+    /// zero rows, the constants).
+    pub fn generate(spec: &ModelSpec) -> Result<Weights> {
+        let mut w = Weights {
+            tied: spec.tied.clone(),
+            ..Weights::default()
+        };
+        for t in &spec.tensors {
+            let n = t.shape.numel();
+            let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
+            match &t.rule {
+                Rule::Const(c) => v.iter_mut().for_each(|x| *x = *c),
+                Rule::Draw { init, layout } => {
+                    let target = t
+                        .target()?
+                        .ok_or_else(|| Error::internal("weights", "no target"))?;
+                    let scale = init.dist.kernel_scale(target.std);
+                    crate::rng::cpu::fill(init.dist, scale, spec.seed, t.id(), 0, &mut v);
+                    let width: u64 = t.shape.0.iter().skip(1).product();
+                    for &r in &t.zero_rows {
+                        v[(r * width) as usize..((r + 1) * width) as usize].fill(0.0);
+                    }
+                    w.layouts.insert(t.name.clone(), *layout);
+                }
+            }
+            w.shapes.insert(t.name.clone(), t.shape.0.clone());
+            w.values.insert(t.name.clone(), v);
+        }
+        Ok(w)
+    }
+
+    /// A tensor's values (a tied name gives its source's).
+    pub fn get(&self, name: &str) -> Result<&[f32]> {
+        let name = self.tied.get(name).map_or(name, String::as_str);
+        self.values
+            .get(name)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Error::internal("weights", format!("no tensor '{name}'")))
+    }
+
+    /// A weight matrix's storage layout.
+    pub fn layout(&self, name: &str) -> Layout {
+        let name = self.tied.get(name).map_or(name, String::as_str);
+        self.layouts.get(name).copied().unwrap_or(Layout::OutIn)
+    }
+
+    /// Whether the model has a tensor called `name` (tied names included).
+    pub fn has(&self, name: &str) -> bool {
+        let name = self.tied.get(name).map_or(name, String::as_str);
+        self.values.contains_key(name)
+    }
+}
+
+/// A linear map's tensors: the weight, its layout, its bias.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Linear {
+    /// Weight name.
+    pub weight: String,
+    /// Bias name, if any.
+    pub bias: Option<String>,
+    /// Input features.
+    pub n_in: u64,
+    /// Output features.
+    pub n_out: u64,
+}
+
+/// One block's tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockNames {
+    /// First norm's weight and bias.
+    pub ln1: (String, Option<String>),
+    /// q, k, v projections (one fused for GPT-2), into the q|k|v rows in order.
+    pub qkv: Vec<Linear>,
+    /// Attention output projection.
+    pub o: Linear,
+    /// Second norm.
+    pub ln2: (String, Option<String>),
+    /// MLP input projections: [c_fc] or [gate, up].
+    pub mlp_in: Vec<Linear>,
+    /// MLP output projection.
+    pub mlp_out: Linear,
+}
+
+/// The model's tensor names, by role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Names {
+    /// Token embedding.
+    pub tok: String,
+    /// Learned position embedding.
+    pub pos: Option<String>,
+    /// Blocks.
+    pub blocks: Vec<BlockNames>,
+    /// Final norm.
+    pub ln_f: (String, Option<String>),
+    /// LM head ([vocab, hidden], possibly tied to the embedding).
+    pub head: Option<String>,
+}
+
+impl Names {
+    /// The names of `cfg`'s class.
+    pub fn of(cfg: &TfmConfig, w: &Weights) -> Names {
+        let (e, hd) = (cfg.hidden, cfg.head_dim);
+        let lin = |weight: String, bias: String, n_in, n_out| Linear {
+            bias: w.has(&bias).then_some(bias),
+            weight,
+            n_in,
+            n_out,
+        };
+        let head = cfg.head.then(|| "lm_head.weight".to_string());
+        match cfg.family {
+            Family::Gpt2 => {
+                let p = if cfg.head { "transformer." } else { "" };
+                let blocks = (0..cfg.layers)
+                    .map(|i| {
+                        let n = |s: &str| format!("{p}h.{i}.{s}");
+                        BlockNames {
+                            ln1: (n("ln_1.weight"), Some(n("ln_1.bias"))),
+                            qkv: vec![lin(
+                                n("attn.c_attn.weight"),
+                                n("attn.c_attn.bias"),
+                                e,
+                                3 * e,
+                            )],
+                            o: lin(n("attn.c_proj.weight"), n("attn.c_proj.bias"), e, e),
+                            ln2: (n("ln_2.weight"), Some(n("ln_2.bias"))),
+                            mlp_in: vec![lin(
+                                n("mlp.c_fc.weight"),
+                                n("mlp.c_fc.bias"),
+                                e,
+                                cfg.inter,
+                            )],
+                            mlp_out: lin(
+                                n("mlp.c_proj.weight"),
+                                n("mlp.c_proj.bias"),
+                                cfg.inter,
+                                e,
+                            ),
+                        }
+                    })
+                    .collect();
+                Names {
+                    tok: format!("{p}wte.weight"),
+                    pos: Some(format!("{p}wpe.weight")),
+                    blocks,
+                    ln_f: (format!("{p}ln_f.weight"), Some(format!("{p}ln_f.bias"))),
+                    head,
+                }
+            }
+            _ => {
+                let p = if cfg.head { "model." } else { "" };
+                let (q, kv) = (cfg.heads * hd, cfg.kv_heads * hd);
+                let blocks = (0..cfg.layers)
+                    .map(|i| {
+                        let n = |s: &str| format!("{p}layers.{i}.{s}");
+                        let proj = |s: &str, n_in, n_out| {
+                            lin(
+                                n(&format!("{s}.weight")),
+                                n(&format!("{s}.bias")),
+                                n_in,
+                                n_out,
+                            )
+                        };
+                        BlockNames {
+                            ln1: (n("input_layernorm.weight"), None),
+                            qkv: vec![
+                                proj("self_attn.q_proj", e, q),
+                                proj("self_attn.k_proj", e, kv),
+                                proj("self_attn.v_proj", e, kv),
+                            ],
+                            o: proj("self_attn.o_proj", q, e),
+                            ln2: (n("post_attention_layernorm.weight"), None),
+                            mlp_in: vec![
+                                proj("mlp.gate_proj", e, cfg.inter),
+                                proj("mlp.up_proj", e, cfg.inter),
+                            ],
+                            mlp_out: proj("mlp.down_proj", cfg.inter, e),
+                        }
+                    })
+                    .collect();
+                Names {
+                    tok: format!("{p}embed_tokens.weight"),
+                    pos: None,
+                    blocks,
+                    ln_f: (format!("{p}norm.weight"), None),
+                    head,
+                }
+            }
+        }
+    }
+}
+
+/// One model, ready to run: its config, names and weights.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The pass's view of the config.
+    pub cfg: TfmConfig,
+    /// Tensor names by role.
+    pub names: Names,
+    /// Values.
+    pub weights: Weights,
+    /// The init rule's name.
+    pub init: String,
+    /// The seed.
+    pub seed: u64,
+}
+
+impl Model {
+    /// `m` with `init`'s weights under `seed`: the checkpoint `deepinit model`
+    /// writes for the same arguments.
+    pub fn new(m: &HfModel, init: InitRule, seed: u64) -> Result<Model> {
+        let cfg = TfmConfig::from_hf(m)?;
+        let spec = m.spec(init, seed)?;
+        let weights = Weights::generate(&spec)?;
+        let names = Names::of(&cfg, &weights);
+        Ok(Model {
+            cfg,
+            names,
+            weights,
+            init: init.name(),
+            seed,
+        })
+    }
+
+    /// Rotary tables for `seq` positions: cos and sin of `pos * inv_freq[i]`
+    /// (the angle's product in f32, as transformers forms it; its cosine and
+    /// sine rounded to f32), `[seq, head_dim / 2]` each.
+    pub fn rope_tables(&self, seq: u64) -> (Vec<f32>, Vec<f32>) {
+        let f = &self.cfg.inv_freq;
+        let mut cos = Vec::with_capacity(seq as usize * f.len());
+        let mut sin = Vec::with_capacity(seq as usize * f.len());
+        for p in 0..seq {
+            for &x in f {
+                let angle = f64::from(p as f32 * x);
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        (cos, sin)
+    }
+}
+
+/// The statistics records of one pass: where each measured tensor's records
+/// lie. Both the device and the mirror lay them out from this.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassLayout {
+    /// (name, first record, records, elements), in pass order.
+    pub tensors: Vec<(String, u64, u64, u64)>,
+    /// Rows of logits computed at a time (the logits of a block of rows must
+    /// fit one binding).
+    pub logit_rows: u64,
+    /// All records.
+    pub total_records: u64,
+}
+
+/// Records covering `n` elements.
+fn records(n: u64) -> u64 {
+    n.div_ceil(RECORD_ELEMS)
+}
+
+impl PassLayout {
+    /// The layout for `cfg` on `tokens`, with logits `logit_rows` rows at a time.
+    pub fn new(cfg: &TfmConfig, tokens: &Tokens, logit_rows: u64) -> PassLayout {
+        let rows = tokens.rows();
+        let e = rows * cfg.hidden;
+        let mut tensors = Vec::new();
+        let mut at = 0;
+        let mut push = |name: String, recs: u64, n: u64| {
+            tensors.push((name, at, recs, n));
+            at += recs;
+        };
+        push("embed".into(), records(e), e);
+        for l in 1..=cfg.layers {
+            for part in ["ln1", "attn", "mid", "mlp", "out"] {
+                push(format!("{l}.{part}"), records(e), e);
+            }
+        }
+        push("ln_f".into(), records(e), e);
+        let logit_rows = logit_rows.clamp(1, rows);
+        if cfg.head {
+            let mut recs = 0;
+            let mut r0 = 0;
+            while r0 < rows {
+                recs += records(logit_rows.min(rows - r0) * cfg.vocab);
+                r0 += logit_rows;
+            }
+            push("logits".into(), recs, rows * cfg.vocab);
+        }
+        PassLayout {
+            tensors,
+            logit_rows,
+            total_records: at,
+        }
+    }
+
+    /// First record of `name`.
+    pub fn rec(&self, name: &str) -> u64 {
+        self.tensors.iter().find(|t| t.0 == name).map_or(0, |t| t.1)
+    }
+}
+
+/// A pass's raw results as the device leaves them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RawTfm {
+    /// Statistics records ([`RECORD_WORDS`] words each).
+    pub recs: Vec<u32>,
+    /// Per layer, row and head: the softmax sum S and A = sum e (s - m).
+    pub att: Vec<u32>,
+    /// Per row: the largest logit, the sum of e^(l - m), the next token's logit.
+    pub loss: Vec<u32>,
+}
+
+impl RawTfm {
+    /// Zeroed buffers for `layout`.
+    pub fn zeroed(cfg: &TfmConfig, tokens: &Tokens, layout: &PassLayout) -> RawTfm {
+        RawTfm {
+            recs: vec![0; (layout.total_records * RECORD_WORDS) as usize],
+            att: vec![0; att_words(cfg, tokens) as usize],
+            loss: vec![
+                0;
+                if cfg.head {
+                    3 * tokens.rows() as usize
+                } else {
+                    0
+                }
+            ],
+        }
+    }
+}
+
+/// Words of the attention row sums: 2 per layer, row and head.
+pub fn att_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
+    2 * cfg.layers * tokens.rows() * cfg.heads
+}
+
+/// One block's measurements.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockStats {
+    /// Block (1-based).
+    pub block: u64,
+    /// The first norm's output (the attention's input).
+    pub norm: TensorStats,
+    /// The attention branch's output before the residual addition.
+    pub attn: TensorStats,
+    /// The stream after the attention's residual addition.
+    pub mid: TensorStats,
+    /// The MLP branch's output before its addition.
+    pub mlp: TensorStats,
+    /// The stream after the block.
+    pub out: TensorStats,
+    /// Mean attention entropy (nats) over rows and heads.
+    pub entropy: f64,
+    /// Mean of entropy / ln(keys) over rows with at least two keys (1: uniform
+    /// attention; near 0: collapsed onto one key).
+    pub entropy_ratio: f64,
+    /// Mean largest attention probability.
+    pub max_prob: f64,
+    /// Fraction of rows (with at least two keys) whose largest probability
+    /// exceeds 0.9: collapsed attention.
+    pub collapsed: f64,
+}
+
+/// A pass's measurements.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TfmStats {
+    /// The embedding output (the stream entering block 1).
+    pub embed: TensorStats,
+    /// Per block.
+    pub blocks: Vec<BlockStats>,
+    /// The final norm's output.
+    pub final_norm: TensorStats,
+    /// The logits (with an LM head).
+    pub logits: Option<TensorStats>,
+    /// Mean next-token loss over the rows that have a next token.
+    pub loss: Option<f64>,
+    /// Standard deviation of the per-row losses.
+    pub loss_std: Option<f64>,
+    /// Rows the loss averages.
+    pub loss_rows: u64,
+}
+
+/// Folds raw results into statistics (host side, f64).
+pub fn fold(
+    cfg: &TfmConfig,
+    tokens: &Tokens,
+    layout: &PassLayout,
+    raw: &RawTfm,
+) -> Result<TfmStats> {
+    let stats = |name: &str| -> Result<TensorStats> {
+        let t =
+            layout.tensors.iter().find(|t| t.0 == name).ok_or_else(|| {
+                Error::internal("transformer layout", format!("no tensor {name}"))
+            })?;
+        crate::gpu::kernels::fold_records(&raw.recs, t.1, t.2)
+    };
+    let f = |w: u32| f64::from(f32::from_bits(w));
+    let (rows, h, t_len) = (tokens.rows(), cfg.heads, tokens.seq);
+    let mut blocks = Vec::new();
+    for l in 1..=cfg.layers {
+        let (mut ent, mut ratio, mut maxp, mut coll) = (0.0, 0.0, 0.0, 0.0);
+        let (mut n_all, mut n_multi) = (0u64, 0u64);
+        for r in 0..rows {
+            let t = r % t_len;
+            let keys = if cfg.window > 0 {
+                (t + 1).min(cfg.window)
+            } else {
+                t + 1
+            };
+            for hh in 0..h {
+                let i = (2 * (((l - 1) * rows + r) * h + hh)) as usize;
+                let (s, a) = (f(raw.att[i]), f(raw.att[i + 1]));
+                let e = s.ln() - a / s;
+                let p = 1.0 / s;
+                ent += e;
+                maxp += p;
+                n_all += 1;
+                if keys >= 2 {
+                    ratio += e / (keys as f64).ln();
+                    coll += f64::from(u8::from(p > 0.9));
+                    n_multi += 1;
+                }
+            }
+        }
+        let n_all = n_all.max(1) as f64;
+        let n_multi = n_multi.max(1) as f64;
+        blocks.push(BlockStats {
+            block: l,
+            norm: stats(&format!("{l}.ln1"))?,
+            attn: stats(&format!("{l}.attn"))?,
+            mid: stats(&format!("{l}.mid"))?,
+            mlp: stats(&format!("{l}.mlp"))?,
+            out: stats(&format!("{l}.out"))?,
+            entropy: ent / n_all,
+            entropy_ratio: ratio / n_multi,
+            max_prob: maxp / n_all,
+            collapsed: coll / n_multi,
+        });
+    }
+    let (mut loss, mut loss_std, mut loss_rows) = (None, None, 0);
+    if cfg.head {
+        let mut ls = Vec::new();
+        for r in 0..rows {
+            if r % t_len + 1 < t_len {
+                let i = 3 * r as usize;
+                let (m, s, lt) = (f(raw.loss[i]), f(raw.loss[i + 1]), f(raw.loss[i + 2]));
+                ls.push(s.ln() + m - lt);
+            }
+        }
+        loss_rows = ls.len() as u64;
+        if !ls.is_empty() {
+            let n = ls.len() as f64;
+            let mean = ls.iter().sum::<f64>() / n;
+            let var = ls.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (n - 1.0).max(1.0);
+            loss = Some(mean);
+            loss_std = Some(var.sqrt());
+        }
+    }
+    Ok(TfmStats {
+        embed: stats("embed")?,
+        blocks,
+        final_norm: stats("ln_f")?,
+        logits: if cfg.head {
+            Some(stats("logits")?)
+        } else {
+            None
+        },
+        loss,
+        loss_std,
+        loss_rows,
+    })
+}
+
+/// The first raw word where two passes differ, by part.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    /// Words compared.
+    pub words: u64,
+    /// Words that differ.
+    pub differing: u64,
+    /// The first difference: (part, word index, device word, CPU word).
+    pub first: Option<(String, u64, u32, u32)>,
+}
+
+impl Comparison {
+    /// Whether every word is equal.
+    pub fn identical(&self) -> bool {
+        self.differing == 0
+    }
+}
+
+/// Compares two passes' raw results word for word.
+pub fn compare(dev: &RawTfm, cpu: &RawTfm) -> Comparison {
+    let mut c = Comparison {
+        words: 0,
+        differing: 0,
+        first: None,
+    };
+    for (part, a, b) in [
+        ("statistics records", &dev.recs, &cpu.recs),
+        ("attention sums", &dev.att, &cpu.att),
+        ("loss terms", &dev.loss, &cpu.loss),
+    ] {
+        c.words += a.len().max(b.len()) as u64;
+        if a.len() != b.len() {
+            c.differing += a.len().abs_diff(b.len()) as u64;
+        }
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            if x != y {
+                c.differing += 1;
+                if c.first.is_none() {
+                    c.first = Some((part.to_string(), i as u64, *x, *y));
+                }
+            }
+        }
+    }
+    c
+}
