@@ -48,6 +48,9 @@ struct TfParams {
 @group(0) @binding(3) var<storage, read_write> t3: array<f32>;
 @group(0) @binding(4) var<storage, read_write> t4: array<f32>;
 
+// Lanes' partial results of the row-wise kernels (norm, lm_loss).
+var<workgroup> wg_f: array<f32, RED_WG>;
+
 // Norm flags (`heads` of a norm launch).
 const NORM_RMS: u32 = 1u;
 const NORM_BIAS: u32 = 2u;
@@ -101,12 +104,26 @@ fn rsqrt_newton(a: f32) -> f32 {
     return y;
 }
 
+// Sum of the lanes' values in wg_f by the halving tree (partial_stats' order).
+fn tree_sum(l: u32) -> f32 {
+    workgroupBarrier();
+    for (var s = RED_WG / 2u; s > 0u; s >>= 1u) {
+        if (l < s) { wg_f[l] = wg_f[l] + wg_f[l + s]; }
+        workgroupBarrier();
+    }
+    let v = wg_f[0];
+    workgroupBarrier();
+    return v;
+}
+
 // LayerNorm or RMSNorm of row r of t1 into t2, weight t3, bias t4: one
-// invocation per row, every sum sequential.
-@compute @workgroup_size(64)
+// workgroup of RED_WG lanes per row, lane l folding elements l, l + RED_WG,
+// ... in order, the lanes combined by the halving tree.
+@compute @workgroup_size(RED_WG)
 fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
-    let r = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    let r = wid.y * nwg.x + wid.x;
+    let l = lid.x;
     let n = ep.width;
     if (r >= ep.rows || (r + 1u) * n > arrayLength(&t1) || (r + 1u) * n > arrayLength(&t2)
         || n > arrayLength(&t3)) { return; }
@@ -116,16 +133,18 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var mean = 0.0;
     if (!rms) {
         var s = 0.0;
-        for (var c = 0u; c < n; c++) { s = s + t1[base + c]; }
-        mean = opaque(s * ep.inv_n);
+        for (var c = l; c < n; c += RED_WG) { s = s + t1[base + c]; }
+        wg_f[l] = s;
+        mean = opaque(tree_sum(l) * ep.inv_n);
     }
     var d2 = 0.0;
-    for (var c = 0u; c < n; c++) {
+    for (var c = l; c < n; c += RED_WG) {
         let d = t1[base + c] - mean;
         d2 = fma(d, d, d2);
     }
-    let inv = rsqrt_newton(fma(d2, ep.inv_n, ep.eps));
-    for (var c = 0u; c < n; c++) {
+    wg_f[l] = d2;
+    let inv = rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps));
+    for (var c = l; c < n; c += RED_WG) {
         if (rms) {
             t2[base + c] = t3[c] * (t1[base + c] * inv);
         } else {
@@ -202,8 +221,13 @@ fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     t1[b_at] = fma(b, c, a * s);
 }
 
-// Largest head width the attention kernel holds in registers.
-const MAX_HEAD_DIM: u32 = 256u;
+// Keys one attention row may see: their scores are held in workgroup memory.
+const MAX_KEYS: u32 = 2048u;
+// Lanes of an attention workgroup.
+const ATT_WG: u32 = 64u;
+var<workgroup> att_s: array<f32, MAX_KEYS>;
+var<workgroup> att_a: array<f32, ATT_WG>;
+var<workgroup> att_b: array<f32, ATT_WG>;
 
 // Score of query row r against key row j of head h (kv head g): the
 // ascending-d fma chain of q . k, times the scale.
@@ -215,62 +239,94 @@ fn score(r: u32, j: u32, h: u32, g: u32) -> f32 {
     return opaque(s * ep.inv_n);
 }
 
-// Causal multi-head attention (grouped-query when kv_heads < heads), one
-// invocation per (row, head): t1 = q|k|v rows (stride ld, columns q_col,
-// k_col, v_col), t2 = the output [rows, heads * head_dim], t3 = per-row
-// softmax sums: words hi + 2 (row * heads + h) get S = sum_j e^(s_j - m) and
-// A = sum_j e^(s_j - m) (s_j - m), from which the host computes the row's
-// entropy ln S - A / S and its largest probability 1 / S. Scores are
-// recomputed in each of the three sweeps (maximum, sums, output), the same
-// bits each time, so no score matrix is stored.
-@compute @workgroup_size(64)
+// The halving tree over att_a (sums, or maxima with `is_max`) and att_b (sums).
+fn att_tree(l: u32, is_max: bool) {
+    workgroupBarrier();
+    for (var s = ATT_WG / 2u; s > 0u; s >>= 1u) {
+        if (l < s) {
+            let o = att_a[l + s];
+            if (is_max) {
+                att_a[l] = select(att_a[l], o, o > att_a[l]);
+            } else {
+                att_a[l] = att_a[l] + o;
+                att_b[l] = att_b[l] + att_b[l + s];
+            }
+        }
+        workgroupBarrier();
+    }
+}
+
+// Causal multi-head attention (grouped-query when kv_heads < heads; a
+// sliding window of `lo` keys when lo > 0), one workgroup of ATT_WG lanes per
+// (row, head): t1 = q|k|v rows (stride ld, columns q_col, k_col, v_col), t2 =
+// the output [rows, heads * head_dim], t3 = per-row softmax sums: words hi +
+// 2 (row * heads + h) get S = sum_j e^(s_j - m) and A = sum_j e^(s_j - m)
+// (s_j - m), from which the host computes the row's entropy ln S - A / S and
+// its largest probability 1 / S. Lane l scores keys l, l + ATT_WG, ... and
+// folds them in order; the lanes are combined by the halving tree; output
+// element d is the ascending-key chain of fma(e_j / S, v_j[d], acc).
+@compute @workgroup_size(ATT_WG)
 fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    let idx = wid.y * nwg.x + wid.x;
+    let l = lid.x;
     let hd = ep.head_dim;
-    if (idx >= ep.rows * ep.heads || hd > MAX_HEAD_DIM || ep.kv_heads == 0u) { return; }
+    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
     let r = idx / ep.heads;
     let h = idx % ep.heads;
     let g = h / (ep.heads / ep.kv_heads);
     let t = r % ep.seq;
-    let first_row = r - t;
-    var j0 = first_row;
+    var j0 = r - t;
     if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
-    let last_word = r * ep.ld + ep.v_col + (g + 1u) * hd;
-    if (last_word > arrayLength(&t1) || r * ep.ld + ep.q_col + (h + 1u) * hd > arrayLength(&t1)
+    let keys = r + 1u - j0;
+    if (keys > MAX_KEYS || r * ep.ld + ep.v_col + (g + 1u) * hd > arrayLength(&t1)
+        || r * ep.ld + ep.q_col + (h + 1u) * hd > arrayLength(&t1)
         || (r * ep.heads + h + 1u) * hd > arrayLength(&t2)
         || ep.hi + 2u * (r * ep.heads + h) + 2u > arrayLength(&t3)) { return; }
-    var m = score(r, j0, h, g);
-    for (var j = j0 + 1u; j <= r; j++) {
-        let s = score(r, j, h, g);
+    // -inf: a row of NaN scores has no largest one.
+    var m = bitcast<f32>(0xff800000u);
+    for (var i = l; i < keys; i += ATT_WG) {
+        let s = score(r, j0 + i, h, g);
+        att_s[i] = s;
         m = select(m, s, s > m);
     }
+    att_a[l] = m;
+    att_tree(l, true);
+    let mx = att_a[0];
+    workgroupBarrier();
     var sum = 0.0;
     var ent = 0.0;
-    for (var j = j0; j <= r; j++) {
-        let z = score(r, j, h, g) - m;
+    for (var i = l; i < keys; i += ATT_WG) {
+        let z = att_s[i] - mx;
         let e = exp_neg(z);
+        att_s[i] = e;
         sum = sum + e;
         ent = fma(e, z, ent);
     }
-    // 1 / sum: sum = f 2^p with f in [1, 2) split by its bits, recip12(f),
-    // and -p added to the exponent field (sum >= 1, so the result is normal).
-    let bits = bitcast<u32>(sum);
+    att_a[l] = sum;
+    att_b[l] = ent;
+    att_tree(l, false);
+    let total = att_a[0];
+    // 1 / total: total = f 2^p with f in [1, 2) split by its bits,
+    // recip12(f), and -p added to the exponent field (total >= 1, so the
+    // result is normal).
+    let bits = bitcast<u32>(total);
     let p = (bits >> 23u) - 127u;
     let f = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
     let inv = bitcast<f32>(bitcast<u32>(recip12(f)) - (p << 23u));
-    var acc: array<f32, MAX_HEAD_DIM>;
-    for (var d = 0u; d < hd; d++) { acc[d] = 0.0; }
-    for (var j = j0; j <= r; j++) {
-        let w = exp_neg(score(r, j, h, g) - m) * inv;
-        let v = j * ep.ld + ep.v_col + g * hd;
-        for (var d = 0u; d < hd; d++) { acc[d] = fma(w, t1[v + d], acc[d]); }
-    }
     let o = (r * ep.heads + h) * hd;
-    for (var d = 0u; d < hd; d++) { t2[o + d] = acc[d]; }
-    let a = ep.hi + 2u * (r * ep.heads + h);
-    t3[a] = sum;
-    t3[a + 1u] = ent;
+    for (var d = l; d < hd; d += ATT_WG) {
+        var acc = 0.0;
+        for (var i = 0u; i < keys; i++) {
+            acc = fma(att_s[i] * inv, t1[(j0 + i) * ep.ld + ep.v_col + g * hd + d], acc);
+        }
+        t2[o + d] = acc;
+    }
+    if (l == 0u) {
+        let a = ep.hi + 2u * (r * ep.heads + h);
+        t3[a] = total;
+        t3[a + 1u] = att_b[0];
+    }
 }
 
 // Per row of a logits block t1 ([rows, width], global rows row0 ..), one
@@ -279,8 +335,6 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 // position have none: 0), into t3 words 3 (row0 + row) ..; the host forms
 // the loss ln S + m - l_next. Lane l folds elements l, l + RED_WG, ... in
 // order, then the halving tree combines the lanes (as partial_stats does).
-var<workgroup> wg_f: array<f32, RED_WG>;
-
 @compute @workgroup_size(RED_WG)
 fn lm_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -313,11 +367,7 @@ fn lm_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     var sum = 0.0;
     for (var c = l; c < n; c += RED_WG) { sum = sum + exp_neg(t1[base + c] - mx); }
     wg_f[l] = sum;
-    workgroupBarrier();
-    for (var s = RED_WG / 2u; s > 0u; s >>= 1u) {
-        if (l < s) { wg_f[l] = wg_f[l] + wg_f[l + s]; }
-        workgroupBarrier();
-    }
+    let total = tree_sum(l);
     if (l == 0u) {
         var l_next = 0.0;
         if ((gr % ep.seq) + 1u < ep.seq && gr + 1u < arrayLength(&t2)) {
@@ -325,7 +375,7 @@ fn lm_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
             if (tok < n) { l_next = t1[base + tok]; }
         }
         t3[out] = mx;
-        t3[out + 1u] = wg_f[0];
+        t3[out + 1u] = total;
         t3[out + 2u] = l_next;
     }
 }

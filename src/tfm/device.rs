@@ -102,9 +102,6 @@ fn ew_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
     ctx.dispatch_2d(n.div_ceil(256))
 }
 
-fn row_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
-    ctx.dispatch_2d(n.div_ceil(64))
-}
 
 impl Pass<'_> {
     fn ctx(&self) -> &GpuContext {
@@ -274,7 +271,7 @@ impl Pass<'_> {
             &self.k.norm,
             &p,
             &[x, out, self.single(w)?, bias],
-            row_groups(self.ctx(), rows)?,
+            self.ctx().dispatch_2d(rows)?,
         );
         Ok(())
     }
@@ -437,7 +434,7 @@ pub fn run(
             &pass.k.attention,
             &p,
             &[&qkv, &att, &att_rows],
-            row_groups(ctx, rows * h)?,
+            ctx.dispatch_2d(rows * h)?,
         );
         pass.linear(&mut batch, &b.o, &att, rows, &br)?;
         red.reduce(

@@ -12,6 +12,9 @@
 use super::{att_words, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
 use crate::error::Result;
 use crate::gpu::layout::RED_WORKGROUP;
+
+/// Lanes of an attention workgroup (`ATT_WG` in the shader).
+const ATT_WG: usize = 64;
 use crate::gpu::probe::FmaMode;
 use crate::model::spec::Layout;
 use crate::net::arith::{self, exp_neg, recip12, sigmoid2, Arith};
@@ -71,7 +74,34 @@ pub fn recip_split<A: Arith>(s: f32) -> f32 {
     f32::from_bits(recip12::<A>(f).to_bits().wrapping_sub(p << 23))
 }
 
-/// The `norm` kernel over every row of `x` (width n).
+/// The halving tree's sum of `lanes` (`tree_sum` / `att_tree` of the shader).
+fn tree_sum(lanes: &mut [f32]) -> f32 {
+    let mut s = lanes.len() / 2;
+    while s > 0 {
+        for l in 0..s {
+            lanes[l] += lanes[l + s];
+        }
+        s /= 2;
+    }
+    lanes[0]
+}
+
+/// The halving tree's maximum of `lanes` (`select(a, b, b > a)`).
+fn tree_max(lanes: &mut [f32]) -> f32 {
+    let mut s = lanes.len() / 2;
+    while s > 0 {
+        for l in 0..s {
+            if lanes[l + s] > lanes[l] {
+                lanes[l] = lanes[l + s];
+            }
+        }
+        s /= 2;
+    }
+    lanes[0]
+}
+
+/// The `norm` kernel over every row of `x` (width n): per row, each of
+/// [`RED_WORKGROUP`] lanes folds its strided elements in order, then the tree.
 fn norm<A: Arith>(
     m: &Model,
     (w, b): &(String, Option<String>),
@@ -86,22 +116,30 @@ fn norm<A: Arith>(
     let inv_n = (1.0 / n as f64) as f32;
     let eps = m.cfg.eps;
     let rms = m.cfg.norm == NormKind::Rms;
+    let wg = RED_WORKGROUP as usize;
     let mut y = vec![0f32; x.len()];
+    let mut lanes = vec![0f32; wg];
     for (row, out) in x.chunks(n).zip(y.chunks_mut(n)) {
         let mut mean = 0f32;
         if !rms {
-            let mut s = 0f32;
-            for &v in row {
-                s += v;
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let mut s = 0f32;
+                for &v in row.iter().skip(l).step_by(wg) {
+                    s += v;
+                }
+                *lane = s;
             }
-            mean = s * inv_n;
+            mean = tree_sum(&mut lanes) * inv_n;
         }
-        let mut d2 = 0f32;
-        for &v in row {
-            let d = v - mean;
-            d2 = A::fma(d, d, d2);
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            let mut d2 = 0f32;
+            for &v in row.iter().skip(l).step_by(wg) {
+                let d = v - mean;
+                d2 = A::fma(d, d, d2);
+            }
+            *lane = d2;
         }
-        let inv = rsqrt_newton::<A>(A::fma(d2, inv_n, eps));
+        let inv = rsqrt_newton::<A>(A::fma(tree_sum(&mut lanes), inv_n, eps));
         for c in 0..n {
             out[c] = if rms {
                 w[c] * (row[c] * inv)
@@ -159,42 +197,56 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
         } else {
             r - t
         };
+        let keys = r + 1 - j0;
+        let mut sc = vec![0f32; keys];
+        let mut la = [0f32; ATT_WG];
+        let mut lb = [0f32; ATT_WG];
         for hh in 0..h {
             let g = hh / (h / kvh);
             let q = &qkv[r * ld + hh * hd..r * ld + (hh + 1) * hd];
-            let score = |j: usize| {
+            for (i, s) in sc.iter_mut().enumerate() {
+                let j = j0 + i;
                 let k = &qkv[j * ld + k_col + g * hd..j * ld + k_col + (g + 1) * hd];
-                let mut s = 0f32;
+                let mut acc = 0f32;
                 for d in 0..hd {
-                    s = A::fma(q[d], k[d], s);
+                    acc = A::fma(q[d], k[d], acc);
                 }
-                s * scale
-            };
-            let mut mx = score(j0);
-            for j in j0 + 1..=r {
-                let s = score(j);
-                if s > mx {
-                    mx = s;
+                *s = acc * scale;
+            }
+            for (l, lane) in la.iter_mut().enumerate() {
+                let mut m = f32::NEG_INFINITY;
+                for &s in sc.iter().skip(l).step_by(ATT_WG) {
+                    if s > m {
+                        m = s;
+                    }
                 }
+                *lane = m;
             }
-            let (mut sum, mut ent) = (0f32, 0f32);
-            for j in j0..=r {
-                let z = score(j) - mx;
-                let e = exp_neg::<A>(z);
-                sum += e;
-                ent = A::fma(e, z, ent);
+            let mx = tree_max(&mut la);
+            for l in 0..ATT_WG {
+                let (mut sum, mut ent) = (0f32, 0f32);
+                for i in (l..keys).step_by(ATT_WG) {
+                    let z = sc[i] - mx;
+                    let e = exp_neg::<A>(z);
+                    sc[i] = e;
+                    sum += e;
+                    ent = A::fma(e, z, ent);
+                }
+                la[l] = sum;
+                lb[l] = ent;
             }
-            let inv = recip_split::<A>(sum);
+            let total = tree_sum(&mut la);
+            let ent = tree_sum(&mut lb);
+            let inv = recip_split::<A>(total);
             let acc = &mut out[hh * hd..(hh + 1) * hd];
-            acc.fill(0.0);
-            for j in j0..=r {
-                let w = exp_neg::<A>(score(j) - mx) * inv;
-                let v = &qkv[j * ld + v_col + g * hd..j * ld + v_col + (g + 1) * hd];
-                for d in 0..hd {
-                    acc[d] = A::fma(w, v[d], acc[d]);
+            for (d, a) in acc.iter_mut().enumerate() {
+                let mut v = 0f32;
+                for (i, &e) in sc.iter().enumerate() {
+                    v = A::fma(e * inv, qkv[(j0 + i) * ld + v_col + g * hd + d], v);
                 }
+                *a = v;
             }
-            sums[2 * hh] = sum.to_bits();
+            sums[2 * hh] = total.to_bits();
             sums[2 * hh + 1] = ent.to_bits();
         }
     };
@@ -233,16 +285,7 @@ fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens,
             }
             *lane = m;
         }
-        let mut s = wg / 2;
-        while s > 0 {
-            for l in 0..s {
-                if lanes[l + s] > lanes[l] {
-                    lanes[l] = lanes[l + s];
-                }
-            }
-            s /= 2;
-        }
-        let mx = lanes[0];
+        let mx = tree_max(&mut lanes);
         for (l, lane) in lanes.iter_mut().enumerate() {
             let mut sum = 0f32;
             for &x in row.iter().skip(l).step_by(wg) {
@@ -250,13 +293,7 @@ fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens,
             }
             *lane = sum;
         }
-        let mut s = wg / 2;
-        while s > 0 {
-            for l in 0..s {
-                lanes[l] += lanes[l + s];
-            }
-            s /= 2;
-        }
+        let total = tree_sum(&mut lanes);
         let mut next = 0f32;
         if gr % seq + 1 < seq {
             let tok = tokens.ids[gr + 1] as usize;
@@ -265,7 +302,7 @@ fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens,
             }
         }
         out[3 * gr] = mx.to_bits();
-        out[3 * gr + 1] = lanes[0].to_bits();
+        out[3 * gr + 1] = total.to_bits();
         out[3 * gr + 2] = next.to_bits();
     }
 }

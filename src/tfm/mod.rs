@@ -49,9 +49,15 @@ pub enum MlpKind {
     SwiGlu,
 }
 
-/// The largest head width the attention kernel holds (`MAX_HEAD_DIM` in
-/// `shaders/transformer.wgsl`).
+/// The widest head the pass runs. Each attention lane loops over at most
+/// MAX_KEYS / 64 keys times the head width, and over the keys for at most
+/// head_dim / 64 outputs: with 256 both stay under 2^14 iterations, far
+/// inside llvmpipe's budget of 65535 loop iterations per invocation (beyond
+/// it, lavapipe silently stops looping).
 pub const MAX_HEAD_DIM: u64 = 256;
+/// The most keys one attention row sees (`MAX_KEYS` in
+/// `shaders/transformer.wgsl`: their scores live in workgroup memory).
+pub const MAX_KEYS: u64 = 2048;
 /// The longest sequence a pass runs.
 pub const MAX_SEQ: u64 = 1 << 16;
 
@@ -365,6 +371,14 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
             "seq",
             seq.to_string(),
             format!("at most {MAX_SEQ}"),
+        ));
+    }
+    let keys = if cfg.window > 0 { seq.min(cfg.window) } else { seq };
+    if keys > MAX_KEYS {
+        return Err(Error::bad(
+            "seq",
+            seq.to_string(),
+            format!("an attention row sees at most {MAX_KEYS} keys in the pass"),
         ));
     }
     if cfg.positions > 0 && seq > cfg.positions {
