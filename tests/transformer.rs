@@ -66,3 +66,97 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert!(small.total_records >= layout.total_records);
     }
 }
+
+/// Python with numpy and safetensors, or a loud skip (CI must have them).
+fn python(test: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", "import numpy, safetensors"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI must provide python3 with numpy and safetensors (.ci/run installs them)"
+        );
+        eprintln!("SKIPPED {test}: no python3 with numpy and safetensors");
+    }
+    ok
+}
+
+/// Tiny Llama with Llama 3's rotary scaling and a wider head.
+const LLAMA3: &str = r#"{"model_type": "llama", "architectures": ["LlamaForCausalLM"],
+  "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+  "num_key_value_heads": 1, "head_dim": 48, "intermediate_size": 64, "vocab_size": 77,
+  "tie_word_embeddings": true, "rope_theta": 500000.0,
+  "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+    "original_max_position_embeddings": 8, "rope_type": "llama3"}}"#;
+
+#[test]
+fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
+    if !python("an_independent_numpy_forward_pass_agrees_with_every_statistic") {
+        return;
+    }
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/transformer_numpy.py");
+    let dir = tempfile::tempdir().expect("temp dir");
+    // The device where there is one (the CPU backend otherwise): either way
+    // the report's statistics are judged by the numpy pass.
+    for (name, cfg, vocab, init) in [
+        ("gpt2", GPT2, 97, "reference"),
+        ("gpt2-he", GPT2, 97, "he-unscaled"),
+        ("llama", LLAMA, 101, "reference"),
+        ("llama3", LLAMA3, 77, "lecun"),
+        ("qwen2", QWEN2, 113, "reference"),
+        ("mistral", MISTRAL, 90, "reference"),
+    ] {
+        let d = dir.path().join(name);
+        std::fs::create_dir(&d).expect("dir");
+        let (c, t, ck, r) = (
+            d.join("config.json"),
+            d.join("tokens.npy"),
+            d.join("ck"),
+            d.join("report.json"),
+        );
+        std::fs::write(&c, cfg).expect("config");
+        let py = |args: &[&std::ffi::OsStr]| {
+            let o = std::process::Command::new("python3")
+                .arg(&script)
+                .args(args)
+                .output()
+                .expect("python3 runs");
+            assert!(
+                o.status.success(),
+                "{name}: {}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        let s = |x: &str| std::ffi::OsString::from(x);
+        py(&[
+            s("tokens").as_os_str(),
+            t.as_os_str(),
+            s("3").as_os_str(),
+            s("10").as_os_str(),
+            s(&vocab.to_string()).as_os_str(),
+            s("5").as_os_str(),
+        ]);
+        let path = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
+        let o = common::run(&[
+            "model", "--config", &path(&c), "--init", init, "--seed", "7", "--dtype", "f32",
+            "--out", &path(&ck),
+        ]);
+        assert!(o.status.success(), "{name}: {}", common::stderr(&o));
+        let o = common::run(&[
+            "forward", "--config", &path(&c), "--init", init, "--seed", "7", "--tokens",
+            &path(&t), "--json", &path(&r),
+        ]);
+        assert!(o.status.success(), "{name}: {}", common::stderr(&o));
+        py(&[
+            s("check").as_os_str(),
+            c.as_os_str(),
+            ck.as_os_str(),
+            t.as_os_str(),
+            r.as_os_str(),
+        ]);
+    }
+}
