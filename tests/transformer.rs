@@ -160,3 +160,104 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
         ]);
     }
 }
+
+#[test]
+fn a_one_word_difference_is_caught_and_located() {
+    let m = Model::new(&tiny(GPT2), InitRule::Reference, 3).expect("model");
+    let tokens = Tokens::random(&m.cfg, 2, 5, 3).expect("tokens");
+    let layout = PassLayout::new(&m.cfg, &tokens, tokens.rows());
+    let a = mirror::run::<deepinit::net::arith::Fused>(&m, &tokens, &layout).expect("mirror");
+    let mut b = a.clone();
+    assert!(tfm::compare(&a, &b).identical());
+    b.att[5] ^= 1;
+    let c = tfm::compare(&a, &b);
+    assert_eq!(c.differing, 1);
+    assert_eq!(c.first.as_ref().map(|f| (f.0.as_str(), f.1)), Some(("attention sums", 5)));
+}
+
+/// GPT-2 at width 256 (6 blocks): big enough for the mean-field bands to be
+/// sharp, small enough for the CPU backend.
+const GPT2_256: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+  "n_embd": 256, "n_layer": 6, "n_head": 4, "n_positions": 64, "vocab_size": 512}"#;
+
+#[test]
+fn gpt2_follows_the_theory_with_and_without_its_residual_scaling() {
+    // Fixed seeds; each block's MLP band is 6 sigma (false alarm < 2e-9 a
+    // block) and the loss band 6 sigma plus the vocabulary term, so the 24
+    // checks below fail by chance with probability under 1e-7.
+    let hf = tiny(GPT2_256);
+    let backend = deepinit::backend::Backend::Cpu;
+    let mut last = Vec::new();
+    for init in [InitRule::Reference, InitRule::Lecun { depth: false }] {
+        let m = Model::new(&hf, init, 11).expect("model");
+        let tokens = Tokens::random(&m.cfg, 4, 32, 11).expect("tokens");
+        let r = tfm::run::run(&backend, &m, "test", &tokens, true, None).expect("pass");
+        assert_eq!(r.mlp_checks.len(), 6);
+        for c in &r.mlp_checks {
+            assert!(c.pass, "{}: {c:?}", init.name());
+        }
+        let l = r.loss_check.as_ref().expect("loss check");
+        assert!(l.applies && l.pass, "{}: {l:?}", init.name());
+        // The recursion's terms add up by construction; the covariance of the
+        // MLP branch with the stream is small at init (under a quarter of
+        // the branch's own variance here).
+        for t in r.recursion.iter().filter(|t| t.branch == "mlp") {
+            assert!(t.cov2.abs() < 0.5 * t.branch_var, "{}: {t:?}", init.name());
+        }
+        last.push(r.stats.blocks.last().expect("blocks").out.var);
+    }
+    // GPT-2's own init scales the residual branches by 1/sqrt(2 n_layer):
+    // its stream ends an order of magnitude quieter than LeCun's unscaled.
+    assert!(last[0] * 10.0 < last[1], "{last:?}");
+}
+
+#[test]
+fn bad_configs_and_batches_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).expect("write");
+        p.to_str().expect("utf8").to_string()
+    };
+    let gpt2 = |extra: &str| {
+        format!(
+            r#"{{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64,
+            "n_layer": 2, "n_head": 4, "n_positions": 8, "vocab_size": 50{extra}}}"#
+        )
+    };
+    let llama = |extra: &str| {
+        format!(
+            r#"{{"model_type": "llama", "architectures": ["LlamaForCausalLM"],
+            "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "intermediate_size": 64, "vocab_size": 50{extra}}}"#
+        )
+    };
+    let bert = r#"{"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 64,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50}"#;
+    let json = dir.path().join("report.json");
+    let cases: Vec<(String, Vec<&str>, &str)> = vec![
+        (write("act.json", &gpt2(r#", "activation_function": "relu""#)), vec![], "activation"),
+        (write("heads.json", &gpt2(r#", "n_head": 5"#)), vec![], "divide"),
+        (write("pos.json", &gpt2("")), vec!["--seq", "9"], "position table"),
+        (write("bert.json", bert), vec![], "BERT"),
+        (write("rope.json", &llama(r#", "rope_scaling": {"rope_type": "yarn", "factor": 2.0}"#)), vec![], "rope type"),
+        (write("gqa.json", &llama(r#", "num_key_value_heads": 3"#)), vec![], "num_key_value_heads"),
+        (write("odd.json", &llama(r#", "head_dim": 15"#)), vec![], "even head_dim"),
+        (write("ok.json", &gpt2("")), vec!["--seq", "0"], "at least 1"),
+        (write("ok2.json", &gpt2("")), vec!["--batch", "0"], "at least 1"),
+        (write("ok3.json", &llama("")), vec!["--seq", "4096"], "2048 keys"),
+    ];
+    for (cfg, extra, want) in &cases {
+        let mut args = vec!["forward", "--config", cfg.as_str(), "--json", json.to_str().expect("utf8")];
+        args.extend(extra.iter().copied());
+        let o = common::run(&args);
+        let err = common::stderr(&o);
+        assert!(!o.status.success() && o.status.code() != Some(101), "{cfg}: {err}");
+        assert!(err.contains(want), "{cfg}: wanted '{want}' in: {err}");
+        assert!(!json.exists(), "{cfg}: a report was written");
+    }
+    let o = common::run(&["forward", "--preset", "mlp:64x2"]);
+    assert!(common::stderr(&o).contains("plain network"), "{}", common::stderr(&o));
+    let o = common::run(&["forward", "--tokens", "t.npy"]);
+    assert!(common::stderr(&o).contains("--tokens feeds a transformer"), "{}", common::stderr(&o));
+}

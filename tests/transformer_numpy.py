@@ -161,7 +161,7 @@ def run(cfg, w, ids):
             h2 = rms_norm(mid, g(n("post_attention_layernorm.weight")), eps)
             m = proj("mlp.down_proj", silu(proj("mlp.gate_proj", h2)) * proj("mlp.up_proj", h2))
         x = mid + m
-        stats["blocks"].append({"norm": hn, "attn": a, "mid": mid, "mlp": m, "out": x})
+        stats["blocks"].append({"norm": hn, "attn": a, "mid": mid, "norm2": h2, "mlp": m, "out": x})
     if kind == "gpt2":
         xf = layer_norm(x, g(p + "ln_f.weight"), g(p + "ln_f.bias"), eps)
         head = g("lm_head.weight") if "lm_head.weight" in w else g(p + "wte.weight")
@@ -196,7 +196,7 @@ def check(config, ckdir, tokens, report):
     close("embed var", r["embed"]["var"], var(s["embed"]), rel=REL)
     assert len(r["blocks"]) == len(s["blocks"])
     for i, (rb, sb) in enumerate(zip(r["blocks"], s["blocks"])):
-        for part in ["norm", "attn", "mid", "mlp", "out"]:
+        for part in ["norm", "attn", "mid", "norm2", "mlp", "out"]:
             close(f"block {i + 1} {part} var", rb[part]["var"], var(sb[part]), rel=REL)
             close(f"block {i + 1} {part} mean", rb[part]["mean"], float(sb[part].mean()),
                   abs_=REL * math.sqrt(var(sb[part])))

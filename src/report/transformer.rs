@@ -74,6 +74,20 @@ pub fn verdict_lines(r: &TfmReport) -> String {
     if let Some(l) = &s.logits {
         let _ = writeln!(t, "logits: std {:.4}, mean {:+.2e}", l.var.sqrt(), l.mean);
     }
+    if !r.mlp_checks.is_empty() {
+        let inside = r.mlp_checks.iter().filter(|c| c.pass).count();
+        let worst = r
+            .mlp_checks
+            .iter()
+            .map(|c| (c.measured - c.predicted).abs() / (c.band / 6.0))
+            .fold(0.0f64, f64::max);
+        let _ = writeln!(
+            t,
+            "MLP branch E[y^2] vs mean field (I s2^2 E[phi(z)^2]): {inside} of {} blocks within 6 sigma (largest |z| {worst:.2}){}",
+            r.mlp_checks.len(),
+            if inside == r.mlp_checks.len() { "" } else { ": FAIL" }
+        );
+    }
     if let Some(c) = &r.loss_check {
         let verdict = if !c.applies {
             "no verdict: logits std >= 1, outside the small-logit prediction".to_string()

@@ -455,6 +455,14 @@ pub fn run(
             &recs,
         )?;
         pass.norm(&mut batch, &b.ln2, &x, &hn, rows)?;
+        red.reduce(
+            &mut batch,
+            &hn,
+            rows * e,
+            layout.rec(&format!("{l}.ln2")),
+            None,
+            &recs,
+        )?;
         pass.linear(&mut batch, &b.mlp_in[0], &hn, rows, &f)?;
         match c.mlp {
             MlpKind::Gelu => pass.ew(&mut batch, &pass.k.gelu, &[&f], rows * c.inter)?,

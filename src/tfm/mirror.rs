@@ -373,6 +373,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.mid")));
         let h2 = norm::<A>(m, &b.ln2, &x, e)?;
+        reduce::<A>(&h2, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
         let mut f = linear::<A>(m, &b.mlp_in[0], &h2, rows)?;
         match c.mlp {
             MlpKind::Gelu => f

@@ -419,6 +419,7 @@ pub struct Weights {
     tied: std::collections::BTreeMap<String, String>,
     layouts: HashMap<String, Layout>,
     shapes: HashMap<String, Vec<u64>>,
+    stds: HashMap<String, f64>,
 }
 
 impl Weights {
@@ -439,6 +440,7 @@ impl Weights {
                         .target()?
                         .ok_or_else(|| Error::internal("weights", "no target"))?;
                     let scale = init.dist.kernel_scale(target.std);
+                    w.stds.insert(t.name.clone(), target.std);
                     crate::rng::cpu::fill(init.dist, scale, spec.seed, t.id(), 0, &mut v);
                     let width: u64 = t.shape.0.iter().skip(1).product();
                     for &r in &t.zero_rows {
@@ -466,6 +468,12 @@ impl Weights {
     pub fn layout(&self, name: &str) -> Layout {
         let name = self.tied.get(name).map_or(name, String::as_str);
         self.layouts.get(name).copied().unwrap_or(Layout::OutIn)
+    }
+
+    /// The standard deviation a drawn tensor's rule gives it (None: a constant).
+    pub fn std(&self, name: &str) -> Option<f64> {
+        let name = self.tied.get(name).map_or(name, String::as_str);
+        self.stds.get(name).copied()
     }
 
     /// Whether the model has a tensor called `name` (tied names included).
@@ -694,7 +702,7 @@ impl PassLayout {
         };
         push("embed".into(), records(e), e);
         for l in 1..=cfg.layers {
-            for part in ["ln1", "attn", "mid", "mlp", "out"] {
+            for part in ["ln1", "attn", "mid", "ln2", "mlp", "out"] {
                 push(format!("{l}.{part}"), records(e), e);
             }
         }
@@ -767,6 +775,8 @@ pub struct BlockStats {
     pub attn: TensorStats,
     /// The stream after the attention's residual addition.
     pub mid: TensorStats,
+    /// The second norm's output (the MLP's input).
+    pub norm2: TensorStats,
     /// The MLP branch's output before its addition.
     pub mlp: TensorStats,
     /// The stream after the block.
@@ -851,6 +861,7 @@ pub fn fold(
             norm: stats(&format!("{l}.ln1"))?,
             attn: stats(&format!("{l}.attn"))?,
             mid: stats(&format!("{l}.mid"))?,
+            norm2: stats(&format!("{l}.ln2"))?,
             mlp: stats(&format!("{l}.mlp"))?,
             out: stats(&format!("{l}.out"))?,
             entropy: ent / n_all,

@@ -2,7 +2,7 @@
 //! against the CPU mirror (word for word), and the loss at init against its
 //! band ([`super::theory`]).
 
-use super::theory::{self, LossCheck, Recursion};
+use super::theory::{self, LossCheck, MlpCheck, Recursion};
 use super::{Comparison, Model, PassLayout, TfmStats, Tokens};
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::Result;
@@ -48,6 +48,8 @@ pub struct TfmReport {
     pub loss_check: Option<LossCheck>,
     /// The residual recursion's terms.
     pub recursion: Vec<Recursion>,
+    /// Each block's MLP branch against its mean-field prediction.
+    pub mlp_checks: Vec<MlpCheck>,
     /// The device against the CPU mirror (None: not compared, see `not_compared`).
     pub verify: Option<Verification>,
     /// Why it was not compared.
@@ -59,8 +61,8 @@ pub struct TfmReport {
 }
 
 impl TfmReport {
-    /// Whether every check that ran passed (the comparison, and the loss band
-    /// where it applies).
+    /// Whether every check that ran passed (the comparison, the MLP branches'
+    /// bands, and the loss band where it applies).
     pub fn pass(&self) -> bool {
         self.verify
             .as_ref()
@@ -69,6 +71,7 @@ impl TfmReport {
                 .loss_check
                 .as_ref()
                 .is_none_or(|l| !l.applies || l.pass)
+            && self.mlp_checks.iter().all(|c| c.pass)
     }
 }
 
@@ -135,6 +138,7 @@ pub fn run(
         device: backend.info(),
         loss_check: theory::loss_check(&stats, m.cfg.vocab),
         recursion: theory::recursion(&stats),
+        mlp_checks: theory::mlp_checks(m, &stats, tokens.rows()),
         stats,
         verify: verification,
         not_compared,

@@ -99,3 +99,90 @@ pub fn recursion(s: &TfmStats) -> Vec<Recursion> {
     }
     v
 }
+
+/// One block's MLP branch against its mean-field prediction.
+///
+/// The branch is `y = phi(h W1) W2` (zero biases, as every init rule here
+/// sets them), with h the second norm's output: E[h^2] = q is measured
+/// (`norm2`), W1's and W2's entries are N(0, s1^2), N(0, s2^2) by the rule.
+/// Each hidden pre-activation is then N(0, q E s1^2) (E the width), so
+/// `E[y^2] = I s2^2 E[phi(z)^2]` (I the MLP width); for SwiGLU,
+/// `phi = silu(g) u` with g and u independent, `E[phi^2] = E[silu(g)^2] E[u^2]`.
+///
+/// The measured mean square fluctuates with the draw of W2's E columns (each
+/// column's mean square has relative variance `2 tr(M^2) / tr(M)^2`, M the
+/// hidden features' second-moment matrix: a spike of `I m1^2` from their mean
+/// m1 = E[phi] plus a bulk of I eigenvalues near `m2 - m1^2`, inflated by
+/// `1 + I/N` for N rows) and with W1's I columns (relative variance at most
+/// `(E[phi^4] / E[phi^2]^2 - 1) / I`). The band is six standard deviations of
+/// their sum: a false alarm under 2e-9 per block where the Gaussian picture
+/// holds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MlpCheck {
+    /// Block.
+    pub block: u64,
+    /// Predicted E[y^2].
+    pub predicted: f64,
+    /// Measured mean square of the branch.
+    pub measured: f64,
+    /// Half-width of the band.
+    pub band: f64,
+    /// Inside the band.
+    pub pass: bool,
+}
+
+fn silu(x: f64) -> f64 {
+    x / (1.0 + (-x).exp())
+}
+
+/// [`MlpCheck`] of every block (none where a projection is not drawn).
+pub fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCheck> {
+    let quad = crate::net::theory::Quadrature::new();
+    let (e, i, n) = (m.cfg.hidden as f64, m.cfg.inter as f64, rows.max(1) as f64);
+    let mut v = Vec::new();
+    for (b, names) in s.blocks.iter().zip(&m.names.blocks) {
+        let std = |l: &super::Linear| m.weights.std(&l.weight);
+        let (Some(s1), Some(s2)) = (std(&names.mlp_in[0]), std(&names.mlp_out)) else {
+            continue;
+        };
+        let q = b.norm2.mean_sq;
+        let z = q * e * s1 * s1;
+        let (m1, m2, m4) = match m.cfg.mlp {
+            super::MlpKind::Gelu => {
+                let g = |x: f64| crate::net::act::Activation::Gelu.f(x);
+                (
+                    quad.expect(z, g),
+                    quad.expect(z, |x| g(x).powi(2)),
+                    quad.expect(z, |x| g(x).powi(4)),
+                )
+            }
+            super::MlpKind::SwiGlu => {
+                let Some(su) = names.mlp_in.get(1).and_then(std) else {
+                    continue;
+                };
+                let u = q * e * su * su;
+                (
+                    0.0,
+                    quad.expect(z, |x| silu(x).powi(2)) * u,
+                    quad.expect(z, |x| silu(x).powi(4)) * 3.0 * u * u,
+                )
+            }
+        };
+        if m2 <= 0.0 || !m2.is_finite() {
+            continue;
+        }
+        let ratio = m1.powi(4) / (m2 * m2) + (m2 - m1 * m1).powi(2) * (1.0 + i / n) / (i * m2 * m2);
+        let rel_var = 2.0 * ratio / e + (m4 / (m2 * m2) - 1.0).max(0.0) / i;
+        let predicted = i * s2 * s2 * m2;
+        let band = 6.0 * rel_var.sqrt() * predicted;
+        let measured = b.mlp.mean_sq;
+        v.push(MlpCheck {
+            block: b.block,
+            predicted,
+            measured,
+            band,
+            pass: (measured - predicted).abs() <= band,
+        });
+    }
+    v
+}
