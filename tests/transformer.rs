@@ -142,13 +142,31 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
         ]);
         let path = |p: &std::path::Path| p.to_str().expect("utf8").to_string();
         let o = common::run(&[
-            "model", "--config", &path(&c), "--init", init, "--seed", "7", "--dtype", "f32",
-            "--out", &path(&ck),
+            "model",
+            "--config",
+            &path(&c),
+            "--init",
+            init,
+            "--seed",
+            "7",
+            "--dtype",
+            "f32",
+            "--out",
+            &path(&ck),
         ]);
         assert!(o.status.success(), "{name}: {}", common::stderr(&o));
         let o = common::run(&[
-            "forward", "--config", &path(&c), "--init", init, "--seed", "7", "--tokens",
-            &path(&t), "--json", &path(&r),
+            "forward",
+            "--config",
+            &path(&c),
+            "--init",
+            init,
+            "--seed",
+            "7",
+            "--tokens",
+            &path(&t),
+            "--json",
+            &path(&r),
         ]);
         assert!(o.status.success(), "{name}: {}", common::stderr(&o));
         py(&[
@@ -172,7 +190,10 @@ fn a_one_word_difference_is_caught_and_located() {
     b.att[5] ^= 1;
     let c = tfm::compare(&a, &b);
     assert_eq!(c.differing, 1);
-    assert_eq!(c.first.as_ref().map(|f| (f.0.as_str(), f.1)), Some(("attention sums", 5)));
+    assert_eq!(
+        c.first.as_ref().map(|f| (f.0.as_str(), f.1)),
+        Some(("attention sums", 5))
+    );
 }
 
 /// GPT-2 at width 256 (6 blocks): big enough for the mean-field bands to be
@@ -236,28 +257,127 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50}"#;
     let json = dir.path().join("report.json");
     let cases: Vec<(String, Vec<&str>, &str)> = vec![
-        (write("act.json", &gpt2(r#", "activation_function": "relu""#)), vec![], "activation"),
-        (write("heads.json", &gpt2(r#", "n_head": 5"#)), vec![], "divide"),
-        (write("pos.json", &gpt2("")), vec!["--seq", "9"], "position table"),
+        (
+            write("act.json", &gpt2(r#", "activation_function": "relu""#)),
+            vec![],
+            "activation",
+        ),
+        (
+            write("heads.json", &gpt2(r#", "n_head": 5"#)),
+            vec![],
+            "divide",
+        ),
+        (
+            write("pos.json", &gpt2("")),
+            vec!["--seq", "9"],
+            "position table",
+        ),
         (write("bert.json", bert), vec![], "BERT"),
-        (write("rope.json", &llama(r#", "rope_scaling": {"rope_type": "yarn", "factor": 2.0}"#)), vec![], "rope type"),
-        (write("gqa.json", &llama(r#", "num_key_value_heads": 3"#)), vec![], "num_key_value_heads"),
-        (write("odd.json", &llama(r#", "head_dim": 15"#)), vec![], "even head_dim"),
-        (write("ok.json", &gpt2("")), vec!["--seq", "0"], "at least 1"),
-        (write("ok2.json", &gpt2("")), vec!["--batch", "0"], "at least 1"),
-        (write("ok3.json", &llama("")), vec!["--seq", "4096"], "2048 keys"),
+        (
+            write(
+                "rope.json",
+                &llama(r#", "rope_scaling": {"rope_type": "yarn", "factor": 2.0}"#),
+            ),
+            vec![],
+            "rope type",
+        ),
+        (
+            write("gqa.json", &llama(r#", "num_key_value_heads": 3"#)),
+            vec![],
+            "num_key_value_heads",
+        ),
+        (
+            write("odd.json", &llama(r#", "head_dim": 15"#)),
+            vec![],
+            "even head_dim",
+        ),
+        (
+            write("ok.json", &gpt2("")),
+            vec!["--seq", "0"],
+            "at least 1",
+        ),
+        (
+            write("ok2.json", &gpt2("")),
+            vec!["--batch", "0"],
+            "at least 1",
+        ),
+        (
+            write("ok3.json", &llama("")),
+            vec!["--seq", "4096"],
+            "2048 keys",
+        ),
     ];
     for (cfg, extra, want) in &cases {
-        let mut args = vec!["forward", "--config", cfg.as_str(), "--json", json.to_str().expect("utf8")];
+        let mut args = vec![
+            "forward",
+            "--config",
+            cfg.as_str(),
+            "--json",
+            json.to_str().expect("utf8"),
+        ];
         args.extend(extra.iter().copied());
         let o = common::run(&args);
         let err = common::stderr(&o);
-        assert!(!o.status.success() && o.status.code() != Some(101), "{cfg}: {err}");
+        assert!(
+            !o.status.success() && o.status.code() != Some(101),
+            "{cfg}: {err}"
+        );
         assert!(err.contains(want), "{cfg}: wanted '{want}' in: {err}");
         assert!(!json.exists(), "{cfg}: a report was written");
     }
     let o = common::run(&["forward", "--preset", "mlp:64x2"]);
-    assert!(common::stderr(&o).contains("plain network"), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("plain network"),
+        "{}",
+        common::stderr(&o)
+    );
     let o = common::run(&["forward", "--tokens", "t.npy"]);
-    assert!(common::stderr(&o).contains("--tokens feeds a transformer"), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("--tokens feeds a transformer"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+#[test]
+fn demo_model_compares_the_inits_and_writes_the_picture() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, GPT2).expect("config");
+    let out = dir.path().join("out");
+    let o = common::run(&[
+        "demo",
+        "--model",
+        cfg.to_str().expect("utf8"),
+        "--out-dir",
+        out.to_str().expect("utf8"),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{text}{}", common::stderr(&o));
+    for init in deepinit::app::transformer::INITS {
+        assert!(text.contains(init), "{init} missing: {text}");
+    }
+    for f in deepinit::app::transformer::OUTPUT_FILES {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let reports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("transformer.json")).expect("json"))
+            .expect("parses");
+    assert_eq!(reports.as_array().map(Vec::len), Some(5));
+    let png = std::fs::read(out.join("transformer.png")).expect("png");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // A plain network preset is the plain demo's.
+    let o = common::run(&[
+        "demo",
+        "--model",
+        "mlp:64x2",
+        "--out-dir",
+        out.to_str().expect("utf8"),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        common::stderr(&o).contains("plain demo"),
+        "{}",
+        common::stderr(&o)
+    );
 }

@@ -7,3 +7,4 @@ pub mod checkpoint;
 pub mod demo;
 pub(crate) mod roofline;
 pub mod sweep;
+pub mod transformer;

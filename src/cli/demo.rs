@@ -32,6 +32,11 @@ pub(crate) struct DemoArgs {
     /// results there are always replaced while unchanged).
     #[arg(long)]
     force: bool,
+    /// Show a transformer instead: a shipped preset (gpt2, llama-3.2-1b, ...)
+    /// or a config.json, under five inits side by side (transformer.json,
+    /// transformer.{svg,png}).
+    #[arg(long, value_name = "PRESET|CONFIG", conflicts_with = "size")]
+    model: Option<String>,
 }
 
 impl Default for DemoArgs {
@@ -46,6 +51,9 @@ impl Default for DemoArgs {
 }
 
 pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
+    if let Some(m) = &a.model {
+        return run_model_demo(a, m, d);
+    }
     let size = match a.size {
         SizeChoice::Default => deepinit::app::demo::Size::DEFAULT,
         SizeChoice::Big => deepinit::app::demo::Size::BIG,
@@ -88,4 +96,54 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         outln!("wrote {}", p.display());
     }
     Ok(exit_for(&report.runs))
+}
+
+/// `demo --model`: one transformer under several inits.
+fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> {
+    use deepinit::app::transformer as tdemo;
+    let path = std::path::Path::new(name);
+    let (config, preset) = if path.exists() {
+        (Some(path), None)
+    } else {
+        (None, Some(name))
+    };
+    let named = super::model::named(config, preset, None, "reference")?;
+    let Some(hf) = named.hf else {
+        return Err(deepinit::Error::invalid(
+            "model",
+            "demo --model shows a transformer; an mlp preset is the plain demo (omit --model)",
+        ));
+    };
+    deepinit::tfm::TfmConfig::from_hf(&hf)?;
+    let out = deepinit::io::output::OutputDir::check(&a.out_dir, &tdemo::OUTPUT_FILES, a.force)?;
+    let backend = open_backend(d)?;
+    outln!(
+        "deepinit demo: does the signal keep its scale through {} ({})? {} x {} random tokens, seed {}",
+        hf.class, named.what, tdemo::BATCH, tdemo::SEQ, a.seed
+    );
+    outln!("device: {}", backend.info().describe());
+    outln!();
+    let reports = tdemo::run(
+        &backend,
+        &hf,
+        &named.what,
+        a.seed,
+        !a.no_verify,
+        progress_steps("demo"),
+    )?;
+    Text(false).raw(&deepinit::report::transformer::summary_table(&reports));
+    outln!();
+    outln!("Var(x_0): the stream after the embeddings; Var(x_L): after the last block; entropy:");
+    outln!("the last block's attention entropy over ln(keys) (1: uniform). Per block and init:");
+    outln!("  deepinit forward --preset NAME --init INIT");
+    outln!();
+    let pass = reports.iter().all(|r| r.pass());
+    for p in tdemo::write_outputs(&out, &reports)? {
+        outln!("wrote {}", p.display());
+    }
+    Ok(if pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }

@@ -129,3 +129,110 @@ pub fn verdict_lines(r: &TfmReport) -> String {
     let _ = writeln!(t, "verdict: {}", if r.pass() { "PASS" } else { "FAIL" });
     t
 }
+
+/// The picture: the residual stream's variance after each block (block 0:
+/// the embeddings), the attention and MLP branches' variances (the MLP's
+/// mean-field prediction dashed), and attention's entropy relative to
+/// uniform, one colour per init.
+pub fn variance_svg(reports: &[TfmReport]) -> String {
+    use super::plot::{color, log_plot_svg, Panel, Series};
+    let line = |label: &str, c: &str, dashed: bool, points: Vec<(f64, f64)>| Series {
+        label: label.to_string(),
+        color: c.to_string(),
+        dashed,
+        points,
+        note: None,
+    };
+    let mut panels: Vec<Panel> = [
+        "residual stream Var(x) after each block",
+        "attention branch Var (before its addition)",
+        "MLP branch E[y^2] (dashed: mean field)",
+        "attention entropy / ln(keys)",
+    ]
+    .iter()
+    .map(|t| Panel {
+        title: t.to_string(),
+        x_label: "block".into(),
+        y_label: String::new(),
+        series: Vec::new(),
+        y_window: None,
+    })
+    .collect();
+    for (i, r) in reports.iter().enumerate() {
+        let c = color(i);
+        let b = &r.stats.blocks;
+        let stream = std::iter::once((0.0, r.stats.embed.var))
+            .chain(b.iter().map(|x| (x.block as f64, x.out.var)))
+            .collect();
+        panels[0].series.push(line(&r.init, &c, false, stream));
+        let at = |f: &dyn Fn(&crate::tfm::BlockStats) -> f64| -> Vec<(f64, f64)> {
+            b.iter().map(|x| (x.block as f64, f(x))).collect()
+        };
+        panels[1]
+            .series
+            .push(line(&r.init, &c, false, at(&|x| x.attn.var)));
+        panels[2]
+            .series
+            .push(line(&r.init, &c, false, at(&|x| x.mlp.mean_sq)));
+        panels[2].series.push(line(
+            "",
+            &c,
+            true,
+            r.mlp_checks
+                .iter()
+                .map(|m| (m.block as f64, m.predicted))
+                .collect(),
+        ));
+        panels[3]
+            .series
+            .push(line(&r.init, &c, false, at(&|x| x.entropy_ratio)));
+    }
+    let title = reports.first().map_or(String::new(), |r| {
+        format!(
+            "{} at init ({} blocks, width {}; {} x {} tokens): the signal per block under each init",
+            r.class, r.layers, r.hidden, r.batch, r.seq
+        )
+    });
+    log_plot_svg(&title, &panels, 2)
+}
+
+/// One line per init: the stream's growth, the largest branch/stream ratio,
+/// attention's entropy in the last block, the loss, and the checks.
+pub fn summary_table(reports: &[TfmReport]) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  {}",
+        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V", "checks"
+    );
+    for r in reports {
+        let s = &r.stats;
+        let last = s.blocks.last();
+        let end = last.map_or(s.embed.var, |b| b.out.var);
+        let mirror = match &r.verify {
+            Some(v) if v.comparison.identical() => "mirror identical",
+            Some(_) => "mirror FAIL",
+            None => "mirror not compared",
+        };
+        let mlp = r.mlp_checks.iter().filter(|c| c.pass).count();
+        let _ = writeln!(
+            t,
+            "{:<16}{:>11.3e}{:>11.3e}{:>9.1}{:>9.3}{:>9.3}{:>8.3}  {mirror}, MLP theory {mlp}/{}, {}",
+            r.init,
+            s.embed.var,
+            end,
+            end / s.embed.var,
+            last.map_or(f64::NAN, |b| b.entropy_ratio),
+            s.loss.unwrap_or(f64::NAN),
+            (r.vocab as f64).ln(),
+            r.mlp_checks.len(),
+            match &r.loss_check {
+                Some(c) if !c.applies => "loss: no verdict (logits std >= 1)",
+                Some(c) if c.pass => "loss in band",
+                Some(_) => "loss FAIL",
+                None => "no head",
+            }
+        );
+    }
+    t
+}

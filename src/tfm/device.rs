@@ -102,7 +102,6 @@ fn ew_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
     ctx.dispatch_2d(n.div_ceil(256))
 }
 
-
 impl Pass<'_> {
     fn ctx(&self) -> &GpuContext {
         self.gpu.context()

@@ -373,7 +373,11 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
             format!("at most {MAX_SEQ}"),
         ));
     }
-    let keys = if cfg.window > 0 { seq.min(cfg.window) } else { seq };
+    let keys = if cfg.window > 0 {
+        seq.min(cfg.window)
+    } else {
+        seq
+    };
     if keys > MAX_KEYS {
         return Err(Error::bad(
             "seq",
