@@ -202,8 +202,8 @@ pub fn summary_table(reports: &[TfmReport]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  {}",
-        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V", "checks"
+        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  checks",
+        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V"
     );
     for r in reports {
         let s = &r.stats;
