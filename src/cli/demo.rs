@@ -108,6 +108,10 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
         (None, Some(name))
     };
     let named = super::model::named(config, preset, None, "reference")?;
+    let source = match config {
+        Some(p) => format!("config {}", p.display()),
+        None => format!("preset {name}"),
+    };
     let Some(hf) = named.hf else {
         return Err(deepinit::Error::invalid(
             "model",
@@ -118,15 +122,15 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
     let out = deepinit::io::output::OutputDir::check(&a.out_dir, &tdemo::OUTPUT_FILES, a.force)?;
     let backend = open_backend(d)?;
     outln!(
-        "deepinit demo: does the signal keep its scale through {} ({})? {} x {} random tokens, seed {}",
-        hf.class, named.what, tdemo::BATCH, tdemo::SEQ, a.seed
+        "deepinit demo: does the signal keep its scale through {} ({source})? {} x {} random tokens, seed {}",
+        hf.class, tdemo::BATCH, tdemo::SEQ, a.seed
     );
     outln!("device: {}", backend.info().describe());
     outln!();
     let reports = tdemo::run(
         &backend,
         &hf,
-        &named.what,
+        &source,
         a.seed,
         !a.no_verify,
         progress_steps("demo"),

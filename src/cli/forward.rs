@@ -270,10 +270,15 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let model = Model::new(&hf, init, a.seed)?;
     let backend = open_backend(d)?;
     let progress = deepinit::progress::Progress::new("transformer pass");
+    let source = match (&a.config, &a.preset) {
+        (Some(p), _) => format!("config {}", p.display()),
+        (None, Some(n)) => format!("preset {n}"),
+        (None, None) => named.what.clone(),
+    };
     let r = deepinit::tfm::run::run(
         &backend,
         &model,
-        &named.what,
+        &source,
         &tokens,
         !a.no_verify,
         Some(&progress),
@@ -281,7 +286,7 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     drop(progress);
     say!(
         t,
-        "deepinit forward: {} ({}), init {}, {} x {} tokens, seed {}",
+        "deepinit forward: {} from {}, init {}, {} x {} tokens, seed {}",
         r.class,
         r.source,
         r.init,
