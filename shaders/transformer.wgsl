@@ -177,25 +177,6 @@ fn residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     t1[i] = t1[i] + t2[i];
 }
 
-// t1[i] = gelu(t1[i]) (the tanh form, GPT-2's gelu_new).
-@compute @workgroup_size(256)
-fn gelu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-        @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(wid, lid, nwg);
-    if (i >= ep.rows * ep.width || i >= arrayLength(&t1)) { return; }
-    t1[i] = act(t1[i]);
-}
-
-// t1[i] = silu(t1[i]) * t2[i], silu(g) = g sigmoid(g) (SwiGLU: gate, up).
-@compute @workgroup_size(256)
-fn swiglu(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(wid, lid, nwg);
-    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)) { return; }
-    let g = t1[i];
-    t1[i] = (g * sigmoid2(g).x) * t2[i];
-}
-
 // Rotary embedding of the heads starting at column q_col of t1 (row stride
 // ld; `heads` heads of head_dim), rotate-half pairing (i, i + head_dim/2), with
 // the tables t2 = cos and t3 = sin, [seq, head_dim/2] each. One invocation
@@ -260,8 +241,9 @@ fn att_tree(l: u32, is_max: bool) {
 // sliding window of `lo` keys when lo > 0), one workgroup of ATT_WG lanes per
 // (row, head): t1 = q|k|v rows (stride ld, columns q_col, k_col, v_col), t2 =
 // the output [rows, heads * head_dim], t3 = per-row softmax sums: words hi +
-// 2 (row * heads + h) get S = sum_j e^(s_j - m) and A = sum_j e^(s_j - m)
-// (s_j - m), from which the host computes the row's entropy ln S - A / S and
+// 3 (row * heads + h) get S = sum_j e^(s_j - m), A = sum_j e^(s_j - m)
+// (s_j - m) and the largest score m (the backward pass recomputes the
+// probabilities from m and S), from which the host computes the row's entropy ln S - A / S and
 // its largest probability 1 / S. Lane l scores keys l, l + ATT_WG, ... and
 // folds them in order; the lanes are combined by the halving tree; output
 // element d is the ascending-key chain of fma(e_j / S, v_j[d], acc).
@@ -282,7 +264,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     if (keys > MAX_KEYS || r * ep.ld + ep.v_col + (g + 1u) * hd > arrayLength(&t1)
         || r * ep.ld + ep.q_col + (h + 1u) * hd > arrayLength(&t1)
         || (r * ep.heads + h + 1u) * hd > arrayLength(&t2)
-        || ep.hi + 2u * (r * ep.heads + h) + 2u > arrayLength(&t3)) { return; }
+        || ep.hi + 3u * (r * ep.heads + h) + 3u > arrayLength(&t3)) { return; }
     // -inf: a row of NaN scores has no largest one.
     var m = bitcast<f32>(0xff800000u);
     for (var i = l; i < keys; i += ATT_WG) {
@@ -323,9 +305,10 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
         t2[o + d] = acc;
     }
     if (l == 0u) {
-        let a = ep.hi + 2u * (r * ep.heads + h);
+        let a = ep.hi + 3u * (r * ep.heads + h);
         t3[a] = total;
         t3[a + 1u] = att_b[0];
+        t3[a + 2u] = mx;
     }
 }
 

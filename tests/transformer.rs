@@ -52,7 +52,7 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
     ] {
         let m = Model::new(&tiny(cfg), init, 7).expect("model");
         let tokens = Tokens::random(&m.cfg, batch, seq, 7).expect("tokens");
-        let (dev, layout) = tfm::device::run(&gpu, &m, &tokens, None).expect("device pass");
+        let (dev, layout) = tfm::device::run(&gpu, &m, &tokens, true, None).expect("device pass");
         let cpu = mirror::run_in(class, &m, &tokens, &layout).expect("mirror");
         let c = tfm::compare(&dev, &cpu);
         assert!(c.identical(), "{name}: {c:?}");
@@ -62,7 +62,7 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
         // A one-row logits block lays the records out differently, and the
         // mirror follows it.
-        let small = PassLayout::new(&m.cfg, &tokens, 1);
+        let small = PassLayout::new(&m.cfg, &tokens, 1, 1 << 12, true);
         assert!(small.total_records >= layout.total_records);
     }
 }
@@ -183,7 +183,7 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
 fn a_one_word_difference_is_caught_and_located() {
     let m = Model::new(&tiny(GPT2), InitRule::Reference, 3).expect("model");
     let tokens = Tokens::random(&m.cfg, 2, 5, 3).expect("tokens");
-    let layout = PassLayout::new(&m.cfg, &tokens, tokens.rows());
+    let layout = PassLayout::new(&m.cfg, &tokens, tokens.rows(), u64::MAX / 8, true);
     let a = mirror::run::<deepinit::net::arith::Fused>(&m, &tokens, &layout).expect("mirror");
     let mut b = a.clone();
     assert!(tfm::compare(&a, &b).identical());
@@ -212,7 +212,7 @@ fn gpt2_follows_the_theory_with_and_without_its_residual_scaling() {
     for init in [InitRule::Reference, InitRule::Lecun { depth: false }] {
         let m = Model::new(&hf, init, 11).expect("model");
         let tokens = Tokens::random(&m.cfg, 4, 32, 11).expect("tokens");
-        let r = tfm::run::run(&backend, &m, "test", &tokens, true, None).expect("pass");
+        let r = tfm::run::run(&backend, &m, "test", &tokens, true, true, None).expect("pass");
         assert_eq!(r.mlp_checks.len(), 6);
         for c in &r.mlp_checks {
             assert!(c.pass, "{}: {c:?}", init.name());

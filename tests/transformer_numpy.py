@@ -17,7 +17,9 @@ chains per block and 3 blocks: under 1e-3 relative in a variance (twice an
 element's error), and 1e-3 absolute in the loss and entropies (nats of
 quantities of order 1-10 carrying relative errors of 1e-4). A wrong mask,
 scale, rotary pairing or residual order changes these statistics by far more
-(percent or more).
+(percent or more). The backward pass runs twice the chains of the forward
+(every product and norm again, transposed), so its norms get twice the
+bound: 2e-3 relative.
 """
 
 import json
@@ -29,6 +31,7 @@ from safetensors.numpy import load_file
 
 REL = 1e-3
 ABS = 1e-3
+REL_GRAD = 2e-3
 
 
 def gelu_tanh(x):
@@ -116,6 +119,8 @@ def run(cfg, w, ids):
         ang = np.arange(t, dtype=np.float64)[:, None] * f[None, :]
         cos, sin = np.cos(ang), np.sin(ang)
 
+        rope_args = (cos, sin)
+
         def rope(z):  # (B, heads, T, d)
             half = hd // 2
             a, c = z[..., :half], z[..., half:]
@@ -124,7 +129,7 @@ def run(cfg, w, ids):
     stats["embed"] = x
     heads = lambda z, n: z.reshape(b, t, n, hd).transpose(0, 2, 1, 3)
     merge = lambda z: z.transpose(0, 2, 1, 3).reshape(b, t, -1)
-    ents, maxps = [], []
+    ents, maxps, caches = [], [], []
     for i in range(layers):
         if kind == "gpt2":
             n = lambda s: f"{p}h.{i}.{s}"
@@ -145,6 +150,7 @@ def run(cfg, w, ids):
             k = rope(heads(proj("self_attn.k_proj", hn), kv))
             v = heads(proj("self_attn.v_proj", hn), kv)
         out, probs = attention(q, k, v, scale, window)
+        cache = {"hn": hn, "q": q, "k": k, "v": v, "probs": probs, "out": out, "x_in": x}
         with np.errstate(divide="ignore", invalid="ignore"):
             ent = -np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)
         ents.append(ent.mean())
@@ -153,13 +159,20 @@ def run(cfg, w, ids):
             a = merge(out) @ g(n("attn.c_proj.weight")) + g(n("attn.c_proj.bias"))
             mid = x + a
             h2 = layer_norm(mid, g(n("ln_2.weight")), g(n("ln_2.bias")), eps)
-            fh = gelu_tanh(h2 @ g(n("mlp.c_fc.weight")) + g(n("mlp.c_fc.bias")))
+            zf = h2 @ g(n("mlp.c_fc.weight")) + g(n("mlp.c_fc.bias"))
+            fh = gelu_tanh(zf)
             m = fh @ g(n("mlp.c_proj.weight")) + g(n("mlp.c_proj.bias"))
+            cache.update(zf=zf, fh=fh)
         else:
             a = proj("self_attn.o_proj", merge(out))
             mid = x + a
             h2 = rms_norm(mid, g(n("post_attention_layernorm.weight")), eps)
-            m = proj("mlp.down_proj", silu(proj("mlp.gate_proj", h2)) * proj("mlp.up_proj", h2))
+            zg, zu = proj("mlp.gate_proj", h2), proj("mlp.up_proj", h2)
+            fh = silu(zg) * zu
+            m = proj("mlp.down_proj", fh)
+            cache.update(zg=zg, zu=zu, fh=fh)
+        cache.update(mid=mid, h2=h2)
+        caches.append(cache)
         x = mid + m
         stats["blocks"].append({"norm": hn, "attn": a, "mid": mid, "norm2": h2, "mlp": m, "out": x})
     if kind == "gpt2":
@@ -173,7 +186,119 @@ def run(cfg, w, ids):
     lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
     tgt = np.take_along_axis(z, ids[:, 1:, None], axis=-1)[..., 0]
     stats.update(final_norm=xf, logits=logits, loss=(lse - tgt).mean(), ents=ents, maxps=maxps)
+    stats["grads"] = backward(cfg, w, ids, caches, x, xf, logits, head, eps, scale,
+                              (h, kv, hd, e, window), kind, p, locals().get("rope_args"))
     return stats
+
+
+def gelu_tanh_grad(x):
+    c = math.sqrt(2.0 / math.pi)
+    t = np.tanh(c * (x + 0.044715 * x**3))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x)
+
+
+def silu_grad(x):
+    s = 1.0 / (1.0 + np.exp(-x))
+    return s * (1.0 + x * (1.0 - s))
+
+
+def norm_bwd(x, dy, w, eps, rms):
+    """dL/dx of LayerNorm (weight w, biased variance) or RMSNorm."""
+    g = dy * w
+    if rms:
+        inv = 1.0 / np.sqrt((x**2).mean(-1, keepdims=True) + eps)
+        xh = x * inv
+        return inv * (g - xh * (g * xh).mean(-1, keepdims=True))
+    mu = x.mean(-1, keepdims=True)
+    inv = 1.0 / np.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + eps)
+    xh = (x - mu) * inv
+    return inv * (g - g.mean(-1, keepdims=True) - xh * (g * xh).mean(-1, keepdims=True))
+
+
+def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, kind, p, rope_args):
+    """The mean next-token loss's gradients, by hand: Frobenius norms of the
+    stream's gradient at each block's input and middle, and of every weight."""
+    h, kv, hd, e, window = dims
+    b, t = ids.shape
+    g = lambda n: w[n].astype(np.float64)
+    fro = lambda a: float(np.sqrt((a**2).sum()))
+    rms = kind != "gpt2"
+    n_rows = b * (t - 1)
+    z = logits - logits.max(-1, keepdims=True)
+    pr = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    dl = pr.copy()
+    dl[:, :-1][np.arange(b)[:, None], np.arange(t - 1)[None, :], ids[:, 1:]] -= 1.0
+    dl[:, -1] = 0.0
+    dl /= n_rows
+    out = {"head": fro(dl.reshape(-1, dl.shape[-1]).T @ xf.reshape(-1, e))}
+    dxf = dl @ head
+    if kind == "gpt2":
+        dx = norm_bwd(x_last, dxf, g(p + "ln_f.weight"), eps, False)
+    else:
+        dx = norm_bwd(x_last, dxf, g(p + "norm.weight"), eps, True)
+    out["stream_out"] = fro(dx)
+    heads = lambda a, n: a.reshape(b, t, n, hd).transpose(0, 2, 1, 3)
+    merge = lambda a: a.transpose(0, 2, 1, 3).reshape(b, t, -1)
+    flat = lambda a: a.reshape(-1, a.shape[-1])
+    blocks = []
+    for i in reversed(range(len(caches))):
+        c = caches[i]
+        wg = {}
+        if kind == "gpt2":
+            n = lambda s: f"{p}h.{i}.{s}"
+            wg[n("mlp.c_proj.weight")] = fro(flat(c["fh"]).T @ flat(dx))
+            dz = (dx @ g(n("mlp.c_proj.weight")).T) * gelu_tanh_grad(c["zf"])
+            wg[n("mlp.c_fc.weight")] = fro(flat(c["h2"]).T @ flat(dz))
+            dh2 = dz @ g(n("mlp.c_fc.weight")).T
+            dmid = dx + norm_bwd(c["mid"], dh2, g(n("ln_2.weight")), eps, False)
+            wg[n("attn.c_proj.weight")] = fro(flat(merge(c["out"])).T @ flat(dmid))
+            d_o = heads(dmid @ g(n("attn.c_proj.weight")).T, h)
+        else:
+            n = lambda s: f"{p}layers.{i}.{s}"
+            wg[n("mlp.down_proj.weight")] = fro(flat(dx).T @ flat(c["fh"]))
+            da = dx @ g(n("mlp.down_proj.weight"))
+            dg = da * c["zu"] * silu_grad(c["zg"])
+            du = da * silu(c["zg"])
+            wg[n("mlp.gate_proj.weight")] = fro(flat(dg).T @ flat(c["h2"]))
+            wg[n("mlp.up_proj.weight")] = fro(flat(du).T @ flat(c["h2"]))
+            dh2 = dg @ g(n("mlp.gate_proj.weight")) + du @ g(n("mlp.up_proj.weight"))
+            dmid = dx + norm_bwd(c["mid"], dh2, g(n("post_attention_layernorm.weight")), eps, True)
+            wg[n("self_attn.o_proj.weight")] = fro(flat(dmid).T @ flat(merge(c["out"])))
+            d_o = heads(dmid @ g(n("self_attn.o_proj.weight")), h)
+        rep = h // kv
+        kr, vr = np.repeat(c["k"], rep, axis=1), np.repeat(c["v"], rep, axis=1)
+        pm = c["probs"]
+        dp = np.einsum("bhid,bhjd->bhij", d_o, vr)
+        dv = np.einsum("bhij,bhid->bhjd", pm, d_o)
+        ds = pm * (dp - (dp * pm).sum(-1, keepdims=True)) * scale
+        dq = np.einsum("bhij,bhjd->bhid", ds, kr)
+        dk = np.einsum("bhij,bhid->bhjd", ds, c["q"])
+        dk = dk.reshape(b, kv, rep, t, hd).sum(2)
+        dv = dv.reshape(b, kv, rep, t, hd).sum(2)
+        if rope_args is not None:
+            cos, sin = rope_args
+            half = hd // 2
+
+            def unrope(a):
+                ga, gb = a[..., :half], a[..., half:]
+                return np.concatenate([ga * cos + gb * sin, gb * cos - ga * sin], axis=-1)
+
+            dq, dk = unrope(dq), unrope(dk)
+        dq, dk, dv = merge(dq), merge(dk), merge(dv)
+        if kind == "gpt2":
+            dqkv = np.concatenate([dq, dk, dv], axis=-1)
+            wg[n("attn.c_attn.weight")] = fro(flat(c["hn"]).T @ flat(dqkv))
+            dh1 = dqkv @ g(n("attn.c_attn.weight")).T
+            dx = dmid + norm_bwd(c["x_in"], dh1, g(n("ln_1.weight")), eps, False)
+        else:
+            dh1 = 0
+            for name, d in [("q_proj", dq), ("k_proj", dk), ("v_proj", dv)]:
+                wg[n(f"self_attn.{name}.weight")] = fro(flat(d).T @ flat(c["hn"]))
+                dh1 = dh1 + d @ g(n(f"self_attn.{name}.weight"))
+            dx = dmid + norm_bwd(c["x_in"], dh1, g(n("input_layernorm.weight")), eps, True)
+        blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg})
+    out["blocks"] = blocks[::-1]
+    return out
 
 
 def close(what, got, want, rel=None, abs_=None):
@@ -205,6 +330,16 @@ def check(config, ckdir, tokens, report):
     close("final norm var", r["final_norm"]["var"], var(s["final_norm"]), rel=REL)
     close("logits var", r["logits"]["var"], var(s["logits"]), rel=REL)
     close("loss", r["loss"], float(s["loss"]), abs_=ABS)
+    rg, sg = r["grads"], s["grads"]
+    close("dL/dx after the last block", rg["stream_out"], sg["stream_out"], rel=REL_GRAD)
+    if rg["head"] is not None:
+        close("head dW", rg["head"], sg["head"], rel=REL_GRAD)
+    for i, (rb, sb) in enumerate(zip(rg["blocks"], sg["blocks"])):
+        close(f"block {i + 1} dL/dx in", rb["stream_in"], sb["stream_in"], rel=REL_GRAD)
+        close(f"block {i + 1} dL/dx mid", rb["stream_mid"], sb["stream_mid"], rel=REL_GRAD)
+        assert len(rb["weights"]) == len(sb["weights"]), (rb["weights"], sb["weights"])
+        for wgr in rb["weights"]:
+            close(f"block {i + 1} dW {wgr['name']}", wgr["norm"], sb["weights"][wgr["name"]], rel=REL_GRAD)
     print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}")
 
 

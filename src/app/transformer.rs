@@ -46,7 +46,7 @@ pub fn run(
         progress(i, INITS.len(), name);
         let model = Model::new(m, InitRule::parse(name)?, seed)?;
         out.push(crate::tfm::run::run(
-            backend, &model, source, &tokens, verify, None,
+            backend, &model, source, &tokens, verify, true, None,
         )?);
     }
     progress(INITS.len(), INITS.len(), "done");

@@ -281,6 +281,7 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         &source,
         &tokens,
         !a.no_verify,
+        true,
         Some(&progress),
     )?;
     drop(progress);

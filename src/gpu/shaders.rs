@@ -43,6 +43,8 @@ pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 pub const NETWORK: &str = include_str!("../../shaders/network.wgsl");
 /// A transformer's element-wise, norm, attention and loss kernels.
 pub const TRANSFORMER: &str = include_str!("../../shaders/transformer.wgsl");
+/// The transformer's backward kernels (needs [`TRANSFORMER`]).
+pub const TRANSFORMER_BWD: &str = include_str!("../../shaders/transformer_bwd.wgsl");
 /// Per-workgroup partial statistics.
 pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// Dead-unit counter.
@@ -75,6 +77,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("activation.wgsl", ACTIVATION),
     ("network.wgsl", NETWORK),
     ("transformer.wgsl", TRANSFORMER),
+    ("transformer_bwd.wgsl", TRANSFORMER_BWD),
     ("reduce.wgsl", REDUCE),
     ("dead.wgsl", DEAD),
     ("bench.wgsl", BENCH),
@@ -232,8 +235,10 @@ pub fn network_module() -> Module {
     )
 }
 
-/// The transformer kernels (`embed`, `norm`, `add_bias`, `residual`, `gelu`,
-/// `swiglu`, `rope`, `attention`, `lm_loss`; `ACT` is GELU).
+/// The transformer kernels, forward (`embed`, `norm`, `add_bias`,
+/// `residual`, `gelu_to`, `swiglu_to`, `rope`, `attention`, `lm_loss`) and
+/// backward (`copy`, `hadamard`, `dlogits`, `norm_bwd`, `swiglu_bwd`,
+/// `rope_bwd`, `att_dot`, `att_dq`, `att_dkv`, `group_sum`); `ACT` is GELU.
 pub fn transformer_module() -> Module {
     plain(
         "transformer",
@@ -241,6 +246,7 @@ pub fn transformer_module() -> Module {
             &crate::net::arith::wgsl_constants(),
             ACTIVATION,
             TRANSFORMER,
+            TRANSFORMER_BWD,
         ],
     )
 }

@@ -2,7 +2,7 @@
 //! row chunks that fit one storage binding), every activation kept on the
 //! device, one submission per block, and only the raw statistics read back.
 
-use super::{att_words, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
+use super::{att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmForm;
@@ -20,11 +20,21 @@ struct Kernels {
     norm: wgpu::ComputePipeline,
     add_bias: wgpu::ComputePipeline,
     residual: wgpu::ComputePipeline,
-    gelu: wgpu::ComputePipeline,
-    swiglu: wgpu::ComputePipeline,
+    gelu_to: wgpu::ComputePipeline,
+    swiglu_to: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     attention: wgpu::ComputePipeline,
     lm_loss: wgpu::ComputePipeline,
+    copy: wgpu::ComputePipeline,
+    hadamard: wgpu::ComputePipeline,
+    dlogits: wgpu::ComputePipeline,
+    norm_bwd: wgpu::ComputePipeline,
+    swiglu_bwd: wgpu::ComputePipeline,
+    rope_bwd: wgpu::ComputePipeline,
+    att_dot: wgpu::ComputePipeline,
+    att_dq: wgpu::ComputePipeline,
+    att_dkv: wgpu::ComputePipeline,
+    group_sum: wgpu::ComputePipeline,
 }
 
 impl Kernels {
@@ -43,11 +53,21 @@ impl Kernels {
             norm: p("norm")?,
             add_bias: p("add_bias")?,
             residual: p("residual")?,
-            gelu: p("gelu")?,
-            swiglu: p("swiglu")?,
+            gelu_to: p("gelu_to")?,
+            swiglu_to: p("swiglu_to")?,
             rope: p("rope")?,
             attention: p("attention")?,
             lm_loss: p("lm_loss")?,
+            copy: p("copy")?,
+            hadamard: p("hadamard")?,
+            dlogits: p("dlogits")?,
+            norm_bwd: p("norm_bwd")?,
+            swiglu_bwd: p("swiglu_bwd")?,
+            rope_bwd: p("rope_bwd")?,
+            att_dot: p("att_dot")?,
+            att_dq: p("att_dq")?,
+            att_dkv: p("att_dkv")?,
+            group_sum: p("group_sum")?,
         })
     }
 }
@@ -292,11 +312,329 @@ impl Pass<'_> {
     }
 }
 
-/// Runs `m` on `tokens` on the device; returns the raw results and their layout.
+/// Every activation buffer of a pass (allocated once, reused by each block).
+struct Bufs {
+    x: wgpu::Buffer,
+    hn: wgpu::Buffer,
+    qkv: wgpu::Buffer,
+    att: wgpu::Buffer,
+    br: wgpu::Buffer,
+    /// MLP pre-activations: GPT-2's c_fc output, Llama's gate.
+    z: wgpu::Buffer,
+    /// Llama's up projection.
+    u: wgpu::Buffer,
+    /// The MLP's activation output (the output projection's input).
+    f: wgpu::Buffer,
+    att_rows: wgpu::Buffer,
+    loss_rows: wgpu::Buffer,
+    recs: wgpu::Buffer,
+    tok: wgpu::Buffer,
+    cos: wgpu::Buffer,
+    sin: wgpu::Buffer,
+}
+
+/// The backward pass's buffers.
+struct Grads {
+    /// dL/d(stream).
+    dx: wgpu::Buffer,
+    /// dL/d(norm output).
+    dh: wgpu::Buffer,
+    /// dL/d(MLP activation output), then d(pre-activation) (gate for Llama).
+    df: wgpu::Buffer,
+    /// dL/d(up) (Llama).
+    du: wgpu::Buffer,
+    /// dL/d(attention output).
+    d_o: wgpu::Buffer,
+    /// dO . O per (row, head).
+    dd: wgpu::Buffer,
+    /// dL/d(q|k|v).
+    dqkv: wgpu::Buffer,
+    /// Per-head parts of dk and dv.
+    dkp: wgpu::Buffer,
+    dvp: wgpu::Buffer,
+    /// Gram matrices (rows x rows).
+    g1: wgpu::Buffer,
+    g2: wgpu::Buffer,
+    /// The stream entering each block, and after its attention addition.
+    saved: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// Attention row sums of a recomputed block (not read back).
+    scratch: wgpu::Buffer,
+}
+
+impl Pass<'_> {
+    /// `C (+)= A op(B)` with explicit strides and offsets.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_raw(
+        &self,
+        batch: &mut Batch,
+        form: GemmForm,
+        (m, n, k): (u64, u64, u64),
+        (a, lda, a_off): (&wgpu::Buffer, u64, u64),
+        (b, ldb): (&wgpu::Buffer, u64),
+        (c, ldc, c_off): (&wgpu::Buffer, u64, u64),
+        accumulate: bool,
+    ) -> Result<()> {
+        let p = GemmParams {
+            m: m as u32,
+            n: n as u32,
+            k: k as u32,
+            lda: lda as u32,
+            ldb: ldb as u32,
+            ldc: ldc as u32,
+            a_off: a_off as u32,
+            b_off: 0,
+            c_off: c_off as u32,
+            accumulate: u32::from(accumulate),
+            ..GemmParams::default()
+        };
+        self.gpu.gemm().record(batch, form, &p, a, b, c)
+    }
+
+    /// `g = A A^T` for A = columns `col .. col + width` of `a` (rows of `lda`).
+    #[allow(clippy::too_many_arguments)]
+    fn gram(
+        &self,
+        batch: &mut Batch,
+        a: &wgpu::Buffer,
+        lda: u64,
+        col: u64,
+        width: u64,
+        rows: u64,
+        g: &wgpu::Buffer,
+    ) -> Result<()> {
+        let p = GemmParams {
+            m: rows as u32,
+            n: rows as u32,
+            k: width as u32,
+            lda: lda as u32,
+            ldb: lda as u32,
+            ldc: rows as u32,
+            a_off: col as u32,
+            b_off: col as u32,
+            c_off: 0,
+            accumulate: 0,
+            ..GemmParams::default()
+        };
+        self.gpu.gemm().record(batch, GemmForm::Nt, &p, a, a, g)
+    }
+
+    /// `dX (+)= dY W` (or `dY W^T` for `[in, out]` weights): the gradient of
+    /// a linear map's input, dY being columns `col ..` of `dy` (rows of `ld`).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd(
+        &self,
+        batch: &mut Batch,
+        l: &Linear,
+        (dy, ld, col): (&wgpu::Buffer, u64, u64),
+        rows: u64,
+        dx: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
+        let t = self.tensor(&l.weight)?;
+        match self.m.weights.layout(&l.weight) {
+            Layout::OutIn => {
+                for (i, (r0, nr, w)) in t.chunks.iter().enumerate() {
+                    self.gemm_raw(
+                        batch,
+                        GemmForm::Nn,
+                        (rows, l.n_in, *nr),
+                        (dy, ld, col + r0),
+                        (w, l.n_in),
+                        (dx, l.n_in, 0),
+                        accumulate || i > 0,
+                    )?;
+                }
+            }
+            Layout::InOut => {
+                let w = self.single(&l.weight)?;
+                self.gemm_raw(
+                    batch,
+                    GemmForm::Nt,
+                    (rows, l.n_in, l.n_out),
+                    (dy, ld, col),
+                    (w, l.n_out),
+                    (dx, l.n_in, 0),
+                    accumulate,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `dx += norm'(x)^T dy` for a block norm.
+    fn norm_bwd(
+        &self,
+        batch: &mut Batch,
+        (w, _): &(String, Option<String>),
+        (x, dy, dx): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        rows: u64,
+    ) -> Result<()> {
+        let e = self.m.cfg.hidden;
+        let p = TfParams {
+            rows: rows as u32,
+            width: e as u32,
+            heads: u32::from(self.m.cfg.norm == NormKind::Rms),
+            inv_n: (1.0 / e as f64) as f32,
+            eps: self.m.cfg.eps,
+            ..TfParams::default()
+        };
+        Self::push(
+            batch,
+            &self.k.norm_bwd,
+            &p,
+            &[x, dy, self.single(w)?, dx],
+            self.ctx().dispatch_2d(rows)?,
+        );
+        Ok(())
+    }
+
+    /// Parameters of the attention kernels for `tokens`.
+    fn att_params(&self, tokens: &Tokens, hi: u64) -> TfParams {
+        let c = &self.m.cfg;
+        let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
+        TfParams {
+            rows: tokens.rows() as u32,
+            seq: tokens.seq as u32,
+            heads: h as u32,
+            kv_heads: kvh as u32,
+            head_dim: hd as u32,
+            ld: c.qkv_width() as u32,
+            q_col: 0,
+            k_col: (h * hd) as u32,
+            v_col: ((h + kvh) * hd) as u32,
+            lo: c.window as u32,
+            hi: hi as u32,
+            inv_n: c.score_scale,
+            ..TfParams::default()
+        }
+    }
+
+    /// The rotary embedding (or its backward) on the q and k columns of `buf`.
+    fn rope(
+        &self,
+        batch: &mut Batch,
+        pipe: &wgpu::ComputePipeline,
+        bufs: &Bufs,
+        buf: &wgpu::Buffer,
+        tokens: &Tokens,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        if c.inv_freq.is_empty() {
+            return Ok(());
+        }
+        let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
+        for (heads, q_col) in [(h, 0), (kvh, h * hd)] {
+            let p = TfParams {
+                rows: tokens.rows() as u32,
+                seq: tokens.seq as u32,
+                heads: heads as u32,
+                head_dim: hd as u32,
+                ld: c.qkv_width() as u32,
+                q_col: q_col as u32,
+                ..TfParams::default()
+            };
+            Self::push(
+                batch,
+                pipe,
+                &p,
+                &[buf, &bufs.cos, &bufs.sin],
+                ew_groups(self.ctx(), tokens.rows() * heads * (hd / 2))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// The attention branch from the stream `x`: hn = norm1(x), q|k|v, the
+    /// rotary embedding, attention (row sums into `sums` from word `hi`), and
+    /// the output projection into `br`.
+    fn attn_branch(
+        &self,
+        batch: &mut Batch,
+        b: &BlockNames,
+        bufs: &Bufs,
+        x: &wgpu::Buffer,
+        (sums, hi): (&wgpu::Buffer, u64),
+        tokens: &Tokens,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        let rows = tokens.rows();
+        let ld = c.qkv_width();
+        self.norm(batch, &b.ln1, x, &bufs.hn, rows)?;
+        let mut col = 0;
+        for p in &b.qkv {
+            self.gemm(batch, p, &bufs.hn, rows, &bufs.qkv, ld, col)?;
+            col += p.n_out;
+        }
+        qkv_bias(self, batch, &b.qkv, &bufs.qkv, rows, ld)?;
+        self.rope(batch, &self.k.rope, bufs, &bufs.qkv, tokens)?;
+        Self::push(
+            batch,
+            &self.k.attention,
+            &self.att_params(tokens, hi),
+            &[&bufs.qkv, &bufs.att, sums],
+            self.ctx().dispatch_2d(rows * c.heads)?,
+        );
+        self.linear(batch, &b.o, &bufs.att, rows, &bufs.br)
+    }
+
+    /// The MLP branch from the stream `x`: hn = norm2(x), the pre-activations
+    /// z (and u), the activation output f, the output projection into `br`.
+    fn mlp_branch(
+        &self,
+        batch: &mut Batch,
+        b: &BlockNames,
+        bufs: &Bufs,
+        x: &wgpu::Buffer,
+        rows: u64,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        self.norm(batch, &b.ln2, x, &bufs.hn, rows)?;
+        self.linear(batch, &b.mlp_in[0], &bufs.hn, rows, &bufs.z)?;
+        match c.mlp {
+            MlpKind::Gelu => {
+                self.ew(batch, &self.k.gelu_to, &[&bufs.z, &bufs.f], rows * c.inter)?
+            }
+            MlpKind::SwiGlu => {
+                self.linear(batch, &b.mlp_in[1], &bufs.hn, rows, &bufs.u)?;
+                self.ew(
+                    batch,
+                    &self.k.swiglu_to,
+                    &[&bufs.z, &bufs.u, &bufs.f],
+                    rows * c.inter,
+                )?;
+            }
+        }
+        self.linear(batch, &b.mlp_out, &bufs.f, rows, &bufs.br)
+    }
+
+    /// ||dW||^2 of a linear map as <X X^T, dY dY^T> into the records of `name`.
+    #[allow(clippy::too_many_arguments)]
+    fn weight_grad(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        (x, ldx, xcol, xw): (&wgpu::Buffer, u64, u64, u64),
+        (dy, ldy, ycol, yw): (&wgpu::Buffer, u64, u64, u64),
+        rows: u64,
+        rec: u64,
+        recs: &wgpu::Buffer,
+    ) -> Result<()> {
+        self.gram(batch, x, ldx, xcol, xw, rows, &g.g1)?;
+        self.gram(batch, dy, ldy, ycol, yw, rows, &g.g2)?;
+        self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
+        self.gpu
+            .kernels(Activation::Linear)?
+            .reduce(batch, &g.g1, rows * rows, rec, None, recs)
+    }
+}
+
+/// Runs `m` on `tokens` on the device (forward, and with `backward` the LM
+/// loss's backward pass); returns the raw results and their layout.
 pub fn run(
     gpu: &Gpu,
     m: &Model,
     tokens: &Tokens,
+    backward: bool,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<(RawTfm, PassLayout)> {
     let ctx = gpu.context();
@@ -307,7 +645,8 @@ pub fn run(
         .min(ctx.limits().max_buffer_size);
     let (rows, e) = (tokens.rows(), c.hidden);
     let logit_rows = (limit / (4 * c.vocab.max(1))).min(rows);
-    let layout = PassLayout::new(c, tokens, logit_rows);
+    let layout = PassLayout::new(c, tokens, logit_rows, limit, backward);
+    let backward = layout.backward;
     let mut w = HashMap::new();
     for (name, values) in &m.weights.values {
         let width = values.len() as u64 / weight_rows(m, name);
@@ -322,33 +661,80 @@ pub fn run(
     };
     let buf = |label: &str, elems: u64| storage(ctx, label, 4 * elems.max(1));
     let ids: Vec<f32> = tokens.ids.iter().map(|&t| f32::from_bits(t)).collect();
-    let tok_buf = ctx.storage_from("token ids", &ids);
-    let x = buf("stream", rows * e)?;
-    let hn = buf("norm output", rows * e)?;
-    let ld = c.qkv_width();
-    let qkv = buf("q|k|v", rows * ld)?;
-    let att = buf("attention output", rows * c.attn_width())?;
-    let br = buf("branch output", rows * e)?;
-    let f = buf("mlp hidden", rows * c.inter)?;
-    let u = if c.mlp == MlpKind::SwiGlu {
-        buf("mlp up", rows * c.inter)?
-    } else {
-        buf("unused", 1)?
-    };
-    let att_rows = buf("attention sums", att_words(c, tokens))?;
-    let loss_rows = buf("loss terms", 3 * rows)?;
-    let recs = buf(
-        "statistics records",
-        layout.total_records * crate::gpu::layout::RECORD_WORDS,
-    )?;
     let (cos, sin) = m.rope_tables(tokens.seq);
-    let (cos_b, sin_b) = (
-        ctx.storage_from("rope cos", &cos),
-        ctx.storage_from("rope sin", &sin),
-    );
+    let ld = c.qkv_width();
+    let aw = c.attn_width();
+    let bufs = Bufs {
+        x: buf("stream", rows * e)?,
+        hn: buf("norm output", rows * e)?,
+        qkv: buf("q|k|v", rows * ld)?,
+        att: buf("attention output", rows * aw)?,
+        br: buf("branch output", rows * e)?,
+        z: buf("mlp pre-activation", rows * c.inter)?,
+        u: buf(
+            "mlp up",
+            if c.mlp == MlpKind::SwiGlu {
+                rows * c.inter
+            } else {
+                1
+            },
+        )?,
+        f: buf("mlp activation", rows * c.inter)?,
+        att_rows: buf("attention sums", att_words(c, tokens))?,
+        loss_rows: buf("loss terms", 3 * rows)?,
+        recs: buf(
+            "statistics records",
+            layout.total_records * crate::gpu::layout::RECORD_WORDS,
+        )?,
+        tok: ctx.storage_from("token ids", &ids),
+        cos: ctx.storage_from("rope cos", &cos),
+        sin: ctx.storage_from("rope sin", &sin),
+    };
+    let grads = if backward {
+        let swiglu = c.mlp == MlpKind::SwiGlu;
+        Some(Grads {
+            dx: buf("stream gradient", rows * e)?,
+            dh: buf("norm output gradient", rows * e)?,
+            df: buf("mlp gradient", rows * c.inter)?,
+            du: buf("mlp up gradient", if swiglu { rows * c.inter } else { 1 })?,
+            d_o: buf("attention output gradient", rows * aw)?,
+            dd: buf("attention dO.O", rows * c.heads)?,
+            dqkv: buf("q|k|v gradient", rows * ld)?,
+            dkp: buf("dk parts", rows * aw)?,
+            dvp: buf("dv parts", rows * aw)?,
+            g1: buf("gram", rows * rows)?,
+            g2: buf("gram", rows * rows)?,
+            saved: (0..c.layers)
+                .map(|_| {
+                    Ok((
+                        buf("saved stream", rows * e)?,
+                        buf("saved stream", rows * e)?,
+                    ))
+                })
+                .collect::<Result<_>>()?,
+            scratch: buf("attention sums (recomputed)", 3 * rows * c.heads)?,
+        })
+    } else {
+        None
+    };
     let red = gpu.kernels(Activation::Linear)?;
     let n = &m.names;
+    let recs = &bufs.recs;
+    let reduce = |batch: &mut Batch, x: &wgpu::Buffer, name: &str| {
+        red.reduce(batch, x, rows * e, layout.rec(name), None, recs)
+    };
     let mut batch = Batch::default();
+    let steps = if backward { 2.0 } else { 1.0 } * c.layers as f64 + 1.0;
+    let mut done = 0.0;
+    let mut step = |batch: &mut Batch| -> Result<()> {
+        std::mem::take(batch).submit(ctx)?;
+        done += 1.0;
+        if let Some(pr) = progress {
+            ctx.wait_idle("running the transformer")?;
+            pr.update(done, steps);
+        }
+        Ok(())
+    };
 
     // Embedding, chunk by chunk of the table.
     let pos = match &n.pos {
@@ -369,173 +755,117 @@ pub fn run(
             &mut batch,
             &pass.k.embed,
             &p,
-            &[&x, chunk, &tok_buf, pos],
+            &[&bufs.x, chunk, &bufs.tok, pos],
             ew_groups(ctx, rows * e)?,
         );
     }
-    red.reduce(&mut batch, &x, rows * e, layout.rec("embed"), None, &recs)?;
-    let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
-    let layers = n.blocks.len() as f64;
+    reduce(&mut batch, &bufs.x, "embed")?;
+    let copy = |batch: &mut Batch, from: &wgpu::Buffer, to: &wgpu::Buffer| {
+        pass.ew(batch, &pass.k.copy, &[from, to], rows * e)
+    };
     for (i, b) in n.blocks.iter().enumerate() {
         let l = i + 1;
-        pass.norm(&mut batch, &b.ln1, &x, &hn, rows)?;
-        red.reduce(
-            &mut batch,
-            &hn,
-            rows * e,
-            layout.rec(&format!("{l}.ln1")),
-            None,
-            &recs,
-        )?;
-        let mut col = 0;
-        for p in &b.qkv {
-            pass.gemm(&mut batch, p, &hn, rows, &qkv, ld, col)?;
-            col += p.n_out;
+        let hi = i as u64 * 3 * rows * c.heads;
+        if let Some(g) = &grads {
+            copy(&mut batch, &bufs.x, &g.saved[i].0)?;
         }
-        qkv_bias(&pass, &mut batch, &b.qkv, &qkv, rows, ld)?;
-        if !c.inv_freq.is_empty() {
-            for (heads, q_col) in [(h, 0), (kvh, h * hd)] {
-                let p = TfParams {
-                    rows: rows as u32,
-                    seq: tokens.seq as u32,
-                    heads: heads as u32,
-                    head_dim: hd as u32,
-                    ld: ld as u32,
-                    q_col: q_col as u32,
-                    ..TfParams::default()
-                };
-                Pass::push(
-                    &mut batch,
-                    &pass.k.rope,
-                    &p,
-                    &[&qkv, &cos_b, &sin_b],
-                    ew_groups(ctx, rows * heads * (hd / 2))?,
-                );
-            }
+        pass.attn_branch(&mut batch, b, &bufs, &bufs.x, (&bufs.att_rows, hi), tokens)?;
+        reduce(&mut batch, &bufs.hn, &format!("{l}.ln1"))?;
+        reduce(&mut batch, &bufs.br, &format!("{l}.attn"))?;
+        pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+        reduce(&mut batch, &bufs.x, &format!("{l}.mid"))?;
+        if let Some(g) = &grads {
+            copy(&mut batch, &bufs.x, &g.saved[i].1)?;
         }
-        let p = TfParams {
-            rows: rows as u32,
-            seq: tokens.seq as u32,
-            heads: h as u32,
-            kv_heads: kvh as u32,
-            head_dim: hd as u32,
-            ld: ld as u32,
-            q_col: 0,
-            k_col: (h * hd) as u32,
-            v_col: ((h + kvh) * hd) as u32,
-            lo: c.window as u32,
-            hi: (i as u64 * 2 * rows * h) as u32,
-            inv_n: c.score_scale,
-            ..TfParams::default()
-        };
-        Pass::push(
-            &mut batch,
-            &pass.k.attention,
-            &p,
-            &[&qkv, &att, &att_rows],
-            ctx.dispatch_2d(rows * h)?,
-        );
-        pass.linear(&mut batch, &b.o, &att, rows, &br)?;
-        red.reduce(
-            &mut batch,
-            &br,
-            rows * e,
-            layout.rec(&format!("{l}.attn")),
-            None,
-            &recs,
-        )?;
-        pass.ew(&mut batch, &pass.k.residual, &[&x, &br], rows * e)?;
-        red.reduce(
-            &mut batch,
-            &x,
-            rows * e,
-            layout.rec(&format!("{l}.mid")),
-            None,
-            &recs,
-        )?;
-        pass.norm(&mut batch, &b.ln2, &x, &hn, rows)?;
-        red.reduce(
-            &mut batch,
-            &hn,
-            rows * e,
-            layout.rec(&format!("{l}.ln2")),
-            None,
-            &recs,
-        )?;
-        pass.linear(&mut batch, &b.mlp_in[0], &hn, rows, &f)?;
-        match c.mlp {
-            MlpKind::Gelu => pass.ew(&mut batch, &pass.k.gelu, &[&f], rows * c.inter)?,
-            MlpKind::SwiGlu => {
-                pass.linear(&mut batch, &b.mlp_in[1], &hn, rows, &u)?;
-                pass.ew(&mut batch, &pass.k.swiglu, &[&f, &u], rows * c.inter)?;
-            }
-        }
-        pass.linear(&mut batch, &b.mlp_out, &f, rows, &br)?;
-        red.reduce(
-            &mut batch,
-            &br,
-            rows * e,
-            layout.rec(&format!("{l}.mlp")),
-            None,
-            &recs,
-        )?;
-        pass.ew(&mut batch, &pass.k.residual, &[&x, &br], rows * e)?;
-        red.reduce(
-            &mut batch,
-            &x,
-            rows * e,
-            layout.rec(&format!("{l}.out")),
-            None,
-            &recs,
-        )?;
-        std::mem::take(&mut batch).submit(ctx)?;
-        if let Some(pr) = progress {
-            ctx.wait_idle("running the transformer")?;
-            pr.update(l as f64, layers + 1.0);
-        }
+        pass.mlp_branch(&mut batch, b, &bufs, &bufs.x, rows)?;
+        reduce(&mut batch, &bufs.hn, &format!("{l}.ln2"))?;
+        reduce(&mut batch, &bufs.br, &format!("{l}.mlp"))?;
+        pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+        reduce(&mut batch, &bufs.x, &format!("{l}.out"))?;
+        step(&mut batch)?;
     }
-    pass.norm(&mut batch, &n.ln_f, &x, &hn, rows)?;
-    red.reduce(&mut batch, &hn, rows * e, layout.rec("ln_f"), None, &recs)?;
+    pass.norm(&mut batch, &n.ln_f, &bufs.x, &bufs.hn, rows)?;
+    reduce(&mut batch, &bufs.hn, "ln_f")?;
     if let Some(head) = &n.head {
         let v = c.vocab;
         let logits = buf("logits", layout.logit_rows * v)?;
         let mut rec = layout.rec("logits");
+        let targets = tokens.batch * (tokens.seq - 1);
         let mut r0 = 0;
         while r0 < rows {
             let nr = layout.logit_rows.min(rows - r0);
-            for (v0, nv, chunk) in &pass.tensor(head)?.chunks {
-                let p = GemmParams {
-                    m: nr as u32,
-                    n: *nv as u32,
-                    k: e as u32,
-                    lda: e as u32,
-                    ldb: e as u32,
-                    ldc: v as u32,
-                    a_off: (r0 * e) as u32,
-                    c_off: *v0 as u32,
-                    ..GemmParams::default()
-                };
-                gpu.gemm()
-                    .record(&mut batch, GemmForm::Nt, &p, &hn, chunk, &logits)?;
+            let chunks = &pass.tensor(head)?.chunks;
+            for (v0, nv, chunk) in chunks {
+                pass.gemm_raw(
+                    &mut batch,
+                    GemmForm::Nt,
+                    (nr, *nv, e),
+                    (&bufs.hn, e, r0 * e),
+                    (chunk, e),
+                    (&logits, v, *v0),
+                    false,
+                )?;
             }
-            red.reduce(&mut batch, &logits, nr * v, rec, None, &recs)?;
+            red.reduce(&mut batch, &logits, nr * v, rec, None, recs)?;
             rec += crate::net::mirror::records(nr * v);
             let p = TfParams {
                 rows: nr as u32,
                 row0: r0 as u32,
                 width: v as u32,
                 seq: tokens.seq as u32,
+                inv_n: (1.0 / targets.max(1) as f64) as f32,
                 ..TfParams::default()
             };
             Pass::push(
                 &mut batch,
                 &pass.k.lm_loss,
                 &p,
-                &[&logits, &tok_buf, &loss_rows],
+                &[&logits, &bufs.tok, &bufs.loss_rows],
                 ctx.dispatch_2d(nr)?,
             );
-            std::mem::take(&mut batch).submit(ctx)?;
+            if let Some(g) = &grads {
+                // dL/d(logits) in place, then dL/d(final norm output) rows.
+                Pass::push(
+                    &mut batch,
+                    &pass.k.dlogits,
+                    &p,
+                    &[&logits, &bufs.loss_rows, &bufs.tok],
+                    ew_groups(ctx, nr * v)?,
+                );
+                if layout.has("dW:head") {
+                    pass.weight_grad(
+                        &mut batch,
+                        g,
+                        (&bufs.hn, e, 0, e),
+                        (&logits, v, 0, v),
+                        rows,
+                        layout.rec("dW:head"),
+                        recs,
+                    )?;
+                }
+                for (i, (v0, nv, chunk)) in chunks.iter().enumerate() {
+                    pass.gemm_raw(
+                        &mut batch,
+                        GemmForm::Nn,
+                        (nr, e, *nv),
+                        (&logits, v, *v0),
+                        (chunk, e),
+                        (&g.dh, e, r0 * e),
+                        i > 0,
+                    )?;
+                }
+            }
+            step(&mut batch)?;
             r0 += nr;
+        }
+    }
+    if let Some(g) = &grads {
+        batch.clear(&g.dx, 0, None);
+        pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;
+        reduce(&mut batch, &g.dx, "d.final")?;
+        for (i, b) in n.blocks.iter().enumerate().rev() {
+            backward_block(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
+            step(&mut batch)?;
         }
     }
     let mut enc = ctx
@@ -544,14 +874,13 @@ pub fn run(
             label: Some("transformer"),
         });
     std::mem::take(&mut batch).record(ctx, &mut enc)?;
-    let words = |b: u64| 4 * b;
     let raw_len = RawTfm::zeroed(c, tokens, &layout);
     let out = ctx.read_back(
         enc,
         &[
-            (&recs, words(raw_len.recs.len() as u64)),
-            (&att_rows, words(raw_len.att.len().max(1) as u64)),
-            (&loss_rows, words(raw_len.loss.len().max(1) as u64)),
+            (&bufs.recs, 4 * raw_len.recs.len() as u64),
+            (&bufs.att_rows, 4 * raw_len.att.len().max(1) as u64),
+            (&bufs.loss_rows, 4 * raw_len.loss.len().max(1) as u64),
         ],
     )?;
     let take = |i: usize, n: usize| -> Vec<u32> {
@@ -566,9 +895,178 @@ pub fn run(
         loss: take(2, raw_len.loss.len()),
     };
     if let Some(pr) = progress {
-        pr.update(layers + 1.0, layers + 1.0);
+        pr.update(steps, steps);
     }
     Ok((raw, layout))
+}
+
+/// One block's backward pass: `g.dx` holds dL/d(block output) and ends
+/// holding dL/d(block input); the forward quantities are recomputed from the
+/// saved streams.
+fn backward_block(
+    pass: &Pass,
+    batch: &mut Batch,
+    bufs: &Bufs,
+    g: &Grads,
+    (i, b): (usize, &BlockNames),
+    tokens: &Tokens,
+    layout: &PassLayout,
+) -> Result<()> {
+    let c = &pass.m.cfg;
+    let ctx = pass.ctx();
+    let (rows, e, inter) = (tokens.rows(), c.hidden, c.inter);
+    let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
+    let (ld, aw) = (c.qkv_width(), c.attn_width());
+    let l = i + 1;
+    let (x_in, mid) = (&g.saved[i].0, &g.saved[i].1);
+    let recs = &bufs.recs;
+    let wrec = |lin: &Linear| layout.rec(&format!("dW:{}", lin.weight));
+    let red = pass.gpu.kernels(Activation::Linear)?;
+    // MLP.
+    pass.mlp_branch(batch, b, bufs, mid, rows)?;
+    pass.weight_grad(
+        batch,
+        g,
+        (&bufs.f, inter, 0, inter),
+        (&g.dx, e, 0, e),
+        rows,
+        wrec(&b.mlp_out),
+        recs,
+    )?;
+    pass.linear_bwd(batch, &b.mlp_out, (&g.dx, e, 0), rows, &g.df, false)?;
+    match c.mlp {
+        MlpKind::Gelu => {
+            pass.gpu
+                .kernels(Activation::Gelu)?
+                .grad_mul(batch, rows * inter, &bufs.z, &g.df)?;
+            pass.weight_grad(
+                batch,
+                g,
+                (&bufs.hn, e, 0, e),
+                (&g.df, inter, 0, inter),
+                rows,
+                wrec(&b.mlp_in[0]),
+                recs,
+            )?;
+            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, &g.dh, false)?;
+        }
+        MlpKind::SwiGlu => {
+            let p = TfParams {
+                rows: 1,
+                width: (rows * inter) as u32,
+                ..TfParams::default()
+            };
+            Pass::push(
+                batch,
+                &pass.k.swiglu_bwd,
+                &p,
+                &[&bufs.z, &bufs.u, &g.df, &g.du],
+                ew_groups(ctx, rows * inter)?,
+            );
+            pass.weight_grad(
+                batch,
+                g,
+                (&bufs.hn, e, 0, e),
+                (&g.df, inter, 0, inter),
+                rows,
+                wrec(&b.mlp_in[0]),
+                recs,
+            )?;
+            pass.weight_grad(
+                batch,
+                g,
+                (&bufs.hn, e, 0, e),
+                (&g.du, inter, 0, inter),
+                rows,
+                wrec(&b.mlp_in[1]),
+                recs,
+            )?;
+            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, &g.dh, false)?;
+            pass.linear_bwd(batch, &b.mlp_in[1], (&g.du, inter, 0), rows, &g.dh, true)?;
+        }
+    }
+    pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
+    red.reduce(
+        batch,
+        &g.dx,
+        rows * e,
+        layout.rec(&format!("{l}.dmid")),
+        None,
+        recs,
+    )?;
+    // Attention.
+    pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?;
+    pass.weight_grad(
+        batch,
+        g,
+        (&bufs.att, aw, 0, aw),
+        (&g.dx, e, 0, e),
+        rows,
+        wrec(&b.o),
+        recs,
+    )?;
+    pass.linear_bwd(batch, &b.o, (&g.dx, e, 0), rows, &g.d_o, false)?;
+    let p = pass.att_params(tokens, i as u64 * 3 * rows * h);
+    let dot = TfParams { ..p };
+    Pass::push(
+        batch,
+        &pass.k.att_dot,
+        &dot,
+        &[&g.d_o, &bufs.att, &g.dd],
+        ctx.dispatch_2d((rows * h).div_ceil(64))?,
+    );
+    let groups = ctx.dispatch_2d(rows * h)?;
+    Pass::push(
+        batch,
+        &pass.k.att_dq,
+        &p,
+        &[&bufs.qkv, &g.d_o, &bufs.att_rows, &g.dd, &g.dqkv],
+        groups,
+    );
+    Pass::push(
+        batch,
+        &pass.k.att_dkv,
+        &p,
+        &[&bufs.qkv, &g.d_o, &bufs.att_rows, &g.dd, &g.dkp, &g.dvp],
+        groups,
+    );
+    for (part, col) in [(&g.dkp, h * hd), (&g.dvp, (h + kvh) * hd)] {
+        let gs = TfParams {
+            q_col: col as u32,
+            ..p
+        };
+        Pass::push(
+            batch,
+            &pass.k.group_sum,
+            &gs,
+            &[part, &g.dqkv],
+            ew_groups(ctx, rows * kvh * hd)?,
+        );
+    }
+    pass.rope(batch, &pass.k.rope_bwd, bufs, &g.dqkv, tokens)?;
+    let mut col = 0;
+    for (k, lin) in b.qkv.iter().enumerate() {
+        pass.weight_grad(
+            batch,
+            g,
+            (&bufs.hn, e, 0, e),
+            (&g.dqkv, ld, col, lin.n_out),
+            rows,
+            wrec(lin),
+            recs,
+        )?;
+        pass.linear_bwd(batch, lin, (&g.dqkv, ld, col), rows, &g.dh, k > 0)?;
+        col += lin.n_out;
+    }
+    pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
+    red.reduce(
+        batch,
+        &g.dx,
+        rows * e,
+        layout.rec(&format!("{l}.din")),
+        None,
+        recs,
+    )
 }
 
 /// Rows of a stored tensor (its first dimension; 1 for a vector).

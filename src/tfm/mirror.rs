@@ -9,7 +9,7 @@
 //!   index order, as the kernels run them;
 //! - the statistics records are `partial_stats`' ([`crate::net::mirror`]).
 
-use super::{att_words, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
+use super::{att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
 use crate::error::Result;
 use crate::gpu::layout::RED_WORKGROUP;
 
@@ -246,20 +246,21 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
                 }
                 *a = v;
             }
-            sums[2 * hh] = total.to_bits();
-            sums[2 * hh + 1] = ent.to_bits();
+            sums[3 * hh] = total.to_bits();
+            sums[3 * hh + 1] = ent.to_bits();
+            sums[3 * hh + 2] = mx.to_bits();
         }
     };
     let per = rows.div_ceil(crate::rng::cpu::threads()).max(1);
     std::thread::scope(|s| {
         for (i, (o, sm)) in out
             .chunks_mut(per * h * hd)
-            .zip(sums.chunks_mut(per * 2 * h))
+            .zip(sums.chunks_mut(per * 3 * h))
             .enumerate()
         {
             let one_row = &one_row;
             s.spawn(move || {
-                for (k, (o, sm)) in o.chunks_mut(h * hd).zip(sm.chunks_mut(2 * h)).enumerate() {
+                for (k, (o, sm)) in o.chunks_mut(h * hd).zip(sm.chunks_mut(3 * h)).enumerate() {
                     one_row(i * per + k, o, sm);
                 }
             });
@@ -307,6 +308,80 @@ fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens,
     }
 }
 
+/// The attention branch from the stream `x` (see the device's
+/// `attn_branch`): (norm1 output, q|k|v, attention output, projection).
+#[allow(clippy::type_complexity)]
+fn attn_branch<A: Arith>(
+    m: &Model,
+    b: &BlockNames,
+    x: &[f32],
+    tokens: &Tokens,
+    (cos, sin): (&[f32], &[f32]),
+    sums: &mut [u32],
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let c = &m.cfg;
+    let (rows, e, seq) = (
+        tokens.rows() as usize,
+        c.hidden as usize,
+        tokens.seq as usize,
+    );
+    let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
+    let ld = c.qkv_width() as usize;
+    let hn = norm::<A>(m, &b.ln1, x, e)?;
+    let mut qkv = vec![0f32; rows * ld];
+    let mut col = 0;
+    for p in &b.qkv {
+        let y = linear::<A>(m, p, &hn, rows)?;
+        let w = p.n_out as usize;
+        for (dst, src) in qkv.chunks_mut(ld).zip(y.chunks(w)) {
+            dst[col..col + w].copy_from_slice(src);
+        }
+        col += w;
+    }
+    if !c.inv_freq.is_empty() {
+        rope::<A>(&mut qkv, ld, 0, h, hd, seq, cos, sin);
+        rope::<A>(&mut qkv, ld, h * hd, kvh, hd, seq, cos, sin);
+    }
+    let mut att = vec![0f32; rows * h * hd];
+    attention::<A>(m, &qkv, seq, &mut att, sums);
+    let br = linear::<A>(m, &b.o, &att, rows)?;
+    Ok((hn, qkv, att, br))
+}
+
+/// The MLP branch's values (see the device's `mlp_branch`).
+struct MlpValues {
+    hn: Vec<f32>,
+    z: Vec<f32>,
+    u: Vec<f32>,
+    f: Vec<f32>,
+    br: Vec<f32>,
+}
+
+fn mlp_branch<A: Arith>(m: &Model, b: &BlockNames, x: &[f32], rows: usize) -> Result<MlpValues> {
+    let c = &m.cfg;
+    let hn = norm::<A>(m, &b.ln2, x, c.hidden as usize)?;
+    let z = linear::<A>(m, &b.mlp_in[0], &hn, rows)?;
+    let (u, f): (Vec<f32>, Vec<f32>) = match c.mlp {
+        MlpKind::Gelu => (
+            Vec::new(),
+            z.iter()
+                .map(|&v| arith::act::<A>(crate::net::act::Activation::Gelu, v))
+                .collect(),
+        ),
+        MlpKind::SwiGlu => {
+            let u = linear::<A>(m, &b.mlp_in[1], &hn, rows)?;
+            let f = z
+                .iter()
+                .zip(&u)
+                .map(|(&g, &u)| (g * sigmoid2::<A>(g).0) * u)
+                .collect();
+            (u, f)
+        }
+    };
+    let br = linear::<A>(m, &b.mlp_out, &f, rows)?;
+    Ok(MlpValues { hn, z, u, f, br })
+}
+
 /// Runs the mirror of the device's pass in arithmetic class `A`.
 pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<RawTfm> {
     let c = &m.cfg;
@@ -336,88 +411,494 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     }
     reduce::<A>(&x, None, &mut raw.recs, layout.rec("embed"));
     let (cos, sin) = m.rope_tables(tokens.seq);
-    let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
-    let ld = c.qkv_width() as usize;
     let per_layer = (att_words(c, tokens) / c.layers.max(1)) as usize;
+    let mut saved = Vec::new();
     for (i, b) in n.blocks.iter().enumerate() {
         let l = i + 1;
-        let hn = norm::<A>(m, &b.ln1, &x, e)?;
+        let x_in = layout.backward.then(|| x.clone());
+        let sums = &mut raw.att[i * per_layer..(i + 1) * per_layer];
+        let (hn, _, _, a) = attn_branch::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
         reduce::<A>(&hn, None, &mut raw.recs, layout.rec(&format!("{l}.ln1")));
-        // q|k|v rows.
-        let mut qkv = vec![0f32; rows * ld];
-        let mut col = 0;
-        for p in &b.qkv {
-            let y = linear::<A>(m, p, &hn, rows)?;
-            let w = p.n_out as usize;
-            for (dst, src) in qkv.chunks_mut(ld).zip(y.chunks(w)) {
-                dst[col..col + w].copy_from_slice(src);
-            }
-            col += w;
-        }
-        if !c.inv_freq.is_empty() {
-            rope::<A>(&mut qkv, ld, 0, h, hd, seq, &cos, &sin);
-            rope::<A>(&mut qkv, ld, h * hd, kvh, hd, seq, &cos, &sin);
-        }
-        let mut att = vec![0f32; rows * h * hd];
-        attention::<A>(
-            m,
-            &qkv,
-            seq,
-            &mut att,
-            &mut raw.att[i * per_layer..(i + 1) * per_layer],
-        );
-        let a = linear::<A>(m, &b.o, &att, rows)?;
         reduce::<A>(&a, None, &mut raw.recs, layout.rec(&format!("{l}.attn")));
         for (v, &d) in x.iter_mut().zip(&a) {
             *v += d;
         }
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.mid")));
-        let h2 = norm::<A>(m, &b.ln2, &x, e)?;
-        reduce::<A>(&h2, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
-        let mut f = linear::<A>(m, &b.mlp_in[0], &h2, rows)?;
-        match c.mlp {
-            MlpKind::Gelu => f
-                .iter_mut()
-                .for_each(|v| *v = arith::act::<A>(crate::net::act::Activation::Gelu, *v)),
-            MlpKind::SwiGlu => {
-                let u = linear::<A>(m, &b.mlp_in[1], &h2, rows)?;
-                for (g, &u) in f.iter_mut().zip(&u) {
-                    *g = (*g * sigmoid2::<A>(*g).0) * u;
-                }
-            }
+        if let Some(x_in) = x_in {
+            saved.push((x_in, x.clone()));
         }
-        let o = linear::<A>(m, &b.mlp_out, &f, rows)?;
-        reduce::<A>(&o, None, &mut raw.recs, layout.rec(&format!("{l}.mlp")));
-        for (v, &d) in x.iter_mut().zip(&o) {
+        let mv = mlp_branch::<A>(m, b, &x, rows)?;
+        reduce::<A>(&mv.hn, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
+        reduce::<A>(&mv.br, None, &mut raw.recs, layout.rec(&format!("{l}.mlp")));
+        for (v, &d) in x.iter_mut().zip(&mv.br) {
             *v += d;
         }
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
     }
     let xf = norm::<A>(m, &n.ln_f, &x, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
-    if let Some(head) = &n.head {
-        let v = c.vocab as usize;
-        let wt = transpose(m.weights.get(head)?, v, e);
-        let mut rec = layout.rec("logits");
-        let blk = layout.logit_rows as usize;
-        let mut r0 = 0;
-        while r0 < rows {
-            let nr = blk.min(rows - r0);
-            let mut logits = vec![0f32; nr * v];
-            chain::<A>(
-                nr,
-                v,
-                e,
-                &xf[r0 * e..(r0 + nr) * e],
-                &wt,
-                &mut logits,
+    let Some(head) = &n.head else {
+        return Ok(raw);
+    };
+    let v = c.vocab as usize;
+    let w_head = m.weights.get(head)?;
+    let wt = transpose(w_head, v, e);
+    let head_chunks = layout.chunks(v as u64, e as u64);
+    let mut rec = layout.rec("logits");
+    let blk = layout.logit_rows as usize;
+    let targets = (tokens.batch * (tokens.seq - 1)).max(1);
+    let inv_count = (1.0 / targets as f64) as f32;
+    let mut dxf = vec![0f32; if layout.backward { rows * e } else { 0 }];
+    let mut r0 = 0;
+    while r0 < rows {
+        let nr = blk.min(rows - r0);
+        let mut logits = vec![0f32; nr * v];
+        chain::<A>(
+            nr,
+            v,
+            e,
+            &xf[r0 * e..(r0 + nr) * e],
+            &wt,
+            &mut logits,
+            false,
+        );
+        reduce::<A>(&logits, None, &mut raw.recs, rec);
+        rec += crate::net::mirror::records((nr * v) as u64);
+        lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
+        if layout.backward {
+            dlogits::<A>(&mut logits, v, r0, tokens, &raw.loss, inv_count);
+            if layout.has("dW:head") {
+                weight_grad::<A>(
+                    (&xf, e),
+                    (&logits, v),
+                    rows,
+                    &mut raw.recs,
+                    layout.rec("dW:head"),
+                );
+            }
+            chain_split::<A>(
+                (nr, e, v),
+                &logits,
+                w_head,
+                &mut dxf[r0 * e..(r0 + nr) * e],
+                &head_chunks,
                 false,
             );
-            reduce::<A>(&logits, None, &mut raw.recs, rec);
-            rec += crate::net::mirror::records((nr * v) as u64);
-            lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
-            r0 += nr;
+        }
+        r0 += nr;
+    }
+    if layout.backward {
+        let mut dx = vec![0f32; rows * e];
+        norm_bwd::<A>(m, &n.ln_f, &x, &dxf, &mut dx)?;
+        reduce::<A>(&dx, None, &mut raw.recs, layout.rec("d.final"));
+        for (i, b) in n.blocks.iter().enumerate().rev() {
+            let sums = raw.att[i * per_layer..(i + 1) * per_layer].to_vec();
+            backward_block::<A>(
+                m,
+                (i, b),
+                &saved[i],
+                &sums,
+                &mut dx,
+                tokens,
+                layout,
+                &mut raw.recs,
+            )?;
         }
     }
     Ok(raw)
+}
+
+/// `C (+)= A B` (A: m x k, B: k x n, row-major) with k split at the chunk
+/// boundaries `splits` (each later piece's chain added to C), as the device
+/// runs a product whose B is stored in row chunks.
+fn chain_split<A: Arith>(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    splits: &[(usize, usize)],
+    accumulate: bool,
+) {
+    for (i, &(k0, nk)) in splits.iter().enumerate() {
+        let sub: Vec<f32> = if k0 == 0 && nk == k {
+            a.to_vec()
+        } else {
+            a.chunks(k)
+                .flat_map(|row| row[k0..k0 + nk].iter().copied())
+                .collect()
+        };
+        chain::<A>(
+            m,
+            n,
+            nk,
+            &sub,
+            &b[k0 * n..(k0 + nk) * n],
+            c,
+            accumulate || i > 0,
+        );
+    }
+}
+
+/// ||X^T dY||^2 as the device forms it: the Gram matrices, multiplied
+/// element by element, reduced into the records from `rec`.
+fn weight_grad<A: Arith>(
+    (x, xw): (&[f32], usize),
+    (dy, yw): (&[f32], usize),
+    rows: usize,
+    recs: &mut [u32],
+    rec: u64,
+) {
+    let gram = |a: &[f32], w: usize| {
+        let mut g = vec![0f32; rows * rows];
+        chain::<A>(rows, rows, w, a, &transpose(a, rows, w), &mut g, false);
+        g
+    };
+    let mut g1 = gram(x, xw);
+    let g2 = gram(dy, yw);
+    for (a, b) in g1.iter_mut().zip(&g2) {
+        *a *= b;
+    }
+    reduce::<A>(&g1, None, recs, rec);
+}
+
+/// The `dlogits` kernel over a block of rows from `row0`.
+fn dlogits<A: Arith>(
+    logits: &mut [f32],
+    v: usize,
+    row0: usize,
+    tokens: &Tokens,
+    loss: &[u32],
+    inv_count: f32,
+) {
+    let seq = tokens.seq as usize;
+    for (r, row) in logits.chunks_mut(v).enumerate() {
+        let gr = row0 + r;
+        if gr % seq + 1 >= seq {
+            row.fill(0.0);
+            continue;
+        }
+        let mx = f32::from_bits(loss[3 * gr]);
+        let inv = recip_split::<A>(f32::from_bits(loss[3 * gr + 1]));
+        let target = tokens.ids[gr + 1] as usize;
+        for (j, l) in row.iter_mut().enumerate() {
+            let p = exp_neg::<A>(*l - mx) * inv;
+            let one = if j == target { 1.0 } else { 0.0 };
+            *l = (p - one) * inv_count;
+        }
+    }
+}
+
+/// The `norm_bwd` kernel: `dx += norm'(x)^T dy` per row.
+fn norm_bwd<A: Arith>(
+    m: &Model,
+    (w, _): &(String, Option<String>),
+    x: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+) -> Result<()> {
+    let w = m.weights.get(w)?;
+    let n = m.cfg.hidden as usize;
+    let inv_n = (1.0 / n as f64) as f32;
+    let eps = m.cfg.eps;
+    let rms = m.cfg.norm == NormKind::Rms;
+    let wg = RED_WORKGROUP as usize;
+    let mut lanes = vec![0f32; wg];
+    for ((row, dyr), dxr) in x.chunks(n).zip(dy.chunks(n)).zip(dx.chunks_mut(n)) {
+        let lane_sum = |lanes: &mut [f32], f: &dyn Fn(usize, f32) -> f32| {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let mut s = 0f32;
+                for c in (l..n).step_by(wg) {
+                    s = f(c, s);
+                }
+                *lane = s;
+            }
+            tree_sum(lanes)
+        };
+        let mut mean = 0f32;
+        if !rms {
+            mean = lane_sum(&mut lanes, &|c, s| s + row[c]) * inv_n;
+        }
+        let d2 = lane_sum(&mut lanes, &|c, s| {
+            let d = row[c] - mean;
+            A::fma(d, d, s)
+        });
+        let inv = rsqrt_newton::<A>(A::fma(d2, inv_n, eps));
+        let mut a = 0f32;
+        if !rms {
+            a = lane_sum(&mut lanes, &|c, s| s + dyr[c] * w[c]) * inv_n;
+        }
+        let b = lane_sum(&mut lanes, &|c, s| {
+            A::fma(dyr[c] * w[c], (row[c] - mean) * inv, s)
+        }) * inv_n;
+        for c in 0..n {
+            let xh = (row[c] - mean) * inv;
+            let g = dyr[c] * w[c];
+            let t = A::fma(-xh, b, g - a);
+            dxr[c] += inv * t;
+        }
+    }
+    Ok(())
+}
+
+/// `dX (+)= dY W` (or `dY W^T` for `[in, out]` weights), dY being columns
+/// `col .. col + n_out` of `dy` (rows of `ld`).
+#[allow(clippy::too_many_arguments)]
+fn linear_bwd<A: Arith>(
+    m: &Model,
+    layout: &PassLayout,
+    l: &Linear,
+    (dy, ld, col): (&[f32], usize, usize),
+    rows: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+) -> Result<()> {
+    let w = m.weights.get(&l.weight)?;
+    let (n_in, n_out) = (l.n_in as usize, l.n_out as usize);
+    let a: Vec<f32> = dy
+        .chunks(ld)
+        .take(rows)
+        .flat_map(|row| row[col..col + n_out].iter().copied())
+        .collect();
+    match m.weights.layout(&l.weight) {
+        Layout::OutIn => chain_split::<A>(
+            (rows, n_in, n_out),
+            &a,
+            w,
+            dx,
+            &layout.chunks(n_out as u64, n_in as u64),
+            accumulate,
+        ),
+        Layout::InOut => chain::<A>(
+            rows,
+            n_in,
+            n_out,
+            &a,
+            &transpose(w, n_in, n_out),
+            dx,
+            accumulate,
+        ),
+    }
+    Ok(())
+}
+
+/// One block's backward pass (see the device's `backward_block`).
+#[allow(clippy::too_many_arguments)]
+fn backward_block<A: Arith>(
+    m: &Model,
+    (i, b): (usize, &BlockNames),
+    (x_in, mid): &(Vec<f32>, Vec<f32>),
+    sums: &[u32],
+    dx: &mut [f32],
+    tokens: &Tokens,
+    layout: &PassLayout,
+    recs: &mut [u32],
+) -> Result<()> {
+    let c = &m.cfg;
+    let (rows, e, inter) = (tokens.rows() as usize, c.hidden as usize, c.inter as usize);
+    let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
+    let (ld, aw, seq) = (
+        c.qkv_width() as usize,
+        c.attn_width() as usize,
+        tokens.seq as usize,
+    );
+    let l = i + 1;
+    let wrec = |lin: &Linear| layout.rec(&format!("dW:{}", lin.weight));
+    // MLP.
+    let mv = mlp_branch::<A>(m, b, mid, rows)?;
+    weight_grad::<A>((&mv.f, inter), (dx, e), rows, recs, wrec(&b.mlp_out));
+    let mut df = vec![0f32; rows * inter];
+    linear_bwd::<A>(m, layout, &b.mlp_out, (dx, e, 0), rows, &mut df, false)?;
+    let mut dh = vec![0f32; rows * e];
+    match c.mlp {
+        MlpKind::Gelu => {
+            for (d, &z) in df.iter_mut().zip(&mv.z) {
+                *d *= arith::dact::<A>(crate::net::act::Activation::Gelu, z);
+            }
+            weight_grad::<A>((&mv.hn, e), (&df, inter), rows, recs, wrec(&b.mlp_in[0]));
+            linear_bwd::<A>(
+                m,
+                layout,
+                &b.mlp_in[0],
+                (&df, inter, 0),
+                rows,
+                &mut dh,
+                false,
+            )?;
+        }
+        MlpKind::SwiGlu => {
+            let mut du = vec![0f32; rows * inter];
+            for k in 0..rows * inter {
+                let (g, u, da) = (mv.z[k], mv.u[k], df[k]);
+                let s = sigmoid2::<A>(g).0;
+                du[k] = da * (g * s);
+                let ds = s * A::fma(g, 1.0 - s, 1.0);
+                df[k] = (da * u) * ds;
+            }
+            weight_grad::<A>((&mv.hn, e), (&df, inter), rows, recs, wrec(&b.mlp_in[0]));
+            weight_grad::<A>((&mv.hn, e), (&du, inter), rows, recs, wrec(&b.mlp_in[1]));
+            linear_bwd::<A>(
+                m,
+                layout,
+                &b.mlp_in[0],
+                (&df, inter, 0),
+                rows,
+                &mut dh,
+                false,
+            )?;
+            linear_bwd::<A>(
+                m,
+                layout,
+                &b.mlp_in[1],
+                (&du, inter, 0),
+                rows,
+                &mut dh,
+                true,
+            )?;
+        }
+    }
+    norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
+    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
+    // Attention.
+    let (cos, sin) = m.rope_tables(tokens.seq);
+    let mut scratch = vec![0u32; 3 * rows * h];
+    let (hn, qkv, att, _) = attn_branch::<A>(m, b, x_in, tokens, (&cos, &sin), &mut scratch)?;
+    weight_grad::<A>((&att, aw), (dx, e), rows, recs, wrec(&b.o));
+    let mut d_o = vec![0f32; rows * aw];
+    linear_bwd::<A>(m, layout, &b.o, (dx, e, 0), rows, &mut d_o, false)?;
+    let dd: Vec<f32> = (0..rows * h)
+        .map(|k| {
+            let mut acc = 0f32;
+            for d in 0..hd {
+                acc = A::fma(d_o[k * hd + d], att[k * hd + d], acc);
+            }
+            acc
+        })
+        .collect();
+    let mut dqkv = vec![0f32; rows * ld];
+    let (k_col, v_col) = (h * hd, (h + kvh) * hd);
+    let (scale, window) = (c.score_scale, c.window as usize);
+    let score = |r: usize, j: usize, hh: usize, g: usize| {
+        let mut s = 0f32;
+        for d in 0..hd {
+            s = A::fma(
+                qkv[r * ld + hh * hd + d],
+                qkv[j * ld + k_col + g * hd + d],
+                s,
+            );
+        }
+        s * scale
+    };
+    let prob = |r: usize, j: usize, hh: usize, g: usize| {
+        let a = 3 * (r * h + hh);
+        let (s_sum, mx) = (f32::from_bits(sums[a]), f32::from_bits(sums[a + 2]));
+        exp_neg::<A>(score(r, j, hh, g) - mx) * recip_split::<A>(s_sum)
+    };
+    let dscore = |r: usize, j: usize, hh: usize, g: usize| {
+        let mut dp = 0f32;
+        for d in 0..hd {
+            dp = A::fma(
+                d_o[(r * h + hh) * hd + d],
+                qkv[j * ld + v_col + g * hd + d],
+                dp,
+            );
+        }
+        prob(r, j, hh, g) * (dp - dd[r * h + hh]) * scale
+    };
+    let group = h / kvh;
+    let mut dkp = vec![0f32; rows * aw];
+    let mut dvp = vec![0f32; rows * aw];
+    for r in 0..rows {
+        let t = r % seq;
+        let j0 = if window != 0 && t + 1 > window {
+            r + 1 - window
+        } else {
+            r - t
+        };
+        let mut last = r - t + seq - 1;
+        if window != 0 {
+            last = last.min(r + window - 1);
+        }
+        for hh in 0..h {
+            let g = hh / group;
+            let ds: Vec<f32> = (j0..=r).map(|j| dscore(r, j, hh, g)).collect();
+            for d in 0..hd {
+                let mut acc = 0f32;
+                for (q, &w) in ds.iter().enumerate() {
+                    acc = A::fma(w, qkv[(j0 + q) * ld + k_col + g * hd + d], acc);
+                }
+                dqkv[r * ld + hh * hd + d] = acc;
+            }
+            // r as a key row: the queries r ..= last that see it.
+            let ps: Vec<f32> = (r..=last).map(|q| prob(q, r, hh, g)).collect();
+            let dss: Vec<f32> = (r..=last).map(|q| dscore(q, r, hh, g)).collect();
+            for d in 0..hd {
+                let (mut av, mut ak) = (0f32, 0f32);
+                for (q, (&p, &w)) in ps.iter().zip(&dss).enumerate() {
+                    av = A::fma(p, d_o[((r + q) * h + hh) * hd + d], av);
+                    ak = A::fma(w, qkv[(r + q) * ld + hh * hd + d], ak);
+                }
+                dvp[(r * h + hh) * hd + d] = av;
+                dkp[(r * h + hh) * hd + d] = ak;
+            }
+        }
+    }
+    for (part, col) in [(&dkp, k_col), (&dvp, v_col)] {
+        for r in 0..rows {
+            for g in 0..kvh {
+                for d in 0..hd {
+                    let mut acc = part[(r * h + g * group) * hd + d];
+                    for e2 in 1..group {
+                        acc += part[(r * h + g * group + e2) * hd + d];
+                    }
+                    dqkv[r * ld + col + g * hd + d] = acc;
+                }
+            }
+        }
+    }
+    if !c.inv_freq.is_empty() {
+        rope_bwd::<A>(&mut dqkv, ld, 0, h, hd, seq, &cos, &sin);
+        rope_bwd::<A>(&mut dqkv, ld, k_col, kvh, hd, seq, &cos, &sin);
+    }
+    let mut col = 0;
+    let mut dh = vec![0f32; rows * e];
+    for (k, lin) in b.qkv.iter().enumerate() {
+        let w = lin.n_out as usize;
+        let cols: Vec<f32> = dqkv
+            .chunks(ld)
+            .flat_map(|row| row[col..col + w].iter().copied())
+            .collect();
+        weight_grad::<A>((&hn, e), (&cols, w), rows, recs, wrec(lin));
+        linear_bwd::<A>(m, layout, lin, (&dqkv, ld, col), rows, &mut dh, k > 0)?;
+        col += w;
+    }
+    norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
+    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
+    Ok(())
+}
+
+/// The `rope_bwd` kernel.
+#[allow(clippy::too_many_arguments)]
+fn rope_bwd<A: Arith>(
+    g: &mut [f32],
+    ld: usize,
+    col: usize,
+    heads: usize,
+    hd: usize,
+    seq: usize,
+    cos: &[f32],
+    sin: &[f32],
+) {
+    let half = hd / 2;
+    for (r, row) in g.chunks_mut(ld).enumerate() {
+        let t = r % seq;
+        for h in 0..heads {
+            for i in 0..half {
+                let (ai, bi) = (col + h * hd + i, col + h * hd + i + half);
+                let (a, b) = (row[ai], row[bi]);
+                let (c, s) = (cos[t * half + i], sin[t * half + i]);
+                row[ai] = A::fma(a, c, b * s);
+                row[bi] = A::fma(b, c, -(a * s));
+            }
+        }
+    }
 }

@@ -535,9 +535,19 @@ pub struct Names {
 impl Names {
     /// The names of `cfg`'s class.
     pub fn of(cfg: &TfmConfig, w: &Weights) -> Names {
+        Names::of_with(cfg, &|b| w.has(b))
+    }
+
+    /// The names of `cfg`'s class, without the biases (their presence is
+    /// read from the weights).
+    pub fn of_config(cfg: &TfmConfig) -> Names {
+        Names::of_with(cfg, &|_| false)
+    }
+
+    fn of_with(cfg: &TfmConfig, has: &dyn Fn(&str) -> bool) -> Names {
         let (e, hd) = (cfg.hidden, cfg.head_dim);
         let lin = |weight: String, bias: String, n_in, n_out| Linear {
-            bias: w.has(&bias).then_some(bias),
+            bias: has(&bias).then_some(bias),
             weight,
             n_in,
             n_out,
@@ -675,8 +685,13 @@ impl Model {
     }
 }
 
+/// The most rows (tokens) a backward pass takes: its weight-gradient norms
+/// use rows x rows Gram matrices (64 MiB at this size).
+pub const MAX_GRAD_ROWS: u64 = 4096;
+
 /// The statistics records of one pass: where each measured tensor's records
-/// lie. Both the device and the mirror lay them out from this.
+/// lie, and how the device cuts its products. Both the device and the mirror
+/// lay them out from this.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PassLayout {
     /// (name, first record, records, elements), in pass order.
@@ -684,6 +699,11 @@ pub struct PassLayout {
     /// Rows of logits computed at a time (the logits of a block of rows must
     /// fit one binding).
     pub logit_rows: u64,
+    /// Bytes of one storage binding: weights are stored in row chunks of at
+    /// most this, and products over a chunked dimension add their chunks.
+    pub binding: u64,
+    /// Whether the backward pass runs.
+    pub backward: bool,
     /// All records.
     pub total_records: u64,
 }
@@ -694,8 +714,16 @@ fn records(n: u64) -> u64 {
 }
 
 impl PassLayout {
-    /// The layout for `cfg` on `tokens`, with logits `logit_rows` rows at a time.
-    pub fn new(cfg: &TfmConfig, tokens: &Tokens, logit_rows: u64) -> PassLayout {
+    /// The layout for `cfg` on `tokens`, with logits `logit_rows` rows at a
+    /// time, weights in chunks of `binding` bytes, and the backward pass if
+    /// asked for and possible (an LM head, at most [`MAX_GRAD_ROWS`] rows).
+    pub fn new(
+        cfg: &TfmConfig,
+        tokens: &Tokens,
+        logit_rows: u64,
+        binding: u64,
+        backward: bool,
+    ) -> PassLayout {
         let rows = tokens.rows();
         let e = rows * cfg.hidden;
         let mut tensors = Vec::new();
@@ -721,9 +749,33 @@ impl PassLayout {
             }
             push("logits".into(), recs, rows * cfg.vocab);
         }
+        let backward = backward && cfg.head && rows <= MAX_GRAD_ROWS;
+        if backward {
+            let g = rows * rows;
+            push("d.final".into(), records(e), e);
+            if logit_rows == rows {
+                push("dW:head".into(), records(g), g);
+            }
+            let names = Names::of_config(cfg);
+            for (l, b) in (1..=cfg.layers).zip(&names.blocks) {
+                push(format!("{l}.dmid"), records(e), e);
+                push(format!("{l}.din"), records(e), e);
+                for lin in b
+                    .qkv
+                    .iter()
+                    .chain([&b.o])
+                    .chain(&b.mlp_in)
+                    .chain([&b.mlp_out])
+                {
+                    push(format!("dW:{}", lin.weight), records(g), g);
+                }
+            }
+        }
         PassLayout {
             tensors,
             logit_rows,
+            binding,
+            backward,
             total_records: at,
         }
     }
@@ -732,6 +784,21 @@ impl PassLayout {
     pub fn rec(&self, name: &str) -> u64 {
         self.tensors.iter().find(|t| t.0 == name).map_or(0, |t| t.1)
     }
+
+    /// Whether `name` has records.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors.iter().any(|t| t.0 == name)
+    }
+
+    /// The row chunks `(first row, rows)` a tensor of `rows` rows of `width`
+    /// is stored in on the device.
+    pub fn chunks(&self, rows: u64, width: u64) -> Vec<(usize, usize)> {
+        let per = (self.binding / (4 * width.max(1))).max(1);
+        (0..rows.max(1))
+            .step_by(per as usize)
+            .map(|r0| (r0 as usize, per.min(rows.max(1) - r0) as usize))
+            .collect()
+    }
 }
 
 /// A pass's raw results as the device leaves them.
@@ -739,7 +806,7 @@ impl PassLayout {
 pub struct RawTfm {
     /// Statistics records ([`RECORD_WORDS`] words each).
     pub recs: Vec<u32>,
-    /// Per layer, row and head: the softmax sum S and A = sum e (s - m).
+    /// Per layer, row and head: the softmax sum S, A = sum e (s - m), and m.
     pub att: Vec<u32>,
     /// Per row: the largest logit, the sum of e^(l - m), the next token's logit.
     pub loss: Vec<u32>,
@@ -763,9 +830,9 @@ impl RawTfm {
     }
 }
 
-/// Words of the attention row sums: 2 per layer, row and head.
+/// Words of the attention row sums: 3 per layer, row and head (S, A, m).
 pub fn att_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
-    2 * cfg.layers * tokens.rows() * cfg.heads
+    3 * cfg.layers * tokens.rows() * cfg.heads
 }
 
 /// One block's measurements.
@@ -814,6 +881,43 @@ pub struct TfmStats {
     pub loss_std: Option<f64>,
     /// Rows the loss averages.
     pub loss_rows: u64,
+    /// The backward pass's gradient norms (None: not run).
+    pub grads: Option<GradStats>,
+}
+
+/// A weight matrix's gradient norm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WeightGrad {
+    /// The tensor.
+    pub name: String,
+    /// ||dL/dW||_F.
+    pub norm: f64,
+}
+
+/// One block's gradients.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BlockGrads {
+    /// Block (1-based).
+    pub block: u64,
+    /// ||dL/dx|| for the stream entering the block.
+    pub stream_in: f64,
+    /// ||dL/dx|| for the stream after its attention addition.
+    pub stream_mid: f64,
+    /// Every weight matrix of the block.
+    pub weights: Vec<WeightGrad>,
+}
+
+/// The backward pass's measurements: Frobenius norms of the loss's
+/// gradients (the loss being the mean next-token loss).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GradStats {
+    /// ||dL/dx|| for the stream leaving the last block.
+    pub stream_out: f64,
+    /// ||dL/dW|| of the LM head (None where the logits ran in several row
+    /// blocks); a tied head's share only.
+    pub head: Option<f64>,
+    /// Per block.
+    pub blocks: Vec<BlockGrads>,
 }
 
 /// Folds raw results into statistics (host side, f64).
@@ -844,7 +948,7 @@ pub fn fold(
                 t + 1
             };
             for hh in 0..h {
-                let i = (2 * (((l - 1) * rows + r) * h + hh)) as usize;
+                let i = (3 * (((l - 1) * rows + r) * h + hh)) as usize;
                 let (s, a) = (f(raw.att[i]), f(raw.att[i + 1]));
                 let e = s.ln() - a / s;
                 let p = 1.0 / s;
@@ -893,7 +997,52 @@ pub fn fold(
             loss_std = Some(var.sqrt());
         }
     }
+    let grads = if layout.backward {
+        let norm = |name: &str| -> Result<f64> {
+            let t = stats(name)?;
+            Ok((t.mean_sq * t.count as f64).sqrt())
+        };
+        let wnorm = |name: &str| -> Result<f64> {
+            let t = stats(name)?;
+            Ok((t.mean * t.count as f64).max(0.0).sqrt())
+        };
+        let names = Names::of_config(cfg);
+        let mut blocks = Vec::new();
+        for (l, b) in (1..=cfg.layers).zip(&names.blocks) {
+            let weights = b
+                .qkv
+                .iter()
+                .chain([&b.o])
+                .chain(&b.mlp_in)
+                .chain([&b.mlp_out])
+                .map(|lin| {
+                    Ok(WeightGrad {
+                        name: lin.weight.clone(),
+                        norm: wnorm(&format!("dW:{}", lin.weight))?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            blocks.push(BlockGrads {
+                block: l,
+                stream_in: norm(&format!("{l}.din"))?,
+                stream_mid: norm(&format!("{l}.dmid"))?,
+                weights,
+            });
+        }
+        Some(GradStats {
+            stream_out: norm("d.final")?,
+            head: if layout.has("dW:head") {
+                Some(wnorm("dW:head")?)
+            } else {
+                None
+            },
+            blocks,
+        })
+    } else {
+        None
+    };
     Ok(TfmStats {
+        grads,
         embed: stats("embed")?,
         blocks,
         final_norm: stats("ln_f")?,

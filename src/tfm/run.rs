@@ -84,12 +84,13 @@ pub fn run(
     source: &str,
     tokens: &Tokens,
     verify: bool,
+    backward: bool,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<TfmReport> {
     let start = Instant::now();
     let (raw, layout, verification, not_compared, mirror_seconds) = match backend {
         Backend::Gpu(g) => {
-            let (raw, layout) = super::device::run(g, m, tokens, progress)?;
+            let (raw, layout) = super::device::run(g, m, tokens, backward, progress)?;
             let class = g.context().float_model()?.class();
             match (verify, class) {
                 (false, _) => (raw, layout, None, Some("--no-verify".to_string()), 0.0),
@@ -112,7 +113,7 @@ pub fn run(
             }
         }
         Backend::Cpu => {
-            let layout = PassLayout::new(&m.cfg, tokens, tokens.rows());
+            let layout = PassLayout::new(&m.cfg, tokens, tokens.rows(), u64::MAX / 8, backward);
             let raw = super::mirror::run_in(FmaMode::Fused, m, tokens, &layout)?;
             (
                 raw,

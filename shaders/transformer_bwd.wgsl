@@ -1,0 +1,301 @@
+// The backward pass of the transformer (needs transformer.wgsl): the LM
+// loss's gradient, the norms', SwiGLU's, the rotary embedding's and
+// attention's backward steps, and the element-wise helpers of the weight
+// gradients' norms (||X^T dY||_F^2 = <X X^T, dY dY^T>, the Gram matrices
+// multiplied element by element and summed). The same rules as the forward
+// kernels: +, -, *, explicit fma, bit operations; opaque() on every product
+// that an addition consumes; sums in a fixed order the CPU mirror follows.
+
+@group(0) @binding(5) var<storage, read_write> t5: array<f32>;
+@group(0) @binding(6) var<storage, read_write> t6: array<f32>;
+
+// 1 / x for x >= 1: the exponent split off by its bits, recip12 of the
+// fraction, the exponent subtracted from the result's field.
+fn recip_ge1(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let p = (bits >> 23u) - 127u;
+    let f = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
+    return bitcast<f32>(bitcast<u32>(recip12(f)) - (p << 23u));
+}
+
+// t2[i] = t1[i] over rows * width elements.
+@compute @workgroup_size(256)
+fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)) { return; }
+    t2[i] = t1[i];
+}
+
+// t2[i] = gelu(t1[i]).
+@compute @workgroup_size(256)
+fn gelu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)) { return; }
+    t2[i] = act(t1[i]);
+}
+
+// t3[i] = silu(t1[i]) * t2[i] (SwiGLU, keeping the gate and up inputs).
+@compute @workgroup_size(256)
+fn swiglu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)
+        || i >= arrayLength(&t3)) { return; }
+    let g = t1[i];
+    t3[i] = (g * sigmoid2(g).x) * t2[i];
+}
+
+// t1[i] *= t2[i].
+@compute @workgroup_size(256)
+fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)) { return; }
+    t1[i] = t1[i] * t2[i];
+}
+
+// The mean loss's gradient in place over a logits block t1 ([rows, width],
+// global rows row0 ..): (softmax - onehot(next token)) / N, N = inv_n's
+// reciprocal, from the row's largest logit and sum in t2 (3 words a row, as
+// lm_loss wrote them); rows at a sequence's last position get 0. t3: ids.
+@compute @workgroup_size(256)
+fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (ep.width == 0u || i >= ep.rows * ep.width || i >= arrayLength(&t1)) { return; }
+    let r = i / ep.width;
+    let c = i % ep.width;
+    let gr = ep.row0 + r;
+    if ((gr % ep.seq) + 1u >= ep.seq || 3u * gr + 2u >= arrayLength(&t2)
+        || gr + 1u >= arrayLength(&t3)) {
+        t1[i] = 0.0;
+        return;
+    }
+    let m = t2[3u * gr];
+    let inv = recip_ge1(t2[3u * gr + 1u]);
+    let p = opaque(exp_neg(t1[i] - m) * inv);
+    let one = select(0.0, 1.0, c == bitcast<u32>(t3[gr + 1u]));
+    t1[i] = (p - one) * ep.inv_n;
+}
+
+// The norm's backward for row r: t1 = its input x, t2 = dy, t3 = weight;
+// t4 += dx. The forward's mean and inverse root are recomputed by the same
+// sequence. LayerNorm: dx = inv (g - mean(g) - xh mean(g xh)), RMSNorm:
+// dx = inv (g - xh mean(g xh)), g = dy w, xh the normalised input.
+@compute @workgroup_size(RED_WG)
+fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = wid.y * nwg.x + wid.x;
+    let l = lid.x;
+    let n = ep.width;
+    if (r >= ep.rows || (r + 1u) * n > arrayLength(&t1) || (r + 1u) * n > arrayLength(&t2)
+        || n > arrayLength(&t3) || (r + 1u) * n > arrayLength(&t4)) { return; }
+    let base = r * n;
+    let rms = (ep.heads & NORM_RMS) != 0u;
+    var mean = 0.0;
+    if (!rms) {
+        var s = 0.0;
+        for (var c = l; c < n; c += RED_WG) { s = s + t1[base + c]; }
+        wg_f[l] = s;
+        mean = opaque(tree_sum(l) * ep.inv_n);
+    }
+    var d2 = 0.0;
+    for (var c = l; c < n; c += RED_WG) {
+        let d = t1[base + c] - mean;
+        d2 = fma(d, d, d2);
+    }
+    wg_f[l] = d2;
+    let inv = rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps));
+    var a = 0.0;
+    if (!rms) {
+        var s1 = 0.0;
+        for (var c = l; c < n; c += RED_WG) { s1 = s1 + opaque(t2[base + c] * t3[c]); }
+        wg_f[l] = s1;
+        a = opaque(tree_sum(l) * ep.inv_n);
+    }
+    var s2 = 0.0;
+    for (var c = l; c < n; c += RED_WG) {
+        let xh = (t1[base + c] - mean) * inv;
+        s2 = fma(opaque(t2[base + c] * t3[c]), xh, s2);
+    }
+    wg_f[l] = s2;
+    let b = opaque(tree_sum(l) * ep.inv_n);
+    for (var c = l; c < n; c += RED_WG) {
+        let xh = (t1[base + c] - mean) * inv;
+        let g = opaque(t2[base + c] * t3[c]);
+        let t = fma(-xh, b, g - a);
+        t4[base + c] = t4[base + c] + opaque(inv * t);
+    }
+}
+
+// SwiGLU's backward: t1 = gate pre-activation g, t2 = up u, t3 = da (in;
+// out: dg), t4 = du. silu'(g) = s (1 + g (1 - s)), s = sigmoid(g).
+@compute @workgroup_size(256)
+fn swiglu_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+              @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    if (i >= ep.rows * ep.width || i >= arrayLength(&t1) || i >= arrayLength(&t2)
+        || i >= arrayLength(&t3) || i >= arrayLength(&t4)) { return; }
+    let g = t1[i];
+    let s = opaque(sigmoid2(g).x);
+    let da = t3[i];
+    t4[i] = da * (g * s);
+    let ds = s * fma(g, 1.0 - s, 1.0);
+    t3[i] = (da * t2[i]) * ds;
+}
+
+// The rotary embedding's backward (the rotation's transpose), laid out as
+// `rope`: t1 = gradients in place, t2 = cos, t3 = sin.
+@compute @workgroup_size(256)
+fn rope_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = flat(wid, lid, nwg);
+    let half = ep.head_dim / 2u;
+    if (half == 0u || idx >= ep.rows * ep.heads * half) { return; }
+    let r = idx / (ep.heads * half);
+    let h = (idx / half) % ep.heads;
+    let i = idx % half;
+    let a_at = r * ep.ld + ep.q_col + h * ep.head_dim + i;
+    let b_at = a_at + half;
+    let t_at = (r % ep.seq) * half + i;
+    if (b_at >= arrayLength(&t1) || t_at >= arrayLength(&t2) || t_at >= arrayLength(&t3)) { return; }
+    let a = t1[a_at];
+    let b = t1[b_at];
+    let c = t2[t_at];
+    let s = t3[t_at];
+    t1[a_at] = fma(a, c, b * s);
+    t1[b_at] = fma(b, c, -(a * s));
+}
+
+// D[r, h] = dO_r,h . O_r,h (ascending d): t1 = dO, t2 = O, t3 = D. One
+// invocation per (row, head).
+@compute @workgroup_size(64)
+fn att_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = (wid.y * nwg.x + wid.x) * 64u + lid.x;
+    let hd = ep.head_dim;
+    if (idx >= ep.rows * ep.heads || (idx + 1u) * hd > arrayLength(&t1)
+        || (idx + 1u) * hd > arrayLength(&t2) || idx >= arrayLength(&t3)) { return; }
+    var acc = 0.0;
+    for (var d = 0u; d < hd; d++) { acc = fma(t1[idx * hd + d], t2[idx * hd + d], acc); }
+    t3[idx] = acc;
+}
+
+// The probability of key j for query row i of head h, recomputed from the
+// forward's largest score and sum (t3 words hi + 3 (i heads + h)).
+fn prob(i: u32, j: u32, h: u32, g: u32) -> f32 {
+    let a = ep.hi + 3u * (i * ep.heads + h);
+    return opaque(exp_neg(score(i, j, h, g) - t3[a + 2u]) * recip_ge1(t3[a]));
+}
+
+// dS_ij / scale-free part: p_ij (dO_i . v_j - D_i) times the scale: t2 = dO,
+// t4 = D.
+fn dscore(i: u32, j: u32, h: u32, g: u32) -> f32 {
+    let hd = ep.head_dim;
+    let o = (i * ep.heads + h) * hd;
+    let v = j * ep.ld + ep.v_col + g * hd;
+    var dp = 0.0;
+    for (var d = 0u; d < hd; d++) { dp = fma(t2[o + d], t1[v + d], dp); }
+    return opaque(prob(i, j, h, g) * (dp - t4[i * ep.heads + h]) * ep.inv_n);
+}
+
+// The first key row query row r sees, and how many (the forward's window).
+fn key_range(r: u32) -> vec2<u32> {
+    let t = r % ep.seq;
+    var j0 = r - t;
+    if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
+    return vec2<u32>(j0, r + 1u - j0);
+}
+
+// dq for (row r, head h): sum over its keys j (ascending) of dS_rj k_j; t1 =
+// q|k|v, t2 = dO, t3 = the forward's row sums, t4 = D, t5 = dq|dk|dv (the q
+// columns written). One workgroup of ATT_WG lanes per (row, head).
+@compute @workgroup_size(ATT_WG)
+fn att_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+          @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = wid.y * nwg.x + wid.x;
+    let l = lid.x;
+    let hd = ep.head_dim;
+    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
+    let r = idx / ep.heads;
+    let h = idx % ep.heads;
+    let g = h / (ep.heads / ep.kv_heads);
+    let kr = key_range(r);
+    if (kr.y > MAX_KEYS || (r + 1u) * ep.ld > arrayLength(&t1) || (r + 1u) * ep.ld > arrayLength(&t5)
+        || (idx + 1u) * hd > arrayLength(&t2) || idx >= arrayLength(&t4)
+        || ep.hi + 3u * idx + 3u > arrayLength(&t3)) { return; }
+    for (var i = l; i < kr.y; i += ATT_WG) { att_s[i] = dscore(r, kr.x + i, h, g); }
+    workgroupBarrier();
+    for (var d = l; d < hd; d += ATT_WG) {
+        var acc = 0.0;
+        for (var i = 0u; i < kr.y; i++) {
+            acc = fma(att_s[i], t1[(kr.x + i) * ep.ld + ep.k_col + g * hd + d], acc);
+        }
+        t5[r * ep.ld + ep.q_col + h * hd + d] = acc;
+    }
+}
+
+// dk and dv of key row j from query head h alone (the group's heads are
+// summed by group_sum): dv = sum_i p_ij dO_i, dk = sum_i dS_ij q_i over the
+// query rows i that see j, ascending. t5 = dk parts, t6 = dv parts, both
+// [rows, heads * head_dim]. One workgroup of ATT_WG lanes per (row, head).
+@compute @workgroup_size(ATT_WG)
+fn att_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = wid.y * nwg.x + wid.x;
+    let l = lid.x;
+    let hd = ep.head_dim;
+    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
+    let j = idx / ep.heads;
+    let h = idx % ep.heads;
+    let g = h / (ep.heads / ep.kv_heads);
+    let t = j % ep.seq;
+    var last = j - t + ep.seq - 1u;
+    if (ep.lo != 0u) { last = min(last, j + ep.lo - 1u); }
+    let nq = last + 1u - j;
+    if (nq > MAX_KEYS || (last + 1u) * ep.ld > arrayLength(&t1)
+        || (last + 1u) * ep.heads * hd > arrayLength(&t2) || (last + 1u) * ep.heads > arrayLength(&t4)
+        || ep.hi + 3u * ((last + 1u) * ep.heads) > arrayLength(&t3)
+        || (idx + 1u) * hd > arrayLength(&t5) || (idx + 1u) * hd > arrayLength(&t6)) { return; }
+    for (var i = l; i < nq; i += ATT_WG) { att_s[i] = prob(j + i, j, h, g); }
+    workgroupBarrier();
+    for (var d = l; d < hd; d += ATT_WG) {
+        var acc = 0.0;
+        for (var i = 0u; i < nq; i++) {
+            acc = fma(att_s[i], t2[((j + i) * ep.heads + h) * hd + d], acc);
+        }
+        t6[idx * hd + d] = acc;
+    }
+    workgroupBarrier();
+    for (var i = l; i < nq; i += ATT_WG) { att_s[i] = dscore(j + i, j, h, g); }
+    workgroupBarrier();
+    for (var d = l; d < hd; d += ATT_WG) {
+        var acc = 0.0;
+        for (var i = 0u; i < nq; i++) {
+            acc = fma(att_s[i], t1[(j + i) * ep.ld + ep.q_col + h * hd + d], acc);
+        }
+        t5[idx * hd + d] = acc;
+    }
+}
+
+// Sums the per-head parts t1 ([rows, heads * head_dim]) over each key/value
+// head's group, ascending, into columns q_col + g head_dim .. of t2 (row
+// stride ld). One invocation per (row, kv head, d).
+@compute @workgroup_size(256)
+fn group_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = flat(wid, lid, nwg);
+    let hd = ep.head_dim;
+    if (ep.kv_heads == 0u || idx >= ep.rows * ep.kv_heads * hd) { return; }
+    let r = idx / (ep.kv_heads * hd);
+    let g = (idx / hd) % ep.kv_heads;
+    let d = idx % hd;
+    let rep = ep.heads / ep.kv_heads;
+    let dst = r * ep.ld + ep.q_col + g * hd + d;
+    if ((r + 1u) * ep.heads * hd > arrayLength(&t1) || dst >= arrayLength(&t2)) { return; }
+    var acc = t1[(r * ep.heads + g * rep) * hd + d];
+    for (var e = 1u; e < rep; e++) { acc = acc + t1[(r * ep.heads + g * rep + e) * hd + d]; }
+    t2[dst] = acc;
+}
