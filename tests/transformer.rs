@@ -381,3 +381,48 @@ fn demo_model_compares_the_inits_and_writes_the_picture() {
         common::stderr(&o)
     );
 }
+
+#[test]
+fn the_backward_pass_reports_every_weight_matrix_and_can_be_left_out() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, LLAMA).expect("config");
+    let report = |extra: &[&str]| -> serde_json::Value {
+        let json = dir.path().join("r.json");
+        let mut args = vec![
+            "forward",
+            "--config",
+            cfg.to_str().expect("utf8"),
+            "--seq",
+            "6",
+            "--force",
+            "--json",
+            json.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        let o = common::run(&args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parses")
+    };
+    let r = report(&[]);
+    let g = &r["stats"]["grads"];
+    let blocks = g["blocks"].as_array().expect("blocks");
+    assert_eq!(blocks.len(), 2);
+    for b in blocks {
+        // q, k, v, o, gate, up, down: every weight matrix, each gradient
+        // finite and non-zero.
+        let w = b["weights"].as_array().expect("weights");
+        assert_eq!(w.len(), 7, "{b}");
+        for x in w
+            .iter()
+            .map(|w| &w["norm"])
+            .chain([&b["stream_in"], &b["stream_mid"]])
+        {
+            let v = x.as_f64().expect("number");
+            assert!(v.is_finite() && v > 0.0, "{b}");
+        }
+    }
+    assert!(g["head"].as_f64().is_some_and(|h| h > 0.0), "{g}");
+    let r = report(&["--no-backward"]);
+    assert!(r["stats"]["grads"].is_null());
+}

@@ -70,6 +70,9 @@ pub(crate) struct ForwardArgs {
     /// Tokens per sequence of the transformer pass.
     #[arg(long, default_value_t = 128)]
     seq: u64,
+    /// Transformer: run the forward pass only (no gradients).
+    #[arg(long)]
+    no_backward: bool,
     /// Token ids from a .npy integer file of shape (batch, seq) (sets both);
     /// default: uniform random ids from the seed.
     #[arg(long, value_name = "FILE.npy", conflicts_with_all = ["widths", "input"])]
@@ -281,7 +284,7 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         &source,
         &tokens,
         !a.no_verify,
-        true,
+        !a.no_backward,
         Some(&progress),
     )?;
     drop(progress);

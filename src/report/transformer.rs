@@ -4,14 +4,17 @@ use crate::tfm::run::TfmReport;
 use std::fmt::Write;
 
 /// The per-block table: each block's norm output, branches and stream, the
-/// branch-to-stream ratios and attention's entropy (every block up to 24,
-/// else about 16 of them).
+/// branch-to-stream ratios, attention's entropy, and with the backward pass
+/// the loss gradient's norm at the block's input and the largest weight
+/// gradient's norm (every block up to 24, else about 16 of them). At most
+/// 100 columns.
 pub fn blocks_table(r: &TfmReport) -> String {
     let s = &r.stats;
+    let grads = s.grads.as_ref();
     let mut t = String::new();
-    let _ = writeln!(
+    let _ = write!(
         t,
-        "{:>6}{:>10}{:>10}{:>10}{:>10}{:>10}{:>8}{:>8}{:>9}{:>7}",
+        "{:>5}{:>10}{:>10}{:>10}{:>10}{:>10}{:>7}{:>7}{:>8}",
         "block",
         "Var(ln)",
         "Var(attn)",
@@ -20,26 +23,29 @@ pub fn blocks_table(r: &TfmReport) -> String {
         "Var(x)",
         "attn/x",
         "mlp/x",
-        "entropy",
-        "max p"
+        "entropy"
     );
+    if grads.is_some() {
+        let _ = write!(t, "{:>9}{:>9}", "|dL/dx|", "max|dW|");
+    }
+    let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "{:>6}{:>10}{:>10}{:>10.3e}",
+        "{:>5}{:>10}{:>10}{:>10.2e}",
         "embed", "", "", s.embed.var
     );
     let n = s.blocks.len();
     let step = if n <= 24 { 1 } else { n.div_ceil(16) };
     let mut before = s.embed.var;
-    for b in &s.blocks {
+    for (i, b) in s.blocks.iter().enumerate() {
         let (attn_ratio, mlp_ratio) = (b.attn.var / before, b.mlp.var / b.mid.var);
         before = b.out.var;
         if !(b.block == 1 || (b.block as usize).is_multiple_of(step) || b.block as usize == n) {
             continue;
         }
-        let _ = writeln!(
+        let _ = write!(
             t,
-            "{:>6}{:>10.3e}{:>10.3e}{:>10.3e}{:>10.3e}{:>10.3e}{:>8.2}{:>8.2}{:>9.3}{:>7.3}",
+            "{:>5}{:>10.2e}{:>10.2e}{:>10.2e}{:>10.2e}{:>10.2e}{:>7.2}{:>7.2}{:>8.3}",
             b.block,
             b.norm.var,
             b.attn.var,
@@ -49,8 +55,12 @@ pub fn blocks_table(r: &TfmReport) -> String {
             attn_ratio,
             mlp_ratio,
             b.entropy_ratio,
-            b.max_prob
         );
+        if let Some(g) = grads.and_then(|g| g.blocks.get(i)) {
+            let max = g.weights.iter().map(|w| w.norm).fold(0.0f64, f64::max);
+            let _ = write!(t, "{:>9.2e}{:>9.2e}", g.stream_in, max);
+        }
+        let _ = writeln!(t);
     }
     t
 }
@@ -73,6 +83,16 @@ pub fn verdict_lines(r: &TfmReport) -> String {
     }
     if let Some(l) = &s.logits {
         let _ = writeln!(t, "logits: std {:.4}, mean {:+.2e}", l.var.sqrt(), l.mean);
+    }
+    if let (Some(g), Some(first)) = (&s.grads, s.grads.as_ref().and_then(|g| g.blocks.first())) {
+        let _ = writeln!(
+            t,
+            "loss gradient: ||dL/dx|| {:.3e} after the last block -> {:.3e} entering block 1 (x{:.3}){}",
+            g.stream_out,
+            first.stream_in,
+            first.stream_in / g.stream_out,
+            g.head.map_or(String::new(), |h| format!("; ||dL/dW|| of the head {h:.3e}"))
+        );
     }
     if !r.mlp_checks.is_empty() {
         let inside = r.mlp_checks.iter().filter(|c| c.pass).count();
@@ -132,8 +152,9 @@ pub fn verdict_lines(r: &TfmReport) -> String {
 
 /// The picture: the residual stream's variance after each block (block 0:
 /// the embeddings), the attention and MLP branches' variances (the MLP's
-/// mean-field prediction dashed), and attention's entropy relative to
-/// uniform, one colour per init.
+/// mean-field prediction dashed), attention's entropy relative to uniform,
+/// and with the backward pass the loss gradient entering each block and the
+/// MLP output projection's weight gradient, one colour per init.
 pub fn variance_svg(reports: &[TfmReport]) -> String {
     use super::plot::{color, log_plot_svg, Panel, Series};
     let line = |label: &str, c: &str, dashed: bool, points: Vec<(f64, f64)>| Series {
@@ -148,6 +169,8 @@ pub fn variance_svg(reports: &[TfmReport]) -> String {
         "attention branch Var (before its addition)",
         "MLP branch E[y^2] (dashed: mean field)",
         "attention entropy / ln(keys)",
+        "loss gradient ||dL/dx|| entering each block",
+        "||dL/dW|| of each block's MLP output projection",
     ]
     .iter()
     .map(|t| Panel {
@@ -186,6 +209,26 @@ pub fn variance_svg(reports: &[TfmReport]) -> String {
         panels[3]
             .series
             .push(line(&r.init, &c, false, at(&|x| x.entropy_ratio)));
+        if let Some(g) = &r.stats.grads {
+            let pts = g
+                .blocks
+                .iter()
+                .map(|b| (b.block as f64, b.stream_in))
+                .chain(std::iter::once((g.blocks.len() as f64 + 1.0, g.stream_out)))
+                .collect();
+            panels[4].series.push(line(&r.init, &c, false, pts));
+            let pts = g
+                .blocks
+                .iter()
+                .map(|b| {
+                    (
+                        b.block as f64,
+                        b.weights.last().map_or(f64::NAN, |w| w.norm),
+                    )
+                })
+                .collect();
+            panels[5].series.push(line(&r.init, &c, false, pts));
+        }
     }
     let title = reports.first().map_or(String::new(), |r| {
         format!(
@@ -193,6 +236,7 @@ pub fn variance_svg(reports: &[TfmReport]) -> String {
             r.class, r.layers, r.hidden, r.batch, r.seq
         )
     });
+    panels.retain(|p| !p.series.is_empty());
     log_plot_svg(&title, &panels, 2)
 }
 
