@@ -60,10 +60,20 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert!(s.loss.is_some_and(f64::is_finite), "{name}: {s:?}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
-        // A one-row logits block lays the records out differently, and the
-        // mirror follows it.
-        let small = PassLayout::new(&m.cfg, &tokens, 1, 1 << 12, true);
-        assert!(small.total_records >= layout.total_records);
+        // Tensors cut into 2 KiB chunks: every weight matrix, the
+        // embedding and the head in several pieces, the logits in row blocks
+        // (so products over a chunked dimension add their pieces), and the
+        // mirror follows the same cuts.
+        let (dev, layout) =
+            tfm::device::run_chunked(&gpu, &m, &tokens, true, None, Some(2048)).expect("chunked");
+        assert!(layout.logit_rows < tokens.rows(), "{name}");
+        assert!(
+            layout.chunks(m.cfg.hidden, m.cfg.hidden).len() > 1,
+            "{name}"
+        );
+        let cpu = mirror::run_in(class, &m, &tokens, &layout).expect("mirror");
+        let c = tfm::compare(&dev, &cpu);
+        assert!(c.identical(), "{name}, chunked: {c:?}");
     }
 }
 

@@ -1,6 +1,9 @@
-//! The transformer pass on a GPU: the weights uploaded once (each tensor in
-//! row chunks that fit one storage binding), every activation kept on the
-//! device, one submission per block, and only the raw statistics read back.
+//! The transformer pass on a GPU: the small tensors and the embedding tables
+//! uploaded once (each in row chunks that fit one storage binding), each
+//! block's weight matrices drawn on the device by its generator when the
+//! block runs (and again for its backward step) into one block's worth of
+//! buffers, every activation kept on the device, one submission per block,
+//! and only the raw statistics read back.
 
 use super::{att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
 use crate::backend::Gpu;
@@ -114,7 +117,16 @@ struct Pass<'a> {
     gpu: &'a Gpu,
     k: Kernels,
     m: &'a Model,
+    /// The resident tensors (embeddings, norms, biases, the head).
     w: HashMap<String, Uploaded>,
+    /// One block's weight matrices, in [`BlockNames::linears`] order, drawn
+    /// into these buffers by the device's generator when a block runs.
+    slots: Vec<Uploaded>,
+    /// The block whose matrices the slots hold.
+    loaded: std::cell::Cell<Option<usize>>,
+    /// Bytes of one chunk of a tensor (a storage binding, and one
+    /// generation request).
+    limit: u64,
     dummy: wgpu::Buffer,
 }
 
@@ -145,9 +157,72 @@ impl Pass<'_> {
 
     fn tensor(&self, name: &str) -> Result<&Uploaded> {
         let name = self.m.weights.tied.get(name).map_or(name, String::as_str);
-        self.w
-            .get(name)
-            .ok_or_else(|| Error::internal("transformer pass", format!("'{name}' not uploaded")))
+        if let Some(t) = self.w.get(name) {
+            return Ok(t);
+        }
+        self.loaded
+            .get()
+            .and_then(|i| {
+                self.m.names.blocks[i]
+                    .linears()
+                    .position(|l| l.weight == name)
+            })
+            .and_then(|p| self.slots.get(p))
+            .ok_or_else(|| {
+                Error::internal("transformer pass", format!("'{name}' is not on the device"))
+            })
+    }
+
+    /// Draws block `i`'s weight matrices into the slots with the device's
+    /// generator (the bits the CPU's integer program gives).
+    fn load_block(&self, batch: &mut Batch, i: usize) -> Result<()> {
+        let gen = self.gpu.generator();
+        for (lin, slot) in self.m.names.blocks[i].linears().zip(&self.slots) {
+            let source = self.m.weights.source(&lin.weight).ok_or_else(|| {
+                Error::internal(
+                    "transformer pass",
+                    format!("no source for '{}'", lin.weight),
+                )
+            })?;
+            let width = lin.n_in * lin.n_out / weight_rows(self.m, &lin.weight);
+            for (r0, nr, buf) in &slot.chunks {
+                let count = nr * width;
+                match source {
+                    super::Source::Const(v) => {
+                        let bytes: Vec<u8> = (0..count).flat_map(|_| v.to_le_bytes()).collect();
+                        batch.write(buf, 0, &bytes);
+                    }
+                    super::Source::Draw {
+                        dist,
+                        scale,
+                        seed,
+                        tensor_id,
+                        zero_rows,
+                    } => {
+                        let kernel = crate::gpu::Kernel::Dist(*dist);
+                        let opts = self
+                            .gpu
+                            .gemm()
+                            .generation_for(gen, kernel, count)?
+                            .apply(crate::gpu::GenOptions::default());
+                        let req = crate::gpu::GenRequest {
+                            kernel,
+                            seed: *seed,
+                            tensor_id: *tensor_id,
+                            start: r0 * width,
+                            count,
+                            scale: *scale,
+                        };
+                        gen.encode_into(batch, &req, buf, &opts)?;
+                        for &z in zero_rows.iter().filter(|&&z| z >= *r0 && z < r0 + nr) {
+                            batch.clear(buf, 4 * (z - r0) * width, Some(4 * width));
+                        }
+                    }
+                }
+            }
+        }
+        self.loaded.set(Some(i));
+        Ok(())
     }
 
     fn single(&self, name: &str) -> Result<&wgpu::Buffer> {
@@ -156,16 +231,11 @@ impl Pass<'_> {
             [(_, _, b)] => Ok(b),
             _ => Err(Error::LimitExceeded {
                 what: format!("tensor '{name}' (bytes; it must fit one storage binding)"),
-                got: 4 * self.m.weights.get(name)?.len() as u64,
-                max: self.limit(),
+                got: 4 * self.m.weights.shape(name).map_or(0, |s| s.iter().product()),
+                max: self.limit,
                 hint: String::new(),
             }),
         }
-    }
-
-    fn limit(&self) -> u64 {
-        let l = self.ctx().limits();
-        l.max_storage_buffer_binding_size.min(l.max_buffer_size)
     }
 
     /// `out[:, col .. col + n_out] = x W^T (or x W)`, rows of `ldc`.
@@ -637,26 +707,77 @@ pub fn run(
     backward: bool,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<(RawTfm, PassLayout)> {
+    run_chunked(gpu, m, tokens, backward, progress, None)
+}
+
+/// [`run`] with tensors cut into chunks of at most `chunk_bytes` (for tests:
+/// small chunks exercise every chunked product on small models).
+#[doc(hidden)]
+pub fn run_chunked(
+    gpu: &Gpu,
+    m: &Model,
+    tokens: &Tokens,
+    backward: bool,
+    progress: Option<&crate::progress::Progress>,
+    chunk_bytes: Option<u64>,
+) -> Result<(RawTfm, PassLayout)> {
     let ctx = gpu.context();
     let c = &m.cfg;
-    let limit = ctx
-        .limits()
-        .max_storage_buffer_binding_size
-        .min(ctx.limits().max_buffer_size);
+    // One chunk: a storage binding that one generation request fills.
+    let device = 4 * gpu
+        .generator()
+        .chunk_limit(&crate::gpu::GenOptions::default())?;
+    let limit = chunk_bytes.map_or(device, |b| b.clamp(4, device));
     let (rows, e) = (tokens.rows(), c.hidden);
     let logit_rows = (limit / (4 * c.vocab.max(1))).min(rows);
     let layout = PassLayout::new(c, tokens, logit_rows, limit, backward);
     let backward = layout.backward;
+    // The embedding table and the head are read chunk by chunk; every other
+    // resident tensor is one binding.
+    let chunked: Vec<&str> = [Some(&m.names.tok), m.names.head.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|n| m.weights.tied.get(n).map_or(n.as_str(), String::as_str))
+        .collect();
     let mut w = HashMap::new();
     for (name, values) in &m.weights.values {
         let width = values.len() as u64 / weight_rows(m, name);
-        w.insert(name.clone(), upload(ctx, name, values, width, limit)?);
+        let cut = if chunked.contains(&name.as_str()) {
+            limit
+        } else {
+            device
+        };
+        w.insert(name.clone(), upload(ctx, name, values, width, cut)?);
+    }
+    // Slots for one block's matrices (every block has the same shapes).
+    let mut slots = Vec::new();
+    if let Some(b) = m.names.blocks.first() {
+        for lin in b.linears() {
+            let rows_w = weight_rows(m, &lin.weight);
+            let width = lin.n_in * lin.n_out / rows_w;
+            // [in, out] matrices (GPT-2's Conv1D) are multiplied whole.
+            let cuts = match m.weights.layout(&lin.weight) {
+                Layout::OutIn => layout.chunks(rows_w, width),
+                Layout::InOut => vec![(0, rows_w as usize)],
+            };
+            let chunks = cuts
+                .into_iter()
+                .map(|(r0, nr)| {
+                    let buf = storage(ctx, &lin.weight, 4 * (nr as u64 * width).max(1))?;
+                    Ok((r0 as u64, nr as u64, buf))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            slots.push(Uploaded { chunks });
+        }
     }
     let pass = Pass {
         gpu,
         k: Kernels::new(ctx)?,
         m,
         w,
+        slots,
+        loaded: std::cell::Cell::new(None),
+        limit,
         dummy: ctx.storage_from("unused", &[0.0]),
     };
     let buf = |label: &str, elems: u64| storage(ctx, label, 4 * elems.max(1));
@@ -766,6 +887,7 @@ pub fn run(
     for (i, b) in n.blocks.iter().enumerate() {
         let l = i + 1;
         let hi = i as u64 * 3 * rows * c.heads;
+        pass.load_block(&mut batch, i)?;
         if let Some(g) = &grads {
             copy(&mut batch, &bufs.x, &g.saved[i].0)?;
         }
@@ -864,6 +986,7 @@ pub fn run(
         pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;
         reduce(&mut batch, &g.dx, "d.final")?;
         for (i, b) in n.blocks.iter().enumerate().rev() {
+            pass.load_block(&mut batch, i)?;
             backward_block(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
             step(&mut batch)?;
         }
@@ -1104,7 +1227,7 @@ fn qkv_bias(
     }
     let mut all = Vec::with_capacity(ld as usize);
     for b in with {
-        all.extend_from_slice(pass.m.weights.get(b)?);
+        all.extend_from_slice(&pass.m.weights.get(b)?);
     }
     let b = pass.ctx().storage_from("q|k|v bias", &all);
     pass.add_bias(batch, out, rows, &b, ld)

@@ -30,7 +30,7 @@ pub fn run_in(class: FmaMode, m: &Model, tokens: &Tokens, layout: &PassLayout) -
 
 /// `x W^T` or `x W` (by the weight's layout) plus the bias: rows x n_out.
 fn linear<A: Arith>(m: &Model, l: &Linear, x: &[f32], rows: usize) -> Result<Vec<f32>> {
-    let w = m.weights.get(&l.weight)?;
+    let w = &*m.weights.get(&l.weight)?;
     let (k, n) = (l.n_in as usize, l.n_out as usize);
     let mut y = vec![0f32; rows * n];
     match m.weights.layout(&l.weight) {
@@ -38,7 +38,7 @@ fn linear<A: Arith>(m: &Model, l: &Linear, x: &[f32], rows: usize) -> Result<Vec
         Layout::OutIn => chain::<A>(rows, n, k, x, &transpose(w, n, k), &mut y, false),
     }
     if let Some(b) = &l.bias {
-        add_bias(&mut y, m.weights.get(b)?);
+        add_bias(&mut y, &m.weights.get(b)?);
     }
     Ok(y)
 }
@@ -145,7 +145,7 @@ fn norm<A: Arith>(
                 w[c] * (row[c] * inv)
             } else {
                 let t = (row[c] - mean) * inv;
-                match b {
+                match &b {
                     Some(b) => A::fma(t, w[c], b[c]),
                     None => t * w[c],
                 }
@@ -393,11 +393,12 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     );
     let n = &m.names;
     // Embedding.
-    let tok = m.weights.get(&n.tok)?;
+    let tok = &*m.weights.get(&n.tok)?;
     let pos = match &n.pos {
         Some(p) => Some(m.weights.get(p)?),
         None => None,
     };
+    let pos = pos.as_deref();
     let mut x = vec![0f32; rows * e];
     for (r, row) in x.chunks_mut(e).enumerate() {
         let t = tokens.ids[r] as usize;
@@ -441,7 +442,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         return Ok(raw);
     };
     let v = c.vocab as usize;
-    let w_head = m.weights.get(head)?;
+    let w_head = &*m.weights.get(head)?;
     let wt = transpose(w_head, v, e);
     let head_chunks = layout.chunks(v as u64, e as u64);
     let mut rec = layout.rec("logits");
@@ -652,7 +653,7 @@ fn linear_bwd<A: Arith>(
     dx: &mut [f32],
     accumulate: bool,
 ) -> Result<()> {
-    let w = m.weights.get(&l.weight)?;
+    let w = &*m.weights.get(&l.weight)?;
     let (n_in, n_out) = (l.n_in as usize, l.n_out as usize);
     let a: Vec<f32> = dy
         .chunks(ld)

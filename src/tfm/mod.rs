@@ -7,8 +7,9 @@
 //!
 //! - [`TfmConfig`] is what the pass needs of a config (refusing what it
 //!   cannot run, before any work);
-//! - [`Weights`] holds every tensor's values, drawn by the same generator and
-//!   rules as the checkpoint writer;
+//! - [`Weights`] says how every tensor is made (the same generator and rules
+//!   as the checkpoint writer) and holds the small ones; the blocks' weight
+//!   matrices are drawn when a block needs them;
 //! - [`device`] runs the pass on a GPU, [`mirror`] runs the same operation
 //!   sequences on the CPU in the device's arithmetic class, so the device's
 //!   raw results (statistics records, attention row sums, loss terms) are
@@ -416,10 +417,36 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
     Ok(())
 }
 
-/// Every tensor's values, as `deepinit model` writes them in f32.
+/// How one tensor's values are made, as `deepinit model` writes them in f32.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Every element `v`.
+    Const(f32),
+    /// Drawn: element i is the generator's value i of `tensor_id` under
+    /// `seed`, scaled by `scale` (the distribution's kernel scale for the
+    /// rule's std); the rows `zero_rows` set to 0.
+    Draw {
+        /// The distribution.
+        dist: crate::rng::dist::Dist,
+        /// The kernel's scale.
+        scale: f32,
+        /// The model's seed.
+        seed: u64,
+        /// Philox tensor id.
+        tensor_id: u32,
+        /// Rows set to zero (padding_idx).
+        zero_rows: Vec<u64>,
+    },
+}
+
+/// A model's tensors: how each is made, and the values of the resident ones
+/// (everything but the blocks' weight matrices, which are drawn when a block
+/// needs them -- on the device by its generator, on the CPU by the same
+/// integer program -- so neither side ever holds a whole model).
 #[derive(Debug, Clone, Default)]
 pub struct Weights {
     values: HashMap<String, Vec<f32>>,
+    sources: HashMap<String, Source>,
     tied: std::collections::BTreeMap<String, String>,
     layouts: HashMap<String, Layout>,
     shapes: HashMap<String, Vec<u64>>,
@@ -427,63 +454,117 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Draws every tensor of `spec` on the CPU (the generator's bits, the
-    /// zero rows, the constants).
-    pub fn generate(spec: &ModelSpec) -> Result<Weights> {
+    /// The tensors of `spec`; every one not in `streamed` is drawn now on the
+    /// CPU (the generator's bits, the zero rows, the constants).
+    pub fn generate(
+        spec: &ModelSpec,
+        streamed: &std::collections::HashSet<String>,
+    ) -> Result<Weights> {
         let mut w = Weights {
             tied: spec.tied.clone(),
             ..Weights::default()
         };
         for t in &spec.tensors {
-            let n = t.shape.numel();
-            let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
-            match &t.rule {
-                Rule::Const(c) => v.iter_mut().for_each(|x| *x = *c),
+            let source = match &t.rule {
+                Rule::Const(c) => Source::Const(*c),
                 Rule::Draw { init, layout } => {
                     let target = t
                         .target()?
                         .ok_or_else(|| Error::internal("weights", "no target"))?;
-                    let scale = init.dist.kernel_scale(target.std);
                     w.stds.insert(t.name.clone(), target.std);
-                    crate::rng::cpu::fill(init.dist, scale, spec.seed, t.id(), 0, &mut v);
-                    let width: u64 = t.shape.0.iter().skip(1).product();
-                    for &r in &t.zero_rows {
-                        v[(r * width) as usize..((r + 1) * width) as usize].fill(0.0);
-                    }
                     w.layouts.insert(t.name.clone(), *layout);
+                    Source::Draw {
+                        dist: init.dist,
+                        scale: init.dist.kernel_scale(target.std),
+                        seed: spec.seed,
+                        tensor_id: t.id(),
+                        zero_rows: t.zero_rows.clone(),
+                    }
                 }
-            }
+            };
             w.shapes.insert(t.name.clone(), t.shape.0.clone());
-            w.values.insert(t.name.clone(), v);
+            w.sources.insert(t.name.clone(), source);
+            if !streamed.contains(&t.name) {
+                let v = w.draw(&t.name)?;
+                w.values.insert(t.name.clone(), v);
+            }
         }
         Ok(w)
     }
 
-    /// A tensor's values (a tied name gives its source's).
-    pub fn get(&self, name: &str) -> Result<&[f32]> {
-        let name = self.tied.get(name).map_or(name, String::as_str);
-        self.values
+    fn resolve<'a>(&'a self, name: &'a str) -> &'a str {
+        self.tied.get(name).map_or(name, String::as_str)
+    }
+
+    /// Draws a tensor's values on the CPU.
+    pub fn draw(&self, name: &str) -> Result<Vec<f32>> {
+        let name = self.resolve(name);
+        let (source, shape) = self
+            .sources
             .get(name)
-            .map(Vec::as_slice)
-            .ok_or_else(|| Error::internal("weights", format!("no tensor '{name}'")))
+            .zip(self.shapes.get(name))
+            .ok_or_else(|| Error::internal("weights", format!("no tensor '{name}'")))?;
+        let n: u64 = shape.iter().product();
+        let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
+        match source {
+            Source::Const(c) => v.iter_mut().for_each(|x| *x = *c),
+            Source::Draw {
+                dist,
+                scale,
+                seed,
+                tensor_id,
+                zero_rows,
+            } => {
+                crate::rng::cpu::fill(*dist, *scale, *seed, *tensor_id, 0, &mut v);
+                let width: u64 = shape.iter().skip(1).product();
+                for &r in zero_rows {
+                    v[(r * width) as usize..((r + 1) * width) as usize].fill(0.0);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// A tensor's values: the resident copy, or drawn now (a tied name gives
+    /// its source's).
+    pub fn get(&self, name: &str) -> Result<std::borrow::Cow<'_, [f32]>> {
+        match self.values.get(self.resolve(name)) {
+            Some(v) => Ok(std::borrow::Cow::Borrowed(v.as_slice())),
+            None => Ok(std::borrow::Cow::Owned(self.draw(name)?)),
+        }
+    }
+
+    /// Whether a tensor is held (not drawn when needed).
+    pub fn resident(&self, name: &str) -> bool {
+        self.values.contains_key(self.resolve(name))
+    }
+
+    /// How a tensor is made.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.get(self.resolve(name))
+    }
+
+    /// A tensor's shape.
+    pub fn shape(&self, name: &str) -> Option<&[u64]> {
+        self.shapes.get(self.resolve(name)).map(Vec::as_slice)
     }
 
     /// A weight matrix's storage layout.
     pub fn layout(&self, name: &str) -> Layout {
-        let name = self.tied.get(name).map_or(name, String::as_str);
-        self.layouts.get(name).copied().unwrap_or(Layout::OutIn)
+        self.layouts
+            .get(self.resolve(name))
+            .copied()
+            .unwrap_or(Layout::OutIn)
     }
 
     /// The standard deviation a drawn tensor's rule gives it (None: a constant).
     pub fn std(&self, name: &str) -> Option<f64> {
-        let name = self.tied.get(name).map_or(name, String::as_str);
-        self.stds.get(name).copied()
+        self.stds.get(self.resolve(name)).copied()
     }
 
     /// Whether the model has a tensor called `name` (tied names included).
     pub fn has(&self, name: &str) -> bool {
-        let name = self.tied.get(name).map_or(name, String::as_str);
-        self.values.contains_key(name)
+        self.sources.contains_key(self.resolve(name))
     }
 }
 
@@ -515,6 +596,18 @@ pub struct BlockNames {
     pub mlp_in: Vec<Linear>,
     /// MLP output projection.
     pub mlp_out: Linear,
+}
+
+impl BlockNames {
+    /// The block's linear maps in pass order: q|k|v, o, the MLP's inputs, its
+    /// output.
+    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+        self.qkv
+            .iter()
+            .chain([&self.o])
+            .chain(&self.mlp_in)
+            .chain([&self.mlp_out])
+    }
 }
 
 /// The model's tensor names, by role.
@@ -656,7 +749,12 @@ impl Model {
     pub fn new(m: &HfModel, init: InitRule, seed: u64) -> Result<Model> {
         let cfg = TfmConfig::from_hf(m)?;
         let spec = m.spec(init, seed)?;
-        let weights = Weights::generate(&spec)?;
+        let streamed = Names::of_config(&cfg)
+            .blocks
+            .iter()
+            .flat_map(|b| b.linears().map(|l| l.weight.clone()).collect::<Vec<_>>())
+            .collect();
+        let weights = Weights::generate(&spec, &streamed)?;
         let names = Names::of(&cfg, &weights);
         Ok(Model {
             cfg,
@@ -760,13 +858,7 @@ impl PassLayout {
             for (l, b) in (1..=cfg.layers).zip(&names.blocks) {
                 push(format!("{l}.dmid"), records(e), e);
                 push(format!("{l}.din"), records(e), e);
-                for lin in b
-                    .qkv
-                    .iter()
-                    .chain([&b.o])
-                    .chain(&b.mlp_in)
-                    .chain([&b.mlp_out])
-                {
+                for lin in b.linears() {
                     push(format!("dW:{}", lin.weight), records(g), g);
                 }
             }
@@ -1010,11 +1102,7 @@ pub fn fold(
         let mut blocks = Vec::new();
         for (l, b) in (1..=cfg.layers).zip(&names.blocks) {
             let weights = b
-                .qkv
-                .iter()
-                .chain([&b.o])
-                .chain(&b.mlp_in)
-                .chain([&b.mlp_out])
+                .linears()
                 .map(|lin| {
                     Ok(WeightGrad {
                         name: lin.weight.clone(),
