@@ -436,3 +436,70 @@ fn the_backward_pass_reports_every_weight_matrix_and_can_be_left_out() {
     let r = report(&["--no-backward"]);
     assert!(r["stats"]["grads"].is_null());
 }
+
+#[test]
+fn a_checkpoint_runs_on_its_own_weights() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let p = |x: &std::path::Path| x.to_str().expect("utf8").to_string();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, QWEN2).expect("config");
+    let ck = dir.path().join("ck");
+    let o = common::run(&[
+        "model",
+        "--config",
+        &p(&cfg),
+        "--seed",
+        "9",
+        "--dtype",
+        "f32",
+        "--out",
+        &p(&ck),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let stats = |args: &[&str], json: &str| -> serde_json::Value {
+        let json = dir.path().join(json);
+        let mut a = vec![
+            "forward",
+            "--seq",
+            "7",
+            "--seed",
+            "9",
+            "--json",
+            json.to_str().expect("utf8"),
+        ];
+        a.extend_from_slice(args);
+        let o = common::run(&a);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json).expect("json")).expect("parses");
+        v["stats"].clone()
+    };
+    // The f32 checkpoint holds exactly the values the config's pass draws:
+    // every statistic equal.
+    let from_file = stats(&["--model", &p(&ck)], "a.json");
+    let drawn = stats(&["--config", &p(&cfg)], "b.json");
+    assert_eq!(from_file, drawn);
+    // A checkpoint transformers saved itself.
+    let saved = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hf/gpt2-saved");
+    let s = stats(&["--model", &p(&saved)], "c.json");
+    assert!(s["loss"].as_f64().is_some_and(f64::is_finite));
+    // A config that asks for a block the files do not hold, and a file
+    // instead of a directory, are refused with the reason.
+    std::fs::write(
+        ck.join("config.json"),
+        QWEN2.replace("\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"),
+    )
+    .expect("config");
+    let o = common::run(&["forward", "--model", &p(&ck)]);
+    assert!(
+        common::stderr(&o).contains("has no tensor 'model.layers.2."),
+        "{}",
+        common::stderr(&o)
+    );
+    let o = common::run(&["forward", "--model", &p(&cfg)]);
+    assert!(
+        common::stderr(&o).contains("checkpoint directory"),
+        "{}",
+        common::stderr(&o)
+    );
+}

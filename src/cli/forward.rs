@@ -59,6 +59,10 @@ pub(crate) struct ForwardArgs {
     /// one) describes, with the weights `deepinit model` writes for it.
     #[arg(long, value_name = "FILE|DIR", conflicts_with_all = ["widths", "input", "preset"])]
     config: Option<PathBuf>,
+    /// Run the transformer of a checkpoint directory (its config.json and
+    /// .safetensors weights, as `deepinit model` or transformers write them).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["widths", "input", "preset", "config", "init"])]
+    model: Option<PathBuf>,
     /// Run a shipped transformer preset (gpt2, gpt2-medium, llama-3.2-1b,
     /// qwen2-0.5b, ...).
     #[arg(long, conflicts_with_all = ["widths", "input"])]
@@ -80,7 +84,7 @@ pub(crate) struct ForwardArgs {
 }
 
 pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    if a.config.is_some() || a.preset.is_some() {
+    if a.config.is_some() || a.preset.is_some() || a.model.is_some() {
         return run_transformer(a, d);
     }
     if a.tokens.is_some() {
@@ -226,16 +230,32 @@ fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
 /// The transformer pass: `forward --config` / `--preset`.
 fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     use deepinit::tfm::{Model, Tokens};
-    let named = super::model::named(a.config.as_deref(), a.preset.as_deref(), None, &a.init)?;
-    let Some(hf) = named.hf else {
-        return Err(Error::invalid(
-            "preset",
-            "the transformer pass runs Hugging Face configs; an mlp preset is a plain \
-             network (use --width and --depth)",
-        ));
+    // A checkpoint's weights are read whole before anything else; a config's
+    // are drawn once the tokens are known to be valid.
+    let (checkpoint, hf) = match &a.model {
+        Some(dir) => {
+            let m = Model::from_checkpoint(dir)?;
+            (Some(m), None)
+        }
+        None => {
+            let named =
+                super::model::named(a.config.as_deref(), a.preset.as_deref(), None, &a.init)?;
+            let Some(hf) = named.hf else {
+                return Err(Error::invalid(
+                    "preset",
+                    "the transformer pass runs Hugging Face configs; an mlp preset is a plain \
+                     network (use --width and --depth)",
+                ));
+            };
+            (None, Some(hf))
+        }
     };
     let init = deepinit::model::hf::InitRule::parse(&a.init)?;
-    let cfg = deepinit::tfm::TfmConfig::from_hf(&hf)?;
+    let cfg = match (&checkpoint, &hf) {
+        (Some(m), _) => m.cfg.clone(),
+        (None, Some(hf)) => deepinit::tfm::TfmConfig::from_hf(hf)?,
+        (None, None) => return Err(Error::internal("forward", "no model")),
+    };
     // Tokens are checked against the model before any weight is drawn.
     let tokens = match &a.tokens {
         Some(p) => {
@@ -270,13 +290,18 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     };
     let json_out = a.json.open()?;
     let t = json_out.text();
-    let model = Model::new(&hf, init, a.seed)?;
+    let model = match (checkpoint, &hf) {
+        (Some(m), _) => m,
+        (None, Some(hf)) => Model::new(hf, init, a.seed)?,
+        (None, None) => return Err(Error::internal("forward", "no model")),
+    };
     let backend = open_backend(d)?;
     let progress = deepinit::progress::Progress::new("transformer pass");
-    let source = match (&a.config, &a.preset) {
-        (Some(p), _) => format!("config {}", p.display()),
-        (None, Some(n)) => format!("preset {n}"),
-        (None, None) => named.what.clone(),
+    let source = match (&a.model, &a.config, &a.preset) {
+        (Some(p), _, _) => format!("checkpoint {}", p.display()),
+        (None, Some(p), _) => format!("config {}", p.display()),
+        (None, None, Some(n)) => format!("preset {n}"),
+        (None, None, None) => String::new(),
     };
     let r = deepinit::tfm::run::run(
         &backend,

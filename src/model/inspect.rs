@@ -90,12 +90,12 @@ pub struct Report {
 }
 
 /// An index's weight map: tensor name -> file name.
-type WeightMap = BTreeMap<String, String>;
+pub(crate) type WeightMap = BTreeMap<String, String>;
 
 /// The files of `path`: itself, or a directory's index's shards, or its
 /// `*.safetensors` files; with an index, also its weight map (tensor name ->
 /// file name).
-fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
+pub(crate) fn files_of(path: &Path) -> Result<(Vec<PathBuf>, Option<WeightMap>)> {
     if !path.is_dir() {
         return Ok((vec![path.to_path_buf()], None));
     }

@@ -178,6 +178,9 @@ impl Pass<'_> {
     fn load_block(&self, batch: &mut Batch, i: usize) -> Result<()> {
         let gen = self.gpu.generator();
         for (lin, slot) in self.m.names.blocks[i].linears().zip(&self.slots) {
+            if self.m.weights.resident(&lin.weight) {
+                continue;
+            }
             let source = self.m.weights.source(&lin.weight).ok_or_else(|| {
                 Error::internal(
                     "transformer pass",
@@ -751,7 +754,12 @@ pub fn run_chunked(
     }
     // Slots for one block's matrices (every block has the same shapes).
     let mut slots = Vec::new();
-    if let Some(b) = m.names.blocks.first() {
+    if let Some(b) = m
+        .names
+        .blocks
+        .first()
+        .filter(|b| !m.weights.resident(&b.o.weight))
+    {
         for lin in b.linears() {
             let rows_w = weight_rows(m, &lin.weight);
             let width = lin.n_in * lin.n_out / rows_w;

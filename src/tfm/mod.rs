@@ -17,6 +17,7 @@
 //! - [`fold`] turns the raw results into [`TfmStats`], and [`theory`] sets
 //!   them against what is exact enough to predict.
 
+pub mod checkpoint;
 pub mod device;
 pub mod mirror;
 pub mod run;
@@ -488,6 +489,31 @@ impl Weights {
                 let v = w.draw(&t.name)?;
                 w.values.insert(t.name.clone(), v);
             }
+        }
+        Ok(w)
+    }
+
+    /// The tensors of `spec` with given values (a checkpoint's): every one
+    /// resident; a matrix's "rule std" is its measured root mean square, the
+    /// scale the theory then predicts from.
+    pub fn from_values(spec: &ModelSpec, mut values: HashMap<String, Vec<f32>>) -> Result<Weights> {
+        let mut w = Weights {
+            tied: spec.tied.clone(),
+            ..Weights::default()
+        };
+        for t in &spec.tensors {
+            let v = values
+                .remove(&t.name)
+                .ok_or_else(|| Error::internal("weights", format!("no values for '{}'", t.name)))?;
+            if let Rule::Draw { layout, .. } = &t.rule {
+                w.layouts.insert(t.name.clone(), *layout);
+                let ms = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>()
+                    / v.len().max(1) as f64;
+                w.stds.insert(t.name.clone(), ms.sqrt());
+            }
+            w.shapes.insert(t.name.clone(), t.shape.0.clone());
+            w.sources.insert(t.name.clone(), Source::Const(f32::NAN));
+            w.values.insert(t.name.clone(), v);
         }
         Ok(w)
     }
