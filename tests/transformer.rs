@@ -31,6 +31,10 @@ pub const MISTRAL: &str = r#"{"model_type": "mistral", "architectures": ["Mistra
   "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 90,
   "sliding_window": 5}"#;
 
+/// Tiny GPT-2 with a real-sized vocabulary.
+const BIG_VOCAB: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+  "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 16, "vocab_size": 70000}"#;
+
 #[test]
 fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
     let Some(ctx) = common::gpu("device_transformer_passes_equal_the_cpu_mirror_bit_for_bit")
@@ -49,6 +53,9 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         ("llama", LLAMA, InitRule::Reference, 2, 11),
         ("qwen2", QWEN2, InitRule::He { depth: true }, 1, 13),
         ("mistral", MISTRAL, InitRule::Reference, 2, 12),
+        // A vocabulary of 70000: the loss sums and the head's products run
+        // over 70000 values (in pieces of K_PIECE), as a real vocabulary does.
+        ("big vocabulary", BIG_VOCAB, InitRule::Reference, 2, 4),
     ] {
         let m = Model::new(&tiny(cfg), init, 7).expect("model");
         let tokens = Tokens::random(&m.cfg, batch, seq, 7).expect("tokens");
@@ -60,6 +67,9 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert!(s.loss.is_some_and(f64::is_finite), "{name}: {s:?}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
+        if name == "big vocabulary" {
+            continue;
+        }
         // Tensors cut into 2 KiB chunks: every weight matrix, the
         // embedding and the head in several pieces, the logits in row blocks
         // (so products over a chunked dimension add their pieces), and the

@@ -10,8 +10,11 @@ use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
+/// Tensors by name: shape and values.
+type Stored = HashMap<String, (Vec<u64>, Vec<f32>)>;
+
 /// Reads every tensor of the safetensors files of `dir` as f32.
-fn read_all(dir: &Path) -> Result<HashMap<String, (Vec<u64>, Vec<f32>)>> {
+fn read_all(dir: &Path) -> Result<Stored> {
     let (files, _) = crate::model::inspect::files_of(dir)?;
     let mut out = HashMap::new();
     for path in files {
@@ -64,10 +67,7 @@ fn read_all(dir: &Path) -> Result<HashMap<String, (Vec<u64>, Vec<f32>)>> {
 /// The checkpoint's name for `name`: itself, or with the class's prefix
 /// (`transformer.`, `model.`) added or removed, as checkpoints saved from
 /// the base class name them.
-fn find<'a>(
-    stored: &'a HashMap<String, (Vec<u64>, Vec<f32>)>,
-    name: &str,
-) -> Option<&'a (Vec<u64>, Vec<f32>)> {
+fn find<'a>(stored: &'a Stored, name: &str) -> Option<&'a (Vec<u64>, Vec<f32>)> {
     stored.get(name).or_else(|| {
         ["transformer.", "model."].iter().find_map(|p| {
             name.strip_prefix(p)

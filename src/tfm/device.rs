@@ -5,7 +5,9 @@
 //! buffers, every activation kept on the device, one submission per block,
 //! and only the raw statistics read back.
 
-use super::{att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
+use super::{
+    att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens, K_PIECE,
+};
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmForm;
@@ -268,9 +270,7 @@ impl Pass<'_> {
                         c_off: (col + r0) as u32,
                         ..GemmParams::default()
                     };
-                    self.gpu
-                        .gemm()
-                        .record(batch, GemmForm::Nt, &p, x, buf, out)?;
+                    self.record_split(batch, GemmForm::Nt, p, x, buf, out)?;
                 }
             }
             Layout::InOut => {
@@ -285,7 +285,7 @@ impl Pass<'_> {
                     ..GemmParams::default()
                 };
                 let w = self.single(&l.weight)?;
-                self.gpu.gemm().record(batch, GemmForm::Nn, &p, x, w, out)?;
+                self.record_split(batch, GemmForm::Nn, p, x, w, out)?;
             }
         }
         Ok(())
@@ -435,6 +435,41 @@ struct Grads {
 }
 
 impl Pass<'_> {
+    /// Records `C (+)= A op(B)` as products over pieces of at most
+    /// [`K_PIECE`] of the inner dimension, each later piece added to C (the
+    /// mirror's `chain_k` does the same).
+    fn record_split(
+        &self,
+        batch: &mut Batch,
+        form: GemmForm,
+        p: GemmParams,
+        a: &wgpu::Buffer,
+        b: &wgpu::Buffer,
+        c: &wgpu::Buffer,
+    ) -> Result<()> {
+        let piece = K_PIECE as u32;
+        let mut k0 = 0;
+        loop {
+            let kk = piece.min(p.k - k0);
+            let q = GemmParams {
+                k: kk,
+                a_off: p.a_off + k0,
+                b_off: p.b_off
+                    + match form {
+                        GemmForm::Nt => k0,
+                        GemmForm::Nn => k0 * p.ldb,
+                    },
+                accumulate: u32::from(p.accumulate != 0 || k0 > 0),
+                ..p
+            };
+            self.gpu.gemm().record(batch, form, &q, a, b, c)?;
+            k0 += kk;
+            if k0 >= p.k {
+                return Ok(());
+            }
+        }
+    }
+
     /// `C (+)= A op(B)` with explicit strides and offsets.
     #[allow(clippy::too_many_arguments)]
     fn gemm_raw(
@@ -460,7 +495,7 @@ impl Pass<'_> {
             accumulate: u32::from(accumulate),
             ..GemmParams::default()
         };
-        self.gpu.gemm().record(batch, form, &p, a, b, c)
+        self.record_split(batch, form, p, a, b, c)
     }
 
     /// `g = A A^T` for A = columns `col .. col + width` of `a` (rows of `lda`).
@@ -488,7 +523,7 @@ impl Pass<'_> {
             accumulate: 0,
             ..GemmParams::default()
         };
-        self.gpu.gemm().record(batch, GemmForm::Nt, &p, a, a, g)
+        self.record_split(batch, GemmForm::Nt, p, a, a, g)
     }
 
     /// `dX (+)= dY W` (or `dY W^T` for `[in, out]` weights): the gradient of

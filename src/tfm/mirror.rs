@@ -9,7 +9,9 @@
 //!   index order, as the kernels run them;
 //! - the statistics records are `partial_stats`' ([`crate::net::mirror`]).
 
-use super::{att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens};
+use super::{
+    att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens, K_PIECE,
+};
 use crate::error::Result;
 use crate::gpu::layout::RED_WORKGROUP;
 
@@ -34,8 +36,8 @@ fn linear<A: Arith>(m: &Model, l: &Linear, x: &[f32], rows: usize) -> Result<Vec
     let (k, n) = (l.n_in as usize, l.n_out as usize);
     let mut y = vec![0f32; rows * n];
     match m.weights.layout(&l.weight) {
-        Layout::InOut => chain::<A>(rows, n, k, x, w, &mut y, false),
-        Layout::OutIn => chain::<A>(rows, n, k, x, &transpose(w, n, k), &mut y, false),
+        Layout::InOut => chain_k::<A>(rows, n, k, x, w, &mut y, false),
+        Layout::OutIn => chain_k::<A>(rows, n, k, x, &transpose(w, n, k), &mut y, false),
     }
     if let Some(b) = &l.bias {
         add_bias(&mut y, &m.weights.get(b)?);
@@ -454,7 +456,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     while r0 < rows {
         let nr = blk.min(rows - r0);
         let mut logits = vec![0f32; nr * v];
-        chain::<A>(
+        chain_k::<A>(
             nr,
             v,
             e,
@@ -528,7 +530,7 @@ fn chain_split<A: Arith>(
                 .flat_map(|row| row[k0..k0 + nk].iter().copied())
                 .collect()
         };
-        chain::<A>(
+        chain_k::<A>(
             m,
             n,
             nk,
@@ -537,6 +539,42 @@ fn chain_split<A: Arith>(
             c,
             accumulate || i > 0,
         );
+    }
+}
+
+/// `C (+)= A B` (A: m x k, B: k x n, dense row-major) as products over
+/// pieces of at most [`K_PIECE`] of k, each later piece added to C: the
+/// device's `record_split`.
+fn chain_k<A: Arith>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    if k <= K_PIECE {
+        return chain::<A>(m, n, k, a, b, c, accumulate);
+    }
+    let mut k0 = 0;
+    while k0 < k {
+        let kk = K_PIECE.min(k - k0);
+        let sub: Vec<f32> = a
+            .chunks(k)
+            .take(m)
+            .flat_map(|row| row[k0..k0 + kk].iter().copied())
+            .collect();
+        chain::<A>(
+            m,
+            n,
+            kk,
+            &sub,
+            &b[k0 * n..(k0 + kk) * n],
+            c,
+            accumulate || k0 > 0,
+        );
+        k0 += kk;
     }
 }
 
@@ -551,7 +589,7 @@ fn weight_grad<A: Arith>(
 ) {
     let gram = |a: &[f32], w: usize| {
         let mut g = vec![0f32; rows * rows];
-        chain::<A>(rows, rows, w, a, &transpose(a, rows, w), &mut g, false);
+        chain_k::<A>(rows, rows, w, a, &transpose(a, rows, w), &mut g, false);
         g
     };
     let mut g1 = gram(x, xw);
@@ -669,7 +707,7 @@ fn linear_bwd<A: Arith>(
             &layout.chunks(n_out as u64, n_in as u64),
             accumulate,
         ),
-        Layout::InOut => chain::<A>(
+        Layout::InOut => chain_k::<A>(
             rows,
             n_in,
             n_out,

@@ -809,6 +809,14 @@ impl Model {
     }
 }
 
+/// The longest inner dimension one matrix product of the pass runs: longer
+/// ones are products over pieces of this, each later piece added to the
+/// result, on the device and in the mirror alike. llvmpipe stops an
+/// invocation's loops after 65535 iterations in all, silently; a GEMM
+/// kernel's loops over 2048 values of k stay far inside that for every
+/// variant.
+pub const K_PIECE: usize = 2048;
+
 /// The most rows (tokens) a backward pass takes: its weight-gradient norms
 /// use rows x rows Gram matrices (64 MiB at this size).
 pub const MAX_GRAD_ROWS: u64 = 4096;
