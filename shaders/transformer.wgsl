@@ -57,6 +57,16 @@ const NORM_BIAS: u32 = 2u;
 // Embedding flag (`heads` of an embedding launch): add the position table t4.
 const EMBED_POS: u32 = 1u;
 
+// 1 / x for x >= 1 (a softmax's sum): x = f 2^p with f in [1, 2) split by its
+// bits, recip12(f), and p subtracted from the result's exponent field (the
+// result is normal).
+fn recip_ge1(x: f32) -> f32 {
+    let bits = bitcast<u32>(x);
+    let p = (bits >> 23u) - 127u;
+    let f = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
+    return bitcast<f32>(bitcast<u32>(recip12(f)) - (p << 23u));
+}
+
 // x, opaque to the compiler (XORed with the uniform zero): a product passed
 // through it cannot be contracted with the addition that consumes it into an
 // fma the CPU does not mirror.
@@ -289,13 +299,7 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     att_b[l] = ent;
     att_tree(l, false);
     let total = att_a[0];
-    // 1 / total: total = f 2^p with f in [1, 2) split by its bits,
-    // recip12(f), and -p added to the exponent field (total >= 1, so the
-    // result is normal).
-    let bits = bitcast<u32>(total);
-    let p = (bits >> 23u) - 127u;
-    let f = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
-    let inv = bitcast<f32>(bitcast<u32>(recip12(f)) - (p << 23u));
+    let inv = recip_ge1(total);
     let o = (r * ep.heads + h) * hd;
     for (var d = l; d < hd; d += ATT_WG) {
         var acc = 0.0;

@@ -9,15 +9,6 @@
 @group(0) @binding(5) var<storage, read_write> t5: array<f32>;
 @group(0) @binding(6) var<storage, read_write> t6: array<f32>;
 
-// 1 / x for x >= 1: the exponent split off by its bits, recip12 of the
-// fraction, the exponent subtracted from the result's field.
-fn recip_ge1(x: f32) -> f32 {
-    let bits = bitcast<u32>(x);
-    let p = (bits >> 23u) - 127u;
-    let f = bitcast<f32>((bits & 0x007fffffu) | 0x3f800000u);
-    return bitcast<f32>(bitcast<u32>(recip12(f)) - (p << 23u));
-}
-
 // t2[i] = t1[i] over rows * width elements.
 @compute @workgroup_size(256)
 fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
