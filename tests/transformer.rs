@@ -326,6 +326,21 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
             vec!["--seq", "4096"],
             "2048 keys",
         ),
+        (
+            write(
+                "qwin.json",
+                &llama(r#", "sliding_window": 4, "use_sliding_window": true, "num_key_value_heads": 4"#)
+                    .replace("\"llama\"", "\"qwen2\"")
+                    .replace("LlamaForCausalLM", "Qwen2ForCausalLM"),
+            ),
+            vec![],
+            "use_sliding_window",
+        ),
+        (
+            write("seq1.json", &gpt2("")),
+            vec!["--seq", "1"],
+            "at least 2",
+        ),
     ];
     for (cfg, extra, want) in &cases {
         let mut args = vec![
@@ -512,4 +527,40 @@ fn a_checkpoint_runs_on_its_own_weights() {
         "{}",
         common::stderr(&o)
     );
+}
+
+#[test]
+fn tokens_built_by_hand_are_checked_before_a_pass() {
+    let m = Model::new(&tiny(GPT2), InitRule::Reference, 1).expect("model");
+    let layout = |t: &Tokens| PassLayout::new(&m.cfg, t, t.rows(), u64::MAX / 8, true);
+    for bad in [
+        Tokens {
+            batch: 1,
+            seq: 3,
+            ids: vec![0, 1, 97],
+        },
+        Tokens {
+            batch: 1,
+            seq: 3,
+            ids: vec![0, 1],
+        },
+        Tokens {
+            batch: 1,
+            seq: 1,
+            ids: vec![0],
+        },
+    ] {
+        let e = mirror::run::<deepinit::net::arith::Fused>(&m, &bad, &layout(&bad));
+        assert!(e.is_err(), "{bad:?}");
+        let r = tfm::run::run(
+            &deepinit::backend::Backend::Cpu,
+            &m,
+            "t",
+            &bad,
+            true,
+            true,
+            None,
+        );
+        assert!(r.is_err(), "{bad:?}");
+    }
 }

@@ -128,6 +128,7 @@ impl Model {
             weights,
             init: format!("checkpoint {}", dir.display()),
             seed: 0,
+            drawn: false,
         })
     }
 }

@@ -610,7 +610,7 @@ impl Pass<'_> {
             q_col: 0,
             k_col: (h * hd) as u32,
             v_col: ((h + kvh) * hd) as u32,
-            lo: c.window as u32,
+            lo: c.window.min(u64::from(u32::MAX)) as u32,
             hi: hi as u32,
             inv_n: c.score_scale,
             ..TfParams::default()
@@ -759,6 +759,7 @@ pub fn run_chunked(
     progress: Option<&crate::progress::Progress>,
     chunk_bytes: Option<u64>,
 ) -> Result<(RawTfm, PassLayout)> {
+    tokens.check(&m.cfg)?;
     let ctx = gpu.context();
     let c = &m.cfg;
     // One chunk: a storage binding that one generation request fills.
@@ -772,11 +773,20 @@ pub fn run_chunked(
     let backward = layout.backward;
     // The embedding table and the head are read chunk by chunk; every other
     // resident tensor is one binding.
-    let chunked: Vec<&str> = [Some(&m.names.tok), m.names.head.as_ref()]
+    let mut chunked: Vec<&str> = [Some(&m.names.tok), m.names.head.as_ref()]
         .into_iter()
         .flatten()
         .map(|n| m.weights.tied.get(n).map_or(n.as_str(), String::as_str))
         .collect();
+    // Resident block matrices (a checkpoint's) multiplied chunk by chunk, as
+    // the mirror splits them.
+    for b in &m.names.blocks {
+        chunked.extend(
+            b.linears()
+                .filter(|l| m.weights.layout(&l.weight) == Layout::OutIn)
+                .map(|l| l.weight.as_str()),
+        );
+    }
     let mut w = HashMap::new();
     for (name, values) in &m.weights.values {
         let width = values.len() as u64 / weight_rows(m, name);

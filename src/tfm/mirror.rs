@@ -386,6 +386,7 @@ fn mlp_branch<A: Arith>(m: &Model, b: &BlockNames, x: &[f32], rows: usize) -> Re
 
 /// Runs the mirror of the device's pass in arithmetic class `A`.
 pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<RawTfm> {
+    tokens.check(&m.cfg)?;
     let c = &m.cfg;
     let mut raw = RawTfm::zeroed(c, tokens, layout);
     let (rows, e, seq) = (

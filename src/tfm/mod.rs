@@ -51,11 +51,12 @@ pub enum MlpKind {
     SwiGlu,
 }
 
-/// The widest head the pass runs. Each attention lane loops over at most
+/// The widest head the pass runs. An attention lane loops over at most
 /// MAX_KEYS / 64 keys times the head width, and over the keys for at most
-/// head_dim / 64 outputs: with 256 both stay under 2^14 iterations, far
-/// inside llvmpipe's budget of 65535 loop iterations per invocation (beyond
-/// it, lavapipe silently stops looping).
+/// head_dim / 64 outputs: at 2048 keys and head_dim 256 the forward kernel
+/// stays near 2^14 iterations and the backward's widest (`att_dkv`, four
+/// sweeps) near 41000, inside llvmpipe's budget of 65535 loop iterations
+/// per invocation (beyond it, lavapipe silently stops looping).
 pub const MAX_HEAD_DIM: u64 = 256;
 /// The most keys one attention row sees (`MAX_KEYS` in
 /// `shaders/transformer.wgsl`: their scores live in workgroup memory).
@@ -177,13 +178,22 @@ impl TfmConfig {
                 )));
             }
             inv_freq = rope_inv_freq(c, d.head_dim)?;
-            let sliding = match m.family {
-                Family::Mistral => true,
-                Family::Qwen2 => hf::boolean(c, "use_sliding_window", false)?,
-                _ => false,
-            };
-            if sliding {
-                window = hf::int(c, &["sliding_window"], 0)?;
+            if m.family == Family::Qwen2 && hf::boolean(c, "use_sliding_window", false)? {
+                // transformers windows only the layers from max_window_layers
+                // on (layer_types); the pass has one window for every layer.
+                return Err(unsupported(
+                    "use_sliding_window = true (Qwen2's per-layer windows) is not supported by \
+                     the pass",
+                ));
+            }
+            if m.family == Family::Mistral {
+                // Beyond the longest sequence a window changes nothing.
+                window = hf::int(c, &["sliding_window"], 0)?.min(MAX_SEQ + 1);
+                if window == 1 {
+                    return Err(unsupported(
+                        "sliding_window = 1 leaves every token attending to itself only",
+                    ));
+                }
             }
         }
         let eps = d.norm_eps as f32;
@@ -359,13 +369,30 @@ impl Tokens {
     pub fn rows(&self) -> u64 {
         self.batch * self.seq
     }
+
+    /// Checks the fields against `cfg` (they are public: a pass checks them
+    /// again before using them).
+    pub fn check(&self, cfg: &TfmConfig) -> Result<()> {
+        check_batch(cfg, self.batch, self.seq)?;
+        if self.ids.len() as u64 != self.rows() {
+            return Err(Error::invalid("tokens", "ids do not match batch x seq"));
+        }
+        match self.ids.iter().find(|&&t| u64::from(t) >= cfg.vocab) {
+            Some(t) => Err(Error::bad(
+                "tokens",
+                format!("id {t}"),
+                format!("outside the vocabulary (0..{})", cfg.vocab),
+            )),
+            None => Ok(()),
+        }
+    }
 }
 
 fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
-    if batch == 0 || seq == 0 {
+    if batch == 0 || seq < 2 {
         return Err(Error::invalid(
             "batch",
-            "--batch and --seq must be at least 1",
+            "--batch must be at least 1 and --seq at least 2 (a next token to predict)",
         ));
     }
     if seq > MAX_SEQ {
@@ -767,6 +794,9 @@ pub struct Model {
     pub init: String,
     /// The seed.
     pub seed: u64,
+    /// Whether the weights were drawn by a rule (the mean-field checks
+    /// assume i.i.d. zero-mean entries; a checkpoint's need not be).
+    pub drawn: bool,
 }
 
 impl Model {
@@ -788,6 +818,7 @@ impl Model {
             weights,
             init: init.name(),
             seed,
+            drawn: true,
         })
     }
 

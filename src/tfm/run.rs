@@ -87,6 +87,7 @@ pub fn run(
     backward: bool,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<TfmReport> {
+    tokens.check(&m.cfg)?;
     let start = Instant::now();
     let (raw, layout, verification, not_compared, mirror_seconds) = match backend {
         Backend::Gpu(g) => {
@@ -113,7 +114,9 @@ pub fn run(
             }
         }
         Backend::Cpu => {
-            let layout = PassLayout::new(&m.cfg, tokens, tokens.rows(), u64::MAX / 8, backward);
+            // Logits a block of rows at a time, at most 2^26 values (256 MiB).
+            let logit_rows = ((1u64 << 26) / m.cfg.vocab.max(1)).max(1);
+            let layout = PassLayout::new(&m.cfg, tokens, logit_rows, u64::MAX / 8, backward);
             let raw = super::mirror::run_in(FmaMode::Fused, m, tokens, &layout)?;
             (
                 raw,
@@ -139,7 +142,11 @@ pub fn run(
         device: backend.info(),
         loss_check: theory::loss_check(&stats, m.cfg.vocab),
         recursion: theory::recursion(&stats),
-        mlp_checks: theory::mlp_checks(m, &stats, tokens.rows()),
+        mlp_checks: if m.drawn {
+            theory::mlp_checks(m, &stats, tokens.rows())
+        } else {
+            Vec::new()
+        },
         stats,
         verify: verification,
         not_compared,

@@ -19,9 +19,8 @@
 //! **Residual recursion.** `Var(x + b) = Var(x) + Var(b) + 2 Cov(x, b)`:
 //! the stream's growth is its branches' variances unless a branch correlates
 //! with the stream. The measured covariance term (from the three measured
-//! variances) is reported, as a share of the stream's increase; at init it
-//! is small for the MLP and not for attention (each position's value vector
-//! is computed from the stream itself).
+//! variances) is reported. Averaged over the output projection's draw it is
+//! zero for either branch; its fluctuation is not derived, so it has no band.
 
 use super::TfmStats;
 use serde::Serialize;
