@@ -31,6 +31,10 @@ pub const MISTRAL: &str = r#"{"model_type": "mistral", "architectures": ["Mistra
   "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 90,
   "sliding_window": 5}"#;
 
+/// Tiny GPT-2 without its head (`GPT2Model`).
+const GPT2_BASE: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2Model"],
+  "n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 40, "vocab_size": 97}"#;
+
 /// Tiny GPT-2 with a real-sized vocabulary.
 const BIG_VOCAB: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
   "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 16, "vocab_size": 70000}"#;
@@ -56,6 +60,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         // A vocabulary of 70000: the loss sums and the head's products run
         // over 70000 values (in pieces of K_PIECE), as a real vocabulary does.
         ("big vocabulary", BIG_VOCAB, InitRule::Reference, 2, 4),
+        // No head: the backward pass starts from a random direction.
+        ("gpt2 base", GPT2_BASE, InitRule::Reference, 2, 5),
     ] {
         let m = Model::new(&tiny(cfg), init, 7).expect("model");
         let tokens = Tokens::random(&m.cfg, batch, seq, 7).expect("tokens");
@@ -64,7 +70,13 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         let c = tfm::compare(&dev, &cpu);
         assert!(c.identical(), "{name}: {c:?}");
         let s = tfm::fold(&m.cfg, &tokens, &layout, &dev).expect("fold");
-        assert!(s.loss.is_some_and(f64::is_finite), "{name}: {s:?}");
+        assert_eq!(
+            s.loss.is_some_and(f64::is_finite),
+            m.cfg.head,
+            "{name}: {s:?}"
+        );
+        let g = s.grads.as_ref().expect("gradients");
+        assert!(g.blocks.iter().all(|b| b.stream_in > 0.0), "{name}: {g:?}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
         if name == "big vocabulary" {

@@ -1034,6 +1034,10 @@ pub fn run_chunked(
             r0 += nr;
         }
     }
+    if let (Some(g), None) = (&grads, &n.head) {
+        let d = super::direction(c, tokens, m.seed);
+        batch.write(&g.dh, 0, bytemuck::cast_slice(&d));
+    }
     if let Some(g) = &grads {
         batch.clear(&g.dx, 0, None);
         pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;

@@ -441,55 +441,60 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     }
     let xf = norm::<A>(m, &n.ln_f, &x, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
-    let Some(head) = &n.head else {
-        return Ok(raw);
+    // Without a head, the backward pass starts from a fixed random direction.
+    let mut dxf = if n.head.is_none() && layout.backward {
+        super::direction(c, tokens, m.seed)
+    } else {
+        Vec::new()
     };
-    let v = c.vocab as usize;
-    let w_head = &*m.weights.get(head)?;
-    let wt = transpose(w_head, v, e);
-    let head_chunks = layout.chunks(v as u64, e as u64);
-    let mut rec = layout.rec("logits");
-    let blk = layout.logit_rows as usize;
-    let targets = (tokens.batch * (tokens.seq - 1)).max(1);
-    let inv_count = (1.0 / targets as f64) as f32;
-    let mut dxf = vec![0f32; if layout.backward { rows * e } else { 0 }];
-    let mut r0 = 0;
-    while r0 < rows {
-        let nr = blk.min(rows - r0);
-        let mut logits = vec![0f32; nr * v];
-        chain_k::<A>(
-            nr,
-            v,
-            e,
-            &xf[r0 * e..(r0 + nr) * e],
-            &wt,
-            &mut logits,
-            false,
-        );
-        reduce::<A>(&logits, None, &mut raw.recs, rec);
-        rec += crate::net::mirror::records((nr * v) as u64);
-        lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
-        if layout.backward {
-            dlogits::<A>(&mut logits, v, r0, tokens, &raw.loss, inv_count);
-            if layout.has("dW:head") {
-                weight_grad::<A>(
-                    (&xf, e),
-                    (&logits, v),
-                    rows,
-                    &mut raw.recs,
-                    layout.rec("dW:head"),
-                );
-            }
-            chain_split::<A>(
-                (nr, e, v),
-                &logits,
-                w_head,
-                &mut dxf[r0 * e..(r0 + nr) * e],
-                &head_chunks,
+    if let Some(head) = &n.head {
+        let v = c.vocab as usize;
+        let w_head = &*m.weights.get(head)?;
+        let wt = transpose(w_head, v, e);
+        let head_chunks = layout.chunks(v as u64, e as u64);
+        let mut rec = layout.rec("logits");
+        let blk = layout.logit_rows as usize;
+        let targets = (tokens.batch * (tokens.seq - 1)).max(1);
+        let inv_count = (1.0 / targets as f64) as f32;
+        dxf = vec![0f32; if layout.backward { rows * e } else { 0 }];
+        let mut r0 = 0;
+        while r0 < rows {
+            let nr = blk.min(rows - r0);
+            let mut logits = vec![0f32; nr * v];
+            chain_k::<A>(
+                nr,
+                v,
+                e,
+                &xf[r0 * e..(r0 + nr) * e],
+                &wt,
+                &mut logits,
                 false,
             );
+            reduce::<A>(&logits, None, &mut raw.recs, rec);
+            rec += crate::net::mirror::records((nr * v) as u64);
+            lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
+            if layout.backward {
+                dlogits::<A>(&mut logits, v, r0, tokens, &raw.loss, inv_count);
+                if layout.has("dW:head") {
+                    weight_grad::<A>(
+                        (&xf, e),
+                        (&logits, v),
+                        rows,
+                        &mut raw.recs,
+                        layout.rec("dW:head"),
+                    );
+                }
+                chain_split::<A>(
+                    (nr, e, v),
+                    &logits,
+                    w_head,
+                    &mut dxf[r0 * e..(r0 + nr) * e],
+                    &head_chunks,
+                    false,
+                );
+            }
+            r0 += nr;
         }
-        r0 += nr;
     }
     if layout.backward {
         let mut dx = vec![0f32; rows * e];

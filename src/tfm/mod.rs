@@ -325,6 +325,26 @@ pub struct Tokens {
     pub ids: Vec<u32>,
 }
 
+/// The loss direction of a model without an LM head: the backward pass
+/// starts from dL/d(final norm output) = g, g's elements N(0, 1/(rows x
+/// width)) drawn by the generator (seed, tensor `deepinit.direction`), so
+/// ||g|| is about 1 (the loss is the scalar product with g).
+pub fn direction(cfg: &TfmConfig, tokens: &Tokens, seed: u64) -> Vec<f32> {
+    let n = tokens.rows() * cfg.hidden;
+    let dist = crate::rng::dist::Dist::Normal;
+    let mut g = vec![0f32; n as usize];
+    let scale = dist.kernel_scale(1.0 / (n as f64).sqrt());
+    crate::rng::cpu::fill(
+        dist,
+        scale,
+        seed,
+        crate::model::spec::tensor_id("deepinit.direction"),
+        0,
+        &mut g,
+    );
+    g
+}
+
 /// Philox tensor id of the random token ids (`tensor_id("deepinit.tokens")`).
 pub fn tokens_tensor_id() -> u32 {
     crate::model::spec::tensor_id("deepinit.tokens")
@@ -865,7 +885,8 @@ pub struct PassLayout {
     /// Bytes of one storage binding: weights are stored in row chunks of at
     /// most this, and products over a chunked dimension add their chunks.
     pub binding: u64,
-    /// Whether the backward pass runs.
+    /// Whether the backward pass runs (from the mean next-token loss with an
+    /// LM head, else from [`direction`]).
     pub backward: bool,
     /// All records.
     pub total_records: u64,
@@ -879,7 +900,7 @@ fn records(n: u64) -> u64 {
 impl PassLayout {
     /// The layout for `cfg` on `tokens`, with logits `logit_rows` rows at a
     /// time, weights in chunks of `binding` bytes, and the backward pass if
-    /// asked for and possible (an LM head, at most [`MAX_GRAD_ROWS`] rows).
+    /// asked for and possible (at most [`MAX_GRAD_ROWS`] rows).
     pub fn new(
         cfg: &TfmConfig,
         tokens: &Tokens,
@@ -912,11 +933,11 @@ impl PassLayout {
             }
             push("logits".into(), recs, rows * cfg.vocab);
         }
-        let backward = backward && cfg.head && rows <= MAX_GRAD_ROWS;
+        let backward = backward && rows <= MAX_GRAD_ROWS;
         if backward {
             let g = rows * rows;
             push("d.final".into(), records(e), e);
-            if logit_rows == rows {
+            if cfg.head && logit_rows == rows {
                 push("dW:head".into(), records(g), g);
             }
             let names = Names::of_config(cfg);
