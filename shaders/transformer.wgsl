@@ -126,6 +126,28 @@ fn tree_sum(l: u32) -> f32 {
     return v;
 }
 
+// The (mean, inverse root) of the row of t1 at `base` (width ep.width), for
+// lane l of its workgroup: LayerNorm's mean (0 for RMSNorm) as the tree sum
+// times 1/width, the centred squares by fma, the inverse square root of
+// their mean plus epsilon. The forward norm and its backward share it.
+fn norm_stats(base: u32, l: u32, rms: bool) -> vec2<f32> {
+    let n = ep.width;
+    var mean = 0.0;
+    if (!rms) {
+        var s = 0.0;
+        for (var c = l; c < n; c += RED_WG) { s = s + t1[base + c]; }
+        wg_f[l] = s;
+        mean = opaque(tree_sum(l) * ep.inv_n);
+    }
+    var d2 = 0.0;
+    for (var c = l; c < n; c += RED_WG) {
+        let d = t1[base + c] - mean;
+        d2 = fma(d, d, d2);
+    }
+    wg_f[l] = d2;
+    return vec2<f32>(mean, rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps)));
+}
+
 // LayerNorm or RMSNorm of row r of t1 into t2, weight t3, bias t4: one
 // workgroup of RED_WG lanes per row, lane l folding elements l, l + RED_WG,
 // ... in order, the lanes combined by the halving tree.
@@ -140,20 +162,9 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let base = r * n;
     let rms = (ep.heads & NORM_RMS) != 0u;
     let bias = (ep.heads & NORM_BIAS) != 0u && n <= arrayLength(&t4);
-    var mean = 0.0;
-    if (!rms) {
-        var s = 0.0;
-        for (var c = l; c < n; c += RED_WG) { s = s + t1[base + c]; }
-        wg_f[l] = s;
-        mean = opaque(tree_sum(l) * ep.inv_n);
-    }
-    var d2 = 0.0;
-    for (var c = l; c < n; c += RED_WG) {
-        let d = t1[base + c] - mean;
-        d2 = fma(d, d, d2);
-    }
-    wg_f[l] = d2;
-    let inv = rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps));
+    let st = norm_stats(base, l, rms);
+    let mean = st.x;
+    let inv = st.y;
     for (var c = l; c < n; c += RED_WG) {
         if (rms) {
             t2[base + c] = t3[c] * (t1[base + c] * inv);
@@ -190,7 +201,9 @@ fn residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 // Rotary embedding of the heads starting at column q_col of t1 (row stride
 // ld; `heads` heads of head_dim), rotate-half pairing (i, i + head_dim/2), with
 // the tables t2 = cos and t3 = sin, [seq, head_dim/2] each. One invocation
-// per (row, head, pair).
+// per (row, head, pair). Its backward, the rotation's transpose, is this
+// kernel with the sine table negated (negation is exact, so
+// fma(a, c, -(b * -s)) is fma(a, c, b * s) bit for bit).
 @compute @workgroup_size(256)
 fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -72,8 +72,8 @@ fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 }
 
 // The norm's backward for row r: t1 = its input x, t2 = dy, t3 = weight;
-// t4 += dx. The forward's mean and inverse root are recomputed by the same
-// sequence. LayerNorm: dx = inv (g - mean(g) - xh mean(g xh)), RMSNorm:
+// t4 += dx. The forward's mean and inverse root are recomputed by
+// norm_stats. LayerNorm: dx = inv (g - mean(g) - xh mean(g xh)), RMSNorm:
 // dx = inv (g - xh mean(g xh)), g = dy w, xh the normalised input.
 @compute @workgroup_size(RED_WG)
 fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
@@ -85,20 +85,9 @@ fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         || n > arrayLength(&t3) || (r + 1u) * n > arrayLength(&t4)) { return; }
     let base = r * n;
     let rms = (ep.heads & NORM_RMS) != 0u;
-    var mean = 0.0;
-    if (!rms) {
-        var s = 0.0;
-        for (var c = l; c < n; c += RED_WG) { s = s + t1[base + c]; }
-        wg_f[l] = s;
-        mean = opaque(tree_sum(l) * ep.inv_n);
-    }
-    var d2 = 0.0;
-    for (var c = l; c < n; c += RED_WG) {
-        let d = t1[base + c] - mean;
-        d2 = fma(d, d, d2);
-    }
-    wg_f[l] = d2;
-    let inv = rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps));
+    let st = norm_stats(base, l, rms);
+    let mean = st.x;
+    let inv = st.y;
     var a = 0.0;
     if (!rms) {
         var s1 = 0.0;
@@ -135,29 +124,6 @@ fn swiglu_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_i
     t4[i] = da * (g * s);
     let ds = s * fma(g, 1.0 - s, 1.0);
     t3[i] = (da * t2[i]) * ds;
-}
-
-// The rotary embedding's backward (the rotation's transpose), laid out as
-// `rope`: t1 = gradients in place, t2 = cos, t3 = sin.
-@compute @workgroup_size(256)
-fn rope_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-            @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = flat(wid, lid, nwg);
-    let half = ep.head_dim / 2u;
-    if (half == 0u || idx >= ep.rows * ep.heads * half) { return; }
-    let r = idx / (ep.heads * half);
-    let h = (idx / half) % ep.heads;
-    let i = idx % half;
-    let a_at = r * ep.ld + ep.q_col + h * ep.head_dim + i;
-    let b_at = a_at + half;
-    let t_at = (r % ep.seq) * half + i;
-    if (b_at >= arrayLength(&t1) || t_at >= arrayLength(&t2) || t_at >= arrayLength(&t3)) { return; }
-    let a = t1[a_at];
-    let b = t1[b_at];
-    let c = t2[t_at];
-    let s = t3[t_at];
-    t1[a_at] = fma(a, c, b * s);
-    t1[b_at] = fma(b, c, -(a * s));
 }
 
 // D[r, h] = dO_r,h . O_r,h (ascending d): t1 = dO, t2 = O, t3 = D. One

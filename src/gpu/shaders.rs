@@ -238,7 +238,8 @@ pub fn network_module() -> Module {
 /// The transformer kernels, forward (`embed`, `norm`, `add_bias`,
 /// `residual`, `gelu_to`, `swiglu_to`, `rope`, `attention`, `lm_loss`) and
 /// backward (`copy`, `hadamard`, `dlogits`, `norm_bwd`, `swiglu_bwd`,
-/// `rope_bwd`, `att_dot`, `att_dq`, `att_dkv`, `group_sum`); `ACT` is GELU.
+/// `att_dot`, `att_dq`, `att_dkv`, `group_sum`; the backward rotation is
+/// `rope` with the sines negated); `ACT` is GELU.
 pub fn transformer_module() -> Module {
     plain(
         "transformer",

@@ -35,7 +35,6 @@ struct Kernels {
     dlogits: wgpu::ComputePipeline,
     norm_bwd: wgpu::ComputePipeline,
     swiglu_bwd: wgpu::ComputePipeline,
-    rope_bwd: wgpu::ComputePipeline,
     att_dot: wgpu::ComputePipeline,
     att_dq: wgpu::ComputePipeline,
     att_dkv: wgpu::ComputePipeline,
@@ -68,7 +67,6 @@ impl Kernels {
             dlogits: p("dlogits")?,
             norm_bwd: p("norm_bwd")?,
             swiglu_bwd: p("swiglu_bwd")?,
-            rope_bwd: p("rope_bwd")?,
             att_dot: p("att_dot")?,
             att_dq: p("att_dq")?,
             att_dkv: p("att_dkv")?,
@@ -338,7 +336,6 @@ impl Pass<'_> {
         out: &wgpu::Buffer,
         rows: u64,
     ) -> Result<()> {
-        let e = self.m.cfg.hidden;
         let mut flags = 0;
         if self.m.cfg.norm == NormKind::Rms {
             flags |= 1;
@@ -350,14 +347,7 @@ impl Pass<'_> {
             }
             None => &self.dummy,
         };
-        let p = TfParams {
-            rows: rows as u32,
-            width: e as u32,
-            heads: flags,
-            inv_n: (1.0 / e as f64) as f32,
-            eps: self.m.cfg.eps,
-            ..TfParams::default()
-        };
+        let p = self.norm_params(rows, flags);
         Self::push(
             batch,
             &self.k.norm,
@@ -404,6 +394,8 @@ struct Bufs {
     tok: wgpu::Buffer,
     cos: wgpu::Buffer,
     sin: wgpu::Buffer,
+    /// The sine table negated: the rotation's transpose (the backward pass).
+    sin_neg: wgpu::Buffer,
 }
 
 /// The backward pass's buffers.
@@ -569,6 +561,19 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// Parameters of the norm kernels over `rows` rows with `flags`.
+    fn norm_params(&self, rows: u64, flags: u32) -> TfParams {
+        let e = self.m.cfg.hidden;
+        TfParams {
+            rows: rows as u32,
+            width: e as u32,
+            heads: flags,
+            inv_n: (1.0 / e as f64) as f32,
+            eps: self.m.cfg.eps,
+            ..TfParams::default()
+        }
+    }
+
     /// `dx += norm'(x)^T dy` for a block norm.
     fn norm_bwd(
         &self,
@@ -577,15 +582,7 @@ impl Pass<'_> {
         (x, dy, dx): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
         rows: u64,
     ) -> Result<()> {
-        let e = self.m.cfg.hidden;
-        let p = TfParams {
-            rows: rows as u32,
-            width: e as u32,
-            heads: u32::from(self.m.cfg.norm == NormKind::Rms),
-            inv_n: (1.0 / e as f64) as f32,
-            eps: self.m.cfg.eps,
-            ..TfParams::default()
-        };
+        let p = self.norm_params(rows, u32::from(self.m.cfg.norm == NormKind::Rms));
         Self::push(
             batch,
             &self.k.norm_bwd,
@@ -617,12 +614,13 @@ impl Pass<'_> {
         }
     }
 
-    /// The rotary embedding (or its backward) on the q and k columns of `buf`.
+    /// The rotary embedding on the q and k columns of `buf` with the sine
+    /// table `sin` (`bufs.sin`; `bufs.sin_neg` for the backward pass).
     fn rope(
         &self,
         batch: &mut Batch,
-        pipe: &wgpu::ComputePipeline,
         bufs: &Bufs,
+        sin: &wgpu::Buffer,
         buf: &wgpu::Buffer,
         tokens: &Tokens,
     ) -> Result<()> {
@@ -643,9 +641,9 @@ impl Pass<'_> {
             };
             Self::push(
                 batch,
-                pipe,
+                &self.k.rope,
                 &p,
-                &[buf, &bufs.cos, &bufs.sin],
+                &[buf, &bufs.cos, sin],
                 ew_groups(self.ctx(), tokens.rows() * heads * (hd / 2))?,
             );
         }
@@ -674,7 +672,7 @@ impl Pass<'_> {
             col += p.n_out;
         }
         qkv_bias(self, batch, &b.qkv, &bufs.qkv, rows, ld)?;
-        self.rope(batch, &self.k.rope, bufs, &bufs.qkv, tokens)?;
+        self.rope(batch, bufs, &bufs.sin, &bufs.qkv, tokens)?;
         Self::push(
             batch,
             &self.k.attention,
@@ -863,6 +861,7 @@ pub fn run_chunked(
         tok: ctx.storage_from("token ids", &ids),
         cos: ctx.storage_from("rope cos", &cos),
         sin: ctx.storage_from("rope sin", &sin),
+        sin_neg: ctx.storage_from("rope -sin", &sin.iter().map(|v| -v).collect::<Vec<_>>()),
     };
     let grads = if backward {
         let swiglu = c.mlp == MlpKind::SwiGlu;
@@ -1223,7 +1222,7 @@ fn backward_block(
             ew_groups(ctx, rows * kvh * hd)?,
         );
     }
-    pass.rope(batch, &pass.k.rope_bwd, bufs, &g.dqkv, tokens)?;
+    pass.rope(batch, bufs, &bufs.sin_neg, &g.dqkv, tokens)?;
     let mut col = 0;
     for (k, lin) in b.qkv.iter().enumerate() {
         pass.weight_grad(

@@ -102,6 +102,34 @@ fn tree_max(lanes: &mut [f32]) -> f32 {
     lanes[0]
 }
 
+/// A row's (mean, inverse root): the shader's `norm_stats`, shared by the
+/// norm and its backward. Each of [`RED_WORKGROUP`] lanes folds its strided
+/// elements in order, then the tree.
+fn norm_stats<A: Arith>(
+    row: &[f32],
+    rms: bool,
+    (inv_n, eps): (f32, f32),
+    lanes: &mut [f32],
+) -> (f32, f32) {
+    let wg = lanes.len();
+    let lane_sum = |lanes: &mut [f32], f: &dyn Fn(f32, f32) -> f32| {
+        for (l, lane) in lanes.iter_mut().enumerate() {
+            *lane = row.iter().skip(l).step_by(wg).fold(0f32, |s, &v| f(s, v));
+        }
+        tree_sum(lanes)
+    };
+    let mean = if rms {
+        0.0
+    } else {
+        lane_sum(lanes, &|s, v| s + v) * inv_n
+    };
+    let d2 = lane_sum(lanes, &|s, v| {
+        let d = v - mean;
+        A::fma(d, d, s)
+    });
+    (mean, rsqrt_newton::<A>(A::fma(d2, inv_n, eps)))
+}
+
 /// The `norm` kernel over every row of `x` (width n): per row, each of
 /// [`RED_WORKGROUP`] lanes folds its strided elements in order, then the tree.
 fn norm<A: Arith>(
@@ -122,26 +150,7 @@ fn norm<A: Arith>(
     let mut y = vec![0f32; x.len()];
     let mut lanes = vec![0f32; wg];
     for (row, out) in x.chunks(n).zip(y.chunks_mut(n)) {
-        let mut mean = 0f32;
-        if !rms {
-            for (l, lane) in lanes.iter_mut().enumerate() {
-                let mut s = 0f32;
-                for &v in row.iter().skip(l).step_by(wg) {
-                    s += v;
-                }
-                *lane = s;
-            }
-            mean = tree_sum(&mut lanes) * inv_n;
-        }
-        for (l, lane) in lanes.iter_mut().enumerate() {
-            let mut d2 = 0f32;
-            for &v in row.iter().skip(l).step_by(wg) {
-                let d = v - mean;
-                d2 = A::fma(d, d, d2);
-            }
-            *lane = d2;
-        }
-        let inv = rsqrt_newton::<A>(A::fma(tree_sum(&mut lanes), inv_n, eps));
+        let (mean, inv) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
         for c in 0..n {
             out[c] = if rms {
                 w[c] * (row[c] * inv)
@@ -659,15 +668,7 @@ fn norm_bwd<A: Arith>(
             }
             tree_sum(lanes)
         };
-        let mut mean = 0f32;
-        if !rms {
-            mean = lane_sum(&mut lanes, &|c, s| s + row[c]) * inv_n;
-        }
-        let d2 = lane_sum(&mut lanes, &|c, s| {
-            let d = row[c] - mean;
-            A::fma(d, d, s)
-        });
-        let inv = rsqrt_newton::<A>(A::fma(d2, inv_n, eps));
+        let (mean, inv) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
         let mut a = 0f32;
         if !rms {
             a = lane_sum(&mut lanes, &|c, s| s + dyr[c] * w[c]) * inv_n;
@@ -901,8 +902,10 @@ fn backward_block<A: Arith>(
         }
     }
     if !c.inv_freq.is_empty() {
-        rope_bwd::<A>(&mut dqkv, ld, 0, h, hd, seq, &cos, &sin);
-        rope_bwd::<A>(&mut dqkv, ld, k_col, kvh, hd, seq, &cos, &sin);
+        // The rotation's transpose: the same kernel with the sines negated.
+        let sin_neg: Vec<f32> = sin.iter().map(|v| -v).collect();
+        rope::<A>(&mut dqkv, ld, 0, h, hd, seq, &cos, &sin_neg);
+        rope::<A>(&mut dqkv, ld, k_col, kvh, hd, seq, &cos, &sin_neg);
     }
     let mut col = 0;
     let mut dh = vec![0f32; rows * e];
@@ -919,31 +922,4 @@ fn backward_block<A: Arith>(
     norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
     reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
     Ok(())
-}
-
-/// The `rope_bwd` kernel.
-#[allow(clippy::too_many_arguments)]
-fn rope_bwd<A: Arith>(
-    g: &mut [f32],
-    ld: usize,
-    col: usize,
-    heads: usize,
-    hd: usize,
-    seq: usize,
-    cos: &[f32],
-    sin: &[f32],
-) {
-    let half = hd / 2;
-    for (r, row) in g.chunks_mut(ld).enumerate() {
-        let t = r % seq;
-        for h in 0..heads {
-            for i in 0..half {
-                let (ai, bi) = (col + h * hd + i, col + h * hd + i + half);
-                let (a, b) = (row[ai], row[bi]);
-                let (c, s) = (cos[t * half + i], sin[t * half + i]);
-                row[ai] = A::fma(a, c, b * s);
-                row[bi] = A::fma(b, c, -(a * s));
-            }
-        }
-    }
 }
