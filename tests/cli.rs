@@ -531,21 +531,42 @@ fn forward_writes_json_and_rejects_bad_networks() {
         "{}",
         stderr(&r)
     );
-    let cases: &[(&[&str], &str)] = &[
-        (&["--input", "/nonexistent/x.npy"], "/nonexistent/x.npy"),
-        (&["--depth", "0"], "depth"),
-        (&["--width", "0"], "width of layer 0 is 0"),
-        (&["--batch", "0"], "batch"),
-        (&["--act", "swish"], "unknown activation"),
-        (&["--bias-std", "-1"], "bias standard deviation"),
-        (&["--widths", "16,0,8"], "width of layer 1 is 0"),
-        (&["--width", "4000000000", "--batch", "64"], "too large"),
+    // Exit 2: refused by the flag's parser (its range); 1: by the pass.
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["--input", "/nonexistent/x.npy"], 1, "/nonexistent/x.npy"),
+        (
+            &["--depth", "0"],
+            2,
+            "'--depth <DEPTH>': must be an integer from 1",
+        ),
+        (
+            &["--width", "0"],
+            2,
+            "'--width <WIDTH>': must be an integer from 1",
+        ),
+        (
+            &["--batch", "0"],
+            2,
+            "'--batch <BATCH>': must be an integer from 1",
+        ),
+        (&["--act", "swish"], 1, "unknown activation"),
+        (
+            &["--bias-std", "-1"],
+            1,
+            "invalid bias-std: -1 (must be finite and >= 0)",
+        ),
+        (
+            &["--widths", "16,0,8"],
+            2,
+            "'--widths <WIDTHS>': must be an integer from 1",
+        ),
+        (&["--width", "1000000000", "--batch", "64"], 1, "too large"),
     ];
-    for (args, msg) in cases {
+    for (args, code, msg) in cases {
         let mut full = vec!["forward", "--backend", "cpu"];
         full.extend_from_slice(args);
         let r = deepinit(&full);
-        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        assert_eq!(r.status.code(), Some(*code), "{args:?}: {}", stderr(&r));
         assert!(
             stderr(&r).contains(msg),
             "{args:?}: expected '{msg}' in {}",
@@ -672,11 +693,15 @@ fn sweep_command_writes_its_files_and_rejects_bad_grids() {
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
-    for (args, msg) in [
-        (&["--batch", "7"][..], "even batch"),
-        (&["--multiplier", "4:1:0.1"][..], "multiplier grid"),
-        (&["--act", "swish"][..], "unknown activation"),
-        (&["--depth", "0"][..], "depth"),
+    for (args, code, msg) in [
+        (&["--batch", "7"][..], 1, "even batch"),
+        (&["--multiplier", "4:1:0.1"][..], 1, "multiplier grid"),
+        (&["--act", "swish"][..], 1, "unknown activation"),
+        (
+            &["--depth", "0"][..],
+            2,
+            "'--depth <DEPTH>': must be an integer from 1",
+        ),
     ] {
         let mut full = vec![
             "sweep",
@@ -689,7 +714,7 @@ fn sweep_command_writes_its_files_and_rejects_bad_grids() {
         ];
         full.extend_from_slice(args);
         let r = deepinit(&full);
-        assert_eq!(r.status.code(), Some(1), "{args:?}: {}", stderr(&r));
+        assert_eq!(r.status.code(), Some(code), "{args:?}: {}", stderr(&r));
         assert!(stderr(&r).contains(msg), "{args:?}: {}", stderr(&r));
     }
 }

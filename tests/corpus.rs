@@ -239,12 +239,12 @@ fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
         (vec!["forward", "--widths", "16"], 1, "at least two"),
         (
             vec!["forward", "--depth", "1000000"],
-            1,
-            "reduce the depth (at most 100000)",
+            2,
+            "must be an integer from 1 to 100000",
         ),
-        (vec!["forward", "--depth", "0"], 1, "at least one layer"),
-        (vec!["forward", "--width", "0", "--depth", "2"], 1, "width"),
-        (vec!["sweep", "--depth", "18446744073709551615"], 1, "depth"),
+        (vec!["forward", "--depth", "0"], 2, "from 1 to 100000"),
+        (vec!["forward", "--width", "0", "--depth", "2"], 2, "width"),
+        (vec!["sweep", "--depth", "18446744073709551615"], 2, "depth"),
         (
             vec!["sweep", "--multiplier", "0.1:1e12:1e-12"],
             1,
@@ -553,8 +553,8 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
                 "--tp-size",
                 "0",
             ],
-            1,
-            "tp-size '0': must be from 1 to",
+            2,
+            "'--tp-size <TP_SIZE>': must be an integer from 1 to 2^20",
         ),
         (
             vec![
@@ -571,13 +571,153 @@ fn readers_never_block_and_outputs_of_one_run_never_collide() {
             1,
             "must be below --tp-size (2)",
         ),
-        (
-            vec!["init", "--shape", "4x4", "--seed", "-1"],
-            2,
-            "invalid value '-1' for '--seed",
-        ),
     ];
     refuse_all(d.path(), cases, true);
+}
+
+/// Every numeric flag refuses a negative value, zero where zero is out of
+/// range, a value past its top and a non-number with one message: the flag
+/// and its range, exit status 2, before anything is printed or written.
+#[test]
+fn every_numeric_flag_names_its_range_for_any_bad_value() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let ck = d.path().join("ck");
+    let ck = s(&ck);
+    // (command and other arguments, flag, its range, bad values)
+    let table: Vec<(Vec<&str>, &str, &str, Vec<&str>)> = vec![
+        (
+            vec!["init", "--shape", "4x4"],
+            "--seed",
+            "0 to 2^64-1",
+            vec!["-1", "18446744073709551616", "x"],
+        ),
+        (
+            vec!["init", "--shape", "4x4"],
+            "--tensor-id",
+            "0 to 2^32-1",
+            vec!["-1", "4294967296"],
+        ),
+        (
+            vec!["init", "--shape", "4x4"],
+            "--groups",
+            "1 to 2^64-1",
+            vec!["-2", "0"],
+        ),
+        (
+            vec!["init", "--shape", "4x4"],
+            "--chunk-elems",
+            "1 to 2^32",
+            vec!["-3", "0", "4294967297"],
+        ),
+        (
+            vec!["init", "--shape", "4x4"],
+            "--workgroup-size",
+            "32 to 1024",
+            vec!["-1", "16", "2048"],
+        ),
+        (
+            vec!["forward"],
+            "--width",
+            "1 to 2^30",
+            vec!["-5", "0", "1073741825"],
+        ),
+        (
+            vec!["forward"],
+            "--widths",
+            "1 to 2^30",
+            vec!["4,-1", "0,4"],
+        ),
+        (
+            vec!["forward"],
+            "--depth",
+            "1 to 100000",
+            vec!["-1", "0", "100001"],
+        ),
+        (vec!["forward"], "--batch", "1 to 2^30", vec!["-1", "0"]),
+        (vec!["forward"], "--seed", "0 to 2^64-1", vec!["-1"]),
+        (
+            vec!["forward", "--preset", "gpt2"],
+            "--seq",
+            "2 to 65536",
+            vec!["-1", "1", "65537"],
+        ),
+        (vec!["sweep"], "--depth", "1 to 100000", vec!["-1", "0"]),
+        (vec!["sweep"], "--width", "1 to 2^30", vec!["-1", "0"]),
+        (vec!["sweep"], "--batch", "2 to 2^30", vec!["-4", "0"]),
+        (vec!["sweep"], "--seed", "0 to 2^64-1", vec!["-1"]),
+        (vec!["demo"], "--seed", "0 to 2^64-1", vec!["-1"]),
+        (
+            vec!["model", "--preset", "gpt2", "--out", ck],
+            "--shards",
+            "1 to 2^32-1",
+            vec!["-1", "0"],
+        ),
+        (
+            vec!["model", "--preset", "gpt2", "--out", ck],
+            "--rank",
+            "0 to 2^32-1",
+            vec!["-1"],
+        ),
+        (
+            vec!["model", "--preset", "gpt2", "--out", ck],
+            "--tp-size",
+            "1 to 2^20",
+            vec!["-1", "0", "1048577"],
+        ),
+        (
+            vec!["model", "--preset", "gpt2", "--out", ck],
+            "--tp-rank",
+            "0 to 2^20-1",
+            vec!["-1"],
+        ),
+        (
+            vec!["model", "--preset", "gpt2", "--out", ck],
+            "--seed",
+            "0 to 2^64-1",
+            vec!["-1"],
+        ),
+        (
+            vec!["bench"],
+            "--repeats",
+            "1 to 1000",
+            vec!["-1", "0", "1001"],
+        ),
+    ];
+    // Each bad value twice: as a separate word and as `--flag=value`; the
+    // first checks the flag is named, the second the range.
+    let mut owned: Vec<(Vec<String>, String)> = Vec::new();
+    for (args, flag, range, bad) in &table {
+        let base: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        for v in bad {
+            let mut a = base.clone();
+            a.extend([flag.to_string(), v.to_string()]);
+            owned.push((a, format!("for '{flag} <")));
+            let mut a = base.clone();
+            a.push(format!("{flag}={v}"));
+            owned.push((a, format!("must be an integer from {range}")));
+        }
+    }
+    let cases: Vec<(Vec<&str>, i32, &str)> = owned
+        .iter()
+        .map(|(a, p)| (a.iter().map(String::as_str).collect(), 2, p.as_str()))
+        .collect();
+    refuse_all(d.path(), cases, true);
+    refuse_all(
+        d.path(),
+        vec![
+            (
+                vec!["inspect", ck, "--alpha", "-1"],
+                2,
+                "'--alpha <ALPHA>': must be a number greater than 0 and less than 0.5",
+            ),
+            (
+                vec!["inspect", ck, "--alpha", "0.5"],
+                2,
+                "greater than 0 and less than 0.5",
+            ),
+        ],
+        true,
+    );
 }
 
 /// Starts `deepinit model` with `args` (CPU backend, into `dir`) and returns

@@ -11,7 +11,7 @@ pub(crate) struct BenchArgs {
     #[arg(long)]
     quick: bool,
     /// Timed runs after the warm-up, 1..=1000 (default 5, 2 with --quick).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, value_parser = num::int_in(1u32, 1000))]
     repeats: Option<u32>,
     /// The results as JSON.
     #[command(flatten)]

@@ -23,7 +23,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "deepinit-out")]
     out_dir: PathBuf,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::seed)]
     seed: u64,
     /// Skip the CPU reference (GPU only).
     #[arg(long)]

@@ -16,16 +16,16 @@ pub(crate) struct ForwardArgs {
     #[arg(long, default_value = "relu")]
     act: String,
     /// Width of the input and every layer.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30))]
     width: u64,
     /// Explicit widths n_0,n_1,...,n_L (overrides --width and --depth).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = num::int_in(1u64, 1 << 30))]
     widths: Option<Vec<u64>>,
     /// Number of layers.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, deepinit::net::MAX_DEPTH as u64))]
     depth: usize,
     /// Batch size [default: 64, or the rows of --input].
-    #[arg(long)]
+    #[arg(long, value_parser = num::int_in(1u64, 1 << 30))]
     batch: Option<u64>,
     /// Bias standard deviation (0: no bias).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
@@ -43,7 +43,7 @@ pub(crate) struct ForwardArgs {
     #[arg(long, value_enum, default_value = "normal")]
     dist: DistChoice,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::seed)]
     seed: u64,
     /// The report (same format as the demo's report.json) as JSON.
     #[command(flatten)]
@@ -72,7 +72,7 @@ pub(crate) struct ForwardArgs {
     #[arg(long, default_value = "reference")]
     init: String,
     /// Tokens per sequence of the transformer pass.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = num::int_in(2u64, deepinit::tfm::MAX_SEQ))]
     seq: u64,
     /// Transformer: run the forward pass only (no gradients).
     #[arg(long)]
@@ -154,14 +154,7 @@ fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
             ),
         )),
         Some(w) => Ok(w.clone()),
-        None if a.depth == 0 => Err(Error::invalid(
-            "depth",
-            "0 (a network needs at least one layer)",
-        )),
-        None if a.depth > max_depth => Err(Error::invalid(
-            "depth",
-            format!("{}; reduce the depth (at most {max_depth})", a.depth),
-        )),
+        // --depth's parser holds it to 1..=MAX_DEPTH.
         None => Ok(vec![a.width; a.depth + 1]),
     }
 }

@@ -22,10 +22,10 @@ pub(crate) struct InitArgs {
     #[arg(long, value_enum, default_value = "normal")]
     dist: DistChoice,
     /// Seed (the Philox key).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::seed)]
     seed: u64,
     /// Tensor id (Philox counter word 2), e.g. the layer index.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::int_in(0u32, u32::MAX))]
     tensor_id: u32,
     /// The fan to divide by (overrides the scheme's).
     #[arg(long, value_enum)]
@@ -38,7 +38,7 @@ pub(crate) struct InitArgs {
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     multiplier: f64,
     /// Convolution groups.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = num::int_in(1u64, u64::MAX))]
     groups: u64,
     /// Generate only rows A:B (dimension 0) of the tensor: bit for bit that
     /// slice of the whole (tensor-parallel layouts).
@@ -57,13 +57,13 @@ pub(crate) struct InitArgs {
     no_verify: bool,
     /// Elements per GPU chunk, 1..=2^32 (default: one storage binding, at
     /// most 256 MiB).
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    #[arg(long, value_parser = num::int_in(1u64, 1 << 32))]
     chunk_elems: Option<u64>,
     /// GPU workgroup size (power of two, 32..=1024), with one-word stores.
     /// Default: the store and workgroup size tuned for this device and
     /// distribution (cached; see `deepinit adapters`), or 256 when tuning is
     /// off (`--gemm VARIANT`).
-    #[arg(long)]
+    #[arg(long, value_parser = num::int_in(32u32, 1024))]
     workgroup_size: Option<u32>,
 }
 

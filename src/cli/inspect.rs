@@ -27,7 +27,7 @@ pub(crate) struct InspectArgs {
     #[arg(long, value_name = "RULE", default_value = "reference")]
     init: String,
     /// False-alarm rate of each test.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, value_parser = num::real_between(0.0, 0.5))]
     alpha: f64,
     #[command(flatten)]
     json: JsonArgs,

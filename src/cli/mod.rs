@@ -25,6 +25,7 @@ mod forward;
 mod init;
 mod inspect;
 mod model;
+mod num;
 mod sweep;
 
 pub(crate) use adapters::run_adapters;

@@ -42,20 +42,20 @@ pub(crate) struct ModelArgs {
     dtype: String,
     /// Shard files (Hugging Face layout plus model.safetensors.index.json);
     /// default 1, or the launcher's world size.
-    #[arg(long)]
+    #[arg(long, value_parser = num::usize_in(1, u64::from(u32::MAX)))]
     shards: Option<usize>,
     /// Write only shard I (0-based) of --shards; without it, RANK/WORLD_SIZE,
     /// SLURM_PROCID/SLURM_NTASKS or JOB_COMPLETION_INDEX are read.
-    #[arg(long, value_name = "I")]
+    #[arg(long, value_name = "I", value_parser = num::usize_in(0, u64::from(u32::MAX)))]
     rank: Option<usize>,
     /// Tensor parallelism: every tensor with a `split` holds part --tp-rank of this many.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = num::int_in(1u64, deepinit::model::plan::MAX_TP))]
     tp_size: u64,
     /// This checkpoint's tensor-parallel part (0-based).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::int_in(0u64, deepinit::model::plan::MAX_TP - 1))]
     tp_rank: u64,
     /// Seed (overrides the spec's).
-    #[arg(long)]
+    #[arg(long, value_parser = num::seed)]
     seed: Option<u64>,
     #[command(flatten)]
     json: JsonArgs,

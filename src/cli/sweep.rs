@@ -19,19 +19,19 @@ pub(crate) struct SweepArgs {
     #[arg(long, default_value = "0.25:4:0.25")]
     multiplier: String,
     /// Depth.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, deepinit::net::MAX_DEPTH as u64))]
     depth: usize,
     /// Width of every layer.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30))]
     width: u64,
     /// Batch (even: the inputs come in correlated pairs).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = num::int_in(2u64, 1 << 30))]
     batch: u64,
     /// Bias standard deviation.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     bias_std: f64,
     /// Seed.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = num::seed)]
     seed: u64,
     /// Skip the CPU reference of every multiplier's network.
     #[arg(long)]
@@ -73,16 +73,6 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
             format!(
                 "{} (a sweep needs an even batch of at least 2: input pairs)",
                 a.batch
-            ),
-        ));
-    }
-    if a.depth == 0 || a.depth > deepinit::net::MAX_DEPTH {
-        return Err(Error::invalid(
-            "depth",
-            format!(
-                "{} (a sweep needs 1 to {} layers)",
-                a.depth,
-                deepinit::net::MAX_DEPTH
             ),
         ));
     }

@@ -151,7 +151,7 @@ impl NetConfig {
         }
         if !(self.bias_std.is_finite() && self.bias_std >= 0.0) {
             return Err(Error::invalid(
-                "bias standard deviation",
+                "bias-std",
                 format!("{} (must be finite and >= 0)", self.bias_std),
             ));
         }
