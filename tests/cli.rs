@@ -652,6 +652,21 @@ fn bench_quick_reports_roofline_ratios_and_checks_its_results() {
         }
         assert!(["gpu-timestamps", "wall-clock"]
             .contains(&rows[0]["time"]["method"].as_str().expect("method")));
+        // The default demo's first run (fresh device, empty tuning cache)
+        // against its warm runs: the ratio printed is the two times'.
+        let first = find(rows, "first run, empty tuning cache")
+            .next()
+            .expect("demo first run");
+        let warm = find(rows, "warm (tuned in this process)")
+            .next()
+            .expect("demo warm");
+        let (f, w) = (
+            first["time"]["median_s"].as_f64().expect("first"),
+            warm["time"]["median_s"].as_f64().expect("warm"),
+        );
+        assert!(f > 0.0 && w > 0.0 && first["time"]["repeats"] == 1);
+        assert_eq!(first["ratio_to"], "warm");
+        assert_eq!(first["ratio"].as_f64(), Some(f / w));
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod demo;
+pub mod first_run;
 pub(crate) mod roofline;
 pub mod sweep;
 pub mod transformer;

@@ -56,6 +56,10 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         Some(g) => bench::gpu(g, &opts, &mut step)?,
         None => (Vec::new(), serde_json::Value::Null),
     };
+    if let Some(g) = backend.gpu() {
+        step("demo: first run on a fresh device and empty tuning cache, then warm");
+        rows.extend(deepinit::app::first_run::rows(g.context(), &opts, 0)?);
+    }
     let cpu_rows = bench::cpu(&opts, &mut step)?;
     let checkpoint_rows = deepinit::app::checkpoint::rows(&backend, &opts, &mut step)?;
     let numpy = if a.no_numpy {

@@ -1,0 +1,64 @@
+//! What tuning costs a first run: the default `demo` on a device opened
+//! afresh with an empty, in-memory tuning cache (so every GEMM shape class
+//! and generation kernel it uses is timed, within the tuner's per-process
+//! budget, and every pipeline is compiled), then the same demo again on that
+//! device, warm. Both are timed in the same run, so their ratio is the
+//! overhead a user sees once per device.
+
+use crate::app::bench::{BenchOptions, Row};
+use crate::app::demo::{self, Size};
+use crate::backend::{Backend, Gpu};
+use crate::gpu::timer::{time_cpu, Timing};
+use crate::gpu::tune::TuneMode;
+use crate::gpu::GpuContext;
+use crate::Result;
+use std::time::Instant;
+
+/// The demo's first run against its warm runs on `ctx`'s device.
+///
+/// The first run is measured once (a second "first" run would need a
+/// second fresh device); the warm runs `opts.repeats` times after one
+/// untimed run.
+pub fn rows(ctx: &GpuContext, opts: &BenchOptions, seed: u64) -> Result<Vec<Row>> {
+    let gpu = Gpu::new(ctx)?;
+    gpu.gemm().set_mode(TuneMode::Auto {
+        cache: None,
+        retune: false,
+    })?;
+    let backend = Backend::Gpu(gpu);
+    let size = Size::DEFAULT;
+    let run = || demo::run(&backend, size, seed, true, |_, _, _| {}).map(|_| ());
+    let start = Instant::now();
+    run()?;
+    let first = start.elapsed().as_secs_f64();
+    let warm = time_cpu(opts.repeats, run)?;
+    let what = format!(
+        "{} networks of width {}, depth {}, batch {}",
+        demo::SCHEMES.len() * demo::ACTIVATIONS.len(),
+        size.width,
+        size.depth,
+        size.batch
+    );
+    Ok(vec![
+        Row {
+            group: "demo",
+            name: "first run, empty tuning cache".into(),
+            size: what.clone(),
+            rate: first,
+            unit: "s/run",
+            time: Timing::of(vec![first], "cpu-wall-clock"),
+            ratio: Some(first / warm.median_s),
+            ratio_to: Some("warm".into()),
+        },
+        Row {
+            group: "demo",
+            name: "warm (tuned in this process)".into(),
+            size: what,
+            rate: warm.median_s,
+            unit: "s/run",
+            time: warm,
+            ratio: None,
+            ratio_to: None,
+        },
+    ])
+}
