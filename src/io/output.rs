@@ -387,6 +387,22 @@ impl Destination {
         f.write_all(bytes)?;
         f.commit()
     }
+
+    /// A small file (an index, a config) finished and ready to go in with
+    /// others through [`commit_all`], or `None` when the same bytes are
+    /// already there (left as they are). A file with the same bytes that
+    /// appears before the commit (another rank of the job wrote it) counts
+    /// as placed, not as a file in the way.
+    pub fn prepare(&self, bytes: &[u8]) -> Result<Option<Finished>> {
+        if crate::io::read::same_contents(&self.path, bytes) {
+            return Ok(None);
+        }
+        let mut f = self.create()?;
+        f.write_all(bytes)?;
+        let mut done = f.finish()?;
+        done.same_ok = Some(bytes.to_vec());
+        Ok(Some(done))
+    }
 }
 
 /// A registered temporary path: removed when dropped (unless disarmed) and
@@ -474,7 +490,11 @@ impl TempFile {
             .map_err(|e| io_err(&dest.path)(e.into_error()))?;
         file.sync_all().map_err(io_err(&dest.path))?;
         drop(file);
-        Ok(Finished { dest, tmp })
+        Ok(Finished {
+            dest,
+            tmp,
+            same_ok: None,
+        })
     }
 }
 
@@ -486,6 +506,15 @@ impl TempFile {
 /// the moment between the two renames leaves the `.bak` files, which are
 /// never swept automatically: they hold the user's data.)
 pub fn commit_all(files: Vec<Finished>) -> Result<()> {
+    let identical = |path: &Path, same_ok: &Option<Vec<u8>>| {
+        same_ok
+            .as_deref()
+            .is_some_and(|b| crate::io::read::same_contents(path, b))
+    };
+    let files: Vec<Finished> = files
+        .into_iter()
+        .filter(|f| !identical(&f.dest.path, &f.same_ok))
+        .collect();
     for f in &files {
         check_replaceable(&f.dest.path, f.dest.force)?;
     }
@@ -536,13 +565,18 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
     let mut placed: Vec<PathBuf> = Vec::new();
     for f in files {
         let path = f.dest.path.clone();
-        if let Err(e) = f.commit() {
-            for p in &placed {
-                let _ = std::fs::remove_file(p);
+        let same_ok = f.same_ok.clone();
+        match f.commit() {
+            Ok(()) => placed.push(path),
+            // Placed meanwhile by another rank of the job, byte for byte.
+            Err(Error::WouldOverwrite { .. }) if identical(&path, &same_ok) => {}
+            Err(e) => {
+                for p in &placed {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(restore(e));
             }
-            return Err(restore(e));
         }
-        placed.push(path);
     }
     for (_, bak) in lock(&ASIDE).drain(..) {
         let _ = std::fs::remove_file(bak);
@@ -555,12 +589,15 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
 pub struct Finished {
     dest: Destination,
     tmp: TempPath,
+    /// Set by [`Destination::prepare`]: these bytes at the destination
+    /// already are this file.
+    same_ok: Option<Vec<u8>>,
 }
 
 impl Finished {
     /// Renames the file into place under the no-clobber rules.
     pub fn commit(self) -> Result<()> {
-        let Finished { dest, tmp } = self;
+        let Finished { dest, tmp, .. } = self;
         if dest.force {
             // Re-check: something special may have appeared meanwhile.
             check_replaceable(&dest.path, true)?;
@@ -893,6 +930,55 @@ mod tests {
         assert_eq!(std::fs::read(&a).unwrap(), b"new a");
         assert_eq!(std::fs::read(&b).unwrap(), b"new b");
         assert_eq!(listing(), ["a.bin", "b.bin"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn prepared_small_files_go_in_with_the_set_and_identical_ones_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let (shard, index) = (d.path().join("s.bin"), d.path().join("index.json"));
+        std::fs::write(&shard, b"old shard").unwrap();
+        std::fs::write(&index, b"old index").unwrap();
+        let shard_done = || {
+            let mut t = Destination::check(&shard, true).unwrap().create().unwrap();
+            t.write_all(b"new shard").unwrap();
+            t.finish().unwrap()
+        };
+        // The index's name becomes a directory before the commit: the new
+        // shard does not go in either.
+        let idx = Destination::check(&index, true).unwrap();
+        let prepared = idx.prepare(b"new index").unwrap().expect("differs");
+        std::fs::remove_file(&index).unwrap();
+        std::fs::create_dir(&index).unwrap();
+        assert!(commit_all(vec![shard_done(), prepared]).is_err());
+        assert_eq!(std::fs::read(&shard).unwrap(), b"old shard");
+        assert_eq!(listing(d.path()), ["index.json", "s.bin"]);
+        // Without the obstacle both go in together.
+        std::fs::remove_dir(&index).unwrap();
+        std::fs::write(&index, b"old index").unwrap();
+        let prepared = idx.prepare(b"new index").unwrap().expect("differs");
+        commit_all(vec![shard_done(), prepared]).unwrap();
+        assert_eq!(std::fs::read(&index).unwrap(), b"new index");
+        assert_eq!(std::fs::read(&shard).unwrap(), b"new shard");
+        // Identical bytes already there: nothing to prepare.
+        assert!(idx.prepare(b"new index").unwrap().is_none());
+        // Another rank places the same index between prepare and commit,
+        // without --force: this rank's set still goes in.
+        std::fs::remove_file(&index).unwrap();
+        let no_force = Destination::check(&index, false).unwrap();
+        let prepared = no_force.prepare(b"same").unwrap().expect("absent");
+        std::fs::write(&index, b"same").unwrap();
+        commit_all(vec![prepared]).unwrap();
+        // A different file there instead is refused.
+        std::fs::remove_file(&index).unwrap();
+        let prepared = no_force.prepare(b"ours").unwrap().expect("absent");
+        std::fs::write(&index, b"theirs").unwrap();
+        assert!(matches!(
+            commit_all(vec![prepared]),
+            Err(Error::WouldOverwrite { .. })
+        ));
+        assert_eq!(std::fs::read(&index).unwrap(), b"theirs");
+        assert_eq!(listing(d.path()), ["index.json", "s.bin"]);
     }
 
     #[test]

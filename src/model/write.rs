@@ -299,9 +299,10 @@ fn write_all(
         };
         temps.push((tmp.finish()?, report));
     }
-    // All or nothing: a failure leaves whatever was there before untouched.
-    let (finished, mut files): (Vec<Finished>, Vec<FileReport>) = temps.into_iter().unzip();
-    crate::io::output::commit_all(finished)?;
+    // All or nothing, the index and config included (after the shards, so a
+    // reader that sees the index finds its shards): a failure leaves
+    // whatever was there before untouched.
+    let (mut finished, mut files): (Vec<Finished>, Vec<FileReport>) = temps.into_iter().unzip();
     let index = plan
         .index_json()
         .and_then(|b| targets.index.as_ref().map(|d| (d, b)));
@@ -310,29 +311,19 @@ fn write_all(
         .map(|(d, b)| (*d, b.as_slice()))
         .chain(targets.extra.iter().map(|(d, b)| (d, b.as_slice())));
     for (dest, bytes) in small {
-        let written = write_index(dest, bytes)?;
+        // None: identical to what is there (ranks of one job all write the
+        // same; whichever lands first is kept).
+        let prepared = dest.prepare(bytes)?;
         files.push(FileReport {
             path: dest.path().to_path_buf(),
             bytes: bytes.len() as u64,
             tensors: 0,
-            written,
+            written: prepared.is_some(),
         });
+        finished.extend(prepared);
     }
+    crate::io::output::commit_all(finished)?;
     Ok(files)
-}
-
-/// Writes the index (or config) unless an identical one is already there
-/// (ranks of one job all write the same; whichever lands first is kept);
-/// returns whether this run wrote it.
-fn write_index(dest: &Destination, bytes: &[u8]) -> Result<bool> {
-    let same = || crate::io::read::same_contents(dest.path(), bytes);
-    if same() {
-        return Ok(false);
-    }
-    match dest.write(bytes) {
-        Err(Error::WouldOverwrite { .. }) if same() => Ok(false),
-        other => other.map(|()| true),
-    }
 }
 
 /// Runs `fill(emit)` while a writer thread appends what it emits (after
