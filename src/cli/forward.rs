@@ -3,6 +3,7 @@
 use super::*;
 use clap::Args;
 use deepinit::init::scheme::{self, Scheme};
+use deepinit::net::act::Activation;
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,11 @@ use std::process::ExitCode;
 #[derive(Args, Debug, Clone)]
 pub(crate) struct ForwardArgs {
     /// he|kaiming, lecun, xavier|glorot, or naive:STD.
-    #[arg(long, default_value = "he")]
-    scheme: String,
+    #[arg(long, default_value = "he", value_parser = Scheme::parse)]
+    scheme: Scheme,
     /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
-    #[arg(long, default_value = "relu")]
-    act: String,
+    #[arg(long, default_value = "relu", value_parser = Activation::parse)]
+    act: Activation,
     /// Width of the input and every layer.
     #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30))]
     width: u64,
@@ -93,7 +94,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             "--tokens feeds a transformer: give --config or --preset",
         ));
     }
-    let act = deepinit::net::act::Activation::parse(&a.act)?;
+    let act = a.act;
     let json_out = a.json.open()?;
     let (cfg, input) = network(a, act)?;
     let t = json_out.text();
@@ -184,7 +185,7 @@ fn network(
         (Some(x), _) => x.rows,
         (None, b) => b.unwrap_or(64),
     };
-    let mut cfg = deepinit::net::NetConfig::uniform(Scheme::parse(&a.scheme)?, act, 1, 1, batch);
+    let mut cfg = deepinit::net::NetConfig::uniform(a.scheme, act, 1, 1, batch);
     cfg.widths = widths;
     if let Some(x) = &input {
         if a.widths.is_some() && cfg.widths[0] != x.cols {

@@ -13,11 +13,11 @@ use std::process::ExitCode;
 #[derive(Args, Debug, Clone)]
 pub(crate) struct InitArgs {
     /// he|kaiming, lecun, xavier|glorot, or naive:STD.
-    #[arg(long, default_value = "he")]
-    scheme: String,
+    #[arg(long, default_value = "he", value_parser = Scheme::parse)]
+    scheme: Scheme,
     /// Weight shape, [out, in] or [out, in/groups, k...], e.g. 4096x4096 or 64x3x3x3.
-    #[arg(long, default_value = "4096x4096")]
-    shape: String,
+    #[arg(long, default_value = "4096x4096", value_parser = Shape::parse)]
+    shape: Shape,
     /// Weight distribution.
     #[arg(long, value_enum, default_value = "normal")]
     dist: DistChoice,
@@ -69,9 +69,7 @@ pub(crate) struct InitArgs {
 
 impl InitArgs {
     fn spec(&self) -> Result<InitSpec> {
-        let scheme = Scheme::parse(&self.scheme)?;
-        let shape = Shape::parse(&self.shape)?;
-        let mut spec = InitSpec::new(scheme, shape);
+        let mut spec = InitSpec::new(self.scheme, self.shape.clone());
         spec.dist = self.dist.into();
         spec.multiplier = self.multiplier;
         spec.groups = self.groups;

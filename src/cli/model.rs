@@ -38,8 +38,8 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_name = "DIR", required_unless_present = "print_spec")]
     out: Option<PathBuf>,
     /// Element type: f32, bf16 or f16 (rounded to nearest even from f32).
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[arg(long, default_value = "f32", value_parser = DType::parse)]
+    dtype: DType,
     /// Shard files (Hugging Face layout plus model.safetensors.index.json);
     /// default 1, or the launcher's world size.
     #[arg(long, value_parser = num::usize_in(1, u64::from(u32::MAX)))]
@@ -228,7 +228,7 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
         out(&emit::to_toml(&spec, &comment));
         return Ok(ExitCode::SUCCESS);
     }
-    let dtype = DType::parse(&a.dtype)?;
+    let dtype = a.dtype;
     let ranks = ranks(a.shards, a.rank, |k| std::env::var(k).ok())?;
     let tp = TensorParallel {
         size: a.tp_size,

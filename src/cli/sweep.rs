@@ -3,6 +3,7 @@
 use super::*;
 use clap::Args;
 use deepinit::init::scheme::Scheme;
+use deepinit::net::act::Activation;
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,11 +11,11 @@ use std::process::ExitCode;
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SweepArgs {
     /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
-    #[arg(long, default_value = "tanh")]
-    act: String,
+    #[arg(long, default_value = "tanh", value_parser = Activation::parse)]
+    act: Activation,
     /// Base scheme whose variance the multiplier scales (lecun: multiplier = sigma_w^2).
-    #[arg(long, default_value = "lecun")]
-    scheme: String,
+    #[arg(long, default_value = "lecun", value_parser = Scheme::parse)]
+    scheme: Scheme,
     /// Multipliers: start:stop:step or a comma list.
     #[arg(long, default_value = "0.25:4:0.25")]
     multiplier: String,
@@ -50,10 +51,10 @@ pub(crate) struct SweepArgs {
 
 pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     use deepinit::app::sweep;
-    let act = deepinit::net::act::Activation::parse(&a.act)?;
+    let act = a.act;
     let cfg = sweep::SweepConfig {
         act,
-        scheme: Scheme::parse(&a.scheme)?,
+        scheme: a.scheme,
         multipliers: sweep::parse_grid(&a.multiplier)?,
         depth: a.depth,
         width: a.width,
