@@ -197,7 +197,7 @@ pub fn metadata(spec: &ModelSpec, plan: &Plan, i: usize) -> BTreeMap<String, Str
         "deepinit.mapping",
         "element e of tensor NAME: Philox4x32-10 with key = seed, counter = \
          [e/4 low 32 bits, e/4 high 32 bits, FNV-1a-32(NAME), 0], word e%4, \
-         mapped to the distribution as the deepinit README says"
+         mapped to the distribution as deepinit's docs/reference.md says"
             .into(),
     );
     put("deepinit.spec", super::emit::to_json(spec).to_string());
