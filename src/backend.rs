@@ -5,7 +5,8 @@
 use crate::error::{Error, Result};
 use crate::gpu::kernels::NetKernels;
 use crate::gpu::tune::Tuner;
-use crate::gpu::{AdapterRequest, Generator, GpuContext};
+use crate::gpu::{AdapterRequest, GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use crate::io::dtype::DType;
 use crate::net::act::Activation;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
@@ -80,6 +81,141 @@ impl Backend {
             Backend::Cpu => DeviceInfo::cpu(),
         }
     }
+
+    /// Generates `req` (a [`Kernel::Dist`] request) chunk by chunk, handing
+    /// each to `sink(offset, values)`; returns the device that did it (with
+    /// the Philox multiply it actually used). The values are the same bits
+    /// on every backend; `gen` only changes how the device gets there.
+    pub fn generate(
+        &self,
+        req: &GenRequest,
+        gen: &GenOptions,
+        mut sink: impl FnMut(u64, &[f32]) -> Result<()>,
+    ) -> Result<DeviceInfo> {
+        Ok(match self {
+            Backend::Gpu(gpu) => {
+                gpu.generator().generate(req, gen, |off, words| {
+                    sink(off, bytemuck::cast_slice(words))
+                })?;
+                let ctx = gpu.context();
+                DeviceInfo {
+                    int64: gen
+                        .mulhi
+                        .map_or(ctx.int64(), |m| m == crate::gpu::shaders::MulHi::Int64),
+                    ..DeviceInfo::gpu(ctx)
+                }
+            }
+            Backend::Cpu => {
+                let chunk = gen
+                    .chunk_elems
+                    .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
+                crate::rng::cpu::generate(req, chunk, sink)?;
+                DeviceInfo::cpu()
+            }
+        })
+    }
+
+    /// The generation options for `n` values of `kernel` on this backend:
+    /// on a GPU the store and workgroup size tuned for the kernel, in
+    /// chunks of at most `max_chunk` elements (values never depend on them).
+    pub fn generation_options(&self, kernel: Kernel, n: u64, max_chunk: u64) -> Result<GenOptions> {
+        Ok(match self {
+            Backend::Gpu(g) => {
+                g.gemm()
+                    .generation_for(g.generator(), kernel, n)?
+                    .apply(GenOptions {
+                        chunk_elems: Some(
+                            g.generator()
+                                .chunk_limit(&GenOptions::default())?
+                                .min(max_chunk),
+                        ),
+                        ..GenOptions::default()
+                    })
+            }
+            Backend::Cpu => GenOptions::default(),
+        })
+    }
+
+    /// [`Backend::generate`] encoded as `dtype` (f32 values rounded to
+    /// nearest even, on the device where there is one): `emit(bytes)` gets
+    /// the little-endian bytes in order. The CPU backend generates into
+    /// `scratch`'s reused buffers, so a long run allocates once.
+    pub fn generate_encoded(
+        &self,
+        req: &GenRequest,
+        gen: &GenOptions,
+        dtype: DType,
+        scratch: &mut Scratch,
+        emit: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<()> {
+        match self {
+            Backend::Gpu(g) => g
+                .generator()
+                .generate_encoded(req, gen, dtype, |_, b| emit(b)),
+            Backend::Cpu => {
+                let Kernel::Dist(dist) = req.kernel else {
+                    return Err(Error::invalid(
+                        "kernel",
+                        "the CPU backend generates distributions, not raw bits",
+                    ));
+                };
+                let mut at = req.start;
+                let end = req
+                    .start
+                    .checked_add(req.count)
+                    .ok_or_else(|| Error::invalid("element range", "start + count overflows"))?;
+                while at < end {
+                    let n = (end - at).min(Scratch::ELEMS) as usize;
+                    if scratch.values.len() < n {
+                        scratch.values = crate::rng::cpu::host_vec(Scratch::ELEMS)?;
+                    }
+                    let vals = &mut scratch.values[..n];
+                    match dtype {
+                        // f32 goes out as the values' own bytes (no copy).
+                        DType::F32 => {
+                            crate::rng::cpu::fill(
+                                dist,
+                                req.scale,
+                                req.seed,
+                                req.tensor_id,
+                                at,
+                                vals,
+                            );
+                            emit(bytemuck::cast_slice(vals))?
+                        }
+                        _ => {
+                            scratch.bytes.resize(n * dtype.size() as usize, 0);
+                            crate::rng::cpu::fill_encoded(
+                                dist,
+                                req,
+                                at,
+                                vals,
+                                dtype,
+                                &mut scratch.bytes,
+                            );
+                            emit(&scratch.bytes)?;
+                        }
+                    }
+                    at += n as u64;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The CPU backend's reused buffers for [`Backend::generate_encoded`]: at
+/// most [`Scratch::ELEMS`] values and their encoding (at most 8 MiB; each
+/// core's half of a step stays in its cache while the bytes are staged).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    values: Vec<f32>,
+    bytes: Vec<u8>,
+}
+
+impl Scratch {
+    /// Values generated per CPU step.
+    pub const ELEMS: u64 = 1 << 20;
 }
 
 /// An open GPU: its context, the weight generator, and the network kernels of

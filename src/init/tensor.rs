@@ -163,6 +163,18 @@ pub struct Report {
 /// Generates the tensor `spec` describes and checks it. Nothing is written
 /// unless every step succeeds (the `.npy` is renamed into place at the end).
 pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Report> {
+    draw_with(spec, backend, opts, |_, _| Ok(()))
+}
+
+/// [`draw`], also handing every chunk of values to `sink(offset, values)`
+/// (offsets into what is generated: the block's, or the tensor's) as it
+/// streams through the checks.
+pub fn draw_with(
+    spec: &InitSpec,
+    backend: &Backend,
+    opts: &DrawOptions,
+    mut sink: impl FnMut(u64, &[f32]) -> Result<()>,
+) -> Result<Report> {
     let target = spec.target()?;
     let whole = Block::whole(&spec.shape.0);
     let block = opts.block.clone().unwrap_or_else(|| whole.clone());
@@ -199,6 +211,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         if let Some(w) = writer.as_mut() {
             w.write(values)?;
         }
+        sink(off, values)?;
         if let Some(p) = &opts.progress {
             p.update((off + values.len() as u64) as f64, n as f64);
         }
@@ -208,7 +221,7 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
     let mut backend_info = backend.info();
     let mut base = 0u64;
     for req in &requests {
-        backend_info = generate_on(backend, req, &opts.gen, |off, v| {
+        backend_info = backend.generate(req, &opts.gen, |off, v| {
             consume(base + off, req.start + off, v)
         })?;
         base += req.count;
@@ -258,37 +271,6 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
         _ => None,
     };
     Ok(report)
-}
-
-/// Generates `req` on `backend`, handing each chunk to `consume`; returns the
-/// device that did it (with the Philox multiply variant actually used).
-fn generate_on(
-    backend: &Backend,
-    req: &GenRequest,
-    gen: &GenOptions,
-    mut consume: impl FnMut(u64, &[f32]) -> Result<()>,
-) -> Result<DeviceInfo> {
-    Ok(match backend {
-        Backend::Gpu(gpu) => {
-            gpu.generator().generate(req, gen, |off, words| {
-                consume(off, bytemuck::cast_slice(words))
-            })?;
-            let ctx = gpu.context();
-            DeviceInfo {
-                int64: gen
-                    .mulhi
-                    .map_or(ctx.int64(), |m| m == crate::gpu::shaders::MulHi::Int64),
-                ..DeviceInfo::gpu(ctx)
-            }
-        }
-        Backend::Cpu => {
-            let chunk = gen
-                .chunk_elems
-                .unwrap_or(crate::gpu::generate::DEFAULT_CHUNK_BYTES / 4);
-            cpu::generate(req, chunk, consume)?;
-            DeviceInfo::cpu()
-        }
-    })
 }
 
 impl SampleStats {

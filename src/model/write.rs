@@ -8,7 +8,6 @@ use super::plan::{requests, Item, Plan, INDEX};
 use super::spec::{ModelSpec, Rule};
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::{Error, Result};
-use crate::gpu::GenOptions;
 use crate::io::dtype::DType;
 use crate::io::output::{Destination, Finished, TempFile};
 use crate::io::safetensors::{encode_header, Entry};
@@ -28,9 +27,6 @@ const SYNC_BYTES: usize = 64 << 20;
 /// discrete GPU's per-submission cost vanishes, small enough that the
 /// device, the copy and the writer thread overlap.
 const CHUNK_ELEMS: u64 = 4 << 20;
-/// Elements the CPU backend generates per step (4 MiB of f32: each core's
-/// half stays in its cache while the bytes are staged).
-const CPU_CHUNK_ELEMS: u64 = 1 << 20;
 
 /// The files of one run, validated before any work.
 #[derive(Debug)]
@@ -263,7 +259,7 @@ fn write_all(
         .sum();
     let mut done = 0u64;
     // The CPU backend's buffers, reused across tensors.
-    let (mut scratch, mut encoded) = (Vec::new(), Vec::new());
+    let mut scratch = crate::backend::Scratch::default();
     // Closed as soon as complete, so a thousand shards need no thousand descriptors.
     let mut temps: Vec<(Finished, FileReport)> = Vec::new();
     for (i, dest) in &targets.shards {
@@ -273,13 +269,12 @@ fn write_all(
         let tmp = dest.create()?;
         let tmp = stream(tmp, &header, |emit| {
             for item in &shard.items {
-                let buffers = (&mut scratch, &mut encoded);
                 produce(
                     spec,
                     plan.dtype,
                     item,
                     backend,
-                    buffers,
+                    &mut scratch,
                     &mut |b: &[u8]| {
                         done += b.len() as u64;
                         if let Some(p) = progress {
@@ -403,7 +398,7 @@ fn produce(
     dtype: DType,
     item: &Item,
     backend: &Backend,
-    (scratch, bytes): (&mut Vec<f32>, &mut Vec<u8>),
+    scratch: &mut crate::backend::Scratch,
     emit: &mut dyn FnMut(&[u8]) -> Result<()>,
 ) -> Result<()> {
     let t = &spec.tensors[item.tensor];
@@ -424,66 +419,16 @@ fn produce(
         &t.zero_rows,
         t.shape.0.iter().skip(1).product(),
     );
-    let gen = match backend {
-        // The store and workgroup size tuned for this kernel (values never
-        // depend on them).
-        Backend::Gpu(g) => g
-            .gemm()
-            .generation_for(g.generator(), crate::gpu::Kernel::Dist(dist), n)?
-            .apply(GenOptions {
-                chunk_elems: Some(
-                    g.generator()
-                        .chunk_limit(&GenOptions::default())?
-                        .min(CHUNK_ELEMS),
-                ),
-                ..GenOptions::default()
-            }),
-        Backend::Cpu => GenOptions::default(),
-    };
+    // The store and workgroup size tuned for this kernel (values never
+    // depend on them).
+    let gen = backend.generation_options(crate::gpu::Kernel::Dist(dist), n, CHUNK_ELEMS)?;
     for (range, zero) in segments {
         if zero {
             emit_constant(0.0, range.end - range.start, dtype, emit)?;
             continue;
         }
         let req = &requests(&[range], dist, spec.seed, t.id(), scale)[0];
-        match backend {
-            Backend::Gpu(g) => {
-                g.generator()
-                    .generate_encoded(req, &gen, dtype, |_, b| emit(b))?;
-            }
-            Backend::Cpu => {
-                // Generated into one reused buffer; f32 goes out as its bytes
-                // (no second copy), bf16/f16 through one reused encoding buffer.
-                let mut at = req.start;
-                let end = req.start + req.count;
-                while at < end {
-                    let n = (end - at).min(CPU_CHUNK_ELEMS) as usize;
-                    if scratch.len() < n {
-                        *scratch = crate::rng::cpu::host_vec(CPU_CHUNK_ELEMS)?;
-                    }
-                    let vals = &mut scratch[..n];
-                    match dtype {
-                        DType::F32 => {
-                            crate::rng::cpu::fill(
-                                dist,
-                                req.scale,
-                                req.seed,
-                                req.tensor_id,
-                                at,
-                                vals,
-                            );
-                            emit(bytemuck::cast_slice(vals))?
-                        }
-                        _ => {
-                            bytes.resize(n * dtype.size() as usize, 0);
-                            crate::rng::cpu::fill_encoded(dist, req, at, vals, dtype, bytes);
-                            emit(bytes)?;
-                        }
-                    }
-                    at += n as u64;
-                }
-            }
-        }
+        backend.generate_encoded(req, &gen, dtype, scratch, emit)?;
     }
     Ok(())
 }
