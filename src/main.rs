@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    deepinit::io::output::install_cleanup_handler();
+    cli::install_cleanup_handler();
     let result = match &cli.command {
         Some(Command::Init(a)) => run_init(a, &cli.device),
         Some(Command::Adapters(a)) => run_adapters(a, &cli.device),

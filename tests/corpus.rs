@@ -257,10 +257,10 @@ fn bad_inputs_are_refused_with_the_cause_and_never_crash() {
         ),
         (vec!["bench", "--repeats", "4294967296"], 2, "repeats"),
         (vec!["bench", "--repeats", "0"], 2, "repeats"),
-        (vec!["init", "--shape", "0x4"], 1, "shape"),
+        (vec!["init", "--shape", "0x4"], 2, "'--shape <SHAPE>'"),
         (
             vec!["init", "--shape", "99999999999x99999999999"],
-            1,
+            2,
             "2^64",
         ),
         (

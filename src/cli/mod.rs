@@ -26,6 +26,7 @@ mod init;
 mod inspect;
 mod model;
 mod num;
+mod signals;
 mod sweep;
 
 pub(crate) use adapters::run_adapters;
@@ -35,6 +36,7 @@ pub(crate) use forward::{run_forward, ForwardArgs};
 pub(crate) use init::{run_init, InitArgs};
 pub(crate) use inspect::{run_inspect, InspectArgs};
 pub(crate) use model::{run_model, ModelArgs};
+pub(crate) use signals::install_cleanup_handler;
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -94,6 +94,19 @@ impl Scheme {
         mode: FanMode::FanAvg,
     };
 
+    /// A fixed standard deviation: positive and finite, else an error.
+    ///
+    /// ```
+    /// use deepinit::Scheme;
+    /// assert_eq!(Scheme::naive(0.02)?.name(), "naive:0.02");
+    /// assert!(Scheme::naive(-1.0).is_err() && Scheme::naive(f64::NAN).is_err());
+    /// # Ok::<(), deepinit::Error>(())
+    /// ```
+    pub fn naive(std: f64) -> Result<Scheme> {
+        check_positive_finite("naive standard deviation", std)?;
+        Ok(Scheme::Naive { std })
+    }
+
     /// Parses `he`, `kaiming`, `lecun`, `xavier`, `glorot` or `naive:STD`.
     pub fn parse(s: &str) -> Result<Scheme> {
         let lower = s.trim().to_ascii_lowercase();

@@ -66,38 +66,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Installs the handler that removes temporary files on SIGINT, SIGTERM and
-/// SIGHUP, then exits with 128 + the signal number (130 for Ctrl-C). Call
-/// once, early in `main`; does nothing on other platforms.
-pub fn install_cleanup_handler() {
-    #[cfg(unix)]
-    {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) else {
-            return;
-        };
-        let spawned = std::thread::Builder::new()
-            .name("deepinit-signals".into())
-            .spawn(move || {
-                if let Some(sig) = signals.forever().next() {
-                    remove_all_temps();
-                    // Never panics, even with stderr gone (`2>&1 | head`).
-                    use std::io::Write;
-                    let _ = writeln!(
-                        std::io::stderr(),
-                        "\ndeepinit: interrupted (signal {sig}); no output was written"
-                    );
-                    std::process::exit(128 + sig);
-                }
-            });
-        // Without the thread the default action (terminate) stays: temporaries
-        // are then swept by the next run.
-        drop(spawned);
-    }
-}
-
-/// Removes every temporary file in flight and the empty directories this
-/// run created: for a process about to exit early (a closed standard output).
+/// Removes every temporary file in flight, puts back files a commit had
+/// moved aside, and removes the empty directories this run created: for a
+/// process about to exit early (a signal, a closed standard output). The
+/// library never exits the process itself; the command line's signal
+/// handler calls this, then exits.
 pub fn remove_temporaries() {
     remove_all_temps();
 }

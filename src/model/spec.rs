@@ -538,6 +538,7 @@ fn parse_split(s: &str) -> Result<Split> {
 }
 
 /// Byte offsets of the newlines of `text`, for [`line_of`].
+#[cfg(feature = "toml")]
 fn newlines(text: &str) -> Vec<usize> {
     text.bytes()
         .enumerate()
@@ -547,6 +548,7 @@ fn newlines(text: &str) -> Vec<usize> {
 
 /// 1-based line of byte `offset`, given the text's [`newlines`] (a binary
 /// search: a spec of n tensors is located in O(n log n), not O(n^2)).
+#[cfg(feature = "toml")]
 fn line_of(newlines: &[usize], offset: usize) -> usize {
     newlines.partition_point(|&n| n < offset) + 1
 }
@@ -560,6 +562,46 @@ pub fn read(path: &Path) -> Result<ModelSpec> {
         Error::BadPath { problem, .. } => Error::path(path, problem),
         other => Error::path(path, other.to_string()),
     })
+}
+
+/// `(seed, tied, entries)` of a TOML spec, each entry with its line.
+#[cfg(feature = "toml")]
+#[allow(clippy::type_complexity)]
+fn toml_entries(
+    text: &str,
+) -> Result<(
+    Option<u64>,
+    BTreeMap<String, String>,
+    Vec<(String, Result<TensorSpec>)>,
+)> {
+    let raw: RawSpec<toml::Spanned<RawTensor>> = toml::from_str(text)
+        .map_err(|e| Error::invalid("model spec", format!("TOML: {}", e.to_string().trim_end())))?;
+    let lines = newlines(text);
+    let entries: Vec<_> = raw
+        .tensor
+        .iter()
+        .map(|t| {
+            let at = format!("line {}", line_of(&lines, t.span().start));
+            (at, t.get_ref().resolve(&raw.defaults))
+        })
+        .collect();
+    Ok((raw.seed, raw.tied, entries))
+}
+
+/// Without the `toml` feature, TOML specs are refused (JSON works).
+#[cfg(not(feature = "toml"))]
+#[allow(clippy::type_complexity)]
+fn toml_entries(
+    _text: &str,
+) -> Result<(
+    Option<u64>,
+    BTreeMap<String, String>,
+    Vec<(String, Result<TensorSpec>)>,
+)> {
+    Err(Error::invalid(
+        "model spec",
+        "this build of deepinit reads JSON specs only (TOML needs the `toml` feature)",
+    ))
 }
 
 /// Parses spec text (TOML, or JSON with `json`); errors name the line (TOML)
@@ -576,19 +618,7 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
             .collect();
         (raw.seed, raw.tied, entries)
     } else {
-        let raw: RawSpec<toml::Spanned<RawTensor>> = toml::from_str(text).map_err(|e| {
-            Error::invalid("model spec", format!("TOML: {}", e.to_string().trim_end()))
-        })?;
-        let lines = newlines(text);
-        let entries: Vec<_> = raw
-            .tensor
-            .iter()
-            .map(|t| {
-                let at = format!("line {}", line_of(&lines, t.span().start));
-                (at, t.get_ref().resolve(&raw.defaults))
-            })
-            .collect();
-        (raw.seed, raw.tied, entries)
+        toml_entries(text)?
     };
     let mut tensors = Vec::with_capacity(entries.len());
     let mut seen: HashMap<String, String> = HashMap::new();
