@@ -4,10 +4,10 @@
 //! Without an adapter this prints why and measures nothing.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use deepinit::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use deepinit::gpu::launch::Batch;
 use deepinit::gpu::shaders::Store;
 use deepinit::gpu::{AdapterRequest, GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use deepinit::net::kernels::{GemmForm, GemmParams, NetKernels};
 use deepinit::rng::dist::Dist;
 
 fn buffer(ctx: &GpuContext, bytes: u64) -> wgpu::Buffer {
@@ -61,7 +61,7 @@ fn kernels(c: &mut Criterion) {
         }
     }
     g.finish();
-    let k = NetKernels::new(&ctx, deepinit::net::act::Activation::Relu).expect("kernels");
+    let k = NetKernels::new(&ctx, deepinit::act::Activation::Relu).expect("kernels");
     let (m, nn, kk) = (64u64, 1024u64, 1024u64);
     let (a, bm, cm) = (
         buffer(&ctx, 4 * m * kk),

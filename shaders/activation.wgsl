@@ -2,7 +2,7 @@
 // constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). GELU
 // is the tanh approximation, as PyTorch's approximate='tanh'.
 //
-// Statement for statement the CPU mirror in src/net/arith.rs, whose constants
+// Statement for statement the CPU mirror in src/act/arith.rs, whose constants
 // the prelude carries: only +, -, *, explicit fma, comparisons, selects,
 // floor and bit operations -- no exp, tanh, division or sqrt builtin, whose
 // results are device-specific -- every product that feeds an addition is an

@@ -1,4 +1,4 @@
-// Philox4x32-10 (Salmon et al., SC 2011), the same function as src/philox.rs.
+// Philox4x32-10 (Salmon et al., SC 2011), the same function as src/rng/philox.rs.
 // Needs `mulhilo(a, b) -> vec2(hi, lo)` from mulhilo_u32.wgsl or mulhilo_u64.wgsl.
 
 const PHILOX_M0: u32 = 0xD2511F53u;

@@ -5,16 +5,16 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::experiment::{self, RunReport};
 use crate::gpu::{GenOptions, GenRequest, Kernel};
 use crate::init::scheme::InitSpec;
-use crate::init::tensor::{self, DrawOptions};
 use crate::io::dtype::DType;
 use crate::model::hf::{HfModel, InitRule};
 use crate::model::plan::{Plan, TensorParallel};
 use crate::model::write::{self, Targets};
 use crate::model::ModelSpec;
-use crate::net::experiment::{self, RunReport};
 use crate::net::NetConfig;
+use crate::tensor::{self, DrawOptions};
 use std::path::Path;
 
 /// The whole tensor's request: every element of tensor `tensor_id` under
@@ -120,16 +120,18 @@ pub fn generate(spec: &InitSpec, seed: u64, tensor_id: u32, backend: &Backend) -
     request(spec, seed, tensor_id)?;
     let n = usize::try_from(spec.shape.numel())
         .map_err(|_| Error::invalid("shape", "more elements than this machine can address"))?;
-    let mut out = crate::rng::cpu::host_vec::<f32>(n as u64)?;
+    let mut out = crate::io::host::host_vec::<f32>(n as u64)?;
     generate_into(spec, seed, tensor_id, backend, &mut out)?;
     Ok(out)
 }
 
 /// The tensor and its verification: the sample's mean, variance and
 /// Kolmogorov-Smirnov tests against the analytic distribution and, on a
-/// GPU, every raw word and value against the CPU reference. The values are
-/// returned only when every check passed; otherwise the error lists the
-/// failures.
+/// GPU, every raw word and value against the CPU reference.
+/// `report.verdict` says what passed and lists what failed. The comparison
+/// with the CPU is exact; the three statistical tests are each designed for
+/// a false-alarm rate of 10^-3, so about one correct tensor in 300 fails
+/// one of them: judge a failure by `report.verdict.failures`.
 ///
 /// ```
 /// use deepinit::{AdapterRequest, Backend, InitSpec, Policy, Scheme, Shape};
@@ -147,7 +149,7 @@ pub fn generate_verified(
     backend: &Backend,
 ) -> Result<(Vec<f32>, tensor::Report)> {
     request(spec, seed, tensor_id)?;
-    let mut values = crate::rng::cpu::host_vec::<f32>(spec.shape.numel())?;
+    let mut values = crate::io::host::host_vec::<f32>(spec.shape.numel())?;
     let opts = DrawOptions {
         seed,
         tensor_id,
@@ -158,15 +160,6 @@ pub fn generate_verified(
         values[at..at + chunk.len()].copy_from_slice(chunk);
         Ok(())
     })?;
-    if !report.verdict.pass {
-        return Err(Error::invalid(
-            "tensor",
-            format!(
-                "failed verification: {}",
-                report.verdict.failures.join("; ")
-            ),
-        ));
-    }
     Ok((values, report))
 }
 

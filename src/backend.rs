@@ -2,12 +2,12 @@
 //! experiment and benchmark takes, and the one [`DeviceInfo`] every report,
 //! JSON file and text header uses to name it.
 
+use crate::act::Activation;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::NetKernels;
 use crate::gpu::tune::Tuner;
 use crate::gpu::{AdapterRequest, GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use crate::io::dtype::DType;
-use crate::net::act::Activation;
+use crate::net::kernels::NetKernels;
 use serde::Serialize;
 use std::sync::{Arc, Mutex};
 
@@ -167,7 +167,7 @@ impl Backend {
                 while at < end {
                     let n = (end - at).min(Scratch::ELEMS) as usize;
                     if scratch.values.len() < n {
-                        scratch.values = crate::rng::cpu::host_vec(Scratch::ELEMS)?;
+                        scratch.values = crate::io::host::host_vec(Scratch::ELEMS)?;
                     }
                     let vals = &mut scratch.values[..n];
                     match dtype {

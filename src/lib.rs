@@ -32,7 +32,7 @@
 //! ([`init::scheme`]). The same mapping runs as WGSL compute shaders ([`gpu`])
 //! and on the CPU ([`rng::cpu`]); the value of element `e` of tensor `t` under
 //! seed `s` depends only on `(s, t, e)`, and every [`Backend`] gives the same
-//! bits. [`init::tensor::draw`] generates a tensor, streams it through
+//! bits. [`tensor::draw`] generates a tensor, streams it through
 //! statistics ([`stats`]) and the CPU reference, and writes it as `.npy`
 //! ([`io`]); [`model`] writes a whole model's tensors as sharded safetensors
 //! checkpoints and inspects any checkpoint. Deep MLPs run and are checked
@@ -46,17 +46,20 @@
 //!   (`report`); pulls in clap, resvg, signal-hook and `toml`.
 //! - `toml` (with `cli`): TOML model specs; JSON specs need nothing.
 //!
-//! The library never panics on bad input, never exits the process and never
-//! starts programs: every fallible call returns [`Error`], whose message
-//! says what to do next.
+//! The library never panics on bad input and never exits the process: every
+//! fallible call returns [`Error`], whose message says what to do next.
+//! Without the `cli` feature it never starts programs either (the
+//! benchmarks in `app` run python3 for their numpy and PyTorch baselines).
 
 #![warn(missing_docs)]
 
+pub mod act;
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod app;
 pub mod backend;
 pub mod error;
+pub mod experiment;
 pub mod gpu;
 pub mod init;
 pub mod io;
@@ -67,8 +70,10 @@ pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod stats;
+pub mod tensor;
 pub mod tfm;
 
+pub use act::Activation;
 pub use api::{generate, generate_into, generate_verified, generate_with, run_network, Checkpoint};
 pub use backend::{Backend, Policy};
 pub use error::{Error, Result};
@@ -77,7 +82,6 @@ pub use init::scheme::{FanMode, InitSpec, Scheme, Shape};
 pub use io::dtype::DType;
 pub use model::hf::{HfModel, InitRule};
 pub use model::ModelSpec;
-pub use net::act::Activation;
 pub use net::NetConfig;
 pub use rng::dist::Dist;
 

@@ -5,11 +5,11 @@
 
 mod common;
 
+use deepinit::act::arith::{Fused, Unfused};
+use deepinit::act::Activation;
 use deepinit::backend::Gpu;
 use deepinit::gpu::probe::FmaMode;
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
-use deepinit::net::arith::{Fused, Unfused};
 use deepinit::net::mirror;
 use deepinit::net::{Fault, NetConfig};
 
@@ -70,7 +70,7 @@ fn device_passes_equal_the_cpu_mirror_bit_for_bit() {
             cfg.bias_std = bias;
             cfg.seed = 11 + i as u64;
             let kern = gpu.kernels(act).expect("kernels");
-            let (_, dev, layout) = deepinit::gpu::network::run_raw(
+            let (_, dev, layout) = deepinit::net::device::run_raw(
                 gpu.generator(),
                 &kern,
                 &cfg,
@@ -142,18 +142,18 @@ fn device_activations_equal_the_cpu_mirror_bit_for_bit() {
     let xs = activation_grid();
     for act in ALL {
         let kern = gpu.kernels(act).expect("kernels");
-        let (a, d) = deepinit::gpu::network::activation_values(&kern, &xs).expect("device");
+        let (a, d) = deepinit::net::device::activation_values(&kern, &xs).expect("device");
         let (mut bad_a, mut bad_d) = (0usize, 0usize);
         let same = |x: f32, y: f32| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
         for (i, &x) in xs.iter().enumerate() {
             let (wa, wd) = match mode {
                 FmaMode::Fused => (
-                    deepinit::net::arith::act::<Fused>(act, x),
-                    deepinit::net::arith::dact::<Fused>(act, x),
+                    deepinit::act::arith::act::<Fused>(act, x),
+                    deepinit::act::arith::dact::<Fused>(act, x),
                 ),
                 _ => (
-                    deepinit::net::arith::act::<Unfused>(act, x),
-                    deepinit::net::arith::dact::<Unfused>(act, x),
+                    deepinit::act::arith::act::<Unfused>(act, x),
+                    deepinit::act::arith::dact::<Unfused>(act, x),
                 ),
             };
             if !same(a[i], wa) {

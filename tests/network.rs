@@ -4,12 +4,12 @@
 
 mod common;
 
+use deepinit::act::Activation;
 use deepinit::backend::{Backend, Gpu};
+use deepinit::experiment::{self, CpuStatus, RunReport, TheoryStatus};
 use deepinit::gpu::gemm::{GemmKernels, GemmVariant};
-use deepinit::gpu::kernels::{GemmForm, GemmParams};
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
-use deepinit::net::experiment::{self, CpuStatus, RunReport, TheoryStatus};
+use deepinit::net::kernels::{GemmForm, GemmParams};
 use deepinit::net::NetConfig;
 
 /// Small integers, so every product and partial sum is exact in f32 (all

@@ -13,10 +13,10 @@ mod common;
 use deepinit::backend::{Backend, Gpu};
 use deepinit::gpu::{GenOptions, GenRequest, Generator, Kernel};
 use deepinit::init::scheme::{InitSpec, Scheme, Shape};
-use deepinit::init::tensor::{self, DrawOptions};
 use deepinit::rng::cpu;
 use deepinit::rng::dist::Dist;
 use deepinit::stats::{self, Moments};
+use deepinit::tensor::{self, DrawOptions};
 use rand::{RngExt, SeedableRng};
 use rand_distr::StandardNormal;
 

@@ -6,10 +6,10 @@
 
 mod common;
 
+use deepinit::act::Activation;
 use deepinit::app::sweep::{self, SweepConfig};
 use deepinit::backend::{Backend, Gpu};
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
 
 fn config(act: Activation, grid: &str, bias_std: f64) -> SweepConfig {
     SweepConfig {
@@ -110,7 +110,7 @@ fn outputs_are_written_and_valid() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out =
         deepinit::io::output::OutputDir::check(dir.path(), &sweep::OUTPUT_FILES, false).unwrap();
-    let files = sweep::write_outputs(&out, &r, &hist).expect("write");
+    let files = deepinit::report::sweep::write_outputs(&out, &r, &hist).expect("write");
     for f in &files {
         let bytes = std::fs::read(f).expect("written");
         match f.extension().and_then(|e| e.to_str()) {

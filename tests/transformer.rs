@@ -216,7 +216,7 @@ fn a_one_word_difference_is_caught_and_located() {
     let m = Model::new(&tiny(GPT2), InitRule::Reference, 3).expect("model");
     let tokens = Tokens::random(&m.cfg, 2, 5, 3).expect("tokens");
     let layout = PassLayout::new(&m.cfg, &tokens, tokens.rows(), u64::MAX / 8, true);
-    let a = mirror::run::<deepinit::net::arith::Fused>(&m, &tokens, &layout).expect("mirror");
+    let a = mirror::run::<deepinit::act::arith::Fused>(&m, &tokens, &layout).expect("mirror");
     let mut b = a.clone();
     assert!(tfm::compare(&a, &b).identical());
     b.att[5] ^= 1;
@@ -326,12 +326,12 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         (
             write("ok.json", &gpt2("")),
             vec!["--seq", "0"],
-            "at least 1",
+            "'--seq <SEQ>': must be an integer from 2 to 65536",
         ),
         (
             write("ok2.json", &gpt2("")),
             vec!["--batch", "0"],
-            "at least 1",
+            "'--batch <BATCH>': must be an integer from 1",
         ),
         (
             write("ok3.json", &llama("")),
@@ -351,7 +351,7 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         (
             write("seq1.json", &gpt2("")),
             vec!["--seq", "1"],
-            "at least 2",
+            "'--seq <SEQ>': must be an integer from 2",
         ),
     ];
     for (cfg, extra, want) in &cases {
@@ -562,7 +562,7 @@ fn tokens_built_by_hand_are_checked_before_a_pass() {
             ids: vec![0],
         },
     ] {
-        let e = mirror::run::<deepinit::net::arith::Fused>(&m, &bad, &layout(&bad));
+        let e = mirror::run::<deepinit::act::arith::Fused>(&m, &bad, &layout(&bad));
         assert!(e.is_err(), "{bad:?}");
         let r = tfm::run::run(
             &deepinit::backend::Backend::Cpu,

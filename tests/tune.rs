@@ -4,12 +4,12 @@
 
 mod common;
 
+use deepinit::act::Activation;
 use deepinit::gpu::gemm::{GemmForm, GemmKernels, GemmVariant};
-use deepinit::gpu::kernels::NetKernels;
 use deepinit::gpu::tune::{ShapeClass, TuneMode, Tuner};
 use deepinit::gpu::tune_cache;
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
+use deepinit::net::kernels::NetKernels;
 use deepinit::net::NetConfig;
 use std::sync::Arc;
 
@@ -181,7 +181,7 @@ fn the_deep_pass_is_bit_identical_under_every_gemm_variant() {
         let tuner = Arc::new(Tuner::new(ctx));
         tuner.set_mode(TuneMode::Fixed(v)).expect("mode");
         let k = NetKernels::with_gemm(ctx, Activation::Tanh, tuner).expect("kernels");
-        let r = deepinit::gpu::network::run(g.generator(), &k, &cfg, None).expect("runs");
+        let r = deepinit::net::device::run(g.generator(), &k, &cfg, None).expect("runs");
         let stats = format!("{:?}", r.layers);
         match &reference {
             None => reference = Some(stats),

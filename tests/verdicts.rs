@@ -6,10 +6,10 @@
 
 mod common;
 
+use deepinit::act::Activation;
 use deepinit::backend::{Backend, Gpu};
+use deepinit::experiment::{self, CpuStatus, RunReport};
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
-use deepinit::net::experiment::{self, CpuStatus, RunReport};
 use deepinit::net::{Fault, NetConfig};
 
 const ACTIVATIONS: [&str; 7] = [
@@ -245,11 +245,11 @@ fn a_weight_variance_three_percent_off_is_flagged() {
     );
 }
 
-/// The survey behind the README's figures (slow; run with `cargo test
+/// The survey behind the figures in docs/verification.md (slow; run with `cargo test
 /// --release --test verdicts -- --ignored --nocapture`): false alarms over a
 /// larger grid, and the smallest injected defect each check catches.
 #[test]
-#[ignore = "a 10-minute survey (770 runs) that produced the README's figures; CI runs the smaller grids above"]
+#[ignore = "a 10-minute survey (770 runs) that produced the figures in docs/verification.md; CI runs the smaller grids above"]
 fn survey_false_alarms_and_detection_limits() {
     // Theory checks, CPU backend.
     let (mut runs, mut alarms) = (0, 0);

@@ -14,11 +14,11 @@
 use super::roofline::Roofline;
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{GemmForm, GemmParams, NetKernels};
 use crate::gpu::launch::Batch;
 pub use crate::gpu::timer::Timing;
 pub(crate) use crate::gpu::timer::{time_cpu, GpuTimer};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
+use crate::net::kernels::{GemmForm, GemmParams, NetKernels};
 use crate::rng::dist::Dist;
 use serde::Serialize;
 
@@ -103,7 +103,7 @@ pub fn gpu(
         rows.extend(b.generation_rows(n, &out)?);
     }
     progress("FMA peak");
-    let kern = gpu.kernels(crate::net::act::Activation::Relu)?;
+    let kern = gpu.kernels(crate::act::Activation::Relu)?;
     let fma = b.fma_row()?;
     let peak = fma.rate;
     rows.push(fma);
@@ -130,7 +130,7 @@ pub fn gpu(
     rows.extend(b.network_rows(&kern, width, depth, batch)?);
     progress("big layer on the GPU");
     let mut big = big_layer_row("network", "GPU", opts.quick, |c| {
-        crate::gpu::network::run(gen, &kern, c, None)
+        crate::net::device::run(gen, &kern, c, None)
     })?;
     big.ratio = Some(big.rate / peak);
     big.ratio_to = Some("fma".into());
@@ -169,7 +169,7 @@ impl GpuBench<'_> {
         rows.push(Row {
             group: "generation",
             name: format!("fill (memory roofline; {})", fill.label),
-            size: crate::report::bench::human(n),
+            size: human(n),
             rate: fill_rate,
             unit: "GB/s",
             time: fill.time,
@@ -221,7 +221,7 @@ impl GpuBench<'_> {
                 name,
                 size: format!(
                     "{} ({:.2} Gsamples/s)",
-                    crate::report::bench::human(n),
+                    human(n),
                     n as f64 / t.median_s / 1e9
                 ),
                 rate,
@@ -337,7 +337,7 @@ impl GpuBench<'_> {
         let cfg = he_relu(width, depth, batch);
         let mut gpu_check = 0.0;
         let tg = time_cpu(reps.min(3), || {
-            gpu_check = crate::gpu::network::run(gen, kern, &cfg, None)?.layers[depth - 1]
+            gpu_check = crate::net::device::run(gen, kern, &cfg, None)?.layers[depth - 1]
                 .pre
                 .var;
             Ok(())
@@ -357,7 +357,7 @@ impl GpuBench<'_> {
         }
         // The verification mirror in this device's arithmetic, timed once,
         // and its raw results checked equal to the device's.
-        let (_, raw, layout) = crate::gpu::network::run_raw(
+        let (_, raw, layout) = crate::net::device::run_raw(
             gen,
             kern,
             &cfg,
@@ -438,7 +438,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     let n: u64 = if opts.quick { 1 << 22 } else { 1 << 24 };
     let mut rows = Vec::new();
     progress("CPU generation");
-    let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
+    let mut v = crate::io::host::host_vec::<f32>(n)?;
     let t = time_cpu(reps, || {
         crate::rng::cpu::fill(Dist::Normal, 1.0, 5, 0, 0, &mut v);
         Ok(())
@@ -450,7 +450,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
             "deepinit normal, exact integer mapping ({} threads)",
             crate::rng::cpu::threads()
         ),
-        size: crate::report::bench::human(n),
+        size: human(n),
         rate: ours,
         unit: "Msamples/s",
         time: t,
@@ -475,7 +475,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(Row {
         group: "cpu",
         name: "deepinit normal, exact integer mapping (1 thread)".into(),
-        size: crate::report::bench::human(n),
+        size: human(n),
         rate: single,
         unit: "Msamples/s",
         time: t,
@@ -501,7 +501,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     rows.push(Row {
         group: "cpu",
         name: "rand_distr StandardNormal f32, 1 thread".into(),
-        size: crate::report::bench::human(m as u64),
+        size: human(m as u64),
         rate: base,
         unit: "Msamples/s",
         time: t,
@@ -570,7 +570,7 @@ pub fn cpu_pass_shape(quick: bool) -> (u64, usize, u64) {
 fn he_relu(width: u64, depth: usize, batch: u64) -> crate::net::NetConfig {
     crate::net::NetConfig::uniform(
         crate::init::scheme::Scheme::HE,
-        crate::net::act::Activation::Relu,
+        crate::act::Activation::Relu,
         width,
         depth,
         batch,
@@ -796,4 +796,13 @@ pub fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
         it.next()?.parse().ok()?,
         it.next()?.to_string(),
     ))
+}
+
+/// `n` as `16M` when it is a whole number of 2^20, else in full.
+pub fn human(n: u64) -> String {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
+        format!("{}M", n >> 20)
+    } else {
+        n.to_string()
+    }
 }

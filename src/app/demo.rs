@@ -3,15 +3,13 @@
 //! backward pass checked against the CPU reference and the theory; a compact
 //! table, `report.json` and a plot of variance vs depth.
 
+use crate::act::Activation;
 use crate::backend::Backend;
 use crate::error::Result;
+use crate::experiment::{self, RunReport};
 use crate::init::scheme::Scheme;
-use crate::net::act::Activation;
-use crate::net::experiment::{self, RunReport};
 use crate::net::NetConfig;
-use crate::report::plot;
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// The demo's schemes, in table order.
 pub const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
@@ -86,16 +84,3 @@ pub fn run(
 
 /// The files the demo writes into its output directory.
 pub const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.png"];
-
-/// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
-pub fn write_outputs(out: &crate::io::output::OutputDir, report: &Report) -> Result<Vec<PathBuf>> {
-    let text = serde_json::to_string_pretty(report)
-        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
-    let svg = crate::report::demo::variance_svg(&report.runs);
-    let png = plot::svg_to_png(&svg)?;
-    out.write(&[
-        (OUTPUT_FILES[0], text.into_bytes()),
-        (OUTPUT_FILES[1], svg.into_bytes()),
-        (OUTPUT_FILES[2], png),
-    ])
-}

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod demo;
 pub mod first_run;
+pub mod histogram;
 pub(crate) mod roofline;
 pub mod sweep;
 pub mod transformer;

@@ -8,16 +8,15 @@
 //! equal widths the multiplier *is* sigma_w^2 = Var(W) fan_in: ReLU's critical
 //! point is sigma_w^2 = 2 (He), tanh's without bias sigma_w^2 = 1.
 
+use crate::act::Activation;
+use crate::app::histogram::Histogram;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::experiment::{self, RunReport};
 use crate::init::scheme::Scheme;
-use crate::net::act::Activation;
 use crate::net::critical;
-use crate::net::experiment::{self, RunReport};
 use crate::net::{NetConfig, INPUT_TENSOR};
-use crate::report::plot;
 use serde::Serialize;
-use std::path::PathBuf;
 
 /// Correlation of the input pairs (rows 2k and 2k+1) before the first layer.
 pub const INPUT_CORRELATION: f64 = 0.5;
@@ -167,7 +166,7 @@ pub fn deep_grad_rate(r: &RunReport) -> f64 {
 /// `c x_2k + sqrt(1 - c^2) x_2k+1` so each pair has correlation c.
 pub fn paired_inputs(batch: u64, width: u64, seed: u64) -> Result<Vec<f32>> {
     let n = batch * width;
-    let mut x = crate::rng::cpu::host_vec::<f32>(n)?;
+    let mut x = crate::io::host::host_vec::<f32>(n)?;
     crate::rng::cpu::fill(
         crate::rng::dist::Dist::Normal,
         1.0,
@@ -305,36 +304,6 @@ pub const OUTPUT_FILES: [&str; 7] = [
     "histograms.png",
 ];
 
-/// Writes `sweep.json`, `heatmap.{svg,png}`, `curves.{svg,png}` and
-/// `histograms.{svg,png}` into `out`; returns their paths.
-pub fn write_outputs(
-    out: &crate::io::output::OutputDir,
-    r: &SweepReport,
-    histograms: &[plot::Histogram],
-) -> Result<Vec<PathBuf>> {
-    let text = serde_json::to_string_pretty(r)
-        .map_err(|e| Error::internal("sweep report", e.to_string()))?;
-    let title = format!(
-        "{} MLP, width {}, depth {}: how the activations a_l spread layer by layer (CPU reference of \
-         the same networks; Glorot & Bengio's picture)",
-        r.activation, r.width, r.depth
-    );
-    let mut files = vec![(OUTPUT_FILES[0], text.into_bytes())];
-    for (i, svg) in [
-        crate::report::sweep::heatmap_svg(r),
-        crate::report::sweep::curves_svg(r),
-        plot::histograms_svg(&title, histograms),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let png = plot::svg_to_png(&svg)?;
-        files.push((OUTPUT_FILES[1 + 2 * i], svg.into_bytes()));
-        files.push((OUTPUT_FILES[2 + 2 * i], png));
-    }
-    out.write(&files)
-}
-
 /// The axis of the stable network's first layer: +-4 rms of its non-zero
 /// values (the lower end at 0 when none is negative, as for ReLU).
 fn stable_axis(a: &[f32]) -> (f64, f64) {
@@ -357,7 +326,7 @@ fn stable_axis(a: &[f32]) -> (f64, f64) {
 /// Histograms of a_l at layers 1, L/2 and L for the smallest, the critical
 /// (closest grid point) and the largest multiplier, computed by the CPU
 /// reference of the same networks (same weights, same inputs).
-pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histogram>> {
+pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<Histogram>> {
     if cfg.multipliers.is_empty() {
         return Err(Error::invalid(
             "multiplier grid",
@@ -397,7 +366,7 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
         net.multiplier = m;
         net.bias_std = cfg.bias_std;
         net.seed = cfg.seed;
-        let mut found: Vec<plot::Histogram> = Vec::new();
+        let mut found: Vec<Histogram> = Vec::new();
         crate::net::reference::run_observed(
             &net,
             Some(&x),
@@ -408,7 +377,7 @@ pub fn histograms(cfg: &SweepConfig, r: &SweepReport) -> Result<Vec<plot::Histog
                     return;
                 }
                 let range = *axis.get_or_insert_with(|| stable_axis(a));
-                found.push(plot::Histogram::of(a, l, m, range, split_zeros));
+                found.push(Histogram::of(a, l, m, range, split_zeros));
             },
         )?;
         out.extend(found);

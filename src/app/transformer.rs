@@ -6,10 +6,8 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::model::hf::{HfModel, InitRule};
-use crate::report::plot;
 use crate::tfm::run::TfmReport;
 use crate::tfm::{Model, Tokens};
-use std::path::PathBuf;
 
 /// The inits compared, in plot order.
 pub const INITS: [&str; 5] = [
@@ -55,19 +53,3 @@ pub fn run(
 
 /// The files `demo --model` writes into its output directory.
 pub const OUTPUT_FILES: [&str; 3] = ["transformer.json", "transformer.svg", "transformer.png"];
-
-/// Writes the reports and the picture into `out`; returns their paths.
-pub fn write_outputs(
-    out: &crate::io::output::OutputDir,
-    reports: &[TfmReport],
-) -> Result<Vec<PathBuf>> {
-    let text = serde_json::to_string_pretty(reports)
-        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
-    let svg = crate::report::transformer::variance_svg(reports);
-    let png = plot::svg_to_png(&svg)?;
-    out.write(&[
-        (OUTPUT_FILES[0], text.into_bytes()),
-        (OUTPUT_FILES[1], svg.into_bytes()),
-        (OUTPUT_FILES[2], png),
-    ])
-}

@@ -57,8 +57,14 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
         None => (Vec::new(), serde_json::Value::Null),
     };
     if let Some(g) = backend.gpu() {
-        step("demo: first run on a fresh device and empty tuning cache, then warm");
-        rows.extend(deepinit::app::first_run::rows(g.context(), &opts, 0)?);
+        step("demo: first run on a new device handle, then warm");
+        let mode = gemm_mode(d)?;
+        rows.extend(deepinit::app::first_run::rows(
+            g.context(),
+            &opts,
+            0,
+            &mode,
+        )?);
     }
     let cpu_rows = bench::cpu(&opts, &mut step)?;
     let checkpoint_rows = deepinit::app::checkpoint::rows(&backend, &opts, &mut step)?;

@@ -92,7 +92,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     print_failures(&Text(false), &report.runs);
     outln!();
-    for p in deepinit::app::demo::write_outputs(&out, &report)? {
+    for p in deepinit::report::demo::write_outputs(&out, &report)? {
         outln!("wrote {}", p.display());
     }
     Ok(exit_for(&report.runs))
@@ -142,7 +142,7 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
     outln!("  deepinit forward --preset NAME --init INIT");
     outln!();
     let pass = reports.iter().all(|r| r.pass());
-    for p in tdemo::write_outputs(&out, &reports)? {
+    for p in deepinit::report::transformer::write_outputs(&out, &reports)? {
         outln!("wrote {}", p.display());
     }
     Ok(if pass {

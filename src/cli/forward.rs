@@ -2,8 +2,8 @@
 
 use super::*;
 use clap::Args;
+use deepinit::act::Activation;
 use deepinit::init::scheme::{self, Scheme};
-use deepinit::net::act::Activation;
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,7 +100,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let t = json_out.text();
     let backend = open_backend(d)?;
     let progress = deepinit::progress::Progress::new("forward + backward pass");
-    let r = deepinit::net::experiment::run_with_progress(
+    let r = deepinit::experiment::run_with_progress(
         &backend,
         &cfg,
         input.as_ref().map(|x| x.data.as_slice()),
@@ -164,7 +164,7 @@ fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
 /// everything validated (host memory included) before any device opens.
 fn network(
     a: &ForwardArgs,
-    act: deepinit::net::act::Activation,
+    act: deepinit::act::Activation,
 ) -> Result<(deepinit::net::NetConfig, Option<deepinit::io::npy::Array2>)> {
     let widths = widths(a)?;
     let input = a

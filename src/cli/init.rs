@@ -5,7 +5,7 @@ use clap::Args;
 use deepinit::backend::DeviceKind;
 use deepinit::gpu::{self, GenOptions};
 use deepinit::init::scheme::{self, InitSpec, Scheme, Shape};
-use deepinit::init::tensor::{self, DrawOptions, Report};
+use deepinit::tensor::{self, DrawOptions, Report};
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -100,7 +100,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let json = a.json.open()?;
     let block = match (&a.rows, &a.cols) {
         (None, None) => None,
-        (r, c) => Some(deepinit::init::tensor::Block::parse(
+        (r, c) => Some(deepinit::tensor::Block::parse(
             &spec.shape.0,
             r.as_deref(),
             c.as_deref(),
@@ -111,7 +111,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         // Without --out the tensor is only checked, never kept; refuse what no
         // one could hold in memory rather than stream it for hours.
         let bytes = elements.saturating_mul(4);
-        if let Some(mem) = deepinit::rng::cpu::host_memory_bytes() {
+        if let Some(mem) = deepinit::io::host::host_memory_bytes() {
             if bytes > mem {
                 return Err(Error::LimitExceeded {
                     what: "tensor (bytes)".into(),
@@ -220,7 +220,7 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
     let t = &r.target;
     let _ = writeln!(s);
     let m = &r.sample;
-    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::init::tensor::TOO_FEW);
+    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::tensor::TOO_FEW);
     let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
     let mean_check = match &r.mean_test {
         Some(t) => format!("z = {:+.3}, |z| <= {:.3}: {}", t.z, t.critical, ok(t.pass)),

@@ -561,7 +561,7 @@ pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
     move |done, total, step| p.step(done, total, step)
 }
 
-pub(crate) fn print_failures(t: &Text, runs: &[deepinit::net::experiment::RunReport]) {
+pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
             say!(t, "  FAIL {} / {}: {f}", r.scheme, r.activation);
@@ -569,7 +569,7 @@ pub(crate) fn print_failures(t: &Text, runs: &[deepinit::net::experiment::RunRep
     }
 }
 
-pub(crate) fn exit_for(runs: &[deepinit::net::experiment::RunReport]) -> ExitCode {
+pub(crate) fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
     if runs.iter().all(|r| r.verdict.passed()) {
         ExitCode::SUCCESS
     } else {

@@ -2,8 +2,8 @@
 
 use super::*;
 use clap::Args;
+use deepinit::act::Activation;
 use deepinit::init::scheme::Scheme;
-use deepinit::net::act::Activation;
 use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -112,7 +112,7 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let report = sweep::run(&backend, &cfg, progress_steps("sweep"))?;
     t.raw(&deepinit::report::sweep::table(&report));
     let hist = sweep::histograms(&cfg, &report)?;
-    for p in sweep::write_outputs(&out, &report, &hist)? {
+    for p in deepinit::report::sweep::write_outputs(&out, &report, &hist)? {
         say!(t, "wrote {}", p.display());
     }
     let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();

@@ -9,52 +9,18 @@ use crate::error::{Error, Result};
 use crate::gpu::shaders::{self, MulHi, Store};
 use crate::io::dtype::DType;
 use crate::rng::dist::Dist;
+pub use crate::rng::request::{GenRequest, Kernel};
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
-/// Which generation kernel to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    /// The raw Philox word of each element (the "uniform bits").
-    Bits,
-    /// Scaled values of a distribution.
-    Dist(Dist),
-}
-
-impl Kernel {
-    /// Every kernel: the raw bits, then each distribution in [`Dist::ALL`] order.
-    pub const ALL: [Kernel; 4] = [
-        Kernel::Bits,
-        Kernel::Dist(Dist::Normal),
-        Kernel::Dist(Dist::Truncated),
-        Kernel::Dist(Dist::Uniform),
-    ];
-
-    fn entry_point(self) -> &'static str {
-        match self {
-            Kernel::Bits => "gen_bits",
-            Kernel::Dist(Dist::Normal) => "gen_normal",
-            Kernel::Dist(Dist::Uniform) => "gen_uniform",
-            Kernel::Dist(Dist::Truncated) => "gen_truncated",
-        }
+/// The WGSL entry point of `kernel` (`shaders/init.wgsl`).
+fn entry_point(kernel: Kernel) -> &'static str {
+    match kernel {
+        Kernel::Bits => "gen_bits",
+        Kernel::Dist(Dist::Normal) => "gen_normal",
+        Kernel::Dist(Dist::Uniform) => "gen_uniform",
+        Kernel::Dist(Dist::Truncated) => "gen_truncated",
     }
-}
-
-/// Elements `start .. start + count` of tensor `tensor_id` under `seed`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GenRequest {
-    /// Kernel.
-    pub kernel: Kernel,
-    /// Seed (the Philox key).
-    pub seed: u64,
-    /// Tensor id (counter word 2).
-    pub tensor_id: u32,
-    /// First element index.
-    pub start: u64,
-    /// Number of elements.
-    pub count: u64,
-    /// Multiplier of the unit-scale value ([`Dist::kernel_scale`]); unused by `Bits`.
-    pub scale: f32,
 }
 
 /// How to run the kernels. None of these change the values produced.
@@ -280,10 +246,10 @@ impl Generator {
             self.ctx
                 .device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some(kernel.entry_point()),
+                    label: Some(entry_point(kernel)),
                     layout: Some(&self.pipeline_layout),
                     module: &module,
-                    entry_point: Some(kernel.entry_point()),
+                    entry_point: Some(entry_point(kernel)),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &constants,
                         // Kernels use no workgroup memory.
@@ -636,7 +602,7 @@ impl Generator {
     /// Generates the range into a vector of f32 values (`Kernel::Dist`) — the
     /// whole range must fit in host memory.
     pub fn generate_f32(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<f32>> {
-        let mut out = crate::rng::cpu::host_vec(req.count)?;
+        let mut out = crate::io::host::host_vec(req.count)?;
         self.generate(req, opts, |off, w| {
             let o = off as usize;
             out[o..o + w.len()].copy_from_slice(bytemuck::cast_slice(w));
@@ -647,7 +613,7 @@ impl Generator {
 
     /// Generates the range's raw words (`Kernel::Bits`) into a vector.
     pub fn generate_words(&self, req: &GenRequest, opts: &GenOptions) -> Result<Vec<u32>> {
-        let mut out = crate::rng::cpu::host_vec(req.count)?;
+        let mut out = crate::io::host::host_vec(req.count)?;
         self.generate(req, opts, |off, w| {
             let o = off as usize;
             out[o..o + w.len()].copy_from_slice(w);

@@ -3,7 +3,7 @@
 //! uniform parameter structs (checked against the WGSL structs' sizes and
 //! member offsets by a naga reflection test, on any machine).
 
-use crate::net::act::Activation;
+use crate::act::Activation;
 
 /// Invocations of a reduction workgroup.
 pub const RED_WORKGROUP: u32 = 256;
@@ -62,7 +62,7 @@ pub fn prelude() -> String {
 }
 
 /// Parameters of one matrix multiply (elements, not bytes): `GemmParams` in
-/// `shaders/gemm.wgsl`.
+/// `shaders/gemm_common.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GemmParams {

@@ -231,7 +231,7 @@ pub fn pack_module() -> Module {
 pub fn network_module() -> Module {
     plain(
         "network",
-        &[&crate::net::arith::wgsl_constants(), ACTIVATION, NETWORK],
+        &[&crate::act::arith::wgsl_constants(), ACTIVATION, NETWORK],
     )
 }
 
@@ -244,7 +244,7 @@ pub fn transformer_module() -> Module {
     plain(
         "transformer",
         &[
-            &crate::net::arith::wgsl_constants(),
+            &crate::act::arith::wgsl_constants(),
             ACTIVATION,
             TRANSFORMER,
             TRANSFORMER_BWD,

@@ -1,6 +1,7 @@
-//! Initialization schemes and drawing one weight tensor: the variance rule of
-//! a [`scheme`] (He, LeCun, Xavier, naive; fan modes, gains, multipliers) and
-//! [`tensor::draw`], which generates, checks and writes a tensor.
+//! Initialization rules: the variance rule of a [`scheme`] (He, LeCun,
+//! Xavier, naive; fan modes, gains, multipliers), and the [`block`] of a
+//! tensor a run generates. Drawing a tensor on a device is
+//! [`crate::tensor::draw`].
 
+pub mod block;
 pub mod scheme;
-pub mod tensor;

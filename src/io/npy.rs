@@ -249,14 +249,14 @@ fn read_array(
             "{present} data bytes, but the shape ({rows}, {cols}) needs {need}"
         )));
     }
-    if let Some(mem) = crate::rng::cpu::host_memory_bytes() {
+    if let Some(mem) = crate::io::host::host_memory_bytes() {
         if n.saturating_mul(4 + width) > mem {
             return Err(bad(&format!(
                 "{n} values do not fit in host memory ({mem} bytes)"
             )));
         }
     }
-    let mut data = crate::rng::cpu::host_vec::<u8>(need)?;
+    let mut data = crate::io::host::host_vec::<u8>(need)?;
     let pre = extra.len().min(data.len());
     data[..pre].copy_from_slice(&extra[..pre]);
     file.read_exact(&mut data[pre..])

@@ -484,13 +484,26 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
             .as_deref()
             .is_some_and(|b| crate::io::read::same_contents(path, b))
     };
-    let files: Vec<Finished> = files
-        .into_iter()
-        .filter(|f| !identical(&f.dest.path, &f.same_ok))
-        .collect();
-    for f in &files {
-        check_replaceable(&f.dest.path, f.dest.force)?;
-    }
+    // Files already there byte for byte (another rank of the job placed
+    // them, before or during this check) are left out; every other
+    // destination must be replaceable before anything moves.
+    let mut files: Vec<Finished> = {
+        let mut keep = Vec::with_capacity(files.len());
+        for f in files {
+            if identical(&f.dest.path, &f.same_ok) {
+                continue;
+            }
+            match check_replaceable(&f.dest.path, f.dest.force) {
+                Ok(()) => keep.push(f),
+                Err(Error::WouldOverwrite { .. }) if identical(&f.dest.path, &f.same_ok) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        keep
+    };
+    // Prepared files (an index, a config) go in last, after every file they
+    // describe.
+    files.sort_by_key(|f| f.same_ok.is_some());
     // Moves the old files back; a failure is named, never silent.
     let restore = |extra: Error| -> Error {
         let aside: Vec<(PathBuf, PathBuf)> = lock(&ASIDE).drain(..).collect();
@@ -519,6 +532,14 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
                     .join(format!("{TEMP_PREFIX}{}-{n}.bak", std::process::id()));
                 match rename_noreplace(&f.dest.path, &bak) {
                     Err(Error::WouldOverwrite { .. }) => continue,
+                    // Gone meanwhile (another rank of the job moved the
+                    // shared index aside first): nothing to keep.
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        moved = Ok(());
+                        break;
+                    }
                     Err(e) => {
                         moved = Err(e);
                         break;

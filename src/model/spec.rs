@@ -641,7 +641,7 @@ pub fn parse(text: &str, json: bool) -> Result<ModelSpec> {
     Ok(spec)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "toml"))]
 mod tests {
     use super::*;
     use crate::model::{emit, preset};

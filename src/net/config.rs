@@ -8,9 +8,9 @@
 //! `delta_l = (delta_{l+1} W_{l+1}) * phi'(z_l)`; the weight gradient is
 //! `dW_l = delta_l^T a_{l-1}`.
 
+use crate::act::Activation;
 use crate::error::{Error, Result};
 use crate::init::scheme::{FanMode, InitSpec, Scheme, Shape};
-use crate::net::act::Activation;
 use crate::rng::dist::Dist;
 use serde::Serialize;
 

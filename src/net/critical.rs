@@ -3,7 +3,7 @@
 //! multiplier where chi_1(q*) = 1 (with the interval a finite network's
 //! measurement may fall in).
 
-use crate::net::act::Activation;
+use crate::act::Activation;
 use crate::net::theory::Quadrature;
 
 /// The fixed point q* of the variance map q -> s2 E[phi(sqrt(q) Z)^2] + b2 for

@@ -1,6 +1,6 @@
 //! The CPU mirror of the device's deep pass: the same weights, the same
-//! operation sequences and the same reduction trees as `gpu::network`, in the
-//! device's arithmetic class ([`crate::net::arith`]), so a conforming device's
+//! operation sequences and the same reduction trees as `net::device`, in the
+//! device's arithmetic class ([`crate::act::arith`]), so a conforming device's
 //! raw results -- every statistics record, dead-unit counter and Gram matrix
 //! -- are reproduced bit for bit and compared by equality.
 //!
@@ -16,11 +16,11 @@
 //!   order, then the halving tree;
 //! - the dead-unit counts of `shaders/dead.wgsl`.
 
+use crate::act::arith::{self, Arith};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::fold_records;
 use crate::gpu::layout::{RECORD_ELEMS, RECORD_WORDS, RED_ITEMS, RED_WORKGROUP};
 use crate::gpu::probe::FmaMode;
-use crate::net::arith::{self, Arith};
+use crate::net::kernels::fold_records;
 use crate::net::{self, reference, Fault, LayerStats, NetConfig, NetStats};
 use crate::rng::cpu;
 use serde::Serialize;
@@ -670,8 +670,8 @@ pub(crate) fn reduce<A: Arith>(x: &[f32], sat: Option<(f32, f32)>, recs: &mut [u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::act::Activation;
-    use crate::net::arith::{Fused, Unfused};
+    use crate::act::arith::{Fused, Unfused};
+    use crate::act::Activation;
 
     #[test]
     fn chains_equal_a_scalar_loop_in_both_classes() {

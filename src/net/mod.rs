@@ -1,15 +1,14 @@
 //! Deep networks and what deepinit knows about them: the configuration and
-//! per-layer statistics ([`config`]), activations ([`act`]) and the exact
-//! device arithmetic they are written in ([`arith`]), the CPU backend's pass
+//! per-layer statistics ([`config`]), the pass on the device ([`device`],
+//! with its [`kernels`]; activations are [`crate::act`]), the CPU backend's pass
 //! ([`reference`](mod@reference)), the CPU mirror of the device's pass that
 //! verifies it bit for bit ([`mirror`]), the mean-field theory ([`theory`]),
-//! and [`experiment`], which runs a network on a backend and judges it.
+//! ([`crate::experiment`] runs a network on a backend and judges it).
 
-pub mod act;
-pub mod arith;
 pub mod config;
 pub mod critical;
-pub mod experiment;
+pub mod device;
+pub mod kernels;
 pub mod mirror;
 pub mod reference;
 pub mod theory;

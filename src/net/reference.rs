@@ -103,7 +103,7 @@ fn gram(x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>> {
 /// W_l (n_out x n_in, scaled by the fault's factor), drawn as every backend draws it.
 pub(crate) fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Result<Vec<f32>> {
     let n = cfg.widths[l] * cfg.widths[l - 1];
-    let mut w = cpu::host_vec::<f32>(n)?;
+    let mut w = crate::io::host::host_vec::<f32>(n)?;
     cpu::fill(
         cfg.dist,
         cfg.dist.kernel_scale(std * fault.weight_factor(l)),
@@ -117,7 +117,7 @@ pub(crate) fn weights(cfg: &NetConfig, l: usize, std: f64, fault: &Fault) -> Res
 
 /// `n` values of the normal tensor `tensor` with standard deviation `std`.
 pub(crate) fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32>> {
-    let mut v = cpu::host_vec::<f32>(n)?;
+    let mut v = crate::io::host::host_vec::<f32>(n)?;
     let d = crate::rng::dist::Dist::Normal;
     cpu::fill(d, d.kernel_scale(std), seed, tensor, 0, &mut v);
     Ok(v)
@@ -162,7 +162,7 @@ pub fn host_bytes(cfg: &NetConfig) -> u64 {
 /// Refuses a network whose CPU reference would not fit in host memory, with
 /// the depth that would.
 pub fn check_host_memory(cfg: &NetConfig) -> Result<()> {
-    let Some(mem) = cpu::host_memory_bytes() else {
+    let Some(mem) = crate::io::host::host_memory_bytes() else {
         return Ok(());
     };
     let need = host_bytes(cfg);
@@ -256,7 +256,7 @@ pub fn run_observed(
                 Some(w) => w,
                 None => weights(cfg, l, stds[l - 1], fault)?,
             };
-            let mut next = cpu::host_vec::<f32>((b * n_prev) as u64)?;
+            let mut next = crate::io::host::host_vec::<f32>((b * n_prev) as u64)?;
             // delta_{l-1} = delta_l W_l: W is n_l x n_prev row-major.
             sgemm(b, n_prev, n_l, &mut next, &delta, &w, n_prev, 1, false)?;
             delta = next;
@@ -285,7 +285,8 @@ pub const WEIGHT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 impl WeightCache {
     fn new(cfg: &NetConfig) -> WeightCache {
-        let free = cpu::host_memory_bytes().map_or(0, |m| m.saturating_sub(host_bytes(cfg)) / 2);
+        let free = crate::io::host::host_memory_bytes()
+            .map_or(0, |m| m.saturating_sub(host_bytes(cfg)) / 2);
         WeightCache {
             layers: vec![None; cfg.depth() + 1],
             left: free.min(WEIGHT_CACHE_MAX_BYTES),
@@ -324,7 +325,7 @@ fn pre_activation(
 ) -> Result<Vec<f32>> {
     let b = cfg.batch as usize;
     let (n_in, n_out) = (cfg.widths[l - 1] as usize, cfg.widths[l] as usize);
-    let mut z = cpu::host_vec::<f32>((b * n_out) as u64)?;
+    let mut z = crate::io::host::host_vec::<f32>((b * n_out) as u64)?;
     // z = a W^T: W is n_out x n_in row-major, read as n_in x n_out (rs 1, cs n_in).
     sgemm(b, n_out, n_in, &mut z, a, w, 1, n_in, false)?;
     if let Some((rows, cols)) = fault.tile(l, cfg.batch, n_out as u64) {

@@ -9,7 +9,7 @@
 //! Gaussian expectations use composite Gauss-Legendre quadrature (see
 //! [`Quadrature`] for why not plain Gauss-Hermite).
 
-use crate::net::act::Activation;
+use crate::act::Activation;
 
 /// Gaussian expectations E[f(Z)], Z ~ N(0, q), by composite Gauss-Legendre
 /// quadrature on panels that resolve both the Gaussian and the activation.

@@ -2,15 +2,6 @@
 
 use crate::app::bench::Row;
 
-/// `n` as `16M` when it is a whole number of 2^20, else in full.
-pub fn human(n: u64) -> String {
-    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
-        format!("{}M", n >> 20)
-    } else {
-        n.to_string()
-    }
-}
-
 /// The table of every row, grouped, at most 100 columns wide: a "what"
 /// column (kernel and size) that wraps onto its own line when long, then the
 /// median time, the rate and the same-run ratio (on the next line, after

@@ -1,6 +1,6 @@
 //! The demo's text table and its variance picture.
 
-use crate::net::experiment::RunReport;
+use crate::experiment::RunReport;
 use crate::report::plot::{self, Panel, Series};
 use std::fmt::Write;
 
@@ -92,7 +92,7 @@ fn row(r: &RunReport, layers: &[usize]) -> String {
     // maps to 0): show the overflow, not the meaningless numbers. The
     // backward pass crosses every layer, so all gradients are affected.
     let over = r.verdict.overflow_at;
-    let shown = |l: &crate::net::experiment::LayerReport, v: f64, grad: bool| {
+    let shown = |l: &crate::experiment::LayerReport, v: f64, grad: bool| {
         if over.is_some_and(|o| grad || l.layer >= o) {
             "overflow".to_string()
         } else {
@@ -252,4 +252,20 @@ pub fn variance_svg(runs: &[RunReport]) -> String {
         &panels,
         acts.len(),
     )
+}
+
+/// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
+pub fn write_outputs(
+    out: &crate::io::output::OutputDir,
+    report: &crate::app::demo::Report,
+) -> crate::Result<Vec<std::path::PathBuf>> {
+    let text = serde_json::to_string_pretty(report)
+        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
+    let svg = variance_svg(&report.runs);
+    let png = super::plot::svg_to_png(&svg)?;
+    out.write(&[
+        (crate::app::demo::OUTPUT_FILES[0], text.into_bytes()),
+        (crate::app::demo::OUTPUT_FILES[1], svg.into_bytes()),
+        (crate::app::demo::OUTPUT_FILES[2], png),
+    ])
 }

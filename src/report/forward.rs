@@ -1,6 +1,6 @@
 //! The forward command's per-layer table and verdict lines.
 
-use crate::net::experiment::{RunReport, RunVerdict};
+use crate::experiment::{RunReport, RunVerdict};
 use std::fmt::Write;
 
 /// The per-layer table (every layer up to 20, else about 12 of them), at

@@ -175,3 +175,33 @@ pub fn curves_svg(r: &SweepReport) -> String {
         2,
     )
 }
+
+/// Writes `sweep.json`, `heatmap.{svg,png}`, `curves.{svg,png}` and
+/// `histograms.{svg,png}` into `out`; returns their paths.
+pub fn write_outputs(
+    out: &crate::io::output::OutputDir,
+    r: &crate::app::sweep::SweepReport,
+    histograms: &[crate::app::histogram::Histogram],
+) -> crate::Result<Vec<std::path::PathBuf>> {
+    let text = serde_json::to_string_pretty(r)
+        .map_err(|e| crate::Error::internal("sweep report", e.to_string()))?;
+    let title = format!(
+        "{} MLP, width {}, depth {}: how the activations a_l spread layer by layer (CPU reference of \
+         the same networks; Glorot & Bengio's picture)",
+        r.activation, r.width, r.depth
+    );
+    let mut files = vec![(crate::app::sweep::OUTPUT_FILES[0], text.into_bytes())];
+    for (i, svg) in [
+        heatmap_svg(r),
+        curves_svg(r),
+        super::plot::histograms_svg(&title, histograms),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let png = super::plot::svg_to_png(&svg)?;
+        files.push((crate::app::sweep::OUTPUT_FILES[1 + 2 * i], svg.into_bytes()));
+        files.push((crate::app::sweep::OUTPUT_FILES[2 + 2 * i], png));
+    }
+    out.write(&files)
+}

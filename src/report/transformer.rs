@@ -280,3 +280,19 @@ pub fn summary_table(reports: &[TfmReport]) -> String {
     }
     t
 }
+
+/// Writes the reports and the picture into `out`; returns their paths.
+pub fn write_outputs(
+    out: &crate::io::output::OutputDir,
+    reports: &[crate::tfm::run::TfmReport],
+) -> crate::Result<Vec<std::path::PathBuf>> {
+    let text = serde_json::to_string_pretty(reports)
+        .map_err(|e| crate::Error::internal("report", e.to_string()))?;
+    let svg = variance_svg(reports);
+    let png = super::plot::svg_to_png(&svg)?;
+    out.write(&[
+        (crate::app::transformer::OUTPUT_FILES[0], text.into_bytes()),
+        (crate::app::transformer::OUTPUT_FILES[1], svg.into_bytes()),
+        (crate::app::transformer::OUTPUT_FILES[2], png),
+    ])
+}

@@ -4,20 +4,12 @@
 //! bit for bit.
 
 use crate::error::{Error, Result};
-use crate::gpu::{GenRequest, Kernel};
 use crate::rng::dist::{self, Dist};
+use crate::rng::request::{GenRequest, Kernel};
 
 /// Number of worker threads: the machine's available parallelism.
 pub fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// Total physical memory in bytes, where the OS tells us (Linux `/proc/meminfo`).
-pub fn host_memory_bytes() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    kib.checked_mul(1024)
 }
 
 /// One contiguous piece per worker thread (at least 4096 elements each).
@@ -123,7 +115,7 @@ pub fn generate(
         .checked_add(req.count)
         .ok_or_else(|| Error::invalid("element range", "start + count overflows a 64-bit index"))?;
     let chunk = chunk.clamp(1, req.count);
-    let mut buf = host_vec::<f32>(chunk)?;
+    let mut buf = crate::io::host::host_vec::<f32>(chunk)?;
     let mut off = 0;
     while off < req.count {
         let n = chunk.min(req.count - off) as usize;
@@ -139,27 +131,6 @@ pub fn generate(
         off += n as u64;
     }
     Ok(())
-}
-
-/// A zeroed host vector of `n` 4-byte elements, or a clear error if the host
-/// cannot hold it (more than its physical memory, or an allocation failure).
-pub fn host_vec<T: bytemuck::Zeroable + Clone>(n: u64) -> Result<Vec<T>> {
-    let limit = host_memory_bytes();
-    let too_big = || Error::LimitExceeded {
-        what: "tensor in host memory (bytes)".into(),
-        got: n.saturating_mul(4),
-        max: limit.unwrap_or(isize::MAX as u64),
-        hint: "; write it to a file with --out, which streams it chunk by chunk".into(),
-    };
-    let bytes = n.checked_mul(4).ok_or_else(too_big)?;
-    if limit.is_some_and(|mem| bytes > mem) {
-        return Err(too_big());
-    }
-    let n = usize::try_from(n).map_err(|_| too_big())?;
-    let mut v = Vec::new();
-    v.try_reserve_exact(n).map_err(|_| too_big())?;
-    v.resize(n, T::zeroed());
-    Ok(v)
 }
 
 /// A backend's output against the CPU reference over a range: bit for bit.

@@ -8,3 +8,4 @@ pub mod dist;
 pub mod fast;
 pub mod fixed;
 pub mod philox;
+pub mod request;

@@ -36,7 +36,7 @@ fn read_all(dir: &Path) -> Result<Stored> {
                         )
                     })?,
             };
-            let mut bytes = crate::rng::cpu::host_vec::<u8>(e.end - e.begin)?;
+            let mut bytes = crate::io::host::host_vec::<u8>(e.end - e.begin)?;
             f.seek(SeekFrom::Start(header.data_start + e.begin))
                 .map_err(io)?;
             f.read_exact(&mut bytes).map_err(io)?;

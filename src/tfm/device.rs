@@ -8,15 +8,15 @@
 use super::{
     att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens, K_PIECE,
 };
+use crate::act::Activation;
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::gemm::GemmForm;
 use crate::gpu::launch::{Batch, Launch};
 use crate::gpu::layout::{GemmParams, TfParams};
-use crate::gpu::network::storage;
 use crate::gpu::GpuContext;
 use crate::model::spec::Layout;
-use crate::net::act::Activation;
+use crate::net::device::storage;
 use std::collections::HashMap;
 
 /// The transformer kernels of one device.

@@ -1,6 +1,6 @@
 //! The CPU mirror of the device's transformer pass ([`super::device`]): the
 //! same operation sequences as `shaders/transformer.wgsl` and the GEMM
-//! variants, in the device's arithmetic class ([`crate::net::arith`]), so a
+//! variants, in the device's arithmetic class ([`crate::act::arith`]), so a
 //! conforming device's raw results are reproduced bit for bit.
 //!
 //! - every linear map is each output's ascending-k chain `acc = fma(x, w,
@@ -17,9 +17,9 @@ use crate::gpu::layout::RED_WORKGROUP;
 
 /// Lanes of an attention workgroup (`ATT_WG` in the shader).
 const ATT_WG: usize = 64;
+use crate::act::arith::{self, exp_neg, recip12, sigmoid2, Arith};
 use crate::gpu::probe::FmaMode;
 use crate::model::spec::Layout;
-use crate::net::arith::{self, exp_neg, recip12, sigmoid2, Arith};
 use crate::net::mirror::{chain, reduce, transpose};
 
 /// [`run`] in the probed arithmetic class: fused `fma`, else two roundings.
@@ -376,7 +376,7 @@ fn mlp_branch<A: Arith>(m: &Model, b: &BlockNames, x: &[f32], rows: usize) -> Re
         MlpKind::Gelu => (
             Vec::new(),
             z.iter()
-                .map(|&v| arith::act::<A>(crate::net::act::Activation::Gelu, v))
+                .map(|&v| arith::act::<A>(crate::act::Activation::Gelu, v))
                 .collect(),
         ),
         MlpKind::SwiGlu => {
@@ -758,7 +758,7 @@ fn backward_block<A: Arith>(
     match c.mlp {
         MlpKind::Gelu => {
             for (d, &z) in df.iter_mut().zip(&mv.z) {
-                *d *= arith::dact::<A>(crate::net::act::Activation::Gelu, z);
+                *d *= arith::dact::<A>(crate::act::Activation::Gelu, z);
             }
             weight_grad::<A>((&mv.hn, e), (&df, inter), rows, recs, wrec(&b.mlp_in[0]));
             linear_bwd::<A>(

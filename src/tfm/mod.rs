@@ -578,7 +578,7 @@ impl Weights {
             .zip(self.shapes.get(name))
             .ok_or_else(|| Error::internal("weights", format!("no tensor '{name}'")))?;
         let n: u64 = shape.iter().product();
-        let mut v = crate::rng::cpu::host_vec::<f32>(n)?;
+        let mut v = crate::io::host::host_vec::<f32>(n)?;
         match source {
             Source::Const(c) => v.iter_mut().for_each(|x| *x = *c),
             Source::Draw {
@@ -1110,7 +1110,7 @@ pub fn fold(
             layout.tensors.iter().find(|t| t.0 == name).ok_or_else(|| {
                 Error::internal("transformer layout", format!("no tensor {name}"))
             })?;
-        crate::gpu::kernels::fold_records(&raw.recs, t.1, t.2)
+        crate::net::kernels::fold_records(&raw.recs, t.1, t.2)
     };
     let f = |w: u32| f64::from(f32::from_bits(w));
     let (rows, h, t_len) = (tokens.rows(), cfg.heads, tokens.seq);

@@ -1,6 +1,8 @@
 //! Activation functions: the f32 forms the CPU reference uses (the same
 //! formulas as `shaders/activation.wgsl`) and f64 forms for the theory.
 
+pub mod arith;
+
 use crate::error::{Error, Result};
 use serde::Serialize;
 
@@ -206,14 +208,14 @@ impl Activation {
     }
 
     /// phi(x) in f32, as the CPU backend applies it: the device sequence of
-    /// [`crate::net::arith`] with two-rounding `fma`.
+    /// [`crate::act::arith`] with two-rounding `fma`.
     pub fn f32(&self, x: f32) -> f32 {
-        crate::net::arith::act::<crate::net::arith::Unfused>(*self, x)
+        crate::act::arith::act::<crate::act::arith::Unfused>(*self, x)
     }
 
     /// phi'(x) in f32, likewise.
     pub fn df32(&self, x: f32) -> f32 {
-        crate::net::arith::dact::<crate::net::arith::Unfused>(*self, x)
+        crate::act::arith::dact::<crate::act::arith::Unfused>(*self, x)
     }
 }
 

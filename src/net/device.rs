@@ -3,11 +3,11 @@
 //! element-wise steps, and per-layer statistics reduced on the device. Only
 //! the statistics are read back.
 
-use super::context::{floats_of, words_of, GpuContext};
-use super::generate::{GenRequest, Generator, Kernel};
 use super::kernels::{GemmForm, GemmParams, NetKernels};
-use super::launch::Batch;
 use crate::error::{Error, Result};
+use crate::gpu::context::{floats_of, words_of, GpuContext};
+use crate::gpu::generate::{GenRequest, Generator, Kernel};
+use crate::gpu::launch::Batch;
 use crate::net::mirror::{PassLayout, RawPass};
 use crate::net::{self, NetConfig, NetStats};
 use crate::rng::dist::Dist;
@@ -68,7 +68,7 @@ fn weight_rows(ctx: &GpuContext, n_in: u64, n_out: u64) -> Result<u64> {
         .limits()
         .max_storage_buffer_binding_size
         .min(ctx.limits().max_buffer_size)
-        .min(super::generate::DEFAULT_CHUNK_BYTES);
+        .min(crate::gpu::generate::DEFAULT_CHUNK_BYTES);
     let rows = limit / (4 * n_in);
     if rows == 0 {
         return Err(Error::LimitExceeded {
@@ -326,7 +326,7 @@ impl<'a> Pass<'a> {
             .kern
             .tuner()
             .generation_for(self.gen, req.kernel, req.count)?
-            .apply(super::GenOptions::default());
+            .apply(crate::gpu::GenOptions::default());
         self.gen.encode_into(batch, req, out, &opts)
     }
 

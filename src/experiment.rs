@@ -344,17 +344,17 @@ fn activation_kat_inputs() -> Vec<f32> {
 /// The device's activation on the known-answer inputs against the mirror's,
 /// bit for bit (NaN as a class): `None` when they agree, else the first input
 /// where they differ.
-fn activation_kat<A: crate::net::arith::Arith>(
-    k: &crate::gpu::kernels::NetKernels,
-    act: crate::net::act::Activation,
+fn activation_kat<A: crate::act::arith::Arith>(
+    k: &crate::net::kernels::NetKernels,
+    act: crate::act::Activation,
 ) -> Result<Option<String>> {
     let xs = activation_kat_inputs();
-    let (a, d) = crate::gpu::network::activation_values(k, &xs)?;
+    let (a, d) = crate::net::device::activation_values(k, &xs)?;
     let same = |x: f32, y: f32| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
     for (i, &x) in xs.iter().enumerate() {
         let (wa, wd) = (
-            crate::net::arith::act::<A>(act, x),
-            crate::net::arith::dact::<A>(act, x),
+            crate::act::arith::act::<A>(act, x),
+            crate::act::arith::dact::<A>(act, x),
         );
         if !same(a[i], wa) || !same(d[i], wd) {
             return Ok(Some(format!(
@@ -376,13 +376,13 @@ fn run_inner(
     fault: &Fault,
     progress: Option<&crate::progress::Progress>,
 ) -> Result<RunReport> {
+    use crate::act::arith::{Fused, Unfused};
     use crate::gpu::probe::FmaMode;
-    use crate::net::arith::{Fused, Unfused};
     let s = cfg.sigma_w2()?;
     let (measured, verification) = match backend {
         Backend::Gpu(gpu) => {
             let (g, k) = (gpu.generator(), &*gpu.kernels(cfg.act)?);
-            let (m, raw, layout) = crate::gpu::network::run_raw(g, k, cfg, input, fault, progress)?;
+            let (m, raw, layout) = crate::net::device::run_raw(g, k, cfg, input, fault, progress)?;
             let verification = if !verify {
                 Verification::None
             } else {

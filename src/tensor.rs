@@ -6,10 +6,10 @@
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::Result;
 use crate::gpu::{GenOptions, GenRequest, Generator, Kernel};
+pub use crate::init::block::Block;
 use crate::init::scheme::{InitSpec, Target};
 use crate::io::npy::NpyWriter;
 use crate::io::output::Destination;
-pub use crate::model::plan::Block;
 use crate::rng::cpu::{self, Comparison};
 use crate::rng::dist::Dist;
 use crate::stats::{self, KsTest, Moments, VarianceInterval};

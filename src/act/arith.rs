@@ -19,7 +19,7 @@
 //! linear seed and three Newton steps (error 2^-32 before rounding). The
 //! constants are generated into the WGSL prelude from [`wgsl_constants`].
 
-use crate::net::act::Activation;
+use crate::act::Activation;
 
 /// How `fma(a, b, c)` rounds.
 pub trait Arith: Copy {
@@ -316,7 +316,7 @@ pub fn dact<A: Arith>(act: Activation, x: f32) -> f32 {
 /// (Mesa rewrites expressions over literal constants for SPIR-V without
 /// NoContraction, e.g. `n c1 + (n c2 + x)` into `n (c1 + c2) + x`).
 pub fn wgsl_constants() -> String {
-    let mut s = String::from("// Generated from src/net/arith.rs: the activations' constants.\n");
+    let mut s = String::from("// Generated from src/act/arith.rs: the activations' constants.\n");
     s += &format!("const TINY_BITS: u32 = {TINY_BITS:#x}u;\n");
     let mut put = |name: &str, v: f32| {
         s += &format!("const {name}_BITS: u32 = {:#010x}u;\n", v.to_bits());

@@ -1,18 +1,18 @@
 //! Pipelines of the network kernels (`gemm.wgsl`, `network.wgsl`,
 //! `reduce.wgsl`, `dead.wgsl`) and how to record each on an encoder.
 
-use super::context::GpuContext;
-use super::launch::{Batch, Launch};
+use crate::act::Activation;
 use crate::error::{Error, Result};
+use crate::gpu::context::GpuContext;
+use crate::gpu::launch::{Batch, Launch};
 use crate::gpu::shaders;
-use crate::net::act::Activation;
 
-pub use super::gemm::GemmForm;
-use super::tune::Tuner;
+pub use crate::gpu::gemm::GemmForm;
+use crate::gpu::tune::Tuner;
 use std::sync::Arc;
 
-use super::layout::{DeadParams, EwParams, RedParams};
-pub use super::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
+use crate::gpu::layout::{DeadParams, EwParams, RedParams};
+pub use crate::gpu::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
 
 /// The compiled network kernels for one activation.
 pub struct NetKernels {
@@ -37,7 +37,7 @@ impl NetKernels {
     pub fn with_gemm(ctx: &GpuContext, act: Activation, gemm: Arc<Tuner>) -> Result<Self> {
         let net = shaders::network_module();
         let act_consts = [
-            ("ACT", f64::from(super::layout::activation_id(act))),
+            ("ACT", f64::from(crate::gpu::layout::activation_id(act))),
             ("SLOPE", act.slope()),
         ];
         Ok(Self {
@@ -268,7 +268,7 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
 
 impl NetKernels {
     /// Runs one matrix multiply on host data with the tuner's variant; see
-    /// [`super::gemm::GemmKernels::matmul_host`].
+    /// [`crate::gpu::gemm::GemmKernels::matmul_host`].
     pub fn matmul_host(
         &self,
         form: GemmForm,
