@@ -41,6 +41,54 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// What `ratio` compares with.
     pub ratio_to: Option<String>,
+    /// The rows other rows compare with, named by type (not in the JSON).
+    #[serde(skip)]
+    pub key: Option<RowKey>,
+}
+
+/// The rows that other rows of the same run are compared with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowKey {
+    /// The CPU backend's normal generation on all threads.
+    CpuNormal,
+    /// The gemm crate's sgemm on all threads.
+    CpuGemm,
+    /// The CPU backend's deep pass.
+    CpuPass,
+    /// `deepinit model` writing the benchmark's checkpoint in f32.
+    CheckpointF32,
+}
+
+/// The row of `rows` with `key`.
+pub fn keyed(rows: &[Row], key: RowKey) -> Option<&Row> {
+    rows.iter().find(|r| r.key == Some(key))
+}
+
+/// One roofline's search: every variant timed (JSON: `tuning.roofline`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RooflineSearch {
+    /// `fill` (memory) or `fma` (arithmetic).
+    pub roofline: &'static str,
+    /// Elements each fill variant wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub elements: Option<u64>,
+    /// FMA iterations per invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<u32>,
+    /// Every variant and its time.
+    pub candidates: Vec<super::roofline::Candidate>,
+}
+
+/// What a GPU run chose, as the tuner chose it: handed to `report` as is,
+/// and the JSON's `tuning`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Tuning {
+    /// Each generation kernel's store and workgroup size.
+    pub generation: Vec<crate::gpu::gen_tune::GenChoice>,
+    /// Each GEMM shape class's variant.
+    pub gemm: Vec<crate::gpu::tune::Choice>,
+    /// The rooflines' searches.
+    pub roofline: Vec<RooflineSearch>,
 }
 
 /// Options of [`gpu`] and [`cpu`].
@@ -70,7 +118,7 @@ pub fn gpu(
     gpu: &Gpu,
     opts: &BenchOptions,
     mut progress: impl FnMut(&str),
-) -> Result<(Vec<Row>, serde_json::Value)> {
+) -> Result<(Vec<Row>, Tuning)> {
     let (gen, ctx) = (gpu.generator(), gpu.context());
     let b = GpuBench {
         gen,
@@ -135,12 +183,12 @@ pub fn gpu(
     big.ratio = Some(big.rate / peak);
     big.ratio_to = Some("fma".into());
     rows.push(big);
-    let tuning_json = serde_json::json!({
-        "generation": b.tuner.generation_choices()?,
-        "gemm": kern.tuner().choices()?,
-        "roofline": b.roofline_log.take(),
-    });
-    Ok((rows, tuning_json))
+    let tuning = Tuning {
+        generation: b.tuner.generation_choices()?,
+        gemm: kern.tuner().choices()?,
+        roofline: b.roofline_log.take(),
+    };
+    Ok((rows, tuning))
 }
 
 /// One GPU benchmark run's shared state: the device, its timer and rooflines.
@@ -154,7 +202,7 @@ struct GpuBench<'a> {
     reps: usize,
     quick: bool,
     /// Every roofline variant timed, for the JSON's `tuning.roofline`.
-    roofline_log: std::cell::RefCell<Vec<serde_json::Value>>,
+    roofline_log: std::cell::RefCell<Vec<RooflineSearch>>,
 }
 
 impl GpuBench<'_> {
@@ -175,10 +223,14 @@ impl GpuBench<'_> {
             time: fill.time,
             ratio: None,
             ratio_to: None,
+            key: None,
         });
-        self.roofline_log.borrow_mut().push(
-            serde_json::json!({"roofline": "fill", "elements": n, "candidates": fill.candidates}),
-        );
+        self.roofline_log.borrow_mut().push(RooflineSearch {
+            roofline: "fill",
+            elements: Some(n),
+            iterations: None,
+            candidates: fill.candidates,
+        });
         for kernel in Kernel::ALL {
             let req = GenRequest {
                 kernel,
@@ -229,6 +281,7 @@ impl GpuBench<'_> {
                 time: t,
                 ratio: Some(rate / fill_rate),
                 ratio_to: Some("fill".into()),
+                key: None,
             });
         }
         Ok(rows)
@@ -245,9 +298,12 @@ impl GpuBench<'_> {
         let best = roof.best_fma(ctx, timer, reps, iters, invocations)?;
         let peak =
             invocations as f64 * f64::from(iters) * best.flops_per_iter / best.time.median_s / 1e9;
-        self.roofline_log
-            .borrow_mut()
-            .push(serde_json::json!({"roofline": "fma", "iterations": iters, "candidates": best.candidates}));
+        self.roofline_log.borrow_mut().push(RooflineSearch {
+            roofline: "fma",
+            elements: None,
+            iterations: Some(iters),
+            candidates: best.candidates,
+        });
         Ok(Row {
             group: "gemm",
             name: format!("fma (arithmetic roofline; {})", best.label),
@@ -257,6 +313,7 @@ impl GpuBench<'_> {
             time: best.time,
             ratio: None,
             ratio_to: None,
+            key: None,
         })
     }
 
@@ -321,6 +378,7 @@ impl GpuBench<'_> {
             time: t,
             ratio: Some(rate / peak),
             ratio_to: Some("fma".into()),
+            key: None,
         })
     }
 
@@ -405,6 +463,7 @@ impl GpuBench<'_> {
                 time: tm,
                 ratio: Some(m_ms / g_ms),
                 ratio_to: Some("of the GPU pass's time".into()),
+                key: None,
             },
             Row {
                 group: "network",
@@ -415,6 +474,7 @@ impl GpuBench<'_> {
                 time: tg,
                 ratio: Some(c_ms / g_ms),
                 ratio_to: Some("speed-up over the CPU reference".into()),
+                key: None,
             },
             Row {
                 group: "network",
@@ -425,6 +485,7 @@ impl GpuBench<'_> {
                 time: tc,
                 ratio: None,
                 ratio_to: None,
+                key: None,
             },
         ])
     }
@@ -456,6 +517,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         time: t,
         ratio: None,
         ratio_to: None,
+        key: Some(RowKey::CpuNormal),
     });
     // Self-check: the lanes equal the scalar definition, bit for bit.
     let mut head = [0f32; 4096];
@@ -481,6 +543,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         time: t,
         ratio: Some(single / ours),
         ratio_to: Some("all threads".into()),
+        key: None,
     });
     let m = (n / 4) as usize;
     let mut sink = 0f32;
@@ -507,6 +570,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
         time: t,
         ratio: None,
         ratio_to: None,
+        key: None,
     });
     if let Some(r) = rows.first_mut() {
         r.ratio = Some(ours / base);
@@ -517,10 +581,7 @@ pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Ro
     progress("CPU deep pass");
     rows.push(cpu_pass_row(opts)?);
     progress("CPU big layer");
-    let gemm_rate = rows
-        .iter()
-        .find(|r| r.name.starts_with("gemm crate"))
-        .map(|r| r.rate);
+    let gemm_rate = keyed(&rows, RowKey::CpuGemm).map(|r| r.rate);
     let mut big = big_layer_row("cpu", "CPU backend", opts.quick, |c| {
         crate::net::reference::run(c, None)
     })?;
@@ -553,6 +614,7 @@ fn cpu_gemm_row(opts: &BenchOptions) -> Result<Row> {
         time: t,
         ratio: None,
         ratio_to: None,
+        key: Some(RowKey::CpuGemm),
     })
 }
 
@@ -597,6 +659,7 @@ fn cpu_pass_row(opts: &BenchOptions) -> Result<Row> {
         time: t,
         ratio: None,
         ratio_to: None,
+        key: Some(RowKey::CpuPass),
     })
 }
 
@@ -670,6 +733,7 @@ pub(crate) fn big_layer_row(
         time: t,
         ratio: None,
         ratio_to: None,
+        key: None,
     })
 }
 
@@ -688,14 +752,8 @@ pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
 pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (m, n, k) = cpu_gemm_shape(quick);
     let (np_rng, np_gemm, version) = numpy(m, n, k)?;
-    let ours_gen = cpu_rows
-        .iter()
-        .find(|r| r.name.starts_with("deepinit normal, exact") && r.name.ends_with("threads)"))
-        .map_or(f64::NAN, |r| r.rate);
-    let ours_gemm = cpu_rows
-        .iter()
-        .find(|r| r.name.starts_with("gemm crate"))
-        .map_or(f64::NAN, |r| r.rate);
+    let ours_gen = keyed(cpu_rows, RowKey::CpuNormal).map_or(f64::NAN, |r| r.rate);
+    let ours_gemm = keyed(cpu_rows, RowKey::CpuGemm).map_or(f64::NAN, |r| r.rate);
     let row =
         |name: String, size: String, rate: f64, unit: &'static str, ours: f64, what: &str| Row {
             group: "numpy",
@@ -712,6 +770,7 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
             unit,
             ratio: Some(ours / rate),
             ratio_to: Some(format!("deepinit {what} / numpy")),
+            key: None,
         };
     Some(vec![
         row(
@@ -738,9 +797,7 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
 /// deepinit's speed-up over it; `None` without python3 and numpy.
 pub fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (width, depth, batch) = cpu_pass_shape(quick);
-    let ours = cpu_rows
-        .iter()
-        .find(|r| r.name.starts_with("deep pass on the CPU backend"))?;
+    let ours = keyed(cpu_rows, RowKey::CpuPass)?;
     let out = std::process::Command::new("python3")
         .args(["-c", include_str!("../../benches/mlp_numpy.py")])
         .args([width.to_string(), depth.to_string(), batch.to_string()])
@@ -763,6 +820,7 @@ pub fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
                 unit: "ms/layer",
                 ratio: Some(ms / ours.rate),
                 ratio_to: Some("deepinit CPU deep pass speed-up over it".into()),
+                key: None,
             }
         })
         .collect();

@@ -3,7 +3,7 @@
 //! measured in the same run, in the same directory, with the same final
 //! `fsync`.
 
-use super::bench::{time_cpu, BenchOptions, Row};
+use super::bench::{keyed, time_cpu, BenchOptions, Row, RowKey};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::io::dtype::DType;
@@ -82,6 +82,7 @@ pub fn rows(
         time: t,
         ratio: None,
         ratio_to: None,
+        key: None,
     });
     let dtypes: &[DType] = if opts.quick {
         &[DType::F32]
@@ -107,6 +108,7 @@ pub fn rows(
             time: t,
             ratio: Some(rate / roof),
             ratio_to: Some("sequential write".into()),
+            key: (dtype == DType::F32).then_some(RowKey::CheckpointF32),
         });
     }
     if !opts.quick {
@@ -123,9 +125,7 @@ pub fn rows(
 /// median of `repeats`), with deepinit's f32 speed-up over it; `None` where
 /// python3 lacks transformers or torch.
 fn transformers_row(dir: &Path, rows: &[Row], repeats: usize) -> Option<Row> {
-    let ours = rows
-        .iter()
-        .find(|r| r.name.ends_with("--dtype f32") && r.name.starts_with("deepinit model"))?;
+    let ours = keyed(rows, RowKey::CheckpointF32)?;
     let cfg = dir.join("gpt2-config.json");
     let text = crate::model::hf::SHIPPED
         .iter()
@@ -163,5 +163,6 @@ fn transformers_row(dir: &Path, rows: &[Row], repeats: usize) -> Option<Row> {
         time,
         ratio: Some(ours.rate / rate),
         ratio_to: Some("deepinit f32 speed-up over it".into()),
+        key: None,
     })
 }

@@ -65,6 +65,7 @@ pub fn rows(ctx: &GpuContext, opts: &BenchOptions, seed: u64, mode: &TuneMode) -
             time: Timing::of(vec![first], "cpu-wall-clock"),
             ratio: Some(first / warm.median_s),
             ratio_to: Some("warm".into()),
+            key: None,
         },
         Row {
             group: "demo",
@@ -75,6 +76,7 @@ pub fn rows(ctx: &GpuContext, opts: &BenchOptions, seed: u64, mode: &TuneMode) -
             time: warm,
             ratio: None,
             ratio_to: None,
+            key: None,
         },
     ])
 }

@@ -7,6 +7,6 @@ pub mod checkpoint;
 pub mod demo;
 pub mod first_run;
 pub mod histogram;
-pub(crate) mod roofline;
+pub mod roofline;
 pub mod sweep;
 pub mod transformer;

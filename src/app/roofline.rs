@@ -27,7 +27,7 @@ struct Variant {
 
 /// What one variant measured (JSON: the benchmark's `tuning.roofline`).
 #[derive(Debug, Clone, Serialize)]
-pub(crate) struct Candidate {
+pub struct Candidate {
     /// Entry point in `shaders/bench*.wgsl`.
     pub variant: &'static str,
     /// Invocations per workgroup.

@@ -122,24 +122,7 @@ fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry
         return entries;
     }
     say!(t, "Tuning cached in {}:", path.display());
-    // The entries as written (not `tune::Choice`, which maps a variant name
-    // this build lacks to "?"): a stale entry shows what it names.
-    let (mut gemm, mut generation) = (Vec::new(), Vec::new());
-    for e in &entries {
-        match e.shape.strip_prefix("generate ") {
-            Some(kernel) => generation.push(serde_json::json!({"kernel": kernel,
-                "variant": e.variant, "source": "cached", "gsamples": e.gflops,
-                "timed": e.timed[0], "candidates": e.candidates})),
-            None => gemm.push(serde_json::json!({"shape": e.shape, "variant": e.variant,
-                "source": "cached", "gflops": e.gflops, "timed": e.timed,
-                "candidates": e.candidates})),
-        }
-    }
-    use deepinit::report::bench::{gemm_choices, generation_choices};
-    for line in generation_choices(&generation.into())
-        .into_iter()
-        .chain(gemm_choices(&gemm.into()))
-    {
+    for line in deepinit::report::bench::cached_lines(&entries) {
         say!(t, "  {line}");
     }
     entries

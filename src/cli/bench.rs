@@ -53,8 +53,11 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let progress = deepinit::progress::Progress::new("bench");
     let mut step = |what: &str| progress.note(what);
     let (mut rows, tuning) = match backend.gpu() {
-        Some(g) => bench::gpu(g, &opts, &mut step)?,
-        None => (Vec::new(), serde_json::Value::Null),
+        Some(g) => {
+            let (rows, tuning) = bench::gpu(g, &opts, &mut step)?;
+            (rows, Some(tuning))
+        }
+        None => (Vec::new(), None),
     };
     if let Some(g) = backend.gpu() {
         step("demo: first run on a new device handle, then warm");
@@ -84,12 +87,9 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     rows.extend(checkpoint_rows);
     say!(t);
     t.raw(&deepinit::report::bench::table(&rows));
-    if !tuning.is_null() {
+    if let Some(tuning) = &tuning {
         say!(t, "\ntuning:");
-        for line in deepinit::report::bench::generation_choices(&tuning["generation"])
-            .into_iter()
-            .chain(deepinit::report::bench::gemm_choices(&tuning["gemm"]))
-        {
+        for line in deepinit::report::bench::tuning_lines(tuning) {
             say!(t, "        {line}");
         }
     }

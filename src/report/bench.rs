@@ -1,6 +1,9 @@
 //! The benchmark table, and the sizes its rows name.
 
-use crate::app::bench::Row;
+use crate::app::bench::{Row, Tuning};
+use crate::gpu::gen_tune::GenChoice;
+use crate::gpu::tune::Choice;
+use crate::gpu::tune_cache::{Entry, Measured};
 
 /// The table of every row, grouped, at most 100 columns wide: a "what"
 /// column (kernel and size) that wraps onto its own line when long, then the
@@ -48,28 +51,18 @@ pub fn table(rows: &[Row]) -> String {
     s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
-/// Two lines per GEMM shape class the run used (the `tuning.gemm` JSON of
-/// [`crate::gpu::tune::Choice`]s): the variant, how it was chosen and its
-/// speed; then every other candidate's speed.
-pub fn gemm_choices(choices: &serde_json::Value) -> Vec<String> {
-    let Some(list) = choices.as_array() else {
-        return Vec::new();
-    };
-    list.iter()
+/// Two lines per GEMM shape class the run used: the variant, how it was
+/// chosen and its speed; then every other candidate's speed.
+pub fn gemm_choices(choices: &[Choice]) -> Vec<String> {
+    choices
+        .iter()
         .flat_map(|c| {
-            let mut line = format!(
-                "GEMM {}: {} ({}",
-                c["shape"].as_str().unwrap_or("?"),
-                c["variant"].as_str().unwrap_or("?"),
-                c["source"].as_str().unwrap_or("?")
-            );
-            if let (Some(g), Some(t)) = (c["gflops"].as_f64(), c["timed"].as_array()) {
-                let dims: Vec<String> = t.iter().map(|d| d.to_string()).collect();
-                line.push_str(&format!(", {g:.2} GFLOP/s at {}", dims.join("x")));
+            let mut line = format!("GEMM {}: {} ({}", c.shape, c.variant, c.source);
+            if let (Some(g), Some(t)) = (c.gflops, c.timed) {
+                line.push_str(&format!(", {g:.2} GFLOP/s at {}x{}x{}", t[0], t[1], t[2]));
             }
             line.push(')');
-            let chosen = c["variant"].as_str().unwrap_or("?");
-            std::iter::once(line).chain(others(&c["candidates"], chosen, 2))
+            std::iter::once(line).chain(others(&c.candidates, c.variant, 2))
         })
         .collect()
 }
@@ -80,18 +73,13 @@ const CHOICE_WIDTH: usize = 92;
 
 /// `  others: name rate, ...` for every candidate but `chosen`, wrapped at
 /// [`CHOICE_WIDTH`] columns (continuation lines indented under the first).
-fn others(candidates: &serde_json::Value, chosen: &str, decimals: usize) -> Vec<String> {
+fn others(candidates: &[Measured], chosen: &str, decimals: usize) -> Vec<String> {
     let items: Vec<String> = candidates
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["variant"].as_str() != Some(chosen))
-        .map(|o| {
-            let name = o["variant"].as_str().unwrap_or("?");
-            match o["gflops"].as_f64() {
-                Some(g) => format!("{name} {g:.decimals$}"),
-                None => format!("{name} rejected"),
-            }
+        .iter()
+        .filter(|o| o.variant != chosen)
+        .map(|o| match o.gflops {
+            Some(g) => format!("{} {g:.decimals$}", o.variant),
+            None => format!("{} rejected", o.variant),
         })
         .collect();
     let mut lines = Vec::new();
@@ -112,28 +100,54 @@ fn others(candidates: &serde_json::Value, chosen: &str, decimals: usize) -> Vec<
     lines
 }
 
-/// One line per generation kernel (with a second listing the other
-/// candidates) from the JSON of [`crate::gpu::gen_tune::GenChoice`]s.
-pub fn generation_choices(choices: &serde_json::Value) -> Vec<String> {
-    let Some(list) = choices.as_array() else {
-        return Vec::new();
-    };
+/// One line per generation kernel (with the other candidates after it).
+pub fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
     let mut lines = Vec::new();
-    for c in list {
-        let chosen = c["variant"].as_str().unwrap_or("?");
-        let mut line = format!(
-            "generate {}: {chosen} ({}",
-            c["kernel"].as_str().unwrap_or("?"),
-            c["source"].as_str().unwrap_or("?")
-        );
-        if let (Some(g), Some(n)) = (c["gsamples"].as_f64(), c["timed"].as_u64()) {
+    for c in choices {
+        let mut line = format!("generate {}: {} ({}", c.kernel, c.variant, c.source);
+        if let (Some(g), Some(n)) = (c.gsamples, c.timed) {
             line.push_str(&format!(", {g:.3} Gsamples/s at {n} elements"));
         }
         line.push(')');
         lines.push(line);
-        lines.extend(others(&c["candidates"], chosen, 3));
+        lines.extend(others(&c.candidates, &c.variant, 3));
     }
     lines
+}
+
+/// The tuning cache's entries of one adapter, as written (not as
+/// [`Choice`]s, which map a variant this build lacks to "?": a stale entry
+/// shows what it names): generation kernels first, then GEMM shape classes.
+pub fn cached_lines(entries: &[Entry]) -> Vec<String> {
+    let (mut generation, mut gemm) = (Vec::new(), Vec::new());
+    for e in entries {
+        match e.shape.strip_prefix("generate ") {
+            Some(kernel) => {
+                generation.push(format!(
+                    "generate {kernel}: {} (cached, {:.3} Gsamples/s at {} elements)",
+                    e.variant, e.gflops, e.timed[0]
+                ));
+                generation.extend(others(&e.candidates, &e.variant, 3));
+            }
+            None => {
+                gemm.push(format!(
+                    "GEMM {}: {} (cached, {:.2} GFLOP/s at {}x{}x{})",
+                    e.shape, e.variant, e.gflops, e.timed[0], e.timed[1], e.timed[2]
+                ));
+                gemm.extend(others(&e.candidates, &e.variant, 2));
+            }
+        }
+    }
+    generation.into_iter().chain(gemm).collect()
+}
+
+/// The tuning section of the bench's text: every generation kernel's and
+/// GEMM shape class's choice.
+pub fn tuning_lines(t: &Tuning) -> Vec<String> {
+    generation_choices(&t.generation)
+        .into_iter()
+        .chain(gemm_choices(&t.gemm))
+        .collect()
 }
 
 #[cfg(test)]
@@ -142,13 +156,30 @@ mod tests {
 
     #[test]
     fn candidate_lists_wrap_within_the_bench_width_and_list_every_other() {
-        let candidates: Vec<serde_json::Value> = (0..16)
-            .map(|i| serde_json::json!({"variant": format!("vec4-wg{}-emulated", 64 << (i % 4)), "gflops": 0.25 + f64::from(i)}))
-            .chain([serde_json::json!({"variant": "odd", "gflops": null, "rejected": "wrong"})])
+        let candidates: Vec<Measured> = (0..16)
+            .map(|i| Measured {
+                variant: format!("vec4-wg{}-emulated", 64 << (i % 4)),
+                gflops: Some(0.25 + f64::from(i)),
+                rejected: None,
+            })
+            .chain([Measured {
+                variant: "odd".into(),
+                gflops: None,
+                rejected: Some("wrong".into()),
+            }])
             .collect();
-        let c = serde_json::json!([{"kernel": "normal", "variant": "chosen", "source": "tuned",
-            "gsamples": 0.5, "timed": 4194304, "candidates": candidates}]);
-        let lines = generation_choices(&c);
+        let c = GenChoice {
+            kernel: "normal",
+            variant: "chosen".into(),
+            store: "vec4",
+            workgroup_size: 64,
+            mulhi: None,
+            source: "tuned",
+            gsamples: Some(0.5),
+            timed: Some(4194304),
+            candidates,
+        };
+        let lines = generation_choices(&[c]);
         assert_eq!(
             lines[0],
             "generate normal: chosen (tuned, 0.500 Gsamples/s at 4194304 elements)"
