@@ -132,13 +132,14 @@ fn a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used() {
     let path = tune_cache::file_in(dir.path());
     let t = Tuner::new(ctx);
     // Large enough to be timed (a problem under SMALL_FLOPS is not).
-    let shape = ShapeClass::of(GemmForm::Nt, 128, 256, 256).label();
+    let key = tune_cache::TuneKey::Gemm(ShapeClass::of(GemmForm::Nt, 128, 256, 256));
     let entry = |device: String, variant: &str| tune_cache::Entry {
         device,
-        shape: shape.clone(),
+        key,
         timed: [128, 256, 256],
         variant: variant.into(),
-        gflops: 1e6,
+        rate: 1e6,
+        unit: tune_cache::Unit::GflopPerS,
         candidates: Vec::new(),
         unix_time: 1,
     };
@@ -330,7 +331,13 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     );
     let (entries, _) = tune_cache::load(&path);
     assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].shape, "generate normal");
+    assert_eq!(
+        entries[0].key,
+        tune_cache::TuneKey::Generate {
+            kernel,
+            int64: ctx.int64()
+        }
+    );
     // The chosen settings give the reference words, at an odd start and
     // count too (where the vec4 store falls back).
     for (start, count) in [(0u64, 40_000u64), (3, 40_001)] {
@@ -368,9 +375,9 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
             .iter()
             .all(|m| m.variant.ends_with("-emulated")));
         let (entries, _) = tune_cache::load(&path);
-        let mut shapes: Vec<&str> = entries.iter().map(|e| e.shape.as_str()).collect();
-        shapes.sort_unstable();
-        assert_eq!(shapes, ["generate normal", "generate normal (no int64)"]);
+        let mut keys: Vec<String> = entries.iter().map(|e| e.key.to_string()).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["generate normal", "generate normal (no int64)"]);
         let wide = Tuner::new(ctx);
         wide.set_mode(auto(&path, false)).expect("mode");
         let w = wide.generation(&gen, kernel).expect("cached");

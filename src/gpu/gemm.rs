@@ -14,7 +14,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 /// Which operand form of the matrix multiply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum GemmForm {
     /// C = A * B^T, B stored n x k (forward pass, Gram matrices).
     Nt,

@@ -13,7 +13,7 @@
 use super::generate::{GenOptions, GenRequest, Generator, Kernel};
 use super::shaders::{MulHi, Store};
 use super::timer::GpuTimer;
-use super::tune_cache::{Entry, Measured};
+use super::tune_cache::{Entry, Measured, TuneKey, Unit};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
@@ -128,13 +128,11 @@ pub fn kernel_name(k: Kernel) -> &'static str {
     }
 }
 
-/// The cache's shape label of a kernel: `generate <kernel>`, plus
-/// ` (no int64)` where the device runs without native 64-bit integers
-/// (`--no-int64`), whose choice was made among fewer candidates and is kept
-/// apart.
-pub fn label(k: Kernel, int64: bool) -> String {
-    let rest = if int64 { "" } else { " (no int64)" };
-    format!("generate {}{rest}", kernel_name(k))
+/// The cache key of a kernel's settings: with and without native 64-bit
+/// integers (`--no-int64`) apart, as the latter's choice was made among
+/// fewer candidates.
+pub fn key(kernel: Kernel, int64: bool) -> TuneKey {
+    TuneKey::Generate { kernel, int64 }
 }
 
 /// `<store>-wg<size>-<multiply>`, e.g. `vec4-wg128-int64`.
@@ -155,11 +153,11 @@ pub fn parse_candidate(name: &str) -> Option<(Store, u32, MulHi)> {
 /// The choice cached for `kernel` among `entries` (this device's), if one
 /// names settings `gen`'s device runs.
 pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Option<GenChoice> {
-    let shape = label(kernel, gen.context().int64());
+    let key = key(kernel, gen.context().int64());
     entries
         .iter()
         .find(|e| {
-            e.shape == shape
+            e.key == key
                 && parse_candidate(&e.variant)
                     .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
         })
@@ -184,7 +182,7 @@ pub fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
         workgroup_size: wg,
         mulhi,
         source,
-        gsamples: Some(e.gflops),
+        gsamples: Some(e.rate),
         timed: Some(u64::from(e.timed[0])),
         candidates: e.candidates.clone(),
     }
@@ -262,11 +260,12 @@ pub fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     })?;
     Ok(Entry {
         device: super::tune::device_key(ctx.adapter()),
-        shape: label(kernel, ctx.int64()),
+        key: key(kernel, ctx.int64()),
         // Elements timed; generation entries leave the other two at 0.
         timed: [n as u32, 0, 0],
         variant,
-        gflops: gsamples,
+        rate: gsamples,
+        unit: Unit::GsamplesPerS,
         candidates: candidates.into_iter().map(|(_, m)| m).collect(),
         unix_time: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -326,7 +325,10 @@ mod tests {
         assert_eq!(parse_candidate("vec4-wg64-int64-x"), None);
         assert_eq!(parse_candidate("vec8-wg64-int64"), None);
         assert_eq!(parse_candidate("tiled64"), None);
-        assert_eq!(label(Kernel::Bits, true), "generate bits");
-        assert_eq!(label(Kernel::Bits, false), "generate bits (no int64)");
+        assert_eq!(key(Kernel::Bits, true).to_string(), "generate bits");
+        assert_eq!(
+            key(Kernel::Bits, false).to_string(),
+            "generate bits (no int64)"
+        );
     }
 }

@@ -17,7 +17,7 @@ use super::generate::{Generator, Kernel};
 use super::launch::Batch;
 use super::layout::GemmParams;
 use super::timer::GpuTimer;
-use super::tune_cache::{self, Entry, Measured};
+use super::tune_cache::{self, Entry, Measured, TuneKey, Unit};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -81,7 +81,9 @@ impl TuneMode {
 }
 
 /// A shape class: the form and m, n, k rounded up to powers of two.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub struct ShapeClass {
     /// Operand form.
     pub form: GemmForm,
@@ -273,7 +275,7 @@ impl Tuner {
         };
         let mut done = format!(
             "{}: {} at {:.3} Gsamples/s",
-            entry.shape, entry.variant, entry.gflops
+            entry.key, entry.variant, entry.rate
         );
         if let Some(path) = cache {
             if self.persist(path, &entry)? {
@@ -431,7 +433,7 @@ impl Tuner {
         };
         let mut done = format!(
             "GEMM {}: {} at {:.1} GFLOP/s",
-            entry.shape, entry.variant, entry.gflops
+            entry.key, entry.variant, entry.rate
         );
         if let Some(path) = cache {
             if self.persist(path, &entry)? {
@@ -468,12 +470,12 @@ impl Tuner {
     fn cached(&self, class: &ShapeClass) -> Result<Option<Choice>> {
         self.load_cache()?;
         let st = lock(&self.state)?;
-        let label = class.label();
+        let key = TuneKey::Gemm(*class);
         Ok(st
             .cached
             .iter()
             .flatten()
-            .find(|e| e.shape == label)
+            .find(|e| e.key == key)
             .filter(|e| {
                 GemmVariant::from_name(&e.variant)
                     .is_some_and(|v| v.available(self.kernels.context()))
@@ -495,7 +497,7 @@ impl Tuner {
             }
         };
         if let Some(c) = lock(&self.state)?.cached.as_mut() {
-            c.retain(|e| e.shape != entry.shape);
+            c.retain(|e| e.key != entry.key);
             c.push(entry.clone());
         }
         Ok(saved)
@@ -573,10 +575,11 @@ impl Tuner {
         })?;
         Ok(Entry {
             device: self.device_key(),
-            shape: class.label(),
+            key: TuneKey::Gemm(class),
             timed: [m, n, k],
             variant: v.name().into(),
-            gflops,
+            rate: gflops,
+            unit: Unit::GflopPerS,
             candidates,
             unix_time: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -631,10 +634,10 @@ fn untimed(class: &ShapeClass, source: &'static str) -> Choice {
 
 fn choice_of(e: &Entry, source: &'static str) -> Choice {
     Choice {
-        shape: e.shape.clone(),
+        shape: e.key.to_string(),
         variant: GemmVariant::from_name(&e.variant).map_or("?", GemmVariant::name),
         source,
-        gflops: Some(e.gflops),
+        gflops: Some(e.rate),
         timed: Some(e.timed),
         candidates: e.candidates.clone(),
     }

@@ -6,8 +6,10 @@
 //!
 //! Each entry is one measurement: the device identity (adapter name,
 //! backend, vendor and device ids, driver and its version, deepinit's version
-//! and the GEMM kernel revision), the shape class, the winning variant and every candidate's
-//! speed. It holds at most [`MAX_ENTRIES`] entries, the newest kept. A file
+//! and the GEMM kernel revision), what was tuned (a [`TuneKey`]: a GEMM shape
+//! class, or a generation kernel with or without native int64), the winning
+//! variant, its rate and the rate's [`Unit`], and every candidate's rate.
+//! Files of an older format are ignored with a notice and replaced. It holds at most [`MAX_ENTRIES`] entries, the newest kept. A file
 //! that does not parse is ignored (and replaced on the next save); entries
 //! naming an unknown variant or another device or version simply never match.
 //! Saves re-read the file, merge, and replace it atomically (a temporary file
@@ -19,16 +21,70 @@ use std::path::{Path, PathBuf};
 /// Most entries kept; the oldest go first.
 pub const MAX_ENTRIES: usize = 512;
 
-/// The `format` field of the file.
-pub const FORMAT: &str = "deepinit-gemm-tune-1";
+/// The `format` field of the file (version 1 keyed entries by a formatted
+/// string; its files are ignored with a notice).
+pub const FORMAT: &str = "deepinit-tune-2";
+
+/// What one entry tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TuneKey {
+    /// A GEMM shape class: the variant for its products.
+    Gemm(crate::gpu::tune::ShapeClass),
+    /// A generation kernel: its store and workgroup size (and multiply),
+    /// tuned apart with and without native 64-bit integers.
+    Generate {
+        /// The kernel.
+        kernel: crate::rng::request::Kernel,
+        /// Whether the device's native int64 was enabled.
+        int64: bool,
+    },
+}
+
+impl std::fmt::Display for TuneKey {
+    /// `nt m128 n2048 k2048`, or `generate normal` (`(no int64)` appended
+    /// when native int64 was off).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TuneKey::Gemm(c) => f.write_str(&c.label()),
+            TuneKey::Generate { kernel, int64 } => write!(
+                f,
+                "generate {}{}",
+                crate::gpu::gen_tune::kernel_name(*kernel),
+                if *int64 { "" } else { " (no int64)" }
+            ),
+        }
+    }
+}
+
+/// The unit of an entry's rates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Unit {
+    /// Billions of floating-point operations per second (GEMM).
+    #[serde(rename = "GFLOP/s")]
+    GflopPerS,
+    /// Billions of generated values per second (generation).
+    #[serde(rename = "Gsamples/s")]
+    GsamplesPerS,
+}
+
+impl TuneKey {
+    /// The unit its rates are in.
+    pub fn unit(&self) -> Unit {
+        match self {
+            TuneKey::Gemm(_) => Unit::GflopPerS,
+            TuneKey::Generate { .. } => Unit::GsamplesPerS,
+        }
+    }
+}
 
 /// One candidate's measurement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Measured {
     /// Variant name.
     pub variant: String,
-    /// GFLOP/s at the median time (Gsamples/s in a `generate` entry), or
-    /// `None` if it was rejected.
+    /// Its rate at the median time, in the entry's [`Unit`], or `None` if it
+    /// was rejected.
     pub gflops: Option<f64>,
     /// Why it was rejected (a wrong result, a failed build), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -41,16 +97,17 @@ pub struct Entry {
     /// [`crate::gpu::tune::device_key`]: the adapter's identity, deepinit's
     /// version and the GEMM kernel revision.
     pub device: String,
-    /// The shape class, e.g. `nt m128 n2048 k2048`, or `generate <kernel>`
-    /// for a generation kernel's settings ([`crate::gpu::gen_tune`]).
-    pub shape: String,
+    /// What was tuned.
+    pub key: TuneKey,
     /// The problem actually timed, `[m, n, k]` (`[elements, 0, 0]` for
     /// generation).
     pub timed: [u32; 3],
     /// The fastest verified variant.
     pub variant: String,
-    /// Its GFLOP/s (Gsamples/s for generation).
-    pub gflops: f64,
+    /// Its rate, in `unit`.
+    pub rate: f64,
+    /// The unit of `rate` and of the candidates' rates.
+    pub unit: Unit,
     /// Every candidate.
     pub candidates: Vec<Measured>,
     /// When it was measured, seconds since the Unix epoch.
@@ -58,9 +115,9 @@ pub struct Entry {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct File {
+struct File<E> {
     format: String,
-    entries: Vec<Entry>,
+    entries: Vec<E>,
 }
 
 /// Where the cache lives, or `None` if nowhere (persistence off, or no home).
@@ -98,8 +155,16 @@ pub fn load(path: &Path) -> (Vec<Entry>, Option<String>) {
         Ok(t) => t,
         Err(e) => return (Vec::new(), Some(format!("ignored the tuning cache: {e}"))),
     };
-    match serde_json::from_str::<File>(&text) {
-        Ok(f) if f.format == FORMAT => (f.entries, None),
+    match serde_json::from_str::<File<serde_json::Value>>(&text) {
+        // Entries this build cannot read (a newer deepinit's) are skipped;
+        // they never match anyway.
+        Ok(f) if f.format == FORMAT => (
+            f.entries
+                .into_iter()
+                .filter_map(|e| serde_json::from_value(e).ok())
+                .collect(),
+            None,
+        ),
         Ok(f) => (
             Vec::new(),
             Some(format!(
@@ -123,14 +188,11 @@ pub fn load(path: &Path) -> (Vec<Entry>, Option<String>) {
 /// atomically. Creates the directory if needed.
 pub fn save(path: &Path, new: &[Entry]) -> std::io::Result<()> {
     let (mut entries, _) = load(path);
-    entries.retain(|e| {
-        !new.iter()
-            .any(|n| n.device == e.device && n.shape == e.shape)
-    });
+    entries.retain(|e| !new.iter().any(|n| n.device == e.device && n.key == e.key));
     entries.extend(new.iter().cloned());
     entries.sort_by_key(|e| std::cmp::Reverse(e.unix_time));
     entries.truncate(MAX_ENTRIES);
-    entries.sort_by(|a, b| (&a.device, &a.shape).cmp(&(&b.device, &b.shape)));
+    entries.sort_by(|a, b| (&a.device, &a.key).cmp(&(&b.device, &b.key)));
     let text = serde_json::to_string_pretty(&File {
         format: FORMAT.into(),
         entries,
@@ -150,13 +212,19 @@ pub fn save(path: &Path, new: &[Entry]) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn entry(device: &str, shape: &str, t: u64) -> Entry {
+    fn entry(device: &str, m: u32, t: u64) -> Entry {
         Entry {
             device: device.into(),
-            shape: shape.into(),
+            key: TuneKey::Gemm(crate::gpu::tune::ShapeClass::of(
+                crate::gpu::gemm::GemmForm::Nt,
+                m,
+                2,
+                4,
+            )),
             timed: [1, 2, 3],
             variant: "tiled64".into(),
-            gflops: 1.5,
+            rate: 1.5,
+            unit: Unit::GflopPerS,
             candidates: vec![Measured {
                 variant: "direct".into(),
                 gflops: None,
@@ -171,18 +239,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = file_in(&dir.path().join("sub"));
         assert_eq!(load(&path), (Vec::new(), None), "missing file is empty");
-        save(&path, &[entry("d", "s", 1)]).expect("save");
-        assert_eq!(load(&path).0, vec![entry("d", "s", 1)]);
+        save(&path, &[entry("d", 1, 1)]).expect("save");
+        assert_eq!(load(&path).0, vec![entry("d", 1, 1)]);
         // Same device and shape: replaced, not duplicated.
-        save(&path, &[entry("d", "s", 2)]).expect("save");
-        assert_eq!(load(&path).0, vec![entry("d", "s", 2)]);
+        save(&path, &[entry("d", 1, 2)]).expect("save");
+        assert_eq!(load(&path).0, vec![entry("d", 1, 2)]);
         let many: Vec<Entry> = (0..MAX_ENTRIES as u64 + 10)
-            .map(|i| entry("d", &format!("s{i}"), 100 + i))
+            .map(|i| entry(&format!("d{i}"), 1, 100 + i))
             .collect();
         save(&path, &many).expect("save");
         let kept = load(&path).0;
         assert_eq!(kept.len(), MAX_ENTRIES);
-        // The oldest went first: the entry at time 2 and s0..s9.
+        // The oldest went first: the entry at time 2 and d0..d9's.
         assert!(kept.iter().all(|e| e.unix_time >= 110));
         let leftovers: Vec<_> = std::fs::read_dir(path.parent().expect("dir"))
             .expect("list")
@@ -211,6 +279,57 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_typed_in_the_file_and_unreadable_entries_are_skipped() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = file_in(dir.path());
+        let gen = Entry {
+            key: TuneKey::Generate {
+                kernel: crate::rng::request::Kernel::Dist(crate::rng::dist::Dist::Normal),
+                int64: false,
+            },
+            unit: Unit::GsamplesPerS,
+            ..entry("d", 1, 5)
+        };
+        save(&path, &[entry("d", 100, 1), gen.clone()]).expect("save");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(v["format"], FORMAT);
+        let keys: Vec<&serde_json::Value> = v["entries"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| &e["key"])
+            .collect();
+        assert!(keys.contains(
+            &&serde_json::json!({"kind": "gemm", "form": "nt", "m": 128, "n": 2, "k": 4})
+        ));
+        assert!(keys.contains(
+            &&serde_json::json!({"kind": "generate", "kernel": {"dist": "normal"}, "int64": false})
+        ));
+        assert_eq!(gen.key.to_string(), "generate normal (no int64)");
+        assert_eq!(entry("d", 100, 1).key.to_string(), "nt m128 n2 k4");
+        // An entry a later deepinit might write (an unknown kind) is skipped;
+        // the others still load.
+        let mut v = v;
+        v["entries"]
+            .as_array_mut()
+            .expect("entries")
+            .push(serde_json::json!({"device": "d", "key": {"kind": "fft"}}));
+        std::fs::write(&path, v.to_string()).expect("write");
+        let (entries, note) = load(&path);
+        assert_eq!((entries.len(), note), (2, None));
+        // The first format's files are ignored with a notice naming both.
+        std::fs::write(&path, r#"{"format":"deepinit-gemm-tune-1","entries":[]}"#).expect("write");
+        let (entries, note) = load(&path);
+        assert!(entries.is_empty());
+        let note = note.expect("a notice");
+        assert!(
+            note.contains("deepinit-gemm-tune-1") && note.contains(FORMAT),
+            "{note}"
+        );
+    }
+
+    #[test]
     fn corrupt_or_foreign_files_are_ignored_then_replaced() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = file_in(dir.path());
@@ -219,8 +338,8 @@ mod tests {
             let (entries, note) = load(&path);
             assert!(entries.is_empty(), "{bad:?}");
             assert!(note.is_some_and(|n| n.contains("ignored")), "{bad:?}");
-            save(&path, &[entry("d", "s", 1)]).expect("save over a corrupt file");
-            assert_eq!(load(&path), (vec![entry("d", "s", 1)], None));
+            save(&path, &[entry("d", 1, 1)]).expect("save over a corrupt file");
+            assert_eq!(load(&path), (vec![entry("d", 1, 1)], None));
         }
     }
 }

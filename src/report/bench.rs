@@ -3,7 +3,7 @@
 use crate::app::bench::{Row, Tuning};
 use crate::gpu::gen_tune::GenChoice;
 use crate::gpu::tune::Choice;
-use crate::gpu::tune_cache::{Entry, Measured};
+use crate::gpu::tune_cache::{Entry, Measured, TuneKey};
 
 /// The table of every row, grouped, at most 100 columns wide: a "what"
 /// column (kernel and size) that wraps onto its own line when long, then the
@@ -121,18 +121,18 @@ pub fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
 pub fn cached_lines(entries: &[Entry]) -> Vec<String> {
     let (mut generation, mut gemm) = (Vec::new(), Vec::new());
     for e in entries {
-        match e.shape.strip_prefix("generate ") {
-            Some(kernel) => {
+        match e.key {
+            TuneKey::Generate { .. } => {
                 generation.push(format!(
-                    "generate {kernel}: {} (cached, {:.3} Gsamples/s at {} elements)",
-                    e.variant, e.gflops, e.timed[0]
+                    "{}: {} (cached, {:.3} Gsamples/s at {} elements)",
+                    e.key, e.variant, e.rate, e.timed[0]
                 ));
                 generation.extend(others(&e.candidates, &e.variant, 3));
             }
-            None => {
+            TuneKey::Gemm(_) => {
                 gemm.push(format!(
                     "GEMM {}: {} (cached, {:.2} GFLOP/s at {}x{}x{})",
-                    e.shape, e.variant, e.gflops, e.timed[0], e.timed[1], e.timed[2]
+                    e.key, e.variant, e.rate, e.timed[0], e.timed[1], e.timed[2]
                 ));
                 gemm.extend(others(&e.candidates, &e.variant, 2));
             }

@@ -42,7 +42,9 @@ pub const TRUNC_BOUND: f64 = 2.0;
 pub const ERF_SQRT2: f64 = 0.954_499_736_103_641_6;
 
 /// Which distribution the weights are drawn from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Dist {
     /// Gaussian (Box-Muller).

@@ -5,7 +5,10 @@
 use crate::rng::dist::Dist;
 
 /// Which generation kernel to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Kernel {
     /// The raw Philox word of each element (the "uniform bits").
     Bits,
