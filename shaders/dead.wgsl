@@ -13,7 +13,7 @@ struct DeadParams {
 @group(0) @binding(2) var<storage, read_write> dead: array<atomic<u32>>;
 
 // Counts the units (columns) that are exactly zero for every row of the batch.
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn dead_units(@builtin(global_invocation_id) gid: vec3<u32>) {
     let j = gid.x;
     if (j >= dp.cols || dp.slot >= arrayLength(&dead)) { return; }

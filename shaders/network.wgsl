@@ -27,10 +27,10 @@ struct EwParams {
 @group(0) @binding(3) var<storage, read> ew_bias: array<f32>;
 
 fn flat_index(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    return (wid.y * nwg.x + wid.x) * EW_WG + lid.x;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(wid, lid, nwg);
@@ -47,7 +47,7 @@ fn bias_act(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     ew_out[i] = select(a, bitcast<f32>(bitcast<u32>(a) + 1u), i == ep.flip);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn grad_mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat_index(wid, lid, nwg);

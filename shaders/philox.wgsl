@@ -1,10 +1,7 @@
 // Philox4x32-10 (Salmon et al., SC 2011), the same function as src/rng/philox.rs.
-// Needs `mulhilo(a, b) -> vec2(hi, lo)` from mulhilo_u32.wgsl or mulhilo_u64.wgsl.
-
-const PHILOX_M0: u32 = 0xD2511F53u;
-const PHILOX_M1: u32 = 0xCD9E8D57u;
-const PHILOX_W0: u32 = 0x9E3779B9u;
-const PHILOX_W1: u32 = 0xBB67AE85u;
+// Needs `mulhilo(a, b) -> vec2(hi, lo)` from mulhilo_u32.wgsl or mulhilo_u64.wgsl,
+// and PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1 and PHILOX_ROUNDS from the
+// generated prelude (src/gpu/layout.rs, from the Rust constants of src/rng/philox.rs).
 
 fn philox_round(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     let p0 = mulhilo(PHILOX_M0, ctr.x);
@@ -12,11 +9,11 @@ fn philox_round(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
     return vec4<u32>(p1.x ^ ctr.y ^ key.x, p1.y, p0.x ^ ctr.w ^ key.y, p0.y);
 }
 
-// Ten rounds; the key is bumped by the Weyl constants between rounds.
+// PHILOX_ROUNDS (10) rounds; the key is bumped by the Weyl constants between rounds.
 fn philox4x32_10(ctr_in: vec4<u32>, key_in: vec2<u32>) -> vec4<u32> {
     var ctr = philox_round(ctr_in, key_in);
     var key = key_in;
-    for (var i = 1u; i < 10u; i++) {
+    for (var i = 1u; i < PHILOX_ROUNDS; i++) {
         key = key + vec2<u32>(PHILOX_W0, PHILOX_W1);
         ctr = philox_round(ctr, key);
     }

@@ -75,13 +75,13 @@ fn opaque(x: f32) -> f32 {
 }
 
 fn flat(wid: vec3<u32>, lid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return (wid.y * nwg.x + wid.x) * 256u + lid.x;
+    return (wid.y * nwg.x + wid.x) * EW_WG + lid.x;
 }
 
 // x[r][c] = table[tok - lo][c] (+ pos[r % seq][c]) for the rows whose token
 // lies in this chunk [lo, hi) of the table: t1 = x, t2 = the chunk, t3 = the
 // token ids, t4 = the position table.
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn embed(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
          @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -180,7 +180,7 @@ fn norm(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 // t1[i] += t2[i % width] over rows * width elements (a bias).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -190,7 +190,7 @@ fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 }
 
 // t1[i] += t2[i] (a residual addition).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -204,7 +204,7 @@ fn residual(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 // per (row, head, pair). Its backward, the rotation's transpose, is this
 // kernel with the sine table negated (negation is exact, so
 // fma(a, c, -(b * -s)) is fma(a, c, b * s) bit for bit).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);

@@ -10,7 +10,7 @@
 @group(0) @binding(6) var<storage, read_write> t6: array<f32>;
 
 // t2[i] = t1[i] over rows * width elements.
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -19,7 +19,7 @@ fn copy(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 }
 
 // t2[i] = gelu(t1[i]).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn gelu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -28,7 +28,7 @@ fn gelu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 }
 
 // t3[i] = silu(t1[i]) * t2[i] (SwiGLU, keeping the gate and up inputs).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn swiglu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -39,7 +39,7 @@ fn swiglu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 }
 
 // t1[i] *= t2[i].
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -51,7 +51,7 @@ fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 // global rows row0 ..): (softmax - onehot(next token)) / N, N = inv_n's
 // reciprocal, from the row's largest logit and sum in t2 (3 words a row, as
 // lm_loss wrote them); rows at a sequence's last position get 0. t3: ids.
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -112,7 +112,7 @@ fn norm_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 
 // SwiGLU's backward: t1 = gate pre-activation g, t2 = up u, t3 = da (in;
 // out: dg), t4 = du. silu'(g) = s (1 + g (1 - s)), s = sigmoid(g).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn swiglu_bwd(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
               @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(wid, lid, nwg);
@@ -240,7 +240,7 @@ fn att_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 // Sums the per-head parts t1 ([rows, heads * head_dim]) over each key/value
 // head's group, ascending, into columns q_col + g head_dim .. of t2 (row
 // stride ld). One invocation per (row, kv head, d).
-@compute @workgroup_size(256)
+@compute @workgroup_size(EW_WG)
 fn group_sum(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
              @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);

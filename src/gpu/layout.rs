@@ -5,6 +5,10 @@
 
 use crate::act::Activation;
 
+/// Invocations of an element-wise workgroup: the network's and the
+/// transformer's element-wise kernels and the dead-unit count
+/// (`@workgroup_size(EW_WG)`), and every dispatch of them.
+pub const EW_WORKGROUP: u32 = 256;
 /// Invocations of a reduction workgroup.
 pub const RED_WORKGROUP: u32 = 256;
 /// Elements each reduction invocation folds sequentially.
@@ -43,15 +47,24 @@ pub fn activation_id(act: Activation) -> u32 {
         .map_or(0, |(_, id)| *id)
 }
 
-/// The WGSL prelude: every constant above as a module-scope `const`.
+/// The WGSL prelude: every constant above, and Philox's multipliers, Weyl
+/// increments and round count ([`crate::rng::philox`]), as module-scope
+/// `const`s.
 pub fn prelude() -> String {
+    use crate::rng::philox;
     let mut s = String::from(
         "// Generated from src/gpu/layout.rs: constants shared with the Rust driver.\n",
     );
     for (name, v) in [
+        ("EW_WG", EW_WORKGROUP),
         ("RED_WG", RED_WORKGROUP),
         ("ITEMS", RED_ITEMS),
         ("RECORD_WORDS", RECORD_WORDS as u32),
+        ("PHILOX_M0", philox::M0),
+        ("PHILOX_M1", philox::M1),
+        ("PHILOX_W0", philox::W0),
+        ("PHILOX_W1", philox::W1),
+        ("PHILOX_ROUNDS", philox::ROUNDS),
     ]
     .into_iter()
     .chain(ACTIVATION_IDS)
@@ -213,6 +226,45 @@ pub struct GenParams {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn prelude_constants_are_declared_nowhere_else() {
+        let prelude = prelude();
+        let names: Vec<&str> = prelude
+            .lines()
+            .filter_map(|l| l.strip_prefix("const "))
+            .filter_map(|l| l.split(':').next())
+            .collect();
+        assert!(
+            names.contains(&"PHILOX_M0") && names.contains(&"EW_WG"),
+            "{names:?}"
+        );
+        assert!(prelude.contains(&format!(
+            "const PHILOX_W1: u32 = {}u;",
+            crate::rng::philox::W1
+        )));
+        for (file, source) in crate::gpu::shaders::FILES {
+            for name in &names {
+                assert!(
+                    !source.contains(&format!("const {name}:")),
+                    "{file} declares {name}, which the generated prelude defines"
+                );
+            }
+        }
+        // The element-wise kernels take their workgroup size from the prelude.
+        for (file, source) in crate::gpu::shaders::FILES {
+            if [
+                "network.wgsl",
+                "transformer.wgsl",
+                "transformer_bwd.wgsl",
+                "dead.wgsl",
+            ]
+            .contains(file)
+            {
+                assert!(!source.contains("@workgroup_size(256)"), "{file}");
+            }
+        }
+    }
     use super::*;
     use crate::gpu::shaders;
 

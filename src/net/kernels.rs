@@ -11,7 +11,7 @@ pub use crate::gpu::gemm::GemmForm;
 use crate::gpu::tune::Tuner;
 use std::sync::Arc;
 
-use crate::gpu::layout::{DeadParams, EwParams, RedParams};
+use crate::gpu::layout::{DeadParams, EwParams, RedParams, EW_WORKGROUP};
 pub use crate::gpu::layout::{GemmParams, RECORD_ELEMS, RECORD_WORDS};
 
 /// The compiled network kernels for one activation.
@@ -96,7 +96,7 @@ impl NetKernels {
     }
 
     fn ew_groups(&self, n: u64) -> Result<(u32, u32)> {
-        self.ctx.dispatch_2d(n.div_ceil(256))
+        self.ctx.dispatch_2d(n.div_ceil(u64::from(EW_WORKGROUP)))
     }
 
     /// Queues `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
@@ -223,12 +223,13 @@ impl NetKernels {
             slot,
             _pad: 0,
         };
-        let groups = cols.div_ceil(256);
+        let groups = cols.div_ceil(u64::from(EW_WORKGROUP));
         if groups > u64::from(self.ctx.limits().max_compute_workgroups_per_dimension) {
             return Err(Error::LimitExceeded {
                 what: "layer width for the dead-unit count".into(),
                 got: cols,
-                max: u64::from(self.ctx.limits().max_compute_workgroups_per_dimension) * 256,
+                max: u64::from(self.ctx.limits().max_compute_workgroups_per_dimension)
+                    * u64::from(EW_WORKGROUP),
                 hint: String::new(),
             });
         }

@@ -131,7 +131,7 @@ struct Pass<'a> {
 }
 
 fn ew_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
-    ctx.dispatch_2d(n.div_ceil(256))
+    ctx.dispatch_2d(n.div_ceil(u64::from(crate::gpu::layout::EW_WORKGROUP)))
 }
 
 impl Pass<'_> {
