@@ -6,7 +6,7 @@ mod common;
 
 use deepinit::act::Activation;
 use deepinit::gpu::gemm::{GemmForm, GemmKernels, GemmVariant};
-use deepinit::gpu::tune::{ShapeClass, TuneMode, Tuner};
+use deepinit::gpu::tune::{ShapeClass, Source, TuneMode, Tuner};
 use deepinit::gpu::tune_cache;
 use deepinit::init::scheme::Scheme;
 use deepinit::net::kernels::NetKernels;
@@ -32,7 +32,7 @@ fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
     let t = Tuner::new(ctx);
     t.set_mode(auto(&path, false)).expect("mode");
     let c = t.choose(GemmForm::Nt, 100, 200, 300).expect("tuned");
-    assert_eq!(c.source, "tuned");
+    assert_eq!(c.source, Source::Tuned);
     assert_eq!(c.shape, ShapeClass::of(GemmForm::Nt, 100, 200, 300).label());
     assert_eq!(c.shape, "nt m128 n256 k512");
     let available = t.kernels().available();
@@ -64,7 +64,7 @@ fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
     // Another shape of the same class reuses the choice without timing.
     assert_eq!(
         t.choose(GemmForm::Nt, 127, 129, 257).expect("memo").source,
-        "tuned"
+        Source::Tuned
     );
     assert_eq!(t.choices().expect("choices").len(), 1);
 
@@ -75,7 +75,7 @@ fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
     let later = Tuner::new(ctx);
     later.set_mode(auto(&path, false)).expect("mode");
     let again = later.choose(GemmForm::Nt, 100, 200, 300).expect("cached");
-    assert_eq!((again.source, again.variant), ("cached", c.variant));
+    assert_eq!((again.source, again.variant), (Source::Cached, c.variant));
     // --retune times it again and replaces the entry.
     let re = Tuner::new(ctx);
     re.set_mode(auto(&path, true)).expect("mode");
@@ -83,7 +83,7 @@ fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
         re.choose(GemmForm::Nt, 100, 200, 300)
             .expect("retuned")
             .source,
-        "tuned"
+        Source::Tuned
     );
     let (entries, _) = tune_cache::load(&path);
     assert_eq!(entries.len(), 1);
@@ -107,7 +107,7 @@ fn a_corrupt_cache_is_ignored_with_a_note_and_rewritten() {
     let c = t
         .choose(GemmForm::Nn, 128, 256, 256)
         .expect("tunes despite the corrupt file");
-    assert_eq!(c.source, "tuned");
+    assert_eq!(c.source, Source::Tuned);
     let notes = t.take_notes().expect("notes");
     assert!(
         notes.iter().any(|n| n.contains("corrupt tuning cache")),
@@ -154,7 +154,7 @@ fn a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used() {
     t.set_mode(auto(&path, false)).expect("mode");
     assert_eq!(
         t.choose(GemmForm::Nt, 128, 256, 256).expect("c").source,
-        "tuned"
+        Source::Tuned
     );
     // An entry for this very device naming a variant that does not exist.
     let dir2 = tempfile::tempdir().expect("temp dir");
@@ -163,7 +163,7 @@ fn a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used() {
     let t2 = Tuner::new(ctx);
     t2.set_mode(auto(&path2, false)).expect("mode");
     let c = t2.choose(GemmForm::Nt, 128, 256, 256).expect("c");
-    assert_eq!(c.source, "tuned");
+    assert_eq!(c.source, Source::Tuned);
     assert!(GemmVariant::from_name(c.variant).is_some());
 }
 
@@ -285,7 +285,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     let fixed = t.generation(&gen, kernel).expect("fixed");
     assert_eq!(
         (fixed.source, fixed.store, fixed.workgroup_size),
-        ("fixed", "scalar", 256)
+        (Source::Fixed, "scalar", 256)
     );
     assert!(
         fixed.variant.starts_with("scalar-wg256-"),
@@ -294,7 +294,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     );
     t.set_mode(auto(&path, false)).expect("mode");
     let c = t.generation(&gen, kernel).expect("tuned");
-    assert_eq!(c.source, "tuned");
+    assert_eq!(c.source, Source::Tuned);
     // Both stores at every candidate workgroup size the device allows, with
     // each multiply it has, each verified word for word against the
     // reference settings.
@@ -327,7 +327,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     let again = later.generation(&gen, kernel).expect("cached");
     assert_eq!(
         (again.source, again.store, again.workgroup_size),
-        ("cached", c.store, c.workgroup_size)
+        (Source::Cached, c.store, c.workgroup_size)
     );
     let (entries, _) = tune_cache::load(&path);
     assert_eq!(entries.len(), 1);
@@ -369,7 +369,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
         let nt = Tuner::new(&narrow);
         nt.set_mode(auto(&path, false)).expect("mode");
         let n = nt.generation(&narrow_gen, kernel).expect("tuned");
-        assert_eq!((n.source, n.mulhi), ("tuned", Some("emulated")));
+        assert_eq!((n.source, n.mulhi), (Source::Tuned, Some("emulated")));
         assert!(n
             .candidates
             .iter()
@@ -383,7 +383,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
         let w = wide.generation(&gen, kernel).expect("cached");
         assert_eq!(
             (w.source, w.variant.as_str()),
-            ("cached", c.variant.as_str())
+            (Source::Cached, c.variant.as_str())
         );
     }
 }
@@ -399,12 +399,12 @@ fn tuning_is_proportional_small_problems_are_never_timed() {
     t.set_mode(auto(&path, false)).expect("mode");
     // 2 x 16 x 64 x 64 flops: far below SMALL_FLOPS.
     let c = t.choose(GemmForm::Nt, 16, 64, 64).expect("choice");
-    assert_eq!((c.source, c.variant), ("small", "tiled64"));
+    assert_eq!((c.source, c.variant), (Source::Small, "tiled64"));
     assert!(c.candidates.is_empty() && c.gflops.is_none());
     assert!(!path.exists(), "nothing was timed, nothing cached");
     // A timed class: every candidate either timed or dropped with its reason.
     let c = t.choose(GemmForm::Nn, 128, 256, 256).expect("tuned");
-    assert_eq!(c.source, "tuned");
+    assert_eq!(c.source, Source::Tuned);
     assert!(c
         .candidates
         .iter()

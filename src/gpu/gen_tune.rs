@@ -13,6 +13,7 @@
 use super::generate::{GenOptions, GenRequest, Generator, Kernel};
 use super::shaders::{MulHi, Store};
 use super::timer::GpuTimer;
+use super::tune::Source;
 use super::tune_cache::{Entry, Measured, TuneKey, Unit};
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -47,10 +48,9 @@ pub struct GenChoice {
     /// `int64` or `emulated` (16-bit halves); `None` runs the device's
     /// default.
     pub mulhi: Option<&'static str>,
-    /// `tuned` (timed in this run), `cached`, `fixed` (tuning is off: the
-    /// reference configuration) or `default` (tuning failed; the reference
+    /// How it was chosen (`fixed`: tuning is off, the reference
     /// configuration runs).
-    pub source: &'static str,
+    pub source: Source,
     /// Its measured Gsamples/s (not for `fixed` or `default`).
     pub gsamples: Option<f64>,
     /// Elements per timed run (not for `fixed` or `default`).
@@ -91,7 +91,7 @@ fn mulhi_of(name: &str) -> Option<MulHi> {
 
 /// The reference settings (word stores, 256 invocations, the device's
 /// default multiply), untimed, with `source` (`fixed` or `default`).
-pub fn reference(gen: &Generator, kernel: Kernel, source: &'static str) -> GenChoice {
+pub fn reference(gen: &Generator, kernel: Kernel, source: Source) -> GenChoice {
     let wg = GenOptions::default().workgroup_size;
     let mulhi = if gen.context().int64() {
         MulHi::Int64
@@ -161,7 +161,7 @@ pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Opti
                 && parse_candidate(&e.variant)
                     .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
         })
-        .map(|e| choice_of(kernel, e, "cached"))
+        .map(|e| choice_of(kernel, e, Source::Cached))
 }
 
 fn fits(gen: &Generator, wg: u32) -> bool {
@@ -169,7 +169,7 @@ fn fits(gen: &Generator, wg: u32) -> bool {
 }
 
 /// The choice an entry records, with `source` (`tuned` or `cached`).
-pub fn choice_of(kernel: Kernel, e: &Entry, source: &'static str) -> GenChoice {
+pub fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
     // Entries come from `tune` or `cached_choice`: their variant parses.
     let (store, wg, mulhi) = match parse_candidate(&e.variant) {
         Some((s, w, m)) => (s, w, Some(mulhi_name(m))),

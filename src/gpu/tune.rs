@@ -113,6 +113,40 @@ impl ShapeClass {
     }
 }
 
+/// How a variant or a generation setting was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    /// Fixed by the user (`--gemm VARIANT`), or tuning is off: nothing timed.
+    Fixed,
+    /// Timed in this run.
+    Tuned,
+    /// Read from the tuning cache.
+    Cached,
+    /// Tuning failed; the reference runs.
+    Default,
+    /// Too small a problem for the choice to matter: the reference, untimed.
+    Small,
+    /// A backend whose timings are not trusted (wgpu's GL): the reference.
+    Gl,
+    /// This run's tuning budget was spent: the reference, untimed.
+    Budget,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Source::Fixed => "fixed",
+            Source::Tuned => "tuned",
+            Source::Cached => "cached",
+            Source::Default => "default",
+            Source::Small => "small",
+            Source::Gl => "gl",
+            Source::Budget => "budget",
+        })
+    }
+}
+
 /// The variant used for one shape class, and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
@@ -120,9 +154,8 @@ pub struct Choice {
     pub shape: String,
     /// The variant.
     pub variant: &'static str,
-    /// `fixed`, `tuned` (timed in this run), `cached`, or `default` (tuning
-    /// failed; the reference variant runs).
-    pub source: &'static str,
+    /// How it was chosen.
+    pub source: Source,
     /// Its measured GFLOP/s (not for `fixed`).
     pub gflops: Option<f64>,
     /// The timed problem `[m, n, k]` (not for `fixed`).
@@ -218,7 +251,7 @@ impl Tuner {
         // Cloned first: the arms lock the mode again (load_cache).
         let mode = lock(&self.mode)?.clone();
         let choice = match mode {
-            TuneMode::Fixed(_) => gen_tune::reference(gen, kernel, "fixed"),
+            TuneMode::Fixed(_) => gen_tune::reference(gen, kernel, Source::Fixed),
             TuneMode::Auto { cache, retune } => {
                 let hit = if retune {
                     None
@@ -232,11 +265,11 @@ impl Tuner {
                     Some(c) => c,
                     // Neither is remembered: a larger request may still tune.
                     None if elements < SMALL_ELEMENTS => {
-                        return Ok(gen_tune::reference(gen, kernel, "small"))
+                        return Ok(gen_tune::reference(gen, kernel, Source::Small))
                     }
-                    None if self.untrusted_timing() => gen_tune::reference(gen, kernel, "gl"),
+                    None if self.untrusted_timing() => gen_tune::reference(gen, kernel, Source::Gl),
                     None if spent >= TUNE_BUDGET_S => {
-                        return Ok(gen_tune::reference(gen, kernel, "budget"))
+                        return Ok(gen_tune::reference(gen, kernel, Source::Budget))
                     }
                     None => {
                         let start = std::time::Instant::now();
@@ -270,7 +303,7 @@ impl Tuner {
                 self.note(format!(
                     "could not tune the {name} generation kernel ({e}); using scalar stores, workgroup 256"
                 ))?;
-                return Ok(gen_tune::reference(gen, kernel, "default"));
+                return Ok(gen_tune::reference(gen, kernel, Source::Default));
             }
         };
         let mut done = format!(
@@ -283,7 +316,7 @@ impl Tuner {
             }
         }
         self.note(done)?;
-        Ok(gen_tune::choice_of(kernel, &entry, "tuned"))
+        Ok(gen_tune::choice_of(kernel, &entry, Source::Tuned))
     }
 
     /// The generation settings chosen so far.
@@ -362,7 +395,7 @@ impl Tuner {
             TuneMode::Fixed(v) => Choice {
                 shape: class.label(),
                 variant: v.name(),
-                source: "fixed",
+                source: Source::Fixed,
                 gflops: None,
                 timed: None,
                 candidates: Vec::new(),
@@ -374,8 +407,8 @@ impl Tuner {
                 match hit {
                     Some(c) => c,
                     // Not remembered for the class: a larger product of it may still tune.
-                    None if flops < SMALL_FLOPS => return Ok(untimed(&class, "small")),
-                    None if self.untrusted_timing() => untimed(&class, "gl"),
+                    None if flops < SMALL_FLOPS => return Ok(untimed(&class, Source::Small)),
+                    None if self.untrusted_timing() => untimed(&class, Source::Gl),
                     None if spent >= TUNE_BUDGET_S => {
                         self.note(format!(
                             "GEMM {}: {} untimed (this run's {TUNE_BUDGET_S} s tuning budget \
@@ -383,7 +416,7 @@ impl Tuner {
                             class.label(),
                             GemmVariant::Tiled64.name()
                         ))?;
-                        untimed(&class, "budget")
+                        untimed(&class, Source::Budget)
                     }
                     None => {
                         let start = std::time::Instant::now();
@@ -424,7 +457,7 @@ impl Tuner {
                 return Ok(Choice {
                     shape: class.label(),
                     variant: GemmVariant::Tiled64.name(),
-                    source: "default",
+                    source: Source::Default,
                     gflops: None,
                     timed: None,
                     candidates: Vec::new(),
@@ -441,7 +474,7 @@ impl Tuner {
             }
         }
         self.note(done)?;
-        Ok(choice_of(&entry, "tuned"))
+        Ok(choice_of(&entry, Source::Tuned))
     }
 
     fn load_cache(&self) -> Result<()> {
@@ -480,7 +513,7 @@ impl Tuner {
                 GemmVariant::from_name(&e.variant)
                     .is_some_and(|v| v.available(self.kernels.context()))
             })
-            .map(|e| choice_of(e, "cached")))
+            .map(|e| choice_of(e, Source::Cached)))
     }
 
     /// Records `entry` for this process and in the cache file; returns
@@ -621,7 +654,7 @@ pub fn cached_for(
 }
 
 /// The reference variant for `class`, untimed (`source` says why).
-fn untimed(class: &ShapeClass, source: &'static str) -> Choice {
+fn untimed(class: &ShapeClass, source: Source) -> Choice {
     Choice {
         shape: class.label(),
         variant: GemmVariant::Tiled64.name(),
@@ -632,7 +665,7 @@ fn untimed(class: &ShapeClass, source: &'static str) -> Choice {
     }
 }
 
-fn choice_of(e: &Entry, source: &'static str) -> Choice {
+fn choice_of(e: &Entry, source: Source) -> Choice {
     Choice {
         shape: e.key.to_string(),
         variant: GemmVariant::from_name(&e.variant).map_or("?", GemmVariant::name),

@@ -174,7 +174,7 @@ mod tests {
             store: "vec4",
             workgroup_size: 64,
             mulhi: None,
-            source: "tuned",
+            source: crate::gpu::tune::Source::Tuned,
             gsamples: Some(0.5),
             timed: Some(4194304),
             candidates,
