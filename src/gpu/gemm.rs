@@ -36,7 +36,10 @@ impl GemmForm {
 }
 
 /// A GEMM kernel design, with its tile sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum GemmVariant {
     /// 64x64 workgroup tile, 4x4 per invocation, double-buffered workgroup
     /// memory, BK 16.

@@ -14,7 +14,7 @@ use super::generate::{GenOptions, GenRequest, Generator, Kernel};
 use super::shaders::{MulHi, Store};
 use super::timer::GpuTimer;
 use super::tune::Source;
-use super::tune_cache::{Entry, Measured, TuneKey, Unit};
+use super::tune_cache::{Entry, GenSetting, Measured, TuneKey, Unit, Variant};
 use crate::error::{Error, Result};
 use serde::Serialize;
 
@@ -41,13 +41,14 @@ pub struct GenChoice {
     pub kernel: &'static str,
     /// The chosen configuration's name ([`candidate_name`]).
     pub variant: String,
-    /// `scalar` or `vec4`.
-    pub store: &'static str,
+    /// One word at a time, or one vec4 per block (`scalar` or `vec4` in
+    /// JSON).
+    pub store: Store,
     /// Invocations per workgroup.
     pub workgroup_size: u32,
-    /// `int64` or `emulated` (16-bit halves); `None` runs the device's
-    /// default.
-    pub mulhi: Option<&'static str>,
+    /// Native 64-bit integers or 16-bit halves (`int64` or `emulated` in
+    /// JSON); `None` runs the device's default.
+    pub mulhi: Option<MulHi>,
     /// How it was chosen (`fixed`: tuning is off, the reference
     /// configuration runs).
     pub source: Source,
@@ -64,13 +65,9 @@ impl GenChoice {
     /// `opts` with this choice's store, workgroup size and multiply.
     pub fn apply(&self, opts: GenOptions) -> GenOptions {
         GenOptions {
-            store: if self.store == Store::Vec4.name() {
-                Store::Vec4
-            } else {
-                Store::Scalar
-            },
+            store: self.store,
             workgroup_size: self.workgroup_size,
-            mulhi: self.mulhi.and_then(mulhi_of),
+            mulhi: self.mulhi,
             ..opts
         }
     }
@@ -81,12 +78,6 @@ fn mulhi_name(m: MulHi) -> &'static str {
         MulHi::Int64 => "int64",
         MulHi::Emulated => "emulated",
     }
-}
-
-fn mulhi_of(name: &str) -> Option<MulHi> {
-    [MulHi::Int64, MulHi::Emulated]
-        .into_iter()
-        .find(|&m| mulhi_name(m) == name)
 }
 
 /// The reference settings (word stores, 256 invocations, the device's
@@ -101,9 +92,9 @@ pub fn reference(gen: &Generator, kernel: Kernel, source: Source) -> GenChoice {
     GenChoice {
         kernel: kernel_name(kernel),
         variant: candidate_name(Store::Scalar, wg, mulhi),
-        store: Store::Scalar.name(),
+        store: Store::Scalar,
         workgroup_size: wg,
-        mulhi: Some(mulhi_name(mulhi)),
+        mulhi: Some(mulhi),
         source,
         gsamples: None,
         timed: None,
@@ -140,16 +131,6 @@ pub fn candidate_name(store: Store, wg: u32, mulhi: MulHi) -> String {
     format!("{}-wg{wg}-{}", store.name(), mulhi_name(mulhi))
 }
 
-/// The (store, workgroup size, multiply) a candidate name stands for.
-pub fn parse_candidate(name: &str) -> Option<(Store, u32, MulHi)> {
-    let mut parts = name.split('-');
-    let store = parts.next()?;
-    let store = Store::ALL.into_iter().find(|s| s.name() == store)?;
-    let wg = parts.next()?.strip_prefix("wg")?.parse().ok()?;
-    let mulhi = mulhi_of(parts.next()?)?;
-    parts.next().is_none().then_some((store, wg, mulhi))
-}
-
 /// The choice cached for `kernel` among `entries` (this device's), if one
 /// names settings `gen`'s device runs.
 pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Option<GenChoice> {
@@ -158,8 +139,8 @@ pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Opti
         .iter()
         .find(|e| {
             e.key == key
-                && parse_candidate(&e.variant)
-                    .is_some_and(|(_, wg, m)| fits(gen, wg) && mulhis(gen).contains(&m))
+                && matches!(e.variant, Variant::Generate(g)
+                    if fits(gen, g.workgroup_size) && mulhis(gen).contains(&g.mulhi))
         })
         .map(|e| choice_of(kernel, e, Source::Cached))
 }
@@ -170,15 +151,15 @@ fn fits(gen: &Generator, wg: u32) -> bool {
 
 /// The choice an entry records, with `source` (`tuned` or `cached`).
 pub fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
-    // Entries come from `tune` or `cached_choice`: their variant parses.
-    let (store, wg, mulhi) = match parse_candidate(&e.variant) {
-        Some((s, w, m)) => (s, w, Some(mulhi_name(m))),
-        None => (Store::Scalar, 256, None),
+    // Entries come from `tune` or `cached_choice`: generation settings.
+    let (store, wg, mulhi) = match e.variant {
+        Variant::Generate(g) => (g.store, g.workgroup_size, Some(g.mulhi)),
+        Variant::Gemm(_) => (Store::Scalar, 256, None),
     };
     GenChoice {
         kernel: kernel_name(kernel),
-        variant: e.variant.clone(),
-        store: store.name(),
+        variant: e.variant.to_string(),
+        store,
         workgroup_size: wg,
         mulhi,
         source,
@@ -244,12 +225,20 @@ pub fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
         let r = |i: usize| candidates[i].1.gflops.unwrap_or(0.0);
         r(b).total_cmp(&r(a))
     });
-    let mut best: Option<(f64, String)> = None;
+    let mut best: Option<(f64, GenSetting)> = None;
     for &i in order.iter().take(FINALISTS) {
         let r = rate(&candidates[i].0, FINAL_REPEATS)?;
         candidates[i].1.gflops = Some(r);
         if best.as_ref().is_none_or(|(b, _)| r > *b) {
-            best = Some((r, candidates[i].1.variant.clone()));
+            let o = &candidates[i].0;
+            best = Some((
+                r,
+                GenSetting {
+                    store: o.store,
+                    workgroup_size: o.workgroup_size,
+                    mulhi: o.mulhi.unwrap_or(MulHi::Emulated),
+                },
+            ));
         }
     }
     let (gsamples, variant) = best.ok_or_else(|| {
@@ -263,7 +252,7 @@ pub fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
         key: key(kernel, ctx.int64()),
         // Elements timed; generation entries leave the other two at 0.
         timed: [n as u32, 0, 0],
-        variant,
+        variant: Variant::Generate(variant),
         rate: gsamples,
         unit: Unit::GsamplesPerS,
         candidates: candidates.into_iter().map(|(_, m)| m).collect(),
@@ -309,10 +298,19 @@ mod tests {
         for store in Store::ALL {
             for wg in WORKGROUP_SIZES {
                 for m in [MulHi::Int64, MulHi::Emulated] {
-                    assert_eq!(
-                        parse_candidate(&candidate_name(store, wg, m)),
-                        Some((store, wg, m))
-                    );
+                    let name = candidate_name(store, wg, m);
+                    let (s, w, mm) = (store.name(), wg, mulhi_name(m));
+                    assert_eq!(name, format!("{s}-wg{w}-{mm}"));
+                    // The typed setting serializes to the same words.
+                    let g = GenSetting {
+                        store,
+                        workgroup_size: wg,
+                        mulhi: m,
+                    };
+                    assert_eq!(g.to_string(), name);
+                    let back: GenSetting =
+                        serde_json::from_str(&serde_json::to_string(&g).unwrap()).unwrap();
+                    assert_eq!(back, g);
                 }
             }
         }
@@ -320,11 +318,6 @@ mod tests {
             candidate_name(Store::Vec4, 128, MulHi::Int64),
             "vec4-wg128-int64"
         );
-        assert_eq!(parse_candidate("vec4-wg-int64"), None);
-        assert_eq!(parse_candidate("vec4-wg64"), None);
-        assert_eq!(parse_candidate("vec4-wg64-int64-x"), None);
-        assert_eq!(parse_candidate("vec8-wg64-int64"), None);
-        assert_eq!(parse_candidate("tiled64"), None);
         assert_eq!(key(Kernel::Bits, true).to_string(), "generate bits");
         assert_eq!(
             key(Kernel::Bits, false).to_string(),

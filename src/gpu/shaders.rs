@@ -86,7 +86,8 @@ pub const FILES: &[(&str, &str)] = &[
 ];
 
 /// Which 32x32 -> 64 multiply the Philox rounds use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MulHi {
     /// 16-bit halves, works everywhere.
     Emulated,
@@ -118,7 +119,20 @@ pub struct Module {
 
 /// How the generation kernels store a Philox block's four values. Both give
 /// the same words (tested); which is faster depends on the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Store {
     /// One checked 32-bit store per element: any chunk.
     #[default]

@@ -17,7 +17,7 @@ use super::generate::{Generator, Kernel};
 use super::launch::Batch;
 use super::layout::GemmParams;
 use super::timer::GpuTimer;
-use super::tune_cache::{self, Entry, Measured, TuneKey, Unit};
+use super::tune_cache::{self, Entry, Measured, TuneKey, Unit, Variant};
 use crate::error::{Error, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -509,10 +509,9 @@ impl Tuner {
             .iter()
             .flatten()
             .find(|e| e.key == key)
-            .filter(|e| {
-                GemmVariant::from_name(&e.variant)
-                    .is_some_and(|v| v.available(self.kernels.context()))
-            })
+            .filter(
+                |e| matches!(e.variant, Variant::Gemm(v) if v.available(self.kernels.context())),
+            )
             .map(|e| choice_of(e, Source::Cached)))
     }
 
@@ -610,7 +609,7 @@ impl Tuner {
             device: self.device_key(),
             key: TuneKey::Gemm(class),
             timed: [m, n, k],
-            variant: v.name().into(),
+            variant: Variant::Gemm(v),
             rate: gflops,
             unit: Unit::GflopPerS,
             candidates,
@@ -668,7 +667,10 @@ fn untimed(class: &ShapeClass, source: Source) -> Choice {
 fn choice_of(e: &Entry, source: Source) -> Choice {
     Choice {
         shape: e.key.to_string(),
-        variant: GemmVariant::from_name(&e.variant).map_or("?", GemmVariant::name),
+        variant: match e.variant {
+            Variant::Gemm(v) => v.name(),
+            Variant::Generate(_) => "?",
+        },
         source,
         gflops: Some(e.rate),
         timed: Some(e.timed),

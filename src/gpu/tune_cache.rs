@@ -57,6 +57,50 @@ impl std::fmt::Display for TuneKey {
     }
 }
 
+/// A generation kernel's settings: how it stores, at which workgroup size,
+/// with which Philox multiply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenSetting {
+    /// One word at a time, or one vec4 per Philox block.
+    pub store: crate::gpu::shaders::Store,
+    /// Invocations per workgroup.
+    pub workgroup_size: u32,
+    /// Native 64-bit integers or 16-bit halves.
+    pub mulhi: crate::gpu::shaders::MulHi,
+}
+
+impl std::fmt::Display for GenSetting {
+    /// `<store>-wg<size>-<multiply>`, e.g. `vec4-wg128-int64`: how the
+    /// candidate lists name it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::gpu::gen_tune::candidate_name(
+            self.store,
+            self.workgroup_size,
+            self.mulhi,
+        ))
+    }
+}
+
+/// What an entry chose: a GEMM variant (its name in the file), or a
+/// generation kernel's settings (an object).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Variant {
+    /// For a [`TuneKey::Gemm`] entry.
+    Gemm(crate::gpu::gemm::GemmVariant),
+    /// For a [`TuneKey::Generate`] entry.
+    Generate(GenSetting),
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Variant::Gemm(v) => f.write_str(v.name()),
+            Variant::Generate(g) => g.fmt(f),
+        }
+    }
+}
+
 /// The unit of an entry's rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Unit {
@@ -102,8 +146,9 @@ pub struct Entry {
     /// The problem actually timed, `[m, n, k]` (`[elements, 0, 0]` for
     /// generation).
     pub timed: [u32; 3],
-    /// The fastest verified variant.
-    pub variant: String,
+    /// The fastest verified variant (a candidate this build does not know
+    /// makes the entry unreadable: it is skipped).
+    pub variant: Variant,
     /// Its rate, in `unit`.
     pub rate: f64,
     /// The unit of `rate` and of the candidates' rates.
@@ -222,7 +267,7 @@ mod tests {
                 4,
             )),
             timed: [1, 2, 3],
-            variant: "tiled64".into(),
+            variant: Variant::Gemm(crate::gpu::gemm::GemmVariant::Tiled64),
             rate: 1.5,
             unit: Unit::GflopPerS,
             candidates: vec![Measured {

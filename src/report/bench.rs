@@ -127,14 +127,14 @@ pub fn cached_lines(entries: &[Entry]) -> Vec<String> {
                     "{}: {} (cached, {:.3} Gsamples/s at {} elements)",
                     e.key, e.variant, e.rate, e.timed[0]
                 ));
-                generation.extend(others(&e.candidates, &e.variant, 3));
+                generation.extend(others(&e.candidates, &e.variant.to_string(), 3));
             }
             TuneKey::Gemm(_) => {
                 gemm.push(format!(
                     "GEMM {}: {} (cached, {:.2} GFLOP/s at {}x{}x{})",
                     e.key, e.variant, e.rate, e.timed[0], e.timed[1], e.timed[2]
                 ));
-                gemm.extend(others(&e.candidates, &e.variant, 2));
+                gemm.extend(others(&e.candidates, &e.variant.to_string(), 2));
             }
         }
     }
@@ -171,7 +171,7 @@ mod tests {
         let c = GenChoice {
             kernel: "normal",
             variant: "chosen".into(),
-            store: "vec4",
+            store: crate::gpu::shaders::Store::Vec4,
             workgroup_size: 64,
             mulhi: None,
             source: crate::gpu::tune::Source::Tuned,
