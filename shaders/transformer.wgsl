@@ -260,6 +260,16 @@ fn att_tree(l: u32, is_max: bool) {
     }
 }
 
+// The first key row query row r sees, and how many: its sequence's rows up
+// to r, the last `lo` of them under a sliding window (lo > 0). The forward
+// and the backward kernels share it.
+fn key_range(r: u32) -> vec2<u32> {
+    let t = r % ep.seq;
+    var j0 = r - t;
+    if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
+    return vec2<u32>(j0, r + 1u - j0);
+}
+
 // Causal multi-head attention (grouped-query when kv_heads < heads; a
 // sliding window of `lo` keys when lo > 0), one workgroup of ATT_WG lanes per
 // (row, head): t1 = q|k|v rows (stride ld, columns q_col, k_col, v_col), t2 =
@@ -280,10 +290,9 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     let r = idx / ep.heads;
     let h = idx % ep.heads;
     let g = h / (ep.heads / ep.kv_heads);
-    let t = r % ep.seq;
-    var j0 = r - t;
-    if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
-    let keys = r + 1u - j0;
+    let kr = key_range(r);
+    let j0 = kr.x;
+    let keys = kr.y;
     if (keys > MAX_KEYS || r * ep.ld + ep.v_col + (g + 1u) * hd > arrayLength(&t1)
         || r * ep.ld + ep.q_col + (h + 1u) * hd > arrayLength(&t1)
         || (r * ep.heads + h + 1u) * hd > arrayLength(&t2)

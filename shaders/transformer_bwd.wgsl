@@ -158,14 +158,6 @@ fn dscore(i: u32, j: u32, h: u32, g: u32) -> f32 {
     return opaque(prob(i, j, h, g) * (dp - t4[i * ep.heads + h]) * ep.inv_n);
 }
 
-// The first key row query row r sees, and how many (the forward's window).
-fn key_range(r: u32) -> vec2<u32> {
-    let t = r % ep.seq;
-    var j0 = r - t;
-    if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
-    return vec2<u32>(j0, r + 1u - j0);
-}
-
 // dq for (row r, head h): sum over its keys j (ascending) of dS_rj k_j; t1 =
 // q|k|v, t2 = dO, t3 = the forward's row sums, t4 = D, t5 = dq|dk|dv (the q
 // columns written). One workgroup of ATT_WG lanes per (row, head).

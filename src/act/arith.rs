@@ -417,16 +417,7 @@ mod tests {
 
     #[test]
     fn every_activation_follows_its_f64_form() {
-        let all = [
-            Activation::Linear,
-            Activation::Relu,
-            Activation::LeakyRelu(0.2),
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Selu,
-            Activation::Gelu,
-        ];
-        for a in all {
+        for a in crate::act::EVERY {
             for i in -4000..=4000 {
                 let x = (f64::from(i) * 0.0025) as f32;
                 for (got, want) in [

@@ -219,22 +219,26 @@ impl Activation {
     }
 }
 
+/// Every activation (leaky ReLU with slope 0.2), for the tests here and in
+/// [`arith`].
+#[cfg(test)]
+pub(crate) const EVERY: [Activation; 7] = [
+    Activation::Linear,
+    Activation::Relu,
+    Activation::LeakyRelu(0.2),
+    Activation::Tanh,
+    Activation::Sigmoid,
+    Activation::Selu,
+    Activation::Gelu,
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn derivatives_match_finite_differences() {
-        let all = [
-            Activation::Linear,
-            Activation::Relu,
-            Activation::LeakyRelu(0.2),
-            Activation::Tanh,
-            Activation::Sigmoid,
-            Activation::Selu,
-            Activation::Gelu,
-        ];
-        for a in all {
+        for a in EVERY {
             for i in -40..=40 {
                 let x = f64::from(i) * 0.1 + 0.05; // avoid the kinks at 0
                 let h = 1e-6;

@@ -193,6 +193,19 @@ fn rope<A: Arith>(
     }
 }
 
+/// The first key row query row `r` sees and how many: its sequence's rows
+/// up to `r`, the last `window` of them when `window > 0` (the shaders'
+/// `key_range`). The forward and the backward share it.
+fn key_range(r: usize, seq: usize, window: usize) -> (usize, usize) {
+    let t = r % seq;
+    let j0 = if window != 0 && t + 1 > window {
+        r + 1 - window
+    } else {
+        r - t
+    };
+    (j0, r + 1 - j0)
+}
+
 /// The `attention` kernel: output rows x (heads x hd), and the row sums.
 fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums: &mut [u32]) {
     let c = &m.cfg;
@@ -202,13 +215,7 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
     let (scale, window) = (c.score_scale, c.window as usize);
     let rows = qkv.len() / ld;
     let one_row = |r: usize, out: &mut [f32], sums: &mut [u32]| {
-        let t = r % seq;
-        let j0 = if window != 0 && t + 1 > window {
-            r + 1 - window
-        } else {
-            r - t
-        };
-        let keys = r + 1 - j0;
+        let (j0, keys) = key_range(r, seq, window);
         let mut sc = vec![0f32; keys];
         let mut la = [0f32; ATT_WG];
         let mut lb = [0f32; ATT_WG];
@@ -855,11 +862,7 @@ fn backward_block<A: Arith>(
     let mut dvp = vec![0f32; rows * aw];
     for r in 0..rows {
         let t = r % seq;
-        let j0 = if window != 0 && t + 1 > window {
-            r + 1 - window
-        } else {
-            r - t
-        };
+        let (j0, _) = key_range(r, seq, window);
         let mut last = r - t + seq - 1;
         if window != 0 {
             last = last.min(r + window - 1);
