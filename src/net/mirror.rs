@@ -406,28 +406,49 @@ pub fn run<A: Arith>(
             .copied()
             .unwrap_or(n_l as u64)
             .max(1) as usize;
-        let mut r0 = 0;
-        while r0 < n_l {
-            let r = rows.min(n_l - r0);
-            // delta[:, r0..r0+r] times rows r0..r0+r of W.
-            let a_blk: Vec<f32> = delta
-                .chunks(n_l)
-                .flat_map(|row| row[r0..r0 + r].iter().copied())
-                .collect();
-            chain::<A>(
-                b,
-                n_prev,
-                r,
-                &a_blk,
-                &wt[r0 * n_prev..(r0 + r) * n_prev],
-                &mut out,
-                r0 > 0,
-            );
-            r0 += r;
-        }
+        // delta[:, r0..r0+r] times rows r0..r0+r of W, block by block.
+        chain_pieces::<A>((b, n_prev, n_l), rows, &delta, &wt, &mut out, false);
         delta = out;
     }
     Ok(raw)
+}
+
+/// `C (+)= A B` (A: m x k, B: k x n, row-major) with k cut into
+/// consecutive pieces of at most `piece`, each later piece's chain added to
+/// C: how the device runs a product it records in pieces (the MLP's
+/// generated row blocks of W, the transformer's pieces of k). One piece is
+/// [`chain`] itself.
+pub(crate) fn chain_pieces<A: Arith>(
+    (m, n, k): (usize, usize, usize),
+    piece: usize,
+    a: &[f32],
+    b: &[f32],
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    let piece = piece.max(1);
+    if k <= piece {
+        return chain::<A>(m, n, k, a, b, c, accumulate);
+    }
+    let mut k0 = 0;
+    while k0 < k {
+        let kk = piece.min(k - k0);
+        let sub: Vec<f32> = a
+            .chunks(k)
+            .take(m)
+            .flat_map(|row| row[k0..k0 + kk].iter().copied())
+            .collect();
+        chain::<A>(
+            m,
+            n,
+            kk,
+            &sub,
+            &b[k0 * n..(k0 + kk) * n],
+            c,
+            accumulate || k0 > 0,
+        );
+        k0 += kk;
+    }
 }
 
 pub(crate) fn transpose(m: &[f32], rows: usize, cols: usize) -> Vec<f32> {

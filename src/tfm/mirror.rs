@@ -20,7 +20,7 @@ const ATT_WG: usize = 64;
 use crate::act::arith::{self, exp_neg, recip12, sigmoid2, Arith};
 use crate::gpu::probe::FmaMode;
 use crate::model::spec::Layout;
-use crate::net::mirror::{chain, reduce, transpose};
+use crate::net::mirror::{chain_pieces, reduce, transpose};
 
 /// [`run`] in the probed arithmetic class: fused `fma`, else two roundings.
 pub fn run_in(class: FmaMode, m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<RawTfm> {
@@ -576,28 +576,7 @@ fn chain_k<A: Arith>(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    if k <= K_PIECE {
-        return chain::<A>(m, n, k, a, b, c, accumulate);
-    }
-    let mut k0 = 0;
-    while k0 < k {
-        let kk = K_PIECE.min(k - k0);
-        let sub: Vec<f32> = a
-            .chunks(k)
-            .take(m)
-            .flat_map(|row| row[k0..k0 + kk].iter().copied())
-            .collect();
-        chain::<A>(
-            m,
-            n,
-            kk,
-            &sub,
-            &b[k0 * n..(k0 + kk) * n],
-            c,
-            accumulate || k0 > 0,
-        );
-        k0 += kk;
-    }
+    chain_pieces::<A>((m, n, k), K_PIECE, a, b, c, accumulate);
 }
 
 /// ||X^T dY||^2 as the device forms it: the Gram matrices, multiplied
