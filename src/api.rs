@@ -22,12 +22,12 @@ use std::path::Path;
 fn request(spec: &InitSpec, seed: u64, tensor_id: u32) -> Result<GenRequest> {
     let target = spec.target()?;
     Ok(GenRequest {
-        kernel: Kernel::Dist(spec.dist),
+        kernel: Kernel::Dist(spec.dist()),
         seed,
         tensor_id,
         start: 0,
-        count: spec.shape.numel(),
-        scale: spec.dist.kernel_scale(target.std),
+        count: spec.shape().numel(),
+        scale: spec.dist().kernel_scale(target.std),
     })
 }
 
@@ -68,8 +68,7 @@ pub fn generate_with(
 ///
 /// ```
 /// use deepinit::{Backend, Dist, InitSpec, Scheme, Shape};
-/// let mut spec = InitSpec::new(Scheme::LECUN, Shape::new(vec![16, 48])?);
-/// spec.dist = Dist::Uniform;
+/// let spec = InitSpec::new(Scheme::LECUN, Shape::new(vec![16, 48])?).with_dist(Dist::Uniform);
 /// let mut w = vec![0f32; 16 * 48];
 /// deepinit::generate_into(&spec, 0, 3, &Backend::Cpu, &mut w)?;
 /// // Uniform with Var = 1/48: every value within sqrt(3/48) = 0.25.
@@ -85,14 +84,14 @@ pub fn generate_into(
     backend: &Backend,
     out: &mut [f32],
 ) -> Result<()> {
-    let n = spec.shape.numel();
+    let n = spec.shape().numel();
     if out.len() as u64 != n {
         return Err(Error::invalid(
             "buffer",
             format!(
                 "holds {} values; the tensor {} has {n}",
                 out.len(),
-                spec.shape
+                spec.shape()
             ),
         ));
     }
@@ -118,7 +117,7 @@ pub fn generate_into(
 /// ```
 pub fn generate(spec: &InitSpec, seed: u64, tensor_id: u32, backend: &Backend) -> Result<Vec<f32>> {
     request(spec, seed, tensor_id)?;
-    let n = usize::try_from(spec.shape.numel())
+    let n = usize::try_from(spec.shape().numel())
         .map_err(|_| Error::invalid("shape", "more elements than this machine can address"))?;
     let mut out = crate::io::host::host_vec::<f32>(n as u64)?;
     generate_into(spec, seed, tensor_id, backend, &mut out)?;
@@ -149,7 +148,7 @@ pub fn generate_verified(
     backend: &Backend,
 ) -> Result<(Vec<f32>, tensor::Report)> {
     request(spec, seed, tensor_id)?;
-    let mut values = crate::io::host::host_vec::<f32>(spec.shape.numel())?;
+    let mut values = crate::io::host::host_vec::<f32>(spec.shape().numel())?;
     let opts = DrawOptions {
         seed,
         tensor_id,
@@ -168,7 +167,7 @@ pub fn generate_verified(
 ///
 /// ```
 /// use deepinit::{Backend, Checkpoint, DType};
-/// # let tmp = tempfile::tempdir().map_err(|e| deepinit::Error::internal("doc", e.to_string()))?;
+/// # let tmp = tempfile::tempdir()?;
 /// # let dir = tmp.path().join("ckpt");
 /// // Any spec works too (`Checkpoint::from_spec`), or a Hugging Face config
 /// // (`Checkpoint::from_config`), which also writes its config.json.
@@ -177,7 +176,7 @@ pub fn generate_verified(
 ///     .write(&dir, &Backend::Cpu)?;
 /// assert!(dir.join("model.safetensors").is_file());
 /// assert_eq!(report.parameters, 64 * 64 * 2 + 64 * 2);
-/// # Ok::<(), deepinit::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Checkpoint {

@@ -118,7 +118,12 @@ impl Backend {
     /// The generation options for `n` values of `kernel` on this backend:
     /// on a GPU the store and workgroup size tuned for the kernel, in
     /// chunks of at most `max_chunk` elements (values never depend on them).
-    pub fn generation_options(&self, kernel: Kernel, n: u64, max_chunk: u64) -> Result<GenOptions> {
+    pub(crate) fn generation_options(
+        &self,
+        kernel: Kernel,
+        n: u64,
+        max_chunk: u64,
+    ) -> Result<GenOptions> {
         Ok(match self {
             Backend::Gpu(g) => {
                 g.gemm()
@@ -140,7 +145,7 @@ impl Backend {
     /// nearest even, on the device where there is one): `emit(bytes)` gets
     /// the little-endian bytes in order. The CPU backend generates into
     /// `scratch`'s reused buffers, so a long run allocates once.
-    pub fn generate_encoded(
+    pub(crate) fn generate_encoded(
         &self,
         req: &GenRequest,
         gen: &GenOptions,
@@ -208,14 +213,14 @@ impl Backend {
 /// most [`Scratch::ELEMS`] values and their encoding (at most 8 MiB; each
 /// core's half of a step stays in its cache while the bytes are staged).
 #[derive(Debug, Default)]
-pub struct Scratch {
+pub(crate) struct Scratch {
     values: Vec<f32>,
     bytes: Vec<u8>,
 }
 
 impl Scratch {
     /// Values generated per CPU step.
-    pub const ELEMS: u64 = 1 << 20;
+    pub(crate) const ELEMS: u64 = 1 << 20;
 }
 
 /// An open GPU: its context, the weight generator, and the network kernels of
@@ -254,13 +259,13 @@ impl Gpu {
     }
 
     /// The device context.
-    pub fn context(&self) -> &GpuContext {
+    pub(crate) fn context(&self) -> &GpuContext {
         self.inner.gen.context()
     }
 
     /// How its matrix multiplies choose a variant (the default variant until
     /// [`Tuner::set_mode`] says otherwise).
-    pub fn gemm(&self) -> &Tuner {
+    pub(crate) fn gemm(&self) -> &Tuner {
         &self.inner.gemm
     }
 
@@ -328,7 +333,7 @@ pub struct DeviceInfo {
 
 impl DeviceInfo {
     /// The GPU behind `ctx`.
-    pub fn gpu(ctx: &GpuContext) -> DeviceInfo {
+    pub(crate) fn gpu(ctx: &GpuContext) -> DeviceInfo {
         DeviceInfo {
             kind: DeviceKind::Gpu,
             name: ctx.adapter().name.clone(),
@@ -341,7 +346,7 @@ impl DeviceInfo {
     }
 
     /// The CPU backend on this machine.
-    pub fn cpu() -> DeviceInfo {
+    pub(crate) fn cpu() -> DeviceInfo {
         DeviceInfo {
             kind: DeviceKind::Cpu,
             name: format!("cpu ({} threads)", crate::rng::cpu::threads()),

@@ -99,7 +99,7 @@ pub enum Error {
 
 impl Error {
     /// [`Error::BadValue`] without a value to show (the message says it).
-    pub fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
+    pub(crate) fn invalid(what: &'static str, problem: impl Into<String>) -> Self {
         Error::BadValue {
             what,
             value: None,
@@ -109,7 +109,7 @@ impl Error {
     }
 
     /// [`Error::BadValue`] for `value`.
-    pub fn bad(
+    pub(crate) fn bad(
         what: &'static str,
         value: impl std::fmt::Display,
         problem: impl Into<String>,
@@ -123,7 +123,7 @@ impl Error {
     }
 
     /// Adds what is allowed to an [`Error::BadValue`] (other errors unchanged).
-    pub fn expecting(self, allowed: impl Into<String>) -> Self {
+    pub(crate) fn expecting(self, allowed: impl Into<String>) -> Self {
         match self {
             Error::BadValue {
                 what,
@@ -141,7 +141,7 @@ impl Error {
     }
 
     /// A choice not among `allowed`, with a "did you mean" where one is close.
-    pub fn choice(what: &'static str, value: &str, allowed: &[&str]) -> Self {
+    pub(crate) fn choice(what: &'static str, value: &str, allowed: &[&str]) -> Self {
         Error::bad(
             what,
             value,
@@ -151,7 +151,7 @@ impl Error {
     }
 
     /// [`Error::BadPath`].
-    pub fn path(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
+    pub(crate) fn path(path: impl Into<PathBuf>, problem: impl Into<String>) -> Self {
         Error::BadPath {
             path: path.into(),
             problem: problem.into(),
@@ -159,7 +159,7 @@ impl Error {
     }
 
     /// [`Error::Internal`].
-    pub fn internal(what: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn internal(what: &'static str, message: impl Into<String>) -> Self {
         Error::Internal {
             what,
             message: message.into(),
@@ -170,7 +170,7 @@ impl Error {
 /// `" (did you mean 'X'?)"` for the candidate closest to `input` within
 /// two edits (Levenshtein), else an empty string: for messages about a
 /// mistyped choice.
-pub fn did_you_mean(input: &str, candidates: &[&str]) -> String {
+pub(crate) fn did_you_mean(input: &str, candidates: &[&str]) -> String {
     let a: Vec<char> = input.to_ascii_lowercase().chars().collect();
     let distance = |b: &str| {
         let b: Vec<char> = b.chars().collect();

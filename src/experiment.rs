@@ -37,7 +37,7 @@ use serde::Serialize;
 
 /// Variances below this are "vanished": the values (~1e-30) are within a few
 /// factors of 2^-100 of f32's subnormal range, where devices may flush to zero.
-pub const UNDERFLOW: f64 = 1e-60;
+pub(crate) const UNDERFLOW: f64 = 1e-60;
 /// False-alarm rate of each theory test over a whole run.
 pub const ALPHA: f64 = 1e-3;
 /// A layer's theory band wider than this in |ln ratio| (a factor of 10 either
@@ -62,17 +62,12 @@ pub enum CpuStatus {
 
 impl CpuStatus {
     /// The name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CpuStatus::Match => "match",
             CpuStatus::Mismatch => "mismatch",
             CpuStatus::NotCompared => "not compared",
         }
-    }
-
-    /// Whether the layer's statistics were compared (matching or not).
-    pub fn compared(self) -> bool {
-        matches!(self, CpuStatus::Match | CpuStatus::Mismatch)
     }
 }
 
@@ -99,7 +94,7 @@ pub enum TheoryStatus {
 
 impl TheoryStatus {
     /// The name used in tables and JSON.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             TheoryStatus::Match => "match",
             TheoryStatus::Deviates => "deviates",
@@ -255,7 +250,7 @@ pub fn run(backend: &Backend, cfg: &NetConfig, verify: bool) -> Result<RunReport
 
 /// [`run`] with the inputs given (`batch x n_0`, row-major) instead of drawn
 /// from the RNG. The theory then uses their measured mean square and kurtosis.
-pub fn run_with_input(
+pub(crate) fn run_with_input(
     backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,
@@ -279,7 +274,7 @@ pub fn run_with_fault(
 
 /// [`run_with_input`], reporting progress (the device's pass, then the CPU
 /// reference) on `progress`.
-pub fn run_with_progress(
+pub(crate) fn run_with_progress(
     backend: &Backend,
     cfg: &NetConfig,
     input: Option<&[f32]>,

@@ -52,12 +52,19 @@
 //! benchmarks in `app` run python3 for their numpy and PyTorch baselines).
 
 #![warn(missing_docs)]
+// The crate-internal helpers that only the command line calls (output
+// directories, progress lines, the tuner's reporting) are unused without
+// it; dead code is checked in the default build, where `cli` is part of
+// the crate and nothing internal goes unused.
+#![cfg_attr(not(feature = "cli"), allow(dead_code))]
 
 pub mod act;
 pub mod api;
 #[cfg(feature = "cli")]
 pub mod app;
 pub mod backend;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod experiment;
 pub mod gpu;

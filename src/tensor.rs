@@ -112,7 +112,7 @@ pub struct Verdict {
 }
 
 /// Why the statistical tests need at least two elements.
-pub const TOO_FEW: &str = "needs at least 2 elements";
+pub(crate) const TOO_FEW: &str = "needs at least 2 elements";
 
 /// Everything `deepinit init` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -169,19 +169,19 @@ pub fn draw(spec: &InitSpec, backend: &Backend, opts: &DrawOptions) -> Result<Re
 /// [`draw`], also handing every chunk of values to `sink(offset, values)`
 /// (offsets into what is generated: the block's, or the tensor's) as it
 /// streams through the checks.
-pub fn draw_with(
+pub(crate) fn draw_with(
     spec: &InitSpec,
     backend: &Backend,
     opts: &DrawOptions,
     mut sink: impl FnMut(u64, &[f32]) -> Result<()>,
 ) -> Result<Report> {
     let target = spec.target()?;
-    let whole = Block::whole(&spec.shape.0);
+    let whole = Block::whole(&spec.shape().0);
     let block = opts.block.clone().unwrap_or_else(|| whole.clone());
     block.check_inside(&whole)?;
-    let out_shape = block.shape(&spec.shape.0);
+    let out_shape = block.shape(&spec.shape().0);
     let n = block.len();
-    let scale = spec.dist.kernel_scale(target.std);
+    let scale = spec.dist().kernel_scale(target.std);
     let mut writer = match &opts.out {
         Some(dest) => Some(NpyWriter::create(dest, &out_shape)?),
         None => None,
@@ -200,7 +200,7 @@ pub fn draw_with(
         sample.extend(values.iter().skip(first as usize).step_by(stride as usize));
         if verify_gpu {
             cmp = cmp.merge(cpu::compare(
-                spec.dist,
+                spec.dist(),
                 scale,
                 opts.seed,
                 opts.tensor_id,
@@ -217,7 +217,7 @@ pub fn draw_with(
         }
         Ok(())
     };
-    let requests = block.requests(spec.dist, opts.seed, opts.tensor_id, scale);
+    let requests = block.requests(spec.dist(), opts.seed, opts.tensor_id, scale);
     let mut backend_info = backend.info();
     let mut base = 0u64;
     for req in &requests {
@@ -232,20 +232,20 @@ pub fn draw_with(
     };
     let seconds = start.elapsed().as_secs_f64();
 
-    let sample_stats = SampleStats::of(&moments, spec.dist);
+    let sample_stats = SampleStats::of(&moments, spec.dist());
     let (mean_test, variance_ci, ks) =
         sample_tests(&moments, &mut sample, spec, &target, opts.alpha);
     let target_in_ci = variance_ci.as_ref().map(|ci| ci.contains(target.variance));
     let mut report = Report {
-        scheme: spec.scheme.name(),
-        dist: spec.dist,
-        shape: spec.shape.0.clone(),
+        scheme: spec.scheme().name(),
+        dist: spec.dist(),
+        shape: spec.shape().0.clone(),
         block: opts.block.as_ref().map(Block::corners),
         out_shape,
         elements: n,
         seed: opts.seed,
         tensor_id: opts.tensor_id,
-        multiplier: spec.multiplier,
+        multiplier: spec.multiplier(),
         target,
         device: backend_info,
         sample: sample_stats,
@@ -343,9 +343,9 @@ fn sample_tests(
         critical: zc,
         pass: z.abs() <= zc,
     };
-    let kurt = spec.dist.excess_kurtosis();
+    let kurt = spec.dist().excess_kurtosis();
     let ci = stats::variance_interval(moments.n, moments.variance(), kurt, 1.0 - alpha);
-    let ks = stats::ks_one_sample(sample, |x| spec.dist.cdf(target.std, x), alpha);
+    let ks = stats::ks_one_sample(sample, |x| spec.dist().cdf(target.std, x), alpha);
     (Some(mean_test), Some(ci), Some(ks))
 }
 
@@ -385,7 +385,7 @@ fn judge(r: &mut Report, spec: &InitSpec, unverified: bool) {
     if unverified {
         not_checked.push("GPU vs CPU reference: not compared (--no-verify)".into());
     }
-    let bound = spec.dist.max_abs_in_std() * r.target.std * (1.0 + 1e-5);
+    let bound = spec.dist().max_abs_in_std() * r.target.std * (1.0 + 1e-5);
     let finite = r.elements.saturating_sub(m.nonfinite);
     if finite > 0 && (m.max > bound || m.min < -bound) {
         failures.push(format!(

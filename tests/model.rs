@@ -302,8 +302,8 @@ fn gpu_checkpoints_agree_with_the_cpu_reference() {
                 let std = t.target().expect("target").expect("drawn").std;
                 // Bit for bit, as `deepinit init` checks.
                 let cmp = deepinit::rng::cpu::compare(
-                    init.dist,
-                    init.dist.kernel_scale(std),
+                    init.dist(),
+                    init.dist().kernel_scale(std),
                     spec.seed,
                     t.id(),
                     0,

@@ -126,12 +126,11 @@ fn philox_rng_drives_rand_distr() {
 }
 
 fn spec(scheme: &str, shape: &str, dist: Dist) -> InitSpec {
-    let mut s = InitSpec::new(
+    InitSpec::new(
         Scheme::parse(scheme).expect("scheme"),
         Shape::parse(shape).expect("shape"),
-    );
-    s.dist = dist;
-    s
+    )
+    .with_dist(dist)
 }
 
 #[test]
@@ -177,8 +176,9 @@ fn draw_passes_for_every_scheme_and_distribution_on_both_backends() {
 fn draw_flags_a_wrong_variance() {
     // The verdict is not a rubber stamp: weights drawn with multiplier 1.05
     // but judged against the unmultiplied target fail the variance interval.
-    let mut s = spec("he", "512x2048", Dist::Normal);
-    s.multiplier = 1.05;
+    let s = spec("he", "512x2048", Dist::Normal)
+        .with_multiplier(1.05)
+        .expect("a positive multiplier");
     let r = tensor::draw(
         &s,
         &Backend::Cpu,
@@ -207,7 +207,7 @@ fn a_tensor_larger_than_one_storage_binding_is_generated_and_verified() {
     let g = Backend::Gpu(Gpu::new(ctx).expect("gpu"));
     // 5800 x 5800 f32 = 134.6 MB > 128 MiB, lavapipe's storage binding limit.
     let s = spec("he", "5800x5800", Dist::Normal);
-    let n = s.shape.numel();
+    let n = s.shape().numel();
     let binding = ctx.limits().max_storage_buffer_binding_size;
     // On devices with bigger bindings, force several chunks all the same.
     let chunk = if 4 * n > binding {

@@ -17,7 +17,7 @@
 //! integer add to the exponent field; below `EXP_MIN` = -85 it is 0, so no
 //! intermediate of an activation is subnormal. `1 / d` on [1, 2] is a
 //! linear seed and three Newton steps (error 2^-32 before rounding). The
-//! constants are generated into the WGSL prelude from [`wgsl_constants`].
+//! constants are generated into the WGSL prelude from `wgsl_constants`.
 
 use crate::act::Activation;
 
@@ -53,15 +53,15 @@ impl Arith for Unfused {
 /// Zero, which the shader reads from a uniform (`k(0u)`): adding it to a
 /// value gives a number a compiler cannot prove equal to the value, so it
 /// cannot factor or fold expressions that share it.
-pub const OPAQUE_ZERO: f32 = 0.0;
+pub(crate) const OPAQUE_ZERO: f32 = 0.0;
 /// log2(e) in f32.
-pub const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2, high part: 15 significant bits (0x3F317200).
-pub const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
+pub(crate) const LN2_HI: f32 = f32::from_bits(0x3F31_7200);
 /// ln 2 - LN2_HI, rounded to f32.
-pub const LN2_LO: f32 = (std::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
+pub(crate) const LN2_LO: f32 = (std::f64::consts::LN_2 - 0.693_145_751_953_125) as f32;
 /// 1/k! for k = 7 down to 2: the Taylor polynomial of e^r.
-pub const EXP_C: [f32; 6] = [
+pub(crate) const EXP_C: [f32; 6] = [
     1.0 / 5040.0,
     1.0 / 720.0,
     1.0 / 120.0,
@@ -72,35 +72,35 @@ pub const EXP_C: [f32; 6] = [
 /// Below this, [`exp_neg`] is 0: e^-85 = 1.2e-37 keeps every intermediate of
 /// the activations in f32's normal range (a subnormal intermediate rounds
 /// differently when a compiler reorders a product).
-pub const EXP_MIN: f32 = -85.0;
+pub(crate) const EXP_MIN: f32 = -85.0;
 /// The linear seed of 1/d on [1, 2]: 24/17 - (8/17) d (error <= 1/17).
-pub const RECIP_A: f32 = 24.0 / 17.0;
+pub(crate) const RECIP_A: f32 = 24.0 / 17.0;
 /// See [`RECIP_A`].
-pub const RECIP_B: f32 = -8.0 / 17.0;
+pub(crate) const RECIP_B: f32 = -8.0 / 17.0;
 /// tanh(x) / x to x^9 for |x| < 1/4: 1, -1/3, 2/15, -17/315, 62/2835.
-pub const TANH_C: [f32; 4] = [62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0];
+pub(crate) const TANH_C: [f32; 4] = [62.0 / 2835.0, -17.0 / 315.0, 2.0 / 15.0, -1.0 / 3.0];
 /// Below this |x|, tanh uses its series.
-pub const TANH_SERIES: f32 = 0.25;
+pub(crate) const TANH_SERIES: f32 = 0.25;
 /// (e^x - 1) / x to x^4 for |x| < 2^-5: 1/120, 1/24, 1/6, 1/2, then 1.
-pub const EXPM1_C: [f32; 4] = [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5];
+pub(crate) const EXPM1_C: [f32; 4] = [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5];
 /// Below this |x|, expm1 uses its series.
-pub const EXPM1_SERIES: f32 = 0.031_25;
+pub(crate) const EXPM1_SERIES: f32 = 0.031_25;
 /// SELU's lambda.
-pub const SELU_LAMBDA: f32 = 1.050_700_987_355_480_5_f64 as f32;
+pub(crate) const SELU_LAMBDA: f32 = 1.050_700_987_355_480_5_f64 as f32;
 /// SELU's alpha.
-pub const SELU_ALPHA: f32 = 1.673_263_242_354_377_2_f64 as f32;
+pub(crate) const SELU_ALPHA: f32 = 1.673_263_242_354_377_2_f64 as f32;
 /// sqrt(2 / pi).
-pub const GELU_C: f32 = 0.797_884_560_802_865_4_f64 as f32;
+pub(crate) const GELU_C: f32 = 0.797_884_560_802_865_4_f64 as f32;
 /// GELU's cubic coefficient.
-pub const GELU_K: f32 = 0.044_715;
+pub(crate) const GELU_K: f32 = 0.044_715;
 /// 3 GELU_K, rounded to f32.
-pub const GELU_K3: f32 = 0.134_145;
+pub(crate) const GELU_K3: f32 = 0.134_145;
 /// GELU_C / 2 (exact: a power-of-two scaling).
-pub const GELU_C_HALF: f32 = GELU_C * 0.5;
+pub(crate) const GELU_C_HALF: f32 = GELU_C * 0.5;
 
 /// Whether `x` is NaN, by its bits (so no compiler can fold the test away).
 #[inline(always)]
-pub fn is_nan(x: f32) -> bool {
+pub(crate) fn is_nan(x: f32) -> bool {
     x.to_bits() & 0x7FFF_FFFF > 0x7F80_0000
 }
 
@@ -109,11 +109,11 @@ pub fn is_nan(x: f32) -> bool {
 /// `0.5 (x m)`), which rounds differently only when the product is
 /// subnormal: the transcendental activations' outputs below this bound are
 /// therefore defined as zero.
-pub const TINY_BITS: u32 = 0x0100_0000;
+pub(crate) const TINY_BITS: u32 = 0x0100_0000;
 
 /// `v`, or a zero of its sign when |v| < 2^-125 (see [`TINY_BITS`]).
 #[inline(always)]
-pub fn flush_tiny(v: f32) -> f32 {
+pub(crate) fn flush_tiny(v: f32) -> f32 {
     let b = v.to_bits();
     if b & 0x7FFF_FFFF < TINY_BITS {
         f32::from_bits(b & 0x8000_0000)
@@ -124,7 +124,7 @@ pub fn flush_tiny(v: f32) -> f32 {
 
 /// e^x for EXP_MIN <= x <= 0; 0 below EXP_MIN (and for NaN), 1 above 0.
 #[inline(always)]
-pub fn exp_neg<A: Arith>(x_in: f32) -> f32 {
+pub(crate) fn exp_neg<A: Arith>(x_in: f32) -> f32 {
     let x = if x_in > EXP_MIN { x_in } else { EXP_MIN };
     let x = if x < 0.0 { x } else { 0.0 };
     let n = A::fma(x, LOG2E, 0.5).floor();
@@ -154,7 +154,7 @@ pub fn exp_neg<A: Arith>(x_in: f32) -> f32 {
 
 /// 1 / d for d in [1, 2].
 #[inline(always)]
-pub fn recip12<A: Arith>(d: f32) -> f32 {
+pub(crate) fn recip12<A: Arith>(d: f32) -> f32 {
     let mut y = A::fma(d, RECIP_B, RECIP_A);
     for _ in 0..3 {
         let e = A::fma(-d, y, 1.0);
@@ -166,7 +166,7 @@ pub fn recip12<A: Arith>(d: f32) -> f32 {
 /// `(tanh x, 1 - |tanh x|)`, the second without cancellation (it is
 /// `2t / (1 + t)` with `t = e^(-2|x|)` beyond the series); NaN stays NaN.
 #[inline(always)]
-pub fn tanh2<A: Arith>(x: f32) -> (f32, f32) {
+pub(crate) fn tanh2<A: Arith>(x: f32) -> (f32, f32) {
     let ax = f32::from_bits(x.to_bits() & 0x7FFF_FFFF);
     let x2 = x * x;
     let mut p = TANH_C[0];
@@ -195,7 +195,7 @@ pub fn tanh2<A: Arith>(x: f32) -> (f32, f32) {
 /// `(sigmoid x, sigmoid' x)`: with `t = e^-|x|` and `y = 1 / (1 + t)`, the
 /// sigmoid is `y` or `t y`, and its slope `t y^2`; NaN stays NaN.
 #[inline(always)]
-pub fn sigmoid2<A: Arith>(x: f32) -> (f32, f32) {
+pub(crate) fn sigmoid2<A: Arith>(x: f32) -> (f32, f32) {
     let ax = f32::from_bits(x.to_bits() & 0x7FFF_FFFF);
     let t = exp_neg::<A>(-ax);
     let y = recip12::<A>(1.0 + t);
@@ -315,7 +315,7 @@ pub fn dact<A: Arith>(act: Activation, x: f32) -> f32 {
 /// always 0: a compiler cannot fold or reassociate a value it does not know
 /// (Mesa rewrites expressions over literal constants for SPIR-V without
 /// NoContraction, e.g. `n c1 + (n c2 + x)` into `n (c1 + c2) + x`).
-pub fn wgsl_constants() -> String {
+pub(crate) fn wgsl_constants() -> String {
     let mut s = String::from("// Generated from src/act/arith.rs: the activations' constants.\n");
     s += &format!("const TINY_BITS: u32 = {TINY_BITS:#x}u;\n");
     let mut put = |name: &str, v: f32| {

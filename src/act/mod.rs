@@ -85,7 +85,7 @@ impl Activation {
     }
 
     /// The leaky slope (the `SLOPE` constant; 0.01 when unused).
-    pub fn slope(&self) -> f64 {
+    pub(crate) fn slope(&self) -> f64 {
         match self {
             Activation::LeakyRelu(a) => *a,
             _ => 0.01,
@@ -94,7 +94,7 @@ impl Activation {
 
     /// Values counted as saturated: below `.0` or above `.1` (|tanh| > 0.99,
     /// sigmoid within 0.01 of 0 or 1); `None` for non-saturating activations.
-    pub fn saturation(&self) -> Option<(f32, f32)> {
+    pub(crate) fn saturation(&self) -> Option<(f32, f32)> {
         match self {
             Activation::Tanh => Some((-0.99, 0.99)),
             Activation::Sigmoid => Some((0.01, 0.99)),
@@ -103,7 +103,7 @@ impl Activation {
     }
 
     /// phi(x) in f64.
-    pub fn f(&self, x: f64) -> f64 {
+    pub(crate) fn f(&self, x: f64) -> f64 {
         match *self {
             Activation::Linear => x,
             Activation::Relu => x.max(0.0),
@@ -122,7 +122,7 @@ impl Activation {
     }
 
     /// phi'(x) in f64.
-    pub fn df(&self, x: f64) -> f64 {
+    pub(crate) fn df(&self, x: f64) -> f64 {
         match *self {
             Activation::Linear => 1.0,
             Activation::Relu => {
@@ -154,7 +154,7 @@ impl Activation {
 
     /// phi''(x) in f64 away from a kink (the smooth part of the second
     /// derivative; the jump of phi' at a kink is [`Activation::kink`]).
-    pub fn d2f(&self, x: f64) -> f64 {
+    pub(crate) fn d2f(&self, x: f64) -> f64 {
         match *self {
             Activation::Linear | Activation::Relu | Activation::LeakyRelu(_) => 0.0,
             Activation::Tanh => {
@@ -187,7 +187,7 @@ impl Activation {
     /// The kink of phi' at 0, if any: `(|phi'(0+) - phi'(0-)|, |phi'(0+)^2 - phi'(0-)^2|)`.
     /// An f32 rounding difference that moves a pre-activation across 0 changes
     /// its phi' by the first and its squared gradient by the second.
-    pub fn kink(&self) -> Option<(f64, f64)> {
+    pub(crate) fn kink(&self) -> Option<(f64, f64)> {
         let (plus, minus) = match *self {
             Activation::Relu => (1.0, 0.0),
             Activation::LeakyRelu(a) => (1.0, a),
@@ -198,23 +198,14 @@ impl Activation {
         (jump != 0.0).then(|| (jump.abs(), (plus * plus - minus * minus).abs()))
     }
 
-    /// Whether phi is evaluated with transcendental builtins (`exp`, `tanh`),
-    /// whose device accuracy is only bounded by the WGSL specification.
-    pub fn transcendental(&self) -> bool {
-        matches!(
-            self,
-            Activation::Tanh | Activation::Sigmoid | Activation::Selu | Activation::Gelu
-        )
-    }
-
     /// phi(x) in f32, as the CPU backend applies it: the device sequence of
     /// [`crate::act::arith`] with two-rounding `fma`.
-    pub fn f32(&self, x: f32) -> f32 {
+    pub(crate) fn f32(&self, x: f32) -> f32 {
         crate::act::arith::act::<crate::act::arith::Unfused>(*self, x)
     }
 
     /// phi'(x) in f32, likewise.
-    pub fn df32(&self, x: f32) -> f32 {
+    pub(crate) fn df32(&self, x: f32) -> f32 {
         crate::act::arith::dact::<crate::act::arith::Unfused>(*self, x)
     }
 }

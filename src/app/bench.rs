@@ -24,7 +24,7 @@ use serde::Serialize;
 
 /// One line of the table.
 #[derive(Debug, Clone, Serialize)]
-pub struct Row {
+pub(crate) struct Row {
     /// `generation`, `gemm`, `network`, `cpu`.
     pub group: &'static str,
     /// What ran.
@@ -48,7 +48,7 @@ pub struct Row {
 
 /// The rows that other rows of the same run are compared with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowKey {
+pub(crate) enum RowKey {
     /// The CPU backend's normal generation on all threads.
     CpuNormal,
     /// The gemm crate's sgemm on all threads.
@@ -60,13 +60,13 @@ pub enum RowKey {
 }
 
 /// The row of `rows` with `key`.
-pub fn keyed(rows: &[Row], key: RowKey) -> Option<&Row> {
+pub(crate) fn keyed(rows: &[Row], key: RowKey) -> Option<&Row> {
     rows.iter().find(|r| r.key == Some(key))
 }
 
 /// One roofline's search: every variant timed (JSON: `tuning.roofline`).
 #[derive(Debug, Clone, Serialize)]
-pub struct RooflineSearch {
+pub(crate) struct RooflineSearch {
     /// `fill` (memory) or `fma` (arithmetic).
     pub roofline: &'static str,
     /// Elements each fill variant wrote.
@@ -82,7 +82,7 @@ pub struct RooflineSearch {
 /// What a GPU run chose, as the tuner chose it: handed to `report` as is,
 /// and the JSON's `tuning`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Tuning {
+pub(crate) struct Tuning {
     /// Each generation kernel's store and workgroup size.
     pub generation: Vec<crate::gpu::gen_tune::GenChoice>,
     /// Each GEMM shape class's variant.
@@ -93,7 +93,7 @@ pub struct Tuning {
 
 /// Options of [`gpu`] and [`cpu`].
 #[derive(Debug, Clone, Copy)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// Small sizes, few repeats: a smoke run (under a minute on lavapipe).
     pub quick: bool,
     /// Runs after the warm-up.
@@ -114,7 +114,7 @@ pub(crate) fn storage(ctx: &GpuContext, bytes: u64) -> Result<wgpu::Buffer> {
 }
 
 /// Runs the GPU benchmarks.
-pub fn gpu(
+pub(crate) fn gpu(
     gpu: &Gpu,
     opts: &BenchOptions,
     mut progress: impl FnMut(&str),
@@ -493,7 +493,7 @@ impl GpuBench<'_> {
 
 /// Runs the CPU benchmarks: the CPU backend's generation (all cores), a
 /// single-threaded rand_distr baseline, and the CPU GEMM.
-pub fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Row>> {
+pub(crate) fn cpu(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Row>> {
     use rand::{RngExt, SeedableRng};
     let reps = opts.repeats;
     let n: u64 = if opts.quick { 1 << 22 } else { 1 << 24 };
@@ -620,7 +620,7 @@ fn cpu_gemm_row(opts: &BenchOptions) -> Result<Row> {
 
 /// The CPU backend's deep pass shape (width, depth, batch); numpy's and
 /// PyTorch's MLP rows use the same.
-pub fn cpu_pass_shape(quick: bool) -> (u64, usize, u64) {
+pub(crate) fn cpu_pass_shape(quick: bool) -> (u64, usize, u64) {
     if quick {
         (256, 10, 64)
     } else {
@@ -685,7 +685,7 @@ fn timed_pass(
 }
 
 /// The big-layer rows' network (width, depth, batch).
-pub fn big_layer_shape(quick: bool) -> (u64, usize, u64) {
+pub(crate) fn big_layer_shape(quick: bool) -> (u64, usize, u64) {
     if quick {
         (2048, 2, 64)
     } else {
@@ -696,7 +696,7 @@ pub fn big_layer_shape(quick: bool) -> (u64, usize, u64) {
 /// Flops of one forward + backward pass as deepinit runs it: per layer the
 /// forward product, the backward product (not for layer 1), and the Gram
 /// matrices of its input and of its gradient.
-pub fn pass_flops(cfg: &crate::net::NetConfig) -> f64 {
+pub(crate) fn pass_flops(cfg: &crate::net::NetConfig) -> f64 {
     let b = cfg.batch as f64;
     cfg.widths
         .windows(2)
@@ -738,7 +738,7 @@ pub(crate) fn big_layer_row(
 }
 
 /// The CPU GEMM's shape (m, n, k): the numpy comparison uses the same.
-pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
+pub(crate) fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
     if quick {
         (1024, 1024, 256)
     } else {
@@ -749,7 +749,7 @@ pub fn cpu_gemm_shape(quick: bool) -> (usize, usize, usize) {
 /// numpy's rows, each with the ratio of the matching row of [`cpu`] (the
 /// normal generation on all threads, and its last, the GEMM) to numpy; `None`
 /// when python3 with numpy is not available.
-pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
+pub(crate) fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (m, n, k) = cpu_gemm_shape(quick);
     let (np_rng, np_gemm, version) = numpy(m, n, k)?;
     let ours_gen = keyed(cpu_rows, RowKey::CpuNormal).map_or(f64::NAN, |r| r.rate);
@@ -795,7 +795,7 @@ pub fn numpy_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
 /// The same MLP as the CPU deep pass row in numpy and PyTorch
 /// (`benches/mlp_numpy.py`, run by `python3` where numpy exists), each with
 /// deepinit's speed-up over it; `None` without python3 and numpy.
-pub fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
+pub(crate) fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
     let (width, depth, batch) = cpu_pass_shape(quick);
     let ours = keyed(cpu_rows, RowKey::CpuPass)?;
     let out = std::process::Command::new("python3")
@@ -830,7 +830,7 @@ pub fn mlp_rows(cpu_rows: &[Row], quick: bool) -> Option<Vec<Row>> {
 /// numpy's single-threaded `default_rng().standard_normal(dtype=float32)` rate
 /// (Msamples/s) and its sgemm GFLOP/s for `m x n x k`, if `python3` with numpy
 /// is available; measured with the same min-of-repeats policy.
-pub fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
+pub(crate) fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
     let script = format!(
         "import time, numpy as np\n\
          g = np.random.default_rng(0); N = 1 << 24\n\
@@ -857,7 +857,7 @@ pub fn numpy(m: usize, n: usize, k: usize) -> Option<(f64, f64, String)> {
 }
 
 /// `n` as `16M` when it is a whole number of 2^20, else in full.
-pub fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{}M", n >> 20)
     } else {

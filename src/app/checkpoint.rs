@@ -54,7 +54,7 @@ fn plain_write(dir: &Path, bytes: u64) -> Result<()> {
 
 /// The write roofline and one row per checkpoint dtype: GPT-2 small (full
 /// mode) or `mlp:2048x4` (`--quick`), generated on `backend`.
-pub fn rows(
+pub(crate) fn rows(
     backend: &Backend,
     opts: &BenchOptions,
     mut progress: impl FnMut(&str),

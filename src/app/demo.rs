@@ -12,13 +12,13 @@ use crate::net::NetConfig;
 use serde::Serialize;
 
 /// The demo's schemes, in table order.
-pub const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
+pub(crate) const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
 /// The demo's activations.
-pub const ACTIVATIONS: [&str; 2] = ["relu", "tanh"];
+pub(crate) const ACTIVATIONS: [&str; 2] = ["relu", "tanh"];
 
 /// Network size of a demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Size {
+pub(crate) struct Size {
     /// Width of every layer (and the input).
     pub width: u64,
     /// Depth.
@@ -29,13 +29,13 @@ pub struct Size {
 
 impl Size {
     /// About 10-20 s on a 2-core CPU through lavapipe, GPU and CPU reference together.
-    pub const DEFAULT: Size = Size {
+    pub(crate) const DEFAULT: Size = Size {
         width: 256,
         depth: 50,
         batch: 64,
     };
     /// Layers of 4096, depth 100: for real GPUs.
-    pub const BIG: Size = Size {
+    pub(crate) const BIG: Size = Size {
         width: 4096,
         depth: 100,
         batch: 128,
@@ -44,7 +44,7 @@ impl Size {
 
 /// The whole `report.json`.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Device.
     pub device: crate::backend::DeviceInfo,
     /// Configuration.
@@ -54,7 +54,7 @@ pub struct Report {
 }
 
 /// Runs the grid, calling `progress(done, total, label)` before each run.
-pub fn run(
+pub(crate) fn run(
     backend: &Backend,
     size: Size,
     seed: u64,
@@ -83,4 +83,4 @@ pub fn run(
 }
 
 /// The files the demo writes into its output directory.
-pub const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.png"];
+pub(crate) const OUTPUT_FILES: [&str; 3] = ["report.json", "variance.svg", "variance.png"];

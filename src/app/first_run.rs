@@ -25,7 +25,12 @@ use std::time::Instant;
 /// `mode` is the run's GEMM choice: `Auto` tunes from an empty cache (its
 /// file is never read or written here); a fixed variant leaves only the
 /// pipelines' compilation to the first run.
-pub fn rows(ctx: &GpuContext, opts: &BenchOptions, seed: u64, mode: &TuneMode) -> Result<Vec<Row>> {
+pub(crate) fn rows(
+    ctx: &GpuContext,
+    opts: &BenchOptions,
+    seed: u64,
+    mode: &TuneMode,
+) -> Result<Vec<Row>> {
     let gpu = Gpu::new(ctx)?;
     let (mode, how) = match mode {
         TuneMode::Auto { .. } => (

@@ -29,11 +29,11 @@ pub struct Histogram {
 }
 
 /// Bins of every histogram.
-pub const HISTOGRAM_BINS: usize = 60;
+pub(crate) const HISTOGRAM_BINS: usize = 60;
 
 impl Histogram {
     /// Bins `a` on [lo, hi]; with `split_zeros`, exact zeros are counted apart.
-    pub fn of(
+    pub(crate) fn of(
         a: &[f32],
         layer: usize,
         multiplier: f64,
@@ -79,7 +79,7 @@ impl Histogram {
     /// Density of bin `i`: its fraction of all values over the bin width, so
     /// the curve's area is the fraction of values drawn (inside the axis, not
     /// an exact zero when zeros are split out).
-    pub fn density(&self, i: usize) -> f64 {
+    pub(crate) fn density(&self, i: usize) -> f64 {
         let width = (self.hi - self.lo) / self.counts.len().max(1) as f64;
         self.counts[i] as f64 / (self.total().max(1) as f64 * width)
     }

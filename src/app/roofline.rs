@@ -27,7 +27,7 @@ struct Variant {
 
 /// What one variant measured (JSON: the benchmark's `tuning.roofline`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Candidate {
+pub(crate) struct Candidate {
     /// Entry point in `shaders/bench*.wgsl`.
     pub variant: &'static str,
     /// Invocations per workgroup.
@@ -56,7 +56,7 @@ pub(crate) struct Roofline {
 
 impl Roofline {
     /// Compiles every variant the device's limits allow.
-    pub fn new(ctx: &GpuContext) -> Result<Roofline> {
+    pub(crate) fn new(ctx: &GpuContext) -> Result<Roofline> {
         let plain = crate::gpu::shaders::bench_module();
         let vec4 = crate::gpu::shaders::bench_vec4_module();
         let limits = ctx.limits();
@@ -91,7 +91,7 @@ impl Roofline {
     /// The fastest fill of `n` words (a multiple of 16) into `out`, each
     /// variant checked: the buffer is cleared first, then its first and last
     /// 4 words must hold `value ^ index`.
-    pub fn best_fill(
+    pub(crate) fn best_fill(
         &self,
         ctx: &GpuContext,
         timer: &GpuTimer,
@@ -140,7 +140,7 @@ impl Roofline {
     /// shorter run ranked them differently on lavapipe: fixed costs weigh
     /// more there), the winner `reps` times; its result must be finite.
     /// `invocations` must be a multiple of 256.
-    pub fn best_fma(
+    pub(crate) fn best_fma(
         &self,
         ctx: &GpuContext,
         timer: &GpuTimer,

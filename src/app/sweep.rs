@@ -19,7 +19,7 @@ use crate::net::{NetConfig, INPUT_TENSOR};
 use serde::Serialize;
 
 /// Correlation of the input pairs (rows 2k and 2k+1) before the first layer.
-pub const INPUT_CORRELATION: f64 = 0.5;
+pub(crate) const INPUT_CORRELATION: f64 = 0.5;
 
 /// A sweep's settings.
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ pub struct SweepReport {
 
 /// Where the measured per-layer gradient gain `grad_rate` crosses 1 (first
 /// upward crossing, linear in ln rate between grid points).
-pub fn critical_measured(points: &[SweepPoint]) -> Option<f64> {
+pub(crate) fn critical_measured(points: &[SweepPoint]) -> Option<f64> {
     points.windows(2).find_map(|w| {
         let (a, b) = (w[0].grad_rate.ln(), w[1].grad_rate.ln());
         (a.is_finite() && b.is_finite() && a < 0.0 && b >= 0.0)
@@ -164,7 +164,7 @@ pub fn deep_grad_rate(r: &RunReport) -> f64 {
 
 /// Inputs: N(0, 1) rows from the RNG, with row 2k+1 replaced by
 /// `c x_2k + sqrt(1 - c^2) x_2k+1` so each pair has correlation c.
-pub fn paired_inputs(batch: u64, width: u64, seed: u64) -> Result<Vec<f32>> {
+pub(crate) fn paired_inputs(batch: u64, width: u64, seed: u64) -> Result<Vec<f32>> {
     let n = batch * width;
     let mut x = crate::io::host::host_vec::<f32>(n)?;
     crate::rng::cpu::fill(

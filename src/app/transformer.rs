@@ -19,12 +19,12 @@ pub const INITS: [&str; 5] = [
 ];
 
 /// Sequences and tokens per sequence of the demo's passes.
-pub const BATCH: u64 = 2;
+pub(crate) const BATCH: u64 = 2;
 /// See [`BATCH`].
-pub const SEQ: u64 = 64;
+pub(crate) const SEQ: u64 = 64;
 
 /// Runs `m` under every init of [`INITS`] on the same random tokens.
-pub fn run(
+pub(crate) fn run(
     backend: &Backend,
     m: &HfModel,
     source: &str,

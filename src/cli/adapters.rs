@@ -1,8 +1,8 @@
 //! `deepinit adapters`: the adapters, their limits and the one deepinit picks.
 
 use super::*;
-use deepinit::gpu;
-use deepinit::{Error, Result};
+use crate::gpu;
+use crate::{Error, Result};
 use std::process::ExitCode;
 
 pub(crate) fn run_adapters(a: &AdaptersArgs, d: &DeviceArgs) -> Result<ExitCode> {
@@ -122,7 +122,7 @@ fn print_tuning(t: &Text, a: &gpu::AdapterSummary) -> Vec<gpu::tune_cache::Entry
         return entries;
     }
     say!(t, "Tuning cached in {}:", path.display());
-    for line in deepinit::report::bench::cached_lines(&entries) {
+    for line in crate::report::bench::cached_lines(&entries) {
         say!(t, "  {line}");
     }
     entries

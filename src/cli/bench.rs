@@ -1,8 +1,8 @@
 //! `deepinit bench`: throughput against the device's own rooflines.
 
 use super::*;
+use crate::Result;
 use clap::Args;
-use deepinit::Result;
 use std::process::ExitCode;
 
 #[derive(Args, Debug, Clone)]
@@ -22,7 +22,7 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::app::bench;
+    use crate::app::bench;
     let opts = bench::BenchOptions {
         quick: a.quick,
         repeats: a.repeats.unwrap_or(if a.quick { 2 } else { 5 }) as usize,
@@ -50,7 +50,7 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
             opts.repeats
         );
     }
-    let progress = deepinit::progress::Progress::new("bench");
+    let progress = crate::progress::Progress::new("bench");
     let mut step = |what: &str| progress.note(what);
     let (mut rows, tuning) = match backend.gpu() {
         Some(g) => {
@@ -62,15 +62,10 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     if let Some(g) = backend.gpu() {
         step("demo: first run on a new device handle, then warm");
         let mode = gemm_mode(d)?;
-        rows.extend(deepinit::app::first_run::rows(
-            g.context(),
-            &opts,
-            0,
-            &mode,
-        )?);
+        rows.extend(crate::app::first_run::rows(g.context(), &opts, 0, &mode)?);
     }
     let cpu_rows = bench::cpu(&opts, &mut step)?;
-    let checkpoint_rows = deepinit::app::checkpoint::rows(&backend, &opts, &mut step)?;
+    let checkpoint_rows = crate::app::checkpoint::rows(&backend, &opts, &mut step)?;
     let numpy = if a.no_numpy {
         None
     } else {
@@ -86,10 +81,10 @@ pub(crate) fn run_bench(a: &BenchArgs, d: &DeviceArgs) -> Result<ExitCode> {
     rows.extend(numpy.iter().flatten().cloned());
     rows.extend(checkpoint_rows);
     say!(t);
-    t.raw(&deepinit::report::bench::table(&rows));
+    t.raw(&crate::report::bench::table(&rows));
     if let Some(tuning) = &tuning {
         say!(t, "\ntuning:");
-        for line in deepinit::report::bench::tuning_lines(tuning) {
+        for line in crate::report::bench::tuning_lines(tuning) {
             say!(t, "        {line}");
         }
     }

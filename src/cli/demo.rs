@@ -1,8 +1,8 @@
 //! `deepinit demo` (the default command): the lecture as an experiment.
 
 use super::*;
+use crate::Result;
 use clap::{Args, Parser, ValueEnum};
-use deepinit::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -55,14 +55,11 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         return run_model_demo(a, m, d);
     }
     let size = match a.size {
-        SizeChoice::Default => deepinit::app::demo::Size::DEFAULT,
-        SizeChoice::Big => deepinit::app::demo::Size::BIG,
+        SizeChoice::Default => crate::app::demo::Size::DEFAULT,
+        SizeChoice::Big => crate::app::demo::Size::BIG,
     };
-    let out = deepinit::io::output::OutputDir::check(
-        &a.out_dir,
-        &deepinit::app::demo::OUTPUT_FILES,
-        a.force,
-    )?;
+    let out =
+        crate::io::output::OutputDir::check(&a.out_dir, &crate::app::demo::OUTPUT_FILES, a.force)?;
     let backend = open_backend(d)?;
     outln!(
         "deepinit demo: does the signal keep its scale through {} layers of width {}? (batch {}, seed {})",
@@ -70,15 +67,14 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     outln!("device: {}", backend.info().describe());
     outln!();
-    let runs =
-        deepinit::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
-    Text(false).raw(&deepinit::report::demo::table(&runs));
-    let report = deepinit::app::demo::Report {
+    let runs = crate::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
+    Text(false).raw(&crate::report::demo::table(&runs));
+    let report = crate::app::demo::Report {
         device: backend.info(),
         config: serde_json::json!({
             "size": format!("{:?}", a.size).to_lowercase(),
             "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,
-            "schemes": deepinit::app::demo::SCHEMES, "activations": deepinit::app::demo::ACTIVATIONS,
+            "schemes": crate::app::demo::SCHEMES, "activations": crate::app::demo::ACTIVATIONS,
             "verify": !a.no_verify,
         }),
         runs,
@@ -92,7 +88,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     print_failures(&Text(false), &report.runs);
     outln!();
-    for p in deepinit::report::demo::write_outputs(&out, &report)? {
+    for p in crate::report::demo::write_outputs(&out, &report)? {
         outln!("wrote {}", p.display());
     }
     Ok(exit_for(&report.runs))
@@ -100,7 +96,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
 
 /// `demo --model`: one transformer under several inits.
 fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::app::transformer as tdemo;
+    use crate::app::transformer as tdemo;
     let path = std::path::Path::new(name);
     let (config, preset) = if path.exists() {
         (Some(path), None)
@@ -113,13 +109,13 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
         None => format!("preset {name}"),
     };
     let Some(hf) = named.hf else {
-        return Err(deepinit::Error::invalid(
+        return Err(crate::Error::invalid(
             "model",
             "demo --model shows a transformer; an mlp preset is the plain demo (omit --model)",
         ));
     };
-    deepinit::tfm::TfmConfig::from_hf(&hf)?;
-    let out = deepinit::io::output::OutputDir::check(&a.out_dir, &tdemo::OUTPUT_FILES, a.force)?;
+    crate::tfm::TfmConfig::from_hf(&hf)?;
+    let out = crate::io::output::OutputDir::check(&a.out_dir, &tdemo::OUTPUT_FILES, a.force)?;
     let backend = open_backend(d)?;
     outln!(
         "deepinit demo: does the signal keep its scale through {} ({source})? {} x {} random tokens, seed {}",
@@ -135,14 +131,14 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
         !a.no_verify,
         progress_steps("demo"),
     )?;
-    Text(false).raw(&deepinit::report::transformer::summary_table(&reports));
+    Text(false).raw(&crate::report::transformer::summary_table(&reports));
     outln!();
     outln!("Var(x_0): the stream after the embeddings; Var(x_L): after the last block; entropy:");
     outln!("the last block's attention entropy over ln(keys) (1: uniform). Per block and init:");
     outln!("  deepinit forward --preset NAME --init INIT");
     outln!();
     let pass = reports.iter().all(|r| r.pass());
-    for p in deepinit::report::transformer::write_outputs(&out, &reports)? {
+    for p in crate::report::transformer::write_outputs(&out, &reports)? {
         outln!("wrote {}", p.display());
     }
     Ok(if pass {

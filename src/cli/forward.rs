@@ -1,10 +1,10 @@
 //! `deepinit forward`: one deep forward + backward pass with per-layer checks.
 
 use super::*;
+use crate::act::Activation;
+use crate::init::scheme::{self, Scheme};
+use crate::{Error, Result};
 use clap::Args;
-use deepinit::act::Activation;
-use deepinit::init::scheme::{self, Scheme};
-use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +23,7 @@ pub(crate) struct ForwardArgs {
     #[arg(long, value_delimiter = ',', value_parser = num::int_in(1u64, 1 << 30))]
     widths: Option<Vec<u64>>,
     /// Number of layers.
-    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, deepinit::net::MAX_DEPTH as u64))]
+    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, crate::net::MAX_DEPTH as u64))]
     depth: usize,
     /// Batch size [default: 64, or the rows of --input].
     #[arg(long, value_parser = num::int_in(1u64, 1 << 30))]
@@ -73,7 +73,7 @@ pub(crate) struct ForwardArgs {
     #[arg(long, default_value = "reference")]
     init: String,
     /// Tokens per sequence of the transformer pass.
-    #[arg(long, default_value_t = 128, value_parser = num::int_in(2u64, deepinit::tfm::MAX_SEQ))]
+    #[arg(long, default_value_t = 128, value_parser = num::int_in(2u64, crate::tfm::MAX_SEQ))]
     seq: u64,
     /// Transformer: run the forward pass only (no gradients).
     #[arg(long)]
@@ -99,8 +99,8 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let (cfg, input) = network(a, act)?;
     let t = json_out.text();
     let backend = open_backend(d)?;
-    let progress = deepinit::progress::Progress::new("forward + backward pass");
-    let r = deepinit::experiment::run_with_progress(
+    let progress = crate::progress::Progress::new("forward + backward pass");
+    let r = crate::experiment::run_with_progress(
         &backend,
         &cfg,
         input.as_ref().map(|x| x.data.as_slice()),
@@ -114,9 +114,9 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);
-    t.raw(&deepinit::report::forward::layers_table(&r));
+    t.raw(&crate::report::forward::layers_table(&r));
     say!(t);
-    t.raw(&deepinit::report::forward::verdict_lines(
+    t.raw(&crate::report::forward::verdict_lines(
         &r.verdict,
         verify_word(a, &backend),
     ));
@@ -124,7 +124,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     print_failures(&t, &runs);
     let code = exit_for(&runs);
     json_out.emit(
-        &deepinit::app::demo::Report {
+        &crate::app::demo::Report {
             device: backend.info(),
             config: serde_json::json!({ "command": "forward" }),
             runs,
@@ -136,7 +136,7 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
 
 /// The widths n_0..n_L from --widths, or --width and --depth, range-checked.
 fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
-    let max_depth = deepinit::net::MAX_DEPTH;
+    let max_depth = crate::net::MAX_DEPTH;
     match &a.widths {
         Some(w) if w.len() < 2 => Err(Error::invalid(
             "widths",
@@ -164,13 +164,13 @@ fn widths(a: &ForwardArgs) -> Result<Vec<u64>> {
 /// everything validated (host memory included) before any device opens.
 fn network(
     a: &ForwardArgs,
-    act: deepinit::act::Activation,
-) -> Result<(deepinit::net::NetConfig, Option<deepinit::io::npy::Array2>)> {
+    act: crate::act::Activation,
+) -> Result<(crate::net::NetConfig, Option<crate::io::npy::Array2>)> {
     let widths = widths(a)?;
     let input = a
         .input
         .as_deref()
-        .map(deepinit::io::npy::read_2d)
+        .map(crate::io::npy::read_2d)
         .transpose()?;
     let batch = match (&input, a.batch) {
         (Some(x), Some(b)) if b != x.rows => {
@@ -185,7 +185,7 @@ fn network(
         (Some(x), _) => x.rows,
         (None, b) => b.unwrap_or(64),
     };
-    let mut cfg = deepinit::net::NetConfig::uniform(a.scheme, act, 1, 1, batch);
+    let mut cfg = crate::net::NetConfig::uniform(a.scheme, act, 1, 1, batch);
     cfg.widths = widths;
     if let Some(x) = &input {
         if a.widths.is_some() && cfg.widths[0] != x.cols {
@@ -206,7 +206,7 @@ fn network(
     cfg.mode = a.mode.map(Into::into);
     cfg.dist = a.dist.into();
     cfg.validate()?;
-    deepinit::net::reference::check_host_memory(&cfg)?;
+    crate::net::reference::check_host_memory(&cfg)?;
     Ok((cfg, input))
 }
 
@@ -223,7 +223,7 @@ fn verify_word(a: &ForwardArgs, backend: &Backend) -> &'static str {
 
 /// The transformer pass: `forward --config` / `--preset`.
 fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::tfm::{Model, Tokens};
+    use crate::tfm::{Model, Tokens};
     // A checkpoint's weights are read whole before anything else; a config's
     // are drawn once the tokens are known to be valid.
     let (checkpoint, hf) = match &a.model {
@@ -244,16 +244,16 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
             (None, Some(hf))
         }
     };
-    let init = deepinit::model::hf::InitRule::parse(&a.init)?;
+    let init = crate::model::hf::InitRule::parse(&a.init)?;
     let cfg = match (&checkpoint, &hf) {
         (Some(m), _) => m.cfg.clone(),
-        (None, Some(hf)) => deepinit::tfm::TfmConfig::from_hf(hf)?,
+        (None, Some(hf)) => crate::tfm::TfmConfig::from_hf(hf)?,
         (None, None) => return Err(Error::internal("forward", "no model")),
     };
     // Tokens are checked against the model before any weight is drawn.
     let tokens = match &a.tokens {
         Some(p) => {
-            let (rows, cols, ids) = deepinit::io::npy::read_2d_ints(p)?;
+            let (rows, cols, ids) = crate::io::npy::read_2d_ints(p)?;
             if a.batch.is_some_and(|b| b != rows) {
                 return Err(Error::invalid(
                     "batch",
@@ -290,14 +290,14 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         (None, None) => return Err(Error::internal("forward", "no model")),
     };
     let backend = open_backend(d)?;
-    let progress = deepinit::progress::Progress::new("transformer pass");
+    let progress = crate::progress::Progress::new("transformer pass");
     let source = match (&a.model, &a.config, &a.preset) {
         (Some(p), _, _) => format!("checkpoint {}", p.display()),
         (None, Some(p), _) => format!("config {}", p.display()),
         (None, None, Some(n)) => format!("preset {n}"),
         (None, None, None) => String::new(),
     };
-    let r = deepinit::tfm::run::run(
+    let r = crate::tfm::run::run(
         &backend,
         &model,
         &source,
@@ -319,9 +319,9 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);
-    t.raw(&deepinit::report::transformer::blocks_table(&r));
+    t.raw(&crate::report::transformer::blocks_table(&r));
     say!(t);
-    t.raw(&deepinit::report::transformer::verdict_lines(&r));
+    t.raw(&crate::report::transformer::verdict_lines(&r));
     let code = if r.pass() {
         ExitCode::SUCCESS
     } else {

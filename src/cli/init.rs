@@ -1,12 +1,12 @@
 //! `deepinit init`: one tensor, generated, verified, optionally written.
 
 use super::*;
+use crate::backend::DeviceKind;
+use crate::gpu::{self, GenOptions};
+use crate::init::scheme::{self, InitSpec, Scheme, Shape};
+use crate::tensor::{self, DrawOptions, Report};
+use crate::{Error, Result};
 use clap::Args;
-use deepinit::backend::DeviceKind;
-use deepinit::gpu::{self, GenOptions};
-use deepinit::init::scheme::{self, InitSpec, Scheme, Shape};
-use deepinit::tensor::{self, DrawOptions, Report};
-use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -69,12 +69,12 @@ pub(crate) struct InitArgs {
 
 impl InitArgs {
     fn spec(&self) -> Result<InitSpec> {
-        let mut spec = InitSpec::new(self.scheme, self.shape.clone());
-        spec.dist = self.dist.into();
-        spec.multiplier = self.multiplier;
-        spec.groups = self.groups;
-        spec.mode = self.mode.map(Into::into);
-        spec.gain = self.gain.as_deref().map(scheme::gain).transpose()?;
+        let spec = InitSpec::new(self.scheme, self.shape.clone())
+            .with_dist(self.dist.into())
+            .with_multiplier(self.multiplier)?
+            .with_groups(self.groups)?
+            .with_mode(self.mode.map(Into::into))
+            .with_gain(self.gain.as_deref().map(scheme::gain).transpose()?)?;
         spec.target()?; // validate everything before touching a device
         if let Some(wg) = self.workgroup_size {
             gpu::generate::check_workgroup_size(wg, gpu::generate::MAX_WORKGROUP_SIZE)?;
@@ -91,27 +91,27 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
             .iter()
             .map(|p| ("the --out tensor".to_string(), p.clone())),
     );
-    deepinit::io::output::check_distinct(&outputs)?;
+    crate::io::output::check_distinct(&outputs)?;
     let out = a
         .out
         .as_deref()
-        .map(|p| deepinit::io::output::Destination::check(p, a.json.force))
+        .map(|p| crate::io::output::Destination::check(p, a.json.force))
         .transpose()?;
     let json = a.json.open()?;
     let block = match (&a.rows, &a.cols) {
         (None, None) => None,
-        (r, c) => Some(deepinit::tensor::Block::parse(
-            &spec.shape.0,
+        (r, c) => Some(crate::tensor::Block::parse(
+            &spec.shape().0,
             r.as_deref(),
             c.as_deref(),
         )?),
     };
-    let elements = block.as_ref().map_or(spec.shape.numel(), |b| b.len());
+    let elements = block.as_ref().map_or(spec.shape().numel(), |b| b.len());
     if a.out.is_none() {
         // Without --out the tensor is only checked, never kept; refuse what no
         // one could hold in memory rather than stream it for hours.
         let bytes = elements.saturating_mul(4);
-        if let Some(mem) = deepinit::io::host::host_memory_bytes() {
+        if let Some(mem) = crate::io::host::host_memory_bytes() {
             if bytes > mem {
                 return Err(Error::LimitExceeded {
                     what: "tensor (bytes)".into(),
@@ -134,7 +134,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         },
         (None, Some(g)) => g
             .gemm()
-            .generation_for(g.generator(), gpu::Kernel::Dist(spec.dist), elements)?
+            .generation_for(g.generator(), gpu::Kernel::Dist(spec.dist()), elements)?
             .apply(gen),
         (None, None) => gen,
     };
@@ -145,8 +145,8 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
         verify: !a.no_verify,
         block,
         out,
-        progress: Some(std::sync::Arc::new(deepinit::progress::Progress::new(
-            &format!("generating {} ({elements} elements)", spec.shape),
+        progress: Some(std::sync::Arc::new(crate::progress::Progress::new(
+            &format!("generating {} ({elements} elements)", spec.shape()),
         ))),
         ..DrawOptions::default()
     };
@@ -198,7 +198,7 @@ fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
         "deepinit init: {} ({rule}), {}, shape {}{block} ({} elements)",
         r.scheme,
         r.dist.name(),
-        spec.shape,
+        spec.shape(),
         thousands(r.elements),
     );
     let _ = writeln!(s, "device: {}", r.device.describe());
@@ -220,7 +220,7 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
     let t = &r.target;
     let _ = writeln!(s);
     let m = &r.sample;
-    let na = |what: &str| format!("n/a ({}: {})", what, deepinit::tensor::TOO_FEW);
+    let na = |what: &str| format!("n/a ({}: {})", what, crate::tensor::TOO_FEW);
     let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
     let mean_check = match &r.mean_test {
         Some(t) => format!("z = {:+.3}, |z| <= {:.3}: {}", t.z, t.critical, ok(t.pass)),
@@ -251,7 +251,7 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
         format!("{:.6e}", m.variance)
     );
     let _ = writeln!(s, "{:<22}{:<15}{:<15}", "std", num(t.std), num(m.std));
-    let support = spec.dist.max_abs_in_std() * t.std;
+    let support = spec.dist().max_abs_in_std() * t.std;
     let _ = writeln!(
         s,
         "{:<22}{:<15}{:<22} support +-{}",
@@ -333,7 +333,7 @@ fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
             s,
             "wrote {} ({} bytes)",
             p.display(),
-            thousands(4 * r.elements + deepinit::io::npy::header(&r.out_shape).len() as u64)
+            thousands(4 * r.elements + crate::io::npy::header(&r.out_shape).len() as u64)
         );
     }
     let _ = writeln!(
@@ -355,7 +355,7 @@ fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
         for f in &r.verdict.failures {
             let _ = writeln!(s, "  - {f}");
         }
-        if r.out.is_none() && spec.shape.numel() > 0 {
+        if r.out.is_none() && spec.shape().numel() > 0 {
             let _ = writeln!(s, "  (no file was written)");
         }
     }

@@ -3,8 +3,8 @@
 //! or against the standard rules.
 
 use super::*;
+use crate::model::inspect::{self, Report};
 use clap::Args;
-use deepinit::model::inspect::{self, Report};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -55,7 +55,7 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
         }
     };
     let json = a.json.open()?;
-    let progress = deepinit::progress::Progress::new("reading the checkpoint");
+    let progress = crate::progress::Progress::new("reading the checkpoint");
     let report = inspect::inspect(
         &a.path,
         reference

@@ -39,13 +39,52 @@ pub(crate) use model::{run_model, ModelArgs};
 pub(crate) use signals::install_cleanup_handler;
 pub(crate) use sweep::{run_sweep, SweepArgs};
 
+use crate::backend::{Backend, Policy};
+use crate::gpu::gemm::GemmVariant;
+use crate::gpu::tune::TuneMode;
+use crate::gpu::AdapterRequest;
+use crate::{Error, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use deepinit::backend::{Backend, Policy};
-use deepinit::gpu::gemm::GemmVariant;
-use deepinit::gpu::tune::TuneMode;
-use deepinit::gpu::AdapterRequest;
-use deepinit::{Error, Result};
+use clap::{CommandFactory, FromArgMatches};
 use std::process::ExitCode;
+
+/// The `deepinit` binary: parses the arguments, runs the command and turns
+/// its outcome into the exit status documented in `main.rs`. The one place
+/// in the crate that exits the process or installs a signal handler.
+pub fn main() -> ExitCode {
+    quiet_display_probes();
+    // "-1" is a value (refused by its flag's range check with the range in
+    // the message), not an unknown flag.
+    let command = Cli::command()
+        .allow_negative_numbers(true)
+        .mut_subcommands(|c| c.allow_negative_numbers(true));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    install_cleanup_handler();
+    let result = match &cli.command {
+        Some(Command::Init(a)) => run_init(a, &cli.device),
+        Some(Command::Adapters(a)) => run_adapters(a, &cli.device),
+        Some(Command::Demo(a)) => run_demo(a, &cli.device),
+        Some(Command::Bench(a)) => run_bench(a, &cli.device),
+        Some(Command::Sweep(a)) => run_sweep(a, &cli.device),
+        Some(Command::Forward(a)) => run_forward(a, &cli.device),
+        Some(Command::Model(a)) => run_model(a, &cli.device),
+        Some(Command::Inspect(a)) => run_inspect(a),
+        None => run_demo(&DemoArgs::default(), &cli.device),
+    };
+    // Output that could not be written is a failure, whatever the command
+    // concluded.
+    match result.and_then(|code| stdout_error().map_or(Ok(code), Err)) {
+        Ok(_) if stdout_closed() => ExitCode::from(141),
+        Ok(code) => code,
+        Err(e) => {
+            err(&format!("deepinit: error: {e}\n"));
+            ExitCode::FAILURE
+        }
+    }
+}
 
 #[derive(Parser, Debug)]
 #[command(
@@ -108,12 +147,12 @@ pub(crate) enum JsonOut {
     /// Standard output (the text report moves to stderr).
     Stdout,
     /// A file, under the no-clobber rules.
-    File(deepinit::io::output::Destination),
+    File(crate::io::output::Destination),
 }
 
 impl JsonArgs {
     /// The JSON file named, if the report goes to a file, labelled for
-    /// [`deepinit::io::output::check_distinct`].
+    /// [`crate::io::output::check_distinct`].
     pub(crate) fn file(&self) -> Vec<(String, std::path::PathBuf)> {
         match &self.json {
             Some(p) if p.as_os_str() != "-" => vec![("the --json report".into(), p.clone())],
@@ -126,7 +165,7 @@ impl JsonArgs {
         Ok(match &self.json {
             None => JsonOut::None,
             Some(p) if p.as_os_str() == "-" || names_stdout(p) => JsonOut::Stdout,
-            Some(p) => JsonOut::File(deepinit::io::output::Destination::check(p, self.force)?),
+            Some(p) => JsonOut::File(crate::io::output::Destination::check(p, self.force)?),
         })
     }
 }
@@ -369,12 +408,12 @@ pub(crate) enum DistChoice {
     Uniform,
 }
 
-impl From<DistChoice> for deepinit::Dist {
+impl From<DistChoice> for crate::Dist {
     fn from(d: DistChoice) -> Self {
         match d {
-            DistChoice::Normal => deepinit::Dist::Normal,
-            DistChoice::Truncated => deepinit::Dist::Truncated,
-            DistChoice::Uniform => deepinit::Dist::Uniform,
+            DistChoice::Normal => crate::Dist::Normal,
+            DistChoice::Truncated => crate::Dist::Truncated,
+            DistChoice::Uniform => crate::Dist::Uniform,
         }
     }
 }
@@ -393,12 +432,12 @@ pub(crate) enum ModeChoice {
     FanAvg,
 }
 
-impl From<ModeChoice> for deepinit::FanMode {
+impl From<ModeChoice> for crate::FanMode {
     fn from(m: ModeChoice) -> Self {
         match m {
-            ModeChoice::FanIn => deepinit::FanMode::FanIn,
-            ModeChoice::FanOut => deepinit::FanMode::FanOut,
-            ModeChoice::FanAvg => deepinit::FanMode::FanAvg,
+            ModeChoice::FanIn => crate::FanMode::FanIn,
+            ModeChoice::FanOut => crate::FanMode::FanOut,
+            ModeChoice::FanAvg => crate::FanMode::FanAvg,
         }
     }
 }
@@ -527,7 +566,7 @@ pub(crate) fn gemm_mode(d: &DeviceArgs) -> Result<TuneMode> {
                 &value,
                 format!(
                     "no such GEMM variant{}",
-                    deepinit::error::did_you_mean(&value, &names)
+                    crate::error::did_you_mean(&value, &names)
                 ),
             )
             .expecting(format!("one of {}", names.join(", "))))
@@ -557,11 +596,11 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// A counted-steps progress reporter for demo and sweep runs.
 pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
-    let p = deepinit::progress::Progress::new(label);
+    let p = crate::progress::Progress::new(label);
     move |done, total, step| p.step(done, total, step)
 }
 
-pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport]) {
+pub(crate) fn print_failures(t: &Text, runs: &[crate::experiment::RunReport]) {
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
             say!(t, "  FAIL {} / {}: {f}", r.scheme, r.activation);
@@ -569,7 +608,7 @@ pub(crate) fn print_failures(t: &Text, runs: &[deepinit::experiment::RunReport])
     }
 }
 
-pub(crate) fn exit_for(runs: &[deepinit::experiment::RunReport]) -> ExitCode {
+pub(crate) fn exit_for(runs: &[crate::experiment::RunReport]) -> ExitCode {
     if runs.iter().all(|r| r.verdict.passed()) {
         ExitCode::SUCCESS
     } else {

@@ -2,12 +2,12 @@
 //! optionally sharded across files and machines.
 
 use super::*;
+use crate::io::dtype::DType;
+use crate::model::hf::{self, HfModel, InitRule};
+use crate::model::plan::{Plan, TensorParallel};
+use crate::model::write::{self, Report, Targets};
+use crate::model::{emit, preset, spec, ModelSpec};
 use clap::Args;
-use deepinit::io::dtype::DType;
-use deepinit::model::hf::{self, HfModel, InitRule};
-use deepinit::model::plan::{Plan, TensorParallel};
-use deepinit::model::write::{self, Report, Targets};
-use deepinit::model::{emit, preset, spec, ModelSpec};
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -49,10 +49,10 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_name = "I", value_parser = num::usize_in(0, u64::from(u32::MAX)))]
     rank: Option<usize>,
     /// Tensor parallelism: every tensor with a `split` holds part --tp-rank of this many.
-    #[arg(long, default_value_t = 1, value_parser = num::int_in(1u64, deepinit::model::plan::MAX_TP))]
+    #[arg(long, default_value_t = 1, value_parser = num::int_in(1u64, crate::model::plan::MAX_TP))]
     tp_size: u64,
     /// This checkpoint's tensor-parallel part (0-based).
-    #[arg(long, default_value_t = 0, value_parser = num::int_in(0u64, deepinit::model::plan::MAX_TP - 1))]
+    #[arg(long, default_value_t = 0, value_parser = num::int_in(0u64, crate::model::plan::MAX_TP - 1))]
     tp_rank: u64,
     /// Seed (overrides the spec's).
     #[arg(long, value_parser = num::seed)]
@@ -242,12 +242,12 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
     // Every file of the checkpoint (all ranks') and the JSON report are distinct.
     let mut outputs = a.json.file();
     let names = plan.shards.iter().map(|s| s.file.clone()).chain([
-        deepinit::model::plan::INDEX.to_string(),
+        crate::model::plan::INDEX.to_string(),
         "config.json".into(),
         "generation_config.json".into(),
     ]);
     outputs.extend(names.map(|f| (format!("the checkpoint's {f}"), dir.join(f))));
-    deepinit::io::output::check_distinct(&outputs)?;
+    crate::io::output::check_distinct(&outputs)?;
     let json = a.json.open()?;
     // The device first: a run that cannot get one creates nothing.
     let backend = open_backend(d)?;
@@ -263,7 +263,7 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let targets = Targets::check(dir, &spec, &plan, &ranks.mine, extra, a.json.force)?;
     let t = json.text();
     t.raw(&header(&spec, &what, &plan, &ranks, &backend));
-    let progress = deepinit::progress::Progress::new("writing the checkpoint");
+    let progress = crate::progress::Progress::new("writing the checkpoint");
     let report = write::write(&spec, &plan, targets, &backend, Some(&progress))?;
     progress.finish();
     t.raw(&render(&report));

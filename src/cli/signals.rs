@@ -16,7 +16,7 @@ pub(crate) fn install_cleanup_handler() {
             .name("deepinit-signals".into())
             .spawn(move || {
                 if let Some(sig) = signals.forever().next() {
-                    deepinit::io::output::remove_temporaries();
+                    crate::io::output::remove_temporaries();
                     // Never panics, even with stderr gone (`2>&1 | head`).
                     use std::io::Write;
                     let _ = writeln!(

@@ -1,10 +1,10 @@
 //! `deepinit sweep`: the variance multiplier as a hyperparameter.
 
 use super::*;
+use crate::act::Activation;
+use crate::init::scheme::Scheme;
+use crate::{Error, Result};
 use clap::Args;
-use deepinit::act::Activation;
-use deepinit::init::scheme::Scheme;
-use deepinit::{Error, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,7 +20,7 @@ pub(crate) struct SweepArgs {
     #[arg(long, default_value = "0.25:4:0.25")]
     multiplier: String,
     /// Depth.
-    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, deepinit::net::MAX_DEPTH as u64))]
+    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, crate::net::MAX_DEPTH as u64))]
     depth: usize,
     /// Width of every layer.
     #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30))]
@@ -50,7 +50,7 @@ pub(crate) struct SweepArgs {
 }
 
 pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
-    use deepinit::app::sweep;
+    use crate::app::sweep;
     let act = a.act;
     let cfg = sweep::SweepConfig {
         act,
@@ -77,21 +77,20 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
             ),
         ));
     }
-    let mut probe = deepinit::net::NetConfig::uniform(cfg.scheme, act, a.width, a.depth, a.batch);
+    let mut probe = crate::net::NetConfig::uniform(cfg.scheme, act, a.width, a.depth, a.batch);
     probe.bias_std = a.bias_std;
     probe.validate()?;
-    deepinit::net::reference::check_host_memory(&probe)?;
+    crate::net::reference::check_host_memory(&probe)?;
     let mut outputs = a.json.file();
     outputs.extend(
         sweep::OUTPUT_FILES
             .iter()
-            .chain([&deepinit::io::output::MANIFEST])
+            .chain([&crate::io::output::MANIFEST])
             .map(|f| (format!("the sweep's {f}"), a.out_dir.join(f))),
     );
-    deepinit::io::output::check_distinct(&outputs)?;
+    crate::io::output::check_distinct(&outputs)?;
     let json = a.json.open()?;
-    let out =
-        deepinit::io::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
+    let out = crate::io::output::OutputDir::check(&a.out_dir, &sweep::OUTPUT_FILES, a.json.force)?;
     let t = json.text();
     let backend = open_backend(d)?;
     say!(
@@ -110,9 +109,9 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     say!(t, "device: {}", backend.info().describe());
     say!(t);
     let report = sweep::run(&backend, &cfg, progress_steps("sweep"))?;
-    t.raw(&deepinit::report::sweep::table(&report));
+    t.raw(&crate::report::sweep::table(&report));
     let hist = sweep::histograms(&cfg, &report)?;
-    for p in deepinit::report::sweep::write_outputs(&out, &report, &hist)? {
+    for p in crate::report::sweep::write_outputs(&out, &report, &hist)? {
         say!(t, "wrote {}", p.display());
     }
     let runs: Vec<_> = report.points.iter().map(|p| p.run.clone()).collect();

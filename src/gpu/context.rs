@@ -20,7 +20,7 @@ pub struct AdapterRequest {
 
 /// The native-endian 32-bit words of bytes read back from the device (any
 /// alignment; a trailing partial word is dropped).
-pub fn words_of(bytes: &[u8]) -> Vec<u32> {
+pub(crate) fn words_of(bytes: &[u8]) -> Vec<u32> {
     bytes
         .chunks_exact(4)
         .map(|c| u32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
@@ -28,7 +28,7 @@ pub fn words_of(bytes: &[u8]) -> Vec<u32> {
 }
 
 /// The f32 values of bytes read back from the device.
-pub fn floats_of(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn floats_of(bytes: &[u8]) -> Vec<f32> {
     words_of(bytes).into_iter().map(f32::from_bits).collect()
 }
 
@@ -93,7 +93,7 @@ impl AdapterSummary {
 
     /// What identifies this adapter and driver for cached measurements: name,
     /// backend, vendor and device ids, driver and its version string.
-    pub fn identity(&self) -> String {
+    pub(crate) fn identity(&self) -> String {
         format!(
             "{} | {} | {:04x}:{:04x} | {} {}",
             self.name, self.backend, self.vendor, self.device, self.driver, self.driver_info
@@ -128,13 +128,13 @@ impl std::fmt::Debug for GpuContext {
 }
 
 /// Backend names `WGPU_BACKEND` may list (wgpu's own spellings).
-pub const BACKEND_NAMES: [&str; 10] = [
+pub(crate) const BACKEND_NAMES: [&str; 10] = [
     "vulkan", "vk", "dx12", "d3d12", "metal", "mtl", "opengl", "gles", "gl", "webgpu",
 ];
 
 /// Checks `WGPU_BACKEND` (which wgpu itself would silently ignore when
 /// misspelt), naming the bad value.
-pub fn check_backend_env() -> Result<()> {
+pub(crate) fn check_backend_env() -> Result<()> {
     let Ok(v) = std::env::var("WGPU_BACKEND") else {
         return Ok(());
     };
@@ -157,7 +157,7 @@ pub fn check_backend_env() -> Result<()> {
 impl AdapterRequest {
     /// Whether the user named an adapter (`--adapter` or `WGPU_ADAPTER_NAME`):
     /// then a missing one is an error even where the CPU could stand in.
-    pub fn names_adapter(&self) -> bool {
+    pub(crate) fn names_adapter(&self) -> bool {
         name_filter(self).is_some()
     }
 }
@@ -244,12 +244,12 @@ impl GpuContext {
     }
 
     /// Whether compute shaders may use subgroup operations.
-    pub fn subgroups(&self) -> bool {
+    pub(crate) fn subgroups(&self) -> bool {
         self.device.features().contains(wgpu::Features::SUBGROUP)
     }
 
     /// Whether timestamps can be written between passes (GPU timing).
-    pub fn timestamps(&self) -> bool {
+    pub(crate) fn timestamps(&self) -> bool {
         self.timestamps
     }
 
@@ -352,7 +352,11 @@ impl GpuContext {
     }
 
     /// Blocks until submission `index` has finished on the device.
-    pub fn wait_for(&self, index: wgpu::SubmissionIndex, during: &'static str) -> Result<()> {
+    pub(crate) fn wait_for(
+        &self,
+        index: wgpu::SubmissionIndex,
+        during: &'static str,
+    ) -> Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(index),
@@ -366,7 +370,7 @@ impl GpuContext {
     }
 
     /// Returns the first error wgpu raised outside an error scope, if any.
-    pub fn check_uncaptured(&self, during: &'static str) -> Result<()> {
+    pub(crate) fn check_uncaptured(&self, during: &'static str) -> Result<()> {
         let mut v = self.uncaptured.lock().map_err(|_| Error::Gpu {
             during,
             message: "error sink poisoned".into(),
@@ -382,7 +386,7 @@ impl GpuContext {
 
     /// Runs `f` inside validation and out-of-memory error scopes, turning any
     /// error they catch into [`Error::Gpu`].
-    pub fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
+    pub(crate) fn scoped<T>(&self, during: &'static str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let val = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
@@ -413,7 +417,7 @@ impl GpuContext {
     /// Splits `groups` workgroups into a 2-D dispatch `(x, y)` with x capped at
     /// the device's per-dimension limit; kernels rebuild the linear index as
     /// `wid.y * num_workgroups.x + wid.x` and bounds-check it.
-    pub fn dispatch_2d(&self, groups: u64) -> Result<(u32, u32)> {
+    pub(crate) fn dispatch_2d(&self, groups: u64) -> Result<(u32, u32)> {
         let max = u64::from(self.limits.max_compute_workgroups_per_dimension);
         let gx = groups.clamp(1, max);
         let gy = groups.div_ceil(gx).max(1);
@@ -431,7 +435,7 @@ impl GpuContext {
     /// Compiles `entry` of a composed module with the given override
     /// constants; the bind group layout is derived from the shader (each entry
     /// point's own bindings).
-    pub fn compute_pipeline(
+    pub(crate) fn compute_pipeline(
         &self,
         m: &crate::gpu::shaders::Module,
         entry: &str,
@@ -460,13 +464,13 @@ impl GpuContext {
     }
 
     /// [`GpuContext::read_buffer`] as 32-bit words.
-    pub fn read_words(&self, src: &wgpu::Buffer, words: u64) -> Result<Vec<u32>> {
+    pub(crate) fn read_words(&self, src: &wgpu::Buffer, words: u64) -> Result<Vec<u32>> {
         Ok(words_of(&self.read_buffer(src, 4 * words)?))
     }
 
     /// A storage buffer holding `data` (also a copy source and destination).
     /// wgpu rejects zero-sized bindings, so empty data becomes one zero.
-    pub fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
+    pub(crate) fn storage_from(&self, label: &str, data: &[f32]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
         let data: &[f32] = if data.is_empty() { &[0.0] } else { data };
         self.device
@@ -480,7 +484,7 @@ impl GpuContext {
     }
 
     /// A small uniform buffer holding `bytes`.
-    pub fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
+    pub(crate) fn uniform(&self, bytes: &[u8]) -> wgpu::Buffer {
         use wgpu::util::DeviceExt;
         self.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
@@ -493,7 +497,7 @@ impl GpuContext {
     /// Copies the first `bytes` of `src` (which needs `COPY_SRC`) back to the
     /// host through a temporary mappable buffer. For small, one-off reads; the
     /// generator streams big outputs with its own double-buffered read-back.
-    pub fn read_buffer(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    pub(crate) fn read_buffer(&self, src: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
         self.read_range(src, 0, bytes)
     }
 
@@ -521,7 +525,12 @@ impl GpuContext {
     }
 
     /// `words` 32-bit words of `src` from word `first` (a small, one-off read).
-    pub fn read_words_at(&self, src: &wgpu::Buffer, first: u64, words: u64) -> Result<Vec<u32>> {
+    pub(crate) fn read_words_at(
+        &self,
+        src: &wgpu::Buffer,
+        first: u64,
+        words: u64,
+    ) -> Result<Vec<u32>> {
         Ok(words_of(&self.read_range(src, 4 * first, 4 * words)?))
     }
 

@@ -27,7 +27,7 @@ pub enum GemmForm {
 
 impl GemmForm {
     /// `nt` or `nn`.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             GemmForm::Nt => "nt",
             GemmForm::Nn => "nn",
@@ -65,7 +65,7 @@ pub enum GemmVariant {
 
 /// The compile-time shape of a variant (the constants of its WGSL header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TileShape {
+pub(crate) struct TileShape {
     /// Invocations per workgroup, x (columns) and y (rows).
     pub wg: (u32, u32),
     /// Rows and columns of C per invocation.
@@ -76,7 +76,7 @@ pub struct TileShape {
 
 impl TileShape {
     /// Rows and columns of C per workgroup.
-    pub fn block(&self) -> (u32, u32) {
+    pub(crate) fn block(&self) -> (u32, u32) {
         (
             self.wg.1 * self.per_invocation.0,
             self.wg.0 * self.per_invocation.1,
@@ -113,7 +113,7 @@ impl GemmVariant {
     }
 
     /// Its tile constants.
-    pub fn shape(self) -> TileShape {
+    pub(crate) fn shape(self) -> TileShape {
         let (wg, per_invocation, bk) = match self {
             GemmVariant::Tiled64 => ((16, 16), (4, 4), 16),
             GemmVariant::Tiled128 => ((16, 16), (8, 8), 8),
@@ -130,7 +130,7 @@ impl GemmVariant {
     }
 
     /// Bytes of workgroup memory it declares.
-    pub fn workgroup_bytes(self) -> u32 {
+    pub(crate) fn workgroup_bytes(self) -> u32 {
         if !self.is_tiled() {
             return 0;
         }
@@ -141,7 +141,7 @@ impl GemmVariant {
     }
 
     /// Whether it is one of the workgroup-tiled variants (`gemm_tiled.wgsl`).
-    pub fn is_tiled(self) -> bool {
+    pub(crate) fn is_tiled(self) -> bool {
         matches!(
             self,
             GemmVariant::Tiled64
@@ -186,7 +186,7 @@ impl GemmVariant {
     }
 
     /// Whether `ctx`'s device can run it (workgroup memory, subgroups).
-    pub fn available(self, ctx: &GpuContext) -> bool {
+    pub(crate) fn available(self, ctx: &GpuContext) -> bool {
         let l = ctx.limits();
         let (wx, wy) = self.shape().wg;
         let fits = self.workgroup_bytes() <= l.max_compute_workgroup_storage_size
@@ -331,7 +331,7 @@ impl GemmKernels {
     }
 
     /// The device.
-    pub fn context(&self) -> &GpuContext {
+    pub(crate) fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
@@ -367,7 +367,7 @@ impl GemmKernels {
 
     /// Queues `C (+)= A * op(B)` with variant `v`.
     #[allow(clippy::too_many_arguments)]
-    pub fn record(
+    pub(crate) fn record(
         &self,
         batch: &mut Batch,
         v: GemmVariant,
@@ -404,7 +404,7 @@ impl GemmKernels {
 
 impl GemmKernels {
     /// Runs one matrix multiply with variant `v` on host data: uploads `a`,
-    /// `b` and the initial `c`, records [`GemmKernels::record`] with `p`, and
+    /// `b` and the initial `c`, records `record` with `p`, and
     /// returns the whole of C. For tests and benchmarks; the network keeps
     /// everything on the device.
     pub fn matmul_host(

@@ -29,17 +29,17 @@ pub const WORKGROUP_SIZES: [u32; 4] = [64, 128, 256, 512];
 const REPEATS: usize = 3;
 
 /// Candidates timed a second time before the choice.
-pub const FINALISTS: usize = 3;
+pub(crate) const FINALISTS: usize = 3;
 
 /// Runs per finalist in the second timing.
-pub const FINAL_REPEATS: usize = 5;
+pub(crate) const FINAL_REPEATS: usize = 5;
 
 /// The configuration one generation kernel runs with, and how it was chosen.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenChoice {
     /// `bits`, `normal`, `truncated` or `uniform`.
     pub kernel: &'static str,
-    /// The chosen configuration's name ([`candidate_name`]).
+    /// The chosen configuration's name (`candidate_name`).
     pub variant: String,
     /// One word at a time, or one vec4 per block (`scalar` or `vec4` in
     /// JSON).
@@ -82,7 +82,7 @@ fn mulhi_name(m: MulHi) -> &'static str {
 
 /// The reference settings (word stores, 256 invocations, the device's
 /// default multiply), untimed, with `source` (`fixed` or `default`).
-pub fn reference(gen: &Generator, kernel: Kernel, source: Source) -> GenChoice {
+pub(crate) fn reference(gen: &Generator, kernel: Kernel, source: Source) -> GenChoice {
     let wg = GenOptions::default().workgroup_size;
     let mulhi = if gen.context().int64() {
         MulHi::Int64
@@ -112,7 +112,7 @@ fn mulhis(gen: &Generator) -> Vec<MulHi> {
 }
 
 /// The name of a kernel in the cache and in reports.
-pub fn kernel_name(k: Kernel) -> &'static str {
+pub(crate) fn kernel_name(k: Kernel) -> &'static str {
     match k {
         Kernel::Bits => "bits",
         Kernel::Dist(d) => d.name(),
@@ -122,18 +122,22 @@ pub fn kernel_name(k: Kernel) -> &'static str {
 /// The cache key of a kernel's settings: with and without native 64-bit
 /// integers (`--no-int64`) apart, as the latter's choice was made among
 /// fewer candidates.
-pub fn key(kernel: Kernel, int64: bool) -> TuneKey {
+pub(crate) fn key(kernel: Kernel, int64: bool) -> TuneKey {
     TuneKey::Generate { kernel, int64 }
 }
 
 /// `<store>-wg<size>-<multiply>`, e.g. `vec4-wg128-int64`.
-pub fn candidate_name(store: Store, wg: u32, mulhi: MulHi) -> String {
+pub(crate) fn candidate_name(store: Store, wg: u32, mulhi: MulHi) -> String {
     format!("{}-wg{wg}-{}", store.name(), mulhi_name(mulhi))
 }
 
 /// The choice cached for `kernel` among `entries` (this device's), if one
 /// names settings `gen`'s device runs.
-pub fn cached_choice(gen: &Generator, kernel: Kernel, entries: &[Entry]) -> Option<GenChoice> {
+pub(crate) fn cached_choice(
+    gen: &Generator,
+    kernel: Kernel,
+    entries: &[Entry],
+) -> Option<GenChoice> {
     let key = key(kernel, gen.context().int64());
     entries
         .iter()
@@ -150,7 +154,7 @@ fn fits(gen: &Generator, wg: u32) -> bool {
 }
 
 /// The choice an entry records, with `source` (`tuned` or `cached`).
-pub fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
+pub(crate) fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
     // Entries come from `tune` or `cached_choice`: generation settings.
     let (store, wg, mulhi) = match e.variant {
         Variant::Generate(g) => (g.store, g.workgroup_size, Some(g.mulhi)),
@@ -175,7 +179,7 @@ pub fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
 /// [`FINALISTS`] fastest again ([`FINAL_REPEATS`] runs) and keeps the best of
 /// that second timing, so one lucky run on a noisy machine does not decide.
 /// The finalists' listed rates are from the second timing.
-pub fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
+pub(crate) fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     let ctx = gen.context();
     let n = TIMED_ELEMENTS.min(gen.chunk_limit(&GenOptions::default())?);
     let out = ctx.scoped("allocating the generation tuning buffer", || {

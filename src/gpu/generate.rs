@@ -54,15 +54,15 @@ impl Default for GenOptions {
 pub const DEFAULT_CHUNK_BYTES: u64 = 256 << 20;
 /// Hard cap on elements per chunk, keeping every in-kernel u32 index far from
 /// overflow (the kernel forms `lane_offset + count + 3`).
-pub const MAX_CHUNK_ELEMS: u64 = 1 << 30;
+pub(crate) const MAX_CHUNK_ELEMS: u64 = 1 << 30;
 
 use super::layout::GenParams as Params;
 
 /// Largest workgroup size deepinit uses (WebGPU's guaranteed minimum limit is 256).
-pub const MAX_WORKGROUP_SIZE: u32 = 1024;
+pub(crate) const MAX_WORKGROUP_SIZE: u32 = 1024;
 
 /// Checks a workgroup size: a power of two from 32 to `max`.
-pub fn check_workgroup_size(wg: u32, max: u32) -> Result<()> {
+pub(crate) fn check_workgroup_size(wg: u32, max: u32) -> Result<()> {
     if !wg.is_power_of_two() || !(32..=max).contains(&wg) {
         return Err(Error::invalid(
             "workgroup size",
@@ -192,7 +192,7 @@ impl Generator {
     }
 
     /// The context this generator runs on.
-    pub fn context(&self) -> &GpuContext {
+    pub(crate) fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
@@ -266,7 +266,7 @@ impl Generator {
     }
 
     /// Largest chunk (elements) this device allows for `opts`.
-    pub fn chunk_limit(&self, opts: &GenOptions) -> Result<u64> {
+    pub(crate) fn chunk_limit(&self, opts: &GenOptions) -> Result<u64> {
         let l = &self.ctx.limits();
         let device_max = l.max_storage_buffer_binding_size.min(l.max_buffer_size) / 4;
         match opts.chunk_elems {
@@ -288,7 +288,7 @@ impl Generator {
 
     /// Largest workgroup size this device runs the kernels with: its
     /// limits, capped at [`MAX_WORKGROUP_SIZE`].
-    pub fn max_workgroup_size(&self) -> u32 {
+    pub(crate) fn max_workgroup_size(&self) -> u32 {
         let l = self.ctx.limits();
         l.max_compute_invocations_per_workgroup
             .min(l.max_compute_workgroup_size_x)
@@ -528,7 +528,7 @@ impl Generator {
 
     /// The launch that generates `req` into `out` with explicit kernel options
     /// (the chunk size is ignored: the request must fit one chunk).
-    pub fn launch(
+    pub(crate) fn launch(
         &self,
         req: &GenRequest,
         out: &wgpu::Buffer,

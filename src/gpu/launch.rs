@@ -21,7 +21,7 @@ pub struct Binding {
 
 impl Binding {
     /// The first `bytes` of `buffer` (a zero size binds the whole buffer).
-    pub fn prefix(buffer: &wgpu::Buffer, bytes: u64) -> Binding {
+    pub(crate) fn prefix(buffer: &wgpu::Buffer, bytes: u64) -> Binding {
         Binding {
             buffer: buffer.clone(),
             size: wgpu::BufferSize::new(bytes),
@@ -113,12 +113,12 @@ impl From<Launch> for Batch {
 
 impl Batch {
     /// Appends a launch.
-    pub fn push(&mut self, launch: Launch) {
+    pub(crate) fn push(&mut self, launch: Launch) {
         self.ops.push(Op::Launch(launch));
     }
 
     /// Appends a zero-fill of `size` bytes (all, if `None`) of `buffer` from `offset`.
-    pub fn clear(&mut self, buffer: &wgpu::Buffer, offset: u64, size: Option<u64>) {
+    pub(crate) fn clear(&mut self, buffer: &wgpu::Buffer, offset: u64, size: Option<u64>) {
         self.ops.push(Op::Clear {
             buffer: buffer.clone(),
             offset,
@@ -128,7 +128,7 @@ impl Batch {
 
     /// Appends a write of `data` (a multiple of 4 bytes) into `buffer` at
     /// `offset`, in order with the launches (injected defects in tests).
-    pub fn write(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
+    pub(crate) fn write(&mut self, buffer: &wgpu::Buffer, offset: u64, data: &[u8]) {
         self.ops.push(Op::Write {
             buffer: buffer.clone(),
             offset,
@@ -137,13 +137,8 @@ impl Batch {
     }
 
     /// Launches and clears so far.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.ops.len()
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
     }
 
     /// Creates the parameter buffer (identical blocks stored once, each at
@@ -234,7 +229,7 @@ impl Batch {
 
     /// Records the batch into a fresh encoder and submits it (without
     /// waiting: later reads and submissions on the queue follow it).
-    pub fn submit(self, ctx: &GpuContext) -> Result<()> {
+    pub(crate) fn submit(self, ctx: &GpuContext) -> Result<()> {
         let mut enc = ctx
             .device()
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });

@@ -8,11 +8,11 @@ use crate::act::Activation;
 /// Invocations of an element-wise workgroup: the network's and the
 /// transformer's element-wise kernels and the dead-unit count
 /// (`@workgroup_size(EW_WG)`), and every dispatch of them.
-pub const EW_WORKGROUP: u32 = 256;
+pub(crate) const EW_WORKGROUP: u32 = 256;
 /// Invocations of a reduction workgroup.
-pub const RED_WORKGROUP: u32 = 256;
+pub(crate) const RED_WORKGROUP: u32 = 256;
 /// Elements each reduction invocation folds sequentially.
-pub const RED_ITEMS: u32 = 16;
+pub(crate) const RED_ITEMS: u32 = 16;
 /// Elements one reduction record covers.
 pub const RECORD_ELEMS: u64 = (RED_WORKGROUP * RED_ITEMS) as u64;
 /// Words per reduction record: `[scale, sum, sum of squares, finite count,
@@ -31,7 +31,7 @@ pub const ACTIVATION_IDS: [(&str, u32); 7] = [
 ];
 
 /// The `ACT` id of an activation.
-pub fn activation_id(act: Activation) -> u32 {
+pub(crate) fn activation_id(act: Activation) -> u32 {
     let name = match act {
         Activation::Linear => "ACT_LINEAR",
         Activation::Relu => "ACT_RELU",
@@ -50,7 +50,7 @@ pub fn activation_id(act: Activation) -> u32 {
 /// The WGSL prelude: every constant above, and Philox's multipliers, Weyl
 /// increments and round count ([`crate::rng::philox`]), as module-scope
 /// `const`s.
-pub fn prelude() -> String {
+pub(crate) fn prelude() -> String {
     use crate::rng::philox;
     let mut s = String::from(
         "// Generated from src/gpu/layout.rs: constants shared with the Rust driver.\n",
@@ -106,7 +106,7 @@ pub struct GemmParams {
 /// `EwParams` in `shaders/network.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct EwParams {
+pub(crate) struct EwParams {
     /// Elements.
     pub n: u32,
     /// Row width (the bias's length).
@@ -127,7 +127,7 @@ pub struct EwParams {
 /// kernel, each reading the fields its comment there names.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct TfParams {
+pub(crate) struct TfParams {
     /// Rows this launch covers.
     pub rows: u32,
     /// Its first row.
@@ -165,7 +165,7 @@ pub struct TfParams {
 /// `RedParams` in `shaders/reduce.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RedParams {
+pub(crate) struct RedParams {
     /// Elements.
     pub n: u32,
     /// First record of this tensor.
@@ -185,7 +185,7 @@ pub struct RedParams {
 /// `DeadParams` in `shaders/dead.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct DeadParams {
+pub(crate) struct DeadParams {
     /// Batch rows.
     pub rows: u32,
     /// Units.
@@ -199,7 +199,7 @@ pub struct DeadParams {
 /// `PackParams` in `shaders/pack.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct PackParams {
+pub(crate) struct PackParams {
     /// f32 values to pack.
     pub count: u32,
     /// Padding (uniform blocks are 16-byte multiples).
@@ -209,7 +209,7 @@ pub struct PackParams {
 /// `Params` in `shaders/init.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct GenParams {
+pub(crate) struct GenParams {
     /// Philox key: the seed as (lo, hi).
     pub key: [u32; 2],
     /// First Philox block of the chunk, (lo, hi).

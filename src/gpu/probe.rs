@@ -120,13 +120,13 @@ const INPUTS: [u32; 9] = [
 ];
 
 /// The probe's answers.
-pub const ANSWERS: usize = 9;
+pub(crate) const ANSWERS: usize = 9;
 
 /// `frexp(2^-143).exp`: 2^-143 = 0.5 * 2^-142.
 const TINY_FREXP_EXP: i32 = -142;
 
 /// Interprets the probe's answers.
-pub fn classify(out: &[u32; ANSWERS]) -> FloatModel {
+pub(crate) fn classify(out: &[u32; ANSWERS]) -> FloatModel {
     let f = |i: usize| f32::from_bits(INPUTS[i]);
     let (a, b, c) = (f(0), f(1), f(2));
     let fused = a.mul_add(b, c).to_bits();
@@ -161,7 +161,7 @@ pub fn classify(out: &[u32; ANSWERS]) -> FloatModel {
 }
 
 /// Runs the probe on the device.
-pub fn probe(ctx: &GpuContext) -> Result<FloatModel> {
+pub(crate) fn probe(ctx: &GpuContext) -> Result<FloatModel> {
     let m = super::shaders::probe_module();
     let pipeline = ctx.compute_pipeline(&m, "float_probe", &[])?;
     let (input, output) = ctx.scoped("setting up the float probe", || {

@@ -4,58 +4,58 @@
 //! kernels).
 
 /// Philox4x32-10 block function and counter helpers (needs a `mulhilo`).
-pub const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
+pub(crate) const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 /// `mulhilo` from 16-bit halves: portable.
-pub const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
+pub(crate) const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
 /// `mulhilo` through `u64`: needs `wgpu::Features::SHADER_INT64`.
-pub const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
+pub(crate) const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
 /// The integer program of the normal and truncated mappings (needs a `mulhilo`
 /// and [`crate::rng::fixed::wgsl_constants`]).
-pub const FIXED: &str = include_str!("../../shaders/fixed.wgsl");
+pub(crate) const FIXED: &str = include_str!("../../shaders/fixed.wgsl");
 /// Weight generation entry points.
-pub const INIT: &str = include_str!("../../shaders/init.wgsl");
+pub(crate) const INIT: &str = include_str!("../../shaders/init.wgsl");
 /// Generation output one word at a time (any chunk).
-pub const INIT_STORE_SCALAR: &str = include_str!("../../shaders/init_store_scalar.wgsl");
+pub(crate) const INIT_STORE_SCALAR: &str = include_str!("../../shaders/init_store_scalar.wgsl");
 /// Generation output one vec4 per Philox block (block-aligned chunks).
-pub const INIT_STORE_VEC4: &str = include_str!("../../shaders/init_store_vec4.wgsl");
+pub(crate) const INIT_STORE_VEC4: &str = include_str!("../../shaders/init_store_vec4.wgsl");
 
 /// f32 -> bf16 / f16 packing.
-pub const PACK: &str = include_str!("../../shaders/pack.wgsl");
+pub(crate) const PACK: &str = include_str!("../../shaders/pack.wgsl");
 
 /// The float-behaviour probe (fma fusion, subnormals, NaN in min/max).
-pub const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+pub(crate) const PROBE: &str = include_str!("../../shaders/probe.wgsl");
 
 /// Philox known-answer test kernel.
-pub const KAT: &str = include_str!("../../shaders/kat.wgsl");
+pub(crate) const KAT: &str = include_str!("../../shaders/kat.wgsl");
 
 /// What every GEMM variant shares: parameters, bindings, checked loads.
-pub const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
+pub(crate) const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
 /// Workgroup-tiled GEMM (variants `tiled64`, `tiled128`, `tiled128wide`,
 /// `tiled64wide`).
-pub const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
+pub(crate) const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
 /// Barrier-free GEMM (variant `direct`).
-pub const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
+pub(crate) const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
 /// Subgroup-broadcast GEMM (variant `subgroup`).
-pub const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
+pub(crate) const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
 /// Activations and their derivatives (library).
-pub const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
+pub(crate) const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
 /// Bias + activation and gradient kernels.
-pub const NETWORK: &str = include_str!("../../shaders/network.wgsl");
+pub(crate) const NETWORK: &str = include_str!("../../shaders/network.wgsl");
 /// A transformer's element-wise, norm, attention and loss kernels.
-pub const TRANSFORMER: &str = include_str!("../../shaders/transformer.wgsl");
+pub(crate) const TRANSFORMER: &str = include_str!("../../shaders/transformer.wgsl");
 /// The transformer's backward kernels (needs [`TRANSFORMER`]).
-pub const TRANSFORMER_BWD: &str = include_str!("../../shaders/transformer_bwd.wgsl");
+pub(crate) const TRANSFORMER_BWD: &str = include_str!("../../shaders/transformer_bwd.wgsl");
 /// Per-workgroup partial statistics.
-pub const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
+pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
 /// Dead-unit counter.
-pub const DEAD: &str = include_str!("../../shaders/dead.wgsl");
+pub(crate) const DEAD: &str = include_str!("../../shaders/dead.wgsl");
 
 /// Roofline kernels of the benchmark (fill variants, FMA peaks).
-pub const BENCH: &str = include_str!("../../shaders/bench.wgsl");
+pub(crate) const BENCH: &str = include_str!("../../shaders/bench.wgsl");
 /// The benchmark kernels' shared parameter struct.
-pub const BENCH_COMMON: &str = include_str!("../../shaders/bench_common.wgsl");
+pub(crate) const BENCH_COMMON: &str = include_str!("../../shaders/bench_common.wgsl");
 /// The vec4-store fill roofline.
-pub const BENCH_VEC4: &str = include_str!("../../shaders/bench_vec4.wgsl");
+pub(crate) const BENCH_VEC4: &str = include_str!("../../shaders/bench_vec4.wgsl");
 
 /// Every file in `shaders/`, by name; a test checks this list against the
 /// directory so no file escapes validation.
@@ -192,7 +192,7 @@ pub fn init_module(mulhi: MulHi, store: Store) -> Module {
 }
 
 /// The known-answer module (entry points `philox_kat` and `unit_kat`).
-pub fn kat_module(mulhi: MulHi) -> Module {
+pub(crate) fn kat_module(mulhi: MulHi) -> Module {
     Module {
         name: match mulhi {
             MulHi::Emulated => "kat",
@@ -224,25 +224,25 @@ fn prelude() -> String {
 
 /// A matrix-multiply variant (entry point `gemm`; override `TRANS_B`):
 /// `header` holds its tile constants ([`crate::gpu::gemm::GemmVariant::module`]).
-pub fn gemm_module(name: &'static str, header: &str, kernel: &str) -> Module {
+pub(crate) fn gemm_module(name: &'static str, header: &str, kernel: &str) -> Module {
     let mut m = plain(name, &[header, GEMM_COMMON, kernel]);
     m.needs_subgroups = kernel == GEMM_SUBGROUP;
     m
 }
 
 /// The float-behaviour probe (entry point `float_probe`).
-pub fn probe_module() -> Module {
+pub(crate) fn probe_module() -> Module {
     plain("probe", &[PROBE])
 }
 
 /// The checkpoint packing kernels (`pack_bf16`, `pack_f16`; override
 /// `WORKGROUP_SIZE`).
-pub fn pack_module() -> Module {
+pub(crate) fn pack_module() -> Module {
     plain("pack", &[PACK])
 }
 
 /// The element-wise network kernels (`bias_act`, `grad_mul`).
-pub fn network_module() -> Module {
+pub(crate) fn network_module() -> Module {
     plain(
         "network",
         &[&crate::act::arith::wgsl_constants(), ACTIVATION, NETWORK],
@@ -254,7 +254,7 @@ pub fn network_module() -> Module {
 /// backward (`copy`, `hadamard`, `dlogits`, `norm_bwd`, `swiglu_bwd`,
 /// `att_dot`, `att_dq`, `att_dkv`, `group_sum`; the backward rotation is
 /// `rope` with the sines negated); `ACT` is GELU.
-pub fn transformer_module() -> Module {
+pub(crate) fn transformer_module() -> Module {
     plain(
         "transformer",
         &[
@@ -267,23 +267,23 @@ pub fn transformer_module() -> Module {
 }
 
 /// The statistics reduction (`partial_stats`).
-pub fn reduce_module() -> Module {
+pub(crate) fn reduce_module() -> Module {
     plain("reduce", &[REDUCE])
 }
 
 /// The dead-unit counter (`dead_units`).
-pub fn dead_module() -> Module {
+pub(crate) fn dead_module() -> Module {
     plain("dead", &[DEAD])
 }
 
 /// The benchmark's roofline kernels (`fill`, `fill_coalesced`, `fma_peak`,
 /// `fma_peak4`; override `WORKGROUP_SIZE`).
-pub fn bench_module() -> Module {
+pub(crate) fn bench_module() -> Module {
     plain("bench", &[BENCH_COMMON, BENCH])
 }
 
 /// The vec4-store fill roofline (`fill_vec4`; override `WORKGROUP_SIZE`).
-pub fn bench_vec4_module() -> Module {
+pub(crate) fn bench_vec4_module() -> Module {
     plain("bench_vec4", &[BENCH_COMMON, BENCH_VEC4])
 }
 

@@ -40,14 +40,14 @@ impl Timing {
 }
 
 /// Times batches of device work.
-pub struct GpuTimer<'a> {
+pub(crate) struct GpuTimer<'a> {
     ctx: &'a GpuContext,
     queries: Option<(wgpu::QuerySet, wgpu::Buffer)>,
 }
 
 impl<'a> GpuTimer<'a> {
     /// A timer on `ctx` (with timestamp queries where the device has them).
-    pub fn new(ctx: &'a GpuContext) -> Self {
+    pub(crate) fn new(ctx: &'a GpuContext) -> Self {
         let queries = ctx.timestamps().then(|| {
             let qs = ctx.device().create_query_set(&wgpu::QuerySetDescriptor {
                 label: Some("bench"),
@@ -66,7 +66,7 @@ impl<'a> GpuTimer<'a> {
     }
 
     /// Times `work` (built once, one submission per run) after one warm-up run.
-    pub fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
+    pub(crate) fn time(&self, repeats: usize, work: impl Into<Batch>) -> Result<Timing> {
         let work = work.into().build(self.ctx)?;
         let mut times = Vec::with_capacity(repeats);
         for rep in 0..=repeats {
@@ -121,7 +121,7 @@ impl<'a> GpuTimer<'a> {
 }
 
 /// Times host work the same way.
-pub fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
+pub(crate) fn time_cpu(repeats: usize, mut f: impl FnMut() -> Result<()>) -> Result<Timing> {
     let mut times = Vec::with_capacity(repeats);
     for rep in 0..=repeats {
         let t = Instant::now();

@@ -8,7 +8,7 @@
 //! A variant whose result differs in any bit is rejected, so tuning never
 //! changes what deepinit computes. Shape classes round m, n and k up to
 //! powers of two; the timed problem is the first shape seen in the class,
-//! halved along its largest dimension until it is at most [`TUNE_FLOPS`].
+//! halved along its largest dimension until it is at most `TUNE_FLOPS`.
 
 use super::context::GpuContext;
 use super::gemm::{GemmForm, GemmKernels, GemmVariant};
@@ -26,7 +26,7 @@ use std::sync::Mutex;
 
 /// Largest problem timed per variant, in flops (2 m n k): about 0.2 s per
 /// run on lavapipe, microseconds on a discrete GPU.
-pub const TUNE_FLOPS: u64 = 1 << 29;
+pub(crate) const TUNE_FLOPS: u64 = 1 << 29;
 
 /// Runs per variant after a warm-up; the median counts.
 const TUNE_REPEATS: usize = 3;
@@ -34,7 +34,7 @@ const TUNE_REPEATS: usize = 3;
 /// Problems below this many flops (2 m n k) are too small for the variant
 /// to matter (under a millisecond on lavapipe, microseconds on a GPU): they
 /// run the reference variant, untimed and uncached.
-pub const SMALL_FLOPS: u64 = 1 << 23;
+pub(crate) const SMALL_FLOPS: u64 = 1 << 23;
 
 /// A candidate is first run once on a problem of at most this many flops;
 /// one slower than [`PROBE_SLOWDOWN`] times the reference there is dropped
@@ -48,11 +48,11 @@ const PROBE_SLOWDOWN: f64 = 4.0;
 /// generation settings together); once spent, further shape classes and
 /// kernels run the reference untimed (and uncached, so a later run tunes
 /// them). A tuning under way finishes, so the bound can be passed by one.
-pub const TUNE_BUDGET_S: f64 = 20.0;
+pub(crate) const TUNE_BUDGET_S: f64 = 20.0;
 
 /// Generation requests under this many values run the reference settings
 /// untimed: tuning them would cost more than it could save.
-pub const SMALL_ELEMENTS: u64 = 1 << 18;
+pub(crate) const SMALL_ELEMENTS: u64 = 1 << 18;
 
 /// How variants are chosen.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub enum TuneMode {
 impl TuneMode {
     /// Tuning with the cache in the user's cache directory
     /// ([`tune_cache::default_dir`]).
-    pub fn auto(retune: bool) -> TuneMode {
+    pub(crate) fn auto(retune: bool) -> TuneMode {
         TuneMode::Auto {
             cache: tune_cache::default_dir().map(|d| tune_cache::file_in(&d)),
             retune,
@@ -175,7 +175,7 @@ pub struct Tuner {
 }
 
 /// Where the tuner tells what it is doing (e.g. a CLI's stderr).
-pub type Reporter = Box<dyn Fn(&str) + Send + Sync>;
+pub(crate) type Reporter = Box<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -203,7 +203,7 @@ impl Tuner {
     /// Sends notes (tuning started and finished, a cache ignored or not
     /// saved) to `r` as they happen, instead of keeping them for
     /// [`Tuner::take_notes`].
-    pub fn set_reporter(&self, r: Reporter) -> Result<()> {
+    pub(crate) fn set_reporter(&self, r: Reporter) -> Result<()> {
         *lock(&self.reporter)? = Some(r);
         Ok(())
     }
@@ -228,7 +228,7 @@ impl Tuner {
 
     /// How `kernel` runs on `gen` (the same device): in [`TuneMode::Auto`]
     /// the cached or newly timed store and workgroup size
-    /// ([`super::gen_tune::tune`]); in [`TuneMode::Fixed`] the reference
+    /// (`tune`); in [`TuneMode::Fixed`] the reference
     /// settings (scalar stores, 256 invocations), untimed.
     pub fn generation(&self, gen: &Generator, kernel: Kernel) -> Result<GenChoice> {
         self.generation_for(gen, kernel, u64::MAX)
@@ -238,7 +238,7 @@ impl Tuner {
     /// [`SMALL_ELEMENTS`] runs the reference settings untimed (the settings
     /// cannot matter there), unless a choice is already known; tuning stops
     /// once this process's [`TUNE_BUDGET_S`] is spent.
-    pub fn generation_for(
+    pub(crate) fn generation_for(
         &self,
         gen: &Generator,
         kernel: Kernel,
@@ -320,7 +320,7 @@ impl Tuner {
     }
 
     /// The generation settings chosen so far.
-    pub fn generation_choices(&self) -> Result<Vec<GenChoice>> {
+    pub(crate) fn generation_choices(&self) -> Result<Vec<GenChoice>> {
         Ok(lock(&self.state)?.generation.values().cloned().collect())
     }
 
@@ -336,7 +336,7 @@ impl Tuner {
         &self.kernels
     }
 
-    /// What this device is called in the cache ([`device_key`]).
+    /// What this device is called in the cache (`device_key`).
     pub fn device_key(&self) -> String {
         device_key(self.kernels.context().adapter())
     }
@@ -354,7 +354,7 @@ impl Tuner {
 
     /// Queues `C (+)= A * op(B)` with the variant chosen for its shape.
     #[allow(clippy::too_many_arguments)]
-    pub fn record(
+    pub(crate) fn record(
         &self,
         batch: &mut Batch,
         form: GemmForm,
@@ -371,7 +371,13 @@ impl Tuner {
     }
 
     /// The variant for an m x n x k problem, tuning its class if needed.
-    pub fn variant_for(&self, form: GemmForm, m: u32, n: u32, k: u32) -> Result<GemmVariant> {
+    pub(crate) fn variant_for(
+        &self,
+        form: GemmForm,
+        m: u32,
+        n: u32,
+        k: u32,
+    ) -> Result<GemmVariant> {
         let class = ShapeClass::of(form, m, n, k);
         // Every recorded product asks: look the variant up without cloning
         // the choice's candidate list.
@@ -625,12 +631,12 @@ impl Tuner {
 /// kernels are not reused (2: the subgroup GEMM shares A by broadcast
 /// instead of shuffle, generation gained vec4 stores; 3: the subgroup step
 /// runs row by row).
-pub const KERNEL_REVISION: u32 = 3;
+pub(crate) const KERNEL_REVISION: u32 = 3;
 
 /// What an adapter is called in the cache: its identity (name, backend,
 /// vendor and device ids, driver and version), deepinit's version and the
 /// [`KERNEL_REVISION`], so a driver, deepinit or kernel change tunes again.
-pub fn device_key(a: &super::AdapterSummary) -> String {
+pub(crate) fn device_key(a: &super::AdapterSummary) -> String {
     format!(
         "{} | deepinit {} | kernels r{KERNEL_REVISION}",
         a.identity(),
@@ -640,7 +646,7 @@ pub fn device_key(a: &super::AdapterSummary) -> String {
 
 /// The cached entries of adapter `a` in the cache file at `path`, with a note
 /// if the file was ignored. Times nothing.
-pub fn cached_for(
+pub(crate) fn cached_for(
     a: &super::AdapterSummary,
     path: &std::path::Path,
 ) -> (Vec<Entry>, Option<String>) {
@@ -684,12 +690,12 @@ fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>> {
 }
 
 /// Most elements of any one operand of the timed problem (64 MiB of f32).
-pub const TUNE_MAX_ELEMENTS: u64 = 1 << 24;
+pub(crate) const TUNE_MAX_ELEMENTS: u64 = 1 << 24;
 
 /// The problem timed for an m x n x k request: halved along its largest
 /// dimension until 2 m n k <= [`TUNE_FLOPS`] and no operand (m k, n k, m n)
 /// holds more than [`TUNE_MAX_ELEMENTS`].
-pub fn timed_shape(m: u32, n: u32, k: u32) -> [u32; 3] {
+pub(crate) fn timed_shape(m: u32, n: u32, k: u32) -> [u32; 3] {
     capped_shape(m, n, k, TUNE_FLOPS)
 }
 

@@ -9,7 +9,7 @@
 //! and the GEMM kernel revision), what was tuned (a [`TuneKey`]: a GEMM shape
 //! class, or a generation kernel with or without native int64), the winning
 //! variant, its rate and the rate's [`Unit`], and every candidate's rate.
-//! Files of an older format are ignored with a notice and replaced. It holds at most [`MAX_ENTRIES`] entries, the newest kept. A file
+//! Files of an older format are ignored with a notice and replaced. It holds at most `MAX_ENTRIES` entries, the newest kept. A file
 //! that does not parse is ignored (and replaced on the next save); entries
 //! naming an unknown variant or another device or version simply never match.
 //! Saves re-read the file, merge, and replace it atomically (a temporary file
@@ -19,11 +19,11 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Most entries kept; the oldest go first.
-pub const MAX_ENTRIES: usize = 512;
+pub(crate) const MAX_ENTRIES: usize = 512;
 
 /// The `format` field of the file (version 1 keyed entries by a formatted
 /// string; its files are ignored with a notice).
-pub const FORMAT: &str = "deepinit-tune-2";
+pub(crate) const FORMAT: &str = "deepinit-tune-2";
 
 /// What one entry tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -112,16 +112,6 @@ pub enum Unit {
     GsamplesPerS,
 }
 
-impl TuneKey {
-    /// The unit its rates are in.
-    pub fn unit(&self) -> Unit {
-        match self {
-            TuneKey::Gemm(_) => Unit::GflopPerS,
-            TuneKey::Generate { .. } => Unit::GsamplesPerS,
-        }
-    }
-}
-
 /// One candidate's measurement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Measured {
@@ -138,7 +128,7 @@ pub struct Measured {
 /// One tuned shape class on one device.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Entry {
-    /// [`crate::gpu::tune::device_key`]: the adapter's identity, deepinit's
+    /// `device_key`: the adapter's identity, deepinit's
     /// version and the GEMM kernel revision.
     pub device: String,
     /// What was tuned.
@@ -166,7 +156,7 @@ struct File<E> {
 }
 
 /// Where the cache lives, or `None` if nowhere (persistence off, or no home).
-pub fn default_dir() -> Option<PathBuf> {
+pub(crate) fn default_dir() -> Option<PathBuf> {
     if let Some(v) = std::env::var_os("DEEPINIT_CACHE_DIR") {
         return (!v.is_empty()).then(|| PathBuf::from(v));
     }
@@ -229,7 +219,7 @@ pub fn load(path: &Path) -> (Vec<Entry>, Option<String>) {
 }
 
 /// Merges `new` into the file at `path` (an entry replaces any of the same
-/// device and shape), keeps the newest [`MAX_ENTRIES`], and replaces the file
+/// device and shape), keeps the newest `MAX_ENTRIES`, and replaces the file
 /// atomically. Creates the directory if needed.
 pub fn save(path: &Path, new: &[Entry]) -> std::io::Result<()> {
     let (mut entries, _) = load(path);

@@ -20,7 +20,7 @@ pub struct Block {
 
 impl Block {
     /// The whole tensor of shape `dims`.
-    pub fn whole(dims: &[u64]) -> Block {
+    pub(crate) fn whole(dims: &[u64]) -> Block {
         let rows = dims.first().copied().unwrap_or(1);
         let width = dims.iter().skip(1).product();
         Block {
@@ -32,7 +32,7 @@ impl Block {
 
     /// Parses `--rows A:B` and `--cols C:D` (either may be absent: all)
     /// against a tensor of shape `dims`.
-    pub fn parse(dims: &[u64], rows: Option<&str>, cols: Option<&str>) -> Result<Block> {
+    pub(crate) fn parse(dims: &[u64], rows: Option<&str>, cols: Option<&str>) -> Result<Block> {
         let mut b = Block::whole(dims);
         if let Some(r) = rows {
             b.rows = parse_range("rows", r, b.rows.end)?;
@@ -47,7 +47,7 @@ impl Block {
     }
 
     /// Errors unless the block lies inside `whole` (same width) and is not empty.
-    pub fn check_inside(&self, whole: &Block) -> Result<()> {
+    pub(crate) fn check_inside(&self, whole: &Block) -> Result<()> {
         if self.width != whole.width
             || self.rows.end > whole.rows.end
             || self.cols.end > whole.cols.end
@@ -68,7 +68,7 @@ impl Block {
     /// to the rows; for 2-D tensors dimension 1 cut to the columns (more
     /// dimensions keep their shape when all columns are held, and are
     /// flattened to the columns otherwise).
-    pub fn shape(&self, dims: &[u64]) -> Vec<u64> {
+    pub(crate) fn shape(&self, dims: &[u64]) -> Vec<u64> {
         let rows = self.rows.end - self.rows.start;
         let cols = self.cols.end - self.cols.start;
         if dims.len() <= 1 {
@@ -83,7 +83,7 @@ impl Block {
     }
 
     /// `[[row0, row1], [col0, col1]]` (half-open ranges).
-    pub fn corners(&self) -> [[u64; 2]; 2] {
+    pub(crate) fn corners(&self) -> [[u64; 2]; 2] {
         [
             [self.rows.start, self.rows.end],
             [self.cols.start, self.cols.end],
@@ -91,18 +91,18 @@ impl Block {
     }
 
     /// Elements held.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         (self.rows.end - self.rows.start) * (self.cols.end - self.cols.start)
     }
 
     /// Whether the block holds nothing.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The element ranges of the whole tensor that make up the block, in
     /// row-major order (one range when whole rows are held).
-    pub fn ranges(&self) -> Vec<Range<u64>> {
+    pub(crate) fn ranges(&self) -> Vec<Range<u64>> {
         if self.is_empty() {
             return Vec::new();
         }

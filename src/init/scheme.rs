@@ -295,23 +295,29 @@ impl std::fmt::Display for Shape {
     }
 }
 
-/// Everything needed to draw one weight tensor.
+/// Everything needed to draw one weight tensor: a scheme, a shape, and the
+/// scheme's adjustments, each checked as it is set.
+///
+/// ```
+/// use deepinit::{Dist, FanMode, InitSpec, Scheme, Shape};
+/// let spec = InitSpec::new(Scheme::HE, Shape::new(vec![512, 256])?)
+///     .with_mode(FanMode::FanOut)
+///     .with_multiplier(0.5)?
+///     .with_dist(Dist::Truncated);
+/// // Var = 0.5 * 2 / fan_out.
+/// assert_eq!(spec.target()?.variance, 0.5 * 2.0 / 512.0);
+/// assert!(spec.clone().with_multiplier(-1.0).is_err());
+/// # Ok::<(), deepinit::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct InitSpec {
-    /// The scheme.
-    pub scheme: Scheme,
-    /// Overrides the preset's mode.
-    pub mode: Option<FanMode>,
-    /// Overrides the preset's scale by gain^2.
-    pub gain: Option<f64>,
-    /// Variance multiplier (default 1).
-    pub multiplier: f64,
-    /// Distribution.
-    pub dist: Dist,
-    /// Shape.
-    pub shape: Shape,
-    /// Convolution groups (default 1).
-    pub groups: u64,
+    scheme: Scheme,
+    mode: Option<FanMode>,
+    gain: Option<f64>,
+    multiplier: f64,
+    dist: Dist,
+    shape: Shape,
+    groups: u64,
 }
 
 /// The resolved target of an [`InitSpec`].
@@ -345,6 +351,96 @@ impl InitSpec {
             shape,
             groups: 1,
         }
+    }
+
+    /// Divides by this fan instead of the scheme's (`None`: the scheme's).
+    /// Naive schemes have no fan: [`target`](Self::target) refuses a mode
+    /// with them.
+    pub fn with_mode(mut self, mode: impl Into<Option<FanMode>>) -> Self {
+        self.mode = mode.into();
+        self
+    }
+
+    /// Scales the variance numerator to `gain^2` instead of the scheme's
+    /// (`None`: the scheme's). A gain must be positive and finite.
+    pub fn with_gain(mut self, gain: impl Into<Option<f64>>) -> Result<Self> {
+        let gain = gain.into();
+        if let Some(g) = gain {
+            check_positive_finite("gain", g)?;
+        }
+        self.gain = gain;
+        Ok(self)
+    }
+
+    /// Multiplies the target variance (positive and finite; default 1).
+    pub fn with_multiplier(mut self, multiplier: f64) -> Result<Self> {
+        check_positive_finite("multiplier", multiplier)?;
+        self.multiplier = multiplier;
+        Ok(self)
+    }
+
+    /// The same spec for another shape.
+    pub fn with_shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
+    /// The distribution (default normal).
+    pub fn with_dist(mut self, dist: Dist) -> Self {
+        self.dist = dist;
+        self
+    }
+
+    /// Convolution groups (at least 1, default 1); the fans are those of one
+    /// group, and [`target`](Self::target) checks they divide the channels.
+    pub fn with_groups(mut self, groups: u64) -> Result<Self> {
+        if groups == 0 {
+            return Err(Error::invalid("groups", "0 (must be at least 1)"));
+        }
+        self.groups = groups;
+        Ok(self)
+    }
+
+    /// Sets the multiplier without checking it here: for derived specs
+    /// whose multiplier is positive by construction ([`target`](Self::target)
+    /// checks it again).
+    pub(crate) fn set_multiplier(&mut self, multiplier: f64) {
+        self.multiplier = multiplier;
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> Scheme {
+        self.scheme
+    }
+
+    /// The fan-mode override, if any.
+    pub fn mode(&self) -> Option<FanMode> {
+        self.mode
+    }
+
+    /// The gain override, if any.
+    pub fn gain(&self) -> Option<f64> {
+        self.gain
+    }
+
+    /// The variance multiplier.
+    pub fn multiplier(&self) -> f64 {
+        self.multiplier
+    }
+
+    /// The distribution.
+    pub fn dist(&self) -> Dist {
+        self.dist
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &Shape {
+        &self.shape
+    }
+
+    /// Convolution groups.
+    pub fn groups(&self) -> u64 {
+        self.groups
     }
 
     /// Validates the spec and computes the target variance.
@@ -434,6 +530,27 @@ mod tests {
 
     fn shape(s: &str) -> Shape {
         Shape::parse(s).unwrap()
+    }
+
+    #[test]
+    fn the_builders_refuse_what_target_would_and_keep_the_spec_unchanged_otherwise() {
+        let he = InitSpec::new(Scheme::HE, shape("64x32"));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(he.clone().with_multiplier(bad).is_err(), "{bad}");
+            assert!(he.clone().with_gain(bad).is_err(), "{bad}");
+        }
+        assert!(he.clone().with_groups(0).is_err());
+        // None restores the scheme's own gain and mode.
+        let back = he
+            .clone()
+            .with_gain(2.0)
+            .unwrap()
+            .with_gain(None)
+            .unwrap()
+            .with_mode(FanMode::FanOut)
+            .with_mode(None);
+        assert_eq!(back, he);
+        assert_eq!(back.target().unwrap().variance, 2.0 / 32.0);
     }
 
     #[test]

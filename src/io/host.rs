@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 
 /// Total physical memory in bytes, where the OS tells us (Linux `/proc/meminfo`).
-pub fn host_memory_bytes() -> Option<u64> {
+pub(crate) fn host_memory_bytes() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -13,7 +13,7 @@ pub fn host_memory_bytes() -> Option<u64> {
 
 /// A zeroed host vector of `n` elements, or a clear error if the host
 /// cannot hold it (more than its physical memory, or an allocation failure).
-pub fn host_vec<T: bytemuck::Zeroable + Clone>(n: u64) -> Result<Vec<T>> {
+pub(crate) fn host_vec<T: bytemuck::Zeroable + Clone>(n: u64) -> Result<Vec<T>> {
     let size = std::mem::size_of::<T>() as u64;
     let limit = host_memory_bytes();
     let too_big = || Error::LimitExceeded {

@@ -24,13 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// The marker's name.
-pub const MARKER: &str = ".deepinit-writing";
+pub(crate) const MARKER: &str = ".deepinit-writing";
 
 /// A held claim on a directory; released (and the marker removed if this
 /// was the last writer) on drop, or by [`release_all`] when the process is
 /// interrupted.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     id: u64,
 }
 
@@ -55,7 +55,7 @@ fn release(dir: &Path, f: File) {
 
 /// Releases every claim of this process (for the signal handler, before it
 /// exits).
-pub fn release_all() {
+pub(crate) fn release_all() {
     let claims: Vec<_> = held().drain(..).collect();
     for (_, dir, f) in claims {
         release(&dir, f);
@@ -73,7 +73,7 @@ fn dir_mutex(dir: &Path) -> Option<File> {
 
 impl DirLock {
     /// Claims `dir` for writing the checkpoint `fingerprint`.
-    pub fn acquire(dir: &Path, fingerprint: &str) -> Result<DirLock> {
+    pub(crate) fn acquire(dir: &Path, fingerprint: &str) -> Result<DirLock> {
         let io = |p: &Path| {
             let p = p.to_path_buf();
             move |source| Error::Io { path: p, source }

@@ -12,7 +12,7 @@ use crate::io::output::{Destination, TempFile};
 use std::path::{Path, PathBuf};
 
 /// The `.npy` header (magic, version, length, dict, padding) for an f32 array.
-pub fn header(shape: &[u64]) -> Vec<u8> {
+pub(crate) fn header(shape: &[u64]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(u64::to_string).collect();
     let shape_txt = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -184,7 +184,7 @@ pub struct Array2 {
 }
 
 /// Largest `.npy` header accepted (NumPy writes a few hundred bytes).
-pub const MAX_HEADER: usize = 1 << 16;
+pub(crate) const MAX_HEADER: usize = 1 << 16;
 
 /// A C-order 2-D array's descr, shape and data bytes (NumPy format 1.0, 2.0
 /// or 3.0), its element type accepted by `width_of`. Refuses anything but a
@@ -265,7 +265,7 @@ fn read_array(
 }
 
 /// Reads a C-order `<f4` or `<f8` array of shape `(rows, cols)`, e.g. a batch
-/// of network inputs (see [`read_array`] for what is checked).
+/// of network inputs (see `read_array` for what is checked).
 pub fn read_2d(path: &Path) -> Result<Array2> {
     let bad = |m: &str| Error::path(path, m);
     let (descr, rows, cols, data) = read_array(path, float_width)?;
@@ -291,7 +291,7 @@ pub fn read_2d(path: &Path) -> Result<Array2> {
 
 /// Reads a C-order integer array of shape `(rows, cols)` (`<i2`, `<u2`,
 /// `<i4`, `<u4`, `<i8`, `<u8`), e.g. token ids: `(rows, cols, values)`.
-pub fn read_2d_ints(path: &Path) -> Result<(u64, u64, Vec<i128>)> {
+pub(crate) fn read_2d_ints(path: &Path) -> Result<(u64, u64, Vec<i128>)> {
     let (descr, rows, cols, data) = read_array(path, int_width)?;
     let w = int_width(&descr).map_err(|m| Error::path(path, &m))? as usize;
     let signed = descr.starts_with("<i");

@@ -49,11 +49,11 @@ static ASIDE: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
 static SWEPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Temporary file names start with this.
-pub const TEMP_PREFIX: &str = ".deepinit-";
+pub(crate) const TEMP_PREFIX: &str = ".deepinit-";
 /// And end with this.
-pub const TEMP_SUFFIX: &str = ".tmp";
+pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 /// The manifest of an output directory.
-pub const MANIFEST: &str = ".deepinit-manifest.json";
+pub(crate) const MANIFEST: &str = ".deepinit-manifest.json";
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
     move |source| Error::Io {
@@ -71,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// process about to exit early (a signal, a closed standard output). The
 /// library never exits the process itself; the command line's signal
 /// handler calls this, then exits.
-pub fn remove_temporaries() {
+pub(crate) fn remove_temporaries() {
     remove_all_temps();
 }
 
@@ -95,7 +95,7 @@ fn remove_all_temps() {
 
 /// Bytes available to this user on the file system holding `dir`, where the
 /// platform tells us.
-pub fn free_space(dir: &Path) -> Option<u64> {
+pub(crate) fn free_space(dir: &Path) -> Option<u64> {
     #[cfg(unix)]
     {
         let s = rustix::fs::statvfs(dir).ok()?;
@@ -111,7 +111,7 @@ pub fn free_space(dir: &Path) -> Option<u64> {
 /// `path` made absolute with its directory resolved (symlinks followed where
 /// it exists; `.` and `..` removed lexically where it does not yet), so two
 /// names of one file compare equal.
-pub fn normalized(path: &Path) -> PathBuf {
+pub(crate) fn normalized(path: &Path) -> PathBuf {
     let abs = if path.is_absolute() {
         path.to_path_buf()
     } else {
@@ -139,7 +139,7 @@ pub fn normalized(path: &Path) -> PathBuf {
 
 /// Errors when two outputs of one run name the same file (`what` names
 /// them), before any work: one would overwrite the other.
-pub fn check_distinct(outputs: &[(String, PathBuf)]) -> Result<()> {
+pub(crate) fn check_distinct(outputs: &[(String, PathBuf)]) -> Result<()> {
     let norm: Vec<PathBuf> = outputs.iter().map(|(_, p)| normalized(p)).collect();
     for (i, a) in norm.iter().enumerate() {
         if let Some(j) = norm[..i].iter().position(|b| b == a) {
@@ -158,7 +158,7 @@ pub fn check_distinct(outputs: &[(String, PathBuf)]) -> Result<()> {
 /// Creates the output directory `dir` if it does not exist (its parent
 /// must), returning whether it did; a directory created here is removed
 /// again, if empty, by the signal handler or [`release_dir`].
-pub fn create_output_dir(dir: &Path) -> Result<bool> {
+pub(crate) fn create_output_dir(dir: &Path) -> Result<bool> {
     match existing(dir)? {
         Existing::Nothing => {
             let parent = parent_of(dir);
@@ -192,7 +192,7 @@ pub fn create_output_dir(dir: &Path) -> Result<bool> {
 
 /// Ends the tracking of a directory from [`create_output_dir`]: removed if
 /// `remove` (and empty), kept otherwise.
-pub fn release_dir(dir: &Path, remove: bool) {
+pub(crate) fn release_dir(dir: &Path, remove: bool) {
     lock(&CREATED_DIRS).retain(|d| d != dir);
     if remove {
         let _ = std::fs::remove_dir(dir);
@@ -201,7 +201,7 @@ pub fn release_dir(dir: &Path, remove: bool) {
 
 /// What is at a path, without following a final symlink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Existing {
+pub(crate) enum Existing {
     /// Nothing.
     Nothing,
     /// A regular file.
@@ -215,7 +215,7 @@ pub enum Existing {
 }
 
 /// Classifies `path` with `lstat`.
-pub fn existing(path: &Path) -> Result<Existing> {
+pub(crate) fn existing(path: &Path) -> Result<Existing> {
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Existing::Nothing),
         Err(e) => Err(io_err(path)(e)),
@@ -336,12 +336,12 @@ impl Destination {
     }
 
     /// The user's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// Opens a temporary file for streaming; [`TempFile::commit`] puts it in place.
-    pub fn create(&self) -> Result<TempFile> {
+    pub(crate) fn create(&self) -> Result<TempFile> {
         let tmp = TempPath::create(parent_of(&self.path))?;
         let file = OpenOptions::new()
             .write(true)
@@ -355,7 +355,7 @@ impl Destination {
     }
 
     /// Writes `bytes` atomically.
-    pub fn write(&self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write(&self, bytes: &[u8]) -> Result<()> {
         let mut f = self.create()?;
         f.write_all(bytes)?;
         f.commit()
@@ -366,7 +366,7 @@ impl Destination {
     /// already there (left as they are). A file with the same bytes that
     /// appears before the commit (another rank of the job wrote it) counts
     /// as placed, not as a file in the way.
-    pub fn prepare(&self, bytes: &[u8]) -> Result<Option<Finished>> {
+    pub(crate) fn prepare(&self, bytes: &[u8]) -> Result<Option<Finished>> {
         if crate::io::read::same_contents(&self.path, bytes) {
             return Ok(None);
         }
@@ -420,7 +420,7 @@ impl Drop for TempPath {
 
 /// A temporary file being written; dropped without [`TempFile::commit`], it
 /// is removed.
-pub struct TempFile {
+pub(crate) struct TempFile {
     dest: Destination,
     tmp: TempPath,
     file: BufWriter<File>,
@@ -428,12 +428,12 @@ pub struct TempFile {
 
 impl TempFile {
     /// Appends bytes (buffered); errors name the destination.
-    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+    pub(crate) fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.file.write_all(bytes).map_err(io_err(&self.dest.path))
     }
 
     /// The destination's path.
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.dest.path
     }
 
@@ -441,7 +441,7 @@ impl TempFile {
     /// on the device (`fdatasync`): a long writer calls it now and then so
     /// the disk works while data is still being made, instead of all at the
     /// final sync.
-    pub fn sync_data(&mut self) -> Result<()> {
+    pub(crate) fn sync_data(&mut self) -> Result<()> {
         self.file.flush().map_err(io_err(&self.dest.path))?;
         self.file
             .get_ref()
@@ -450,13 +450,13 @@ impl TempFile {
     }
 
     /// Syncs and renames the file into place under the no-clobber rules.
-    pub fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         self.finish()?.commit()
     }
 
     /// Flushes, syncs and closes the file without putting it in place yet
     /// (a set of files can then appear together, closer to all at once).
-    pub fn finish(self) -> Result<Finished> {
+    pub(crate) fn finish(self) -> Result<Finished> {
         let TempFile { dest, tmp, file } = self;
         let file = file
             .into_inner()
@@ -478,7 +478,7 @@ impl TempFile {
 /// they were and a success leaves only the new ones. (A process killed in
 /// the moment between the two renames leaves the `.bak` files, which are
 /// never swept automatically: they hold the user's data.)
-pub fn commit_all(files: Vec<Finished>) -> Result<()> {
+pub(crate) fn commit_all(files: Vec<Finished>) -> Result<()> {
     let identical = |path: &Path, same_ok: &Option<Vec<u8>>| {
         same_ok
             .as_deref()
@@ -580,7 +580,7 @@ pub fn commit_all(files: Vec<Finished>) -> Result<()> {
 
 /// A complete, synced and closed temporary file; dropped without
 /// [`Finished::commit`], it is removed.
-pub struct Finished {
+pub(crate) struct Finished {
     dest: Destination,
     tmp: TempPath,
     /// Set by [`Destination::prepare`]: these bytes at the destination
@@ -590,7 +590,7 @@ pub struct Finished {
 
 impl Finished {
     /// Renames the file into place under the no-clobber rules.
-    pub fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         let Finished { dest, tmp, .. } = self;
         if dest.force {
             // Re-check: something special may have appeared meanwhile.
@@ -655,7 +655,7 @@ fn alive(pid: u32) -> bool {
 }
 
 /// The PID in a temporary file name, if `name` is one of ours.
-pub fn temp_pid(name: &str) -> Option<u32> {
+pub(crate) fn temp_pid(name: &str) -> Option<u32> {
     let rest = name.strip_prefix(TEMP_PREFIX)?.strip_suffix(TEMP_SUFFIX)?;
     let (pid, n) = rest.split_once('-')?;
     n.parse::<u64>().ok()?;
@@ -692,7 +692,7 @@ fn sweep_stale(dir: &Path) {
 /// Writes `bytes` to `path` atomically, replacing an existing regular file
 /// (for files deepinit owns, such as its cache; user outputs go through
 /// [`Destination`]).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Destination::check(path, true)?.write(bytes)
 }
 
@@ -766,7 +766,7 @@ impl OutputDir {
 
     /// Writes the files (name, bytes), creating the directory if needed;
     /// returns their paths. Each file is atomic; the manifest is updated.
-    pub fn write(&self, files: &[(&str, Vec<u8>)]) -> Result<Vec<PathBuf>> {
+    pub(crate) fn write(&self, files: &[(&str, Vec<u8>)]) -> Result<Vec<PathBuf>> {
         let created = !self.dir.exists();
         if created {
             std::fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;

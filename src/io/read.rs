@@ -3,7 +3,7 @@
 //! exhausting memory. Every file deepinit reads whole (specs, configs,
 //! indexes, the tuning cache, manifests, files compared before replacing)
 //! goes through here; `.npy` inputs and safetensors shards, read in parts,
-//! check the same way with [`check_regular`] before opening.
+//! check the same way with `check_regular` before opening.
 
 use crate::error::{Error, Result};
 use std::io::Read;
@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Errors unless `path` is a regular file (following symlinks), checked
 /// before it is opened, so a FIFO never blocks the open; returns its size.
-pub fn check_regular(path: &Path) -> Result<u64> {
+pub(crate) fn check_regular(path: &Path) -> Result<u64> {
     let meta = std::fs::metadata(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -32,7 +32,7 @@ pub fn check_regular(path: &Path) -> Result<u64> {
 /// The contents of the regular file `path`, refusing anything that is not a
 /// regular file or that holds more than `limit` bytes (the limit is in the
 /// message).
-pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
+pub(crate) fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -58,14 +58,14 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// [`read_bytes`] as UTF-8 text.
-pub fn read_text(path: &Path, limit: u64) -> Result<String> {
+pub(crate) fn read_text(path: &Path, limit: u64) -> Result<String> {
     String::from_utf8(read_bytes(path, limit)?)
         .map_err(|e| Error::path(path, format!("is not UTF-8 text: {e}")))
 }
 
 /// Whether `path` is a regular file holding exactly `bytes` (false for
 /// anything else, without ever blocking on a special file).
-pub fn same_contents(path: &Path, bytes: &[u8]) -> bool {
+pub(crate) fn same_contents(path: &Path, bytes: &[u8]) -> bool {
     read_bytes(path, bytes.len() as u64).is_ok_and(|b| b == bytes)
 }
 

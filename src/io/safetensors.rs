@@ -38,7 +38,7 @@ pub struct Header {
 
 impl Header {
     /// Bytes of data after the header.
-    pub fn data_len(&self) -> u64 {
+    pub(crate) fn data_len(&self) -> u64 {
         self.tensors.last().map_or(0, |t| t.end)
     }
 }

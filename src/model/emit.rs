@@ -1,4 +1,4 @@
-//! Writing a [`ModelSpec`] back out: as TOML that [`super::spec::parse`]
+//! Writing a [`ModelSpec`] back out: as TOML that `parse`
 //! reads to the same spec (`--print-spec`), and as the canonical JSON a
 //! checkpoint's metadata records.
 
@@ -17,21 +17,21 @@ fn rule_keys(t: &TensorSpec) -> Vec<(&'static str, Value)> {
             keys.push(("value", json!(f64::from(*v))));
         }
         Rule::Draw { init, layout } => {
-            keys.push(("init", json!(init.scheme.name())));
-            if let Some(m) = init.mode {
+            keys.push(("init", json!(init.scheme().name())));
+            if let Some(m) = init.mode() {
                 keys.push(("mode", json!(m.name())));
             }
-            if let Some(g) = init.gain {
+            if let Some(g) = init.gain() {
                 keys.push(("gain", json!(g)));
             }
-            if init.multiplier != 1.0 {
-                keys.push(("multiplier", json!(init.multiplier)));
+            if init.multiplier() != 1.0 {
+                keys.push(("multiplier", json!(init.multiplier())));
             }
-            if init.dist != Dist::Normal {
-                keys.push(("dist", json!(init.dist.name())));
+            if init.dist() != Dist::Normal {
+                keys.push(("dist", json!(init.dist().name())));
             }
-            if init.groups != 1 {
-                keys.push(("groups", json!(init.groups)));
+            if init.groups() != 1 {
+                keys.push(("groups", json!(init.groups())));
             }
             if *layout == Layout::InOut {
                 keys.push(("layout", json!("in_out")));
@@ -57,7 +57,7 @@ fn rule_keys(t: &TensorSpec) -> Vec<(&'static str, Value)> {
 }
 
 /// The spec as TOML, after `comment` (each line prefixed with `# `).
-pub fn to_toml(spec: &ModelSpec, comment: &str) -> String {
+pub(crate) fn to_toml(spec: &ModelSpec, comment: &str) -> String {
     let mut out = String::new();
     for line in comment.lines() {
         out.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
@@ -94,7 +94,7 @@ pub fn to_toml(spec: &ModelSpec, comment: &str) -> String {
 
 /// The canonical JSON of the spec (every tensor with its non-default keys,
 /// in the spec's order): what a checkpoint's metadata records.
-pub fn to_json(spec: &ModelSpec) -> Value {
+pub(crate) fn to_json(spec: &ModelSpec) -> Value {
     let tensors: Vec<Value> = spec
         .tensors
         .iter()

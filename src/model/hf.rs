@@ -93,7 +93,7 @@ impl Family {
 
     /// The model classes deepinit writes for the family: the head model
     /// first (the default), then the base model.
-    pub fn classes(self) -> [&'static str; 2] {
+    pub(crate) fn classes(self) -> [&'static str; 2] {
         match self {
             Family::Gpt2 => ["GPT2LMHeadModel", "GPT2Model"],
             Family::Llama => ["LlamaForCausalLM", "LlamaModel"],
@@ -105,7 +105,7 @@ impl Family {
 
     /// Whether the residual stream is normalized before each branch
     /// (pre-LN: the branches add up along the depth).
-    pub fn pre_norm(self) -> bool {
+    pub(crate) fn pre_norm(self) -> bool {
         self != Family::Bert
     }
 }
@@ -185,7 +185,7 @@ pub enum InitRule {
 
 impl InitRule {
     /// The accepted names.
-    pub const NAMES: &'static [&'static str] = &[
+    pub(crate) const NAMES: &'static [&'static str] = &[
         "reference",
         "lecun",
         "he",
@@ -195,7 +195,7 @@ impl InitRule {
     ];
 
     /// Parses a name of [`InitRule::NAMES`].
-    pub fn parse(s: &str) -> Result<InitRule> {
+    pub(crate) fn parse(s: &str) -> Result<InitRule> {
         let lower = s.trim().to_ascii_lowercase();
         Ok(match lower.as_str() {
             "reference" | "ref" => InitRule::Reference,
@@ -213,7 +213,7 @@ impl InitRule {
         })
     }
 
-    /// The name [`InitRule::parse`] reads back.
+    /// The name `parse` reads back.
     pub fn name(&self) -> String {
         match self {
             InitRule::Reference => "reference".into(),
@@ -649,7 +649,7 @@ impl Builder<'_> {
                 let mut t = TensorSpec::draw(name, dims, scheme, layout);
                 if scaled && depth {
                     if let Rule::Draw { init, .. } = &mut t.rule {
-                        init.multiplier = 1.0 / two_l;
+                        init.set_multiplier(1.0 / two_l);
                     }
                     t.note(format!(
                         "{what} x 1/(2 n_layer) (residual branch output: the stream's variance \
@@ -682,13 +682,13 @@ fn cols(unit: u64) -> Option<TpSplit> {
 impl HfModel {
     /// Whether the class is the family's head model (`*ForCausalLM`,
     /// `GPT2LMHeadModel`, `BertForMaskedLM`).
-    pub fn has_head(&self) -> bool {
+    pub(crate) fn has_head(&self) -> bool {
         self.class == self.family.classes()[0]
     }
 
     /// Whether transformers writes a `generation_config.json` for the class
     /// (models that can generate: the causal LMs).
-    pub fn generates(&self) -> bool {
+    pub(crate) fn generates(&self) -> bool {
         self.has_head() && self.family != Family::Bert
     }
 
@@ -1040,7 +1040,7 @@ impl HfModel {
 }
 
 /// The name PyTorch gives a dtype (`float32`, `bfloat16`, `float16`).
-pub fn torch_dtype(d: DType) -> &'static str {
+pub(crate) fn torch_dtype(d: DType) -> &'static str {
     match d {
         DType::F32 => "float32",
         DType::Bf16 => "bfloat16",

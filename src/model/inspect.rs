@@ -331,8 +331,8 @@ fn against_spec(
             };
             t.expected = Some(format!(
                 "{} {} std {:.4e}",
-                init.scheme.name(),
-                init.dist.name(),
+                init.scheme().name(),
+                init.dist().name(),
                 target.std
             ));
             // Zero rows (padding_idx) scale the variance over the whole
@@ -344,7 +344,7 @@ fn against_spec(
             } else {
                 target.std
             };
-            match judge_draw(m, std, init.dist.excess_kurtosis(), alpha) {
+            match judge_draw(m, std, init.dist().excess_kurtosis(), alpha) {
                 Some(why) => fail(t, why),
                 None => {
                     t.verdict = "PASS";

@@ -14,12 +14,12 @@ use std::ops::Range;
 
 /// The most tensor-parallel parts (far beyond any real job; keeps every
 /// product of part counts and sizes inside 64 bits).
-pub const MAX_TP: u64 = 1 << 20;
+pub(crate) const MAX_TP: u64 = 1 << 20;
 
 /// Tensor-parallel slicing: this checkpoint holds part `rank` of `size` of
 /// every tensor with a `split`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TensorParallel {
+pub(crate) struct TensorParallel {
     /// Parts.
     pub size: u64,
     /// This part (0-based).
@@ -34,7 +34,7 @@ impl Default for TensorParallel {
 
 /// One tensor in one shard.
 #[derive(Debug, Clone)]
-pub struct Item {
+pub(crate) struct Item {
     /// Index into the spec's tensors.
     pub tensor: usize,
     /// The part of the tensor stored.
@@ -45,7 +45,7 @@ pub struct Item {
 
 /// One file.
 #[derive(Debug, Clone)]
-pub struct ShardPlan {
+pub(crate) struct ShardPlan {
     /// File name.
     pub file: String,
     /// Tensors in data order (by name).
@@ -54,14 +54,14 @@ pub struct ShardPlan {
 
 impl ShardPlan {
     /// Data bytes.
-    pub fn bytes(&self) -> u64 {
+    pub(crate) fn bytes(&self) -> u64 {
         self.items.last().map_or(0, |i| i.entry.end)
     }
 }
 
 /// The whole checkpoint.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Element type.
     pub dtype: DType,
     /// Tensor-parallel part.
@@ -71,10 +71,10 @@ pub struct Plan {
 }
 
 /// The index file next to sharded checkpoints.
-pub const INDEX: &str = "model.safetensors.index.json";
+pub(crate) const INDEX: &str = "model.safetensors.index.json";
 
 /// The file name of shard `i` (0-based) of `n`.
-pub fn shard_name(i: usize, n: usize) -> String {
+pub(crate) fn shard_name(i: usize, n: usize) -> String {
     if n == 1 {
         "model.safetensors".into()
     } else {
@@ -85,7 +85,7 @@ pub fn shard_name(i: usize, n: usize) -> String {
 /// The part of a tensor one checkpoint stores: its shape and the element
 /// ranges of the whole tensor (row-major) it is made of, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Part {
+pub(crate) struct Part {
     /// The stored shape.
     pub shape: Vec<u64>,
     /// Element ranges of the whole tensor, in storage order.
@@ -94,7 +94,7 @@ pub struct Part {
 
 impl Part {
     /// The whole tensor.
-    pub fn whole(dims: &[u64]) -> Part {
+    pub(crate) fn whole(dims: &[u64]) -> Part {
         Part {
             shape: dims.to_vec(),
             ranges: std::iter::once(0..dims.iter().product()).collect(),
@@ -102,25 +102,15 @@ impl Part {
     }
 
     /// Elements held.
-    pub fn len(&self) -> u64 {
+    pub(crate) fn len(&self) -> u64 {
         self.ranges.iter().map(|r| r.end - r.start).sum()
-    }
-
-    /// Whether the part holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether this is the whole tensor.
-    pub fn is_whole(&self, dims: &[u64]) -> bool {
-        self.shape == dims
     }
 }
 
 /// Rank `tp.rank`'s part of a tensor of shape `dims` under `split` (Megatron
 /// cuts: the axis's blocks `parts` each cut into `tp.size` equal pieces of
 /// whole `unit`s; rank r holds piece r of every block, in block order).
-pub fn tp_part(
+pub(crate) fn tp_part(
     dims: &[u64],
     split: Option<&TpSplit>,
     tp: TensorParallel,
@@ -231,7 +221,7 @@ fn check_range(spec: &ModelSpec, dtype: DType) -> Result<()> {
         let reach = match &t.rule {
             super::spec::Rule::Const(v) => f64::from(v.abs()),
             super::spec::Rule::Draw { init, .. } => {
-                t.target()?.map_or(0.0, |x| x.std) * init.dist.max_abs_in_std()
+                t.target()?.map_or(0.0, |x| x.std) * init.dist().max_abs_in_std()
             }
         };
         if reach > max {
@@ -254,7 +244,12 @@ impl Plan {
     /// every split tensor. Tensors are assigned largest first (ties by name)
     /// to the shard with the fewest bytes so far (ties: the lowest index);
     /// inside a shard they are stored by name, as the `safetensors` crate does.
-    pub fn new(spec: &ModelSpec, dtype: DType, shards: usize, tp: TensorParallel) -> Result<Plan> {
+    pub(crate) fn new(
+        spec: &ModelSpec,
+        dtype: DType,
+        shards: usize,
+        tp: TensorParallel,
+    ) -> Result<Plan> {
         if shards == 0 || shards > spec.tensors.len() {
             return Err(Error::bad(
                 "shards",
@@ -343,13 +338,13 @@ impl Plan {
     }
 
     /// Data bytes of all shards.
-    pub fn total_bytes(&self) -> u64 {
+    pub(crate) fn total_bytes(&self) -> u64 {
         self.shards.iter().map(ShardPlan::bytes).sum()
     }
 
     /// The Hugging Face index (`model.safetensors.index.json`), or `None`
     /// for a single file.
-    pub fn index_json(&self) -> Option<Vec<u8>> {
+    pub(crate) fn index_json(&self) -> Option<Vec<u8>> {
         if self.shards.len() == 1 {
             return None;
         }

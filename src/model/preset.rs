@@ -28,7 +28,7 @@ pub const NAMES: &[&str] = &[
 
 /// What a preset names.
 #[derive(Debug, Clone)]
-pub enum Preset {
+pub(crate) enum Preset {
     /// A plain spec (the MLP).
     Spec(ModelSpec),
     /// A shipped Hugging Face config.
@@ -36,7 +36,7 @@ pub enum Preset {
 }
 
 /// Resolves a preset name.
-pub fn resolve(name: &str) -> Result<Preset> {
+pub(crate) fn resolve(name: &str) -> Result<Preset> {
     if let Some(m) = hf::shipped(name) {
         return Ok(Preset::Hf(m?));
     }
@@ -66,7 +66,7 @@ pub fn preset(name: &str, seed: u64) -> Result<ModelSpec> {
 
 /// The comment `--print-spec` puts above a spec; `source` says where the
 /// spec came from (`preset gpt2`, `spec model.toml`).
-pub fn describe(source: &str) -> String {
+pub(crate) fn describe(source: &str) -> String {
     format!(
         "deepinit model spec, from {source}.\n\
          Edit it and pass it back with --spec FILE. Keys: init (he, lecun, xavier,\n\

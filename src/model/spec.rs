@@ -37,7 +37,6 @@
 
 use crate::error::{Error, Result};
 use crate::init::scheme::{self, FanMode, InitSpec, Scheme, Shape, Target};
-use crate::rng::dist::Dist;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -252,17 +251,16 @@ impl TensorSpec {
 
 /// The spec whose shape gives the fans: `[in, out]` weights are read reversed.
 fn fan_spec(init: &InitSpec, layout: Layout) -> Result<InitSpec> {
-    let mut s = init.clone();
-    if layout == Layout::InOut {
-        let [a, b] = init.shape.0[..] else {
-            return Err(Error::invalid(
-                "layout",
-                "in_out applies to 2-D weights only",
-            ));
-        };
-        s.shape = Shape(vec![b, a]);
+    if layout != Layout::InOut {
+        return Ok(init.clone());
     }
-    Ok(s)
+    let [a, b] = init.shape().0[..] else {
+        return Err(Error::invalid(
+            "layout",
+            "in_out applies to 2-D weights only",
+        ));
+    };
+    Ok(init.clone().with_shape(Shape(vec![b, a])))
 }
 
 /// The most elements a model may have in all: 2^50 (4 PiB of f32), far
@@ -491,20 +489,19 @@ impl RawTensor {
                         "applies to init = \"constant\" only",
                     ));
                 }
-                let mut s = InitSpec::new(Scheme::parse(init)?, shape.clone());
-                s.mode = r.mode.as_deref().map(FanMode::parse).transpose()?;
-                s.gain = match &r.gain {
+                let gain = match &r.gain {
                     None => None,
                     Some(NumOrName::Num(g)) => Some(scheme::gain(&g.to_string())?),
                     Some(NumOrName::Name(n)) => Some(scheme::gain(n)?),
                 };
-                s.multiplier = r.multiplier.unwrap_or(1.0);
+                let mut s = InitSpec::new(Scheme::parse(init)?, shape.clone())
+                    .with_mode(r.mode.as_deref().map(FanMode::parse).transpose()?)
+                    .with_gain(gain)?
+                    .with_multiplier(r.multiplier.unwrap_or(1.0))?
+                    .with_groups(r.groups.unwrap_or(1))?;
                 if let Some(d) = &r.dist {
-                    s.dist = Dist::parse(d).ok_or_else(|| {
-                        Error::choice("dist", d, &["normal", "truncated", "uniform"])
-                    })?;
+                    s = s.with_dist(d.parse()?);
                 }
-                s.groups = r.groups.unwrap_or(1);
                 let layout = match r.layout.as_deref() {
                     None | Some("out_in") => Layout::OutIn,
                     Some("in_out") => Layout::InOut,
@@ -709,6 +706,6 @@ mod tests {
         let Rule::Draw { init, .. } = &s.tensors[0].rule else {
             panic!()
         };
-        assert_eq!(init.dist, Dist::Uniform);
+        assert_eq!(init.dist(), crate::rng::dist::Dist::Uniform);
     }
 }

@@ -30,7 +30,7 @@ const CHUNK_ELEMS: u64 = 4 << 20;
 
 /// The files of one run, validated before any work.
 #[derive(Debug)]
-pub struct Targets {
+pub(crate) struct Targets {
     dir: PathBuf,
     created: bool,
     shards: Vec<(usize, Destination)>,
@@ -43,7 +43,7 @@ pub struct Targets {
 /// What identifies a checkpoint: FNV-1a-64 of its spec (as the metadata
 /// records it), dtype, shard count and tensor-parallel part. Runs with the
 /// same fingerprint write the same bytes, so they may share a directory.
-pub fn fingerprint(spec: &ModelSpec, plan: &Plan) -> String {
+pub(crate) fn fingerprint(spec: &ModelSpec, plan: &Plan) -> String {
     let text = format!(
         "{} {} {} {} {}",
         super::emit::to_json(spec),
@@ -64,7 +64,7 @@ impl Targets {
     /// files (`config.json`, ...: name and bytes), under the no-clobber rules
     /// (an index or extra file identical to ours is left as it is: every
     /// rank of a job writes the same ones).
-    pub fn check(
+    pub(crate) fn check(
         dir: &Path,
         spec: &ModelSpec,
         plan: &Plan,
@@ -172,7 +172,7 @@ pub struct Report {
 }
 
 /// The `__metadata__` of shard `i`: how the checkpoint was made.
-pub fn metadata(spec: &ModelSpec, plan: &Plan, i: usize) -> BTreeMap<String, String> {
+pub(crate) fn metadata(spec: &ModelSpec, plan: &Plan, i: usize) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     let mut put = |k: &str, v: String| m.insert(k.to_string(), v);
     put("format", "pt".into());
@@ -202,7 +202,7 @@ pub fn metadata(spec: &ModelSpec, plan: &Plan, i: usize) -> BTreeMap<String, Str
 
 /// Generates and writes the shards and index of `targets`; nothing appears
 /// unless everything succeeded.
-pub fn write(
+pub(crate) fn write(
     spec: &ModelSpec,
     plan: &Plan,
     targets: Targets,
@@ -409,7 +409,7 @@ fn produce(
             let target = t
                 .target()?
                 .ok_or_else(|| Error::internal("model", "no target"))?;
-            (init.dist, target.std)
+            (init.dist(), target.std)
         }
     };
     let scale = dist.kernel_scale(std);

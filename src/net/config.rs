@@ -41,7 +41,7 @@ pub struct Fault {
 
 impl Fault {
     /// The factor on layer `l`'s weights (1 without a fault there).
-    pub fn weight_factor(&self, l: usize) -> f64 {
+    pub(crate) fn weight_factor(&self, l: usize) -> f64 {
         match self.weight_scale {
             Some((k, f)) if k == 0 || k == l => f,
             _ => 1.0,
@@ -49,12 +49,12 @@ impl Fault {
     }
 
     /// The activation of layer `l` that gets one ULP added, if any.
-    pub fn act_flip(&self, l: usize) -> Option<u64> {
+    pub(crate) fn act_flip(&self, l: usize) -> Option<u64> {
         self.act_ulp.filter(|&(k, _)| k == l).map(|(_, e)| e)
     }
 
     /// `(rows, cols)` of the skipped tile at layer `l`, clipped to `batch x width`.
-    pub fn tile(&self, l: usize, batch: u64, width: u64) -> Option<(u64, u64)> {
+    pub(crate) fn tile(&self, l: usize, batch: u64, width: u64) -> Option<(u64, u64)> {
         (self.skip_tile == Some(l)).then(|| (batch.min(64), width.min(64)))
     }
 }
@@ -111,19 +111,18 @@ impl NetConfig {
     }
 
     /// Number of layers L.
-    pub fn depth(&self) -> usize {
+    pub(crate) fn depth(&self) -> usize {
         self.widths.len().saturating_sub(1)
     }
 
     /// The weight spec of layer `l` (1-based).
-    pub fn weight_spec(&self, l: usize) -> Result<InitSpec> {
+    pub(crate) fn weight_spec(&self, l: usize) -> Result<InitSpec> {
         let shape = Shape::new(vec![self.widths[l], self.widths[l - 1]])?;
-        let mut s = InitSpec::new(self.scheme, shape);
-        s.multiplier = self.multiplier;
-        s.gain = self.gain;
-        s.mode = self.mode;
-        s.dist = self.dist;
-        Ok(s)
+        Ok(InitSpec::new(self.scheme, shape)
+            .with_multiplier(self.multiplier)?
+            .with_gain(self.gain)?
+            .with_mode(self.mode)
+            .with_dist(self.dist))
     }
 
     /// Checks sizes and parameters; returns every layer's weight standard deviation.
@@ -175,7 +174,7 @@ impl NetConfig {
     }
 
     /// `s_l = Var(W_l) * fan_in_l` per layer (sigma_w^2 of the mean-field theory).
-    pub fn sigma_w2(&self) -> Result<Vec<f64>> {
+    pub(crate) fn sigma_w2(&self) -> Result<Vec<f64>> {
         let stds = self.validate()?;
         Ok(stds
             .iter()
@@ -206,7 +205,7 @@ pub struct TensorStats {
 
 impl TensorStats {
     /// From sums in f64.
-    pub fn from_sums(
+    pub(crate) fn from_sums(
         count: u64,
         sum: f64,
         sum_sq: f64,

@@ -17,11 +17,11 @@ use std::time::Instant;
 /// one submission (work and read-back together), while a command buffer of a
 /// huge network is split before it can run long enough to trip a driver
 /// watchdog (about 0.7 s even at 100 GFLOP/s).
-pub const FLOPS_PER_SUBMIT: f64 = 68_719_476_736.0;
+pub(crate) const FLOPS_PER_SUBMIT: f64 = 68_719_476_736.0;
 
 /// Launches built together (about 20 per layer): bounds the parameter buffer
 /// of one batch to BATCH_LAUNCHES x 256 bytes (256 KiB) whatever the depth.
-pub const BATCH_LAUNCHES: usize = 1024;
+pub(crate) const BATCH_LAUNCHES: usize = 1024;
 
 struct Bufs {
     act: [wgpu::Buffer; 2],
@@ -95,7 +95,7 @@ pub fn run(
 /// [`run`] with a defect injected (tests only; see [`net::Fault`]) and
 /// optional progress reporting.
 #[doc(hidden)]
-pub fn run_with_fault(
+pub(crate) fn run_with_fault(
     gen: &Generator,
     kern: &NetKernels,
     cfg: &NetConfig,

@@ -52,17 +52,17 @@ impl NetKernels {
     }
 
     /// The device these kernels run on.
-    pub fn context(&self) -> &GpuContext {
+    pub(crate) fn context(&self) -> &GpuContext {
         &self.ctx
     }
 
     /// The activation these kernels were compiled for.
-    pub fn activation(&self) -> Activation {
+    pub(crate) fn activation(&self) -> Activation {
         self.act
     }
 
     /// The GEMM dispatcher.
-    pub fn tuner(&self) -> &Tuner {
+    pub(crate) fn tuner(&self) -> &Tuner {
         &self.gemm
     }
 
@@ -101,7 +101,7 @@ impl NetKernels {
 
     /// Queues `z += bias (if `has_bias`); a = act(z)` over `n` elements of rows of `width`.
     #[allow(clippy::too_many_arguments)]
-    pub fn bias_act(
+    pub(crate) fn bias_act(
         &self,
         batch: &mut Batch,
         n: u64,
@@ -118,7 +118,7 @@ impl NetKernels {
     /// injected defect, for tests).
     #[allow(clippy::too_many_arguments)]
     #[doc(hidden)]
-    pub fn bias_act_flipping(
+    pub(crate) fn bias_act_flipping(
         &self,
         batch: &mut Batch,
         n: u64,
@@ -149,7 +149,7 @@ impl NetKernels {
     }
 
     /// Queues `delta *= act'(z)` over `n` elements.
-    pub fn grad_mul(
+    pub(crate) fn grad_mul(
         &self,
         batch: &mut Batch,
         n: u64,
@@ -177,13 +177,13 @@ impl NetKernels {
     }
 
     /// Number of reduction records for a tensor of `n` elements.
-    pub fn records(n: u64) -> u64 {
+    pub(crate) fn records(n: u64) -> u64 {
         n.div_ceil(RECORD_ELEMS)
     }
 
     /// Queues the partial statistics of `x` (`n` elements) into records
     /// `rec ..` of `recs`.
-    pub fn reduce(
+    pub(crate) fn reduce(
         &self,
         batch: &mut Batch,
         x: &wgpu::Buffer,
@@ -208,7 +208,7 @@ impl NetKernels {
     }
 
     /// Queues the dead-unit count of `x` (`rows x cols`) into counter `slot`.
-    pub fn dead(
+    pub(crate) fn dead(
         &self,
         batch: &mut Batch,
         x: &wgpu::Buffer,
@@ -245,7 +245,7 @@ impl NetKernels {
 }
 
 /// Folds reduction records `[rec, rec + count)` into tensor statistics in f64.
-pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::TensorStats> {
+pub(crate) fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::TensorStats> {
     let (mut sum, mut sq) = (0.0f64, 0.0f64);
     let (mut n, mut zeros, mut sat, mut nonfinite) = (0u64, 0u64, 0u64, 0u64);
     for r in rec..rec + count {
@@ -265,20 +265,4 @@ pub fn fold_records(words: &[u32], rec: u64, count: u64) -> Result<crate::net::T
     Ok(crate::net::TensorStats::from_sums(
         n, sum, sq, zeros, sat, nonfinite,
     ))
-}
-
-impl NetKernels {
-    /// Runs one matrix multiply on host data with the tuner's variant; see
-    /// [`crate::gpu::gemm::GemmKernels::matmul_host`].
-    pub fn matmul_host(
-        &self,
-        form: GemmForm,
-        p: &GemmParams,
-        a: &[f32],
-        b: &[f32],
-        c: &[f32],
-    ) -> Result<Vec<f32>> {
-        let v = self.gemm.variant_for(form, p.m, p.n, p.k)?;
-        self.gemm.kernels().matmul_host(v, form, p, a, b, c)
-    }
 }

@@ -12,7 +12,7 @@
 //! - bias and activation as `shaders/network.wgsl` and
 //!   `shaders/activation.wgsl` order them;
 //! - the statistics records of `shaders/reduce.wgsl`: per workgroup of
-//!   [`RED_WORKGROUP`] lanes, each lane's [`RED_ITEMS`] strided elements in
+//!   `RED_WORKGROUP` lanes, each lane's `RED_ITEMS` strided elements in
 //!   order, then the halving tree;
 //! - the dead-unit counts of `shaders/dead.wgsl`.
 
@@ -52,13 +52,13 @@ pub struct PassLayout {
 }
 
 /// Records of a tensor of `n` elements.
-pub fn records(n: u64) -> u64 {
+pub(crate) fn records(n: u64) -> u64 {
     n.div_ceil(RECORD_ELEMS)
 }
 
 impl PassLayout {
     /// The layout of `cfg`'s records, with `block_rows[l - 1]` rows of W_l per block.
-    pub fn new(cfg: &NetConfig, block_rows: Vec<u64>) -> PassLayout {
+    pub(crate) fn new(cfg: &NetConfig, block_rows: Vec<u64>) -> PassLayout {
         let depth = cfg.depth();
         let (b, w) = (cfg.batch, &cfg.widths);
         let mut rec = vec![[0u64; 3]; depth + 1];
@@ -107,7 +107,7 @@ impl PassLayout {
 }
 
 /// The statistics of a raw pass: what both the device and the mirror report.
-pub fn fold(cfg: &NetConfig, layout: &PassLayout, raw: &RawPass) -> Result<NetStats> {
+pub(crate) fn fold(cfg: &NetConfig, layout: &PassLayout, raw: &RawPass) -> Result<NetStats> {
     let depth = cfg.depth();
     let (b, w) = (cfg.batch, &cfg.widths);
     let gram_elems = b * b;
@@ -300,7 +300,7 @@ pub fn compare(cfg: &NetConfig, layout: &PassLayout, dev: &RawPass, cpu: &RawPas
     }
 }
 
-/// [`run`] in the probed arithmetic class: fused `fma`, else two roundings.
+/// `run` in the probed arithmetic class: fused `fma`, else two roundings.
 pub fn run_in(
     class: FmaMode,
     cfg: &NetConfig,
@@ -314,7 +314,7 @@ pub fn run_in(
 }
 
 /// How [`run_in`] names a class in reports.
-pub fn class_name(class: FmaMode) -> &'static str {
+pub(crate) fn class_name(class: FmaMode) -> &'static str {
     match class {
         FmaMode::Fused => "fused fma",
         _ => "two-rounding fma",
@@ -322,7 +322,7 @@ pub fn class_name(class: FmaMode) -> &'static str {
 }
 
 /// Runs the mirror of the device's pass in arithmetic class `A`.
-pub fn run<A: Arith>(
+pub(crate) fn run<A: Arith>(
     cfg: &NetConfig,
     input: Option<&[f32]>,
     layout: &PassLayout,
@@ -477,7 +477,7 @@ const NR: usize = 16;
 /// of C stays in registers for the whole chain; rows are split across threads.
 /// Blocking changes which elements are computed together, never an
 /// element's own sequence of operations.
-pub fn chain<A: Arith>(
+pub(crate) fn chain<A: Arith>(
     m: usize,
     n: usize,
     k: usize,

@@ -125,7 +125,7 @@ pub(crate) fn normal(seed: u64, tensor: u32, n: u64, std: f64) -> Result<Vec<f32
 
 /// The network input: `input` if given (`batch x n_0`, row-major), else N(0, 1)
 /// from the RNG (tensor [`net::INPUT_TENSOR`]).
-pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
+pub(crate) fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
     let n = cfg.batch * cfg.widths[0];
     match input {
         Some(x) if x.len() as u64 == n => Ok(x.to_vec()),
@@ -140,7 +140,7 @@ pub fn input(cfg: &NetConfig, input: Option<&[f32]>) -> Result<Vec<f32>> {
 /// Host bytes the CPU reference holds at its peak: every layer's
 /// pre-activations and input Gram matrix (kept for the backward pass), plus
 /// the largest layer's weights and two activation buffers.
-pub fn host_bytes(cfg: &NetConfig) -> u64 {
+pub(crate) fn host_bytes(cfg: &NetConfig) -> u64 {
     let b = cfg.batch;
     let per_layer: u64 = cfg.widths[1..]
         .iter()
@@ -161,7 +161,7 @@ pub fn host_bytes(cfg: &NetConfig) -> u64 {
 
 /// Refuses a network whose CPU reference would not fit in host memory, with
 /// the depth that would.
-pub fn check_host_memory(cfg: &NetConfig) -> Result<()> {
+pub(crate) fn check_host_memory(cfg: &NetConfig) -> Result<()> {
     let Some(mem) = crate::io::host::host_memory_bytes() else {
         return Ok(());
     };
@@ -193,7 +193,7 @@ pub fn run(cfg: &NetConfig, x: Option<&[f32]>) -> Result<NetStats> {
 /// [`run`] with `fault` injected (tests only; `Fault::default()` is none),
 /// handing every layer's activations `a_l` (`batch x n_l`) to
 /// `observe(l, a_l)` during the forward pass (for histograms).
-pub fn run_observed(
+pub(crate) fn run_observed(
     cfg: &NetConfig,
     x: Option<&[f32]>,
     fault: &Fault,
@@ -281,7 +281,7 @@ struct WeightCache {
 }
 
 /// The most bytes of weights the CPU reference keeps between its passes.
-pub const WEIGHT_CACHE_MAX_BYTES: u64 = 2 << 30;
+pub(crate) const WEIGHT_CACHE_MAX_BYTES: u64 = 2 << 30;
 
 impl WeightCache {
     fn new(cfg: &NetConfig) -> WeightCache {

@@ -7,7 +7,7 @@
 //! where s_l = Var(W_l) * fan_in_l (= sigma_w^2; 2 for He) and m_in is the
 //! inputs' mean square. For ReLU with Var(W) = k / n this is q_l = (k/2)^l q_0.
 //! Gaussian expectations use composite Gauss-Legendre quadrature (see
-//! [`Quadrature`] for why not plain Gauss-Hermite).
+//! `Quadrature` for why not plain Gauss-Hermite).
 
 use crate::act::Activation;
 
@@ -24,7 +24,7 @@ use crate::act::Activation;
 /// polynomials of degree 15, so smooth integrands are resolved to ~1e-14
 /// relative; the mass beyond 12 sigma (1e-33) is dropped.
 #[derive(Debug, Clone, Default)]
-pub struct Quadrature;
+pub(crate) struct Quadrature;
 
 #[allow(clippy::excessive_precision)] // tabulated nodes and weights, verbatim
 const GL8: [(f64, f64); 4] = [
@@ -36,12 +36,12 @@ const GL8: [(f64, f64); 4] = [
 
 impl Quadrature {
     /// The rule (stateless; kept as a type so callers share one definition).
-    pub fn new() -> Quadrature {
+    pub(crate) fn new() -> Quadrature {
         Quadrature
     }
 
     /// E[f(Z)] for Z ~ N(0, q).
-    pub fn expect(&self, q: f64, f: impl Fn(f64) -> f64) -> f64 {
+    pub(crate) fn expect(&self, q: f64, f: impl Fn(f64) -> f64) -> f64 {
         if q.is_nan() || q <= 0.0 || q.is_infinite() {
             return f(0.0);
         }
@@ -188,7 +188,7 @@ pub fn predict(
 /// quadrature (step 1e-4 relative: the rule is smooth in q, so the error is
 /// ~1e-8, far below the finite-width terms it scales). 1 where q is 0 or not
 /// finite (the layer is outside f32's range and not checked).
-pub fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f64) -> f64 {
+pub(crate) fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f64) -> f64 {
     log_slope(quad, q, |z| s * act.f(z).powi(2) + sigma_b2).unwrap_or(1.0)
 }
 
@@ -196,7 +196,7 @@ pub fn map_slope(quad: &Quadrature, act: Activation, q: f64, s: f64, sigma_b2: f
 /// the quadrature in log q (step 1e-4; the rule is smooth in q, so the error
 /// is ~1e-8). `None` where q is 0 or not finite, or `E[g]` is not positive
 /// there.
-pub fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> Option<f64> {
+pub(crate) fn log_slope(quad: &Quadrature, q: f64, g: impl Fn(f64) -> f64) -> Option<f64> {
     if !(q.is_finite() && q > 0.0) {
         return None;
     }

@@ -9,7 +9,7 @@ use crate::gpu::tune_cache::{Entry, Measured, TuneKey};
 /// column (kernel and size) that wraps onto its own line when long, then the
 /// median time, the rate and the same-run ratio (on the next line, after
 /// `=`, when the row would pass 100 columns).
-pub fn table(rows: &[Row]) -> String {
+pub(crate) fn table(rows: &[Row]) -> String {
     use std::fmt::Write;
     const WHAT: usize = 48;
     let mut s = String::new();
@@ -53,7 +53,7 @@ pub fn table(rows: &[Row]) -> String {
 
 /// Two lines per GEMM shape class the run used: the variant, how it was
 /// chosen and its speed; then every other candidate's speed.
-pub fn gemm_choices(choices: &[Choice]) -> Vec<String> {
+pub(crate) fn gemm_choices(choices: &[Choice]) -> Vec<String> {
     choices
         .iter()
         .flat_map(|c| {
@@ -101,7 +101,7 @@ fn others(candidates: &[Measured], chosen: &str, decimals: usize) -> Vec<String>
 }
 
 /// One line per generation kernel (with the other candidates after it).
-pub fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
+pub(crate) fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
     let mut lines = Vec::new();
     for c in choices {
         let mut line = format!("generate {}: {} ({}", c.kernel, c.variant, c.source);
@@ -118,7 +118,7 @@ pub fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
 /// The tuning cache's entries of one adapter, as written (not as
 /// [`Choice`]s, which map a variant this build lacks to "?": a stale entry
 /// shows what it names): generation kernels first, then GEMM shape classes.
-pub fn cached_lines(entries: &[Entry]) -> Vec<String> {
+pub(crate) fn cached_lines(entries: &[Entry]) -> Vec<String> {
     let (mut generation, mut gemm) = (Vec::new(), Vec::new());
     for e in entries {
         match e.key {
@@ -143,7 +143,7 @@ pub fn cached_lines(entries: &[Entry]) -> Vec<String> {
 
 /// The tuning section of the bench's text: every generation kernel's and
 /// GEMM shape class's choice.
-pub fn tuning_lines(t: &Tuning) -> Vec<String> {
+pub(crate) fn tuning_lines(t: &Tuning) -> Vec<String> {
     generation_choices(&t.generation)
         .into_iter()
         .chain(gemm_choices(&t.gemm))

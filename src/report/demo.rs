@@ -5,7 +5,7 @@ use crate::report::plot::{self, Panel, Series};
 use std::fmt::Write;
 
 /// Layers shown in the table: 1, L/2, L (distinct, in order).
-pub fn shown_layers(depth: usize) -> Vec<usize> {
+pub(crate) fn shown_layers(depth: usize) -> Vec<usize> {
     let mut v = vec![1, depth.div_ceil(2), depth];
     v.retain(|&l| l >= 1);
     v.dedup();
@@ -25,7 +25,7 @@ fn sci(v: f64) -> String {
 }
 
 /// Signal fate over the depth, from Var(a_L) / Var(a_1).
-pub fn fate(r: &RunReport) -> &'static str {
+pub(crate) fn fate(r: &RunReport) -> &'static str {
     if r.verdict.overflow_at.is_some() {
         return "overflows";
     }
@@ -52,7 +52,7 @@ fn cpu_word(r: &RunReport) -> String {
 }
 
 /// The demo's table, one block per activation, at most 100 columns wide.
-pub fn table(runs: &[RunReport]) -> String {
+pub(crate) fn table(runs: &[RunReport]) -> String {
     let mut s = String::new();
     for act in crate::app::demo::ACTIVATIONS {
         let rs: Vec<&RunReport> = runs.iter().filter(|r| r.activation == act).collect();
@@ -120,7 +120,7 @@ fn row(r: &RunReport, layers: &[usize]) -> String {
 /// line (solid, labelled) and the theory (dashed, same colour). With
 /// `mask_overflow`, measured points of layers holding non-finite values are
 /// left out (they average only what survived).
-pub fn variance_series(
+pub(crate) fn variance_series(
     r: &RunReport,
     grad: bool,
     label: String,
@@ -168,7 +168,7 @@ pub fn variance_series(
 /// (variance 1, give or take a few factors per layer), narrow enough that
 /// "flat at 1" and "halving each layer" look different. Lines beyond it end
 /// in a labelled arrow.
-pub const VARIANCE_WINDOW: (f64, f64) = (-20.0, 20.0);
+pub(crate) const VARIANCE_WINDOW: (f64, f64) = (-20.0, 20.0);
 
 /// Adds a scheme's two lines to a panel, or, when its measured line equals
 /// one already there (Xavier and LeCun at equal widths draw the same
@@ -194,7 +194,7 @@ fn add_or_merge(series: &mut Vec<Series>, new: [Series; 2]) {
 /// Variance vs depth: one panel per activation for the forward signal
 /// Var(z_l) and one for the gradient Var(delta_l); one colour per scheme;
 /// theory dashed.
-pub fn variance_svg(runs: &[RunReport]) -> String {
+pub(crate) fn variance_svg(runs: &[RunReport]) -> String {
     let mut acts: Vec<String> = Vec::new();
     for r in runs {
         if !acts.contains(&r.activation) {
@@ -255,7 +255,7 @@ pub fn variance_svg(runs: &[RunReport]) -> String {
 }
 
 /// Writes `report.json` and `variance.{svg,png}` into `out`; returns their paths.
-pub fn write_outputs(
+pub(crate) fn write_outputs(
     out: &crate::io::output::OutputDir,
     report: &crate::app::demo::Report,
 ) -> crate::Result<Vec<std::path::PathBuf>> {

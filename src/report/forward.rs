@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 /// The per-layer table (every layer up to 20, else about 12 of them), at
 /// most 100 columns wide.
-pub fn layers_table(r: &RunReport) -> String {
+pub(crate) fn layers_table(r: &RunReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -57,7 +57,7 @@ pub fn layers_table(r: &RunReport) -> String {
 }
 
 /// The verdict lines: the CPU reference, then theory and the weight test.
-pub fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
+pub(crate) fn verdict_lines(v: &RunVerdict, not_compared: &str) -> String {
     let cpu = match v.cpu_match {
         None => not_compared.to_string(),
         Some(true) => format!(

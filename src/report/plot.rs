@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 /// One line.
 #[derive(Debug, Clone)]
-pub struct Series {
+pub(crate) struct Series {
     /// Legend label (empty: not in the legend).
     pub label: String,
     /// CSS colour.
@@ -24,7 +24,7 @@ pub struct Series {
 
 /// One panel: shared x/y labels, its own title.
 #[derive(Debug, Clone)]
-pub struct Panel {
+pub(crate) struct Panel {
     /// Title above the panel.
     pub title: String,
     /// x-axis label.
@@ -40,7 +40,7 @@ pub struct Panel {
 }
 
 /// A colour per index, from a palette that stays distinct in print.
-pub fn color(i: usize) -> String {
+pub(crate) fn color(i: usize) -> String {
     const P: [&str; 8] = [
         "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
     ];
@@ -97,7 +97,7 @@ const GAP: f64 = 40.0;
 const LEGEND: f64 = 150.0;
 
 /// A grid of panels (`cols` per row) with log10 y axes, as SVG text.
-pub fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
+pub(crate) fn log_plot_svg(title: &str, panels: &[Panel], cols: usize) -> String {
     let cols = cols.max(1);
     let rows = panels.len().div_ceil(cols).max(1);
     let cell_w = ML + PW + GAP;
@@ -455,7 +455,7 @@ fn diverging(t: f64) -> String {
 
 /// A horizontal line across every heatmap at a multiplier.
 #[derive(Debug, Clone)]
-pub struct Marker {
+pub(crate) struct Marker {
     /// The multiplier.
     pub at: f64,
     /// Its label (e.g. "theory: critical 1.000").
@@ -469,7 +469,7 @@ pub struct Marker {
 /// drawn grey (f32 overflow, or exactly zero). The scale is symmetric about
 /// 0 (variance 1), with a labelled bar of decade ticks; `markers` are drawn
 /// across every panel.
-pub fn heatmaps_svg(
+pub(crate) fn heatmaps_svg(
     title: &str,
     grids: &[(&str, Vec<Vec<f64>>)],
     ys: &[f64],
@@ -667,7 +667,7 @@ fn percent(part: u64, total: u64) -> f64 {
 /// per layer. The y axis of all panels is shared too, capped at 1.3 x the
 /// highest layer-1 density, so a collapsed layer's spike is clipped (and
 /// labelled) instead of flattening the rest.
-pub fn histograms_svg(title: &str, hs: &[Histogram]) -> String {
+pub(crate) fn histograms_svg(title: &str, hs: &[Histogram]) -> String {
     let mut ms: Vec<f64> = hs.iter().map(|h| h.multiplier).collect();
     ms.sort_by(f64::total_cmp);
     ms.dedup();

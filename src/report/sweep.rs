@@ -5,7 +5,7 @@ use crate::report::plot;
 use std::fmt::Write;
 
 /// The sweep's table, at most 100 columns wide.
-pub fn table(r: &SweepReport) -> String {
+pub(crate) fn table(r: &SweepReport) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -70,7 +70,7 @@ fn interval(r: &SweepReport) -> String {
 
 /// Heatmaps of log10 Var(z_l) and log10 Var(delta_l) over (layer, multiplier),
 /// with the theoretical critical multiplier as a line.
-pub fn heatmap_svg(r: &SweepReport) -> String {
+pub(crate) fn heatmap_svg(r: &SweepReport) -> String {
     let ys: Vec<f64> = r.points.iter().map(|p| p.multiplier).collect();
     let grid = |grad: bool| -> Vec<Vec<f64>> {
         r.points
@@ -124,7 +124,7 @@ pub fn heatmap_svg(r: &SweepReport) -> String {
 
 /// Var(z_l) and Var(delta_l) against depth for up to 6 multipliers spread over
 /// the grid (measured solid, theory dashed).
-pub fn curves_svg(r: &SweepReport) -> String {
+pub(crate) fn curves_svg(r: &SweepReport) -> String {
     let n = r.points.len();
     let picks: Vec<usize> = if n <= 6 {
         (0..n).collect()

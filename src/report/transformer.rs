@@ -8,7 +8,7 @@ use std::fmt::Write;
 /// the loss gradient's norm at the block's input and the largest weight
 /// gradient's norm (every block up to 24, else about 16 of them). At most
 /// 100 columns.
-pub fn blocks_table(r: &TfmReport) -> String {
+pub(crate) fn blocks_table(r: &TfmReport) -> String {
     let s = &r.stats;
     let grads = s.grads.as_ref();
     let mut t = String::new();
@@ -66,7 +66,7 @@ pub fn blocks_table(r: &TfmReport) -> String {
 }
 
 /// The summary and verdict lines.
-pub fn verdict_lines(r: &TfmReport) -> String {
+pub(crate) fn verdict_lines(r: &TfmReport) -> String {
     let s = &r.stats;
     let mut t = String::new();
     if let Some(last) = s.blocks.last() {
@@ -155,7 +155,7 @@ pub fn verdict_lines(r: &TfmReport) -> String {
 /// mean-field prediction dashed), attention's entropy relative to uniform,
 /// and with the backward pass the loss gradient entering each block and the
 /// MLP output projection's weight gradient, one colour per init.
-pub fn variance_svg(reports: &[TfmReport]) -> String {
+pub(crate) fn variance_svg(reports: &[TfmReport]) -> String {
     use super::plot::{color, log_plot_svg, Panel, Series};
     let line = |label: &str, c: &str, dashed: bool, points: Vec<(f64, f64)>| Series {
         label: label.to_string(),
@@ -242,7 +242,7 @@ pub fn variance_svg(reports: &[TfmReport]) -> String {
 
 /// One line per init: the stream's growth, the largest branch/stream ratio,
 /// attention's entropy in the last block, the loss, and the checks.
-pub fn summary_table(reports: &[TfmReport]) -> String {
+pub(crate) fn summary_table(reports: &[TfmReport]) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -282,7 +282,7 @@ pub fn summary_table(reports: &[TfmReport]) -> String {
 }
 
 /// Writes the reports and the picture into `out`; returns their paths.
-pub fn write_outputs(
+pub(crate) fn write_outputs(
     out: &crate::io::output::OutputDir,
     reports: &[crate::tfm::run::TfmReport],
 ) -> crate::Result<Vec<std::path::PathBuf>> {

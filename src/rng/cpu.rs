@@ -8,7 +8,7 @@ use crate::rng::dist::{self, Dist};
 use crate::rng::request::{GenRequest, Kernel};
 
 /// Number of worker threads: the machine's available parallelism.
-pub fn threads() -> usize {
+pub(crate) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -62,7 +62,7 @@ pub fn fill(dist: Dist, scale: f32, seed: u64, tensor_id: u32, start: u64, out: 
 /// scale; `dist` its distribution), then each thread encodes its own piece
 /// into `bytes` as `dtype` (`bytes.len()` = `out.len()` x the dtype's size):
 /// generation and encoding in one parallel pass.
-pub fn fill_encoded(
+pub(crate) fn fill_encoded(
     dist: Dist,
     req: &GenRequest,
     at: u64,
@@ -148,7 +148,7 @@ pub struct Comparison {
 
 impl Comparison {
     /// Combines two comparisons; `self` covers the earlier range.
-    pub fn merge(self, o: Comparison) -> Comparison {
+    pub(crate) fn merge(self, o: Comparison) -> Comparison {
         Comparison {
             compared: self.compared + o.compared,
             mismatched: self.mismatched + o.mismatched,
@@ -207,7 +207,7 @@ pub fn compare(
 }
 
 /// Counts the words of `got` (elements `start ..`) that differ from the reference words.
-pub fn count_word_mismatches(seed: u64, tensor_id: u32, start: u64, got: &[u32]) -> u64 {
+pub(crate) fn count_word_mismatches(seed: u64, tensor_id: u32, start: u64, got: &[u32]) -> u64 {
     par_map(got, start, |s, piece| {
         let mut want = vec![0u32; piece.len()];
         dist::fill_words(seed, tensor_id, s, &mut want);

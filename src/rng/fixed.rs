@@ -11,7 +11,7 @@
 //! rounded everywhere, short of a subnormal product on a device that flushes
 //! them, which needs a std below about 1e-28). `shaders/fixed.wgsl` is the GPU
 //! twin of this file; its constants and polynomials are generated from the
-//! tables below ([`wgsl_constants`]), so there is one source for them.
+//! tables below (`wgsl_constants`), so there is one source for them.
 //!
 //! # Formats
 //!
@@ -22,7 +22,7 @@
 //!   `tests/fixed_point_fit.py` (Chebyshev least squares on each interval,
 //!   rounded to the format); the unit tests check that every partial sum stays
 //!   in range and the accuracy over each function's whole input domain.
-//! * Positive results are carried as [`Pf`] (`m / 2^31 * 2^e` with `m`'s
+//! * Positive results are carried as `Pf` (`m / 2^31 * 2^e` with `m`'s
 //!   top bit set), multiplied with one `mulhi`, and rounded to f32 once
 //!   (round half up on the 8 dropped bits).
 //!
@@ -206,7 +206,8 @@ impl Pf {
     }
 
     /// The value in f64 (exact), for tests and accuracy checks.
-    pub fn to_f64(self) -> f64 {
+    #[cfg(test)]
+    fn to_f64(self) -> f64 {
         f64::from(self.m) * 2f64.powi(self.e - 31)
     }
 }

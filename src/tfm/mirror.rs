@@ -4,7 +4,7 @@
 //! conforming device's raw results are reproduced bit for bit.
 //!
 //! - every linear map is each output's ascending-k chain `acc = fma(x, w,
-//!   acc)` from +0 ([`crate::net::mirror::chain`]), then the bias added;
+//!   acc)` from +0 (`chain`), then the bias added;
 //! - norms, attention and the loss terms are per row, every sum sequential in
 //!   index order, as the kernels run them;
 //! - the statistics records are `partial_stats`' ([`crate::net::mirror`]).
@@ -56,7 +56,7 @@ fn add_bias(y: &mut [f32], b: &[f32]) {
 
 /// 1 / sqrt(a): `rsqrt_newton` of the shader.
 #[inline(always)]
-pub fn rsqrt_newton<A: Arith>(a: f32) -> f32 {
+pub(crate) fn rsqrt_newton<A: Arith>(a: f32) -> f32 {
     let mut y = f32::from_bits(0x5f37_59df_u32.wrapping_sub(a.to_bits() >> 1));
     let h = a * 0.5;
     for _ in 0..3 {
@@ -69,7 +69,7 @@ pub fn rsqrt_newton<A: Arith>(a: f32) -> f32 {
 /// 1 / s for s >= 1: the exponent split off by its bits, `recip12` of the
 /// fraction, the exponent subtracted from the result's field.
 #[inline(always)]
-pub fn recip_split<A: Arith>(s: f32) -> f32 {
+pub(crate) fn recip_split<A: Arith>(s: f32) -> f32 {
     let bits = s.to_bits();
     let p = (bits >> 23).wrapping_sub(127);
     let f = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000);

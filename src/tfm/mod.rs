@@ -57,12 +57,12 @@ pub enum MlpKind {
 /// stays near 2^14 iterations and the backward's widest (`att_dkv`, four
 /// sweeps) near 41000, inside llvmpipe's budget of 65535 loop iterations
 /// per invocation (beyond it, lavapipe silently stops looping).
-pub const MAX_HEAD_DIM: u64 = 256;
+pub(crate) const MAX_HEAD_DIM: u64 = 256;
 /// The most keys one attention row sees (`MAX_KEYS` in
 /// `shaders/transformer.wgsl`: their scores live in workgroup memory).
-pub const MAX_KEYS: u64 = 2048;
+pub(crate) const MAX_KEYS: u64 = 2048;
 /// The longest sequence a pass runs.
-pub const MAX_SEQ: u64 = 1 << 16;
+pub(crate) const MAX_SEQ: u64 = 1 << 16;
 
 /// What the pass needs of a model config.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +109,7 @@ fn unsupported(what: impl Into<String>) -> Error {
 
 impl TfmConfig {
     /// The pass's view of `m`; refuses what it cannot run, with the reason.
-    pub fn from_hf(m: &HfModel) -> Result<TfmConfig> {
+    pub(crate) fn from_hf(m: &HfModel) -> Result<TfmConfig> {
         let d = &m.dims;
         let c = &m.config;
         let (norm, mlp) = match m.family {
@@ -226,12 +226,12 @@ impl TfmConfig {
     }
 
     /// Columns of the fused q|k|v rows.
-    pub fn qkv_width(&self) -> u64 {
+    pub(crate) fn qkv_width(&self) -> u64 {
         (self.heads + 2 * self.kv_heads) * self.head_dim
     }
 
     /// Width of the attention output (heads x head_dim).
-    pub fn attn_width(&self) -> u64 {
+    pub(crate) fn attn_width(&self) -> u64 {
         self.heads * self.head_dim
     }
 }
@@ -392,7 +392,7 @@ impl Tokens {
 
     /// Checks the fields against `cfg` (they are public: a pass checks them
     /// again before using them).
-    pub fn check(&self, cfg: &TfmConfig) -> Result<()> {
+    pub(crate) fn check(&self, cfg: &TfmConfig) -> Result<()> {
         check_batch(cfg, self.batch, self.seq)?;
         if self.ids.len() as u64 != self.rows() {
             return Err(Error::invalid("tokens", "ids do not match batch x seq"));
@@ -467,7 +467,7 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
 
 /// How one tensor's values are made, as `deepinit model` writes them in f32.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Every element `v`.
     Const(f32),
     /// Drawn: element i is the generator's value i of `tensor_id` under
@@ -522,8 +522,8 @@ impl Weights {
                     w.stds.insert(t.name.clone(), target.std);
                     w.layouts.insert(t.name.clone(), *layout);
                     Source::Draw {
-                        dist: init.dist,
-                        scale: init.dist.kernel_scale(target.std),
+                        dist: init.dist(),
+                        scale: init.dist().kernel_scale(target.std),
                         seed: spec.seed,
                         tensor_id: t.id(),
                         zero_rows: t.zero_rows.clone(),
@@ -570,7 +570,7 @@ impl Weights {
     }
 
     /// Draws a tensor's values on the CPU.
-    pub fn draw(&self, name: &str) -> Result<Vec<f32>> {
+    pub(crate) fn draw(&self, name: &str) -> Result<Vec<f32>> {
         let name = self.resolve(name);
         let (source, shape) = self
             .sources
@@ -600,7 +600,7 @@ impl Weights {
 
     /// A tensor's values: the resident copy, or drawn now (a tied name gives
     /// its source's).
-    pub fn get(&self, name: &str) -> Result<std::borrow::Cow<'_, [f32]>> {
+    pub(crate) fn get(&self, name: &str) -> Result<std::borrow::Cow<'_, [f32]>> {
         match self.values.get(self.resolve(name)) {
             Some(v) => Ok(std::borrow::Cow::Borrowed(v.as_slice())),
             None => Ok(std::borrow::Cow::Owned(self.draw(name)?)),
@@ -608,22 +608,22 @@ impl Weights {
     }
 
     /// Whether a tensor is held (not drawn when needed).
-    pub fn resident(&self, name: &str) -> bool {
+    pub(crate) fn resident(&self, name: &str) -> bool {
         self.values.contains_key(self.resolve(name))
     }
 
     /// How a tensor is made.
-    pub fn source(&self, name: &str) -> Option<&Source> {
+    pub(crate) fn source(&self, name: &str) -> Option<&Source> {
         self.sources.get(self.resolve(name))
     }
 
     /// A tensor's shape.
-    pub fn shape(&self, name: &str) -> Option<&[u64]> {
+    pub(crate) fn shape(&self, name: &str) -> Option<&[u64]> {
         self.shapes.get(self.resolve(name)).map(Vec::as_slice)
     }
 
     /// A weight matrix's storage layout.
-    pub fn layout(&self, name: &str) -> Layout {
+    pub(crate) fn layout(&self, name: &str) -> Layout {
         self.layouts
             .get(self.resolve(name))
             .copied()
@@ -631,12 +631,12 @@ impl Weights {
     }
 
     /// The standard deviation a drawn tensor's rule gives it (None: a constant).
-    pub fn std(&self, name: &str) -> Option<f64> {
+    pub(crate) fn std(&self, name: &str) -> Option<f64> {
         self.stds.get(self.resolve(name)).copied()
     }
 
     /// Whether the model has a tensor called `name` (tied names included).
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.sources.contains_key(self.resolve(name))
     }
 }
@@ -665,7 +665,7 @@ pub struct BlockNames {
     pub o: Linear,
     /// Second norm.
     pub ln2: (String, Option<String>),
-    /// MLP input projections: [c_fc] or [gate, up].
+    /// MLP input projections: `[c_fc]` or `[gate, up]`.
     pub mlp_in: Vec<Linear>,
     /// MLP output projection.
     pub mlp_out: Linear,
@@ -674,7 +674,7 @@ pub struct BlockNames {
 impl BlockNames {
     /// The block's linear maps in pass order: q|k|v, o, the MLP's inputs, its
     /// output.
-    pub fn linears(&self) -> impl Iterator<Item = &Linear> {
+    pub(crate) fn linears(&self) -> impl Iterator<Item = &Linear> {
         self.qkv
             .iter()
             .chain([&self.o])
@@ -700,13 +700,13 @@ pub struct Names {
 
 impl Names {
     /// The names of `cfg`'s class.
-    pub fn of(cfg: &TfmConfig, w: &Weights) -> Names {
+    pub(crate) fn of(cfg: &TfmConfig, w: &Weights) -> Names {
         Names::of_with(cfg, &|b| w.has(b))
     }
 
     /// The names of `cfg`'s class, without the biases (their presence is
     /// read from the weights).
-    pub fn of_config(cfg: &TfmConfig) -> Names {
+    pub(crate) fn of_config(cfg: &TfmConfig) -> Names {
         Names::of_with(cfg, &|_| false)
     }
 
@@ -845,7 +845,7 @@ impl Model {
     /// Rotary tables for `seq` positions: cos and sin of `pos * inv_freq[i]`
     /// (the angle's product in f32, as transformers forms it; its cosine and
     /// sine rounded to f32), `[seq, head_dim / 2]` each.
-    pub fn rope_tables(&self, seq: u64) -> (Vec<f32>, Vec<f32>) {
+    pub(crate) fn rope_tables(&self, seq: u64) -> (Vec<f32>, Vec<f32>) {
         let f = &self.cfg.inv_freq;
         let mut cos = Vec::with_capacity(seq as usize * f.len());
         let mut sin = Vec::with_capacity(seq as usize * f.len());
@@ -866,7 +866,7 @@ impl Model {
 /// invocation's loops after 65535 iterations in all, silently; a GEMM
 /// kernel's loops over 2048 values of k stay far inside that for every
 /// variant.
-pub const K_PIECE: usize = 2048;
+pub(crate) const K_PIECE: usize = 2048;
 
 /// The most rows (tokens) a backward pass takes: its weight-gradient norms
 /// use rows x rows Gram matrices (64 MiB at this size).
@@ -959,12 +959,12 @@ impl PassLayout {
     }
 
     /// First record of `name`.
-    pub fn rec(&self, name: &str) -> u64 {
+    pub(crate) fn rec(&self, name: &str) -> u64 {
         self.tensors.iter().find(|t| t.0 == name).map_or(0, |t| t.1)
     }
 
     /// Whether `name` has records.
-    pub fn has(&self, name: &str) -> bool {
+    pub(crate) fn has(&self, name: &str) -> bool {
         self.tensors.iter().any(|t| t.0 == name)
     }
 
@@ -992,7 +992,7 @@ pub struct RawTfm {
 
 impl RawTfm {
     /// Zeroed buffers for `layout`.
-    pub fn zeroed(cfg: &TfmConfig, tokens: &Tokens, layout: &PassLayout) -> RawTfm {
+    pub(crate) fn zeroed(cfg: &TfmConfig, tokens: &Tokens, layout: &PassLayout) -> RawTfm {
         RawTfm {
             recs: vec![0; (layout.total_records * RECORD_WORDS) as usize],
             att: vec![0; att_words(cfg, tokens) as usize],
@@ -1009,7 +1009,7 @@ impl RawTfm {
 }
 
 /// Words of the attention row sums: 3 per layer, row and head (S, A, m).
-pub fn att_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
+pub(crate) fn att_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
     3 * cfg.layers * tokens.rows() * cfg.heads
 }
 

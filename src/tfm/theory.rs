@@ -43,7 +43,7 @@ pub struct LossCheck {
 }
 
 /// [`LossCheck`] of a pass with `vocab` entries.
-pub fn loss_check(s: &TfmStats, vocab: u64) -> Option<LossCheck> {
+pub(crate) fn loss_check(s: &TfmStats, vocab: u64) -> Option<LossCheck> {
     let measured = s.loss?;
     let var = s.logits.as_ref()?.var;
     let sd = var.sqrt();
@@ -80,7 +80,7 @@ pub struct Recursion {
 }
 
 /// Every residual addition of a pass.
-pub fn recursion(s: &TfmStats) -> Vec<Recursion> {
+pub(crate) fn recursion(s: &TfmStats) -> Vec<Recursion> {
     let mut v = Vec::new();
     let mut before = s.embed.var;
     for b in &s.blocks {
@@ -111,7 +111,7 @@ pub fn recursion(s: &TfmStats) -> Vec<Recursion> {
 /// The measured mean square fluctuates with the draw of W2's E columns (each
 /// column's mean square has relative variance `2 tr(M^2) / tr(M)^2`, M the
 /// hidden features' second-moment matrix: a spike of `I m1^2` from their mean
-/// m1 = E[phi] plus a bulk of I eigenvalues near `m2 - m1^2`, inflated by
+/// m1 = E(phi) plus a bulk of I eigenvalues near `m2 - m1^2`, inflated by
 /// `1 + I/N` for N rows) and with W1's I columns (relative variance at most
 /// `(E[phi^4] / E[phi^2]^2 - 1) / I`). The band is six standard deviations of
 /// their sum: a false alarm under 2e-9 per block where the Gaussian picture
@@ -135,7 +135,7 @@ fn silu(x: f64) -> f64 {
 }
 
 /// [`MlpCheck`] of every block (none where a projection is not drawn).
-pub fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCheck> {
+pub(crate) fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCheck> {
     let quad = crate::net::theory::Quadrature::new();
     let (e, i, n) = (m.cfg.hidden as f64, m.cfg.inter as f64, rows.max(1) as f64);
     let mut v = Vec::new();
