@@ -478,7 +478,7 @@ fn inspect_judges_foreign_files_by_the_closest_rule_and_flags_a_wrong_spec() {
     deepinit::rng::cpu::fill(deepinit::Dist::Normal, std, 9, 1, 0, &mut vals);
     let entry = deepinit::io::safetensors::Entry {
         name: "fc.weight".into(),
-        dtype: "F32".into(),
+        dtype: deepinit::io::safetensors::Dtype::F32,
         shape: vec![256, 512],
         begin: 0,
         end: 4 * n as u64,

@@ -95,8 +95,8 @@ fn render(r: &Report) -> String {
     if let Some(n) = &r.config_note {
         s += &format!("note: {n}\n");
     }
-    let dtypes: std::collections::BTreeSet<&str> =
-        r.tensors.iter().map(|t| t.dtype.as_str()).collect();
+    let dtypes: std::collections::BTreeSet<String> =
+        r.tensors.iter().map(|t| t.dtype.to_string()).collect();
     s += &format!(
         "dtype: {}; std columns: what He, LeCun and Xavier give for the fans ([out, in] layout)\n\n",
         dtypes.into_iter().collect::<Vec<_>>().join(", ")

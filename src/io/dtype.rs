@@ -15,6 +15,7 @@
 //! implements the same IEEE rule).
 
 use crate::error::{Error, Result};
+use safetensors::Dtype;
 use serde::Serialize;
 
 /// A checkpoint element type.
@@ -42,21 +43,19 @@ impl DType {
         }
     }
 
-    /// The safetensors name.
-    pub fn safetensors_name(self) -> &'static str {
+    /// The safetensors element type.
+    pub fn safetensors(self) -> Dtype {
         match self {
-            DType::F32 => "F32",
-            DType::Bf16 => "BF16",
-            DType::F16 => "F16",
+            DType::F32 => Dtype::F32,
+            DType::Bf16 => Dtype::BF16,
+            DType::F16 => Dtype::F16,
         }
     }
 
-    /// The type a safetensors dtype name (`F32`, `BF16`, `F16`) stands for;
-    /// `None` for the others.
-    pub fn from_safetensors_name(name: &str) -> Option<DType> {
-        DType::ALL
-            .into_iter()
-            .find(|d| d.safetensors_name() == name)
+    /// The type a safetensors element type stands for: `None` for those
+    /// deepinit does not write.
+    pub fn from_safetensors(d: Dtype) -> Option<DType> {
+        DType::ALL.into_iter().find(|t| t.safetensors() == d)
     }
 
     /// Bytes per element.

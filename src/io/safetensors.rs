@@ -6,6 +6,8 @@
 //! by the `safetensors` crate's own parser.
 
 use crate::error::{Error, Result};
+use crate::io::dtype::DType;
+pub use safetensors::Dtype;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::Path;
@@ -15,8 +17,9 @@ use std::path::Path;
 pub struct Entry {
     /// The key.
     pub name: String,
-    /// safetensors dtype name (`F32`, `BF16`, ...).
-    pub dtype: String,
+    /// Element type (any the format has; [`Float::of`] says whether
+    /// deepinit can read it as numbers).
+    pub dtype: Dtype,
     /// Shape.
     pub shape: Vec<u64>,
     /// First byte.
@@ -34,6 +37,48 @@ pub struct Header {
     pub tensors: Vec<Entry>,
     /// Where the data starts in the file (8 + the header's length).
     pub data_start: u64,
+}
+
+/// The element types deepinit reads as `f32` values: the three it writes,
+/// and `F64` (rounded to `f32`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Float {
+    /// `F32`, `BF16` or `F16`.
+    Written(DType),
+    /// `F64`.
+    F64,
+}
+
+impl Float {
+    /// The readable type `d` is, if it is one.
+    pub fn of(d: Dtype) -> Option<Float> {
+        match d {
+            Dtype::F64 => Some(Float::F64),
+            d => DType::from_safetensors(d).map(Float::Written),
+        }
+    }
+
+    /// Bytes per element.
+    pub fn size(self) -> u64 {
+        match self {
+            Float::Written(t) => t.size(),
+            Float::F64 => 8,
+        }
+    }
+
+    /// Appends the values of `bytes` (whole elements, little-endian) to `out`.
+    pub fn decode_into(self, bytes: &[u8], out: &mut Vec<f32>) {
+        match self {
+            Float::Written(t) => {
+                out.extend(bytes.chunks_exact(t.size() as usize).map(|c| t.decode(c)))
+            }
+            Float::F64 => out.extend(bytes.chunks_exact(8).map(|c| {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(c);
+                f64::from_le_bytes(w) as f32
+            })),
+        }
+    }
 }
 
 impl Header {
@@ -100,15 +145,15 @@ fn check_entries(text: &str) -> Result<()> {
         let bad = |problem: String| {
             Error::invalid("safetensors header", format!("tensor '{name}': {problem}"))
         };
-        let dtype = e["dtype"].as_str().ok_or_else(|| bad("no dtype".into()))?;
-        let size: u64 = match dtype {
-            "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" | "F8_E8M0" => 1,
-            "I16" | "U16" | "F16" | "BF16" => 2,
-            "I32" | "U32" | "F32" => 4,
-            "I64" | "U64" | "F64" => 8,
-            // Sub-byte and future types: the crate judges them.
-            _ => 0,
-        };
+        let dtype: Dtype = serde_json::from_value(e["dtype"].clone()).map_err(|_| {
+            bad(format!(
+                "dtype {} is not a safetensors element type",
+                e["dtype"]
+            ))
+        })?;
+        // Whole bytes per element; sub-byte types (F4, F6_*): the crate judges them.
+        let bits = dtype.bitsize() as u64;
+        let size = if bits.is_multiple_of(8) { bits / 8 } else { 0 };
         let shape: Vec<u64> = e["shape"]
             .as_array()
             .and_then(|a| a.iter().map(serde_json::Value::as_u64).collect())
@@ -153,7 +198,7 @@ fn parse_json(body: &[u8]) -> Result<Header> {
         .into_iter()
         .map(|(name, info)| Entry {
             name,
-            dtype: format!("{:?}", info.dtype),
+            dtype: info.dtype,
             shape: info.shape.iter().map(|&d| d as u64).collect(),
             begin: info.data_offsets.0 as u64,
             end: info.data_offsets.1 as u64,
@@ -212,20 +257,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn floats_are_the_written_types_and_f64_and_decode_exactly() {
+        for t in DType::ALL {
+            assert_eq!(Float::of(t.safetensors()), Some(Float::Written(t)));
+            let mut bytes = Vec::new();
+            t.encode(&[1.5, -0.25], &mut bytes);
+            let mut out = Vec::new();
+            Float::Written(t).decode_into(&bytes, &mut out);
+            assert_eq!(out, [1.5, -0.25]);
+        }
+        let mut out = Vec::new();
+        Float::F64.decode_into(&0.1f64.to_le_bytes(), &mut out);
+        assert_eq!(out, [0.1f32]);
+        for d in [Dtype::I64, Dtype::U8, Dtype::BOOL, Dtype::F8_E4M3, Dtype::C64] {
+            assert_eq!(Float::of(d), None, "{d}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_dtype_is_refused_with_the_tensor_named() {
+        let e = check_entries(r#"{"w":{"dtype":"F12","shape":[1],"data_offsets":[0,2]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tensor 'w'") && e.contains("F12"), "{e}");
+        // A known type whose offsets do not span its bytes.
+        let e = check_entries(r#"{"w":{"dtype":"I16","shape":[3],"data_offsets":[0,4]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs 6 bytes"), "{e}");
+    }
+
+    #[test]
     fn headers_round_trip_through_the_reference_parser() {
         let mut meta = BTreeMap::new();
         meta.insert("format".to_string(), "pt".to_string());
         let t = vec![
             Entry {
                 name: "a".into(),
-                dtype: "F32".into(),
+                dtype: Dtype::F32,
                 shape: vec![2, 3],
                 begin: 0,
                 end: 24,
             },
             Entry {
                 name: "b\"q".into(),
-                dtype: "BF16".into(),
+                dtype: Dtype::BF16,
                 shape: vec![5],
                 begin: 24,
                 end: 34,

@@ -18,7 +18,7 @@ use super::spec::{ModelSpec, Rule};
 use crate::error::{Error, Result};
 use crate::init::scheme::Shape;
 use crate::io::dtype::DType;
-use crate::io::safetensors::{read_header, Entry};
+use crate::io::safetensors::{read_header, Entry, Float};
 use crate::progress::Progress;
 use crate::stats::{normal_quantile, variance_interval, Moments};
 use serde::Serialize;
@@ -34,7 +34,7 @@ pub struct TensorReport {
     /// The file holding it.
     pub file: PathBuf,
     /// safetensors dtype.
-    pub dtype: String,
+    pub dtype: crate::io::safetensors::Dtype,
     /// Shape.
     pub shape: Vec<u64>,
     /// Mean (null for non-float dtypes).
@@ -214,13 +214,10 @@ fn moments(
         path: path.to_path_buf(),
         source,
     };
-    let size: u64 = match e.dtype.as_str() {
-        "F64" => 8,
-        d => match DType::from_safetensors_name(d) {
-            Some(t) => t.size(),
-            None => return Ok(None),
-        },
+    let Some(float) = Float::of(e.dtype) else {
+        return Ok(None);
     };
+    let size = float.size();
     file.seek(SeekFrom::Start(start + e.begin)).map_err(io)?;
     let mut left = e.end - e.begin;
     let mut buf = vec![0u8; (8 << 20).min(left as usize)];
@@ -230,15 +227,7 @@ fn moments(
         let k = (buf.len() as u64).min(left) as usize;
         file.read_exact(&mut buf[..k]).map_err(io)?;
         vals.clear();
-        match (e.dtype.as_str(), DType::from_safetensors_name(&e.dtype)) {
-            ("F64", _) => vals.extend(
-                buf[..k]
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32),
-            ),
-            (_, Some(t)) => vals.extend(buf[..k].chunks_exact(size as usize).map(|c| t.decode(c))),
-            _ => {}
-        }
+        float.decode_into(&buf[..k], &mut vals);
         m = m.merge(Moments::of(&vals));
         left -= k as u64;
         progress(k as u64);
@@ -306,7 +295,7 @@ fn against_spec(
     }
     match &spec.rule {
         Rule::Const(v) => {
-            let stored = DType::from_safetensors_name(&t.dtype).map_or(*v, |d| {
+            let stored = DType::from_safetensors(t.dtype).map_or(*v, |d| {
                 let mut b = Vec::new();
                 d.encode(&[*v], &mut b);
                 d.decode(&b)
@@ -547,7 +536,7 @@ pub fn inspect(
             let mut t = TensorReport {
                 name: e.name.clone(),
                 file: file.clone(),
-                dtype: e.dtype.clone(),
+                dtype: e.dtype,
                 shape: e.shape.clone(),
                 // Over the finite values; none when there are too few.
                 mean: m.filter(|m| m.n > 0).map(|m| m.mean),

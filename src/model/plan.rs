@@ -315,7 +315,7 @@ impl Plan {
                         let bytes = part.len() * dtype.size();
                         let entry = Entry {
                             name: spec.tensors[t].name.clone(),
-                            dtype: dtype.safetensors_name().into(),
+                            dtype: dtype.safetensors(),
                             shape: part.shape.clone(),
                             begin: offset,
                             end: offset + bytes,

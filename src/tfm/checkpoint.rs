@@ -4,7 +4,7 @@
 
 use super::{Model, Names, TfmConfig, Weights};
 use crate::error::{Error, Result};
-use crate::io::dtype::DType;
+use crate::io::safetensors::Float;
 use crate::model::hf;
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -25,31 +25,18 @@ fn read_all(dir: &Path) -> Result<Stored> {
         };
         let mut f = std::fs::File::open(&path).map_err(io)?;
         for e in &header.tensors {
-            let size: u64 = match e.dtype.as_str() {
-                "F64" => 8,
-                d => DType::from_safetensors_name(d)
-                    .map(DType::size)
-                    .ok_or_else(|| {
-                        Error::path(
-                            &path,
-                            format!("tensor '{}' has dtype {}, not a float", e.name, e.dtype),
-                        )
-                    })?,
-            };
+            let float = Float::of(e.dtype).ok_or_else(|| {
+                Error::path(
+                    &path,
+                    format!("tensor '{}' has dtype {}, not a float", e.name, e.dtype),
+                )
+            })?;
             let mut bytes = crate::io::host::host_vec::<u8>(e.end - e.begin)?;
             f.seek(SeekFrom::Start(header.data_start + e.begin))
                 .map_err(io)?;
             f.read_exact(&mut bytes).map_err(io)?;
-            let vals: Vec<f32> = match DType::from_safetensors_name(&e.dtype) {
-                Some(t) => bytes
-                    .chunks_exact(size as usize)
-                    .map(|c| t.decode(c))
-                    .collect(),
-                None => bytes
-                    .chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])) as f32)
-                    .collect(),
-            };
+            let mut vals = Vec::new();
+            float.decode_into(&bytes, &mut vals);
             if out
                 .insert(e.name.clone(), (e.shape.clone(), vals))
                 .is_some()
