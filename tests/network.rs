@@ -125,7 +125,7 @@ fn check_integer_gemm(
 
 /// On non-integer data every variant's result must equal the reference
 /// variant's bit for bit: all compute each element as the same ascending-k
-/// chain of fma, and Vulkan's fma is exact (see `shaders/gemm_common.wgsl`).
+/// chain of fma, and Vulkan's fma is exact (see `shaders/gemm/common.wgsl`).
 #[test]
 fn every_gemm_variant_gives_the_reference_variants_bits() {
     let Some(ctx) = common::gpu("every_gemm_variant_gives_the_reference_variants_bits") else {

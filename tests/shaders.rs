@@ -48,23 +48,32 @@ fn modules_needing_a_capability_are_rejected_without_it() {
     }
 }
 
+/// Paths of the `.wgsl` files under `dir`, relative to `root`, with `/`.
+fn wgsl_files(root: &std::path::Path, dir: &std::path::Path, out: &mut BTreeSet<String>) {
+    for e in std::fs::read_dir(dir).expect("shaders/ exists") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            wgsl_files(root, &p, out);
+        } else if p.extension().is_some_and(|x| x == "wgsl") {
+            let rel = p.strip_prefix(root).expect("under shaders/");
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            out.insert(parts.join("/"));
+        }
+    }
+}
+
 #[test]
 fn every_shader_file_is_in_a_validated_module() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
-        .expect("shaders/ exists")
-        .map(|e| {
-            e.expect("dir entry")
-                .file_name()
-                .to_string_lossy()
-                .into_owned()
-        })
-        .filter(|n| n.ends_with(".wgsl"))
-        .collect();
+    let mut on_disk = BTreeSet::new();
+    wgsl_files(&dir, &dir, &mut on_disk);
     let listed: BTreeSet<String> = shaders::FILES.iter().map(|(n, _)| n.to_string()).collect();
     assert_eq!(
         on_disk, listed,
-        "shaders::FILES must list every file in shaders/"
+        "shaders::FILES must list every file under shaders/"
     );
     let modules = shaders::all_modules();
     for (name, src) in shaders::FILES {
@@ -73,6 +82,41 @@ fn every_shader_file_is_in_a_validated_module() {
             "{name} is not part of any validated module"
         );
     }
+}
+
+#[test]
+fn every_import_resolves_and_files_sit_in_their_role_folders() {
+    for m in shaders::all_modules() {
+        assert!(m.unresolved.is_empty(), "{}: {:?}", m.name, m.unresolved);
+    }
+    let roles = ["rng/", "gemm/", "net/", "bench/", "io/", "device/"];
+    let listed: Vec<&str> = shaders::FILES.iter().map(|(n, _)| *n).collect();
+    for (name, src) in shaders::FILES {
+        assert!(roles.iter().any(|r| name.starts_with(r)), "{name}");
+        for i in shaders::imports(src) {
+            assert!(
+                i.starts_with('@') || listed.contains(&i),
+                "{name} imports {i}, which is not a shader file"
+            );
+            assert_ne!(i, *name, "{name} imports itself");
+        }
+    }
+    // The declarations are read: the transformer's backward module reaches
+    // its forward file and the activations through two levels of imports,
+    // each file once.
+    let t = shaders::all_modules()
+        .into_iter()
+        .find(|m| m.name == "transformer")
+        .expect("the transformer module");
+    let file = |p: &str| shaders::FILES.iter().find(|(n, _)| *n == p).expect(p).1;
+    for f in [
+        "net/transformer_bwd.wgsl",
+        "net/transformer.wgsl",
+        "net/activation.wgsl",
+    ] {
+        assert_eq!(t.source.matches(file(f)).count(), 1, "{f}");
+    }
+    assert!(!t.source.contains(file("net/network.wgsl")));
 }
 
 /// The override constants deepinit sets for a module, one map per pipeline it

@@ -1,5 +1,5 @@
 //! The device's f32 arithmetic, mirrored on the CPU: the operation sequences
-//! of the activations (`shaders/activation.wgsl`), written from `+`, `-`,
+//! of the activations (`shaders/net/activation.wgsl`), written from `+`, `-`,
 //! `*`, explicit `fma`, comparisons, selects, `floor` and bit operations
 //! only -- no transcendental builtin, division or `sqrt`, whose results are
 //! device-specific -- every product that feeds an addition written as an

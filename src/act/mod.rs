@@ -1,5 +1,5 @@
 //! Activation functions: the f32 forms the CPU reference uses (the same
-//! formulas as `shaders/activation.wgsl`) and f64 forms for the theory.
+//! formulas as `shaders/net/activation.wgsl`) and f64 forms for the theory.
 
 pub mod arith;
 

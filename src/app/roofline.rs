@@ -28,7 +28,7 @@ struct Variant {
 /// What one variant measured (JSON: the benchmark's `tuning.roofline`).
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Candidate {
-    /// Entry point in `shaders/bench*.wgsl`.
+    /// Entry point in `shaders/bench/roofline*.wgsl`.
     pub variant: &'static str,
     /// Invocations per workgroup.
     pub workgroup_size: u32,

@@ -441,6 +441,16 @@ impl GpuContext {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
+        if !m.unresolved.is_empty() {
+            return Err(Error::internal(
+                "shader module",
+                format!(
+                    "module {} imports what no shader file or slot provides: {}",
+                    m.name,
+                    m.unresolved.join(", ")
+                ),
+            ));
+        }
         self.scoped("building a compute pipeline", || {
             let module = self
                 .device

@@ -140,7 +140,7 @@ impl GemmVariant {
         2 * s.bk * (bm + bn) * 4
     }
 
-    /// Whether it is one of the workgroup-tiled variants (`gemm_tiled.wgsl`).
+    /// Whether it is one of the workgroup-tiled variants (`gemm/tiled.wgsl`).
     pub(crate) fn is_tiled(self) -> bool {
         matches!(
             self,
@@ -170,19 +170,19 @@ impl GemmVariant {
             header.push_str(&format!("const {name}: u32 = {v}u;\n"));
         }
         let kernel = match self {
-            GemmVariant::Direct => shaders::GEMM_DIRECT,
+            GemmVariant::Direct => "gemm/direct.wgsl",
             GemmVariant::Subgroup => {
                 header.push_str(&register_tile(tm, tn));
                 header.push_str(&subgroup_step(tm, tn, s.bk));
-                shaders::GEMM_SUBGROUP
+                "gemm/subgroup.wgsl"
             }
             _ => {
                 header.push_str(&register_tile(tm, tn));
                 header.push_str(&tile_step(tm, tn));
-                shaders::GEMM_TILED
+                "gemm/tiled.wgsl"
             }
         };
-        shaders::gemm_module(self.name(), &header, kernel)
+        shaders::gemm_module(self.name(), header, kernel)
     }
 
     /// Whether `ctx`'s device can run it (workgroup memory, subgroups).

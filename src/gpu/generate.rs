@@ -1,4 +1,4 @@
-//! Host driver of `shaders/init.wgsl`: generates any element range of a tensor
+//! Host driver of `shaders/rng/init.wgsl`: generates any element range of a tensor
 //! in chunks that fit one storage binding, streaming each chunk back to the
 //! host while the GPU works on the next.
 
@@ -13,7 +13,7 @@ pub use crate::rng::request::{GenRequest, Kernel};
 use std::collections::HashMap;
 use std::sync::{mpsc, Arc, Mutex};
 
-/// The WGSL entry point of `kernel` (`shaders/init.wgsl`).
+/// The WGSL entry point of `kernel` (`shaders/rng/init.wgsl`).
 fn entry_point(kernel: Kernel) -> &'static str {
     match kernel {
         Kernel::Bits => "gen_bits",
@@ -375,7 +375,7 @@ impl Generator {
     }
 
     /// [`Generator::generate`] with the values stored as `dtype` on the
-    /// device (f32 values rounded by `shaders/pack.wgsl`): `sink(offset,
+    /// device (f32 values rounded by `shaders/io/pack.wgsl`): `sink(offset,
     /// bytes)` gets elements `req.start + offset ..` as little-endian
     /// `dtype` bytes. Half types need a [`Kernel::Dist`] request.
     pub fn generate_encoded(

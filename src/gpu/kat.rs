@@ -1,5 +1,5 @@
 //! Runs the Philox block function on the device for arbitrary counters and
-//! keys (`shaders/kat.wgsl`), to check the WGSL Philox against the Random123
+//! keys (`shaders/rng/kat.wgsl`), to check the WGSL Philox against the Random123
 //! known-answer vectors and the CPU implementation; and the integer program of
 //! the normal and truncated mappings on every 24-bit input.
 
@@ -49,7 +49,7 @@ fn check_variant(ctx: &GpuContext, mulhi: MulHi) -> Result<()> {
 }
 
 /// The odd multiplier (a bijection mod 2^24) that pairs each radius input of
-/// [`unit_values`] with a different angle input (`PERMUTE` in `kat.wgsl`).
+/// [`unit_values`] with a different angle input (`PERMUTE` in `rng/kat.wgsl`).
 pub const UNIT_KAT_PERMUTE: u32 = 0x9E37_79B1;
 
 /// For every k in 0 .. 2^24, the device's `(r cos, r sin, truncated)` unit

@@ -75,7 +75,7 @@ pub(crate) fn prelude() -> String {
 }
 
 /// Parameters of one matrix multiply (elements, not bytes): `GemmParams` in
-/// `shaders/gemm_common.wgsl`.
+/// `shaders/gemm/common.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct GemmParams {
@@ -103,7 +103,7 @@ pub struct GemmParams {
     pub _pad: [u32; 2],
 }
 
-/// `EwParams` in `shaders/network.wgsl`.
+/// `EwParams` in `shaders/net/network.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct EwParams {
@@ -114,7 +114,7 @@ pub(crate) struct EwParams {
     /// Add the bias first.
     pub has_bias: u32,
     /// Always 0: the activations' constants are XORed with it, so no shader
-    /// compiler can fold them (`k()` in `shaders/activation.wgsl`).
+    /// compiler can fold them (`k()` in `shaders/net/activation.wgsl`).
     pub zero: u32,
     /// Output element of `bias_act` that gets one ULP added (an injected
     /// defect, for tests); `u32::MAX`: none.
@@ -123,7 +123,7 @@ pub(crate) struct EwParams {
     pub _pad: [u32; 3],
 }
 
-/// `TfParams` in `shaders/transformer.wgsl`: one block for every transformer
+/// `TfParams` in `shaders/net/transformer.wgsl`: one block for every transformer
 /// kernel, each reading the fields its comment there names.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
@@ -162,7 +162,7 @@ pub(crate) struct TfParams {
     pub eps: f32,
 }
 
-/// `RedParams` in `shaders/reduce.wgsl`.
+/// `RedParams` in `shaders/net/reduce.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct RedParams {
@@ -182,7 +182,7 @@ pub(crate) struct RedParams {
     pub _pad1: [u32; 2],
 }
 
-/// `DeadParams` in `shaders/dead.wgsl`.
+/// `DeadParams` in `shaders/net/dead.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct DeadParams {
@@ -196,7 +196,7 @@ pub(crate) struct DeadParams {
     pub _pad: u32,
 }
 
-/// `PackParams` in `shaders/pack.wgsl`.
+/// `PackParams` in `shaders/io/pack.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct PackParams {
@@ -206,7 +206,7 @@ pub(crate) struct PackParams {
     pub _pad: [u32; 3],
 }
 
-/// `Params` in `shaders/init.wgsl`.
+/// `Params` in `shaders/rng/init.wgsl`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
 pub(crate) struct GenParams {
@@ -254,10 +254,10 @@ mod tests {
         // The element-wise kernels take their workgroup size from the prelude.
         for (file, source) in crate::gpu::shaders::FILES {
             if [
-                "network.wgsl",
-                "transformer.wgsl",
-                "transformer_bwd.wgsl",
-                "dead.wgsl",
+                "net/network.wgsl",
+                "net/transformer.wgsl",
+                "net/transformer_bwd.wgsl",
+                "net/dead.wgsl",
             ]
             .contains(file)
             {

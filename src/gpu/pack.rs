@@ -1,4 +1,4 @@
-//! On-device f32 -> bf16 / f16 packing for checkpoints (`shaders/pack.wgsl`):
+//! On-device f32 -> bf16 / f16 packing for checkpoints (`shaders/io/pack.wgsl`):
 //! the exact integer rounding of [`crate::io::dtype`], two values per word.
 
 use super::context::GpuContext;

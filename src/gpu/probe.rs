@@ -1,5 +1,5 @@
 //! The device's float arithmetic, probed once per device
-//! (`shaders/probe.wgsl`): whether `fma` is fused or rounds twice, whether the
+//! (`shaders/device/probe.wgsl`): whether `fma` is fused or rounds twice, whether the
 //! compiler contracts `a * b + c`, whether subnormal inputs and results are
 //! kept or flushed to zero, and what `min`/`max` do with NaN. The answers are
 //! compared with the CPU evaluating each candidate behaviour, so every field

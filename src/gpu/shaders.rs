@@ -1,89 +1,128 @@
 //! The WGSL sources, loaded from `shaders/` at compile time, and how they are
-//! composed into modules (WGSL has no `#include`; a module is a concatenation
-//! of the generated prelude of shared constants, then library files, then the
-//! kernels).
+//! composed into modules. WGSL has no `#include`, so a file declares what it
+//! needs on its first lines, `// import rng/philox.wgsl` (another file) or
+//! `// import @mulhilo` (a slot the module's builder fills: a file variant
+//! or generated text), and `compose` joins the generated prelude of shared
+//! constants with every file a module's roots reach, each once. WGSL's
+//! module-scope declarations may come in any order, so the order of the
+//! pieces is only for reading.
+//!
+//! `shaders/` holds one folder per role: `rng` (Philox, the integer program
+//! of the mappings, generation and its known-answer kernels), `gemm` (the
+//! matrix-multiply variants), `net` (activations, the MLP and transformer
+//! passes, their reductions), `bench` (roofline kernels), `io` (checkpoint
+//! packing) and `device` (the float-behaviour probe).
 
-/// Philox4x32-10 block function and counter helpers (needs a `mulhilo`).
-pub(crate) const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
-/// `mulhilo` from 16-bit halves: portable.
-pub(crate) const MULHILO_U32: &str = include_str!("../../shaders/mulhilo_u32.wgsl");
-/// `mulhilo` through `u64`: needs `wgpu::Features::SHADER_INT64`.
-pub(crate) const MULHILO_U64: &str = include_str!("../../shaders/mulhilo_u64.wgsl");
-/// The integer program of the normal and truncated mappings (needs a `mulhilo`
-/// and [`crate::rng::fixed::wgsl_constants`]).
-pub(crate) const FIXED: &str = include_str!("../../shaders/fixed.wgsl");
-/// Weight generation entry points.
-pub(crate) const INIT: &str = include_str!("../../shaders/init.wgsl");
-/// Generation output one word at a time (any chunk).
-pub(crate) const INIT_STORE_SCALAR: &str = include_str!("../../shaders/init_store_scalar.wgsl");
-/// Generation output one vec4 per Philox block (block-aligned chunks).
-pub(crate) const INIT_STORE_VEC4: &str = include_str!("../../shaders/init_store_vec4.wgsl");
+use std::borrow::Cow;
 
-/// f32 -> bf16 / f16 packing.
-pub(crate) const PACK: &str = include_str!("../../shaders/pack.wgsl");
+macro_rules! shader_files {
+    ($($path:literal),* $(,)?) => {
+        /// Every file under `shaders/`, by its path there; a test checks this
+        /// list against the directory so no file escapes validation.
+        pub const FILES: &[(&str, &str)] = &[
+            $(($path, include_str!(concat!("../../shaders/", $path)))),*
+        ];
+    };
+}
 
-/// The float-behaviour probe (fma fusion, subnormals, NaN in min/max).
-pub(crate) const PROBE: &str = include_str!("../../shaders/probe.wgsl");
+shader_files!(
+    "rng/philox.wgsl",
+    "rng/mulhilo_u32.wgsl",
+    "rng/mulhilo_u64.wgsl",
+    "rng/fixed.wgsl",
+    "rng/init.wgsl",
+    "rng/init_store_scalar.wgsl",
+    "rng/init_store_vec4.wgsl",
+    "rng/kat.wgsl",
+    "gemm/common.wgsl",
+    "gemm/tiled.wgsl",
+    "gemm/direct.wgsl",
+    "gemm/subgroup.wgsl",
+    "net/activation.wgsl",
+    "net/network.wgsl",
+    "net/transformer.wgsl",
+    "net/transformer_bwd.wgsl",
+    "net/reduce.wgsl",
+    "net/dead.wgsl",
+    "bench/common.wgsl",
+    "bench/roofline.wgsl",
+    "bench/roofline_vec4.wgsl",
+    "io/pack.wgsl",
+    "device/probe.wgsl",
+);
 
-/// Philox known-answer test kernel.
-pub(crate) const KAT: &str = include_str!("../../shaders/kat.wgsl");
+/// The source of the file at `path` under `shaders/`.
+pub(crate) fn file(path: &str) -> Option<&'static str> {
+    FILES.iter().find(|(p, _)| *p == path).map(|(_, s)| *s)
+}
 
-/// What every GEMM variant shares: parameters, bindings, checked loads.
-pub(crate) const GEMM_COMMON: &str = include_str!("../../shaders/gemm_common.wgsl");
-/// Workgroup-tiled GEMM (variants `tiled64`, `tiled128`, `tiled128wide`,
-/// `tiled64wide`).
-pub(crate) const GEMM_TILED: &str = include_str!("../../shaders/gemm_tiled.wgsl");
-/// Barrier-free GEMM (variant `direct`).
-pub(crate) const GEMM_DIRECT: &str = include_str!("../../shaders/gemm_direct.wgsl");
-/// Subgroup-broadcast GEMM (variant `subgroup`).
-pub(crate) const GEMM_SUBGROUP: &str = include_str!("../../shaders/gemm_subgroup.wgsl");
-/// Activations and their derivatives (library).
-pub(crate) const ACTIVATION: &str = include_str!("../../shaders/activation.wgsl");
-/// Bias + activation and gradient kernels.
-pub(crate) const NETWORK: &str = include_str!("../../shaders/network.wgsl");
-/// A transformer's element-wise, norm, attention and loss kernels.
-pub(crate) const TRANSFORMER: &str = include_str!("../../shaders/transformer.wgsl");
-/// The transformer's backward kernels (needs [`TRANSFORMER`]).
-pub(crate) const TRANSFORMER_BWD: &str = include_str!("../../shaders/transformer_bwd.wgsl");
-/// Per-workgroup partial statistics.
-pub(crate) const REDUCE: &str = include_str!("../../shaders/reduce.wgsl");
-/// Dead-unit counter.
-pub(crate) const DEAD: &str = include_str!("../../shaders/dead.wgsl");
+/// The imports a source declares: its leading `// import X` lines, in order.
+pub fn imports(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .map_while(|l| l.strip_prefix("// import "))
+        .map(str::trim)
+        .collect()
+}
 
-/// Roofline kernels of the benchmark (fill variants, FMA peaks).
-pub(crate) const BENCH: &str = include_str!("../../shaders/bench.wgsl");
-/// The benchmark kernels' shared parameter struct.
-pub(crate) const BENCH_COMMON: &str = include_str!("../../shaders/bench_common.wgsl");
-/// The vec4-store fill roofline.
-pub(crate) const BENCH_VEC4: &str = include_str!("../../shaders/bench_vec4.wgsl");
+/// What fills a slot (`@name`) of a module.
+#[derive(Debug, Clone)]
+pub(crate) enum Fill {
+    /// A file under `shaders/` (its own imports are followed).
+    File(&'static str),
+    /// Generated text.
+    Text(String),
+}
 
-/// Every file in `shaders/`, by name; a test checks this list against the
-/// directory so no file escapes validation.
-pub const FILES: &[(&str, &str)] = &[
-    ("philox.wgsl", PHILOX),
-    ("mulhilo_u32.wgsl", MULHILO_U32),
-    ("mulhilo_u64.wgsl", MULHILO_U64),
-    ("fixed.wgsl", FIXED),
-    ("init.wgsl", INIT),
-    ("init_store_scalar.wgsl", INIT_STORE_SCALAR),
-    ("init_store_vec4.wgsl", INIT_STORE_VEC4),
-    ("pack.wgsl", PACK),
-    ("kat.wgsl", KAT),
-    ("probe.wgsl", PROBE),
-    ("gemm_common.wgsl", GEMM_COMMON),
-    ("gemm_tiled.wgsl", GEMM_TILED),
-    ("gemm_direct.wgsl", GEMM_DIRECT),
-    ("gemm_subgroup.wgsl", GEMM_SUBGROUP),
-    ("activation.wgsl", ACTIVATION),
-    ("network.wgsl", NETWORK),
-    ("transformer.wgsl", TRANSFORMER),
-    ("transformer_bwd.wgsl", TRANSFORMER_BWD),
-    ("reduce.wgsl", REDUCE),
-    ("dead.wgsl", DEAD),
-    ("bench.wgsl", BENCH),
-    ("bench_common.wgsl", BENCH_COMMON),
-    ("bench_vec4.wgsl", BENCH_VEC4),
-];
+/// A module's source: the prelude, then every file reachable from `roots`
+/// through the imports (each once, its imports first), with `slots` filling
+/// the `@name` imports. An import that names no file or an unfilled slot is
+/// recorded in [`Module::unresolved`], and the device refuses to build such
+/// a module (a test composes every module and requires none).
+fn compose(roots: &[&'static str], slots: &[(&str, Fill)]) -> (String, Vec<String>) {
+    struct Walk<'a> {
+        slots: &'a [(&'a str, Fill)],
+        seen: Vec<&'a str>,
+        parts: Vec<Cow<'static, str>>,
+        unresolved: Vec<String>,
+    }
+    impl<'a> Walk<'a> {
+        fn visit(&mut self, name: &'a str) {
+            if self.seen.contains(&name) {
+                return;
+            }
+            self.seen.push(name);
+            let source: Option<Cow<'static, str>> = match name.strip_prefix('@') {
+                Some(_) => match self.slots.iter().find(|(n, _)| *n == name) {
+                    Some((_, Fill::File(path))) => file(path).map(Cow::Borrowed),
+                    Some((_, Fill::Text(t))) => Some(Cow::Owned(t.clone())),
+                    None => None,
+                },
+                None => file(name).map(Cow::Borrowed),
+            };
+            let Some(source) = source else {
+                self.unresolved.push(name.to_string());
+                return;
+            };
+            if let Cow::Borrowed(text) = source {
+                for i in imports(text) {
+                    self.visit(i);
+                }
+            }
+            self.parts.push(source);
+        }
+    }
+    let mut w = Walk {
+        slots,
+        seen: Vec::new(),
+        parts: vec![Cow::Owned(crate::gpu::layout::prelude())],
+        unresolved: Vec::new(),
+    };
+    for r in roots {
+        w.visit(r);
+    }
+    (w.parts.join("\n"), w.unresolved)
+}
 
 /// Which 32x32 -> 64 multiply the Philox rounds use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -96,10 +135,11 @@ pub enum MulHi {
 }
 
 impl MulHi {
+    /// Its file under `shaders/`.
     fn source(self) -> &'static str {
         match self {
-            MulHi::Emulated => MULHILO_U32,
-            MulHi::Int64 => MULHILO_U64,
+            MulHi::Emulated => "rng/mulhilo_u32.wgsl",
+            MulHi::Int64 => "rng/mulhilo_u64.wgsl",
         }
     }
 }
@@ -115,6 +155,23 @@ pub struct Module {
     pub needs_subgroups: bool,
     /// The concatenated source.
     pub source: String,
+    /// Imports that named no file, or slots left unfilled: a module with
+    /// any is not built.
+    pub unresolved: Vec<String>,
+}
+
+impl Module {
+    /// The module of `roots` and what they import, `slots` filling `@name`s.
+    fn new(name: &'static str, roots: &[&'static str], slots: &[(&str, Fill)]) -> Module {
+        let (source, unresolved) = compose(roots, slots);
+        Module {
+            name,
+            needs_int64: false,
+            needs_subgroups: false,
+            source,
+            unresolved,
+        }
+    }
 }
 
 /// How the generation kernels store a Philox block's four values. Both give
@@ -154,99 +211,87 @@ impl Store {
         }
     }
 
+    /// Its file under `shaders/`.
     fn source(self) -> &'static str {
         match self {
-            Store::Scalar => INIT_STORE_SCALAR,
-            Store::Vec4 => INIT_STORE_VEC4,
+            Store::Scalar => "rng/init_store_scalar.wgsl",
+            Store::Vec4 => "rng/init_store_vec4.wgsl",
         }
     }
 }
 
-/// What the generation and known-answer modules share: the prelude, the
-/// multiply, Philox, and the integer program with its generated constants.
-fn rng_library(mulhi: MulHi) -> String {
-    [
-        &prelude(),
-        mulhi.source(),
-        PHILOX,
-        &crate::rng::fixed::wgsl_constants(),
-        FIXED,
+/// The slots of the generation and known-answer modules: the multiply and
+/// the integer program's generated constants.
+fn rng_slots(mulhi: MulHi) -> Vec<(&'static str, Fill)> {
+    vec![
+        ("@mulhilo", Fill::File(mulhi.source())),
+        (
+            "@fixed_constants",
+            Fill::Text(crate::rng::fixed::wgsl_constants()),
+        ),
     ]
-    .join("\n")
 }
 
 /// The weight generation module (entry points `gen_bits`, `gen_normal`,
 /// `gen_uniform`, `gen_truncated`) with the given multiply and store.
 pub fn init_module(mulhi: MulHi, store: Store) -> Module {
-    Module {
-        name: match (mulhi, store) {
-            (MulHi::Emulated, Store::Scalar) => "init",
-            (MulHi::Int64, Store::Scalar) => "init_int64",
-            (MulHi::Emulated, Store::Vec4) => "init_vec4",
-            (MulHi::Int64, Store::Vec4) => "init_int64_vec4",
-        },
-        needs_int64: mulhi == MulHi::Int64,
-        needs_subgroups: false,
-        source: [&rng_library(mulhi), INIT, store.source()].join("\n"),
-    }
+    let name = match (mulhi, store) {
+        (MulHi::Emulated, Store::Scalar) => "init",
+        (MulHi::Int64, Store::Scalar) => "init_int64",
+        (MulHi::Emulated, Store::Vec4) => "init_vec4",
+        (MulHi::Int64, Store::Vec4) => "init_int64_vec4",
+    };
+    let mut slots = rng_slots(mulhi);
+    slots.push(("@store", Fill::File(store.source())));
+    let mut m = Module::new(name, &["rng/init.wgsl"], &slots);
+    m.needs_int64 = mulhi == MulHi::Int64;
+    m
 }
 
 /// The known-answer module (entry points `philox_kat` and `unit_kat`).
 pub(crate) fn kat_module(mulhi: MulHi) -> Module {
-    Module {
-        name: match mulhi {
-            MulHi::Emulated => "kat",
-            MulHi::Int64 => "kat_int64",
-        },
-        needs_int64: mulhi == MulHi::Int64,
-        needs_subgroups: false,
-        source: [&rng_library(mulhi), KAT].join("\n"),
-    }
-}
-
-fn plain(name: &'static str, parts: &[&str]) -> Module {
-    let prelude = prelude();
-    Module {
-        name,
-        needs_int64: false,
-        needs_subgroups: false,
-        source: std::iter::once(prelude.as_str())
-            .chain(parts.iter().copied())
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
-}
-
-/// The generated constants every module starts with ([`crate::gpu::layout::prelude`]).
-fn prelude() -> String {
-    crate::gpu::layout::prelude()
-}
-
-/// A matrix-multiply variant (entry point `gemm`; override `TRANS_B`):
-/// `header` holds its tile constants ([`crate::gpu::gemm::GemmVariant::module`]).
-pub(crate) fn gemm_module(name: &'static str, header: &str, kernel: &str) -> Module {
-    let mut m = plain(name, &[header, GEMM_COMMON, kernel]);
-    m.needs_subgroups = kernel == GEMM_SUBGROUP;
+    let name = match mulhi {
+        MulHi::Emulated => "kat",
+        MulHi::Int64 => "kat_int64",
+    };
+    let mut m = Module::new(name, &["rng/kat.wgsl"], &rng_slots(mulhi));
+    m.needs_int64 = mulhi == MulHi::Int64;
     m
+}
+
+/// A matrix-multiply variant (entry point `gemm`; override `TRANS_B`) from
+/// its kernel file (`gemm/tiled.wgsl`, `gemm/direct.wgsl`,
+/// `gemm/subgroup.wgsl`): `tile` holds its tile constants
+/// ([`crate::gpu::gemm::GemmVariant::module`]).
+pub(crate) fn gemm_module(name: &'static str, tile: String, kernel: &'static str) -> Module {
+    let mut m = Module::new(name, &[kernel], &[("@gemm_tile", Fill::Text(tile))]);
+    m.needs_subgroups = kernel == "gemm/subgroup.wgsl";
+    m
+}
+
+/// The activations' generated constants, for the modules that import
+/// `net/activation.wgsl`.
+fn act_slots() -> [(&'static str, Fill); 1] {
+    [(
+        "@act_constants",
+        Fill::Text(crate::act::arith::wgsl_constants()),
+    )]
 }
 
 /// The float-behaviour probe (entry point `float_probe`).
 pub(crate) fn probe_module() -> Module {
-    plain("probe", &[PROBE])
+    Module::new("probe", &["device/probe.wgsl"], &[])
 }
 
 /// The checkpoint packing kernels (`pack_bf16`, `pack_f16`; override
 /// `WORKGROUP_SIZE`).
 pub(crate) fn pack_module() -> Module {
-    plain("pack", &[PACK])
+    Module::new("pack", &["io/pack.wgsl"], &[])
 }
 
 /// The element-wise network kernels (`bias_act`, `grad_mul`).
 pub(crate) fn network_module() -> Module {
-    plain(
-        "network",
-        &[&crate::act::arith::wgsl_constants(), ACTIVATION, NETWORK],
-    )
+    Module::new("network", &["net/network.wgsl"], &act_slots())
 }
 
 /// The transformer kernels, forward (`embed`, `norm`, `add_bias`,
@@ -255,36 +300,28 @@ pub(crate) fn network_module() -> Module {
 /// `att_dot`, `att_dq`, `att_dkv`, `group_sum`; the backward rotation is
 /// `rope` with the sines negated); `ACT` is GELU.
 pub(crate) fn transformer_module() -> Module {
-    plain(
-        "transformer",
-        &[
-            &crate::act::arith::wgsl_constants(),
-            ACTIVATION,
-            TRANSFORMER,
-            TRANSFORMER_BWD,
-        ],
-    )
+    Module::new("transformer", &["net/transformer_bwd.wgsl"], &act_slots())
 }
 
 /// The statistics reduction (`partial_stats`).
 pub(crate) fn reduce_module() -> Module {
-    plain("reduce", &[REDUCE])
+    Module::new("reduce", &["net/reduce.wgsl"], &[])
 }
 
 /// The dead-unit counter (`dead_units`).
 pub(crate) fn dead_module() -> Module {
-    plain("dead", &[DEAD])
+    Module::new("dead", &["net/dead.wgsl"], &[])
 }
 
 /// The benchmark's roofline kernels (`fill`, `fill_coalesced`, `fma_peak`,
 /// `fma_peak4`; override `WORKGROUP_SIZE`).
 pub(crate) fn bench_module() -> Module {
-    plain("bench", &[BENCH_COMMON, BENCH])
+    Module::new("bench", &["bench/roofline.wgsl"], &[])
 }
 
 /// The vec4-store fill roofline (`fill_vec4`; override `WORKGROUP_SIZE`).
 pub(crate) fn bench_vec4_module() -> Module {
-    plain("bench_vec4", &[BENCH_COMMON, BENCH_VEC4])
+    Module::new("bench_vec4", &["bench/roofline_vec4.wgsl"], &[])
 }
 
 /// Every module deepinit builds, for validation.

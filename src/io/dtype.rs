@@ -1,7 +1,7 @@
 //! Element types of checkpoints, and the exact f32 -> bf16 / f16 roundings.
 //!
 //! Both roundings are round-to-nearest-even on the f32 bit pattern, written
-//! with integer operations only, so the WGSL twin (`shaders/pack.wgsl`) gives
+//! with integer operations only, so the WGSL twin (`shaders/io/pack.wgsl`) gives
 //! the same bits on every device:
 //! - **bf16** keeps the top 16 bits after adding `0x7FFF + (bit 16)`: ties go
 //!   to the even result, values past the largest bf16 become +-inf, NaN

@@ -269,7 +269,13 @@ mod tests {
         let mut out = Vec::new();
         Float::F64.decode_into(&0.1f64.to_le_bytes(), &mut out);
         assert_eq!(out, [0.1f32]);
-        for d in [Dtype::I64, Dtype::U8, Dtype::BOOL, Dtype::F8_E4M3, Dtype::C64] {
+        for d in [
+            Dtype::I64,
+            Dtype::U8,
+            Dtype::BOOL,
+            Dtype::F8_E4M3,
+            Dtype::C64,
+        ] {
             assert_eq!(Float::of(d), None, "{d}");
         }
     }

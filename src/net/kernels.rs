@@ -1,5 +1,5 @@
-//! Pipelines of the network kernels (`gemm.wgsl`, `network.wgsl`,
-//! `reduce.wgsl`, `dead.wgsl`) and how to record each on an encoder.
+//! Pipelines of the network kernels (`gemm.wgsl`, `net/network.wgsl`,
+//! `net/reduce.wgsl`, `net/dead.wgsl`) and how to record each on an encoder.
 
 use crate::act::Activation;
 use crate::error::{Error, Result};

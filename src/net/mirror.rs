@@ -9,12 +9,12 @@
 //!   column sums) as each element's ascending-k chain `acc = fma(a, b, acc)`
 //!   from `acc = +0`; a backward product split into row blocks of `W` adds
 //!   each later block's chain to the partial result (`C = C + acc`);
-//! - bias and activation as `shaders/network.wgsl` and
-//!   `shaders/activation.wgsl` order them;
-//! - the statistics records of `shaders/reduce.wgsl`: per workgroup of
+//! - bias and activation as `shaders/net/network.wgsl` and
+//!   `shaders/net/activation.wgsl` order them;
+//! - the statistics records of `shaders/net/reduce.wgsl`: per workgroup of
 //!   `RED_WORKGROUP` lanes, each lane's `RED_ITEMS` strided elements in
 //!   order, then the halving tree;
-//! - the dead-unit counts of `shaders/dead.wgsl`.
+//! - the dead-unit counts of `shaders/net/dead.wgsl`.
 
 use crate::act::arith::{self, Arith};
 use crate::error::{Error, Result};

@@ -1,5 +1,5 @@
 //! The distributions deepinit draws from, and the exact mapping from Philox
-//! words to floats (the CPU reference; `shaders/init.wgsl` is the GPU twin).
+//! words to floats (the CPU reference; `shaders/rng/init.wgsl` is the GPU twin).
 //!
 //! All three distributions are computed *without rejection*, one Philox word
 //! (or one pair of words) per element, so every element is a pure function of

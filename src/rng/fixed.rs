@@ -9,7 +9,7 @@
 //! integer steps, so the unit-scale value is the same on every device; the
 //! one float operation left is the final multiply by the scale (correctly
 //! rounded everywhere, short of a subnormal product on a device that flushes
-//! them, which needs a std below about 1e-28). `shaders/fixed.wgsl` is the GPU
+//! them, which needs a std below about 1e-28). `shaders/rng/fixed.wgsl` is the GPU
 //! twin of this file; its constants and polynomials are generated from the
 //! tables below (`wgsl_constants`), so there is one source for them.
 //!
@@ -338,7 +338,7 @@ pub fn truncated(word: u32) -> (bool, Pf) {
     )
 }
 
-/// The WGSL constants and polynomial functions `shaders/fixed.wgsl` uses,
+/// The WGSL constants and polynomial functions `shaders/rng/fixed.wgsl` uses,
 /// generated from the tables above.
 pub fn wgsl_constants() -> String {
     let mut s = String::from(

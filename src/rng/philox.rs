@@ -7,7 +7,7 @@
 //! value of element `e` of tensor `t` under seed `s` is a pure function of
 //! `(s, t, e)` (see [`block_counter`] and the crate documentation for the exact
 //! mapping), so it cannot depend on the GPU's workgroup size, on chunking, or on
-//! the device. The same function is written in WGSL in `shaders/philox.wgsl`.
+//! the device. The same function is written in WGSL in `shaders/rng/philox.wgsl`.
 //!
 //! [`PhiloxRng`] wraps the block function as a sequential stream that plugs into
 //! the `rand` ecosystem through [`rand_core::TryRng`] (hence [`rand_core::Rng`],

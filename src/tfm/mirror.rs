@@ -1,5 +1,5 @@
 //! The CPU mirror of the device's transformer pass ([`super::device`]): the
-//! same operation sequences as `shaders/transformer.wgsl` and the GEMM
+//! same operation sequences as `shaders/net/transformer.wgsl` and the GEMM
 //! variants, in the device's arithmetic class ([`crate::act::arith`]), so a
 //! conforming device's raw results are reproduced bit for bit.
 //!

@@ -59,7 +59,7 @@ pub enum MlpKind {
 /// per invocation (beyond it, lavapipe silently stops looping).
 pub(crate) const MAX_HEAD_DIM: u64 = 256;
 /// The most keys one attention row sees (`MAX_KEYS` in
-/// `shaders/transformer.wgsl`: their scores live in workgroup memory).
+/// `shaders/net/transformer.wgsl`: their scores live in workgroup memory).
 pub(crate) const MAX_KEYS: u64 = 2048;
 /// The longest sequence a pass runs.
 pub(crate) const MAX_SEQ: u64 = 1 << 16;

@@ -1,7 +1,10 @@
+// import rng/philox.wgsl
+// import rng/fixed.wgsl
+// import @store
+
 // Weight generation kernels: one invocation computes one Philox block (four
 // consecutive elements) and stores the lanes that fall inside this chunk.
-// Needs philox.wgsl, a mulhilo_*.wgsl, fixed.wgsl (with its generated
-// constants) and an init_store_*.wgsl. The mapping from words to floats is
+// The store is rng/init_store_scalar.wgsl or rng/init_store_vec4.wgsl. The mapping from words to floats is
 // the one documented in src/rng/dist.rs; normal and truncated values are the
 // integer program of src/rng/fixed.rs, so the only float operation is the
 // final multiply by the scale, and the CPU reference
@@ -24,8 +27,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> params: Params;
 // The output binding `out` and `store_block(i, v)`, which stores the lanes of
-// block i that fall inside this chunk, come from init_store_scalar.wgsl or
-// init_store_vec4.wgsl. Every kernel stores 32-bit patterns: raw words or
+// block i that fall inside this chunk, come from rng/init_store_scalar.wgsl or
+// rng/init_store_vec4.wgsl. Every kernel stores 32-bit patterns: raw words or
 // bitcast f32 values.
 
 override WORKGROUP_SIZE: u32 = 256u;

@@ -1,3 +1,5 @@
+// import bench/common.wgsl
+
 // Memory roofline with 16-byte stores: invocation i writes words 4i .. 4i+3
 // as one vec4 (the same words and values as `fill`), coalesced across
 // invocations. A separate module because its output is an array of vec4.

@@ -1,5 +1,7 @@
+// import net/activation.wgsl
+
 // Element-wise steps of the forward and backward passes, and the per-layer
-// statistics reductions. Needs activation.wgsl.
+// statistics reductions.
 
 struct EwParams {
     // Elements (rows * width).
@@ -9,7 +11,7 @@ struct EwParams {
     // Add the bias to z before the activation.
     has_bias: u32,
     // Always 0: the activations read their constants through it (k() in
-    // activation.wgsl), so no compiler can fold them.
+    // net/activation.wgsl), so no compiler can fold them.
     zero: u32,
     // bias_act adds one ULP to this output element (an injected defect, for
     // tests); 0xffffffff: none.

@@ -1,7 +1,10 @@
+// import rng/philox.wgsl
+// import rng/fixed.wgsl
+
 // Known-answer test kernels: runs the Philox block function on arbitrary
 // (counter, key) pairs, so the Random123 vectors (whose counters use all four
-// words) can be checked on the device, and the integer program of fixed.wgsl
-// on every 24-bit input. Needs philox.wgsl, a mulhilo_*.wgsl and fixed.wgsl.
+// words) can be checked on the device, and the integer program of rng/fixed.wgsl
+// on every 24-bit input.
 // Input record i: words [6i, 6i+6) = ctr0..ctr3, key0, key1. Output: 4 words.
 
 @group(0) @binding(0) var<storage, read> kat_in: array<u32>;

@@ -1,6 +1,8 @@
+// import @mulhilo
+
 // Philox4x32-10 (Salmon et al., SC 2011), the same function as src/rng/philox.rs.
-// Needs `mulhilo(a, b) -> vec2(hi, lo)` from mulhilo_u32.wgsl or mulhilo_u64.wgsl,
-// and PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1 and PHILOX_ROUNDS from the
+// `mulhilo(a, b) -> vec2(hi, lo)` is rng/mulhilo_u32.wgsl or rng/mulhilo_u64.wgsl;
+// PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1 and PHILOX_ROUNDS from the
 // generated prelude (src/gpu/layout.rs, from the Rust constants of src/rng/philox.rs).
 
 fn philox_round(ctr: vec4<u32>, key: vec2<u32>) -> vec4<u32> {

@@ -1,3 +1,5 @@
+// import gemm/common.wgsl
+
 // Barrier-free GEMM (variant direct): no workgroup memory. Each invocation
 // computes a TM x TN register tile straight from global memory, BK = 4 values
 // of k at a time per row of A and per column of B (4 consecutive words where

@@ -1,3 +1,5 @@
+// import bench/common.wgsl
+
 // Roofline kernels for `deepinit bench`: the same device's memory and
 // arithmetic ceilings. Each comes in several variants (store pattern, vector
 // width, workgroup size, independent chains); the benchmark times them all

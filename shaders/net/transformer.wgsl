@@ -1,7 +1,8 @@
+// import net/activation.wgsl
+
 // The element-wise, row-wise and attention steps of a transformer's forward
-// pass at initialization; the matrix multiplies are the GEMM variants'. Needs
-// activation.wgsl (exp_neg, recip12, sigmoid2, act with ACT = GELU) and its
-// generated constants.
+// pass at initialization; the matrix multiplies are the GEMM variants'. From
+// net/activation.wgsl: exp_neg, recip12, sigmoid2, and act with ACT = GELU.
 //
 // Statement for statement the CPU mirror in src/tfm/mirror.rs: only +, -, *,
 // explicit fma, comparisons, selects and bit operations -- the norms' inverse
@@ -20,7 +21,7 @@ struct TfParams {
     row0: u32,
     // Row width (elements).
     width: u32,
-    // Always 0: the constants are read through it (k() in activation.wgsl).
+    // Always 0: the constants are read through it (k() in net/activation.wgsl).
     zero: u32,
     // Sequence length (position = row % seq).
     seq: u32,

@@ -1,3 +1,5 @@
+// import gemm/common.wgsl
+
 // Subgroup GEMM (variant subgroup; needs wgpu::Features::SUBGROUP). No
 // workgroup memory and no barriers. A workgroup of WG_X invocations computes
 // TM rows x BN = WG_X * TN columns of C: every invocation the same TM rows

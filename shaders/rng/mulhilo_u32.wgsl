@@ -1,7 +1,7 @@
 // 32x32 -> 64-bit multiply for Philox, from 16-bit halves (WGSL has no mul-hi).
 // Returns vec2(hi, lo). Every partial product of two 16-bit halves fits in 32
 // bits, and `mid` sums three values below 2^16, so nothing overflows; the low
-// word is the ordinary wrapping product. Bit-identical to mulhilo_u64.wgsl.
+// word is the ordinary wrapping product. Bit-identical to rng/mulhilo_u64.wgsl.
 fn mulhilo(a: u32, b: u32) -> vec2<u32> {
     let a_lo = a & 0xffffu;
     let a_hi = a >> 16u;

@@ -1,4 +1,4 @@
-// The parameters every roofline kernel takes (bench.wgsl, bench_vec4.wgsl).
+// The parameters every roofline kernel takes (bench/roofline.wgsl, bench/roofline_vec4.wgsl).
 struct BenchParams {
     // fill: elements (words) to write; fma: iterations per invocation.
     n: u32,

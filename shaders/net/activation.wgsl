@@ -1,3 +1,5 @@
+// import @act_constants
+
 // Activation functions and their derivatives, selected by the pipeline
 // constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). GELU
 // is the tanh approximation, as PyTorch's approximate='tanh'.

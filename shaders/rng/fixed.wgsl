@@ -1,8 +1,11 @@
+// import @mulhilo
+// import @fixed_constants
+
 // The integer program that defines every normal and truncated-normal value:
 // the GPU twin of src/rng/fixed.rs, statement for statement, with 32-bit
-// integer operations only (64-bit values are vec2(lo, hi) words). Needs a
-// mulhilo_*.wgsl and the generated constants and polynomials
-// (`fixed::wgsl_constants`, which also defines `poly_*`).
+// integer operations only (64-bit values are vec2(lo, hi) words). The
+// generated constants and polynomials are `fixed::wgsl_constants` (which
+// also defines `poly_*`).
 
 // The 24-bit angle's quarter turn, in units of pi 2^-24.
 const QUARTER: u32 = 0x800000u;

@@ -1,3 +1,5 @@
+// import gemm/common.wgsl
+
 // Workgroup-tiled GEMM (variants tiled64, tiled128, tiled128wide, tiled64wide).
 // A workgroup of WG_X x WG_Y invocations computes a BM x BN tile of C
 // (BM = WG_Y * TM, BN = WG_X * TN); each invocation a TM x TN register tile

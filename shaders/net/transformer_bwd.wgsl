@@ -1,4 +1,6 @@
-// The backward pass of the transformer (needs transformer.wgsl): the LM
+// import net/transformer.wgsl
+
+// The backward pass of the transformer: the LM
 // loss's gradient, the norms', SwiGLU's, the rotary embedding's and
 // attention's backward steps, and the element-wise helpers of the weight
 // gradients' norms (||X^T dY||_F^2 = <X X^T, dY dY^T>, the Gram matrices

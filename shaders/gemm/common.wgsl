@@ -1,3 +1,5 @@
+// import @gemm_tile
+
 // What every GEMM variant shares: C (+)= A * op(B) with one parameter layout
 // and one binding layout, so the driver can swap variants freely.
 //   A: m x k, row-major with leading dimension lda, starting at a_off.
