@@ -192,15 +192,6 @@ impl RunVerdict {
     pub fn passed(&self) -> bool {
         self.cpu_match != Some(false) && self.theory_match
     }
-
-    /// `ok`, `FAIL` or `not compared` for the CPU-reference check.
-    pub fn cpu_word(&self) -> &'static str {
-        match self.cpu_match {
-            Some(true) => "ok",
-            Some(false) => "FAIL",
-            None => "not compared",
-        }
-    }
 }
 
 /// A run's report (one entry of `report.json`'s `runs`).

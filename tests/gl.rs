@@ -70,7 +70,7 @@ fn the_gl_backend_generates_and_verifies_a_deep_pass() {
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(o.status.success(), "{out}{}", common::stderr(&o));
-    assert!(out.contains("CPU mirror bit-identical"), "{out}");
+    assert!(out.contains("CPU mirror: ok, bit-identical"), "{out}");
     assert!(
         !common::stderr(&o).contains("timing"),
         "nothing is timed on GL: {}",

@@ -68,7 +68,7 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
     outln!("device: {}", backend.info().describe());
     outln!();
     let runs = crate::app::demo::run(&backend, size, a.seed, !a.no_verify, progress_steps("demo"))?;
-    Text(false).raw(&crate::report::demo::table(&runs));
+    Text(false).styled(&crate::report::demo::table(&runs));
     let report = crate::app::demo::Report {
         device: backend.info(),
         config: serde_json::json!({
@@ -131,7 +131,7 @@ fn run_model_demo(a: &DemoArgs, name: &str, d: &DeviceArgs) -> Result<ExitCode> 
         !a.no_verify,
         progress_steps("demo"),
     )?;
-    Text(false).raw(&crate::report::transformer::summary_table(&reports));
+    Text(false).styled(&crate::report::transformer::summary_table(&reports));
     outln!();
     outln!("Var(x_0): the stream after the embeddings; Var(x_L): after the last block; entropy:");
     outln!("the last block's attention entropy over ln(keys) (1: uniform). Per block and init:");

@@ -114,9 +114,9 @@ pub(crate) fn run_forward(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);
-    t.raw(&crate::report::forward::layers_table(&r));
+    t.styled(&crate::report::forward::layers_table(&r));
     say!(t);
-    t.raw(&crate::report::forward::verdict_lines(
+    t.styled(&crate::report::forward::verdict_lines(
         &r.verdict,
         verify_word(a, &backend),
     ));
@@ -321,7 +321,7 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     say!(t);
     t.raw(&crate::report::transformer::blocks_table(&r));
     say!(t);
-    t.raw(&crate::report::transformer::verdict_lines(&r));
+    t.styled(&crate::report::transformer::verdict_lines(&r));
     let code = if r.pass() {
         ExitCode::SUCCESS
     } else {

@@ -4,6 +4,7 @@ use super::*;
 use crate::backend::DeviceKind;
 use crate::gpu::{self, GenOptions};
 use crate::init::scheme::{self, InitSpec, Scheme, Shape};
+use crate::report::style::{Outcome, Styled};
 use crate::tensor::{self, DrawOptions, Report};
 use crate::{Error, Result};
 use clap::Args;
@@ -152,7 +153,7 @@ pub(crate) fn run_init(a: &InitArgs, d: &DeviceArgs) -> Result<ExitCode> {
     };
     let report = tensor::draw(&spec, &backend, &opts)?;
     let t = json.text();
-    t.raw(&render(&report, &spec));
+    t.styled(&render(&report, &spec));
     json.emit(&report, &t)?;
     Ok(if report.verdict.pass {
         ExitCode::SUCCESS
@@ -170,8 +171,8 @@ pub(crate) fn num(v: f64) -> String {
     }
 }
 
-pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
-    let mut s = String::new();
+pub(crate) fn render(r: &Report, spec: &InitSpec) -> Styled {
+    let mut s = Styled::new();
     render_header(&mut s, r, spec);
     render_statistics(&mut s, r, spec);
     render_cpu_check(&mut s, r);
@@ -180,7 +181,7 @@ pub(crate) fn render(r: &Report, spec: &InitSpec) -> String {
 }
 
 /// What was drawn, on which device, with which target.
-fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
+fn render_header(s: &mut Styled, r: &Report, spec: &InitSpec) {
     use std::fmt::Write;
     let t = &r.target;
     let rule = match (t.scale, t.mode) {
@@ -215,41 +216,58 @@ fn render_header(s: &mut String, r: &Report, spec: &InitSpec) {
 }
 
 /// The sample against the target: mean, variance, support, kurtosis, KS.
-fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
+fn render_statistics(s: &mut Styled, r: &Report, spec: &InitSpec) {
     use std::fmt::Write;
     let t = &r.target;
     let _ = writeln!(s);
     let m = &r.sample;
-    let na = |what: &str| format!("n/a ({}: {})", what, crate::tensor::TOO_FEW);
+    let too_few = |what: &str| format!(" ({what}: {})", crate::tensor::TOO_FEW);
     let _ = writeln!(s, "{:<22}{:<15}{:<15}check", "", "target", "sample");
-    let mean_check = match &r.mean_test {
-        Some(t) => format!("z = {:+.3}, |z| <= {:.3}: {}", t.z, t.critical, ok(t.pass)),
-        None => na("mean test"),
-    };
-    let _ = writeln!(
+    let _ = write!(
         s,
-        "{:<22}{:<15}{:<15}{mean_check}",
+        "{:<22}{:<15}{:<15}",
         "mean",
         "0",
         format!("{:+.3e}", m.mean)
     );
-    let var_check = match (&r.variance_ci, r.target_in_ci) {
-        (Some(ci), Some(inside)) => format!(
-            "{:.1}% CI [{:.4e}, {:.4e}]: {}",
-            100.0 * ci.level,
-            ci.lo,
-            ci.hi,
-            if inside { "ok" } else { "outside, FAIL" }
-        ),
-        _ => na("variance interval"),
-    };
-    let _ = writeln!(
+    match &r.mean_test {
+        Some(t) => {
+            let _ = write!(s, "z = {:+.3}, |z| <= {:.3}: ", t.z, t.critical);
+            s.outcome(Outcome::of(t.pass), 0);
+        }
+        None => {
+            s.outcome(Outcome::NotRun, 0);
+            let _ = write!(s, "{}", too_few("mean test"));
+        }
+    }
+    let _ = writeln!(s);
+    let _ = write!(
         s,
-        "{:<22}{:<15}{:<15}{var_check}",
+        "{:<22}{:<15}{:<15}",
         "variance",
         format!("{:.6e}", t.variance),
         format!("{:.6e}", m.variance)
     );
+    match (&r.variance_ci, r.target_in_ci) {
+        (Some(ci), Some(inside)) => {
+            let _ = write!(
+                s,
+                "{:.1}% CI [{:.4e}, {:.4e}]: ",
+                100.0 * ci.level,
+                ci.lo,
+                ci.hi,
+            );
+            s.outcome(Outcome::of(inside), 0);
+            if !inside {
+                let _ = write!(s, ", the target is outside");
+            }
+        }
+        _ => {
+            s.outcome(Outcome::NotRun, 0);
+            let _ = write!(s, "{}", too_few("variance interval"));
+        }
+    }
+    let _ = writeln!(s);
     let _ = writeln!(s, "{:<22}{:<15}{:<15}", "std", num(t.std), num(m.std));
     let support = spec.dist().max_abs_in_std() * t.std;
     let _ = writeln!(
@@ -267,65 +285,65 @@ fn render_statistics(s: &mut String, r: &Report, spec: &InitSpec) {
         format!("{:+.4}", m.expected_excess_kurtosis),
         format!("{:+.4}", m.excess_kurtosis)
     );
-    let ks_check = match &r.ks {
-        Some(k) => format!(
-            "D = {:.6}, critical {:.6} (n = {}, alpha {}): {}",
-            k.d,
-            k.critical,
-            thousands(k.n),
-            k.alpha,
-            ok(k.pass)
-        ),
-        None => na("KS test"),
-    };
-    let _ = writeln!(
-        s,
-        "{:<22}{ks_check}",
-        format!("KS vs {} CDF", r.dist.name())
-    );
+    let _ = write!(s, "{:<22}", format!("KS vs {} CDF", r.dist.name()));
+    match &r.ks {
+        Some(k) => {
+            let _ = write!(
+                s,
+                "D = {:.6}, critical {:.6} (n = {}, alpha {}): ",
+                k.d,
+                k.critical,
+                thousands(k.n),
+                k.alpha,
+            );
+            s.outcome(Outcome::of(k.pass), 0);
+        }
+        None => {
+            s.outcome(Outcome::NotRun, 0);
+            let _ = write!(s, "{}", too_few("KS test"));
+        }
+    }
+    let _ = writeln!(s);
 }
 
 /// The GPU against the CPU reference (or why there was no comparison).
-fn render_cpu_check(s: &mut String, r: &Report) {
+fn render_cpu_check(s: &mut Styled, r: &Report) {
     use std::fmt::Write;
     match &r.cpu_check {
         Some(c) => {
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                "{:<22}raw bits: {} of {} words identical: {}",
+                "{:<22}raw bits: {} of {} words identical: ",
                 "GPU vs CPU reference",
                 thousands(c.bits_compared - c.bits_mismatched),
                 thousands(c.bits_compared),
-                ok(c.bits_mismatched == 0)
             );
-            let _ = writeln!(
+            s.outcome(Outcome::of(c.bits_mismatched == 0), 0);
+            let _ = write!(
                 s,
-                "{:<22}values: {} of {} bit-identical: {}",
+                "\n{:<22}values: {} of {} bit-identical: ",
                 "",
                 thousands(c.values.compared - c.values.mismatched),
                 thousands(c.values.compared),
-                ok(c.values.identical())
             );
+            s.outcome(Outcome::of(c.values.identical()), 0);
+            let _ = writeln!(s);
         }
         None if r.device.kind == DeviceKind::Cpu => {
-            let _ = writeln!(
-                s,
-                "{:<22}not compared (the CPU backend is the reference itself)",
-                "GPU vs CPU reference"
-            );
+            let _ = write!(s, "{:<22}", "GPU vs CPU reference");
+            s.outcome(Outcome::NotRun, 0);
+            let _ = writeln!(s, ", the CPU backend is the reference itself");
         }
         None => {
-            let _ = writeln!(
-                s,
-                "{:<22}not compared (--no-verify)",
-                "GPU vs CPU reference"
-            );
+            let _ = write!(s, "{:<22}", "GPU vs CPU reference");
+            s.outcome(Outcome::NotRun, 0);
+            let _ = writeln!(s, ", not compared (--no-verify)");
         }
     }
 }
 
 /// The file written, the time, and the verdict.
-fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
+fn render_footer(s: &mut Styled, r: &Report, spec: &InitSpec) {
     use std::fmt::Write;
     let _ = writeln!(s);
     if let Some(p) = &r.out {
@@ -341,17 +359,19 @@ fn render_footer(s: &mut String, r: &Report, spec: &InitSpec) {
         "time: {:.2} s (generation + streaming checks)",
         r.seconds
     );
+    let _ = write!(s, "verdict: ");
+    s.verdict(r.verdict.pass);
     if r.verdict.pass {
         if r.verdict.not_checked.is_empty() {
-            let _ = writeln!(s, "verdict: PASS");
+            let _ = writeln!(s);
         } else {
-            let _ = writeln!(s, "verdict: PASS (of the checks that ran; not checked:)");
+            let _ = writeln!(s, " (of the checks that ran; not checked:)");
             for n in &r.verdict.not_checked {
                 let _ = writeln!(s, "  - {n}");
             }
         }
     } else {
-        let _ = writeln!(s, "verdict: FAIL");
+        let _ = writeln!(s);
         for f in &r.verdict.failures {
             let _ = writeln!(s, "  - {f}");
         }

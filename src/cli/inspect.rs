@@ -3,8 +3,10 @@
 //! or against the standard rules.
 
 use super::*;
-use crate::model::inspect::{self, Report};
+use crate::model::inspect::{self, Report, TensorVerdict};
+use crate::report::style::{sci_or_dash, Outcome, Styled};
 use clap::Args;
+use std::fmt::Write;
 use std::path::PathBuf;
 
 #[derive(Args, Debug, Clone)]
@@ -70,7 +72,7 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
     )?;
     progress.finish();
     let t = json.text();
-    t.raw(&render(&report));
+    t.styled(&render(&report));
     json.emit(&report, &t)?;
     Ok(if report.pass {
         ExitCode::SUCCESS
@@ -79,13 +81,11 @@ pub(crate) fn run_inspect(a: &InspectArgs) -> Result<ExitCode> {
     })
 }
 
-fn sci(v: Option<f64>) -> String {
-    v.map_or("-".into(), |v| format!("{v:.2e}"))
-}
-
-fn render(r: &Report) -> String {
-    let mut s = format!(
-        "deepinit inspect: {} file(s), {} tensors; reference: {}\n",
+fn render(r: &Report) -> Styled {
+    let mut s = Styled::new();
+    let _ = writeln!(
+        s,
+        "deepinit inspect: {} file(s), {} tensors; reference: {}",
         r.files.len(),
         r.tensors.len(),
         r.reference
@@ -93,12 +93,13 @@ fn render(r: &Report) -> String {
             .unwrap_or("none (closest standard rule shown)")
     );
     if let Some(n) = &r.config_note {
-        s += &format!("note: {n}\n");
+        let _ = writeln!(s, "note: {n}");
     }
     let dtypes: std::collections::BTreeSet<String> =
         r.tensors.iter().map(|t| t.dtype.to_string()).collect();
-    s += &format!(
-        "dtype: {}; std columns: what He, LeCun and Xavier give for the fans ([out, in] layout)\n\n",
+    let _ = writeln!(
+        s,
+        "dtype: {}; std columns: what He, LeCun and Xavier give for the fans ([out, in] layout)\n",
         dtypes.into_iter().collect::<Vec<_>>().join(", ")
     );
     // Names are never cut (grep finds every one): the column is as wide as
@@ -110,9 +111,10 @@ fn render(r: &Report) -> String {
         .max()
         .unwrap_or(0)
         .max(6);
-    s += &format!(
-        "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
-        "tensor", "shape", "mean", "std", "he", "lecun", "xavier", "verdict"
+    let _ = writeln!(
+        s,
+        "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  check",
+        "tensor", "shape", "mean", "std", "he", "lecun", "xavier"
     );
     for t in &r.tensors {
         let shape = t
@@ -121,41 +123,65 @@ fn render(r: &Report) -> String {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join("x");
-        let verdict = match t.verdict {
-            "INFO" => t.note.clone(),
-            v => v.to_string(),
-        };
-        s += &format!(
-            "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  {}\n",
+        let _ = write!(
+            s,
+            "{:<nw$} {:>12} {:>9} {:>8} {:>8} {:>8} {:>8}  ",
             t.name,
             shape,
             t.mean.map_or("-".into(), |m| format!("{m:+.1e}")),
-            sci(t.std),
-            sci(t.rule_std.map(|r| r.he)),
-            sci(t.rule_std.map(|r| r.lecun)),
-            sci(t.rule_std.map(|r| r.xavier)),
-            verdict
+            sci_or_dash(t.std),
+            sci_or_dash(t.rule_std.map(|r| r.he)),
+            sci_or_dash(t.rule_std.map(|r| r.lecun)),
+            sci_or_dash(t.rule_std.map(|r| r.xavier)),
         );
+        match t.verdict {
+            TensorVerdict::Info => {
+                let _ = write!(s, "{}", t.note);
+            }
+            v => {
+                s.outcome(Outcome::of(v == TensorVerdict::Pass), 0);
+            }
+        }
+        let _ = writeln!(s);
     }
-    let failed: Vec<_> = r.tensors.iter().filter(|t| t.verdict == "FAIL").collect();
+    let failed: Vec<_> = r
+        .tensors
+        .iter()
+        .filter(|t| t.verdict == TensorVerdict::Fail)
+        .collect();
     if r.reference.is_none() && !failed.is_empty() {
-        s += "\nverdict: FAIL\n";
+        let _ = write!(s, "\nverdict: ");
+        s.verdict(false);
+        let _ = writeln!(s);
         for t in &failed {
-            s += &format!("  - {}: {}\n", t.name, t.note);
+            let _ = writeln!(s, "  - {}: {}", t.name, t.note);
         }
     }
     if r.reference.is_some() {
-        let judged = r.tensors.iter().filter(|t| t.verdict != "INFO").count();
-        s += &format!("\n{judged} tensors judged at alpha {} each", r.alpha);
-        s += &format!("; verdict: {}\n", if r.pass { "PASS" } else { "FAIL" });
+        let judged = r
+            .tensors
+            .iter()
+            .filter(|t| t.verdict != TensorVerdict::Info)
+            .count();
+        let _ = write!(
+            s,
+            "\n{judged} tensors judged at alpha {} each; verdict: ",
+            r.alpha
+        );
+        s.verdict(r.pass);
+        let _ = writeln!(s);
         for t in failed {
-            s += &format!("  - {}: {}\n", t.name, t.note);
+            let _ = writeln!(s, "  - {}: {}", t.name, t.note);
         }
         for m in &r.missing {
-            s += &format!("  - {m}: in the reference, in no file\n");
+            let _ = writeln!(s, "  - {m}: in the reference, in no file");
         }
-        for t in r.tensors.iter().filter(|t| t.verdict == "INFO") {
-            s += &format!("  - {}: {} (not judged)\n", t.name, t.note);
+        for t in r
+            .tensors
+            .iter()
+            .filter(|t| t.verdict == TensorVerdict::Info)
+        {
+            let _ = writeln!(s, "  - {}: {} (not judged)", t.name, t.note);
         }
     }
     s

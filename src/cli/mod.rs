@@ -224,9 +224,19 @@ impl Text {
         self.raw(&format!("{s}\n"));
     }
 
-    /// Text that ends its own lines. Verdict words are coloured when the
-    /// stream is a terminal (see [`use_colour`]).
+    /// Text that ends its own lines.
     pub(crate) fn raw(&self, s: &str) {
+        if self.0 {
+            err(s);
+        } else {
+            out(s);
+        }
+    }
+
+    /// Text whose verdict words were marked as written
+    /// ([`crate::report::style`]): in colour on a terminal (see
+    /// [`use_colour`]).
+    pub(crate) fn styled(&self, s: &crate::report::style::Styled) {
         use std::io::IsTerminal;
         let tty = if self.0 {
             std::io::stderr().is_terminal()
@@ -238,11 +248,10 @@ impl Text {
             std::env::var_os("NO_COLOR").as_deref(),
             std::env::var_os("TERM").as_deref(),
         );
-        let s = if colour { colourize(s) } else { s.to_string() };
-        if self.0 {
-            err(&s);
+        if colour {
+            self.raw(&s.ansi());
         } else {
-            out(&s);
+            self.raw(s.plain());
         }
     }
 }
@@ -316,34 +325,6 @@ pub(crate) fn use_colour(
     tty && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
 }
 
-/// Verdict words in colour: PASS green; FAIL, MISMATCH, DEVIATES red.
-/// Padding was applied before, so columns stay aligned.
-pub(crate) fn colourize(s: &str) -> String {
-    const WORDS: [(&str, &str); 4] = [
-        ("PASS", "32"),
-        ("FAIL", "31"),
-        ("MISMATCH", "31"),
-        ("DEVIATES", "31"),
-    ];
-    let is_word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    'scan: while !rest.is_empty() {
-        let before = out.chars().next_back();
-        for (w, code) in WORDS {
-            if rest.starts_with(w) && !is_word(before) && !is_word(rest[w.len()..].chars().next()) {
-                out.push_str(&format!("\x1b[1;{code}m{w}\x1b[0m"));
-                rest = &rest[w.len()..];
-                continue 'scan;
-            }
-        }
-        let c = rest.chars().next().unwrap_or(' ');
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,23 +338,6 @@ mod tests {
         // An empty NO_COLOR does not count (no-color.org).
         assert!(use_colour(true, Some(OsStr::new("")), None));
         assert!(!use_colour(true, None, Some(OsStr::new("dumb"))));
-    }
-
-    #[test]
-    fn colourize_marks_only_verdict_words_and_keeps_the_rest() {
-        let s = "verdict: PASS\nmean  ok\n  FAIL, x FAILED\n";
-        let c = colourize(s);
-        assert_eq!(
-            c,
-            "verdict: \x1b[1;32mPASS\x1b[0m\nmean  ok\n  \x1b[1;31mFAIL\x1b[0m, x FAILED\n"
-        );
-        // Stripping the escapes gives the text back.
-        assert_eq!(
-            c.replace("\x1b[1;32m", "")
-                .replace("\x1b[1;31m", "")
-                .replace("\x1b[0m", ""),
-            s
-        );
     }
 }
 
@@ -574,14 +538,6 @@ pub(crate) fn gemm_mode(d: &DeviceArgs) -> Result<TuneMode> {
     }
 }
 
-pub(crate) fn ok(pass: bool) -> &'static str {
-    if pass {
-        "ok"
-    } else {
-        "FAIL"
-    }
-}
-
 pub(crate) fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -601,11 +557,17 @@ pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
 }
 
 pub(crate) fn print_failures(t: &Text, runs: &[crate::experiment::RunReport]) {
+    use crate::report::style::{Outcome, Styled};
+    use std::fmt::Write;
+    let mut s = Styled::new();
     for r in runs {
         for f in r.verdict.failures.iter().take(5) {
-            say!(t, "  FAIL {} / {}: {f}", r.scheme, r.activation);
+            let _ = write!(s, "  ");
+            s.outcome(Outcome::Fail, 0);
+            let _ = writeln!(s, " {} / {}: {f}", r.scheme, r.activation);
         }
     }
+    t.styled(&s);
 }
 
 pub(crate) fn exit_for(runs: &[crate::experiment::RunReport]) -> ExitCode {

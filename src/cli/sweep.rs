@@ -109,7 +109,7 @@ pub(crate) fn run_sweep(a: &SweepArgs, d: &DeviceArgs) -> Result<ExitCode> {
     say!(t, "device: {}", backend.info().describe());
     say!(t);
     let report = sweep::run(&backend, &cfg, progress_steps("sweep"))?;
-    t.raw(&crate::report::sweep::table(&report));
+    t.styled(&crate::report::sweep::table(&report));
     let hist = sweep::histograms(&cfg, &report)?;
     for p in crate::report::sweep::write_outputs(&out, &report, &hist)? {
         say!(t, "wrote {}", p.display());

@@ -26,6 +26,18 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// A tensor's verdict (JSON: `PASS`, `FAIL`, `INFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TensorVerdict {
+    /// Within the reference's bands.
+    Pass,
+    /// Outside them, or not what the reference says (shape, values).
+    Fail,
+    /// Not judged: no reference, or the reference does not draw it.
+    Info,
+}
+
 /// What one tensor holds and how it compares.
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorReport {
@@ -52,8 +64,8 @@ pub struct TensorReport {
     pub expected: Option<String>,
     /// Without a reference: the closest rule and std / that rule's std.
     pub closest: Option<(String, f64)>,
-    /// PASS, FAIL, or INFO (no reference to judge against).
-    pub verdict: &'static str,
+    /// Judged against the reference, or not judged.
+    pub verdict: TensorVerdict,
     /// Why, in words.
     pub note: String,
 }
@@ -281,7 +293,7 @@ fn against_spec(
     sliced: bool,
 ) {
     let fail = |t: &mut TensorReport, note: String| {
-        t.verdict = "FAIL";
+        t.verdict = TensorVerdict::Fail;
         t.note = note;
     };
     if t.shape != spec.shape.0 && !sliced {
@@ -311,7 +323,7 @@ fn against_spec(
                     ),
                 );
             }
-            t.verdict = "PASS";
+            t.verdict = TensorVerdict::Pass;
             t.note = format!("all {} elements are {want}", m.n);
         }
         Rule::Draw { init, .. } => {
@@ -336,7 +348,7 @@ fn against_spec(
             match judge_draw(m, std, init.dist().excess_kurtosis(), alpha) {
                 Some(why) => fail(t, why),
                 None => {
-                    t.verdict = "PASS";
+                    t.verdict = TensorVerdict::Pass;
                     t.note = format!("mean and variance agree with std {:.4e}", target.std);
                 }
             }
@@ -346,9 +358,9 @@ fn against_spec(
 
 /// Without a reference: a constant, or the closest of He/LeCun/Xavier.
 fn closest(t: &mut TensorReport, m: &Moments, alpha: f64) {
-    t.verdict = "INFO";
+    t.verdict = TensorVerdict::Info;
     if m.nonfinite > 0 {
-        t.verdict = "FAIL";
+        t.verdict = TensorVerdict::Fail;
         t.note = format!("{} non-finite values", m.nonfinite);
         return;
     }
@@ -546,7 +558,7 @@ pub fn inspect(
                 rule_std: rule_std(&e.shape),
                 expected: None,
                 closest: None,
-                verdict: "INFO",
+                verdict: TensorVerdict::Info,
                 note: String::new(),
             };
             let entry = reference
@@ -579,7 +591,7 @@ pub fn inspect(
         })
         .map(|s| s.name.clone())
         .collect();
-    let pass = missing.is_empty() && tensors.iter().all(|t| t.verdict != "FAIL");
+    let pass = missing.is_empty() && tensors.iter().all(|t| t.verdict != TensorVerdict::Fail);
     Ok(Report {
         files,
         reference: source,

@@ -2,6 +2,7 @@
 
 use crate::experiment::RunReport;
 use crate::report::plot::{self, Panel, Series};
+use crate::report::style::{Outcome, Sci, Styled};
 use std::fmt::Write;
 
 /// Layers shown in the table: 1, L/2, L (distinct, in order).
@@ -10,18 +11,6 @@ pub(crate) fn shown_layers(depth: usize) -> Vec<usize> {
     v.retain(|&l| l >= 1);
     v.dedup();
     v
-}
-
-fn sci(v: f64) -> String {
-    if v.is_infinite() {
-        "inf".into()
-    } else if v.is_nan() {
-        "nan".into()
-    } else if v == 0.0 {
-        "0".into()
-    } else {
-        format!("{v:.2e}")
-    }
 }
 
 /// Signal fate over the depth, from Var(a_L) / Var(a_1).
@@ -40,20 +29,9 @@ pub(crate) fn fate(r: &RunReport) -> &'static str {
     }
 }
 
-/// The CPU comparison in a word: `equal` (bit for bit), `FAIL`, or `-`
-/// (not compared).
-fn cpu_word(r: &RunReport) -> String {
-    match r.verdict.cpu_match {
-        None => "-",
-        Some(true) => "equal",
-        Some(false) => "FAIL",
-    }
-    .to_string()
-}
-
 /// The demo's table, one block per activation, at most 100 columns wide.
-pub(crate) fn table(runs: &[RunReport]) -> String {
-    let mut s = String::new();
+pub(crate) fn table(runs: &[RunReport]) -> Styled {
+    let mut s = Styled::new();
     for act in crate::app::demo::ACTIVATIONS {
         let rs: Vec<&RunReport> = runs.iter().filter(|r| r.activation == act).collect();
         let Some(first) = rs.first() else { continue };
@@ -73,21 +51,21 @@ pub(crate) fn table(runs: &[RunReport]) -> String {
         ));
         let _ = writeln!(s, "{head}");
         for r in rs {
-            let _ = writeln!(s, "{}", row(r, &layers));
+            row(&mut s, r, &layers);
         }
         let _ = writeln!(s);
     }
     let _ = writeln!(
         s,
         "Columns: Var(a_l), Var(z_L) measured and in theory, Var(delta_1); CPU: every statistic of \
-         every\nlayer bit-identical to the CPU mirror ('-': not compared); theory: mean-field checks."
+         every\nlayer bit-identical to the CPU mirror (n/a: not compared); theory: mean-field checks."
     );
     s
 }
 
 /// One run's row of the demo table.
-fn row(r: &RunReport, layers: &[usize]) -> String {
-    let mut line = format!("{:<11}{:>7.3}", r.scheme, r.sigma_w2);
+fn row(s: &mut Styled, r: &RunReport, layers: &[usize]) {
+    let _ = write!(s, "{:<11}{:>7.3}", r.scheme, r.sigma_w2);
     // After an overflow the f32 network carries inf/NaN (which ReLU then
     // maps to 0): show the overflow, not the meaningless numbers. The
     // backward pass crosses every layer, so all gradients are affected.
@@ -96,24 +74,25 @@ fn row(r: &RunReport, layers: &[usize]) -> String {
         if over.is_some_and(|o| grad || l.layer >= o) {
             "overflow".to_string()
         } else {
-            sci(v)
+            Sci(v).to_string()
         }
     };
     for &l in layers {
         let lr = &r.layers[l - 1];
-        line.push_str(&format!("{:>9}", shown(lr, lr.post_var, false)));
+        let _ = write!(s, "{:>9}", shown(lr, lr.post_var, false));
     }
     let last = &r.layers[r.depth - 1];
-    line.push_str(&format!(
-        "{:>10}{:>9}{:>10}  {:<10}{:<7}{}",
+    let _ = write!(
+        s,
+        "{:>10}{:>9}{:>10}  {:<10}",
         shown(last, last.pre_var, false),
-        sci(last.theory_pre_var),
+        Sci(last.theory_pre_var),
         shown(&r.layers[0], r.layers[0].grad_var, true),
         fate(r),
-        cpu_word(r),
-        if r.verdict.theory_match { "ok" } else { "FAIL" }
-    ));
-    line
+    );
+    s.outcome(Outcome::of_opt(r.verdict.cpu_match), 7)
+        .outcome(Outcome::of(r.verdict.theory_match), 0);
+    let _ = writeln!(s);
 }
 
 /// A run's Var(z_l) (or Var(delta_l) when `grad`) against depth: the measured

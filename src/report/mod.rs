@@ -6,5 +6,6 @@ pub mod bench;
 pub mod demo;
 pub mod forward;
 pub mod plot;
+pub(crate) mod style;
 pub mod sweep;
 pub mod transformer;

@@ -2,11 +2,12 @@
 
 use crate::app::sweep::SweepReport;
 use crate::report::plot;
+use crate::report::style::{Outcome, Sci, Styled};
 use std::fmt::Write;
 
 /// The sweep's table, at most 100 columns wide.
-pub(crate) fn table(r: &SweepReport) -> String {
-    let mut s = String::new();
+pub(crate) fn table(r: &SweepReport) -> Styled {
+    let mut s = Styled::new();
     let _ = writeln!(
         s,
         "{:>8}{:>8}{:>10}{:>10}{:>8}{:>8}{:>10}{:>9}  {:<7}theory",
@@ -14,25 +15,21 @@ pub(crate) fn table(r: &SweepReport) -> String {
     );
     for p in &r.points {
         let v = &p.run.verdict;
-        let cpu = match v.cpu_match {
-            None => "-",
-            Some(true) => "match",
-            Some(false) => "FAIL",
-        };
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "{:>8.3}{:>8.3}{:>10.2e}{:>10.2e}{:>8.4}{:>8.4}{:>10.2e}{:>9.4}  {:<7}{}",
+            "{:>8.3}{:>8.3}{:>10}{:>10}{:>8.4}{:>8.4}{:>10}{:>9.4}  ",
             p.multiplier,
             p.sigma_w2,
-            p.signal_gain,
-            p.grad_gain,
+            Sci(p.signal_gain),
+            Sci(p.grad_gain),
             p.grad_rate,
             p.pair_correlation,
-            p.theory_q_star,
+            Sci(p.theory_q_star),
             p.theory_chi1,
-            cpu,
-            if v.theory_match { "ok" } else { "FAIL" }
         );
+        s.outcome(Outcome::of_opt(v.cpu_match), 7)
+            .outcome(Outcome::of(v.theory_match), 0);
+        let _ = writeln!(s);
     }
     let _ = writeln!(
         s,
@@ -52,13 +49,14 @@ pub(crate) fn table(r: &SweepReport) -> String {
         fmt(r.critical_measured),
     );
     if let Some(ok) = r.critical_match {
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "  {} the finite-size interval {}: {}",
+            "  {} the finite-size interval {}: ",
             if ok { "inside" } else { "outside" },
             interval(r),
-            if ok { "ok" } else { "FAIL" }
         );
+        s.outcome(Outcome::of(ok), 0);
+        let _ = writeln!(s);
     }
     s
 }

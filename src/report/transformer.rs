@@ -1,5 +1,6 @@
 //! The transformer pass's per-block table and verdict lines.
 
+use crate::report::style::{Outcome, Sci, Styled};
 use crate::tfm::run::TfmReport;
 use std::fmt::Write;
 
@@ -31,8 +32,11 @@ pub(crate) fn blocks_table(r: &TfmReport) -> String {
     let _ = writeln!(t);
     let _ = writeln!(
         t,
-        "{:>5}{:>10}{:>10}{:>10.2e}",
-        "embed", "", "", s.embed.var
+        "{:>5}{:>10}{:>10}{:>10}",
+        "embed",
+        "",
+        "",
+        Sci(s.embed.var)
     );
     let n = s.blocks.len();
     let step = if n <= 24 { 1 } else { n.div_ceil(16) };
@@ -45,20 +49,20 @@ pub(crate) fn blocks_table(r: &TfmReport) -> String {
         }
         let _ = write!(
             t,
-            "{:>5}{:>10.2e}{:>10.2e}{:>10.2e}{:>10.2e}{:>10.2e}{:>7.2}{:>7.2}{:>8.3}",
+            "{:>5}{:>10}{:>10}{:>10}{:>10}{:>10}{:>7.2}{:>7.2}{:>8.3}",
             b.block,
-            b.norm.var,
-            b.attn.var,
-            b.mid.var,
-            b.mlp.var,
-            b.out.var,
+            Sci(b.norm.var),
+            Sci(b.attn.var),
+            Sci(b.mid.var),
+            Sci(b.mlp.var),
+            Sci(b.out.var),
             attn_ratio,
             mlp_ratio,
             b.entropy_ratio,
         );
         if let Some(g) = grads.and_then(|g| g.blocks.get(i)) {
             let max = g.weights.iter().map(|w| w.norm).fold(0.0f64, f64::max);
-            let _ = write!(t, "{:>9.2e}{:>9.2e}", g.stream_in, max);
+            let _ = write!(t, "{:>9}{:>9}", Sci(g.stream_in), Sci(max));
         }
         let _ = writeln!(t);
     }
@@ -66,9 +70,9 @@ pub(crate) fn blocks_table(r: &TfmReport) -> String {
 }
 
 /// The summary and verdict lines.
-pub(crate) fn verdict_lines(r: &TfmReport) -> String {
+pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
     let s = &r.stats;
-    let mut t = String::new();
+    let mut t = Styled::new();
     if let Some(last) = s.blocks.last() {
         let _ = writeln!(
             t,
@@ -101,33 +105,47 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> String {
             .iter()
             .map(|c| (c.measured - c.predicted).abs() / (c.band / 6.0))
             .fold(0.0f64, f64::max);
+        let _ = write!(t, "MLP branch E[y^2] vs mean field (I s2^2 E[phi(z)^2]): ");
+        t.outcome(Outcome::of(inside == r.mlp_checks.len()), 0);
         let _ = writeln!(
             t,
-            "MLP branch E[y^2] vs mean field (I s2^2 E[phi(z)^2]): {inside} of {} blocks within 6 sigma (largest |z| {worst:.2}){}",
+            ", {inside} of {} blocks within 6 sigma (largest |z| {worst:.2})",
             r.mlp_checks.len(),
-            if inside == r.mlp_checks.len() { "" } else { ": FAIL" }
         );
     }
     if let Some(c) = &r.loss_check {
-        let verdict = if !c.applies {
-            "no verdict: logits std >= 1, outside the small-logit prediction".to_string()
-        } else if c.pass {
-            "PASS".into()
-        } else {
-            "FAIL".into()
-        };
+        let _ = write!(t, "loss at init: ");
+        t.outcome(
+            if c.applies {
+                Outcome::of(c.pass)
+            } else {
+                Outcome::NotRun
+            },
+            0,
+        );
         let _ = writeln!(
             t,
-            "loss at init {:.4} over {} next tokens (ln V = {:.4}); predicted ln V + s^2/2 = {:.4} +- {:.4}: {verdict}",
-            c.measured, s.loss_rows, c.ln_vocab, c.predicted, c.band
+            ", {:.4} over {} next tokens (ln V = {:.4}); predicted ln V + s^2/2 = {:.4} +- {:.4}{}",
+            c.measured,
+            s.loss_rows,
+            c.ln_vocab,
+            c.predicted,
+            c.band,
+            if c.applies {
+                ""
+            } else {
+                " (logits std >= 1: outside the small-logit prediction)"
+            }
         );
     }
     match (&r.verify, &r.not_compared) {
         (Some(v), _) if v.comparison.identical() => {
+            let _ = write!(t, "CPU mirror ({}): ", v.class);
+            t.outcome(Outcome::Ok, 0);
             let _ = writeln!(
                 t,
-                "CPU mirror ({}): identical, {} words (every statistics record, attention sum and loss term)",
-                v.class, v.comparison.words
+                ", identical, {} words (every statistics record, attention sum and loss term)",
+                v.comparison.words
             );
         }
         (Some(v), _) => {
@@ -135,18 +153,20 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> String {
             let first = c.first.as_ref().map_or(String::new(), |(part, i, d, m)| {
                 format!("; first in the {part}, word {i}: device {d:#010x}, CPU {m:#010x}")
             });
-            let _ = writeln!(
-                t,
-                "CPU mirror ({}): FAIL, {} of {} words differ{first}",
-                v.class, c.differing, c.words
-            );
+            let _ = write!(t, "CPU mirror ({}): ", v.class);
+            t.outcome(Outcome::Fail, 0);
+            let _ = writeln!(t, ", {} of {} words differ{first}", c.differing, c.words);
         }
         (None, Some(why)) => {
-            let _ = writeln!(t, "CPU mirror: not compared ({why})");
+            let _ = write!(t, "CPU mirror: ");
+            t.outcome(Outcome::NotRun, 0);
+            let _ = writeln!(t, ", not compared ({why})");
         }
         (None, None) => {}
     }
-    let _ = writeln!(t, "verdict: {}", if r.pass() { "PASS" } else { "FAIL" });
+    let _ = write!(t, "verdict: ");
+    t.verdict(r.pass());
+    let _ = writeln!(t);
     t
 }
 
@@ -242,42 +262,62 @@ pub(crate) fn variance_svg(reports: &[TfmReport]) -> String {
 
 /// One line per init: the stream's growth, the largest branch/stream ratio,
 /// attention's entropy in the last block, the loss, and the checks.
-pub(crate) fn summary_table(reports: &[TfmReport]) -> String {
-    let mut t = String::new();
+pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
+    let mut t = Styled::new();
     let _ = writeln!(
         t,
-        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  checks",
-        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V"
+        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  {:<7}{:<12}loss",
+        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V", "mirror", "MLP"
     );
     for r in reports {
         let s = &r.stats;
         let last = s.blocks.last();
         let end = last.map_or(s.embed.var, |b| b.out.var);
-        let mirror = match &r.verify {
-            Some(v) if v.comparison.identical() => "mirror identical",
-            Some(_) => "mirror FAIL",
-            None => "mirror not compared",
-        };
         let mlp = r.mlp_checks.iter().filter(|c| c.pass).count();
-        let _ = writeln!(
+        let _ = write!(
             t,
-            "{:<16}{:>11.3e}{:>11.3e}{:>9.1}{:>9.3}{:>9.3}{:>8.3}  {mirror}, MLP theory {mlp}/{}, {}",
+            "{:<16}{:>11}{:>11}{:>9.1}{:>9.3}{:>9.3}{:>8.3}  ",
             r.init,
-            s.embed.var,
-            end,
+            Sci(s.embed.var),
+            Sci(end),
             end / s.embed.var,
             last.map_or(f64::NAN, |b| b.entropy_ratio),
             s.loss.unwrap_or(f64::NAN),
             (r.vocab as f64).ln(),
-            r.mlp_checks.len(),
-            match &r.loss_check {
-                Some(c) if !c.applies => "loss: no verdict (logits std >= 1)",
-                Some(c) if c.pass => "loss in band",
-                Some(_) => "loss FAIL",
-                None => "no head",
-            }
         );
+        t.outcome(
+            Outcome::of_opt(r.verify.as_ref().map(|v| v.comparison.identical())),
+            7,
+        );
+        t.outcome(
+            if r.mlp_checks.is_empty() {
+                Outcome::NotRun
+            } else {
+                Outcome::of(mlp == r.mlp_checks.len())
+            },
+            5,
+        );
+        let count = format!("{mlp}/{}", r.mlp_checks.len());
+        let _ = write!(
+            t,
+            "{:<7}",
+            if r.mlp_checks.is_empty() { "" } else { &count }
+        );
+        t.outcome(
+            match &r.loss_check {
+                Some(c) if c.applies => Outcome::of(c.pass),
+                _ => Outcome::NotRun,
+            },
+            0,
+        );
+        let _ = writeln!(t);
     }
+    let _ = writeln!(
+        t,
+        "(mirror: every word equal to the CPU mirror; MLP: blocks whose MLP branch is within its \
+         mean-field band;\n loss: within its band of ln V + s^2/2, n/a where the logits' std is 1 or more \
+         or there is no head)"
+    );
     t
 }
 
