@@ -194,6 +194,52 @@ impl RunVerdict {
     }
 }
 
+/// What depth did to a run's signal: Var(a_L) / Var(a_1) within a factor
+/// of 1000 either way, below it, above it, or past f32's range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Within a factor of 1000 of the first layer's.
+    Stable,
+    /// Below 1/1000 of it.
+    Vanishes,
+    /// Above 1000 times it (or not finite).
+    Explodes,
+    /// Overflowed f32 at some layer.
+    Overflows,
+}
+
+impl Fate {
+    /// `stable`, `vanishes`, `explodes` or `overflows`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fate::Stable => "stable",
+            Fate::Vanishes => "vanishes",
+            Fate::Explodes => "explodes",
+            Fate::Overflows => "overflows",
+        }
+    }
+}
+
+impl RunReport {
+    /// The signal's fate over the depth, from Var(a_L) / Var(a_1).
+    pub fn fate(&self) -> Fate {
+        if self.verdict.overflow_at.is_some() {
+            return Fate::Overflows;
+        }
+        let (Some(first), Some(last)) = (self.layers.first(), self.layers.last()) else {
+            return Fate::Stable;
+        };
+        let ratio = last.post_var / first.post_var;
+        if !ratio.is_finite() || ratio > 1e3 {
+            Fate::Explodes
+        } else if ratio < 1e-3 {
+            Fate::Vanishes
+        } else {
+            Fate::Stable
+        }
+    }
+}
+
 /// A run's report (one entry of `report.json`'s `runs`).
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {

@@ -35,7 +35,7 @@ pub struct Progress {
 
 impl Progress {
     /// A task called `label`, starting now.
-    pub(crate) fn new(label: &str) -> Progress {
+    pub fn new(label: &str) -> Progress {
         Progress {
             state: Mutex::new(State {
                 label: label.to_string(),
@@ -48,7 +48,7 @@ impl Progress {
     }
 
     /// Starts the next stage under a new label (the clock restarts).
-    pub(crate) fn stage(&self, label: &str) {
+    pub fn stage(&self, label: &str) {
         self.finish();
         if let Ok(mut s) = self.state.lock() {
             s.label = label.to_string();
@@ -58,12 +58,12 @@ impl Progress {
     }
 
     /// Reports `done` of `total` (any unit).
-    pub(crate) fn update(&self, done: f64, total: f64) {
+    pub fn update(&self, done: f64, total: f64) {
         self.fraction(done, total, |_| String::new());
     }
 
     /// Reports `done` of `total` bytes, with the rate so far.
-    pub(crate) fn update_bytes(&self, done: u64, total: u64) {
+    pub fn update_bytes(&self, done: u64, total: u64) {
         let mb = |b: u64| b as f64 / 1e6;
         self.fraction(done as f64, total as f64, |secs| {
             format!(
@@ -117,7 +117,7 @@ impl Progress {
     }
 
     /// Reports that step `done` of `total` begins (`done == total`: all done).
-    pub(crate) fn step(&self, done: usize, total: usize, label: &str) {
+    pub fn step(&self, done: usize, total: usize, label: &str) {
         let Ok(s) = self.state.lock() else { return };
         let width = 30;
         let filled = (done * width)
@@ -141,7 +141,7 @@ impl Progress {
 
     /// Reports the start of a stage whose count is not known ahead (the
     /// benchmark's stages): its label and the time so far.
-    pub(crate) fn note(&self, label: &str) {
+    pub fn note(&self, label: &str) {
         let secs = match self.state.lock() {
             Ok(s) => s.start.elapsed().as_secs_f64(),
             Err(_) => return,
@@ -167,7 +167,7 @@ impl Progress {
     }
 
     /// Ends the current line (on a terminal) if anything was printed.
-    pub(crate) fn finish(&self) {
+    pub fn finish(&self) {
         let Ok(mut s) = self.state.lock() else { return };
         if s.printed && self.tty {
             let _ = writeln!(std::io::stderr());

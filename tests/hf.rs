@@ -620,7 +620,7 @@ fn a_closed_stdout_drops_the_output_but_not_the_work() {
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("ckpt");
     for args in [
-        // Far more than a pipe's buffer: some write meets the closed pipe.
+        // A long output.
         vec!["model", "--preset", "llama-7b", "--print-spec"],
         // Its report is written after the checkpoint, long after the close.
         vec![
@@ -633,15 +633,18 @@ fn a_closed_stdout_drops_the_output_but_not_the_work() {
             ckpt.to_str().unwrap(),
         ],
     ] {
-        let mut child = bin()
+        // A pipe whose reading end is closed before the child starts: its
+        // first write to stdout fails, whenever it comes. (Closing it after
+        // the spawn raced: a child that wrote first filled the buffer and
+        // exited 0.)
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let o = bin()
             .args(&args)
-            .stdout(Stdio::piped())
+            .stdout(writer)
             .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .unwrap();
-        // Close the reading end at once.
-        drop(child.stdout.take());
-        let o = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
         assert_eq!(o.status.code(), Some(141), "{args:?}: {err}");

@@ -538,18 +538,6 @@ pub(crate) fn gemm_mode(d: &DeviceArgs) -> Result<TuneMode> {
     }
 }
 
-pub(crate) fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// A counted-steps progress reporter for demo and sweep runs.
 pub(crate) fn progress_steps(label: &str) -> impl FnMut(usize, usize, &str) {
     let p = crate::progress::Progress::new(label);

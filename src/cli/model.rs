@@ -5,7 +5,7 @@ use super::*;
 use crate::io::dtype::DType;
 use crate::model::hf::{self, HfModel, InitRule};
 use crate::model::plan::{Plan, TensorParallel};
-use crate::model::write::{self, Report, Targets};
+use crate::model::write::{self, Targets};
 use crate::model::{emit, preset, spec, ModelSpec};
 use clap::Args;
 use std::path::PathBuf;
@@ -266,7 +266,7 @@ pub(crate) fn run_model(a: &ModelArgs, d: &DeviceArgs) -> Result<ExitCode> {
     let progress = crate::progress::Progress::new("writing the checkpoint");
     let report = write::write(&spec, &plan, targets, &backend, Some(&progress))?;
     progress.finish();
-    t.raw(&render(&report));
+    t.raw(&crate::report::model::render(&report));
     json.emit(&report, &t)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -276,7 +276,7 @@ fn header(spec: &ModelSpec, what: &str, plan: &Plan, ranks: &Ranks, backend: &Ba
     let mut s = format!(
         "deepinit model: {what}: {} tensors, {} parameters, {}, seed {}\n",
         spec.tensors.len(),
-        thousands(spec.elements()),
+        crate::report::style::thousands(spec.elements()),
         plan.dtype.name(),
         spec.seed
     );
@@ -310,34 +310,6 @@ fn header(spec: &ModelSpec, what: &str, plan: &Plan, ranks: &Ranks, backend: &Ba
             plan.tp.rank, plan.tp.size
         );
     }
-    s
-}
-
-fn render(r: &Report) -> String {
-    let mut s = String::new();
-    for f in &r.files {
-        s += &format!(
-            "{} {} ({:.1} MB{})\n",
-            if f.written {
-                "wrote"
-            } else {
-                "kept (identical)"
-            },
-            f.path.display(),
-            f.bytes as f64 / 1e6,
-            if f.tensors > 0 {
-                format!(", {} tensors", f.tensors)
-            } else {
-                String::new()
-            }
-        );
-    }
-    s += &format!(
-        "{:.1} MB in {:.2} s: {:.0} MB/s\n",
-        r.bytes as f64 / 1e6,
-        r.seconds,
-        r.mb_per_s
-    );
     s
 }
 

@@ -13,22 +13,6 @@ pub(crate) fn shown_layers(depth: usize) -> Vec<usize> {
     v
 }
 
-/// Signal fate over the depth, from Var(a_L) / Var(a_1).
-pub(crate) fn fate(r: &RunReport) -> &'static str {
-    if r.verdict.overflow_at.is_some() {
-        return "overflows";
-    }
-    let (first, last) = (r.layers[0].post_var, r.layers[r.layers.len() - 1].post_var);
-    let ratio = last / first;
-    if !ratio.is_finite() || ratio > 1e3 {
-        "explodes"
-    } else if ratio < 1e-3 {
-        "vanishes"
-    } else {
-        "stable"
-    }
-}
-
 /// The demo's table, one block per activation, at most 100 columns wide.
 pub(crate) fn table(runs: &[RunReport]) -> Styled {
     let mut s = Styled::new();
@@ -88,7 +72,7 @@ fn row(s: &mut Styled, r: &RunReport, layers: &[usize]) {
         shown(last, last.pre_var, false),
         Sci(last.theory_pre_var),
         shown(&r.layers[0], r.layers[0].grad_var, true),
-        fate(r),
+        r.fate().name(),
     );
     s.outcome(Outcome::of_opt(r.verdict.cpu_match), 7)
         .outcome(Outcome::of(r.verdict.theory_match), 0);

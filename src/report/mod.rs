@@ -5,6 +5,9 @@
 pub mod bench;
 pub mod demo;
 pub mod forward;
+pub(crate) mod init;
+pub(crate) mod inspect;
+pub(crate) mod model;
 pub mod plot;
 pub(crate) mod style;
 pub mod sweep;

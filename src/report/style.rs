@@ -190,6 +190,19 @@ pub(crate) fn sci_or_dash(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| Sci(v).to_string())
 }
 
+/// An integer with thousands separators: `16,777,216`.
+pub(crate) fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
