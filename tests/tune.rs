@@ -42,13 +42,12 @@ fn the_tuner_picks_a_verified_variant_caches_it_and_retunes_on_request() {
         available.len(),
         "every variant is timed"
     );
-    let v = GemmVariant::from_name(c.variant).expect("a real variant");
-    assert!(available.contains(&v));
+    assert!(available.contains(&c.variant));
     // The winner is the fastest verified candidate.
     let best = c
         .candidates
         .iter()
-        .filter_map(|m| m.gflops)
+        .filter_map(|m| m.rate)
         .fold(0.0, f64::max);
     assert_eq!(c.gflops, Some(best));
     // On this device every variant reproduces the reference: none is
@@ -169,7 +168,7 @@ fn a_cached_entry_for_another_driver_or_an_unknown_variant_is_not_used() {
     t2.set_mode(auto(&path2, false)).expect("mode");
     let c = t2.choose(GemmForm::Nt, 128, 256, 256).expect("c");
     assert_eq!(c.source, Source::Tuned);
-    assert!(GemmVariant::from_name(c.variant).is_some());
+    assert!(GemmVariant::ALL.contains(&c.variant));
 }
 
 /// The deep pass's statistics are bit-identical whichever variant runs its
@@ -289,13 +288,12 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     // The library default is fixed: the reference settings, nothing timed.
     let fixed = t.generation(&gen, kernel).expect("fixed");
     assert_eq!(
-        (fixed.source, fixed.store, fixed.workgroup_size),
+        (
+            fixed.source,
+            fixed.setting.store,
+            fixed.setting.workgroup_size
+        ),
         (Source::Fixed, Store::Scalar, 256)
-    );
-    assert!(
-        fixed.variant.starts_with("scalar-wg256-"),
-        "{}",
-        fixed.variant
     );
     t.set_mode(auto(&path, false)).expect("mode");
     let c = t.generation(&gen, kernel).expect("tuned");
@@ -322,18 +320,18 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
     // The winner's listed rate is its second (finalist) timing, and that is
     // the choice's rate; a candidate outside the finalists may list a higher
     // first timing.
-    let winner = c.candidates.iter().find(|m| m.variant == c.variant);
-    assert_eq!(winner.and_then(|m| m.gflops), c.gsamples, "{c:?}");
+    let winner = c
+        .candidates
+        .iter()
+        .find(|m| m.variant == tune_cache::Variant::Generate(c.setting));
+    assert_eq!(winner.and_then(|m| m.rate), c.gsamples, "{c:?}");
     assert!(c.gsamples.is_some_and(|g| g > 0.0));
     assert_eq!(c.timed, Some(gen_tune::TIMED_ELEMENTS));
     // A later run reads it back.
     let later = Tuner::new(ctx);
     later.set_mode(auto(&path, false)).expect("mode");
     let again = later.generation(&gen, kernel).expect("cached");
-    assert_eq!(
-        (again.source, again.store, again.workgroup_size),
-        (Source::Cached, c.store, c.workgroup_size)
-    );
+    assert_eq!((again.source, again.setting), (Source::Cached, c.setting));
     let (entries, _) = tune_cache::load(&path);
     assert_eq!(entries.len(), 1);
     assert_eq!(
@@ -374,11 +372,14 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
         let nt = Tuner::new(&narrow);
         nt.set_mode(auto(&path, false)).expect("mode");
         let n = nt.generation(&narrow_gen, kernel).expect("tuned");
-        assert_eq!((n.source, n.mulhi), (Source::Tuned, Some(MulHi::Emulated)));
-        assert!(n
-            .candidates
-            .iter()
-            .all(|m| m.variant.ends_with("-emulated")));
+        assert_eq!(
+            (n.source, n.setting.mulhi),
+            (Source::Tuned, MulHi::Emulated)
+        );
+        assert!(n.candidates.iter().all(|m| matches!(
+            m.variant,
+            tune_cache::Variant::Generate(g) if g.mulhi == MulHi::Emulated
+        )));
         let (entries, _) = tune_cache::load(&path);
         let mut keys: Vec<String> = entries.iter().map(|e| e.key.to_string()).collect();
         keys.sort_unstable();
@@ -386,10 +387,7 @@ fn generation_settings_are_tuned_verified_cached_and_never_change_a_word() {
         let wide = Tuner::new(ctx);
         wide.set_mode(auto(&path, false)).expect("mode");
         let w = wide.generation(&gen, kernel).expect("cached");
-        assert_eq!(
-            (w.source, w.variant.as_str()),
-            (Source::Cached, c.variant.as_str())
-        );
+        assert_eq!((w.source, w.setting), (Source::Cached, c.setting));
     }
 }
 
@@ -404,7 +402,7 @@ fn tuning_is_proportional_small_problems_are_never_timed() {
     t.set_mode(auto(&path, false)).expect("mode");
     // 2 x 16 x 64 x 64 flops: far below SMALL_FLOPS.
     let c = t.choose(GemmForm::Nt, 16, 64, 64).expect("choice");
-    assert_eq!((c.source, c.variant), (Source::Small, "tiled64"));
+    assert_eq!((c.source, c.variant), (Source::Small, GemmVariant::Tiled64));
     assert!(c.candidates.is_empty() && c.gflops.is_none());
     assert!(!path.exists(), "nothing was timed, nothing cached");
     // A timed class: every candidate either timed or dropped with its reason.
@@ -413,5 +411,5 @@ fn tuning_is_proportional_small_problems_are_never_timed() {
     assert!(c
         .candidates
         .iter()
-        .all(|m| m.gflops.is_some() != m.rejected.is_some()));
+        .all(|m| m.rate.is_some() != m.rejected.is_some()));
 }

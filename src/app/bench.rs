@@ -266,7 +266,7 @@ impl GpuBench<'_> {
                     Kernel::Bits => "philox bits",
                     Kernel::Dist(d) => d.name(),
                 },
-                choice.variant
+                choice.setting
             );
             rows.push(Row {
                 group: "generation",

@@ -12,9 +12,15 @@ use crate::net::NetConfig;
 use serde::Serialize;
 
 /// The demo's schemes, in table order.
-pub(crate) const SCHEMES: [&str; 5] = ["he", "xavier", "lecun", "naive:0.01", "naive:1.0"];
+pub(crate) const SCHEMES: [Scheme; 5] = [
+    Scheme::HE,
+    Scheme::XAVIER,
+    Scheme::LECUN,
+    Scheme::Naive { std: 0.01 },
+    Scheme::Naive { std: 1.0 },
+];
 /// The demo's activations.
-pub(crate) const ACTIVATIONS: [&str; 2] = ["relu", "tanh"];
+pub(crate) const ACTIVATIONS: [Activation; 2] = [Activation::Relu, Activation::Tanh];
 
 /// Network size of a demo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -63,17 +69,14 @@ pub(crate) fn run(
 ) -> Result<Vec<RunReport>> {
     let total = SCHEMES.len() * ACTIVATIONS.len();
     let mut runs = Vec::with_capacity(total);
-    for act_name in ACTIVATIONS {
-        let act = Activation::parse(act_name)?;
+    for act in ACTIVATIONS {
         for scheme in SCHEMES {
-            progress(runs.len(), total, &format!("{scheme} / {act_name}"));
-            let mut cfg = NetConfig::uniform(
-                Scheme::parse(scheme)?,
-                act,
-                size.width,
-                size.depth,
-                size.batch,
+            progress(
+                runs.len(),
+                total,
+                &format!("{} / {}", scheme.name(), act.name()),
             );
+            let mut cfg = NetConfig::uniform(scheme, act, size.width, size.depth, size.batch);
             cfg.seed = seed;
             runs.push(experiment::run(backend, &cfg, verify)?);
         }

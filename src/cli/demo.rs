@@ -74,7 +74,8 @@ pub(crate) fn run_demo(a: &DemoArgs, d: &DeviceArgs) -> Result<ExitCode> {
         config: serde_json::json!({
             "size": format!("{:?}", a.size).to_lowercase(),
             "width": size.width, "depth": size.depth, "batch": size.batch, "seed": a.seed,
-            "schemes": crate::app::demo::SCHEMES, "activations": crate::app::demo::ACTIVATIONS,
+            "schemes": crate::app::demo::SCHEMES.map(|s| s.name()),
+            "activations": crate::app::demo::ACTIVATIONS.map(|a| a.name()),
             "verify": !a.no_verify,
         }),
         runs,

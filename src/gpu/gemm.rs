@@ -84,6 +84,13 @@ impl TileShape {
     }
 }
 
+impl std::fmt::Display for GemmVariant {
+    /// Its name (`tiled64`, `direct`, ...).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 impl GemmVariant {
     /// Every variant, the default ([`GemmVariant::Tiled64`]) first.
     pub const ALL: [GemmVariant; 6] = [

@@ -39,16 +39,10 @@ pub(crate) const FINAL_REPEATS: usize = 5;
 pub struct GenChoice {
     /// `bits`, `normal`, `truncated` or `uniform`.
     pub kernel: &'static str,
-    /// The chosen configuration's name (`candidate_name`).
-    pub variant: String,
-    /// One word at a time, or one vec4 per block (`scalar` or `vec4` in
-    /// JSON).
-    pub store: Store,
-    /// Invocations per workgroup.
-    pub workgroup_size: u32,
-    /// Native 64-bit integers or 16-bit halves (`int64` or `emulated` in
-    /// JSON); `None` runs the device's default.
-    pub mulhi: Option<MulHi>,
+    /// The chosen store, workgroup size and multiply (JSON: `store`,
+    /// `workgroup_size`, `mulhi`).
+    #[serde(flatten)]
+    pub setting: GenSetting,
     /// How it was chosen (`fixed`: tuning is off, the reference
     /// configuration runs).
     pub source: Source,
@@ -56,8 +50,7 @@ pub struct GenChoice {
     pub gsamples: Option<f64>,
     /// Elements per timed run (not for `fixed` or `default`).
     pub timed: Option<u64>,
-    /// Every candidate, named `<store>-wg<size>-<multiply>`, rate in
-    /// Gsamples/s.
+    /// Every candidate, rate in Gsamples/s.
     pub candidates: Vec<Measured>,
 }
 
@@ -65,9 +58,9 @@ impl GenChoice {
     /// `opts` with this choice's store, workgroup size and multiply.
     pub fn apply(&self, opts: GenOptions) -> GenOptions {
         GenOptions {
-            store: self.store,
-            workgroup_size: self.workgroup_size,
-            mulhi: self.mulhi,
+            store: self.setting.store,
+            workgroup_size: self.setting.workgroup_size,
+            mulhi: Some(self.setting.mulhi),
             ..opts
         }
     }
@@ -91,10 +84,11 @@ pub(crate) fn reference(gen: &Generator, kernel: Kernel, source: Source) -> GenC
     };
     GenChoice {
         kernel: kernel_name(kernel),
-        variant: candidate_name(Store::Scalar, wg, mulhi),
-        store: Store::Scalar,
-        workgroup_size: wg,
-        mulhi: Some(mulhi),
+        setting: GenSetting {
+            store: Store::Scalar,
+            workgroup_size: wg,
+            mulhi,
+        },
         source,
         gsamples: None,
         timed: None,
@@ -156,16 +150,17 @@ fn fits(gen: &Generator, wg: u32) -> bool {
 /// The choice an entry records, with `source` (`tuned` or `cached`).
 pub(crate) fn choice_of(kernel: Kernel, e: &Entry, source: Source) -> GenChoice {
     // Entries come from `tune` or `cached_choice`: generation settings.
-    let (store, wg, mulhi) = match e.variant {
-        Variant::Generate(g) => (g.store, g.workgroup_size, Some(g.mulhi)),
-        Variant::Gemm(_) => (Store::Scalar, 256, None),
+    let setting = match e.variant {
+        Variant::Generate(g) => g,
+        Variant::Gemm(_) => GenSetting {
+            store: Store::Scalar,
+            workgroup_size: GenOptions::default().workgroup_size,
+            mulhi: MulHi::Emulated,
+        },
     };
     GenChoice {
         kernel: kernel_name(kernel),
-        variant: e.variant.to_string(),
-        store,
-        workgroup_size: wg,
-        mulhi,
+        setting,
         source,
         gsamples: Some(e.rate),
         timed: Some(u64::from(e.timed[0])),
@@ -207,32 +202,32 @@ pub(crate) fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     let reference = ctx.read_words(&out, n)?;
     let mut candidates: Vec<(GenOptions, Measured)> = configs(gen)
         .into_iter()
-        .map(|(opts, name)| {
+        .map(|(opts, setting)| {
             let timed = rate(&opts, REPEATS).and_then(|r| Ok((r, ctx.read_words(&out, n)?)));
             let m = match timed {
-                Ok((r, words)) if words == reference => measured(name, Some(r), None),
+                Ok((r, words)) if words == reference => measured(setting, Some(r), None),
                 Ok((_, words)) => {
                     let diff = words.iter().zip(&reference).filter(|(a, b)| a != b).count();
                     let why = format!("differs from the reference settings in {diff} of {n} words");
-                    measured(name, None, Some(why))
+                    measured(setting, None, Some(why))
                 }
-                Err(e) => measured(name, None, Some(e.to_string())),
+                Err(e) => measured(setting, None, Some(e.to_string())),
             };
             (opts, m)
         })
         .collect();
     // The finalists, fastest first, timed again.
     let mut order: Vec<usize> = (0..candidates.len())
-        .filter(|&i| candidates[i].1.gflops.is_some())
+        .filter(|&i| candidates[i].1.rate.is_some())
         .collect();
     order.sort_by(|&a, &b| {
-        let r = |i: usize| candidates[i].1.gflops.unwrap_or(0.0);
+        let r = |i: usize| candidates[i].1.rate.unwrap_or(0.0);
         r(b).total_cmp(&r(a))
     });
     let mut best: Option<(f64, GenSetting)> = None;
     for &i in order.iter().take(FINALISTS) {
         let r = rate(&candidates[i].0, FINAL_REPEATS)?;
-        candidates[i].1.gflops = Some(r);
+        candidates[i].1.rate = Some(r);
         if best.as_ref().is_none_or(|(b, _)| r > *b) {
             let o = &candidates[i].0;
             best = Some((
@@ -266,8 +261,8 @@ pub(crate) fn tune(gen: &Generator, kernel: Kernel) -> Result<Entry> {
     })
 }
 
-/// Every configuration the device allows, with its candidate name.
-fn configs(gen: &Generator) -> Vec<(GenOptions, String)> {
+/// Every configuration the device allows, as options and as a setting.
+fn configs(gen: &Generator) -> Vec<(GenOptions, GenSetting)> {
     let mut v = Vec::new();
     for store in Store::ALL {
         for wg in WORKGROUP_SIZES.into_iter().filter(|&w| fits(gen, w)) {
@@ -278,17 +273,24 @@ fn configs(gen: &Generator) -> Vec<(GenOptions, String)> {
                     mulhi: Some(mulhi),
                     ..GenOptions::default()
                 };
-                v.push((opts, candidate_name(store, wg, mulhi)));
+                v.push((
+                    opts,
+                    GenSetting {
+                        store,
+                        workgroup_size: wg,
+                        mulhi,
+                    },
+                ));
             }
         }
     }
     v
 }
 
-fn measured(variant: String, gflops: Option<f64>, rejected: Option<String>) -> Measured {
+fn measured(setting: GenSetting, rate: Option<f64>, rejected: Option<String>) -> Measured {
     Measured {
-        variant,
-        gflops,
+        variant: Variant::Generate(setting),
+        rate,
         rejected,
     }
 }

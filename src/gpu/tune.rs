@@ -153,7 +153,7 @@ pub struct Choice {
     /// The shape class.
     pub shape: String,
     /// The variant.
-    pub variant: &'static str,
+    pub variant: GemmVariant,
     /// How it was chosen.
     pub source: Source,
     /// Its measured GFLOP/s (not for `fixed`).
@@ -382,12 +382,10 @@ impl Tuner {
         // Every recorded product asks: look the variant up without cloning
         // the choice's candidate list.
         let known = lock(&self.state)?.choices.get(&class).map(|c| c.variant);
-        let name = match known {
-            Some(name) => name,
-            None => self.choose(form, m, n, k)?.variant,
-        };
-        GemmVariant::from_name(name)
-            .ok_or_else(|| Error::internal("GEMM tuner", "a choice names no variant"))
+        match known {
+            Some(v) => Ok(v),
+            None => Ok(self.choose(form, m, n, k)?.variant),
+        }
     }
 
     /// The choice for an m x n x k problem, tuning its class if needed.
@@ -400,7 +398,7 @@ impl Tuner {
         let choice = match mode {
             TuneMode::Fixed(v) => Choice {
                 shape: class.label(),
-                variant: v.name(),
+                variant: v,
                 source: Source::Fixed,
                 gflops: None,
                 timed: None,
@@ -462,7 +460,7 @@ impl Tuner {
                 ))?;
                 return Ok(Choice {
                     shape: class.label(),
-                    variant: GemmVariant::Tiled64.name(),
+                    variant: GemmVariant::Tiled64,
                     source: Source::Default,
                     gflops: None,
                     timed: None,
@@ -585,14 +583,14 @@ impl Tuner {
                         best = Some((g, v));
                     }
                     Measured {
-                        variant: v.name().into(),
-                        gflops: Some(g),
+                        variant: Variant::Gemm(v),
+                        rate: Some(g),
                         rejected: None,
                     }
                 }
                 Ok((_, out)) => Measured {
-                    variant: v.name().into(),
-                    gflops: None,
+                    variant: Variant::Gemm(v),
+                    rate: None,
                     rejected: Some(format!(
                         "result differs from {} in {} of {} elements",
                         GemmVariant::Tiled64.name(),
@@ -601,8 +599,8 @@ impl Tuner {
                     )),
                 },
                 Err(e) => Measured {
-                    variant: v.name().into(),
-                    gflops: None,
+                    variant: Variant::Gemm(v),
+                    rate: None,
                     rejected: Some(e.to_string()),
                 },
             };
@@ -662,7 +660,7 @@ pub(crate) fn cached_for(
 fn untimed(class: &ShapeClass, source: Source) -> Choice {
     Choice {
         shape: class.label(),
-        variant: GemmVariant::Tiled64.name(),
+        variant: GemmVariant::Tiled64,
         source,
         gflops: None,
         timed: None,
@@ -673,9 +671,10 @@ fn untimed(class: &ShapeClass, source: Source) -> Choice {
 fn choice_of(e: &Entry, source: Source) -> Choice {
     Choice {
         shape: e.key.to_string(),
+        // Entries come from `tune` or `cached`: GEMM variants.
         variant: match e.variant {
-            Variant::Gemm(v) => v.name(),
-            Variant::Generate(_) => "?",
+            Variant::Gemm(v) => v,
+            Variant::Generate(_) => GemmVariant::Tiled64,
         },
         source,
         gflops: Some(e.rate),

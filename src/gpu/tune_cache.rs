@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 pub(crate) const MAX_ENTRIES: usize = 512;
 
 /// The `format` field of the file (version 1 keyed entries by a formatted
-/// string; its files are ignored with a notice).
-pub(crate) const FORMAT: &str = "deepinit-tune-2";
+/// string, version 2 named candidates by strings and called their rates
+/// `gflops`; their files are ignored with a notice).
+pub(crate) const FORMAT: &str = "deepinit-tune-3";
 
 /// What one entry tuned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -115,11 +116,11 @@ pub enum Unit {
 /// One candidate's measurement.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Measured {
-    /// Variant name.
-    pub variant: String,
+    /// The candidate.
+    pub variant: Variant,
     /// Its rate at the median time, in the entry's [`Unit`], or `None` if it
     /// was rejected.
-    pub gflops: Option<f64>,
+    pub rate: Option<f64>,
     /// Why it was rejected (a wrong result, a failed build), if it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rejected: Option<String>,
@@ -261,8 +262,8 @@ mod tests {
             rate: 1.5,
             unit: Unit::GflopPerS,
             candidates: vec![Measured {
-                variant: "direct".into(),
-                gflops: None,
+                variant: Variant::Gemm(crate::gpu::gemm::GemmVariant::Direct),
+                rate: None,
                 rejected: Some("wrong result".into()),
             }],
             unix_time: t,
@@ -353,15 +354,15 @@ mod tests {
         std::fs::write(&path, v.to_string()).expect("write");
         let (entries, note) = load(&path);
         assert_eq!((entries.len(), note), (2, None));
-        // The first format's files are ignored with a notice naming both.
-        std::fs::write(&path, r#"{"format":"deepinit-gemm-tune-1","entries":[]}"#).expect("write");
-        let (entries, note) = load(&path);
-        assert!(entries.is_empty());
-        let note = note.expect("a notice");
-        assert!(
-            note.contains("deepinit-gemm-tune-1") && note.contains(FORMAT),
-            "{note}"
-        );
+        // Older formats' files are ignored with a notice naming both.
+        for old in ["deepinit-gemm-tune-1", "deepinit-tune-2"] {
+            let text = format!(r#"{{"format":"{old}","entries":[]}}"#);
+            std::fs::write(&path, text).expect("write");
+            let (entries, note) = load(&path);
+            assert!(entries.is_empty());
+            let note = note.expect("a notice");
+            assert!(note.contains(old) && note.contains(FORMAT), "{note}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use crate::app::bench::{Row, Tuning};
 use crate::gpu::gen_tune::GenChoice;
 use crate::gpu::tune::Choice;
-use crate::gpu::tune_cache::{Entry, Measured, TuneKey};
+use crate::gpu::tune_cache::{Entry, Measured, TuneKey, Unit, Variant};
 
 /// The table of every row, grouped, at most 100 columns wide: a "what"
 /// column (kernel and size) that wraps onto its own line when long, then the
@@ -51,18 +51,59 @@ pub(crate) fn table(rows: &[Row]) -> String {
     s.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
+/// A choice's line, `<what>: <variant> (<source>[, <rate> <unit> at
+/// <timed>])`, then every other candidate. One format for the run's choices
+/// and the cache's entries.
+fn choice_lines(
+    what: &str,
+    chosen: Variant,
+    source: impl std::fmt::Display,
+    rate: Option<(f64, Unit, String)>,
+    candidates: &[Measured],
+) -> Vec<String> {
+    let decimals = |u: Unit| match u {
+        Unit::GflopPerS => 2,
+        Unit::GsamplesPerS => 3,
+    };
+    let mut line = format!("{what}: {chosen} ({source}");
+    if let Some((r, unit, timed)) = &rate {
+        let d = decimals(*unit);
+        let unit = serde_json::to_value(unit)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        line.push_str(&format!(", {r:.d$} {unit} at {timed}"));
+    }
+    line.push(')');
+    let d = rate.as_ref().map_or(2, |(_, u, _)| decimals(*u));
+    std::iter::once(line)
+        .chain(others(candidates, chosen, d))
+        .collect()
+}
+
+fn gemm_timed(t: [u32; 3]) -> String {
+    format!("{}x{}x{}", t[0], t[1], t[2])
+}
+
+fn generation_timed(n: u64) -> String {
+    format!("{n} elements")
+}
+
 /// Two lines per GEMM shape class the run used: the variant, how it was
 /// chosen and its speed; then every other candidate's speed.
 pub(crate) fn gemm_choices(choices: &[Choice]) -> Vec<String> {
     choices
         .iter()
         .flat_map(|c| {
-            let mut line = format!("GEMM {}: {} ({}", c.shape, c.variant, c.source);
-            if let (Some(g), Some(t)) = (c.gflops, c.timed) {
-                line.push_str(&format!(", {g:.2} GFLOP/s at {}x{}x{}", t[0], t[1], t[2]));
-            }
-            line.push(')');
-            std::iter::once(line).chain(others(&c.candidates, c.variant, 2))
+            choice_lines(
+                &format!("GEMM {}", c.shape),
+                Variant::Gemm(c.variant),
+                c.source,
+                c.gflops
+                    .zip(c.timed)
+                    .map(|(g, t)| (g, Unit::GflopPerS, gemm_timed(t))),
+                &c.candidates,
+            )
         })
         .collect()
 }
@@ -73,11 +114,11 @@ const CHOICE_WIDTH: usize = 92;
 
 /// `  others: name rate, ...` for every candidate but `chosen`, wrapped at
 /// [`CHOICE_WIDTH`] columns (continuation lines indented under the first).
-fn others(candidates: &[Measured], chosen: &str, decimals: usize) -> Vec<String> {
+fn others(candidates: &[Measured], chosen: Variant, decimals: usize) -> Vec<String> {
     let items: Vec<String> = candidates
         .iter()
         .filter(|o| o.variant != chosen)
-        .map(|o| match o.gflops {
+        .map(|o| match o.rate {
             Some(g) => format!("{} {g:.decimals$}", o.variant),
             None => format!("{} rejected", o.variant),
         })
@@ -102,41 +143,43 @@ fn others(candidates: &[Measured], chosen: &str, decimals: usize) -> Vec<String>
 
 /// One line per generation kernel (with the other candidates after it).
 pub(crate) fn generation_choices(choices: &[GenChoice]) -> Vec<String> {
-    let mut lines = Vec::new();
-    for c in choices {
-        let mut line = format!("generate {}: {} ({}", c.kernel, c.variant, c.source);
-        if let (Some(g), Some(n)) = (c.gsamples, c.timed) {
-            line.push_str(&format!(", {g:.3} Gsamples/s at {n} elements"));
-        }
-        line.push(')');
-        lines.push(line);
-        lines.extend(others(&c.candidates, &c.variant, 3));
-    }
-    lines
+    choices
+        .iter()
+        .flat_map(|c| {
+            choice_lines(
+                &format!("generate {}", c.kernel),
+                Variant::Generate(c.setting),
+                c.source,
+                c.gsamples
+                    .zip(c.timed)
+                    .map(|(g, n)| (g, Unit::GsamplesPerS, generation_timed(n))),
+                &c.candidates,
+            )
+        })
+        .collect()
 }
 
-/// The tuning cache's entries of one adapter, as written (not as
-/// [`Choice`]s, which map a variant this build lacks to "?": a stale entry
-/// shows what it names): generation kernels first, then GEMM shape classes.
+/// The tuning cache's entries of one adapter, as written: generation
+/// kernels first (`(no int64)` marks those tuned with native int64 off),
+/// then GEMM shape classes.
 pub(crate) fn cached_lines(entries: &[Entry]) -> Vec<String> {
     let (mut generation, mut gemm) = (Vec::new(), Vec::new());
     for e in entries {
-        match e.key {
-            TuneKey::Generate { .. } => {
-                generation.push(format!(
-                    "{}: {} (cached, {:.3} Gsamples/s at {} elements)",
-                    e.key, e.variant, e.rate, e.timed[0]
-                ));
-                generation.extend(others(&e.candidates, &e.variant.to_string(), 3));
-            }
-            TuneKey::Gemm(_) => {
-                gemm.push(format!(
-                    "GEMM {}: {} (cached, {:.2} GFLOP/s at {}x{}x{})",
-                    e.key, e.variant, e.rate, e.timed[0], e.timed[1], e.timed[2]
-                ));
-                gemm.extend(others(&e.candidates, &e.variant.to_string(), 2));
-            }
-        }
+        let (what, timed, out) = match e.key {
+            TuneKey::Generate { .. } => (
+                e.key.to_string(),
+                generation_timed(u64::from(e.timed[0])),
+                &mut generation,
+            ),
+            TuneKey::Gemm(_) => (format!("GEMM {}", e.key), gemm_timed(e.timed), &mut gemm),
+        };
+        out.extend(choice_lines(
+            &what,
+            e.variant,
+            "cached",
+            Some((e.rate, e.unit, timed)),
+            &e.candidates,
+        ));
     }
     generation.into_iter().chain(gemm).collect()
 }
@@ -156,24 +199,38 @@ mod tests {
 
     #[test]
     fn candidate_lists_wrap_within_the_bench_width_and_list_every_other() {
+        use crate::gpu::shaders::{MulHi, Store};
+        use crate::gpu::tune_cache::GenSetting;
+        let setting = |store, workgroup_size, mulhi| GenSetting {
+            store,
+            workgroup_size,
+            mulhi,
+        };
+        // 16 emulated candidates (4 sizes, each 4 times: the list is not
+        // deduplicated), one rejected int64 one, and the chosen one.
+        let chosen = setting(Store::Vec4, 64, MulHi::Int64);
         let candidates: Vec<Measured> = (0..16)
             .map(|i| Measured {
-                variant: format!("vec4-wg{}-emulated", 64 << (i % 4)),
-                gflops: Some(0.25 + f64::from(i)),
+                variant: Variant::Generate(setting(Store::Vec4, 64 << (i % 4), MulHi::Emulated)),
+                rate: Some(0.25 + f64::from(i)),
                 rejected: None,
             })
-            .chain([Measured {
-                variant: "odd".into(),
-                gflops: None,
-                rejected: Some("wrong".into()),
-            }])
+            .chain([
+                Measured {
+                    variant: Variant::Generate(setting(Store::Scalar, 32, MulHi::Int64)),
+                    rate: None,
+                    rejected: Some("wrong".into()),
+                },
+                Measured {
+                    variant: Variant::Generate(chosen),
+                    rate: Some(0.5),
+                    rejected: None,
+                },
+            ])
             .collect();
         let c = GenChoice {
             kernel: "normal",
-            variant: "chosen".into(),
-            store: crate::gpu::shaders::Store::Vec4,
-            workgroup_size: 64,
-            mulhi: None,
+            setting: chosen,
             source: crate::gpu::tune::Source::Tuned,
             gsamples: Some(0.5),
             timed: Some(4194304),
@@ -182,7 +239,7 @@ mod tests {
         let lines = generation_choices(&[c]);
         assert_eq!(
             lines[0],
-            "generate normal: chosen (tuned, 0.500 Gsamples/s at 4194304 elements)"
+            "generate normal: vec4-wg64-int64 (tuned, 0.500 Gsamples/s at 4194304 elements)"
         );
         assert!(lines.len() > 3, "{lines:?}");
         assert!(lines.iter().all(|l| l.len() <= CHOICE_WIDTH), "{lines:?}");
@@ -190,6 +247,8 @@ mod tests {
         assert!(lines[2..].iter().all(|l| l.starts_with("          ")));
         let all = lines[1..].join(" ");
         assert_eq!(all.matches("-emulated ").count(), 16);
-        assert!(all.ends_with("odd rejected"));
+        assert!(all.ends_with("scalar-wg32-int64 rejected"), "{all}");
+        // The chosen one is not among the others.
+        assert!(!all.contains("vec4-wg64-int64"), "{all}");
     }
 }

@@ -16,7 +16,7 @@ pub(crate) fn shown_layers(depth: usize) -> Vec<usize> {
 /// The demo's table, one block per activation, at most 100 columns wide.
 pub(crate) fn table(runs: &[RunReport]) -> Styled {
     let mut s = Styled::new();
-    for act in crate::app::demo::ACTIVATIONS {
+    for act in crate::app::demo::ACTIVATIONS.map(|a| a.name()) {
         let rs: Vec<&RunReport> = runs.iter().filter(|r| r.activation == act).collect();
         let Some(first) = rs.first() else { continue };
         let layers = shown_layers(first.depth);
