@@ -215,7 +215,7 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
 fn a_one_word_difference_is_caught_and_located() {
     let m = Model::new(&tiny(GPT2), InitRule::Reference, 3).expect("model");
     let tokens = Tokens::random(&m.cfg, 2, 5, 3).expect("tokens");
-    let layout = PassLayout::new(&m.cfg, &tokens, tokens.rows(), u64::MAX / 8, true);
+    let layout = PassLayout::new(&m, &tokens, tokens.rows(), u64::MAX / 8, true);
     let a = mirror::run::<deepinit::act::arith::Fused>(&m, &tokens, &layout).expect("mirror");
     let mut b = a.clone();
     assert!(tfm::compare(&a, &b).identical());
@@ -544,7 +544,7 @@ fn a_checkpoint_runs_on_its_own_weights() {
 #[test]
 fn tokens_built_by_hand_are_checked_before_a_pass() {
     let m = Model::new(&tiny(GPT2), InitRule::Reference, 1).expect("model");
-    let layout = |t: &Tokens| PassLayout::new(&m.cfg, t, t.rows(), u64::MAX / 8, true);
+    let layout = |t: &Tokens| PassLayout::new(&m, t, t.rows(), u64::MAX / 8, true);
     for bad in [
         Tokens {
             batch: 1,

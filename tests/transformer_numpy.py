@@ -243,27 +243,36 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
     blocks = []
     for i in reversed(range(len(caches))):
         c = caches[i]
-        wg = {}
+        wg, wb = {}, {}
+
+        def grad(name, x_in, d_out):
+            """||dW|| from the layer's input and output gradient; where the
+            layer has a bias, ||db||: the output gradient's column sums."""
+            wg[name] = fro(flat(x_in).T @ flat(d_out))
+            bias = name[: -len("weight")] + "bias"
+            if bias in w:
+                wb[name] = fro(flat(d_out).sum(0))
+
         if kind == "gpt2":
             n = lambda s: f"{p}h.{i}.{s}"
-            wg[n("mlp.c_proj.weight")] = fro(flat(c["fh"]).T @ flat(dx))
+            grad(n("mlp.c_proj.weight"), c["fh"], dx)
             dz = (dx @ g(n("mlp.c_proj.weight")).T) * gelu_tanh_grad(c["zf"])
-            wg[n("mlp.c_fc.weight")] = fro(flat(c["h2"]).T @ flat(dz))
+            grad(n("mlp.c_fc.weight"), c["h2"], dz)
             dh2 = dz @ g(n("mlp.c_fc.weight")).T
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("ln_2.weight")), eps, False)
-            wg[n("attn.c_proj.weight")] = fro(flat(merge(c["out"])).T @ flat(dmid))
+            grad(n("attn.c_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("attn.c_proj.weight")).T, h)
         else:
             n = lambda s: f"{p}layers.{i}.{s}"
-            wg[n("mlp.down_proj.weight")] = fro(flat(dx).T @ flat(c["fh"]))
+            grad(n("mlp.down_proj.weight"), c["fh"], dx)
             da = dx @ g(n("mlp.down_proj.weight"))
             dg = da * c["zu"] * silu_grad(c["zg"])
             du = da * silu(c["zg"])
-            wg[n("mlp.gate_proj.weight")] = fro(flat(dg).T @ flat(c["h2"]))
-            wg[n("mlp.up_proj.weight")] = fro(flat(du).T @ flat(c["h2"]))
+            grad(n("mlp.gate_proj.weight"), c["h2"], dg)
+            grad(n("mlp.up_proj.weight"), c["h2"], du)
             dh2 = dg @ g(n("mlp.gate_proj.weight")) + du @ g(n("mlp.up_proj.weight"))
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("post_attention_layernorm.weight")), eps, True)
-            wg[n("self_attn.o_proj.weight")] = fro(flat(dmid).T @ flat(merge(c["out"])))
+            grad(n("self_attn.o_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("self_attn.o_proj.weight")), h)
         rep = h // kv
         kr, vr = np.repeat(c["k"], rep, axis=1), np.repeat(c["v"], rep, axis=1)
@@ -287,16 +296,17 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         dq, dk, dv = merge(dq), merge(dk), merge(dv)
         if kind == "gpt2":
             dqkv = np.concatenate([dq, dk, dv], axis=-1)
-            wg[n("attn.c_attn.weight")] = fro(flat(c["hn"]).T @ flat(dqkv))
+            grad(n("attn.c_attn.weight"), c["hn"], dqkv)
             dh1 = dqkv @ g(n("attn.c_attn.weight")).T
             dx = dmid + norm_bwd(c["x_in"], dh1, g(n("ln_1.weight")), eps, False)
         else:
             dh1 = 0
             for name, d in [("q_proj", dq), ("k_proj", dk), ("v_proj", dv)]:
-                wg[n(f"self_attn.{name}.weight")] = fro(flat(d).T @ flat(c["hn"]))
+                grad(n(f"self_attn.{name}.weight"), c["hn"], d)
                 dh1 = dh1 + d @ g(n(f"self_attn.{name}.weight"))
             dx = dmid + norm_bwd(c["x_in"], dh1, g(n("input_layernorm.weight")), eps, True)
-        blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg})
+        blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg,
+                       "biases": wb})
     out["blocks"] = blocks[::-1]
     return out
 
@@ -340,6 +350,11 @@ def check(config, ckdir, tokens, report):
         assert len(rb["weights"]) == len(sb["weights"]), (rb["weights"], sb["weights"])
         for wgr in rb["weights"]:
             close(f"block {i + 1} dW {wgr['name']}", wgr["norm"], sb["weights"][wgr["name"]], rel=REL_GRAD)
+            # The bias gradients: measured exactly where the layer has a bias.
+            assert (wgr["bias"] is None) == (wgr["name"] not in sb["biases"]), (wgr, sb["biases"])
+            if wgr["bias"] is not None:
+                close(f"block {i + 1} db of {wgr['name']}", wgr["bias"], sb["biases"][wgr["name"]],
+                      rel=REL_GRAD)
     print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}")
 
 

@@ -722,15 +722,20 @@ impl Pass<'_> {
         (x, ldx, xcol, xw): (&wgpu::Buffer, u64, u64, u64),
         (dy, ldy, ycol, yw): (&wgpu::Buffer, u64, u64, u64),
         rows: u64,
-        rec: u64,
+        (rec, bias_rec): (u64, Option<u64>),
         recs: &wgpu::Buffer,
     ) -> Result<()> {
         self.gram(batch, x, ldx, xcol, xw, rows, &g.g1)?;
         self.gram(batch, dy, ldy, ycol, yw, rows, &g.g2)?;
         self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
-        self.gpu
-            .kernels(Activation::Linear)?
-            .reduce(batch, &g.g1, rows * rows, rec, None, recs)
+        let red = self.gpu.kernels(Activation::Linear)?;
+        red.reduce(batch, &g.g1, rows * rows, rec, None, recs)?;
+        // The bias's gradient is dY's column sums: ||db||^2 = sum(dY dY^T),
+        // the sum of the second Gram matrix (the product above left it).
+        match bias_rec {
+            Some(b) => red.reduce(batch, &g.g2, rows * rows, b, None, recs),
+            None => Ok(()),
+        }
     }
 }
 
@@ -767,7 +772,7 @@ pub fn run_chunked(
     let limit = chunk_bytes.map_or(device, |b| b.clamp(4, device));
     let (rows, e) = (tokens.rows(), c.hidden);
     let logit_rows = (limit / (4 * c.vocab.max(1))).min(rows);
-    let layout = PassLayout::new(c, tokens, logit_rows, limit, backward);
+    let layout = PassLayout::new(m, tokens, logit_rows, limit, backward);
     let backward = layout.backward;
     // The embedding table and the head are read chunk by chunk; every other
     // resident tensor is one binding.
@@ -1013,7 +1018,7 @@ pub fn run_chunked(
                         (&bufs.hn, e, 0, e),
                         (&logits, v, 0, v),
                         rows,
-                        layout.rec("dW:head"),
+                        (layout.rec("dW:head"), None),
                         recs,
                     )?;
                 }
@@ -1099,7 +1104,7 @@ fn backward_block(
     let l = i + 1;
     let (x_in, mid) = (&g.saved[i].0, &g.saved[i].1);
     let recs = &bufs.recs;
-    let wrec = |lin: &Linear| layout.rec(&format!("dW:{}", lin.weight));
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     let red = pass.gpu.kernels(Activation::Linear)?;
     // MLP.
     pass.mlp_branch(batch, b, bufs, mid, rows)?;

@@ -497,7 +497,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                         (&logits, v),
                         rows,
                         &mut raw.recs,
-                        layout.rec("dW:head"),
+                        (layout.rec("dW:head"), None),
                     );
                 }
                 chain_split::<A>(
@@ -586,7 +586,7 @@ fn weight_grad<A: Arith>(
     (dy, yw): (&[f32], usize),
     rows: usize,
     recs: &mut [u32],
-    rec: u64,
+    (rec, bias_rec): (u64, Option<u64>),
 ) {
     let gram = |a: &[f32], w: usize| {
         let mut g = vec![0f32; rows * rows];
@@ -599,6 +599,9 @@ fn weight_grad<A: Arith>(
         *a *= b;
     }
     reduce::<A>(&g1, None, recs, rec);
+    if let Some(b) = bias_rec {
+        reduce::<A>(&g2, None, recs, b);
+    }
 }
 
 /// The `dlogits` kernel over a block of rows from `row0`.
@@ -734,7 +737,7 @@ fn backward_block<A: Arith>(
         tokens.seq as usize,
     );
     let l = i + 1;
-    let wrec = |lin: &Linear| layout.rec(&format!("dW:{}", lin.weight));
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     // MLP.
     let mv = mlp_branch::<A>(m, b, mid, rows)?;
     weight_grad::<A>((&mv.f, inter), (dx, e), rows, recs, wrec(&b.mlp_out));

@@ -898,16 +898,19 @@ fn records(n: u64) -> u64 {
 }
 
 impl PassLayout {
-    /// The layout for `cfg` on `tokens`, with logits `logit_rows` rows at a
+    /// The layout for `m` on `tokens`, with logits `logit_rows` rows at a
     /// time, weights in chunks of `binding` bytes, and the backward pass if
-    /// asked for and possible (at most [`MAX_GRAD_ROWS`] rows).
+    /// asked for and possible (at most [`MAX_GRAD_ROWS`] rows). The model's
+    /// tensors say which linear maps have a bias, whose gradient is measured
+    /// too.
     pub fn new(
-        cfg: &TfmConfig,
+        m: &Model,
         tokens: &Tokens,
         logit_rows: u64,
         binding: u64,
         backward: bool,
     ) -> PassLayout {
+        let cfg = &m.cfg;
         let rows = tokens.rows();
         let e = rows * cfg.hidden;
         let mut tensors = Vec::new();
@@ -940,12 +943,14 @@ impl PassLayout {
             if cfg.head && logit_rows == rows {
                 push("dW:head".into(), records(g), g);
             }
-            let names = Names::of_config(cfg);
-            for (l, b) in (1..=cfg.layers).zip(&names.blocks) {
+            for (l, b) in (1..=cfg.layers).zip(&m.names.blocks) {
                 push(format!("{l}.dmid"), records(e), e);
                 push(format!("{l}.din"), records(e), e);
                 for lin in b.linears() {
                     push(format!("dW:{}", lin.weight), records(g), g);
+                    if lin.bias.is_some() {
+                        push(format!("db:{}", lin.weight), records(g), g);
+                    }
                 }
             }
         }
@@ -977,6 +982,16 @@ impl PassLayout {
             .map(|r0| (r0 as usize, per.min(rows.max(1) - r0) as usize))
             .collect()
     }
+}
+
+/// The first records of a linear map's weight gradient norm and, where it
+/// has a bias, of its bias's.
+pub(crate) fn grad_recs(layout: &PassLayout, lin: &Linear) -> (u64, Option<u64>) {
+    let bias = format!("db:{}", lin.weight);
+    (
+        layout.rec(&format!("dW:{}", lin.weight)),
+        layout.has(&bias).then(|| layout.rec(&bias)),
+    )
 }
 
 /// A pass's raw results as the device leaves them.
@@ -1063,13 +1078,17 @@ pub struct TfmStats {
     pub grads: Option<GradStats>,
 }
 
-/// A weight matrix's gradient norm.
+/// A weight matrix's gradient norm, and its bias's.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WeightGrad {
     /// The tensor.
     pub name: String,
     /// ||dL/dW||_F.
     pub norm: f64,
+    /// ||dL/db|| of the linear map's bias, where it has one: the column sums
+    /// of dY, whose squared norm is the sum of every entry of dY dY^T (the
+    /// Gram matrix ||dL/dW|| already forms).
+    pub bias: Option<f64>,
 }
 
 /// One block's gradients.
@@ -1190,9 +1209,15 @@ pub fn fold(
             let weights = b
                 .linears()
                 .map(|lin| {
+                    let bias = format!("db:{}", lin.weight);
                     Ok(WeightGrad {
                         name: lin.weight.clone(),
                         norm: wnorm(&format!("dW:{}", lin.weight))?,
+                        bias: if layout.has(&bias) {
+                            Some(wnorm(&bias)?)
+                        } else {
+                            None
+                        },
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;

@@ -116,7 +116,7 @@ pub fn run(
         Backend::Cpu => {
             // Logits a block of rows at a time, at most 2^26 values (256 MiB).
             let logit_rows = ((1u64 << 26) / m.cfg.vocab.max(1)).max(1);
-            let layout = PassLayout::new(&m.cfg, tokens, logit_rows, u64::MAX / 8, backward);
+            let layout = PassLayout::new(m, tokens, logit_rows, u64::MAX / 8, backward);
             let raw = super::mirror::run_in(FmaMode::Fused, m, tokens, &layout)?;
             (
                 raw,
