@@ -265,7 +265,7 @@ impl Gpu {
 
     /// How its matrix multiplies choose a variant (the default variant until
     /// [`Tuner::set_mode`] says otherwise).
-    pub(crate) fn gemm(&self) -> &Tuner {
+    pub fn gemm(&self) -> &Tuner {
         &self.inner.gemm
     }
 

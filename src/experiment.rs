@@ -175,6 +175,8 @@ pub struct RunVerdict {
     pub first_difference: Option<Difference>,
     /// Layers whose Var(z) was checked against the theory (the others are n/a).
     pub theory_layers: usize,
+    /// Of those, the layers whose Var(z) deviates from it.
+    pub theory_deviations: usize,
     /// Layers in the network.
     pub layers: usize,
     /// First layer with non-finite values (the signal overflowed), if any.
@@ -649,6 +651,10 @@ fn assemble(
         .iter()
         .filter(|l| l.theory_check != TheoryStatus::NotApplicable)
         .count();
+    let theory_deviations = layers
+        .iter()
+        .filter(|l| l.theory_check == TheoryStatus::Deviates)
+        .count();
     RunReport {
         scheme: cfg.scheme.name(),
         activation: cfg.act.name(),
@@ -678,6 +684,7 @@ fn assemble(
             compared_words: checked.map_or(0, |c| c.comparison.words),
             first_difference: checked.and_then(|c| c.comparison.first_difference.clone()),
             theory_layers,
+            theory_deviations,
             layers: depth,
             overflow_at,
             weight_test,

@@ -61,7 +61,7 @@ fn every_family_and_class_has_transformers_tensors_parameters_and_ties() {
         let mut ours: Vec<(String, Vec<u64>)> = spec
             .tensors
             .iter()
-            .map(|t| (t.name.clone(), t.shape.0.clone()))
+            .map(|t| (t.name.clone(), t.shape.dims().to_vec()))
             .collect();
         ours.sort();
         let want: Vec<(String, Vec<u64>)> = case["tensors"]

@@ -15,7 +15,7 @@ use super::roofline::Roofline;
 use crate::backend::Gpu;
 use crate::error::{Error, Result};
 use crate::gpu::launch::Batch;
-pub use crate::gpu::timer::Timing;
+pub(crate) use crate::gpu::timer::Timing;
 pub(crate) use crate::gpu::timer::{time_cpu, GpuTimer};
 use crate::gpu::{GenOptions, GenRequest, Generator, GpuContext, Kernel};
 use crate::net::kernels::{GemmForm, GemmParams, NetKernels};

@@ -441,23 +441,8 @@ impl GpuContext {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<wgpu::ComputePipeline> {
-        if !m.unresolved.is_empty() {
-            return Err(Error::internal(
-                "shader module",
-                format!(
-                    "module {} imports what no shader file or slot provides: {}",
-                    m.name,
-                    m.unresolved.join(", ")
-                ),
-            ));
-        }
+        let module = self.shader_module(m)?;
         self.scoped("building a compute pipeline", || {
-            let module = self
-                .device
-                .create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(m.name),
-                    source: wgpu::ShaderSource::Wgsl(m.source.clone().into()),
-                });
             self.device
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some(entry),
@@ -469,6 +454,32 @@ impl GpuContext {
                         zero_initialize_workgroup_memory: true,
                     },
                     cache: None,
+                })
+        })
+    }
+
+    /// Compiles `m`; a module whose composition left an import unresolved
+    /// (or a slot unused) is refused before the driver sees it. Every shader
+    /// module deepinit builds goes through here.
+    pub(crate) fn shader_module(
+        &self,
+        m: &crate::gpu::shaders::Module,
+    ) -> Result<wgpu::ShaderModule> {
+        if !m.unresolved.is_empty() {
+            return Err(Error::internal(
+                "shader module",
+                format!(
+                    "module {} does not compose: {}",
+                    m.name,
+                    m.unresolved.join(", ")
+                ),
+            ));
+        }
+        self.scoped("compiling a shader module", || {
+            self.device
+                .create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(m.name),
+                    source: wgpu::ShaderSource::Wgsl(m.source.as_str().into()),
                 })
         })
     }

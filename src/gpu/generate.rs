@@ -227,15 +227,9 @@ impl Generator {
             match modules.get(&(mulhi, store)) {
                 Some(m) => m.clone(),
                 None => {
-                    let m = shaders::init_module(mulhi, store);
-                    let sm = self.ctx.scoped("compiling the generation shader", || {
-                        self.ctx
-                            .device()
-                            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                                label: Some(m.name),
-                                source: wgpu::ShaderSource::Wgsl(m.source.into()),
-                            })
-                    })?;
+                    let sm = self
+                        .ctx
+                        .shader_module(&shaders::init_module(mulhi, store))?;
                     modules.insert((mulhi, store), sm.clone());
                     sm
                 }

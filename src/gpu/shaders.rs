@@ -75,33 +75,44 @@ pub(crate) enum Fill {
 }
 
 /// A module's source: the prelude, then every file reachable from `roots`
-/// through the imports (each once, its imports first), with `slots` filling
-/// the `@name` imports. An import that names no file or an unfilled slot is
-/// recorded in [`Module::unresolved`], and the device refuses to build such
-/// a module (a test composes every module and requires none).
+/// through the imports (each file once, however it is reached, its imports
+/// first), with `slots` filling the `@name` imports. What does not compose
+/// is listed in [`Module::unresolved`]: an import that names no file, a slot
+/// imported but not filled, filled twice, or filled but never imported. The
+/// device refuses such a module, and a test composes every module and
+/// requires none.
 fn compose(roots: &[&'static str], slots: &[(&str, Fill)]) -> (String, Vec<String>) {
     struct Walk<'a> {
         slots: &'a [(&'a str, Fill)],
-        seen: Vec<&'a str>,
+        /// What was placed: a file's path, or a text slot's name.
+        seen: Vec<String>,
+        used: Vec<&'a str>,
         parts: Vec<Cow<'static, str>>,
         unresolved: Vec<String>,
     }
     impl<'a> Walk<'a> {
         fn visit(&mut self, name: &'a str) {
-            if self.seen.contains(&name) {
+            // A slot resolves to a file (placed under the file's path, so a
+            // file reached both ways is placed once) or to text.
+            let (key, source): (String, Option<Cow<'static, str>>) = if name.starts_with('@') {
+                self.used.push(name);
+                match self.slots.iter().find(|(n, _)| *n == name) {
+                    Some((_, Fill::File(path))) => {
+                        (path.to_string(), file(path).map(Cow::Borrowed))
+                    }
+                    Some((_, Fill::Text(t))) => (name.to_string(), Some(Cow::Owned(t.clone()))),
+                    None => (name.to_string(), None),
+                }
+            } else {
+                (name.to_string(), file(name).map(Cow::Borrowed))
+            };
+            if self.seen.contains(&key) {
                 return;
             }
-            self.seen.push(name);
-            let source: Option<Cow<'static, str>> = match name.strip_prefix('@') {
-                Some(_) => match self.slots.iter().find(|(n, _)| *n == name) {
-                    Some((_, Fill::File(path))) => file(path).map(Cow::Borrowed),
-                    Some((_, Fill::Text(t))) => Some(Cow::Owned(t.clone())),
-                    None => None,
-                },
-                None => file(name).map(Cow::Borrowed),
-            };
+            self.seen.push(key);
             let Some(source) = source else {
-                self.unresolved.push(name.to_string());
+                self.unresolved
+                    .push(format!("{name} (no such file or slot)"));
                 return;
             };
             if let Cow::Borrowed(text) = source {
@@ -115,11 +126,20 @@ fn compose(roots: &[&'static str], slots: &[(&str, Fill)]) -> (String, Vec<Strin
     let mut w = Walk {
         slots,
         seen: Vec::new(),
+        used: Vec::new(),
         parts: vec![Cow::Owned(crate::gpu::layout::prelude())],
         unresolved: Vec::new(),
     };
     for r in roots {
         w.visit(r);
+    }
+    for (k, (name, _)) in slots.iter().enumerate() {
+        if slots[..k].iter().any(|(n, _)| n == name) {
+            w.unresolved.push(format!("{name} (filled twice)"));
+        } else if !w.used.contains(name) {
+            w.unresolved
+                .push(format!("{name} (filled, never imported)"));
+        }
     }
     (w.parts.join("\n"), w.unresolved)
 }
@@ -347,4 +367,46 @@ pub fn all_modules() -> Vec<Module> {
         v.push(kat_module(m));
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(name: &'static str, path: &'static str) -> (&'static str, Fill) {
+        (name, Fill::File(path))
+    }
+
+    #[test]
+    fn each_file_is_placed_once_and_what_does_not_compose_is_named() {
+        let mulhi = "rng/mulhilo_u32.wgsl";
+        let text = file(mulhi).unwrap();
+        // Reached through the slot and by its path: placed once.
+        let (src, bad) = compose(&["rng/philox.wgsl", mulhi], &[slot("@mulhilo", mulhi)]);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(src.matches(text).count(), 1);
+        // Imports come before their importer.
+        assert!(src.find(text) < src.find(file("rng/philox.wgsl").unwrap()));
+        // An unfilled slot, a missing file, a slot filled twice, one unused.
+        let (_, bad) = compose(&["rng/philox.wgsl", "rng/nope.wgsl"], &[]);
+        assert_eq!(
+            bad,
+            [
+                "@mulhilo (no such file or slot)",
+                "rng/nope.wgsl (no such file or slot)"
+            ]
+        );
+        let (_, bad) = compose(
+            &["rng/philox.wgsl"],
+            &[
+                slot("@mulhilo", mulhi),
+                slot("@mulhilo", "rng/mulhilo_u64.wgsl"),
+                slot("@store", "rng/init_store_vec4.wgsl"),
+            ],
+        );
+        assert_eq!(
+            bad,
+            ["@mulhilo (filled twice)", "@store (filled, never imported)"]
+        );
+    }
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 /// Min / median / max of repeated runs.
 #[derive(Debug, Clone, Serialize)]
-pub struct Timing {
+pub(crate) struct Timing {
     /// Fastest run, seconds.
     pub min_s: f64,
     /// Median run, seconds.

@@ -7,18 +7,43 @@ use crate::rng::dist::Dist;
 use crate::rng::request::{GenRequest, Kernel};
 use std::ops::Range;
 
-/// A rectangular block of a tensor seen as a matrix `[dim 0, the rest]`.
+/// A rectangular block of a tensor seen as a matrix `[dim 0, the rest]`;
+/// built by [`Block::new`], which checks it lies inside its tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
     /// Columns of the whole tensor's matrix view.
-    pub width: u64,
+    pub(crate) width: u64,
     /// Rows held.
-    pub rows: Range<u64>,
+    pub(crate) rows: Range<u64>,
     /// Columns held.
-    pub cols: Range<u64>,
+    pub(crate) cols: Range<u64>,
 }
 
 impl Block {
+    /// Rows `rows` x columns `cols` of a tensor of shape `dims` (seen as a
+    /// matrix `[dim 0, the rest]`); refused unless it is non-empty and
+    /// inside.
+    pub fn new(dims: &[u64], rows: Range<u64>, cols: Range<u64>) -> Result<Block> {
+        let whole = Block::whole(dims);
+        let b = Block {
+            width: whole.width,
+            rows,
+            cols,
+        };
+        b.check_inside(&whole)?;
+        Ok(b)
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> Range<u64> {
+        self.rows.clone()
+    }
+
+    /// Columns held.
+    pub fn cols(&self) -> Range<u64> {
+        self.cols.clone()
+    }
+
     /// The whole tensor of shape `dims`.
     pub(crate) fn whole(dims: &[u64]) -> Block {
         let rows = dims.first().copied().unwrap_or(1);
@@ -46,12 +71,14 @@ impl Block {
         Ok(b)
     }
 
-    /// Errors unless the block lies inside `whole` (same width) and is not empty.
+    /// Errors unless the block lies inside `whole` (same width) and is not
+    /// empty (a reversed range counts as empty).
     pub(crate) fn check_inside(&self, whole: &Block) -> Result<()> {
         if self.width != whole.width
             || self.rows.end > whole.rows.end
             || self.cols.end > whole.cols.end
-            || self.is_empty()
+            || self.rows.start >= self.rows.end
+            || self.cols.start >= self.cols.end
         {
             return Err(Error::invalid(
                 "block",
@@ -90,9 +117,10 @@ impl Block {
         ]
     }
 
-    /// Elements held.
+    /// Elements held (none for a reversed range).
     pub(crate) fn len(&self) -> u64 {
-        (self.rows.end - self.rows.start) * (self.cols.end - self.cols.start)
+        let n = |r: &Range<u64>| r.end.saturating_sub(r.start);
+        n(&self.rows).saturating_mul(n(&self.cols))
     }
 
     /// Whether the block holds nothing.
@@ -168,4 +196,33 @@ pub fn requests(
             scale,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_refuses_empty_reversed_and_outside_blocks() {
+        let dims = [6, 4, 2];
+        let b = Block::new(&dims, 1..3, 2..8).unwrap();
+        assert_eq!((b.len(), b.shape(&dims)), (12, vec![2, 6]));
+        assert_eq!(b.ranges(), [10..16, 18..24]);
+        #[allow(clippy::reversed_empty_ranges)]
+        for (rows, cols) in [(5..2, 0..8), (0..6, 3..3), (0..7, 0..8), (0..6, 0..9)] {
+            assert!(
+                Block::new(&dims, rows.clone(), cols.clone()).is_err(),
+                "{rows:?} {cols:?}"
+            );
+        }
+        // A reversed block built inside the crate still counts as empty.
+        #[allow(clippy::reversed_empty_ranges)]
+        let reversed = Block {
+            width: 8,
+            rows: 5..2,
+            cols: 0..8,
+        };
+        assert_eq!(reversed.len(), 0);
+        assert!(reversed.ranges().is_empty());
+    }
 }

@@ -181,11 +181,18 @@ pub fn gain(s: &str) -> Result<f64> {
     Ok(g)
 }
 
-/// A tensor shape (row-major; PyTorch layout `[out, in/groups, k...]`).
+/// A tensor shape (row-major; PyTorch layout `[out, in/groups, k...]`):
+/// one to eight dimensions, each at least 1, at most 2^64 elements in all,
+/// as [`Shape::new`] checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Shape(pub Vec<u64>);
+pub struct Shape(pub(crate) Vec<u64>);
 
 impl Shape {
+    /// The dimensions.
+    pub fn dims(&self) -> &[u64] {
+        &self.0
+    }
+
     /// Parses `4096x4096`, `64x3x3x3` (also `,` or `*` as separators).
     pub fn parse(s: &str) -> Result<Shape> {
         let dims: Vec<&str> = s.split(['x', 'X', ',', '*']).map(str::trim).collect();
@@ -256,6 +263,10 @@ impl Shape {
         }
         let d = &self.0;
         match d.len() {
+            0 => Err(Error::invalid(
+                "shape",
+                "a shape needs at least one dimension",
+            )),
             1 => {
                 if groups != 1 {
                     return Err(Error::invalid(
@@ -296,7 +307,11 @@ impl std::fmt::Display for Shape {
 }
 
 /// Everything needed to draw one weight tensor: a scheme, a shape, and the
-/// scheme's adjustments, each checked as it is set.
+/// scheme's adjustments. A value that is wrong on its own (a multiplier or
+/// gain that is not positive and finite, zero groups) is refused as it is
+/// set; what depends on the combination (a mode or gain with a naive scheme,
+/// groups that do not divide the channels, a std that is no normal f32) is
+/// refused by [`target`](Self::target), which everything that draws calls.
 ///
 /// ```
 /// use deepinit::{Dist, FanMode, InitSpec, Scheme, Shape};
@@ -533,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn the_builders_refuse_what_target_would_and_keep_the_spec_unchanged_otherwise() {
+    fn the_builders_refuse_bad_values_at_once_and_none_restores_the_scheme() {
         let he = InitSpec::new(Scheme::HE, shape("64x32"));
         for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             assert!(he.clone().with_multiplier(bad).is_err(), "{bad}");

@@ -251,4 +251,69 @@ mod tests {
         // The chosen one is not among the others.
         assert!(!all.contains("vec4-wg64-int64"), "{all}");
     }
+
+    #[test]
+    fn cached_entries_read_as_the_runs_choices_do_generation_first() {
+        use crate::gpu::gemm::{GemmForm, GemmVariant};
+        use crate::gpu::shaders::{MulHi, Store};
+        use crate::gpu::tune::ShapeClass;
+        use crate::gpu::tune_cache::GenSetting;
+        use crate::rng::{dist::Dist, request::Kernel};
+        let gemm = |v| Variant::Gemm(v);
+        let chosen = GenSetting {
+            store: Store::Scalar,
+            workgroup_size: 256,
+            mulhi: MulHi::Emulated,
+        };
+        let entries = [
+            Entry {
+                device: "d".into(),
+                key: TuneKey::Gemm(ShapeClass::of(GemmForm::Nt, 128, 256, 256)),
+                timed: [128, 256, 256],
+                variant: gemm(GemmVariant::Direct),
+                rate: 12.345,
+                unit: Unit::GflopPerS,
+                candidates: vec![
+                    Measured {
+                        variant: gemm(GemmVariant::Direct),
+                        rate: Some(12.345),
+                        rejected: None,
+                    },
+                    Measured {
+                        variant: gemm(GemmVariant::Tiled64),
+                        rate: Some(10.0),
+                        rejected: None,
+                    },
+                ],
+                unix_time: 0,
+            },
+            Entry {
+                device: "d".into(),
+                key: TuneKey::Generate {
+                    kernel: Kernel::Dist(Dist::Normal),
+                    int64: false,
+                },
+                timed: [4096, 0, 0],
+                variant: Variant::Generate(chosen),
+                rate: 0.5,
+                unit: Unit::GsamplesPerS,
+                candidates: vec![Measured {
+                    variant: Variant::Generate(chosen),
+                    rate: Some(0.5),
+                    rejected: None,
+                }],
+                unix_time: 0,
+            },
+        ];
+        assert_eq!(
+            cached_lines(&entries),
+            [
+                "generate normal (no int64): scalar-wg256-emulated (cached, 0.500 Gsamples/s at \
+                 4096 elements)"
+                    .to_string(),
+                "GEMM nt m128 n256 k256: direct (cached, 12.35 GFLOP/s at 128x256x256)".into(),
+                "  others: tiled64 10.00".into(),
+            ]
+        );
+    }
 }

@@ -75,7 +75,7 @@ fn row(s: &mut Styled, r: &RunReport, layers: &[usize]) {
         r.fate().name(),
     );
     s.outcome(Outcome::of_opt(r.verdict.cpu_match), 7)
-        .outcome(Outcome::of(r.verdict.theory_match), 0);
+        .outcome(crate::report::forward::theory_outcome(&r.verdict), 0);
     let _ = writeln!(s);
 }
 

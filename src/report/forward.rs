@@ -78,6 +78,16 @@ pub(crate) fn layers_table(r: &RunReport) -> Styled {
     s
 }
 
+/// The theory column of the demo's and sweep's tables: every checked layer
+/// and the weight test; `n/a` when neither ran.
+pub(crate) fn theory_outcome(v: &RunVerdict) -> Outcome {
+    if v.theory_layers == 0 && v.weight_test.is_none() {
+        Outcome::NotRun
+    } else {
+        Outcome::of(v.theory_match)
+    }
+}
+
 /// The verdict lines: the CPU reference, then theory and the weight test,
 /// each `name: ok|FAIL|n/a, what was found`.
 pub(crate) fn verdict_lines(v: &RunVerdict, not_compared: &str) -> Styled {
@@ -104,19 +114,27 @@ pub(crate) fn verdict_lines(v: &RunVerdict, not_compared: &str) -> Styled {
             v.arithmetic.as_deref().unwrap_or("no arithmetic class")
         ),
     };
+    // The layers against the theory (the weight test has its own line).
     // Coverage first: "matches" only when most layers were checked.
     let _ = write!(s, "theory: ");
-    s.outcome(Outcome::of(v.theory_match), 0);
+    let (checked, deviating) = (v.theory_layers, v.theory_deviations);
+    s.outcome(
+        if checked == 0 {
+            Outcome::NotRun
+        } else {
+            Outcome::of(deviating == 0)
+        },
+        0,
+    );
     let _ = writeln!(
         s,
-        ", {} ({} of {} layers checked, the rest n/a)",
-        match (v.theory_match, v.theory_layers) {
-            (false, _) => "deviates".to_string(),
-            (true, 0) => "not checked on any layer".to_string(),
-            (true, k) if 2 * k < v.layers => format!("no deviation on the {k} checked layers"),
-            (true, _) => "matches".to_string(),
+        ", {} ({checked} of {} layers checked, the rest n/a)",
+        match (deviating, checked) {
+            (0, 0) => "not checked on any layer".to_string(),
+            (0, k) if 2 * k < v.layers => format!("no deviation on the {k} checked layers"),
+            (0, _) => "matches".to_string(),
+            (d, _) => format!("deviates on {d} layers"),
         },
-        v.theory_layers,
         v.layers
     );
     let _ = write!(s, "weight test: ");
@@ -144,4 +162,83 @@ pub(crate) fn verdict_lines(v: &RunVerdict, not_compared: &str) -> Styled {
     s.verdict(v.passed());
     let _ = writeln!(s);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::theory::WeightTest;
+
+    fn verdict() -> RunVerdict {
+        RunVerdict {
+            cpu_match: Some(true),
+            theory_match: true,
+            arithmetic: Some("two-rounding fma".into()),
+            compared_layers: 3,
+            compared_words: 99,
+            first_difference: None,
+            theory_layers: 3,
+            theory_deviations: 0,
+            layers: 3,
+            overflow_at: None,
+            weight_test: Some(WeightTest {
+                layers: 3,
+                mean_excess: 0.001,
+                std_error: 0.002,
+                z: 0.5,
+                critical: 3.29,
+                pass: true,
+            }),
+            weight_test_na: None,
+            failures: Vec::new(),
+        }
+    }
+
+    /// The words each line starts with, after its name.
+    fn words(s: &Styled) -> Vec<String> {
+        s.plain()
+            .lines()
+            .map(|l| {
+                let (_, rest) = l.split_once(": ").unwrap_or(("", l));
+                rest.split([',', ' ']).next().unwrap_or("").to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_check_says_ok_fail_or_na_by_what_ran() {
+        assert_eq!(
+            words(&verdict_lines(&verdict(), "-")),
+            ["ok", "ok", "ok", "PASS"]
+        );
+        // Nothing compared, no layer checked, no weight test: n/a, not ok.
+        let mut v = verdict();
+        (v.cpu_match, v.theory_layers, v.weight_test) = (None, 0, None);
+        assert_eq!(
+            words(&verdict_lines(&v, "not compared")),
+            ["n/a", "n/a", "n/a", "PASS"]
+        );
+        assert_eq!(theory_outcome(&v), Outcome::NotRun);
+        // Only the weight test failed: the layers still match the theory.
+        let mut v = verdict();
+        v.theory_match = false;
+        if let Some(w) = &mut v.weight_test {
+            w.pass = false;
+        }
+        let lines = verdict_lines(&v, "-");
+        assert_eq!(words(&lines), ["ok", "ok", "FAIL", "FAIL"]);
+        assert_eq!(theory_outcome(&v), Outcome::Fail);
+        // A deviating layer, and a mismatch located.
+        let mut v = verdict();
+        (v.theory_match, v.theory_deviations, v.cpu_match) = (false, 2, Some(false));
+        let lines = verdict_lines(&v, "-");
+        assert_eq!(words(&lines), ["FAIL", "FAIL", "ok", "FAIL"]);
+        assert!(
+            lines.plain().contains("deviates on 2 layers"),
+            "{}",
+            lines.plain()
+        );
+        // The failing words, and only they, are marked red.
+        assert_eq!(lines.ansi().matches("\x1b[1;31mFAIL\x1b[0m").count(), 3);
+    }
 }

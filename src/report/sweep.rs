@@ -28,7 +28,7 @@ pub(crate) fn table(r: &SweepReport) -> Styled {
             p.theory_chi1,
         );
         s.outcome(Outcome::of_opt(v.cpu_match), 7)
-            .outcome(Outcome::of(v.theory_match), 0);
+            .outcome(crate::report::forward::theory_outcome(v), 0);
         let _ = writeln!(s);
     }
     let _ = writeln!(

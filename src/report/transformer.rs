@@ -314,9 +314,9 @@ pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
     }
     let _ = writeln!(
         t,
-        "(mirror: every word equal to the CPU mirror; MLP: blocks whose MLP branch is within its \
-         mean-field band;\n loss: within its band of ln V + s^2/2, n/a where the logits' std is 1 or more \
-         or there is no head)"
+        "(mirror: every word equal to the CPU mirror; MLP: blocks whose MLP branch is within\n\
+         its mean-field band; loss: within its band of ln V + s^2/2, n/a where the logits' std\n\
+         is 1 or more or there is no head)"
     );
     t
 }
