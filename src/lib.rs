@@ -60,10 +60,15 @@
 
 pub mod act;
 pub mod api;
+// The command line's own modules (`cli`, and the orchestration and output of
+// its demo, sweep and bench): public for the binary and the tests, not part
+// of the library's API, so not documented as if they were.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod app;
 pub mod backend;
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 pub mod error;
 pub mod experiment;
@@ -74,6 +79,7 @@ pub mod model;
 pub mod net;
 pub mod progress;
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod report;
 pub mod rng;
 pub mod stats;
