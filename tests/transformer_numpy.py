@@ -232,6 +232,16 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
     dl /= n_rows
     out = {"head": fro(dl.reshape(-1, dl.shape[-1]).T @ xf.reshape(-1, e))}
     dxf = dl @ head
+    # A norm's bias: its gradient is the column sums of the gradient at the
+    # norm's output (LayerNorm only; RMSNorm has no bias).
+    nb = {}
+
+    def norm_bias(name, d_out):
+        if name in w:
+            nb[name] = fro(flat(d_out).sum(0))
+
+    flat = lambda a: a.reshape(-1, a.shape[-1])
+    norm_bias(p + "ln_f.bias", dxf)
     if kind == "gpt2":
         dx = norm_bwd(x_last, dxf, g(p + "ln_f.weight"), eps, False)
     else:
@@ -239,7 +249,6 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
     out["stream_out"] = fro(dx)
     heads = lambda a, n: a.reshape(b, t, n, hd).transpose(0, 2, 1, 3)
     merge = lambda a: a.transpose(0, 2, 1, 3).reshape(b, t, -1)
-    flat = lambda a: a.reshape(-1, a.shape[-1])
     blocks = []
     for i in reversed(range(len(caches))):
         c = caches[i]
@@ -259,6 +268,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             dz = (dx @ g(n("mlp.c_proj.weight")).T) * gelu_tanh_grad(c["zf"])
             grad(n("mlp.c_fc.weight"), c["h2"], dz)
             dh2 = dz @ g(n("mlp.c_fc.weight")).T
+            norm_bias(n("ln_2.bias"), dh2)
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("ln_2.weight")), eps, False)
             grad(n("attn.c_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("attn.c_proj.weight")).T, h)
@@ -298,6 +308,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             dqkv = np.concatenate([dq, dk, dv], axis=-1)
             grad(n("attn.c_attn.weight"), c["hn"], dqkv)
             dh1 = dqkv @ g(n("attn.c_attn.weight")).T
+            norm_bias(n("ln_1.bias"), dh1)
             dx = dmid + norm_bwd(c["x_in"], dh1, g(n("ln_1.weight")), eps, False)
         else:
             dh1 = 0
@@ -308,6 +319,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg,
                        "biases": wb})
     out["blocks"] = blocks[::-1]
+    out["norm_biases"] = nb
     return out
 
 
@@ -355,7 +367,12 @@ def check(config, ckdir, tokens, report):
             if wgr["bias"] is not None:
                 close(f"block {i + 1} db of {wgr['name']}", wgr["bias"], sb["biases"][wgr["name"]],
                       rel=REL_GRAD)
-    print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}")
+    got = {b["name"]: b["norm"] for b in rg["norm_biases"]}
+    assert set(got) == set(sg["norm_biases"]), (sorted(got), sorted(sg["norm_biases"]))
+    for name, v in got.items():
+        close(f"db of {name}", v, sg["norm_biases"][name], rel=REL_GRAD)
+    print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}, "
+          f"{len(got)} norm biases")
 
 
 if __name__ == "__main__":

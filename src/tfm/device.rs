@@ -574,6 +574,27 @@ impl Pass<'_> {
         }
     }
 
+    /// ||dL/db||^2 of a norm's bias into its records, where it has one: the
+    /// bias's gradient is `dy`'s column sums, whose squared norm is the sum
+    /// of dy dy^T.
+    fn norm_bias_grad(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        (_, bias): &(String, Option<String>),
+        dy: &wgpu::Buffer,
+        rows: u64,
+        (layout, recs): (&PassLayout, &wgpu::Buffer),
+    ) -> Result<()> {
+        let Some(bias) = bias else { return Ok(()) };
+        let e = self.m.cfg.hidden;
+        self.gram(batch, dy, e, 0, e, rows, &g.g2)?;
+        let rec = layout.rec(&format!("db:{bias}"));
+        self.gpu
+            .kernels(Activation::Linear)?
+            .reduce(batch, &g.g2, rows * rows, rec, None, recs)
+    }
+
     /// `dx += norm'(x)^T dy` for a block norm.
     fn norm_bwd(
         &self,
@@ -1044,6 +1065,7 @@ pub fn run_chunked(
     }
     if let Some(g) = &grads {
         batch.clear(&g.dx, 0, None);
+        pass.norm_bias_grad(&mut batch, g, &n.ln_f, &g.dh, rows, (&layout, &bufs.recs))?;
         pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;
         reduce(&mut batch, &g.dx, "d.final")?;
         for (i, b) in n.blocks.iter().enumerate().rev() {
@@ -1169,6 +1191,7 @@ fn backward_block(
             pass.linear_bwd(batch, &b.mlp_in[1], (&g.du, inter, 0), rows, &g.dh, true)?;
         }
     }
+    pass.norm_bias_grad(batch, g, &b.ln2, &g.dh, rows, (layout, recs))?;
     pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
     red.reduce(
         batch,
@@ -1242,6 +1265,7 @@ fn backward_block(
         pass.linear_bwd(batch, lin, (&g.dqkv, ld, col), rows, &g.dh, k > 0)?;
         col += lin.n_out;
     }
+    pass.norm_bias_grad(batch, g, &b.ln1, &g.dh, rows, (layout, recs))?;
     pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
     red.reduce(
         batch,

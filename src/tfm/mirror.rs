@@ -514,6 +514,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     }
     if layout.backward {
         let mut dx = vec![0f32; rows * e];
+        norm_bias_grad::<A>(&n.ln_f, (&dxf, e), rows, (layout, &mut raw.recs));
         norm_bwd::<A>(m, &n.ln_f, &x, &dxf, &mut dx)?;
         reduce::<A>(&dx, None, &mut raw.recs, layout.rec("d.final"));
         for (i, b) in n.blocks.iter().enumerate().rev() {
@@ -579,6 +580,30 @@ fn chain_k<A: Arith>(
     chain_pieces::<A>((m, n, k), K_PIECE, a, b, c, accumulate);
 }
 
+/// A rows x w matrix's Gram matrix a a^T, as the device forms it.
+fn gram<A: Arith>(a: &[f32], rows: usize, w: usize) -> Vec<f32> {
+    let mut g = vec![0f32; rows * rows];
+    chain_k::<A>(rows, rows, w, a, &transpose(a, rows, w), &mut g, false);
+    g
+}
+
+/// ||dL/db||^2 of a norm's bias, as the device forms it: the sum of dy dy^T.
+fn norm_bias_grad<A: Arith>(
+    (_, bias): &(String, Option<String>),
+    (dy, e): (&[f32], usize),
+    rows: usize,
+    (layout, recs): (&PassLayout, &mut [u32]),
+) {
+    if let Some(bias) = bias {
+        reduce::<A>(
+            &gram::<A>(dy, rows, e),
+            None,
+            recs,
+            layout.rec(&format!("db:{bias}")),
+        );
+    }
+}
+
 /// ||X^T dY||^2 as the device forms it: the Gram matrices, multiplied
 /// element by element, reduced into the records from `rec`.
 fn weight_grad<A: Arith>(
@@ -588,13 +613,8 @@ fn weight_grad<A: Arith>(
     recs: &mut [u32],
     (rec, bias_rec): (u64, Option<u64>),
 ) {
-    let gram = |a: &[f32], w: usize| {
-        let mut g = vec![0f32; rows * rows];
-        chain_k::<A>(rows, rows, w, a, &transpose(a, rows, w), &mut g, false);
-        g
-    };
-    let mut g1 = gram(x, xw);
-    let g2 = gram(dy, yw);
+    let mut g1 = gram::<A>(x, rows, xw);
+    let g2 = gram::<A>(dy, rows, yw);
     for (a, b) in g1.iter_mut().zip(&g2) {
         *a *= b;
     }
@@ -791,6 +811,7 @@ fn backward_block<A: Arith>(
             )?;
         }
     }
+    norm_bias_grad::<A>(&b.ln2, (&dh, e), rows, (layout, &mut *recs));
     norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
     reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
     // Attention.
@@ -904,6 +925,7 @@ fn backward_block<A: Arith>(
         linear_bwd::<A>(m, layout, lin, (&dqkv, ld, col), rows, &mut dh, k > 0)?;
         col += w;
     }
+    norm_bias_grad::<A>(&b.ln1, (&dh, e), rows, (layout, &mut *recs));
     norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
     reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
     Ok(())

@@ -683,6 +683,18 @@ impl BlockNames {
     }
 }
 
+impl Names {
+    /// Every norm that has a bias, as (weight, bias), in pass order: each
+    /// block's two, then the final norm.
+    pub(crate) fn norms(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.blocks
+            .iter()
+            .flat_map(|b| [&b.ln1, &b.ln2])
+            .chain([&self.ln_f])
+            .filter_map(|(w, b)| b.as_deref().map(|b| (w.as_str(), b)))
+    }
+}
+
 /// The model's tensor names, by role.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Names {
@@ -943,6 +955,9 @@ impl PassLayout {
             if cfg.head && logit_rows == rows {
                 push("dW:head".into(), records(g), g);
             }
+            for (_, bias) in m.names.norms() {
+                push(format!("db:{bias}"), records(g), g);
+            }
             for (l, b) in (1..=cfg.layers).zip(&m.names.blocks) {
                 push(format!("{l}.dmid"), records(e), e);
                 push(format!("{l}.din"), records(e), e);
@@ -1104,6 +1119,15 @@ pub struct BlockGrads {
     pub weights: Vec<WeightGrad>,
 }
 
+/// A norm's bias's gradient norm.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BiasGrad {
+    /// The bias tensor.
+    pub name: String,
+    /// ||dL/db||: the column sums of the gradient at the norm's output.
+    pub norm: f64,
+}
+
 /// The backward pass's measurements: Frobenius norms of the loss's
 /// gradients (the loss being the mean next-token loss).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1115,6 +1139,9 @@ pub struct GradStats {
     pub head: Option<f64>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,
+    /// Every norm's bias (LayerNorm's beta; RMSNorm has none), in pass
+    /// order.
+    pub norm_biases: Vec<BiasGrad>,
 }
 
 /// Folds raw results into statistics (host side, f64).
@@ -1228,7 +1255,18 @@ pub fn fold(
                 weights,
             });
         }
+        let norm_biases = names
+            .norms()
+            .filter(|(_, b)| layout.has(&format!("db:{b}")))
+            .map(|(_, b)| {
+                Ok(BiasGrad {
+                    name: b.to_string(),
+                    norm: wnorm(&format!("db:{b}"))?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Some(GradStats {
+            norm_biases,
             stream_out: norm("d.final")?,
             head: if layout.has("dW:head") {
                 Some(wnorm("dW:head")?)
