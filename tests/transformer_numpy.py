@@ -232,19 +232,29 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
     dl /= n_rows
     out = {"head": fro(dl.reshape(-1, dl.shape[-1]).T @ xf.reshape(-1, e))}
     dxf = dl @ head
-    # A norm's bias: its gradient is the column sums of the gradient at the
-    # norm's output (LayerNorm only; RMSNorm has no bias).
-    nb = {}
+    # A norm's parameters: the bias's gradient is the column sums of the
+    # gradient at the norm's output (LayerNorm only; RMSNorm has no bias),
+    # the weight's the column sums of that gradient times the normalized
+    # input.
+    nb, ng = {}, {}
 
-    def norm_bias(name, d_out):
-        if name in w:
-            nb[name] = fro(flat(d_out).sum(0))
+    def norm_grads(weight, x_in, d_out):
+        if rms:
+            xh = x_in / np.sqrt((x_in**2).mean(-1, keepdims=True) + eps)
+        else:
+            mu = x_in.mean(-1, keepdims=True)
+            xh = (x_in - mu) / np.sqrt(((x_in - mu) ** 2).mean(-1, keepdims=True) + eps)
+        ng[weight] = fro(flat(d_out * xh).sum(0))
+        bias = weight[: -len("weight")] + "bias"
+        if bias in w:
+            nb[bias] = fro(flat(d_out).sum(0))
 
     flat = lambda a: a.reshape(-1, a.shape[-1])
-    norm_bias(p + "ln_f.bias", dxf)
     if kind == "gpt2":
+        norm_grads(p + "ln_f.weight", x_last, dxf)
         dx = norm_bwd(x_last, dxf, g(p + "ln_f.weight"), eps, False)
     else:
+        norm_grads(p + "norm.weight", x_last, dxf)
         dx = norm_bwd(x_last, dxf, g(p + "norm.weight"), eps, True)
     out["stream_out"] = fro(dx)
     heads = lambda a, n: a.reshape(b, t, n, hd).transpose(0, 2, 1, 3)
@@ -268,7 +278,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             dz = (dx @ g(n("mlp.c_proj.weight")).T) * gelu_tanh_grad(c["zf"])
             grad(n("mlp.c_fc.weight"), c["h2"], dz)
             dh2 = dz @ g(n("mlp.c_fc.weight")).T
-            norm_bias(n("ln_2.bias"), dh2)
+            norm_grads(n("ln_2.weight"), c["mid"], dh2)
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("ln_2.weight")), eps, False)
             grad(n("attn.c_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("attn.c_proj.weight")).T, h)
@@ -281,6 +291,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             grad(n("mlp.gate_proj.weight"), c["h2"], dg)
             grad(n("mlp.up_proj.weight"), c["h2"], du)
             dh2 = dg @ g(n("mlp.gate_proj.weight")) + du @ g(n("mlp.up_proj.weight"))
+            norm_grads(n("post_attention_layernorm.weight"), c["mid"], dh2)
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("post_attention_layernorm.weight")), eps, True)
             grad(n("self_attn.o_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("self_attn.o_proj.weight")), h)
@@ -308,18 +319,19 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             dqkv = np.concatenate([dq, dk, dv], axis=-1)
             grad(n("attn.c_attn.weight"), c["hn"], dqkv)
             dh1 = dqkv @ g(n("attn.c_attn.weight")).T
-            norm_bias(n("ln_1.bias"), dh1)
+            norm_grads(n("ln_1.weight"), c["x_in"], dh1)
             dx = dmid + norm_bwd(c["x_in"], dh1, g(n("ln_1.weight")), eps, False)
         else:
             dh1 = 0
             for name, d in [("q_proj", dq), ("k_proj", dk), ("v_proj", dv)]:
                 grad(n(f"self_attn.{name}.weight"), c["hn"], d)
                 dh1 = dh1 + d @ g(n(f"self_attn.{name}.weight"))
+            norm_grads(n("input_layernorm.weight"), c["x_in"], dh1)
             dx = dmid + norm_bwd(c["x_in"], dh1, g(n("input_layernorm.weight")), eps, True)
         blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg,
                        "biases": wb})
     out["blocks"] = blocks[::-1]
-    out["norm_biases"] = nb
+    out["norm_biases"], out["norm_gains"] = nb, ng
     return out
 
 
@@ -367,12 +379,15 @@ def check(config, ckdir, tokens, report):
             if wgr["bias"] is not None:
                 close(f"block {i + 1} db of {wgr['name']}", wgr["bias"], sb["biases"][wgr["name"]],
                       rel=REL_GRAD)
-    got = {b["name"]: b["norm"] for b in rg["norm_biases"]}
-    assert set(got) == set(sg["norm_biases"]), (sorted(got), sorted(sg["norm_biases"]))
-    for name, v in got.items():
-        close(f"db of {name}", v, sg["norm_biases"][name], rel=REL_GRAD)
+    counts = []
+    for part in ["norm_gains", "norm_biases"]:
+        got = {b["name"]: b["norm"] for b in rg[part]}
+        assert set(got) == set(sg[part]), (part, sorted(got), sorted(sg[part]))
+        for name, v in got.items():
+            close(f"{part}: {name}", v, sg[part][name], rel=REL_GRAD)
+        counts.append(len(got))
     print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}, "
-          f"{len(got)} norm biases")
+          f"{counts[0]} norm gains, {counts[1]} norm biases")
 
 
 if __name__ == "__main__":

@@ -128,6 +128,9 @@ struct Pass<'a> {
     /// generation request).
     limit: u64,
     dummy: wgpu::Buffer,
+    /// A row of ones: the norm kernel with it as weight and no bias gives
+    /// the normalized input itself.
+    ones: wgpu::Buffer,
 }
 
 fn ew_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
@@ -574,25 +577,41 @@ impl Pass<'_> {
         }
     }
 
-    /// ||dL/db||^2 of a norm's bias into its records, where it has one: the
-    /// bias's gradient is `dy`'s column sums, whose squared norm is the sum
-    /// of dy dy^T.
-    fn norm_bias_grad(
+    /// ||dL/dgamma||^2 and, where the norm has one, ||dL/dbeta||^2 into
+    /// their records. beta's gradient is `dy`'s column sums, whose squared
+    /// norm is the sum of dy dy^T; gamma's is the column sums of dy times
+    /// the normalized input xhat (the norm kernel with unit weight and no
+    /// bias: `t * 1` is `t`), the same way. `scratch` (rows x width) is
+    /// overwritten.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_grads(
         &self,
         batch: &mut Batch,
         g: &Grads,
-        (_, bias): &(String, Option<String>),
-        dy: &wgpu::Buffer,
+        (weight, bias): &(String, Option<String>),
+        (x, dy, scratch): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
         rows: u64,
         (layout, recs): (&PassLayout, &wgpu::Buffer),
     ) -> Result<()> {
-        let Some(bias) = bias else { return Ok(()) };
         let e = self.m.cfg.hidden;
-        self.gram(batch, dy, e, 0, e, rows, &g.g2)?;
-        let rec = layout.rec(&format!("db:{bias}"));
-        self.gpu
-            .kernels(Activation::Linear)?
-            .reduce(batch, &g.g2, rows * rows, rec, None, recs)
+        let red = self.gpu.kernels(Activation::Linear)?;
+        if let Some(bias) = bias {
+            self.gram(batch, dy, e, 0, e, rows, &g.g2)?;
+            let rec = layout.rec(&format!("db:{bias}"));
+            red.reduce(batch, &g.g2, rows * rows, rec, None, recs)?;
+        }
+        let p = self.norm_params(rows, u32::from(self.m.cfg.norm == NormKind::Rms));
+        Self::push(
+            batch,
+            &self.k.norm,
+            &p,
+            &[x, scratch, &self.ones, &self.dummy],
+            self.ctx().dispatch_2d(rows)?,
+        );
+        self.ew(batch, &self.k.hadamard, &[scratch, dy], rows * e)?;
+        self.gram(batch, scratch, e, 0, e, rows, &g.g2)?;
+        let rec = layout.rec(&format!("dg:{weight}"));
+        red.reduce(batch, &g.g2, rows * rows, rec, None, recs)
     }
 
     /// `dx += norm'(x)^T dy` for a block norm.
@@ -856,6 +875,7 @@ pub fn run_chunked(
         loaded: std::cell::Cell::new(None),
         limit,
         dummy: ctx.storage_from("unused", &[0.0]),
+        ones: ctx.storage_from("unit norm weight", &vec![1.0; m.cfg.hidden as usize]),
     };
     let buf = |label: &str, elems: u64| storage(ctx, label, 4 * elems.max(1));
     let ids: Vec<f32> = tokens.ids.iter().map(|&t| f32::from_bits(t)).collect();
@@ -1065,7 +1085,15 @@ pub fn run_chunked(
     }
     if let Some(g) = &grads {
         batch.clear(&g.dx, 0, None);
-        pass.norm_bias_grad(&mut batch, g, &n.ln_f, &g.dh, rows, (&layout, &bufs.recs))?;
+        // The final norm's output (bufs.hn) is spent: the head read it.
+        pass.norm_grads(
+            &mut batch,
+            g,
+            &n.ln_f,
+            (&bufs.x, &g.dh, &bufs.hn),
+            rows,
+            (&layout, &bufs.recs),
+        )?;
         pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;
         reduce(&mut batch, &g.dx, "d.final")?;
         for (i, b) in n.blocks.iter().enumerate().rev() {
@@ -1191,7 +1219,15 @@ fn backward_block(
             pass.linear_bwd(batch, &b.mlp_in[1], (&g.du, inter, 0), rows, &g.dh, true)?;
         }
     }
-    pass.norm_bias_grad(batch, g, &b.ln2, &g.dh, rows, (layout, recs))?;
+    // The MLP's weight gradients have read the second norm's output.
+    pass.norm_grads(
+        batch,
+        g,
+        &b.ln2,
+        (mid, &g.dh, &bufs.hn),
+        rows,
+        (layout, recs),
+    )?;
     pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
     red.reduce(
         batch,
@@ -1265,7 +1301,15 @@ fn backward_block(
         pass.linear_bwd(batch, lin, (&g.dqkv, ld, col), rows, &g.dh, k > 0)?;
         col += lin.n_out;
     }
-    pass.norm_bias_grad(batch, g, &b.ln1, &g.dh, rows, (layout, recs))?;
+    // The q/k/v weight gradients have read the first norm's output.
+    pass.norm_grads(
+        batch,
+        g,
+        &b.ln1,
+        (x_in, &g.dh, &bufs.hn),
+        rows,
+        (layout, recs),
+    )?;
     pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
     red.reduce(
         batch,

@@ -143,6 +143,12 @@ fn norm<A: Arith>(
         Some(b) => Some(m.weights.get(b)?),
         None => None,
     };
+    Ok(norm_with::<A>(m, &w, b.as_deref(), x, n))
+}
+
+/// The `norm` kernel with weight `w` and bias `b` (unit weight and no bias:
+/// the normalized input itself).
+fn norm_with<A: Arith>(m: &Model, w: &[f32], b: Option<&[f32]>, x: &[f32], n: usize) -> Vec<f32> {
     let inv_n = (1.0 / n as f64) as f32;
     let eps = m.cfg.eps;
     let rms = m.cfg.norm == NormKind::Rms;
@@ -156,14 +162,14 @@ fn norm<A: Arith>(
                 w[c] * (row[c] * inv)
             } else {
                 let t = (row[c] - mean) * inv;
-                match &b {
+                match b {
                     Some(b) => A::fma(t, w[c], b[c]),
                     None => t * w[c],
                 }
             };
         }
     }
-    Ok(y)
+    y
 }
 
 /// The `rope` kernel on `heads` heads from column `col` of rows of `ld`.
@@ -514,7 +520,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     }
     if layout.backward {
         let mut dx = vec![0f32; rows * e];
-        norm_bias_grad::<A>(&n.ln_f, (&dxf, e), rows, (layout, &mut raw.recs));
+        norm_grads::<A>(m, &n.ln_f, (&x, &dxf, e), rows, (layout, &mut raw.recs));
         norm_bwd::<A>(m, &n.ln_f, &x, &dxf, &mut dx)?;
         reduce::<A>(&dx, None, &mut raw.recs, layout.rec("d.final"));
         for (i, b) in n.blocks.iter().enumerate().rev() {
@@ -587,21 +593,25 @@ fn gram<A: Arith>(a: &[f32], rows: usize, w: usize) -> Vec<f32> {
     g
 }
 
-/// ||dL/db||^2 of a norm's bias, as the device forms it: the sum of dy dy^T.
-fn norm_bias_grad<A: Arith>(
-    (_, bias): &(String, Option<String>),
-    (dy, e): (&[f32], usize),
+/// ||dL/dgamma||^2 and ||dL/dbeta||^2 of a norm with input `x`, as the
+/// device forms them: the sums of dy dy^T and of (dy xhat)(dy xhat)^T.
+fn norm_grads<A: Arith>(
+    m: &Model,
+    (weight, bias): &(String, Option<String>),
+    (x, dy, e): (&[f32], &[f32], usize),
     rows: usize,
     (layout, recs): (&PassLayout, &mut [u32]),
 ) {
     if let Some(bias) = bias {
-        reduce::<A>(
-            &gram::<A>(dy, rows, e),
-            None,
-            recs,
-            layout.rec(&format!("db:{bias}")),
-        );
+        let rec = layout.rec(&format!("db:{bias}"));
+        reduce::<A>(&gram::<A>(dy, rows, e), None, recs, rec);
     }
+    let mut xhat = norm_with::<A>(m, &vec![1.0; e], None, x, e);
+    for (a, &d) in xhat.iter_mut().zip(dy) {
+        *a *= d;
+    }
+    let rec = layout.rec(&format!("dg:{weight}"));
+    reduce::<A>(&gram::<A>(&xhat, rows, e), None, recs, rec);
 }
 
 /// ||X^T dY||^2 as the device forms it: the Gram matrices, multiplied
@@ -811,7 +821,7 @@ fn backward_block<A: Arith>(
             )?;
         }
     }
-    norm_bias_grad::<A>(&b.ln2, (&dh, e), rows, (layout, &mut *recs));
+    norm_grads::<A>(m, &b.ln2, (mid, &dh, e), rows, (layout, &mut *recs));
     norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
     reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
     // Attention.
@@ -925,7 +935,7 @@ fn backward_block<A: Arith>(
         linear_bwd::<A>(m, layout, lin, (&dqkv, ld, col), rows, &mut dh, k > 0)?;
         col += w;
     }
-    norm_bias_grad::<A>(&b.ln1, (&dh, e), rows, (layout, &mut *recs));
+    norm_grads::<A>(m, &b.ln1, (x_in, &dh, e), rows, (layout, &mut *recs));
     norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
     reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
     Ok(())

@@ -684,14 +684,14 @@ impl BlockNames {
 }
 
 impl Names {
-    /// Every norm that has a bias, as (weight, bias), in pass order: each
-    /// block's two, then the final norm.
-    pub(crate) fn norms(&self) -> impl Iterator<Item = (&str, &str)> {
+    /// Every norm as (weight, bias), in pass order: each block's two, then
+    /// the final norm.
+    pub(crate) fn all_norms(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.blocks
             .iter()
             .flat_map(|b| [&b.ln1, &b.ln2])
             .chain([&self.ln_f])
-            .filter_map(|(w, b)| b.as_deref().map(|b| (w.as_str(), b)))
+            .map(|(w, b)| (w.as_str(), b.as_deref()))
     }
 }
 
@@ -955,8 +955,11 @@ impl PassLayout {
             if cfg.head && logit_rows == rows {
                 push("dW:head".into(), records(g), g);
             }
-            for (_, bias) in m.names.norms() {
-                push(format!("db:{bias}"), records(g), g);
+            for (weight, bias) in m.names.all_norms() {
+                push(format!("dg:{weight}"), records(g), g);
+                if let Some(bias) = bias {
+                    push(format!("db:{bias}"), records(g), g);
+                }
             }
             for (l, b) in (1..=cfg.layers).zip(&m.names.blocks) {
                 push(format!("{l}.dmid"), records(e), e);
@@ -1119,12 +1122,12 @@ pub struct BlockGrads {
     pub weights: Vec<WeightGrad>,
 }
 
-/// A norm's bias's gradient norm.
+/// A norm parameter's gradient norm.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BiasGrad {
-    /// The bias tensor.
+pub struct ParamGrad {
+    /// The tensor (a norm's weight or bias).
     pub name: String,
-    /// ||dL/db||: the column sums of the gradient at the norm's output.
+    /// ||dL/dp||.
     pub norm: f64,
 }
 
@@ -1139,9 +1142,12 @@ pub struct GradStats {
     pub head: Option<f64>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,
-    /// Every norm's bias (LayerNorm's beta; RMSNorm has none), in pass
-    /// order.
-    pub norm_biases: Vec<BiasGrad>,
+    /// Every norm's weight (the gain gamma: its gradient is the column sums
+    /// of the output gradient times the normalized input), in pass order.
+    pub norm_gains: Vec<ParamGrad>,
+    /// Every norm's bias (LayerNorm's beta, whose gradient is the column
+    /// sums of the output gradient; RMSNorm has none), in pass order.
+    pub norm_biases: Vec<ParamGrad>,
 }
 
 /// Folds raw results into statistics (host side, f64).
@@ -1255,17 +1261,26 @@ pub fn fold(
                 weights,
             });
         }
-        let norm_biases = names
-            .norms()
-            .filter(|(_, b)| layout.has(&format!("db:{b}")))
-            .map(|(_, b)| {
-                Ok(BiasGrad {
-                    name: b.to_string(),
-                    norm: wnorm(&format!("db:{b}"))?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // A norm parameter's gradient, where the pass measured it.
+        let param = |prefix: &str, name: &str| -> Result<Option<ParamGrad>> {
+            let rec = format!("{prefix}{name}");
+            if !layout.has(&rec) {
+                return Ok(None);
+            }
+            Ok(Some(ParamGrad {
+                name: name.to_string(),
+                norm: wnorm(&rec)?,
+            }))
+        };
+        let (mut norm_gains, mut norm_biases) = (Vec::new(), Vec::new());
+        for (w, b) in names.all_norms() {
+            norm_gains.extend(param("dg:", w)?);
+            if let Some(b) = b {
+                norm_biases.extend(param("db:", b)?);
+            }
+        }
         Some(GradStats {
+            norm_gains,
             norm_biases,
             stream_out: norm("d.final")?,
             head: if layout.has("dW:head") {
