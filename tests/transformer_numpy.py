@@ -331,6 +331,18 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid), "weights": wg,
                        "biases": wb})
     out["blocks"] = blocks[::-1]
+    # The embedding tables through the lookup: scatter-add dx's rows by
+    # token id (and by position), as training would.
+    emb = {}
+    tok = p + ("wte.weight" if kind == "gpt2" else "embed_tokens.weight")
+    table = np.zeros((w[tok].shape[0], e))
+    np.add.at(table, ids.reshape(-1), flat(dx))
+    emb[tok] = fro(table)
+    if kind == "gpt2":
+        table = np.zeros((w[p + "wpe.weight"].shape[0], e))
+        np.add.at(table, np.tile(np.arange(t), b), flat(dx))
+        emb[p + "wpe.weight"] = fro(table)
+    out["embeddings"] = emb
     out["norm_biases"], out["norm_gains"] = nb, ng
     return out
 
@@ -380,14 +392,14 @@ def check(config, ckdir, tokens, report):
                 close(f"block {i + 1} db of {wgr['name']}", wgr["bias"], sb["biases"][wgr["name"]],
                       rel=REL_GRAD)
     counts = []
-    for part in ["norm_gains", "norm_biases"]:
+    for part in ["embeddings", "norm_gains", "norm_biases"]:
         got = {b["name"]: b["norm"] for b in rg[part]}
         assert set(got) == set(sg[part]), (part, sorted(got), sorted(sg[part]))
         for name, v in got.items():
             close(f"{part}: {name}", v, sg[part][name], rel=REL_GRAD)
         counts.append(len(got))
     print(f"numpy agrees: {len(s['blocks'])} blocks, loss {s['loss']:.6f}, "
-          f"{counts[0]} norm gains, {counts[1]} norm biases")
+          f"{counts[0]} embedding tables, {counts[1]} norm gains, {counts[2]} norm biases")
 
 
 if __name__ == "__main__":

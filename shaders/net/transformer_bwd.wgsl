@@ -40,6 +40,28 @@ fn swiglu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     t3[i] = (g * sigmoid2(g).x) * t2[i];
 }
 
+// Keeps t1[i] of a rows x rows Gram matrix (i = r rows + s, rows = ep.rows)
+// where rows r and s share a key and zeroes it elsewhere: the token id (t2,
+// one u32 word a row) with ep.heads = 0, the position (row % seq) with
+// ep.heads = 1. What is left sums to the squared norm of an embedding
+// table's gradient, whose row for a key is the sum of that key's rows.
+@compute @workgroup_size(EW_WG)
+fn same_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    let n = ep.rows;
+    if (n == 0u || ep.seq == 0u || i >= n * n || i >= arrayLength(&t1)) { return; }
+    let r = i / n;
+    let s = i % n;
+    var same = false;
+    if (ep.heads == 1u) {
+        same = r % ep.seq == s % ep.seq;
+    } else if (r < arrayLength(&t2) && s < arrayLength(&t2)) {
+        same = bitcast<u32>(t2[r]) == bitcast<u32>(t2[s]);
+    }
+    if (!same) { t1[i] = 0.0; }
+}
+
 // t1[i] *= t2[i].
 @compute @workgroup_size(EW_WG)
 fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -32,6 +32,7 @@ struct Kernels {
     lm_loss: wgpu::ComputePipeline,
     copy: wgpu::ComputePipeline,
     hadamard: wgpu::ComputePipeline,
+    same_key: wgpu::ComputePipeline,
     dlogits: wgpu::ComputePipeline,
     norm_bwd: wgpu::ComputePipeline,
     swiglu_bwd: wgpu::ComputePipeline,
@@ -64,6 +65,7 @@ impl Kernels {
             lm_loss: p("lm_loss")?,
             copy: p("copy")?,
             hadamard: p("hadamard")?,
+            same_key: p("same_key")?,
             dlogits: p("dlogits")?,
             norm_bwd: p("norm_bwd")?,
             swiglu_bwd: p("swiglu_bwd")?,
@@ -614,6 +616,40 @@ impl Pass<'_> {
         red.reduce(batch, &g.g2, rows * rows, rec, None, recs)
     }
 
+    /// ||dL/dE||^2 of the token (and position) embedding tables' lookups:
+    /// a table's gradient row for a key is the sum of the stream gradient's
+    /// rows with that key, so its squared norm is the sum of dx dx^T over
+    /// the pairs of rows that share the key.
+    fn embedding_grads(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        bufs: &Bufs,
+        tokens: &Tokens,
+        layout: &PassLayout,
+    ) -> Result<()> {
+        let (rows, e) = (tokens.rows(), self.m.cfg.hidden);
+        let red = self.gpu.kernels(Activation::Linear)?;
+        self.gram(batch, &g.dx, e, 0, e, rows, &g.g2)?;
+        let groups = ew_groups(self.ctx(), rows * rows)?;
+        let p = |heads| TfParams {
+            rows: rows as u32,
+            seq: tokens.seq as u32,
+            heads,
+            ..TfParams::default()
+        };
+        let names = &self.m.names;
+        if let Some(pos) = &names.pos {
+            self.ew(batch, &self.k.copy, &[&g.g2, &g.g1], rows * rows)?;
+            Self::push(batch, &self.k.same_key, &p(1), &[&g.g1, &bufs.tok], groups);
+            let rec = layout.rec(&format!("dE:{pos}"));
+            red.reduce(batch, &g.g1, rows * rows, rec, None, &bufs.recs)?;
+        }
+        Self::push(batch, &self.k.same_key, &p(0), &[&g.g2, &bufs.tok], groups);
+        let rec = layout.rec(&format!("dE:{}", names.tok));
+        red.reduce(batch, &g.g2, rows * rows, rec, None, &bufs.recs)
+    }
+
     /// `dx += norm'(x)^T dy` for a block norm.
     fn norm_bwd(
         &self,
@@ -1101,6 +1137,7 @@ pub fn run_chunked(
             backward_block(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
             step(&mut batch)?;
         }
+        pass.embedding_grads(&mut batch, g, &bufs, tokens, &layout)?;
     }
     let mut enc = ctx
         .device()

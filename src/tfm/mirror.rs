@@ -536,6 +536,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                 &mut raw.recs,
             )?;
         }
+        embedding_grads::<A>(m, &dx, tokens, (layout, &mut raw.recs));
     }
     Ok(raw)
 }
@@ -612,6 +613,34 @@ fn norm_grads<A: Arith>(
     }
     let rec = layout.rec(&format!("dg:{weight}"));
     reduce::<A>(&gram::<A>(&xhat, rows, e), None, recs, rec);
+}
+
+/// The embedding tables' ||dL/dE||^2 as the device forms them: dx dx^T
+/// kept where two rows share the position (then the token id), summed.
+fn embedding_grads<A: Arith>(
+    m: &Model,
+    dx: &[f32],
+    tokens: &Tokens,
+    (layout, recs): (&PassLayout, &mut [u32]),
+) {
+    let (rows, e, seq) = (
+        tokens.rows() as usize,
+        m.cfg.hidden as usize,
+        tokens.seq as usize,
+    );
+    let g = gram::<A>(dx, rows, e);
+    let kept = |same: &dyn Fn(usize, usize) -> bool| -> Vec<f32> {
+        (0..rows * rows)
+            .map(|i| if same(i / rows, i % rows) { g[i] } else { 0.0 })
+            .collect()
+    };
+    if let Some(pos) = &m.names.pos {
+        let p = kept(&|r, s| r % seq == s % seq);
+        reduce::<A>(&p, None, recs, layout.rec(&format!("dE:{pos}")));
+    }
+    let ids = &tokens.ids;
+    let t = kept(&|r, s| ids[r] == ids[s]);
+    reduce::<A>(&t, None, recs, layout.rec(&format!("dE:{}", m.names.tok)));
 }
 
 /// ||X^T dY||^2 as the device forms it: the Gram matrices, multiplied

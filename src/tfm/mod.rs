@@ -955,6 +955,10 @@ impl PassLayout {
             if cfg.head && logit_rows == rows {
                 push("dW:head".into(), records(g), g);
             }
+            push(format!("dE:{}", m.names.tok), records(g), g);
+            if let Some(pos) = &m.names.pos {
+                push(format!("dE:{pos}"), records(g), g);
+            }
             for (weight, bias) in m.names.all_norms() {
                 push(format!("dg:{weight}"), records(g), g);
                 if let Some(bias) = bias {
@@ -1142,6 +1146,11 @@ pub struct GradStats {
     pub head: Option<f64>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,
+    /// The token embedding table's (and the learned position table's)
+    /// gradient through the lookup: a row's gradient is the sum of the
+    /// stream gradient's rows at that token (position). A tied table's
+    /// lookup share only ([`GradStats::head`] is the head's).
+    pub embeddings: Vec<ParamGrad>,
     /// Every norm's weight (the gain gamma: its gradient is the column sums
     /// of the output gradient times the normalized input), in pass order.
     pub norm_gains: Vec<ParamGrad>,
@@ -1279,7 +1288,15 @@ pub fn fold(
                 norm_biases.extend(param("db:", b)?);
             }
         }
+        let embeddings = std::iter::once(&names.tok)
+            .chain(names.pos.as_ref())
+            .map(|t| param("dE:", t))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         Some(GradStats {
+            embeddings,
             norm_gains,
             norm_biases,
             stream_out: norm("d.final")?,
