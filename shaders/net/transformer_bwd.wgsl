@@ -72,9 +72,10 @@ fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 }
 
 // The mean loss's gradient in place over a logits block t1 ([rows, width],
-// global rows row0 ..): (softmax - onehot(next token)) / N, N = inv_n's
-// reciprocal, from the row's largest logit and sum in t2 (3 words a row, as
-// lm_loss wrote them); rows at a sequence's last position get 0. t3: ids.
+// global rows row0 .., vocabulary columns lo ..): (softmax - onehot(next
+// token)) / N, N = inv_n's reciprocal, from the row's largest logit and sum
+// in t2 (3 words a row, as lm_loss wrote them); rows at a sequence's last
+// position get 0. t3: ids.
 @compute @workgroup_size(EW_WG)
 fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -91,7 +92,7 @@ fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let m = t2[3u * gr];
     let inv = recip_ge1(t2[3u * gr + 1u]);
     let p = opaque(exp_neg(t1[i] - m) * inv);
-    let one = select(0.0, 1.0, c == bitcast<u32>(t3[gr + 1u]));
+    let one = select(0.0, 1.0, ep.lo + c == bitcast<u32>(t3[gr + 1u]));
     t1[i] = (p - one) * ep.inv_n;
 }
 

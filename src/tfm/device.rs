@@ -473,9 +473,24 @@ impl Pass<'_> {
         &self,
         batch: &mut Batch,
         form: GemmForm,
+        mnk: (u64, u64, u64),
+        a: (&wgpu::Buffer, u64, u64),
+        (b, ldb): (&wgpu::Buffer, u64),
+        c: (&wgpu::Buffer, u64, u64),
+        accumulate: bool,
+    ) -> Result<()> {
+        self.gemm_at(batch, form, mnk, a, (b, ldb, 0), c, accumulate)
+    }
+
+    /// [`Pass::gemm_raw`] with B read from `b_off`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_at(
+        &self,
+        batch: &mut Batch,
+        form: GemmForm,
         (m, n, k): (u64, u64, u64),
         (a, lda, a_off): (&wgpu::Buffer, u64, u64),
-        (b, ldb): (&wgpu::Buffer, u64),
+        (b, ldb, b_off): (&wgpu::Buffer, u64, u64),
         (c, ldc, c_off): (&wgpu::Buffer, u64, u64),
         accumulate: bool,
     ) -> Result<()> {
@@ -487,7 +502,7 @@ impl Pass<'_> {
             ldb: ldb as u32,
             ldc: ldc as u32,
             a_off: a_off as u32,
-            b_off: 0,
+            b_off: b_off as u32,
             c_off: c_off as u32,
             accumulate: u32::from(accumulate),
             ..GemmParams::default()
@@ -507,6 +522,18 @@ impl Pass<'_> {
         rows: u64,
         g: &wgpu::Buffer,
     ) -> Result<()> {
+        self.gram_acc(batch, (a, lda, col, width), rows, g, false)
+    }
+
+    /// [`Pass::gram`], added to `g` with `accumulate`.
+    fn gram_acc(
+        &self,
+        batch: &mut Batch,
+        (a, lda, col, width): (&wgpu::Buffer, u64, u64, u64),
+        rows: u64,
+        g: &wgpu::Buffer,
+        accumulate: bool,
+    ) -> Result<()> {
         let p = GemmParams {
             m: rows as u32,
             n: rows as u32,
@@ -517,7 +544,7 @@ impl Pass<'_> {
             a_off: col as u32,
             b_off: col as u32,
             c_off: 0,
-            accumulate: 0,
+            accumulate: u32::from(accumulate),
             ..GemmParams::default()
         };
         self.record_split(batch, GemmForm::Nt, p, a, a, g)
@@ -614,6 +641,75 @@ impl Pass<'_> {
         self.gram(batch, scratch, e, 0, e, rows, &g.g2)?;
         let rec = layout.rec(&format!("dg:{weight}"));
         red.reduce(batch, &g.g2, rows * rows, rec, None, recs)
+    }
+
+    /// ||dL/dW_head||^2 when the logits ran in row blocks: dY dY^T summed
+    /// over vocabulary column blocks of every row (the logits of a block
+    /// recomputed from the final norm's output and turned into the loss's
+    /// gradient with the rows' largest logit and sum the loss kept), each
+    /// block as many columns as `logits` holds for every row; then, as for
+    /// every weight, its element-wise product with X X^T, summed.
+    #[allow(clippy::too_many_arguments)]
+    fn head_grad_by_columns(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        bufs: &Bufs,
+        logits: &wgpu::Buffer,
+        head: &str,
+        tokens: &Tokens,
+        layout: &PassLayout,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        let (rows, e) = (tokens.rows(), c.hidden);
+        let per = (layout.logit_rows * c.vocab / rows).max(1);
+        let targets = tokens.batch * (tokens.seq - 1);
+        let mut first = true;
+        for (v0, nv, chunk) in &self.tensor(head)?.chunks {
+            let (v0, nv) = (*v0, *nv);
+            let mut c0 = 0;
+            while c0 < nv {
+                let nc = per.min(nv - c0);
+                self.gemm_at(
+                    batch,
+                    GemmForm::Nt,
+                    (rows, nc, e),
+                    (&bufs.hn, e, 0),
+                    (chunk, e, c0 * e),
+                    (logits, nc, 0),
+                    false,
+                )?;
+                let p = TfParams {
+                    rows: rows as u32,
+                    row0: 0,
+                    width: nc as u32,
+                    seq: tokens.seq as u32,
+                    lo: (v0 + c0) as u32,
+                    inv_n: (1.0 / targets.max(1) as f64) as f32,
+                    ..TfParams::default()
+                };
+                Self::push(
+                    batch,
+                    &self.k.dlogits,
+                    &p,
+                    &[logits, &bufs.loss_rows, &bufs.tok],
+                    ew_groups(self.ctx(), rows * nc)?,
+                );
+                self.gram_acc(batch, (logits, nc, 0, nc), rows, &g.g2, !first)?;
+                first = false;
+                c0 += nc;
+            }
+        }
+        self.gram(batch, &bufs.hn, e, 0, e, rows, &g.g1)?;
+        self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
+        self.gpu.kernels(Activation::Linear)?.reduce(
+            batch,
+            &g.g1,
+            rows * rows,
+            layout.rec("dW:head"),
+            None,
+            &bufs.recs,
+        )
     }
 
     /// ||dL/dE||^2 of the token (and position) embedding tables' lookups:
@@ -1088,7 +1184,7 @@ pub fn run_chunked(
                     &[&logits, &bufs.loss_rows, &bufs.tok],
                     ew_groups(ctx, nr * v)?,
                 );
-                if layout.has("dW:head") {
+                if layout.has("dW:head") && layout.logit_rows >= rows {
                     pass.weight_grad(
                         &mut batch,
                         g,
@@ -1113,6 +1209,12 @@ pub fn run_chunked(
             }
             step(&mut batch)?;
             r0 += nr;
+        }
+        if let Some(g) = grads.as_ref().filter(|_| layout.logit_rows < rows) {
+            if layout.has("dW:head") {
+                pass.head_grad_by_columns(&mut batch, g, &bufs, &logits, head, tokens, &layout)?;
+                step(&mut batch)?;
+            }
         }
     }
     if let (Some(g), None) = (&grads, &n.head) {

@@ -496,8 +496,8 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             rec += crate::net::mirror::records((nr * v) as u64);
             lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
             if layout.backward {
-                dlogits::<A>(&mut logits, v, r0, tokens, &raw.loss, inv_count);
-                if layout.has("dW:head") {
+                dlogits::<A>(&mut logits, v, (r0, 0), tokens, &raw.loss, inv_count);
+                if layout.has("dW:head") && blk >= rows {
                     weight_grad::<A>(
                         (&xf, e),
                         (&logits, v),
@@ -516,6 +516,16 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                 );
             }
             r0 += nr;
+        }
+        if layout.backward && blk < rows && layout.has("dW:head") {
+            let chunks = layout.chunks(v as u64, e as u64);
+            head_grad_by_columns::<A>(
+                (&xf, w_head, &chunks),
+                (blk * v, e, inv_count),
+                tokens,
+                &raw.loss,
+                (layout.rec("dW:head"), &mut raw.recs),
+            );
         }
     }
     if layout.backward {
@@ -663,11 +673,48 @@ fn weight_grad<A: Arith>(
     }
 }
 
+/// The head's ||dW||^2 by vocabulary column blocks, as the device forms it
+/// when the logits ran in row blocks: per storage chunk of the head, blocks
+/// of as many columns as `cap` floats hold for every row; each block's
+/// logits, their loss gradient and its Gram matrix, added up; then the
+/// element-wise product with X X^T, summed.
+fn head_grad_by_columns<A: Arith>(
+    (xf, w_head, chunks): (&[f32], &[f32], &[(usize, usize)]),
+    (cap, e, inv_count): (usize, usize, f32),
+    tokens: &Tokens,
+    loss: &[u32],
+    (rec, recs): (u64, &mut [u32]),
+) {
+    let rows = tokens.rows() as usize;
+    let per = (cap / rows).max(1);
+    let mut g2 = vec![0f32; rows * rows];
+    let mut first = true;
+    for &(v0, nv) in chunks {
+        let mut c0 = 0;
+        while c0 < nv {
+            let nc = per.min(nv - c0);
+            let w = &w_head[(v0 + c0) * e..(v0 + c0 + nc) * e];
+            let mut logits = vec![0f32; rows * nc];
+            chain_k::<A>(rows, nc, e, xf, &transpose(w, nc, e), &mut logits, false);
+            dlogits::<A>(&mut logits, nc, (0, v0 + c0), tokens, loss, inv_count);
+            let t = transpose(&logits, rows, nc);
+            chain_k::<A>(rows, rows, nc, &logits, &t, &mut g2, !first);
+            first = false;
+            c0 += nc;
+        }
+    }
+    let mut g1 = gram::<A>(xf, rows, e);
+    for (a, b) in g1.iter_mut().zip(&g2) {
+        *a *= b;
+    }
+    reduce::<A>(&g1, None, recs, rec);
+}
+
 /// The `dlogits` kernel over a block of rows from `row0`.
 fn dlogits<A: Arith>(
     logits: &mut [f32],
     v: usize,
-    row0: usize,
+    (row0, col0): (usize, usize),
     tokens: &Tokens,
     loss: &[u32],
     inv_count: f32,
@@ -684,7 +731,7 @@ fn dlogits<A: Arith>(
         let target = tokens.ids[gr + 1] as usize;
         for (j, l) in row.iter_mut().enumerate() {
             let p = exp_neg::<A>(*l - mx) * inv;
-            let one = if j == target { 1.0 } else { 0.0 };
+            let one = if col0 + j == target { 1.0 } else { 0.0 };
             *l = (p - one) * inv_count;
         }
     }

@@ -952,7 +952,10 @@ impl PassLayout {
         if backward {
             let g = rows * rows;
             push("d.final".into(), records(e), e);
-            if cfg.head && logit_rows == rows {
+            // With the logits in row blocks, the head's gradient is taken
+            // by vocabulary column blocks of all rows instead, each at most
+            // as large as the logits buffer.
+            if cfg.head && logit_rows * cfg.vocab >= rows {
                 push("dW:head".into(), records(g), g);
             }
             push(format!("dE:{}", m.names.tok), records(g), g);
@@ -1141,8 +1144,8 @@ pub struct ParamGrad {
 pub struct GradStats {
     /// ||dL/dx|| for the stream leaving the last block.
     pub stream_out: f64,
-    /// ||dL/dW|| of the LM head (None where the logits ran in several row
-    /// blocks); a tied head's share only.
+    /// ||dL/dW|| of the LM head (a tied head's share only); None only where
+    /// not even one logit column of every row fits the logits buffer.
     pub head: Option<f64>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,
