@@ -15,11 +15,12 @@ fn tiny(json: &str) -> hf::HfModel {
 /// Tiny GPT-2 (LayerNorm, GELU, learned positions, tied head).
 pub const GPT2: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
   "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 40, "vocab_size": 97}"#;
-/// Tiny Llama (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head).
+/// Tiny Llama (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head,
+/// padding token 0).
 pub const LLAMA: &str = r#"{"model_type": "llama", "architectures": ["LlamaForCausalLM"],
   "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
   "num_key_value_heads": 2, "intermediate_size": 96, "vocab_size": 101,
-  "rope_theta": 10000.0, "rms_norm_eps": 1e-6}"#;
+  "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "pad_token_id": 0}"#;
 /// Tiny Qwen2 (q/k/v biases, tied head).
 pub const QWEN2: &str = r#"{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
   "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -54,6 +55,9 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
     for (name, cfg, init, batch, seq) in [
         ("gpt2", GPT2, InitRule::Reference, 2, 9),
         ("gpt2 naive", GPT2, InitRule::Naive(1.0), 3, 7),
+        // 90 rows: chunked, each head chunk (8 vocabulary rows) is cut into
+        // several column blocks of the head's gradient.
+        ("gpt2 long", GPT2, InitRule::Reference, 3, 30),
         ("llama", LLAMA, InitRule::Reference, 2, 11),
         ("qwen2", QWEN2, InitRule::He { depth: true }, 1, 13),
         ("mistral", MISTRAL, InitRule::Reference, 2, 12),
@@ -77,6 +81,16 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         );
         let g = s.grads.as_ref().expect("gradients");
         assert!(g.blocks.iter().all(|b| b.stream_in > 0.0), "{name}: {g:?}");
+        // Every parameter's gradient norm was written (a record neither side
+        // wrote would read 0 on both): tables, every norm's gain, and
+        // LayerNorm's biases (RMSNorm has none).
+        let positive = |p: &[tfm::ParamGrad]| !p.is_empty() && p.iter().all(|p| p.norm > 0.0);
+        assert!(positive(&g.embeddings), "{name}: {g:?}");
+        assert_eq!(g.norm_gains.len() as u64, 2 * m.cfg.layers + 1, "{name}");
+        assert!(positive(&g.norm_gains), "{name}: {g:?}");
+        let layer_norm = m.cfg.norm == tfm::NormKind::Layer;
+        assert_eq!(positive(&g.norm_biases), layer_norm, "{name}: {g:?}");
+        assert_eq!(g.head.is_some(), m.cfg.head, "{name}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
         if name == "big vocabulary" {

@@ -337,6 +337,9 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
     tok = p + ("wte.weight" if kind == "gpt2" else "embed_tokens.weight")
     table = np.zeros((w[tok].shape[0], e))
     np.add.at(table, ids.reshape(-1), flat(dx))
+    pad = cfg.get("pad_token_id") if kind != "gpt2" else None
+    if pad is not None:
+        table[pad] = 0.0  # nn.Embedding(padding_idx=pad): no gradient for that row
     emb[tok] = fro(table)
     if kind == "gpt2":
         table = np.zeros((w[p + "wpe.weight"].shape[0], e))
@@ -405,6 +408,10 @@ def check(config, ckdir, tokens, report):
 if __name__ == "__main__":
     if sys.argv[1] == "tokens":
         out, b, t, vocab, seed = sys.argv[2], *map(int, sys.argv[3:7])
-        np.save(out, np.random.default_rng(seed).integers(0, vocab, size=(b, t), dtype=np.int64))
+        ids = np.random.default_rng(seed).integers(0, vocab, size=(b, t), dtype=np.int64)
+        # Token 0 (the tiny Llama config's pad_token_id) at two positions
+        # that are not a sequence's last, so the padding row is exercised.
+        ids[0, 1] = ids[1, 4] = 0
+        np.save(out, ids)
     else:
         check(*sys.argv[2:6])

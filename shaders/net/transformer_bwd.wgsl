@@ -42,9 +42,11 @@ fn swiglu_to(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
 
 // Keeps t1[i] of a rows x rows Gram matrix (i = r rows + s, rows = ep.rows)
 // where rows r and s share a key and zeroes it elsewhere: the token id (t2,
-// one u32 word a row) with ep.heads = 0, the position (row % seq) with
-// ep.heads = 1. What is left sums to the squared norm of an embedding
-// table's gradient, whose row for a key is the sum of that key's rows.
+// one u32 word a row) with ep.heads = 0, except the padding id ep.hi - 1
+// (ep.hi = 0: none), whose embedding row gets no gradient; the position
+// (row % seq) with ep.heads = 1. What is left sums to the squared norm of
+// an embedding table's gradient, whose row for a key is the sum of that
+// key's rows.
 @compute @workgroup_size(EW_WG)
 fn same_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -57,7 +59,8 @@ fn same_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     if (ep.heads == 1u) {
         same = r % ep.seq == s % ep.seq;
     } else if (r < arrayLength(&t2) && s < arrayLength(&t2)) {
-        same = bitcast<u32>(t2[r]) == bitcast<u32>(t2[s]);
+        let id = bitcast<u32>(t2[r]);
+        same = id == bitcast<u32>(t2[s]) && (ep.hi == 0u || id != ep.hi - 1u);
     }
     if (!same) { t1[i] = 0.0; }
 }

@@ -732,6 +732,8 @@ impl Pass<'_> {
             rows: rows as u32,
             seq: tokens.seq as u32,
             heads,
+            // The padding token plus one (0: none); ids are below 2^32 - 1.
+            hi: self.m.cfg.pad.map_or(0, |t| t as u32 + 1),
             ..TfParams::default()
         };
         let names = &self.m.names;

@@ -648,8 +648,8 @@ fn embedding_grads<A: Arith>(
         let p = kept(&|r, s| r % seq == s % seq);
         reduce::<A>(&p, None, recs, layout.rec(&format!("dE:{pos}")));
     }
-    let ids = &tokens.ids;
-    let t = kept(&|r, s| ids[r] == ids[s]);
+    let (ids, pad) = (&tokens.ids, m.cfg.pad);
+    let t = kept(&|r, s| ids[r] == ids[s] && pad != Some(u64::from(ids[r])));
     reduce::<A>(&t, None, recs, layout.rec(&format!("dE:{}", m.names.tok)));
 }
 

@@ -101,6 +101,9 @@ pub struct TfmConfig {
     pub score_scale: f32,
     /// Whether the model has an LM head (logits and loss are measured).
     pub head: bool,
+    /// The token embedding's `padding_idx` (`pad_token_id`), whose row gets
+    /// no gradient, as in PyTorch's `nn.Embedding`.
+    pub pad: Option<u64>,
 }
 
 fn unsupported(what: impl Into<String>) -> Error {
@@ -222,6 +225,7 @@ impl TfmConfig {
             window,
             score_scale,
             head: m.has_head(),
+            pad: d.pad,
         })
     }
 
@@ -1129,10 +1133,10 @@ pub struct BlockGrads {
     pub weights: Vec<WeightGrad>,
 }
 
-/// A norm parameter's gradient norm.
+/// A parameter tensor's gradient norm.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParamGrad {
-    /// The tensor (a norm's weight or bias).
+    /// The tensor (a norm's weight or bias, an embedding table).
     pub name: String,
     /// ||dL/dp||.
     pub norm: f64,
@@ -1151,14 +1155,15 @@ pub struct GradStats {
     pub blocks: Vec<BlockGrads>,
     /// The token embedding table's (and the learned position table's)
     /// gradient through the lookup: a row's gradient is the sum of the
-    /// stream gradient's rows at that token (position). A tied table's
-    /// lookup share only ([`GradStats::head`] is the head's).
+    /// stream gradient's rows at that token (position); the padding token's
+    /// row gets none. A tied table's lookup share only ([`GradStats::head`]
+    /// is the head's).
     pub embeddings: Vec<ParamGrad>,
     /// Every norm's weight (the gain gamma: its gradient is the column sums
-    /// of the output gradient times the normalized input), in pass order.
+    /// of the output gradient times the normalized input), in forward order.
     pub norm_gains: Vec<ParamGrad>,
     /// Every norm's bias (LayerNorm's beta, whose gradient is the column
-    /// sums of the output gradient; RMSNorm has none), in pass order.
+    /// sums of the output gradient; RMSNorm has none), in forward order.
     pub norm_biases: Vec<ParamGrad>,
 }
 
