@@ -700,16 +700,8 @@ impl Pass<'_> {
                 c0 += nc;
             }
         }
-        self.gram(batch, &bufs.hn, e, 0, e, rows, &g.g1)?;
-        self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
-        self.gpu.kernels(Activation::Linear)?.reduce(
-            batch,
-            &g.g1,
-            rows * rows,
-            layout.rec("dW:head"),
-            None,
-            &bufs.recs,
-        )
+        let rec = layout.rec("dW:head");
+        self.gram_product(batch, g, (&bufs.hn, e, 0, e), rows, (rec, &bufs.recs))
     }
 
     /// ||dL/dE||^2 of the token (and position) embedding tables' lookups:
@@ -899,17 +891,38 @@ impl Pass<'_> {
         (rec, bias_rec): (u64, Option<u64>),
         recs: &wgpu::Buffer,
     ) -> Result<()> {
-        self.gram(batch, x, ldx, xcol, xw, rows, &g.g1)?;
         self.gram(batch, dy, ldy, ycol, yw, rows, &g.g2)?;
-        self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
-        let red = self.gpu.kernels(Activation::Linear)?;
-        red.reduce(batch, &g.g1, rows * rows, rec, None, recs)?;
+        self.gram_product(batch, g, (x, ldx, xcol, xw), rows, (rec, recs))?;
         // The bias's gradient is dY's column sums: ||db||^2 = sum(dY dY^T),
         // the sum of the second Gram matrix (the product above left it).
         match bias_rec {
-            Some(b) => red.reduce(batch, &g.g2, rows * rows, b, None, recs),
+            Some(b) => self.gpu.kernels(Activation::Linear)?.reduce(
+                batch,
+                &g.g2,
+                rows * rows,
+                b,
+                None,
+                recs,
+            ),
             None => Ok(()),
         }
+    }
+
+    /// ||X^T dY||^2 with dY dY^T already in `g.g2`: X X^T into `g.g1`, the
+    /// two multiplied element by element, summed into the records at `rec`.
+    fn gram_product(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        (x, ldx, xcol, xw): (&wgpu::Buffer, u64, u64, u64),
+        rows: u64,
+        (rec, recs): (u64, &wgpu::Buffer),
+    ) -> Result<()> {
+        self.gram(batch, x, ldx, xcol, xw, rows, &g.g1)?;
+        self.ew(batch, &self.k.hadamard, &[&g.g1, &g.g2], rows * rows)?;
+        self.gpu
+            .kernels(Activation::Linear)?
+            .reduce(batch, &g.g1, rows * rows, rec, None, recs)
     }
 }
 

@@ -662,15 +662,26 @@ fn weight_grad<A: Arith>(
     recs: &mut [u32],
     (rec, bias_rec): (u64, Option<u64>),
 ) {
-    let mut g1 = gram::<A>(x, rows, xw);
     let g2 = gram::<A>(dy, rows, yw);
-    for (a, b) in g1.iter_mut().zip(&g2) {
-        *a *= b;
-    }
-    reduce::<A>(&g1, None, recs, rec);
+    gram_product::<A>((x, xw), &g2, rows, (rec, recs));
     if let Some(b) = bias_rec {
         reduce::<A>(&g2, None, recs, b);
     }
+}
+
+/// ||X^T dY||^2 from dY dY^T (`g2`) as the device forms it: X X^T, the two
+/// multiplied element by element, reduced into the records from `rec`.
+fn gram_product<A: Arith>(
+    (x, xw): (&[f32], usize),
+    g2: &[f32],
+    rows: usize,
+    (rec, recs): (u64, &mut [u32]),
+) {
+    let mut g1 = gram::<A>(x, rows, xw);
+    for (a, b) in g1.iter_mut().zip(g2) {
+        *a *= b;
+    }
+    reduce::<A>(&g1, None, recs, rec);
 }
 
 /// The head's ||dW||^2 by vocabulary column blocks, as the device forms it
@@ -703,11 +714,7 @@ fn head_grad_by_columns<A: Arith>(
             c0 += nc;
         }
     }
-    let mut g1 = gram::<A>(xf, rows, e);
-    for (a, b) in g1.iter_mut().zip(&g2) {
-        *a *= b;
-    }
-    reduce::<A>(&g1, None, recs, rec);
+    gram_product::<A>((xf, e), &g2, rows, (rec, recs));
 }
 
 /// The `dlogits` kernel over a block of rows from `row0`.
