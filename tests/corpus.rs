@@ -638,8 +638,8 @@ fn every_numeric_flag_names_its_range_for_any_bad_value() {
         (
             vec!["forward", "--preset", "gpt2"],
             "--seq",
-            "2 to 65536",
-            vec!["-1", "1", "65537"],
+            "2 to 4096",
+            vec!["-1", "1", "4097"],
         ),
         (vec!["sweep"], "--depth", "1 to 100000", vec!["-1", "0"]),
         (vec!["sweep"], "--width", "1 to 2^30", vec!["-1", "0"]),

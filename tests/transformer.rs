@@ -355,7 +355,7 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         (
             write("ok.json", &gpt2("")),
             vec!["--seq", "0"],
-            "'--seq <SEQ>': must be an integer from 2 to 65536",
+            "'--seq <SEQ>': must be an integer from 2 to 4096",
         ),
         (
             write("ok2.json", &gpt2("")),
@@ -364,8 +364,8 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         ),
         (
             write("ok3.json", &llama("")),
-            vec!["--seq", "4096"],
-            "2048 keys",
+            vec!["--seq", "4097"],
+            "'--seq <SEQ>': must be an integer from 2 to 4096",
         ),
         (
             write(

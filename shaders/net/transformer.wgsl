@@ -26,7 +26,8 @@ struct TfParams {
     // Sequence length (position = row % seq).
     seq: u32,
     // Attention: heads, key/value heads, head width, the q/k/v buffer's row
-    // stride and the column where q, k and v start; norms: flags.
+    // stride and the column where q, k and v start (an attention tile: rows
+    // row0 .. row0 + seq, `width` heads from head q_col); norms: flags.
     heads: u32,
     kv_heads: u32,
     head_dim: u32,
@@ -226,23 +227,10 @@ fn rope(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     t1[b_at] = fma(b, c, a * s);
 }
 
-// Keys one attention row may see: their scores are held in workgroup memory.
-const MAX_KEYS: u32 = 2048u;
 // Lanes of an attention workgroup.
 const ATT_WG: u32 = 64u;
-var<workgroup> att_s: array<f32, MAX_KEYS>;
 var<workgroup> att_a: array<f32, ATT_WG>;
 var<workgroup> att_b: array<f32, ATT_WG>;
-
-// Score of query row r against key row j of head h (kv head g): the
-// ascending-d fma chain of q . k, times the scale.
-fn score(r: u32, j: u32, h: u32, g: u32) -> f32 {
-    let q = r * ep.ld + ep.q_col + h * ep.head_dim;
-    let k = j * ep.ld + ep.k_col + g * ep.head_dim;
-    var s = 0.0;
-    for (var d = 0u; d < ep.head_dim; d++) { s = fma(t1[q + d], t1[k + d], s); }
-    return opaque(s * ep.inv_n);
-}
 
 // The halving tree over att_a (sums, or maxima with `is_max`) and att_b (sums).
 fn att_tree(l: u32, is_max: bool) {
@@ -271,38 +259,45 @@ fn key_range(r: u32) -> vec2<u32> {
     return vec2<u32>(j0, r + 1u - j0);
 }
 
-// Causal multi-head attention (grouped-query when kv_heads < heads; a
-// sliding window of `lo` keys when lo > 0), one workgroup of ATT_WG lanes per
-// (row, head): t1 = q|k|v rows (stride ld, columns q_col, k_col, v_col), t2 =
-// the output [rows, heads * head_dim], t3 = per-row softmax sums: words hi +
-// 3 (row * heads + h) get S = sum_j e^(s_j - m), A = sum_j e^(s_j - m)
-// (s_j - m) and the largest score m (the backward pass recomputes the
-// probabilities from m and S), from which the host computes the row's entropy ln S - A / S and
-// its largest probability 1 / S. Lane l scores keys l, l + ATT_WG, ... and
-// folds them in order; the lanes are combined by the halving tree; output
-// element d is the ascending-key chain of fma(e_j / S, v_j[d], acc).
+// Attention works on tiles: one sequence (rows row0 .. row0 + seq) and a
+// group of `width` query heads starting at head q_col. The GEMM variants
+// fill t1 with the tile's raw scores q_t . k_u (each the ascending-d fma
+// chain), [width][seq][seq] (head, query t, key u), and attention's
+// products run through them too (P V, dS K, ...), every chain over all the
+// sequence's keys (or queries) in ascending order, the masked ones with
+// probability exactly 0 -- the math path of PyTorch's attention.
+
+// The softmax of the scores, in place, one workgroup of ATT_WG lanes per
+// (head, query row) of the tile: the scaled score s_u = opaque(raw * scale)
+// of each key the row sees, e_u = e^(s_u - m) for the largest m, and the row
+// of probabilities e_u / S (0 for the keys it does not see). t2 words hi + 3
+// (r * heads + h) get S = sum_u e_u, A = sum_u e_u (s_u - m) and m (the
+// backward pass recomputes the probabilities from m and S), from which the
+// host computes the row's entropy ln S - A / S and its largest probability
+// 1 / S. Lane l folds keys l, l + ATT_WG, ... of the row's range in order;
+// the lanes are combined by the halving tree. Every element a lane writes it
+// alone reads.
 @compute @workgroup_size(ATT_WG)
-fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-             @builtin(num_workgroups) nwg: vec3<u32>) {
+fn att_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = wid.y * nwg.x + wid.x;
     let l = lid.x;
-    let hd = ep.head_dim;
-    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
-    let r = idx / ep.heads;
-    let h = idx % ep.heads;
-    let g = h / (ep.heads / ep.kv_heads);
+    let n = ep.seq;
+    if (n == 0u || idx >= ep.width * n || ep.q_col + ep.width > ep.heads) { return; }
+    let t = idx % n;
+    let r = ep.row0 + t;
     let kr = key_range(r);
-    let j0 = kr.x;
+    // The row's first key, counted from the tile's first row.
+    let j0 = kr.x - ep.row0;
     let keys = kr.y;
-    if (keys > MAX_KEYS || r * ep.ld + ep.v_col + (g + 1u) * hd > arrayLength(&t1)
-        || r * ep.ld + ep.q_col + (h + 1u) * hd > arrayLength(&t1)
-        || (r * ep.heads + h + 1u) * hd > arrayLength(&t2)
-        || ep.hi + 3u * (r * ep.heads + h) + 3u > arrayLength(&t3)) { return; }
+    let base = idx * n;
+    let a = ep.hi + 3u * (r * ep.heads + ep.q_col + idx / n);
+    if (base + n > arrayLength(&t1) || a + 3u > arrayLength(&t2)) { return; }
     // -inf: a row of NaN scores has no largest one.
     var m = bitcast<f32>(0xff800000u);
     for (var i = l; i < keys; i += ATT_WG) {
-        let s = score(r, j0 + i, h, g);
-        att_s[i] = s;
+        let s = opaque(t1[base + j0 + i] * ep.inv_n);
+        t1[base + j0 + i] = s;
         m = select(m, s, s > m);
     }
     att_a[l] = m;
@@ -312,9 +307,9 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     var sum = 0.0;
     var ent = 0.0;
     for (var i = l; i < keys; i += ATT_WG) {
-        let z = att_s[i] - mx;
+        let z = t1[base + j0 + i] - mx;
         let e = exp_neg(z);
-        att_s[i] = e;
+        t1[base + j0 + i] = e;
         sum = sum + e;
         ent = fma(e, z, ent);
     }
@@ -323,19 +318,17 @@ fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id
     att_tree(l, false);
     let total = att_a[0];
     let inv = recip_ge1(total);
-    let o = (r * ep.heads + h) * hd;
-    for (var d = l; d < hd; d += ATT_WG) {
-        var acc = 0.0;
-        for (var i = 0u; i < keys; i++) {
-            acc = fma(att_s[i] * inv, t1[(j0 + i) * ep.ld + ep.v_col + g * hd + d], acc);
-        }
-        t2[o + d] = acc;
+    // Key j0 + i for i < n - j0, then the keys before j0 (i - (n - j0)):
+    // lane l reads only what it wrote above.
+    for (var i = l; i < n; i += ATT_WG) {
+        var at = base + j0 + i;
+        if (i >= n - j0) { at = base + i - (n - j0); }
+        t1[at] = select(0.0, t1[at] * inv, i < keys);
     }
     if (l == 0u) {
-        let a = ep.hi + 3u * (r * ep.heads + h);
-        t3[a] = total;
-        t3[a + 1u] = att_b[0];
-        t3[a + 2u] = mx;
+        t2[a] = total;
+        t2[a + 1u] = att_b[0];
+        t2[a + 2u] = mx;
     }
 }
 

@@ -168,93 +168,42 @@ fn att_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     t3[idx] = acc;
 }
 
-// The probability of key j for query row i of head h, recomputed from the
-// forward's largest score and sum (t3 words hi + 3 (i heads + h)).
-fn prob(i: u32, j: u32, h: u32, g: u32) -> f32 {
-    let a = ep.hi + 3u * (i * ep.heads + h);
-    return opaque(exp_neg(score(i, j, h, g) - t3[a + 2u]) * recip_ge1(t3[a]));
-}
-
-// dS_ij / scale-free part: p_ij (dO_i . v_j - D_i) times the scale: t2 = dO,
-// t4 = D.
-fn dscore(i: u32, j: u32, h: u32, g: u32) -> f32 {
-    let hd = ep.head_dim;
-    let o = (i * ep.heads + h) * hd;
-    let v = j * ep.ld + ep.v_col + g * hd;
-    var dp = 0.0;
-    for (var d = 0u; d < hd; d++) { dp = fma(t2[o + d], t1[v + d], dp); }
-    return opaque(prob(i, j, h, g) * (dp - t4[i * ep.heads + h]) * ep.inv_n);
-}
-
-// dq for (row r, head h): sum over its keys j (ascending) of dS_rj k_j; t1 =
-// q|k|v, t2 = dO, t3 = the forward's row sums, t4 = D, t5 = dq|dk|dv (the q
-// columns written). One workgroup of ATT_WG lanes per (row, head).
-@compute @workgroup_size(ATT_WG)
-fn att_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-          @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = wid.y * nwg.x + wid.x;
-    let l = lid.x;
-    let hd = ep.head_dim;
-    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
-    let r = idx / ep.heads;
-    let h = idx % ep.heads;
-    let g = h / (ep.heads / ep.kv_heads);
+// The backward pass's tile (see att_softmax): from the raw scores t1 and
+// the raw dO_t . v_u chains t2 ([width][seq][seq], as the GEMM variants
+// wrote them), with the forward's largest score and sum (t3 words hi + 3
+// (r * heads + h)) and D (t4, per (row, head)): the probability
+// p = e^(s - m) / S recomputed from the scaled score s, and the score's
+// gradient dS = p (dP - D) scale, into t1 and t2 in place and transposed
+// ([width][key][query]) into t5 and t6; both are 0 where the query does not
+// see the key. One invocation per element.
+@compute @workgroup_size(EW_WG)
+fn att_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let idx = flat(wid, lid, nwg);
+    let n = ep.seq;
+    if (n == 0u || idx >= ep.width * n * n || ep.q_col + ep.width > ep.heads
+        || idx >= arrayLength(&t1) || idx >= arrayLength(&t2)) { return; }
+    let hh = idx / (n * n);
+    let t = (idx / n) % n;
+    let u = idx % n;
+    let r = ep.row0 + t;
+    let h = ep.q_col + hh;
+    let tr = (hh * n + u) * n + t;
+    let a = ep.hi + 3u * (r * ep.heads + h);
+    if (tr >= arrayLength(&t5) || tr >= arrayLength(&t6) || a + 3u > arrayLength(&t3)
+        || r * ep.heads + h >= arrayLength(&t4)) { return; }
     let kr = key_range(r);
-    if (kr.y > MAX_KEYS || (r + 1u) * ep.ld > arrayLength(&t1) || (r + 1u) * ep.ld > arrayLength(&t5)
-        || (idx + 1u) * hd > arrayLength(&t2) || idx >= arrayLength(&t4)
-        || ep.hi + 3u * idx + 3u > arrayLength(&t3)) { return; }
-    for (var i = l; i < kr.y; i += ATT_WG) { att_s[i] = dscore(r, kr.x + i, h, g); }
-    workgroupBarrier();
-    for (var d = l; d < hd; d += ATT_WG) {
-        var acc = 0.0;
-        for (var i = 0u; i < kr.y; i++) {
-            acc = fma(att_s[i], t1[(kr.x + i) * ep.ld + ep.k_col + g * hd + d], acc);
-        }
-        t5[r * ep.ld + ep.q_col + h * hd + d] = acc;
+    var p = 0.0;
+    var ds = 0.0;
+    if (ep.row0 + u >= kr.x && ep.row0 + u < kr.x + kr.y) {
+        let s = opaque(t1[idx] * ep.inv_n);
+        p = opaque(exp_neg(s - t3[a + 2u]) * recip_ge1(t3[a]));
+        ds = opaque(p * (t2[idx] - t4[r * ep.heads + h]) * ep.inv_n);
     }
-}
-
-// dk and dv of key row j from query head h alone (the group's heads are
-// summed by group_sum): dv = sum_i p_ij dO_i, dk = sum_i dS_ij q_i over the
-// query rows i that see j, ascending. t5 = dk parts, t6 = dv parts, both
-// [rows, heads * head_dim]. One workgroup of ATT_WG lanes per (row, head).
-@compute @workgroup_size(ATT_WG)
-fn att_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-           @builtin(num_workgroups) nwg: vec3<u32>) {
-    let idx = wid.y * nwg.x + wid.x;
-    let l = lid.x;
-    let hd = ep.head_dim;
-    if (idx >= ep.rows * ep.heads || ep.kv_heads == 0u || ep.heads % ep.kv_heads != 0u) { return; }
-    let j = idx / ep.heads;
-    let h = idx % ep.heads;
-    let g = h / (ep.heads / ep.kv_heads);
-    let t = j % ep.seq;
-    var last = j - t + ep.seq - 1u;
-    if (ep.lo != 0u) { last = min(last, j + ep.lo - 1u); }
-    let nq = last + 1u - j;
-    if (nq > MAX_KEYS || (last + 1u) * ep.ld > arrayLength(&t1)
-        || (last + 1u) * ep.heads * hd > arrayLength(&t2) || (last + 1u) * ep.heads > arrayLength(&t4)
-        || ep.hi + 3u * ((last + 1u) * ep.heads) > arrayLength(&t3)
-        || (idx + 1u) * hd > arrayLength(&t5) || (idx + 1u) * hd > arrayLength(&t6)) { return; }
-    for (var i = l; i < nq; i += ATT_WG) { att_s[i] = prob(j + i, j, h, g); }
-    workgroupBarrier();
-    for (var d = l; d < hd; d += ATT_WG) {
-        var acc = 0.0;
-        for (var i = 0u; i < nq; i++) {
-            acc = fma(att_s[i], t2[((j + i) * ep.heads + h) * hd + d], acc);
-        }
-        t6[idx * hd + d] = acc;
-    }
-    workgroupBarrier();
-    for (var i = l; i < nq; i += ATT_WG) { att_s[i] = dscore(j + i, j, h, g); }
-    workgroupBarrier();
-    for (var d = l; d < hd; d += ATT_WG) {
-        var acc = 0.0;
-        for (var i = 0u; i < nq; i++) {
-            acc = fma(att_s[i], t1[(j + i) * ep.ld + ep.q_col + h * hd + d], acc);
-        }
-        t5[idx * hd + d] = acc;
-    }
+    t1[idx] = p;
+    t2[idx] = ds;
+    t5[tr] = p;
+    t6[tr] = ds;
 }
 
 // Sums the per-head parts t1 ([rows, heads * head_dim]) over each key/value

@@ -132,7 +132,7 @@ pub(crate) struct TfParams {
     pub rows: u32,
     /// Its first row.
     pub row0: u32,
-    /// Row width.
+    /// Row width; an attention tile's heads.
     pub width: u32,
     /// Always 0 (see [`EwParams::zero`]).
     pub zero: u32,
@@ -146,7 +146,7 @@ pub(crate) struct TfParams {
     pub head_dim: u32,
     /// Row stride of the q/k/v buffer.
     pub ld: u32,
-    /// Column of the first query head.
+    /// Column of the first query head; an attention tile's first head.
     pub q_col: u32,
     /// Column of the first key head.
     pub k_col: u32,

@@ -28,7 +28,7 @@ struct Kernels {
     gelu_to: wgpu::ComputePipeline,
     swiglu_to: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
-    attention: wgpu::ComputePipeline,
+    att_softmax: wgpu::ComputePipeline,
     lm_loss: wgpu::ComputePipeline,
     copy: wgpu::ComputePipeline,
     hadamard: wgpu::ComputePipeline,
@@ -37,8 +37,7 @@ struct Kernels {
     norm_bwd: wgpu::ComputePipeline,
     swiglu_bwd: wgpu::ComputePipeline,
     att_dot: wgpu::ComputePipeline,
-    att_dq: wgpu::ComputePipeline,
-    att_dkv: wgpu::ComputePipeline,
+    att_tile: wgpu::ComputePipeline,
     group_sum: wgpu::ComputePipeline,
 }
 
@@ -61,7 +60,7 @@ impl Kernels {
             gelu_to: p("gelu_to")?,
             swiglu_to: p("swiglu_to")?,
             rope: p("rope")?,
-            attention: p("attention")?,
+            att_softmax: p("att_softmax")?,
             lm_loss: p("lm_loss")?,
             copy: p("copy")?,
             hadamard: p("hadamard")?,
@@ -70,8 +69,7 @@ impl Kernels {
             norm_bwd: p("norm_bwd")?,
             swiglu_bwd: p("swiglu_bwd")?,
             att_dot: p("att_dot")?,
-            att_dq: p("att_dq")?,
-            att_dkv: p("att_dkv")?,
+            att_tile: p("att_tile")?,
             group_sum: p("group_sum")?,
         })
     }
@@ -394,6 +392,10 @@ struct Bufs {
     /// The MLP's activation output (the output projection's input).
     f: wgpu::Buffer,
     att_rows: wgpu::Buffer,
+    /// Attention tiles ([`super::tile_heads`] x seq x seq): the scores and
+    /// probabilities; with the backward pass also dP / dS and the two
+    /// transposed.
+    tiles: Vec<wgpu::Buffer>,
     loss_rows: wgpu::Buffer,
     recs: wgpu::Buffer,
     tok: wgpu::Buffer,
@@ -839,14 +841,77 @@ impl Pass<'_> {
         }
         qkv_bias(self, batch, &b.qkv, &bufs.qkv, rows, ld)?;
         self.rope(batch, bufs, &bufs.sin, &bufs.qkv, tokens)?;
-        Self::push(
-            batch,
-            &self.k.attention,
-            &self.att_params(tokens, hi),
-            &[&bufs.qkv, &bufs.att, sums],
-            self.ctx().dispatch_2d(rows * c.heads)?,
-        );
+        self.attention(batch, bufs, (sums, hi), tokens)?;
         self.linear(batch, &b.o, &bufs.att, rows, &bufs.br)
+    }
+
+    /// The attention tiles of `tokens` (see [`super::tile_heads`]):
+    /// `(first row, first head, heads)`.
+    fn tiles(&self, tokens: &Tokens) -> impl Iterator<Item = (u64, u64, u64)> {
+        let (h, seq) = (self.m.cfg.heads, tokens.seq);
+        let hg = super::tile_heads(&self.m.cfg, seq);
+        (0..tokens.batch).flat_map(move |s| {
+            (0..h)
+                .step_by(hg as usize)
+                .map(move |h0| (s * seq, h0, hg.min(h - h0)))
+        })
+    }
+
+    /// Causal attention from `bufs.qkv` into `bufs.att`, tile by tile: the
+    /// raw scores Q K^T of each head into the tile buffer, the softmax in
+    /// place (row sums into `sums` from word `hi`), and O = P V.
+    fn attention(
+        &self,
+        batch: &mut Batch,
+        bufs: &Bufs,
+        (sums, hi): (&wgpu::Buffer, u64),
+        tokens: &Tokens,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        let (hd, seq, ld, aw) = (c.head_dim, tokens.seq, c.qkv_width(), c.attn_width());
+        let (k_col, v_col) = (c.heads * hd, (c.heads + c.kv_heads) * hd);
+        let p = self.att_params(tokens, hi);
+        let tile = &bufs.tiles[0];
+        for (row0, h0, w) in self.tiles(tokens) {
+            for (i, hh) in (h0..h0 + w).enumerate() {
+                let g = c.kv_head(hh);
+                self.gemm_at(
+                    batch,
+                    GemmForm::Nt,
+                    (seq, seq, hd),
+                    (&bufs.qkv, ld, row0 * ld + hh * hd),
+                    (&bufs.qkv, ld, row0 * ld + k_col + g * hd),
+                    (tile, seq, i as u64 * seq * seq),
+                    false,
+                )?;
+            }
+            let q = TfParams {
+                row0: row0 as u32,
+                width: w as u32,
+                q_col: h0 as u32,
+                ..p
+            };
+            Self::push(
+                batch,
+                &self.k.att_softmax,
+                &q,
+                &[tile, sums],
+                self.ctx().dispatch_2d(w * seq)?,
+            );
+            for (i, hh) in (h0..h0 + w).enumerate() {
+                let g = c.kv_head(hh);
+                self.gemm_at(
+                    batch,
+                    GemmForm::Nn,
+                    (seq, hd, seq),
+                    (tile, seq, i as u64 * seq * seq),
+                    (&bufs.qkv, ld, row0 * ld + v_col + g * hd),
+                    (&bufs.att, aw, row0 * aw + hh * hd),
+                    false,
+                )?;
+            }
+        }
+        Ok(())
     }
 
     /// The MLP branch from the stream `x`: hn = norm2(x), the pre-activations
@@ -1046,6 +1111,13 @@ pub fn run_chunked(
         )?,
         f: buf("mlp activation", rows * c.inter)?,
         att_rows: buf("attention sums", att_words(c, tokens))?,
+        tiles: {
+            let elems = super::tile_heads(c, tokens.seq) * tokens.seq * tokens.seq;
+            let n = if backward { 4 } else { 1 };
+            (0..n)
+                .map(|_| buf("attention tile", elems))
+                .collect::<Result<_>>()?
+        },
         loss_rows: buf("loss terms", 3 * rows)?,
         recs: buf(
             "statistics records",
@@ -1404,29 +1476,86 @@ fn backward_block(
     )?;
     pass.linear_bwd(batch, &b.o, (&g.dx, e, 0), rows, &g.d_o, false)?;
     let p = pass.att_params(tokens, i as u64 * 3 * rows * h);
-    let dot = TfParams { ..p };
     Pass::push(
         batch,
         &pass.k.att_dot,
-        &dot,
+        &p,
         &[&g.d_o, &bufs.att, &g.dd],
         ctx.dispatch_2d((rows * h).div_ceil(64))?,
     );
-    let groups = ctx.dispatch_2d(rows * h)?;
-    Pass::push(
-        batch,
-        &pass.k.att_dq,
-        &p,
-        &[&bufs.qkv, &g.d_o, &bufs.att_rows, &g.dd, &g.dqkv],
-        groups,
-    );
-    Pass::push(
-        batch,
-        &pass.k.att_dkv,
-        &p,
-        &[&bufs.qkv, &g.d_o, &bufs.att_rows, &g.dd, &g.dkp, &g.dvp],
-        groups,
-    );
+    let (k_col, v_col) = (h * hd, (h + kvh) * hd);
+    let seq = tokens.seq;
+    let t = &bufs.tiles;
+    for (row0, h0, w) in pass.tiles(tokens) {
+        let at = |i: usize| i as u64 * seq * seq;
+        for (i, hh) in (h0..h0 + w).enumerate() {
+            let gk = c.kv_head(hh);
+            let mut nt = |a: (&wgpu::Buffer, u64, u64), b: (&wgpu::Buffer, u64, u64), out| {
+                pass.gemm_at(
+                    batch,
+                    GemmForm::Nt,
+                    (seq, seq, hd),
+                    a,
+                    b,
+                    (out, seq, at(i)),
+                    false,
+                )
+            };
+            nt(
+                (&bufs.qkv, ld, row0 * ld + hh * hd),
+                (&bufs.qkv, ld, row0 * ld + k_col + gk * hd),
+                &t[0],
+            )?;
+            nt(
+                (&g.d_o, aw, row0 * aw + hh * hd),
+                (&bufs.qkv, ld, row0 * ld + v_col + gk * hd),
+                &t[1],
+            )?;
+        }
+        let q = TfParams {
+            row0: row0 as u32,
+            width: w as u32,
+            q_col: h0 as u32,
+            ..p
+        };
+        Pass::push(
+            batch,
+            &pass.k.att_tile,
+            &q,
+            &[&t[0], &t[1], &bufs.att_rows, &g.dd, &t[2], &t[3]],
+            ew_groups(ctx, w * seq * seq)?,
+        );
+        for (i, hh) in (h0..h0 + w).enumerate() {
+            let gk = c.kv_head(hh);
+            let mut nn = |a: &wgpu::Buffer, b: (&wgpu::Buffer, u64, u64), out| {
+                pass.gemm_at(
+                    batch,
+                    GemmForm::Nn,
+                    (seq, hd, seq),
+                    (a, seq, at(i)),
+                    b,
+                    out,
+                    false,
+                )
+            };
+            // dQ = dS K, dK = dS^T Q, dV = P^T dO (per query head).
+            nn(
+                &t[1],
+                (&bufs.qkv, ld, row0 * ld + k_col + gk * hd),
+                (&g.dqkv, ld, row0 * ld + hh * hd),
+            )?;
+            nn(
+                &t[3],
+                (&bufs.qkv, ld, row0 * ld + hh * hd),
+                (&g.dkp, aw, row0 * aw + hh * hd),
+            )?;
+            nn(
+                &t[2],
+                (&g.d_o, aw, row0 * aw + hh * hd),
+                (&g.dvp, aw, row0 * aw + hh * hd),
+            )?;
+        }
+    }
     for (part, col) in [(&g.dkp, h * hd), (&g.dvp, (h + kvh) * hd)] {
         let gs = TfParams {
             q_col: col as u32,

@@ -212,7 +212,25 @@ fn key_range(r: usize, seq: usize, window: usize) -> (usize, usize) {
     (j0, r + 1 - j0)
 }
 
-/// The `attention` kernel: output rows x (heads x hd), and the row sums.
+/// One element of a GEMM over `n` terms `(a_u, b_u)`: the ascending chain
+/// `acc = fma(a, b, acc)` from +0 in pieces of at most [`K_PIECE`] terms,
+/// each later piece's chain added to the result (the device's
+/// `record_split`).
+fn piece_chain<A: Arith>(n: usize, term: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let mut out = 0f32;
+    for k0 in (0..n).step_by(K_PIECE) {
+        let mut acc = 0f32;
+        for u in k0..n.min(k0 + K_PIECE) {
+            let (a, b) = term(u);
+            acc = A::fma(a, b, acc);
+        }
+        out = if k0 == 0 { acc } else { out + acc };
+    }
+    out
+}
+
+/// Attention (the device's tiles: scores, `att_softmax`, P V): output rows x
+/// (heads x hd), and the row sums.
 fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums: &mut [u32]) {
     let c = &m.cfg;
     let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
@@ -262,13 +280,21 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
             let total = tree_sum(&mut la);
             let ent = tree_sum(&mut lb);
             let inv = recip_split::<A>(total);
+            // P V over every key of the sequence, the ones not seen with
+            // probability 0 (the device's GEMM over the tile).
+            let s0 = r - r % seq;
+            let p: Vec<f32> = (s0..s0 + seq)
+                .map(|j| {
+                    if j >= j0 && j < j0 + keys {
+                        sc[j - j0] * inv
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
             let acc = &mut out[hh * hd..(hh + 1) * hd];
             for (d, a) in acc.iter_mut().enumerate() {
-                let mut v = 0f32;
-                for (i, &e) in sc.iter().enumerate() {
-                    v = A::fma(e * inv, qkv[(j0 + i) * ld + v_col + g * hd + d], v);
-                }
-                *a = v;
+                *a = piece_chain::<A>(seq, |u| (p[u], qkv[(s0 + u) * ld + v_col + g * hd + d]));
             }
             sums[3 * hh] = total.to_bits();
             sums[3 * hh + 1] = ent.to_bits();
@@ -956,34 +982,38 @@ fn backward_block<A: Arith>(
     let group = h / kvh;
     let mut dkp = vec![0f32; rows * aw];
     let mut dvp = vec![0f32; rows * aw];
+    // The device's tile products: every chain over all the sequence's keys
+    // (dq) or queries (dk, dv), the pairs not seen with p = dS = 0.
+    let sees = |q: usize, j: usize| {
+        let (j0, keys) = key_range(q, seq, window);
+        j >= j0 && j < j0 + keys
+    };
     for r in 0..rows {
-        let t = r % seq;
-        let (j0, _) = key_range(r, seq, window);
-        let mut last = r - t + seq - 1;
-        if window != 0 {
-            last = last.min(r + window - 1);
-        }
+        let s0 = r - r % seq;
         for hh in 0..h {
             let g = hh / group;
-            let ds: Vec<f32> = (j0..=r).map(|j| dscore(r, j, hh, g)).collect();
+            let ds: Vec<f32> = (s0..s0 + seq)
+                .map(|j| if sees(r, j) { dscore(r, j, hh, g) } else { 0.0 })
+                .collect();
             for d in 0..hd {
-                let mut acc = 0f32;
-                for (q, &w) in ds.iter().enumerate() {
-                    acc = A::fma(w, qkv[(j0 + q) * ld + k_col + g * hd + d], acc);
-                }
-                dqkv[r * ld + hh * hd + d] = acc;
+                dqkv[r * ld + hh * hd + d] =
+                    piece_chain::<A>(seq, |u| (ds[u], qkv[(s0 + u) * ld + k_col + g * hd + d]));
             }
-            // r as a key row: the queries r ..= last that see it.
-            let ps: Vec<f32> = (r..=last).map(|q| prob(q, r, hh, g)).collect();
-            let dss: Vec<f32> = (r..=last).map(|q| dscore(q, r, hh, g)).collect();
+            // r as a key row: the queries that see it.
+            let (ps, dss): (Vec<f32>, Vec<f32>) = (s0..s0 + seq)
+                .map(|q| {
+                    if sees(q, r) {
+                        (prob(q, r, hh, g), dscore(q, r, hh, g))
+                    } else {
+                        (0.0, 0.0)
+                    }
+                })
+                .unzip();
             for d in 0..hd {
-                let (mut av, mut ak) = (0f32, 0f32);
-                for (q, (&p, &w)) in ps.iter().zip(&dss).enumerate() {
-                    av = A::fma(p, d_o[((r + q) * h + hh) * hd + d], av);
-                    ak = A::fma(w, qkv[(r + q) * ld + hh * hd + d], ak);
-                }
-                dvp[(r * h + hh) * hd + d] = av;
-                dkp[(r * h + hh) * hd + d] = ak;
+                dvp[(r * h + hh) * hd + d] =
+                    piece_chain::<A>(seq, |u| (ps[u], d_o[((s0 + u) * h + hh) * hd + d]));
+                dkp[(r * h + hh) * hd + d] =
+                    piece_chain::<A>(seq, |u| (dss[u], qkv[(s0 + u) * ld + hh * hd + d]));
             }
         }
     }

@@ -51,18 +51,24 @@ pub enum MlpKind {
     SwiGlu,
 }
 
-/// The widest head the pass runs. An attention lane loops over at most
-/// MAX_KEYS / 64 keys times the head width, and over the keys for at most
-/// head_dim / 64 outputs: at 2048 keys and head_dim 256 the forward kernel
-/// stays near 2^14 iterations and the backward's widest (`att_dkv`, four
-/// sweeps) near 41000, inside llvmpipe's budget of 65535 loop iterations
-/// per invocation (beyond it, lavapipe silently stops looping).
+/// The widest head the pass runs: a GEMM variant's loops over the head
+/// width stay far inside llvmpipe's budget of 65535 loop iterations per
+/// invocation (beyond it, lavapipe silently stops looping).
 pub(crate) const MAX_HEAD_DIM: u64 = 256;
-/// The most keys one attention row sees (`MAX_KEYS` in
-/// `shaders/net/transformer.wgsl`: their scores live in workgroup memory).
-pub(crate) const MAX_KEYS: u64 = 2048;
-/// The longest sequence a pass runs.
-pub(crate) const MAX_SEQ: u64 = 1 << 16;
+/// The longest sequence a pass runs: attention holds a whole sequence's
+/// seq x seq scores per head (64 MiB at 4096).
+pub(crate) const MAX_SEQ: u64 = 4096;
+/// The most bytes of one attention tile buffer: as many heads' scores as fit
+/// (at least one) are handled together.
+const TILE_BYTES: u64 = 64 << 20;
+
+/// Query heads per attention tile at sequence length `seq`: a tile is one
+/// sequence and this many heads, its scores `[heads][seq][seq]`. Heads are
+/// independent, so the grouping changes no result; it only sets how many
+/// heads one softmax launch covers.
+pub(crate) fn tile_heads(cfg: &TfmConfig, seq: u64) -> u64 {
+    (TILE_BYTES / (4 * seq * seq).max(1)).clamp(1, cfg.heads.max(1))
+}
 
 /// What the pass needs of a model config.
 #[derive(Debug, Clone, PartialEq)]
@@ -232,6 +238,11 @@ impl TfmConfig {
     /// Columns of the fused q|k|v rows.
     pub(crate) fn qkv_width(&self) -> u64 {
         (self.heads + 2 * self.kv_heads) * self.head_dim
+    }
+
+    /// The key/value head query head `h` reads (grouped-query attention).
+    pub(crate) fn kv_head(&self, h: u64) -> u64 {
+        h / (self.heads / self.kv_heads.max(1)).max(1)
     }
 
     /// Width of the attention output (heads x head_dim).
@@ -424,18 +435,6 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
             "seq",
             seq.to_string(),
             format!("at most {MAX_SEQ}"),
-        ));
-    }
-    let keys = if cfg.window > 0 {
-        seq.min(cfg.window)
-    } else {
-        seq
-    };
-    if keys > MAX_KEYS {
-        return Err(Error::bad(
-            "seq",
-            seq.to_string(),
-            format!("an attention row sees at most {MAX_KEYS} keys in the pass"),
         ));
     }
     if cfg.positions > 0 && seq > cfg.positions {
