@@ -99,7 +99,9 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         // Tensors cut into 2 KiB chunks: every weight matrix, the
         // embedding and the head in several pieces, the logits in row blocks
         // (so products over a chunked dimension add their pieces), and the
-        // mirror follows the same cuts.
+        // mirror follows the same cuts. This run also recomputes each
+        // block's activations in the backward pass, where the run above
+        // kept them from the forward pass.
         let (dev, layout) =
             tfm::device::run_chunked(&gpu, &m, &tokens, true, None, Some(2048)).expect("chunked");
         assert!(layout.logit_rows < tokens.rows(), "{name}");

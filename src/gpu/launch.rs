@@ -67,6 +67,11 @@ enum Op {
         offset: u64,
         data: Vec<u8>,
     },
+    Copy {
+        src: wgpu::Buffer,
+        dst: wgpu::Buffer,
+        size: u64,
+    },
 }
 
 /// Launches (and buffer clears) to build together; see the module docs.
@@ -136,6 +141,16 @@ impl Batch {
         });
     }
 
+    /// Appends a copy of the first `size` bytes (a multiple of 4) of `src`
+    /// to the start of `dst`, in order with the launches.
+    pub(crate) fn copy(&mut self, src: &wgpu::Buffer, dst: &wgpu::Buffer, size: u64) {
+        self.ops.push(Op::Copy {
+            src: src.clone(),
+            dst: dst.clone(),
+            size,
+        });
+    }
+
     /// Launches and clears so far.
     pub(crate) fn len(&self) -> usize {
         self.ops.len()
@@ -191,6 +206,12 @@ impl Batch {
                     } => Step::Clear {
                         buffer: buffer.clone(),
                         offset: *offset,
+                        size: *size,
+                    },
+                    Op::Copy { src, dst, size } => Step::Copy {
+                        src: src.clone(),
+                        dst: dst.clone(),
+                        offset: 0,
                         size: *size,
                     },
                     Op::Write {

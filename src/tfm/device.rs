@@ -431,6 +431,98 @@ struct Grads {
     saved: Vec<(wgpu::Buffer, wgpu::Buffer)>,
     /// Attention row sums of a recomputed block (not read back).
     scratch: wgpu::Buffer,
+    /// Each block's branch activations, kept from the forward pass where
+    /// they fit [`SAVED_BYTES`]; empty: the backward pass recomputes them
+    /// (the same operations on the same inputs: the same bits).
+    acts: Vec<Acts>,
+}
+
+/// The most bytes of branch activations the backward pass keeps from the
+/// forward pass; beyond it each block's branches are recomputed, so deep and
+/// wide models need the memory of one block's activations.
+const SAVED_BYTES: u64 = 1 << 30;
+
+/// One block's branch activations as the forward pass left them: the first
+/// norm's output, q|k|v, the attention output, the second norm's output and
+/// the MLP's pre-activations and activation output, each paired with the
+/// working buffer of [`Bufs`] it is copied from and back to.
+struct Acts {
+    attn: Vec<wgpu::Buffer>,
+    mlp: Vec<wgpu::Buffer>,
+}
+
+impl Acts {
+    /// The working buffers of each branch and their bytes.
+    fn parts<'a>(
+        c: &super::TfmConfig,
+        bufs: &'a Bufs,
+        rows: u64,
+    ) -> [Vec<(&'a wgpu::Buffer, u64)>; 2] {
+        let mut mlp = vec![(&bufs.hn, c.hidden), (&bufs.z, c.inter), (&bufs.f, c.inter)];
+        if c.mlp == MlpKind::SwiGlu {
+            mlp.push((&bufs.u, c.inter));
+        }
+        let attn = vec![
+            (&bufs.hn, c.hidden),
+            (&bufs.qkv, c.qkv_width()),
+            (&bufs.att, c.attn_width()),
+        ];
+        [attn, mlp].map(|v| v.into_iter().map(|(b, w)| (b, 4 * rows * w)).collect())
+    }
+
+    /// Bytes of one block's activations.
+    fn bytes(c: &super::TfmConfig, rows: u64) -> u64 {
+        let swiglu = u64::from(c.mlp == MlpKind::SwiGlu);
+        4 * rows * (2 * c.hidden + c.qkv_width() + c.attn_width() + (2 + swiglu) * c.inter)
+    }
+
+    fn new(ctx: &GpuContext, c: &super::TfmConfig, bufs: &Bufs, rows: u64) -> Result<Acts> {
+        let [attn, mlp] = Self::parts(c, bufs, rows).map(|v| {
+            v.into_iter()
+                .map(|(_, bytes)| storage(ctx, "saved activation", bytes))
+                .collect::<Result<Vec<_>>>()
+        });
+        Ok(Acts {
+            attn: attn?,
+            mlp: mlp?,
+        })
+    }
+
+    /// Copies a branch's working buffers into this block's.
+    fn keep(&self, batch: &mut Batch, c: &super::TfmConfig, bufs: &Bufs, rows: u64, br: Branch) {
+        for ((w, bytes), s) in self.pairs(c, bufs, rows, br) {
+            batch.copy(w, s, bytes);
+        }
+    }
+
+    /// Copies this block's saved branch back into the working buffers.
+    fn restore(&self, batch: &mut Batch, c: &super::TfmConfig, bufs: &Bufs, rows: u64, br: Branch) {
+        for ((w, bytes), s) in self.pairs(c, bufs, rows, br) {
+            batch.copy(s, w, bytes);
+        }
+    }
+
+    fn pairs<'a>(
+        &'a self,
+        c: &super::TfmConfig,
+        bufs: &'a Bufs,
+        rows: u64,
+        br: Branch,
+    ) -> impl Iterator<Item = ((&'a wgpu::Buffer, u64), &'a wgpu::Buffer)> {
+        let [attn, mlp] = Self::parts(c, bufs, rows);
+        let (work, saved) = match br {
+            Branch::Attn => (attn, &self.attn),
+            Branch::Mlp => (mlp, &self.mlp),
+        };
+        work.into_iter().zip(saved)
+    }
+}
+
+/// A block's branch.
+#[derive(Clone, Copy)]
+enum Branch {
+    Attn,
+    Mlp,
 }
 
 impl Pass<'_> {
@@ -1004,7 +1096,10 @@ pub fn run(
 }
 
 /// [`run`] with tensors cut into chunks of at most `chunk_bytes` (for tests:
-/// small chunks exercise every chunked product on small models).
+/// small chunks exercise every chunked product on small models). With
+/// `chunk_bytes` given, the pass runs as on a device with little memory:
+/// the backward pass also recomputes every block's branch activations
+/// rather than keeping them.
 #[doc(hidden)]
 pub fn run_chunked(
     gpu: &Gpu,
@@ -1151,9 +1246,22 @@ pub fn run_chunked(
                 })
                 .collect::<Result<_>>()?,
             scratch: buf("attention sums (recomputed)", 3 * rows * c.heads)?,
+            acts: Vec::new(),
         })
     } else {
         None
+    };
+    let grads = match grads {
+        Some(mut g)
+            if chunk_bytes.is_none()
+                && Acts::bytes(c, rows).saturating_mul(c.layers) <= SAVED_BYTES =>
+        {
+            g.acts = (0..c.layers)
+                .map(|_| Acts::new(ctx, c, &bufs, rows))
+                .collect::<Result<_>>()?;
+            Some(g)
+        }
+        g => g,
     };
     let red = gpu.kernels(Activation::Linear)?;
     let n = &m.names;
@@ -1209,6 +1317,9 @@ pub fn run_chunked(
             copy(&mut batch, &bufs.x, &g.saved[i].0)?;
         }
         pass.attn_branch(&mut batch, b, &bufs, &bufs.x, (&bufs.att_rows, hi), tokens)?;
+        if let Some(a) = grads.as_ref().and_then(|g| g.acts.get(i)) {
+            a.keep(&mut batch, c, &bufs, rows, Branch::Attn);
+        }
         reduce(&mut batch, &bufs.hn, &format!("{l}.ln1"))?;
         reduce(&mut batch, &bufs.br, &format!("{l}.attn"))?;
         pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
@@ -1217,6 +1328,9 @@ pub fn run_chunked(
             copy(&mut batch, &bufs.x, &g.saved[i].1)?;
         }
         pass.mlp_branch(&mut batch, b, &bufs, &bufs.x, rows)?;
+        if let Some(a) = grads.as_ref().and_then(|g| g.acts.get(i)) {
+            a.keep(&mut batch, c, &bufs, rows, Branch::Mlp);
+        }
         reduce(&mut batch, &bufs.hn, &format!("{l}.ln2"))?;
         reduce(&mut batch, &bufs.br, &format!("{l}.mlp"))?;
         pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
@@ -1383,7 +1497,10 @@ fn backward_block(
     let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     let red = pass.gpu.kernels(Activation::Linear)?;
     // MLP.
-    pass.mlp_branch(batch, b, bufs, mid, rows)?;
+    match g.acts.get(i) {
+        Some(a) => a.restore(batch, c, bufs, rows, Branch::Mlp),
+        None => pass.mlp_branch(batch, b, bufs, mid, rows)?,
+    }
     pass.weight_grad(
         batch,
         g,
@@ -1464,7 +1581,10 @@ fn backward_block(
         recs,
     )?;
     // Attention.
-    pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?;
+    match g.acts.get(i) {
+        Some(a) => a.restore(batch, c, bufs, rows, Branch::Attn),
+        None => pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?,
+    }
     pass.weight_grad(
         batch,
         g,
