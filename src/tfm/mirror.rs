@@ -963,12 +963,11 @@ fn backward_block<A: Arith>(
         }
         s * scale
     };
-    let prob = |r: usize, j: usize, hh: usize, g: usize| {
+    // p and dS of query r and key j (the device's att_tile).
+    let p_ds = |r: usize, j: usize, hh: usize, g: usize| {
         let a = 3 * (r * h + hh);
         let (s_sum, mx) = (f32::from_bits(sums[a]), f32::from_bits(sums[a + 2]));
-        exp_neg::<A>(score(r, j, hh, g) - mx) * recip_split::<A>(s_sum)
-    };
-    let dscore = |r: usize, j: usize, hh: usize, g: usize| {
+        let p = exp_neg::<A>(score(r, j, hh, g) - mx) * recip_split::<A>(s_sum);
         let mut dp = 0f32;
         for d in 0..hd {
             dp = A::fma(
@@ -977,44 +976,76 @@ fn backward_block<A: Arith>(
                 dp,
             );
         }
-        prob(r, j, hh, g) * (dp - dd[r * h + hh]) * scale
+        (p, p * (dp - dd[r * h + hh]) * scale)
     };
     let group = h / kvh;
+    // The device's tiles, one (sequence, head) at a time: P and dS, 0 where
+    // the query does not see the key, then dq = dS K, dk = dS^T Q and
+    // dv = P^T dO, every chain over all the sequence's keys or queries.
+    let tile = |s0: usize, hh: usize| {
+        let g = hh / group;
+        let mut p = vec![0f32; seq * seq];
+        let mut ds = vec![0f32; seq * seq];
+        for t in 0..seq {
+            let (j0, keys) = key_range(s0 + t, seq, window);
+            for j in j0..j0 + keys {
+                (p[t * seq + j - s0], ds[t * seq + j - s0]) = p_ds(s0 + t, j, hh, g);
+            }
+        }
+        let mut dq = vec![0f32; seq * hd];
+        let mut dk = vec![0f32; seq * hd];
+        let mut dv = vec![0f32; seq * hd];
+        for t in 0..seq {
+            for d in 0..hd {
+                dq[t * hd + d] = piece_chain::<A>(seq, |u| {
+                    (ds[t * seq + u], qkv[(s0 + u) * ld + k_col + g * hd + d])
+                });
+                dk[t * hd + d] =
+                    piece_chain::<A>(seq, |u| (ds[u * seq + t], qkv[(s0 + u) * ld + hh * hd + d]));
+                dv[t * hd + d] =
+                    piece_chain::<A>(seq, |u| (p[u * seq + t], d_o[((s0 + u) * h + hh) * hd + d]));
+            }
+        }
+        (dq, dk, dv)
+    };
+    let jobs: Vec<(usize, usize)> = (0..rows / seq)
+        .flat_map(|b| (0..h).map(move |hh| (b * seq, hh)))
+        .collect();
+    let per = jobs.len().div_ceil(crate::rng::cpu::threads()).max(1);
+    let done: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|sc| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|part| {
+                let tile = &tile;
+                sc.spawn(move || {
+                    part.iter()
+                        .map(|&(s0, hh)| tile(s0, hh))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .map_err(|_| crate::error::Error::internal("CPU mirror", "a thread panicked"))
+            })
+            .collect::<Result<Vec<_>>>()
+    })?
+    .into_iter()
+    .flatten()
+    .collect();
     let mut dkp = vec![0f32; rows * aw];
     let mut dvp = vec![0f32; rows * aw];
-    // The device's tile products: every chain over all the sequence's keys
-    // (dq) or queries (dk, dv), the pairs not seen with p = dS = 0.
-    let sees = |q: usize, j: usize| {
-        let (j0, keys) = key_range(q, seq, window);
-        j >= j0 && j < j0 + keys
-    };
-    for r in 0..rows {
-        let s0 = r - r % seq;
-        for hh in 0..h {
-            let g = hh / group;
-            let ds: Vec<f32> = (s0..s0 + seq)
-                .map(|j| if sees(r, j) { dscore(r, j, hh, g) } else { 0.0 })
-                .collect();
-            for d in 0..hd {
-                dqkv[r * ld + hh * hd + d] =
-                    piece_chain::<A>(seq, |u| (ds[u], qkv[(s0 + u) * ld + k_col + g * hd + d]));
-            }
-            // r as a key row: the queries that see it.
-            let (ps, dss): (Vec<f32>, Vec<f32>) = (s0..s0 + seq)
-                .map(|q| {
-                    if sees(q, r) {
-                        (prob(q, r, hh, g), dscore(q, r, hh, g))
-                    } else {
-                        (0.0, 0.0)
-                    }
-                })
-                .unzip();
-            for d in 0..hd {
-                dvp[(r * h + hh) * hd + d] =
-                    piece_chain::<A>(seq, |u| (ps[u], d_o[((s0 + u) * h + hh) * hd + d]));
-                dkp[(r * h + hh) * hd + d] =
-                    piece_chain::<A>(seq, |u| (dss[u], qkv[(s0 + u) * ld + hh * hd + d]));
-            }
+    for (&(s0, hh), (dq, dk, dv)) in jobs.iter().zip(&done) {
+        for t in 0..seq {
+            let r = s0 + t;
+            dqkv[r * ld + hh * hd..r * ld + (hh + 1) * hd]
+                .copy_from_slice(&dq[t * hd..(t + 1) * hd]);
+            dkp[(r * h + hh) * hd..(r * h + hh + 1) * hd]
+                .copy_from_slice(&dk[t * hd..(t + 1) * hd]);
+            dvp[(r * h + hh) * hd..(r * h + hh + 1) * hd]
+                .copy_from_slice(&dv[t * hd..(t + 1) * hd]);
         }
     }
     for (part, col) in [(&dkp, k_col), (&dvp, v_col)] {
