@@ -346,6 +346,15 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         np.add.at(table, np.tile(np.arange(t), b), flat(dx))
         emb[p + "wpe.weight"] = fro(table)
     out["embeddings"] = emb
+    # A tied table's whole gradient: the lookup's scatter plus the head's.
+    out["tied"] = None
+    if "lm_head.weight" not in w:
+        hg = dl.reshape(-1, dl.shape[-1]).T @ xf.reshape(-1, e)
+        lookup = np.zeros((w[tok].shape[0], e))
+        np.add.at(lookup, ids.reshape(-1), flat(dx))
+        if pad is not None:
+            lookup[pad] = 0.0
+        out["tied"] = fro(lookup + hg)
     out["norm_biases"], out["norm_gains"] = nb, ng
     return out
 
@@ -383,6 +392,11 @@ def check(config, ckdir, tokens, report):
     close("dL/dx after the last block", rg["stream_out"], sg["stream_out"], rel=REL_GRAD)
     if rg["head"] is not None:
         close("head dW", rg["head"], sg["head"], rel=REL_GRAD)
+    # The tied table's whole gradient is reported exactly where the head is
+    # tied (and its share measured).
+    assert (rg["tied"] is None) == (sg["tied"] is None), (rg["tied"], sg["tied"])
+    if rg["tied"] is not None:
+        close("tied table dW", rg["tied"]["norm"], sg["tied"], rel=REL_GRAD)
     for i, (rb, sb) in enumerate(zip(rg["blocks"], sg["blocks"])):
         close(f"block {i + 1} dL/dx in", rb["stream_in"], sb["stream_in"], rel=REL_GRAD)
         close(f"block {i + 1} dL/dx mid", rb["stream_mid"], sb["stream_mid"], rel=REL_GRAD)

@@ -65,6 +65,29 @@ fn same_key(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     if (!same) { t1[i] = 0.0; }
 }
 
+// A tied table's cross term, one logits block at a time: M[r, row0 + b] =
+// dlogits[b, id_r] for every row r (ep.rows of them) and the block's rows b
+// < ep.lo, t1 = M (rows x rows), t2 = the block's dlogits ([lo, width]), t3
+// = ids; 0 where id_r is the padding id ep.hi - 1 (ep.hi = 0: none), whose
+// embedding row gets no gradient through the lookup.
+@compute @workgroup_size(EW_WG)
+fn tied_gather(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(wid, lid, nwg);
+    let n = ep.rows;
+    if (ep.lo == 0u || i >= n * ep.lo) { return; }
+    let r = i / ep.lo;
+    let b = i % ep.lo;
+    let at = r * n + ep.row0 + b;
+    if (at >= arrayLength(&t1) || r >= arrayLength(&t3)) { return; }
+    let id = bitcast<u32>(t3[r]);
+    var v = 0.0;
+    if (id < ep.width && (ep.hi == 0u || id != ep.hi - 1u) && b * ep.width + id < arrayLength(&t2)) {
+        v = t2[b * ep.width + id];
+    }
+    t1[at] = v;
+}
+
 // t1[i] *= t2[i].
 @compute @workgroup_size(EW_WG)
 fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -97,6 +97,13 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
             first.stream_in / g.stream_out,
             g.head.map_or(String::new(), |h| format!("; ||dL/dW|| of the head {h:.3e}"))
         );
+        if let Some(tg) = &g.tied {
+            let _ = writeln!(
+                t,
+                "tied table {}: ||dL/dW|| {:.3e} (lookup {:.3e}, head {:.3e}, cross term {:+.3e})",
+                tg.name, tg.norm, tg.lookup, tg.head, tg.cross
+            );
+        }
     }
     if !r.mlp_checks.is_empty() {
         let inside = r.mlp_checks.iter().filter(|c| c.pass).count();

@@ -38,6 +38,7 @@ struct Kernels {
     swiglu_bwd: wgpu::ComputePipeline,
     att_dot: wgpu::ComputePipeline,
     att_tile: wgpu::ComputePipeline,
+    tied_gather: wgpu::ComputePipeline,
     group_sum: wgpu::ComputePipeline,
 }
 
@@ -70,6 +71,7 @@ impl Kernels {
             swiglu_bwd: p("swiglu_bwd")?,
             att_dot: p("att_dot")?,
             att_tile: p("att_tile")?,
+            tied_gather: p("tied_gather")?,
             group_sum: p("group_sum")?,
         })
     }
@@ -435,6 +437,9 @@ struct Grads {
     /// they fit [`SAVED_BYTES`]; empty: the backward pass recomputes them
     /// (the same operations on the same inputs: the same bits).
     acts: Vec<Acts>,
+    /// A tied table's cross term: M (rows x rows, gathered from the
+    /// logits' gradient block by block) and the final norm's output.
+    tied: Option<(wgpu::Buffer, wgpu::Buffer)>,
 }
 
 /// The most bytes of branch activations the backward pass keeps from the
@@ -1247,6 +1252,14 @@ pub fn run_chunked(
                 .collect::<Result<_>>()?,
             scratch: buf("attention sums (recomputed)", 3 * rows * c.heads)?,
             acts: Vec::new(),
+            tied: if layout.has(&format!("dEH:{}", m.names.tok)) {
+                Some((
+                    buf("tied M", rows * rows)?,
+                    buf("final norm output", rows * e)?,
+                ))
+            } else {
+                None
+            },
         })
     } else {
         None
@@ -1385,6 +1398,23 @@ pub fn run_chunked(
                     &[&logits, &bufs.loss_rows, &bufs.tok],
                     ew_groups(ctx, nr * v)?,
                 );
+                if let Some((mm, _)) = &g.tied {
+                    let q = TfParams {
+                        rows: rows as u32,
+                        row0: r0 as u32,
+                        width: v as u32,
+                        lo: nr as u32,
+                        hi: c.pad.map_or(0, |t| t as u32 + 1),
+                        ..TfParams::default()
+                    };
+                    Pass::push(
+                        &mut batch,
+                        &pass.k.tied_gather,
+                        &q,
+                        &[mm, &logits, &bufs.tok],
+                        ew_groups(ctx, rows * nr)?,
+                    );
+                }
                 if layout.has("dW:head") && layout.logit_rows >= rows {
                     pass.weight_grad(
                         &mut batch,
@@ -1423,6 +1453,9 @@ pub fn run_chunked(
         batch.write(&g.dh, 0, bytemuck::cast_slice(&d));
     }
     if let Some(g) = &grads {
+        if let Some((_, h)) = &g.tied {
+            batch.copy(&bufs.hn, h, 4 * rows * e);
+        }
         batch.clear(&g.dx, 0, None);
         // The final norm's output (bufs.hn) is spent: the head read it.
         pass.norm_grads(
@@ -1441,6 +1474,27 @@ pub fn run_chunked(
             step(&mut batch)?;
         }
         pass.embedding_grads(&mut batch, g, &bufs, tokens, &layout)?;
+        if let Some((mm, h)) = &g.tied {
+            // <lookup, head> = sum of (dX H^T) * M.
+            pass.gemm_raw(
+                &mut batch,
+                GemmForm::Nt,
+                (rows, rows, e),
+                (&g.dx, e, 0),
+                (h, e),
+                (&g.g1, rows, 0),
+                false,
+            )?;
+            pass.ew(&mut batch, &pass.k.hadamard, &[&g.g1, mm], rows * rows)?;
+            red.reduce(
+                &mut batch,
+                &g.g1,
+                rows * rows,
+                layout.rec(&format!("dEH:{}", n.tok)),
+                None,
+                recs,
+            )?;
+        }
     }
     let mut enc = ctx
         .device()

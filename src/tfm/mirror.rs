@@ -490,6 +490,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     let xf = norm::<A>(m, &n.ln_f, &x, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
     // Without a head, the backward pass starts from a fixed random direction.
+    let mut tied_m = Vec::new();
     let mut dxf = if n.head.is_none() && layout.backward {
         super::direction(c, tokens, m.seed)
     } else {
@@ -505,6 +506,12 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         let targets = (tokens.batch * (tokens.seq - 1)).max(1);
         let inv_count = (1.0 / targets as f64) as f32;
         dxf = vec![0f32; if layout.backward { rows * e } else { 0 }];
+        // A tied table's cross term: M[r, r'] = dlogits[r', id_r] (the
+        // device's tied_gather).
+        let cross = layout.has(&format!("dEH:{}", n.tok));
+        if cross {
+            tied_m = vec![0f32; rows * rows];
+        }
         let mut r0 = 0;
         while r0 < rows {
             let nr = blk.min(rows - r0);
@@ -523,6 +530,17 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
             if layout.backward {
                 dlogits::<A>(&mut logits, v, (r0, 0), tokens, &raw.loss, inv_count);
+                if cross {
+                    for r in 0..rows {
+                        let id = tokens.ids[r] as usize;
+                        if c.pad == Some(id as u64) || id >= v {
+                            continue;
+                        }
+                        for b in 0..nr {
+                            tied_m[r * rows + r0 + b] = logits[b * v + id];
+                        }
+                    }
+                }
                 if layout.has("dW:head") && blk >= rows {
                     weight_grad::<A>(
                         (&xf, e),
@@ -573,6 +591,16 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             )?;
         }
         embedding_grads::<A>(m, &dx, tokens, (layout, &mut raw.recs));
+        let cross = format!("dEH:{}", n.tok);
+        if layout.has(&cross) {
+            let rec = layout.rec(&cross);
+            let mut g = vec![0f32; rows * rows];
+            chain_k::<A>(rows, rows, e, &dx, &transpose(&xf, rows, e), &mut g, false);
+            for (a, &b) in g.iter_mut().zip(&tied_m) {
+                *a *= b;
+            }
+            reduce::<A>(&g, None, &mut raw.recs, rec);
+        }
     }
     Ok(raw)
 }

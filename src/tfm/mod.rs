@@ -835,6 +835,14 @@ pub struct Model {
 }
 
 impl Model {
+    /// Whether the head is the token embedding table itself (tied).
+    pub(crate) fn tied_head(&self) -> bool {
+        self.names
+            .head
+            .as_deref()
+            .is_some_and(|h| self.weights.resolve(h) == self.weights.resolve(&self.names.tok))
+    }
+
     /// `m` with `init`'s weights under `seed`: the checkpoint `deepinit model`
     /// writes for the same arguments.
     pub fn new(m: &HfModel, init: InitRule, seed: u64) -> Result<Model> {
@@ -962,6 +970,9 @@ impl PassLayout {
                 push("dW:head".into(), records(g), g);
             }
             push(format!("dE:{}", m.names.tok), records(g), g);
+            if m.tied_head() && cfg.head && logit_rows * cfg.vocab >= rows {
+                push(format!("dEH:{}", m.names.tok), records(g), g);
+            }
             if let Some(pos) = &m.names.pos {
                 push(format!("dE:{pos}"), records(g), g);
             }
@@ -1141,6 +1152,25 @@ pub struct ParamGrad {
     pub norm: f64,
 }
 
+/// The gradient of a table shared by the embedding lookup and the head:
+/// ||L + H||^2 = ||L||^2 + ||H||^2 + 2 <L, H>, the cross term measured on the
+/// device as sum over rows r, r' of (dX H^T)[r, r'] dlogits[r', id_r] (dX the
+/// stream gradient at the embedding, H the final norm's output; rows with the
+/// padding id contribute nothing to L).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TiedGrad {
+    /// The table.
+    pub name: String,
+    /// ||L||: the lookup's share.
+    pub lookup: f64,
+    /// ||H||: the head's share.
+    pub head: f64,
+    /// <L, H>.
+    pub cross: f64,
+    /// ||L + H||, the whole gradient's norm.
+    pub norm: f64,
+}
+
 /// The backward pass's measurements: Frobenius norms of the loss's
 /// gradients (the loss being the mean next-token loss).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -1158,6 +1188,10 @@ pub struct GradStats {
     /// row gets none. A tied table's lookup share only ([`GradStats::head`]
     /// is the head's).
     pub embeddings: Vec<ParamGrad>,
+    /// The table the token embedding and the head share (GPT-2's `wte`, a
+    /// tied Qwen2's): its whole gradient, the lookup's share plus the head's.
+    /// None where the head is not tied or its share was not measured.
+    pub tied: Option<TiedGrad>,
     /// Every norm's weight (the gain gamma: its gradient is the column sums
     /// of the output gradient times the normalized input), in forward order.
     pub norm_gains: Vec<ParamGrad>,
@@ -1302,16 +1336,36 @@ pub fn fold(
             .into_iter()
             .flatten()
             .collect();
+        let head = if layout.has("dW:head") {
+            Some(wnorm("dW:head")?)
+        } else {
+            None
+        };
+        let cross_rec = format!("dEH:{}", names.tok);
+        let tied = match (layout.has(&cross_rec), head) {
+            (true, Some(head)) => {
+                let t = stats(&cross_rec)?;
+                let cross = t.mean * t.count as f64;
+                let lookup = wnorm(&format!("dE:{}", names.tok))?;
+                Some(TiedGrad {
+                    name: names.tok.clone(),
+                    lookup,
+                    head,
+                    cross,
+                    norm: (lookup * lookup + head * head + 2.0 * cross)
+                        .max(0.0)
+                        .sqrt(),
+                })
+            }
+            _ => None,
+        };
         Some(GradStats {
             embeddings,
+            tied,
             norm_gains,
             norm_biases,
             stream_out: norm("d.final")?,
-            head: if layout.has("dW:head") {
-                Some(wnorm("dW:head")?)
-            } else {
-                None
-            },
+            head,
             blocks,
         })
     } else {
