@@ -259,13 +259,14 @@ fn key_range(r: u32) -> vec2<u32> {
     return vec2<u32>(j0, r + 1u - j0);
 }
 
-// Attention works on tiles: one sequence (rows row0 .. row0 + seq) and a
-// group of `width` query heads starting at head q_col. The GEMM variants
-// fill t1 with the tile's raw scores q_t . k_u (each the ascending-d fma
-// chain), [width][seq][seq] (head, query t, key u), and attention's
-// products run through them too (P V, dS K, ...), every chain over all the
-// sequence's keys (or queries) in ascending order, the masked ones with
-// probability exactly 0 -- the math path of PyTorch's attention.
+// Attention works on tiles: whole consecutive sequences (rows row0 .. row0
+// + rows; short sequences are packed) and a group of `width` query heads
+// starting at head q_col. The GEMM variants fill t1 with the tile's raw
+// scores q_t . k_u (each the ascending-d fma chain), [width][rows][rows]
+// (head, query t, key u), and attention's products run through them too
+// (P V, dS K, ...), every chain over all the tile's keys (or queries) in
+// ascending order, the ones a query does not see (later tokens, other
+// sequences) with probability exactly 0 -- as PyTorch's math path does.
 
 // The softmax of the scores, in place, one workgroup of ATT_WG lanes per
 // (head, query row) of the tile: the scaled score s_u = opaque(raw * scale)
@@ -282,7 +283,7 @@ fn att_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
                @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = wid.y * nwg.x + wid.x;
     let l = lid.x;
-    let n = ep.seq;
+    let n = ep.rows;
     if (n == 0u || idx >= ep.width * n || ep.q_col + ep.width > ep.heads) { return; }
     let t = idx % n;
     let r = ep.row0 + t;

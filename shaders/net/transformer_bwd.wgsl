@@ -192,7 +192,7 @@ fn att_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 }
 
 // The backward pass's tile (see att_softmax): from the raw scores t1 and
-// the raw dO_t . v_u chains t2 ([width][seq][seq], as the GEMM variants
+// the raw dO_t . v_u chains t2 ([width][rows][rows], as the GEMM variants
 // wrote them), with the forward's largest score and sum (t3 words hi + 3
 // (r * heads + h)) and D (t4, per (row, head)): the probability
 // p = e^(s - m) / S recomputed from the scaled score s, and the score's
@@ -203,7 +203,7 @@ fn att_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 fn att_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
     let idx = flat(wid, lid, nwg);
-    let n = ep.seq;
+    let n = ep.rows;
     if (n == 0u || idx >= ep.width * n * n || ep.q_col + ep.width > ep.heads
         || idx >= arrayLength(&t1) || idx >= arrayLength(&t2)) { return; }
     let hh = idx / (n * n);

@@ -394,7 +394,7 @@ struct Bufs {
     /// The MLP's activation output (the output projection's input).
     f: wgpu::Buffer,
     att_rows: wgpu::Buffer,
-    /// Attention tiles ([`super::tile_heads`] x seq x seq): the scores and
+    /// Attention tiles ([`super::tile_heads`] x span x span): the scores and
     /// probabilities; with the backward pass also dP / dS and the two
     /// transposed.
     tiles: Vec<wgpu::Buffer>,
@@ -446,6 +446,10 @@ struct Grads {
 /// forward pass; beyond it each block's branches are recomputed, so deep and
 /// wide models need the memory of one block's activations.
 const SAVED_BYTES: u64 = 1 << 30;
+
+/// Launches after which the attention's tile loop submits what it has
+/// recorded (see [`Pass::flush_long`]).
+const FLUSH_LAUNCHES: usize = 4096;
 
 /// One block's branch activations as the forward pass left them: the first
 /// norm's output, q|k|v, the attention output, the second norm's output and
@@ -942,16 +946,26 @@ impl Pass<'_> {
         self.linear(batch, &b.o, &bufs.att, rows, &bufs.br)
     }
 
-    /// The attention tiles of `tokens` (see [`super::tile_heads`]):
-    /// `(first row, first head, heads)`.
-    fn tiles(&self, tokens: &Tokens) -> impl Iterator<Item = (u64, u64, u64)> {
-        let (h, seq) = (self.m.cfg.heads, tokens.seq);
-        let hg = super::tile_heads(&self.m.cfg, seq);
-        (0..tokens.batch).flat_map(move |s| {
+    /// The attention tiles of `tokens` (see [`super::tiles`]) by head
+    /// groups ([`super::tile_heads`]): `(first row, rows, first head,
+    /// heads)`.
+    fn tiles(&self, tokens: &Tokens) -> impl Iterator<Item = (u64, u64, u64, u64)> {
+        let h = self.m.cfg.heads;
+        let hg = super::tile_heads(&self.m.cfg, super::tile_span(tokens));
+        super::tiles(tokens).flat_map(move |(row0, span)| {
             (0..h)
                 .step_by(hg as usize)
-                .map(move |h0| (s * seq, h0, hg.min(h - h0)))
+                .map(move |h0| (row0, span, h0, hg.min(h - h0)))
         })
+    }
+
+    /// Submits what `batch` holds once it is long: many short sequences make
+    /// many tiles, and the host's launch records stay bounded.
+    fn flush_long(&self, batch: &mut Batch) -> Result<()> {
+        if batch.len() >= FLUSH_LAUNCHES {
+            std::mem::take(batch).submit(self.ctx())?;
+        }
+        Ok(())
     }
 
     /// Causal attention from `bufs.qkv` into `bufs.att`, tile by tile: the
@@ -965,24 +979,25 @@ impl Pass<'_> {
         tokens: &Tokens,
     ) -> Result<()> {
         let c = &self.m.cfg;
-        let (hd, seq, ld, aw) = (c.head_dim, tokens.seq, c.qkv_width(), c.attn_width());
+        let (hd, ld, aw) = (c.head_dim, c.qkv_width(), c.attn_width());
         let (k_col, v_col) = (c.heads * hd, (c.heads + c.kv_heads) * hd);
         let p = self.att_params(tokens, hi);
         let tile = &bufs.tiles[0];
-        for (row0, h0, w) in self.tiles(tokens) {
+        for (row0, span, h0, w) in self.tiles(tokens) {
             for (i, hh) in (h0..h0 + w).enumerate() {
                 let g = c.kv_head(hh);
                 self.gemm_at(
                     batch,
                     GemmForm::Nt,
-                    (seq, seq, hd),
+                    (span, span, hd),
                     (&bufs.qkv, ld, row0 * ld + hh * hd),
                     (&bufs.qkv, ld, row0 * ld + k_col + g * hd),
-                    (tile, seq, i as u64 * seq * seq),
+                    (tile, span, i as u64 * span * span),
                     false,
                 )?;
             }
             let q = TfParams {
+                rows: span as u32,
                 row0: row0 as u32,
                 width: w as u32,
                 q_col: h0 as u32,
@@ -993,20 +1008,21 @@ impl Pass<'_> {
                 &self.k.att_softmax,
                 &q,
                 &[tile, sums],
-                self.ctx().dispatch_2d(w * seq)?,
+                self.ctx().dispatch_2d(w * span)?,
             );
             for (i, hh) in (h0..h0 + w).enumerate() {
                 let g = c.kv_head(hh);
                 self.gemm_at(
                     batch,
                     GemmForm::Nn,
-                    (seq, hd, seq),
-                    (tile, seq, i as u64 * seq * seq),
+                    (span, hd, span),
+                    (tile, span, i as u64 * span * span),
                     (&bufs.qkv, ld, row0 * ld + v_col + g * hd),
                     (&bufs.att, aw, row0 * aw + hh * hd),
                     false,
                 )?;
             }
+            self.flush_long(batch)?;
         }
         Ok(())
     }
@@ -1212,7 +1228,8 @@ pub fn run_chunked(
         f: buf("mlp activation", rows * c.inter)?,
         att_rows: buf("attention sums", att_words(c, tokens))?,
         tiles: {
-            let elems = super::tile_heads(c, tokens.seq) * tokens.seq * tokens.seq;
+            let span = super::tile_span(tokens);
+            let elems = super::tile_heads(c, span) * span * span;
             let n = if backward { 4 } else { 1 };
             (0..n)
                 .map(|_| buf("attention tile", elems))
@@ -1658,20 +1675,19 @@ fn backward_block(
         ctx.dispatch_2d((rows * h).div_ceil(64))?,
     );
     let (k_col, v_col) = (h * hd, (h + kvh) * hd);
-    let seq = tokens.seq;
     let t = &bufs.tiles;
-    for (row0, h0, w) in pass.tiles(tokens) {
-        let at = |i: usize| i as u64 * seq * seq;
+    for (row0, span, h0, w) in pass.tiles(tokens) {
+        let at = |i: usize| i as u64 * span * span;
         for (i, hh) in (h0..h0 + w).enumerate() {
             let gk = c.kv_head(hh);
             let mut nt = |a: (&wgpu::Buffer, u64, u64), b: (&wgpu::Buffer, u64, u64), out| {
                 pass.gemm_at(
                     batch,
                     GemmForm::Nt,
-                    (seq, seq, hd),
+                    (span, span, hd),
                     a,
                     b,
-                    (out, seq, at(i)),
+                    (out, span, at(i)),
                     false,
                 )
             };
@@ -1687,6 +1703,7 @@ fn backward_block(
             )?;
         }
         let q = TfParams {
+            rows: span as u32,
             row0: row0 as u32,
             width: w as u32,
             q_col: h0 as u32,
@@ -1697,7 +1714,7 @@ fn backward_block(
             &pass.k.att_tile,
             &q,
             &[&t[0], &t[1], &bufs.att_rows, &g.dd, &t[2], &t[3]],
-            ew_groups(ctx, w * seq * seq)?,
+            ew_groups(ctx, w * span * span)?,
         );
         for (i, hh) in (h0..h0 + w).enumerate() {
             let gk = c.kv_head(hh);
@@ -1705,8 +1722,8 @@ fn backward_block(
                 pass.gemm_at(
                     batch,
                     GemmForm::Nn,
-                    (seq, hd, seq),
-                    (a, seq, at(i)),
+                    (span, hd, span),
+                    (a, span, at(i)),
                     b,
                     out,
                     false,
@@ -1729,6 +1746,7 @@ fn backward_block(
                 (&g.dvp, aw, row0 * aw + hh * hd),
             )?;
         }
+        pass.flush_long(batch)?;
     }
     for (part, col) in [(&g.dkp, h * hd), (&g.dvp, (h + kvh) * hd)] {
         let gs = TfParams {

@@ -229,6 +229,14 @@ fn piece_chain<A: Arith>(n: usize, term: impl Fn(usize) -> (f32, f32)) -> f32 {
     out
 }
 
+/// The attention tile (see [`super::tiles`]) holding row `r` of `rows`:
+/// `(first row, rows)`.
+fn tile_of(r: usize, seq: usize, rows: usize) -> (usize, usize) {
+    let full = super::tile_seqs(seq as u64) as usize * seq;
+    let t0 = r / full * full;
+    (t0, full.min(rows - t0))
+}
+
 /// Attention (the device's tiles: scores, `att_softmax`, P V): output rows x
 /// (heads x hd), and the row sums.
 fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums: &mut [u32]) {
@@ -280,10 +288,10 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
             let total = tree_sum(&mut la);
             let ent = tree_sum(&mut lb);
             let inv = recip_split::<A>(total);
-            // P V over every key of the sequence, the ones not seen with
-            // probability 0 (the device's GEMM over the tile).
-            let s0 = r - r % seq;
-            let p: Vec<f32> = (s0..s0 + seq)
+            // P V over every key of the tile, the ones not seen with
+            // probability 0 (the device's GEMM).
+            let (s0, span) = tile_of(r, seq, rows);
+            let p: Vec<f32> = (s0..s0 + span)
                 .map(|j| {
                     if j >= j0 && j < j0 + keys {
                         sc[j - j0] * inv
@@ -294,7 +302,7 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
                 .collect();
             let acc = &mut out[hh * hd..(hh + 1) * hd];
             for (d, a) in acc.iter_mut().enumerate() {
-                *a = piece_chain::<A>(seq, |u| (p[u], qkv[(s0 + u) * ld + v_col + g * hd + d]));
+                *a = piece_chain::<A>(span, |u| (p[u], qkv[(s0 + u) * ld + v_col + g * hd + d]));
             }
             sums[3 * hh] = total.to_bits();
             sums[3 * hh + 1] = ent.to_bits();
@@ -1007,37 +1015,39 @@ fn backward_block<A: Arith>(
         (p, p * (dp - dd[r * h + hh]) * scale)
     };
     let group = h / kvh;
-    // The device's tiles, one (sequence, head) at a time: P and dS, 0 where
-    // the query does not see the key, then dq = dS K, dk = dS^T Q and
-    // dv = P^T dO, every chain over all the sequence's keys or queries.
-    let tile = |s0: usize, hh: usize| {
+    // The device's tiles, one (tile, head) at a time: P and dS, 0 where the
+    // query does not see the key, then dq = dS K, dk = dS^T Q and
+    // dv = P^T dO, every chain over all the tile's keys or queries.
+    let tile = |(s0, span): (usize, usize), hh: usize| {
         let g = hh / group;
-        let mut p = vec![0f32; seq * seq];
-        let mut ds = vec![0f32; seq * seq];
-        for t in 0..seq {
+        let mut p = vec![0f32; span * span];
+        let mut ds = vec![0f32; span * span];
+        for t in 0..span {
             let (j0, keys) = key_range(s0 + t, seq, window);
             for j in j0..j0 + keys {
-                (p[t * seq + j - s0], ds[t * seq + j - s0]) = p_ds(s0 + t, j, hh, g);
+                (p[t * span + j - s0], ds[t * span + j - s0]) = p_ds(s0 + t, j, hh, g);
             }
         }
-        let mut dq = vec![0f32; seq * hd];
-        let mut dk = vec![0f32; seq * hd];
-        let mut dv = vec![0f32; seq * hd];
-        for t in 0..seq {
+        let mut dq = vec![0f32; span * hd];
+        let mut dk = vec![0f32; span * hd];
+        let mut dv = vec![0f32; span * hd];
+        for t in 0..span {
             for d in 0..hd {
-                dq[t * hd + d] = piece_chain::<A>(seq, |u| {
-                    (ds[t * seq + u], qkv[(s0 + u) * ld + k_col + g * hd + d])
+                dq[t * hd + d] = piece_chain::<A>(span, |u| {
+                    (ds[t * span + u], qkv[(s0 + u) * ld + k_col + g * hd + d])
                 });
-                dk[t * hd + d] =
-                    piece_chain::<A>(seq, |u| (ds[u * seq + t], qkv[(s0 + u) * ld + hh * hd + d]));
-                dv[t * hd + d] =
-                    piece_chain::<A>(seq, |u| (p[u * seq + t], d_o[((s0 + u) * h + hh) * hd + d]));
+                dk[t * hd + d] = piece_chain::<A>(span, |u| {
+                    (ds[u * span + t], qkv[(s0 + u) * ld + hh * hd + d])
+                });
+                dv[t * hd + d] = piece_chain::<A>(span, |u| {
+                    (p[u * span + t], d_o[((s0 + u) * h + hh) * hd + d])
+                });
             }
         }
         (dq, dk, dv)
     };
-    let jobs: Vec<(usize, usize)> = (0..rows / seq)
-        .flat_map(|b| (0..h).map(move |hh| (b * seq, hh)))
+    let jobs: Vec<((usize, usize), usize)> = super::tiles(tokens)
+        .flat_map(|(s0, span)| (0..h).map(move |hh| ((s0 as usize, span as usize), hh)))
         .collect();
     let per = jobs.len().div_ceil(crate::rng::cpu::threads()).max(1);
     let done: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|sc| {
@@ -1045,11 +1055,7 @@ fn backward_block<A: Arith>(
             .chunks(per)
             .map(|part| {
                 let tile = &tile;
-                sc.spawn(move || {
-                    part.iter()
-                        .map(|&(s0, hh)| tile(s0, hh))
-                        .collect::<Vec<_>>()
-                })
+                sc.spawn(move || part.iter().map(|&(t, hh)| tile(t, hh)).collect::<Vec<_>>())
             })
             .collect();
         handles
@@ -1065,8 +1071,8 @@ fn backward_block<A: Arith>(
     .collect();
     let mut dkp = vec![0f32; rows * aw];
     let mut dvp = vec![0f32; rows * aw];
-    for (&(s0, hh), (dq, dk, dv)) in jobs.iter().zip(&done) {
-        for t in 0..seq {
+    for (&((s0, span), hh), (dq, dk, dv)) in jobs.iter().zip(&done) {
+        for t in 0..span {
             let r = s0 + t;
             dqkv[r * ld + hh * hd..r * ld + (hh + 1) * hd]
                 .copy_from_slice(&dq[t * hd..(t + 1) * hd]);

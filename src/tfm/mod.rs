@@ -56,18 +56,44 @@ pub enum MlpKind {
 /// invocation (beyond it, lavapipe silently stops looping).
 pub(crate) const MAX_HEAD_DIM: u64 = 256;
 /// The longest sequence a pass runs: attention holds a whole sequence's
-/// seq x seq scores per head (64 MiB at 4096).
+/// seq x seq scores per head (64 MiB at 4096; see [`tiles`]).
 pub(crate) const MAX_SEQ: u64 = 4096;
 /// The most bytes of one attention tile buffer: as many heads' scores as fit
 /// (at least one) are handled together.
 const TILE_BYTES: u64 = 64 << 20;
+/// The rows an attention tile spans at least, where the batch allows: short
+/// sequences are packed into one tile, so the launches grow with the rows
+/// over this, not with the sequences.
+const TILE_ROWS: u64 = 128;
 
-/// Query heads per attention tile at sequence length `seq`: a tile is one
-/// sequence and this many heads, its scores `[heads][seq][seq]`. Heads are
-/// independent, so the grouping changes no result; it only sets how many
-/// heads one softmax launch covers.
-pub(crate) fn tile_heads(cfg: &TfmConfig, seq: u64) -> u64 {
-    (TILE_BYTES / (4 * seq * seq).max(1)).clamp(1, cfg.heads.max(1))
+/// Sequences per attention tile (see [`tiles`]).
+fn tile_seqs(seq: u64) -> u64 {
+    (TILE_ROWS / seq.max(1)).max(1)
+}
+
+/// The attention tiles of `tokens`: `(first row, rows)`, each a run of
+/// whole consecutive sequences. A tile's products run over all its rows (P V
+/// over all its keys, dK over all its queries), the pairs a query does not
+/// see -- later tokens and other sequences -- with probability exactly 0;
+/// the device and the mirror share this cut.
+pub(crate) fn tiles(tokens: &Tokens) -> impl Iterator<Item = (u64, u64)> {
+    let (seq, batch) = (tokens.seq, tokens.batch);
+    let per = tile_seqs(seq);
+    (0..batch)
+        .step_by(per as usize)
+        .map(move |s| (s * seq, per.min(batch - s) * seq))
+}
+
+/// The most rows one attention tile spans.
+pub(crate) fn tile_span(tokens: &Tokens) -> u64 {
+    tile_seqs(tokens.seq).min(tokens.batch) * tokens.seq
+}
+
+/// Query heads per attention tile of `span` rows: a tile's scores are
+/// `[heads][span][span]`. Heads are independent, so the grouping changes no
+/// result; it only sets how many heads one softmax launch covers.
+pub(crate) fn tile_heads(cfg: &TfmConfig, span: u64) -> u64 {
+    (TILE_BYTES / (4 * span * span).max(1)).clamp(1, cfg.heads.max(1))
 }
 
 /// What the pass needs of a model config.
