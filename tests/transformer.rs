@@ -21,11 +21,12 @@ pub const LLAMA: &str = r#"{"model_type": "llama", "architectures": ["LlamaForCa
   "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
   "num_key_value_heads": 2, "intermediate_size": 96, "vocab_size": 101,
   "rope_theta": 10000.0, "rms_norm_eps": 1e-6, "pad_token_id": 0}"#;
-/// Tiny Qwen2 (q/k/v biases, tied head).
+/// Tiny Qwen2 (q/k/v biases, tied head, padding token 0: the tied table's
+/// cross term leaves the padding rows out of the lookup's share).
 pub const QWEN2: &str = r#"{"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"],
   "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
   "num_key_value_heads": 4, "intermediate_size": 80, "vocab_size": 113,
-  "tie_word_embeddings": true, "rope_theta": 1000000.0}"#;
+  "tie_word_embeddings": true, "rope_theta": 1000000.0, "pad_token_id": 0}"#;
 /// Tiny Mistral (sliding window shorter than the sequence).
 pub const MISTRAL: &str = r#"{"model_type": "mistral", "architectures": ["MistralForCausalLM"],
   "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 8,

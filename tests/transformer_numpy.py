@@ -354,7 +354,8 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         np.add.at(lookup, ids.reshape(-1), flat(dx))
         if pad is not None:
             lookup[pad] = 0.0
-        out["tied"] = fro(lookup + hg)
+        out["tied"] = {"norm": fro(lookup + hg), "cross": float((lookup * hg).sum()),
+                       "lookup": fro(lookup), "head": fro(hg)}
     out["norm_biases"], out["norm_gains"] = nb, ng
     return out
 
@@ -396,7 +397,13 @@ def check(config, ckdir, tokens, report):
     # tied (and its share measured).
     assert (rg["tied"] is None) == (sg["tied"] is None), (rg["tied"], sg["tied"])
     if rg["tied"] is not None:
-        close("tied table dW", rg["tied"]["norm"], sg["tied"], rel=REL_GRAD)
+        st = sg["tied"]
+        close("tied table dW", rg["tied"]["norm"], st["norm"], rel=REL_GRAD)
+        # The cross term on its own (at init it can be small against the
+        # norm): |<L, H>| <= ||L|| ||H||, so each share's relative error
+        # moves it by at most REL_GRAD ||L|| ||H||.
+        close("tied table <lookup, head>", rg["tied"]["cross"], st["cross"],
+              abs_=REL_GRAD * st["lookup"] * st["head"])
     for i, (rb, sb) in enumerate(zip(rg["blocks"], sg["blocks"])):
         close(f"block {i + 1} dL/dx in", rb["stream_in"], sb["stream_in"], rel=REL_GRAD)
         close(f"block {i + 1} dL/dx mid", rb["stream_mid"], sb["stream_mid"], rel=REL_GRAD)
@@ -423,7 +430,7 @@ if __name__ == "__main__":
     if sys.argv[1] == "tokens":
         out, b, t, vocab, seed = sys.argv[2], *map(int, sys.argv[3:7])
         ids = np.random.default_rng(seed).integers(0, vocab, size=(b, t), dtype=np.int64)
-        # Token 0 (the tiny Llama config's pad_token_id) at two positions
+        # Token 0 (the tiny Llama's and Qwen2's pad_token_id) at two positions
         # that are not a sequence's last, so the padding row is exercised.
         ids[0, 1] = ids[1, 4] = 0
         np.save(out, ids)

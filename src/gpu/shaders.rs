@@ -315,10 +315,11 @@ pub(crate) fn network_module() -> Module {
 }
 
 /// The transformer kernels, forward (`embed`, `norm`, `add_bias`,
-/// `residual`, `gelu_to`, `swiglu_to`, `rope`, `attention`, `lm_loss`) and
-/// backward (`copy`, `hadamard`, `dlogits`, `norm_bwd`, `swiglu_bwd`,
-/// `att_dot`, `att_dq`, `att_dkv`, `group_sum`; the backward rotation is
-/// `rope` with the sines negated); `ACT` is GELU.
+/// `residual`, `gelu_to`, `swiglu_to`, `rope`, `att_softmax`, `lm_loss`) and
+/// backward (`copy`, `hadamard`, `same_key`, `tied_gather`, `dlogits`,
+/// `norm_bwd`, `swiglu_bwd`, `att_dot`, `att_tile`, `group_sum`; the
+/// backward rotation is `rope` with the sines negated; attention's products
+/// are the GEMM variants'); `ACT` is GELU.
 pub(crate) fn transformer_module() -> Module {
     Module::new("transformer", &["net/transformer_bwd.wgsl"], &act_slots())
 }
