@@ -70,12 +70,18 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         ("big vocabulary", BIG_VOCAB, InitRule::Reference, 2, 4),
         // No head: the backward pass starts from a random direction.
         ("gpt2 base", GPT2_BASE, InitRule::Reference, 2, 5),
+        // A head, and the backward pass from a random direction all the same.
+        ("gpt2 random", GPT2, InitRule::Reference, 2, 5),
         // A sequence longer than K_PIECE: attention's products over the
         // keys (P V, dS K, dS^T Q, P^T dO) run in two pieces, and a tile
         // holds fewer heads than the model has.
         ("llama long", LLAMA, InitRule::Reference, 1, 2100),
     ] {
-        let m = Model::new(&tiny(cfg), init, 7).expect("model");
+        let mut m = Model::new(&tiny(cfg), init, 7).expect("model");
+        if name == "gpt2 random" {
+            m.direction = tfm::Direction::Random;
+        }
+        let from_loss = m.cfg.head && m.direction == tfm::Direction::Loss;
         let tokens = Tokens::random(&m.cfg, batch, seq, 7).expect("tokens");
         let (dev, layout) = tfm::device::run(&gpu, &m, &tokens, true, None).expect("device pass");
         let cpu = mirror::run_in(class, &m, &tokens, &layout).expect("mirror");
@@ -98,10 +104,10 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert!(positive(&g.norm_gains), "{name}: {g:?}");
         let layer_norm = m.cfg.norm == tfm::NormKind::Layer;
         assert_eq!(positive(&g.norm_biases), layer_norm, "{name}: {g:?}");
-        assert_eq!(g.head.is_some(), m.cfg.head, "{name}");
+        assert_eq!(g.head.is_some(), from_loss, "{name}");
         // The tied tables' whole gradient: GPT-2's wte, the tied Qwen2's.
-        let tied = name.starts_with("gpt2") && name != "gpt2 base" || name == "qwen2";
-        assert_eq!(g.tied.is_some(), tied || name == "big vocabulary", "{name}");
+        let tied = name.starts_with("gpt2") || name == "qwen2" || name == "big vocabulary";
+        assert_eq!(g.tied.is_some(), tied && from_loss, "{name}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
         if name == "big vocabulary" || name == "llama long" {
@@ -127,7 +133,7 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         // vocabulary column blocks: the same sum in another order, so equal
         // to the whole-logits value up to f32 rounding (relative error of a
         // sum of rows^2 + vocab terms in f32: far below 1e-4 at these sizes).
-        if m.cfg.head {
+        if from_loss {
             let chunked = tfm::fold(&m.cfg, &tokens, &layout, &dev).expect("fold");
             let (a, b) = (
                 g.head.expect("head gradient, whole logits"),
@@ -512,6 +518,18 @@ fn the_backward_pass_reports_every_weight_matrix_and_can_be_left_out() {
         }
     }
     assert!(g["head"].as_f64().is_some_and(|h| h > 0.0), "{g}");
+    assert_eq!(r["direction"], "loss");
+    // From a random direction at the final norm's output: every block's
+    // gradients, but not the head's; the forward statistics and the loss
+    // are the same, the gradients are not.
+    let d = report(&["--direction", "random"]);
+    let gd = &d["stats"]["grads"];
+    assert_eq!(d["direction"], "random");
+    assert!(gd["head"].is_null(), "{gd}");
+    assert_eq!(d["stats"]["loss"], r["stats"]["loss"]);
+    assert_eq!(d["stats"]["blocks"], r["stats"]["blocks"]);
+    let din = |g: &serde_json::Value| g["blocks"][0]["stream_in"].as_f64().expect("number");
+    assert!(din(gd) > 0.0 && din(gd) != din(g), "{gd}");
     let r = report(&["--no-backward"]);
     assert!(r["stats"]["grads"].is_null());
 }

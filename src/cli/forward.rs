@@ -78,6 +78,12 @@ pub(crate) struct ForwardArgs {
     /// Transformer: run the forward pass only (no gradients).
     #[arg(long)]
     no_backward: bool,
+    /// Transformer: where the backward pass starts: the LM loss on the batch
+    /// (models with a head), or a random direction at the final norm's
+    /// output, as the MLP pass does (the head's gradient is then not taken)
+    #[arg(long, value_name = "FROM", default_value = "loss", value_parser = ["loss", "random"],
+          conflicts_with = "no_backward")]
+    direction: String,
     /// Token ids from a .npy integer file of shape (batch, seq) (sets both);
     /// default: uniform random ids from the seed.
     #[arg(long, value_name = "FILE.npy", conflicts_with_all = ["widths", "input"])]
@@ -284,11 +290,14 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     };
     let json_out = a.json.open()?;
     let t = json_out.text();
-    let model = match (checkpoint, &hf) {
+    let mut model = match (checkpoint, &hf) {
         (Some(m), _) => m,
         (None, Some(hf)) => Model::new(hf, init, a.seed)?,
         (None, None) => return Err(Error::internal("forward", "no model")),
     };
+    if a.direction == "random" {
+        model.direction = crate::tfm::Direction::Random;
+    }
     let backend = open_backend(d)?;
     let progress = crate::progress::Progress::new("transformer pass");
     let source = match (&a.model, &a.config, &a.preset) {
@@ -309,13 +318,18 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
     drop(progress);
     say!(
         t,
-        "deepinit forward: {} from {}, init {}, {} x {} tokens, seed {}",
+        "deepinit forward: {} from {}, init {}, {} x {} tokens, seed {}{}",
         r.class,
         r.source,
         r.init,
         r.batch,
         r.seq,
-        r.seed
+        r.seed,
+        if r.direction == crate::tfm::Direction::Random && r.stats.grads.is_some() {
+            ", backward from a random direction"
+        } else {
+            ""
+        }
     );
     say!(t, "device: {}", backend.info().describe());
     say!(t);

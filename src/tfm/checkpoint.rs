@@ -116,6 +116,7 @@ impl Model {
             init: format!("checkpoint {}", dir.display()),
             seed: 0,
             drawn: false,
+            direction: super::Direction::Loss,
         })
     }
 }

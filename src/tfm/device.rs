@@ -1408,7 +1408,7 @@ pub fn run_chunked(
                 &[&logits, &bufs.tok, &bufs.loss_rows],
                 ctx.dispatch_2d(nr)?,
             );
-            if let Some(g) = &grads {
+            if let Some(g) = grads.as_ref().filter(|_| layout.from_loss) {
                 // dL/d(logits) in place, then dL/d(final norm output) rows.
                 Pass::push(
                     &mut batch,
@@ -1467,7 +1467,7 @@ pub fn run_chunked(
             }
         }
     }
-    if let (Some(g), None) = (&grads, &n.head) {
+    if let Some(g) = grads.as_ref().filter(|_| !layout.from_loss) {
         let d = super::direction(c, tokens, m.seed);
         batch.write(&g.dh, 0, bytemuck::cast_slice(&d));
     }

@@ -497,9 +497,10 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     }
     let xf = norm::<A>(m, &n.ln_f, &x, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
-    // Without a head, the backward pass starts from a fixed random direction.
+    // Without the loss, the backward pass starts from a fixed random
+    // direction.
     let mut tied_m = Vec::new();
-    let mut dxf = if n.head.is_none() && layout.backward {
+    let mut dxf = if layout.backward && !layout.from_loss {
         super::direction(c, tokens, m.seed)
     } else {
         Vec::new()
@@ -513,7 +514,9 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         let blk = layout.logit_rows as usize;
         let targets = (tokens.batch * (tokens.seq - 1)).max(1);
         let inv_count = (1.0 / targets as f64) as f32;
-        dxf = vec![0f32; if layout.backward { rows * e } else { 0 }];
+        if layout.from_loss {
+            dxf = vec![0f32; rows * e];
+        }
         // A tied table's cross term: M[r, r'] = dlogits[r', id_r] (the
         // device's tied_gather).
         let cross = layout.has(&format!("dEH:{}", n.tok));
@@ -536,7 +539,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             reduce::<A>(&logits, None, &mut raw.recs, rec);
             rec += crate::net::mirror::records((nr * v) as u64);
             lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
-            if layout.backward {
+            if layout.from_loss {
                 dlogits::<A>(&mut logits, v, (r0, 0), tokens, &raw.loss, inv_count);
                 if cross {
                     for r in 0..rows {

@@ -858,6 +858,21 @@ pub struct Model {
     /// Whether the weights were drawn by a rule (the mean-field checks
     /// assume i.i.d. zero-mean entries; a checkpoint's need not be).
     pub drawn: bool,
+    /// Where the backward pass starts.
+    pub direction: Direction,
+}
+
+/// Where the backward pass starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The mean next-token loss, where the model has an LM head (else as
+    /// `Random`).
+    #[default]
+    Loss,
+    /// dL/d(final norm output) = a random direction ([`direction`]), as the
+    /// MLP pass does: the head's and the logits' gradients are not taken.
+    Random,
 }
 
 impl Model {
@@ -888,6 +903,7 @@ impl Model {
             init: init.name(),
             seed,
             drawn: true,
+            direction: Direction::Loss,
         })
     }
 
@@ -934,9 +950,11 @@ pub struct PassLayout {
     /// Bytes of one storage binding: weights are stored in row chunks of at
     /// most this, and products over a chunked dimension add their chunks.
     pub binding: u64,
-    /// Whether the backward pass runs (from the mean next-token loss with an
-    /// LM head, else from [`direction`]).
+    /// Whether the backward pass runs.
     pub backward: bool,
+    /// Whether it starts from the mean next-token loss (an LM head and
+    /// [`Direction::Loss`]); else from [`direction`].
+    pub from_loss: bool,
     /// All records.
     pub total_records: u64,
 }
@@ -986,17 +1004,18 @@ impl PassLayout {
             push("logits".into(), recs, rows * cfg.vocab);
         }
         let backward = backward && rows <= MAX_GRAD_ROWS;
+        let from_loss = backward && cfg.head && m.direction == Direction::Loss;
         if backward {
             let g = rows * rows;
             push("d.final".into(), records(e), e);
             // With the logits in row blocks, the head's gradient is taken
             // by vocabulary column blocks of all rows instead, each at most
             // as large as the logits buffer.
-            if cfg.head && logit_rows * cfg.vocab >= rows {
+            if from_loss && logit_rows * cfg.vocab >= rows {
                 push("dW:head".into(), records(g), g);
             }
             push(format!("dE:{}", m.names.tok), records(g), g);
-            if m.tied_head() && cfg.head && logit_rows * cfg.vocab >= rows {
+            if m.tied_head() && from_loss && logit_rows * cfg.vocab >= rows {
                 push(format!("dEH:{}", m.names.tok), records(g), g);
             }
             if let Some(pos) = &m.names.pos {
@@ -1024,6 +1043,7 @@ impl PassLayout {
             logit_rows,
             binding,
             backward,
+            from_loss,
             total_records: at,
         }
     }

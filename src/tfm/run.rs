@@ -30,6 +30,9 @@ pub struct TfmReport {
     pub init: String,
     /// Seed.
     pub seed: u64,
+    /// Where the backward pass started (a model without a head starts from
+    /// the random direction either way).
+    pub direction: super::Direction,
     /// Sequences.
     pub batch: u64,
     /// Tokens per sequence.
@@ -134,6 +137,7 @@ pub fn run(
         source: source.to_string(),
         init: m.init.clone(),
         seed: m.seed,
+        direction: m.direction,
         batch: tokens.batch,
         seq: tokens.seq,
         vocab: m.cfg.vocab,
