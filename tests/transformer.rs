@@ -118,7 +118,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         // (so products over a chunked dimension add their pieces), and the
         // mirror follows the same cuts. This run also recomputes each
         // block's activations in the backward pass, where the run above
-        // kept them from the forward pass.
+        // kept them from the forward pass, and submits attention's work
+        // tile by tile.
         let (dev, layout) =
             tfm::device::run_chunked(&gpu, &m, &tokens, true, None, Some(2048)).expect("chunked");
         assert!(layout.logit_rows < tokens.rows(), "{name}");
@@ -532,6 +533,7 @@ fn the_backward_pass_reports_every_weight_matrix_and_can_be_left_out() {
     assert!(din(gd) > 0.0 && din(gd) != din(g), "{gd}");
     let r = report(&["--no-backward"]);
     assert!(r["stats"]["grads"].is_null());
+    assert!(r["direction"].is_null());
 }
 
 #[test]

@@ -400,10 +400,11 @@ def check(config, ckdir, tokens, report):
         st = sg["tied"]
         close("tied table dW", rg["tied"]["norm"], st["norm"], rel=REL_GRAD)
         # The cross term on its own (at init it can be small against the
-        # norm): |<L, H>| <= ||L|| ||H||, so each share's relative error
-        # moves it by at most REL_GRAD ||L|| ||H||.
+        # norm): |<L, H>| <= ||L|| ||H||, and each share's relative error
+        # (at most REL_GRAD) moves it by at most REL_GRAD ||L|| ||H||: both
+        # together by 2 REL_GRAD ||L|| ||H||.
         close("tied table <lookup, head>", rg["tied"]["cross"], st["cross"],
-              abs_=REL_GRAD * st["lookup"] * st["head"])
+              abs_=2 * REL_GRAD * st["lookup"] * st["head"])
     for i, (rb, sb) in enumerate(zip(rg["blocks"], sg["blocks"])):
         close(f"block {i + 1} dL/dx in", rb["stream_in"], sb["stream_in"], rel=REL_GRAD)
         close(f"block {i + 1} dL/dx mid", rb["stream_mid"], sb["stream_mid"], rel=REL_GRAD)

@@ -27,7 +27,7 @@ struct TfParams {
     seq: u32,
     // Attention: heads, key/value heads, head width, the q/k/v buffer's row
     // stride and the column where q, k and v start (an attention tile: rows
-    // row0 .. row0 + seq, `width` heads from head q_col); norms: flags.
+    // row0 .. row0 + rows, `width` heads from head q_col); norms: flags.
     heads: u32,
     kv_heads: u32,
     head_dim: u32,

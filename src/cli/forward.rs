@@ -325,7 +325,7 @@ fn run_transformer(a: &ForwardArgs, d: &DeviceArgs) -> Result<ExitCode> {
         r.batch,
         r.seq,
         r.seed,
-        if r.direction == crate::tfm::Direction::Random && r.stats.grads.is_some() {
+        if r.direction == Some(crate::tfm::Direction::Random) {
             ", backward from a random direction"
         } else {
             ""

@@ -91,7 +91,12 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
     if let (Some(g), Some(first)) = (&s.grads, s.grads.as_ref().and_then(|g| g.blocks.first())) {
         let _ = writeln!(
             t,
-            "loss gradient: ||dL/dx|| {:.3e} after the last block -> {:.3e} entering block 1 (x{:.3}){}",
+            "{} gradient: ||dL/dx|| {:.3e} after the last block -> {:.3e} entering block 1 (x{:.3}){}",
+            if r.direction == Some(crate::tfm::Direction::Loss) {
+                "loss"
+            } else {
+                "random-direction"
+            },
             g.stream_out,
             first.stream_in,
             first.stream_in / g.stream_out,

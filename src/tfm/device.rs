@@ -133,6 +133,9 @@ struct Pass<'a> {
     /// A row of ones: the norm kernel with it as weight and no bias gives
     /// the normalized input itself.
     ones: wgpu::Buffer,
+    /// Launches after which attention's tile loop submits what it has
+    /// ([`FLUSH_LAUNCHES`]; 1 in [`run_chunked`], which exercises it).
+    flush: usize,
 }
 
 fn ew_groups(ctx: &GpuContext, n: u64) -> Result<(u32, u32)> {
@@ -959,10 +962,33 @@ impl Pass<'_> {
         })
     }
 
+    /// The raw scores Q K^T of query head `hh` over the tile's rows into
+    /// slot `i` of `tile` (each the ascending-d chain).
+    fn scores(
+        &self,
+        batch: &mut Batch,
+        qkv: &wgpu::Buffer,
+        (row0, span): (u64, u64),
+        (i, hh): (u64, u64),
+        tile: &wgpu::Buffer,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        let (hd, ld) = (c.head_dim, c.qkv_width());
+        self.gemm_at(
+            batch,
+            GemmForm::Nt,
+            (span, span, hd),
+            (qkv, ld, row0 * ld + hh * hd),
+            (qkv, ld, row0 * ld + c.heads * hd + c.kv_head(hh) * hd),
+            (tile, span, i * span * span),
+            false,
+        )
+    }
+
     /// Submits what `batch` holds once it is long: many short sequences make
     /// many tiles, and the host's launch records stay bounded.
     fn flush_long(&self, batch: &mut Batch) -> Result<()> {
-        if batch.len() >= FLUSH_LAUNCHES {
+        if batch.len() >= self.flush {
             std::mem::take(batch).submit(self.ctx())?;
         }
         Ok(())
@@ -980,33 +1006,17 @@ impl Pass<'_> {
     ) -> Result<()> {
         let c = &self.m.cfg;
         let (hd, ld, aw) = (c.head_dim, c.qkv_width(), c.attn_width());
-        let (k_col, v_col) = (c.heads * hd, (c.heads + c.kv_heads) * hd);
+        let v_col = (c.heads + c.kv_heads) * hd;
         let p = self.att_params(tokens, hi);
         let tile = &bufs.tiles[0];
         for (row0, span, h0, w) in self.tiles(tokens) {
             for (i, hh) in (h0..h0 + w).enumerate() {
-                let g = c.kv_head(hh);
-                self.gemm_at(
-                    batch,
-                    GemmForm::Nt,
-                    (span, span, hd),
-                    (&bufs.qkv, ld, row0 * ld + hh * hd),
-                    (&bufs.qkv, ld, row0 * ld + k_col + g * hd),
-                    (tile, span, i as u64 * span * span),
-                    false,
-                )?;
+                self.scores(batch, &bufs.qkv, (row0, span), (i as u64, hh), tile)?;
             }
-            let q = TfParams {
-                rows: span as u32,
-                row0: row0 as u32,
-                width: w as u32,
-                q_col: h0 as u32,
-                ..p
-            };
             Self::push(
                 batch,
                 &self.k.att_softmax,
-                &q,
+                &tile_params(&p, (row0, span), (h0, w)),
                 &[tile, sums],
                 self.ctx().dispatch_2d(w * span)?,
             );
@@ -1120,7 +1130,7 @@ pub fn run(
 /// small chunks exercise every chunked product on small models). With
 /// `chunk_bytes` given, the pass runs as on a device with little memory:
 /// the backward pass also recomputes every block's branch activations
-/// rather than keeping them.
+/// rather than keeping them, and attention submits its work tile by tile.
 #[doc(hidden)]
 pub fn run_chunked(
     gpu: &Gpu,
@@ -1204,6 +1214,11 @@ pub fn run_chunked(
         limit,
         dummy: ctx.storage_from("unused", &[0.0]),
         ones: ctx.storage_from("unit norm weight", &vec![1.0; m.cfg.hidden as usize]),
+        flush: if chunk_bytes.is_some() {
+            1
+        } else {
+            FLUSH_LAUNCHES
+        },
     };
     let buf = |label: &str, elems: u64| storage(ctx, label, 4 * elems.max(1));
     let ids: Vec<f32> = tokens.ids.iter().map(|&t| f32::from_bits(t)).collect();
@@ -1280,6 +1295,11 @@ pub fn run_chunked(
         })
     } else {
         None
+    };
+    // The logits' buffer before the kept activations: those are optional.
+    let mut logits_buf = match m.names.head {
+        Some(_) => Some(buf("logits", layout.logit_rows * c.vocab)?),
+        None => None,
     };
     let grads = match grads {
         Some(mut g)
@@ -1373,7 +1393,9 @@ pub fn run_chunked(
     reduce(&mut batch, &bufs.hn, "ln_f")?;
     if let Some(head) = &n.head {
         let v = c.vocab;
-        let logits = buf("logits", layout.logit_rows * v)?;
+        let logits = logits_buf
+            .take()
+            .ok_or_else(|| Error::internal("transformer pass", "no logits buffer for the head"))?;
         let mut rec = layout.rec("logits");
         let targets = tokens.batch * (tokens.seq - 1);
         let mut r0 = 0;
@@ -1683,39 +1705,22 @@ fn backward_block(
         let at = |i: usize| i as u64 * span * span;
         for (i, hh) in (h0..h0 + w).enumerate() {
             let gk = c.kv_head(hh);
-            let mut nt = |a: (&wgpu::Buffer, u64, u64), b: (&wgpu::Buffer, u64, u64), out| {
-                pass.gemm_at(
-                    batch,
-                    GemmForm::Nt,
-                    (span, span, hd),
-                    a,
-                    b,
-                    (out, span, at(i)),
-                    false,
-                )
-            };
-            nt(
-                (&bufs.qkv, ld, row0 * ld + hh * hd),
-                (&bufs.qkv, ld, row0 * ld + k_col + gk * hd),
-                &t[0],
-            )?;
-            nt(
+            pass.scores(batch, &bufs.qkv, (row0, span), (i as u64, hh), &t[0])?;
+            // dP = dO V^T.
+            pass.gemm_at(
+                batch,
+                GemmForm::Nt,
+                (span, span, hd),
                 (&g.d_o, aw, row0 * aw + hh * hd),
                 (&bufs.qkv, ld, row0 * ld + v_col + gk * hd),
-                &t[1],
+                (&t[1], span, at(i)),
+                false,
             )?;
         }
-        let q = TfParams {
-            rows: span as u32,
-            row0: row0 as u32,
-            width: w as u32,
-            q_col: h0 as u32,
-            ..p
-        };
         Pass::push(
             batch,
             &pass.k.att_tile,
-            &q,
+            &tile_params(&p, (row0, span), (h0, w)),
             &[&t[0], &t[1], &bufs.att_rows, &g.dd, &t[2], &t[3]],
             ew_groups(ctx, w * span * span)?,
         );
@@ -1797,6 +1802,18 @@ fn backward_block(
         None,
         recs,
     )
+}
+
+/// The attention parameters `p` for one tile: rows `row0 .. row0 + span`,
+/// `w` query heads from `h0`.
+fn tile_params(p: &TfParams, (row0, span): (u64, u64), (h0, w): (u64, u64)) -> TfParams {
+    TfParams {
+        rows: span as u32,
+        row0: row0 as u32,
+        width: w as u32,
+        q_col: h0 as u32,
+        ..*p
+    }
 }
 
 /// Rows of a stored tensor (its first dimension; 1 for a vector).

@@ -61,9 +61,9 @@ pub(crate) const MAX_SEQ: u64 = 4096;
 /// The most bytes of one attention tile buffer: as many heads' scores as fit
 /// (at least one) are handled together.
 const TILE_BYTES: u64 = 64 << 20;
-/// The rows an attention tile spans at least, where the batch allows: short
-/// sequences are packed into one tile, so the launches grow with the rows
-/// over this, not with the sequences.
+/// The rows an attention tile packs whole sequences into (at least one
+/// sequence a tile), so the launches grow with the rows, not with the
+/// sequences.
 const TILE_ROWS: u64 = 128;
 
 /// Sequences per attention tile (see [`tiles`]).
@@ -366,7 +366,8 @@ pub struct Tokens {
     pub ids: Vec<u32>,
 }
 
-/// The loss direction of a model without an LM head: the backward pass
+/// The random loss direction ([`Direction::Random`], and every model
+/// without an LM head): the backward pass
 /// starts from dL/d(final norm output) = g, g's elements N(0, 1/(rows x
 /// width)) drawn by the generator (seed, tensor `deepinit.direction`), so
 /// ||g|| is about 1 (the loss is the scalar product with g).
@@ -1223,8 +1224,9 @@ pub struct TiedGrad {
 pub struct GradStats {
     /// ||dL/dx|| for the stream leaving the last block.
     pub stream_out: f64,
-    /// ||dL/dW|| of the LM head (a tied head's share only); None only where
-    /// not even one logit column of every row fits the logits buffer.
+    /// ||dL/dW|| of the LM head (a tied head's share only), from the loss;
+    /// None under [`Direction::Random`], or where not even one logit column
+    /// of every row fits the logits buffer.
     pub head: Option<f64>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,

@@ -30,9 +30,9 @@ pub struct TfmReport {
     pub init: String,
     /// Seed.
     pub seed: u64,
-    /// Where the backward pass started (a model without a head starts from
-    /// the random direction either way).
-    pub direction: super::Direction,
+    /// Where the backward pass started (a model without a head from the
+    /// random direction whatever was asked); None: no backward pass.
+    pub direction: Option<super::Direction>,
     /// Sequences.
     pub batch: u64,
     /// Tokens per sequence.
@@ -137,7 +137,13 @@ pub fn run(
         source: source.to_string(),
         init: m.init.clone(),
         seed: m.seed,
-        direction: m.direction,
+        direction: if layout.from_loss {
+            Some(super::Direction::Loss)
+        } else if layout.backward {
+            Some(super::Direction::Random)
+        } else {
+            None
+        },
         batch: tokens.batch,
         seq: tokens.seq,
         vocab: m.cfg.vocab,
