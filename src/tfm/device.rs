@@ -483,9 +483,12 @@ impl Acts {
     }
 
     /// Bytes of one block's activations.
-    fn bytes(c: &super::TfmConfig, rows: u64) -> u64 {
-        let swiglu = u64::from(c.mlp == MlpKind::SwiGlu);
-        4 * rows * (2 * c.hidden + c.qkv_width() + c.attn_width() + (2 + swiglu) * c.inter)
+    fn bytes(c: &super::TfmConfig, bufs: &Bufs, rows: u64) -> u64 {
+        Self::parts(c, bufs, rows)
+            .iter()
+            .flatten()
+            .map(|&(_, b)| b)
+            .sum()
     }
 
     fn new(ctx: &GpuContext, c: &super::TfmConfig, bufs: &Bufs, rows: u64) -> Result<Acts> {
@@ -830,8 +833,7 @@ impl Pass<'_> {
             rows: rows as u32,
             seq: tokens.seq as u32,
             heads,
-            // The padding token plus one (0: none); ids are below 2^32 - 1.
-            hi: self.m.cfg.pad.map_or(0, |t| t as u32 + 1),
+            hi: self.m.cfg.pad_word(),
             ..TfParams::default()
         };
         let names = &self.m.names;
@@ -1284,7 +1286,7 @@ pub fn run_chunked(
                 .collect::<Result<_>>()?,
             scratch: buf("attention sums (recomputed)", 3 * rows * c.heads)?,
             acts: Vec::new(),
-            tied: if layout.has(&format!("dEH:{}", m.names.tok)) {
+            tied: if layout.has(&super::cross_rec(&m.names.tok)) {
                 Some((
                     buf("tied M", rows * rows)?,
                     buf("final norm output", rows * e)?,
@@ -1304,7 +1306,7 @@ pub fn run_chunked(
     let grads = match grads {
         Some(mut g)
             if chunk_bytes.is_none()
-                && Acts::bytes(c, rows).saturating_mul(c.layers) <= SAVED_BYTES =>
+                && Acts::bytes(c, &bufs, rows).saturating_mul(c.layers) <= SAVED_BYTES =>
         {
             // A device short of memory recomputes instead: the same bits.
             g.acts = (0..c.layers)
@@ -1445,7 +1447,7 @@ pub fn run_chunked(
                         row0: r0 as u32,
                         width: v as u32,
                         lo: nr as u32,
-                        hi: c.pad.map_or(0, |t| t as u32 + 1),
+                        hi: c.pad_word(),
                         ..TfParams::default()
                     };
                     Pass::push(
@@ -1531,7 +1533,7 @@ pub fn run_chunked(
                 &mut batch,
                 &g.g1,
                 rows * rows,
-                layout.rec(&format!("dEH:{}", n.tok)),
+                layout.rec(&super::cross_rec(&n.tok)),
                 None,
                 recs,
             )?;

@@ -519,7 +519,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
         // A tied table's cross term: M[r, r'] = dlogits[r', id_r] (the
         // device's tied_gather).
-        let cross = layout.has(&format!("dEH:{}", n.tok));
+        let cross = layout.has(&super::cross_rec(&n.tok));
         if cross {
             tied_m = vec![0f32; rows * rows];
         }
@@ -602,7 +602,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             )?;
         }
         embedding_grads::<A>(m, &dx, tokens, (layout, &mut raw.recs));
-        let cross = format!("dEH:{}", n.tok);
+        let cross = super::cross_rec(&n.tok);
         if layout.has(&cross) {
             let rec = layout.rec(&cross);
             let mut g = vec![0f32; rows * rows];

@@ -271,6 +271,12 @@ impl TfmConfig {
         h / (self.heads / self.kv_heads.max(1)).max(1)
     }
 
+    /// The padding id plus one as the kernels read it (`same_key`,
+    /// `tied_gather`; 0: none; ids are below 2^32 - 1).
+    pub(crate) fn pad_word(&self) -> u32 {
+        self.pad.map_or(0, |t| t as u32 + 1)
+    }
+
     /// Width of the attention output (heads x head_dim).
     pub(crate) fn attn_width(&self) -> u64 {
         self.heads * self.head_dim
@@ -960,6 +966,11 @@ pub struct PassLayout {
     pub total_records: u64,
 }
 
+/// The record of a tied table's cross term <lookup, head> (see [`TiedGrad`]).
+pub(crate) fn cross_rec(table: &str) -> String {
+    format!("dEH:{table}")
+}
+
 /// Records covering `n` elements.
 fn records(n: u64) -> u64 {
     n.div_ceil(RECORD_ELEMS)
@@ -1017,7 +1028,7 @@ impl PassLayout {
             }
             push(format!("dE:{}", m.names.tok), records(g), g);
             if m.tied_head() && from_loss && logit_rows * cfg.vocab >= rows {
-                push(format!("dEH:{}", m.names.tok), records(g), g);
+                push(cross_rec(&m.names.tok), records(g), g);
             }
             if let Some(pos) = &m.names.pos {
                 push(format!("dE:{pos}"), records(g), g);
@@ -1389,7 +1400,7 @@ pub fn fold(
         } else {
             None
         };
-        let cross_rec = format!("dEH:{}", names.tok);
+        let cross_rec = cross_rec(&names.tok);
         let tied = match (layout.has(&cross_rec), head) {
             (true, Some(head)) => {
                 let t = stats(&cross_rec)?;
