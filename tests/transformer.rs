@@ -110,6 +110,22 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         assert_eq!(g.tied.is_some(), tied && from_loss, "{name}");
         // Every record covered something: the stream's count is rows x width.
         assert_eq!(s.embed.count, tokens.rows() * m.cfg.hidden, "{name}");
+        // Every norm's row variances were written (an unwritten word reads 0
+        // on both sides); only a padding token's zero embedding row enters
+        // the first norm with variance 0.
+        let padded = m.cfg.pad.is_some_and(|p| tokens.ids.contains(&(p as u32)));
+        let mut inputs = s.blocks.iter().flat_map(|b| [&b.norm_in, &b.norm2_in]);
+        assert!(
+            inputs.all(|v| v.nonfinite == 0 && v.max > 0.0),
+            "{name}: {s:?}"
+        );
+        let mut later = (s.blocks.iter().skip(1).map(|b| &b.norm_in))
+            .chain(s.blocks.iter().map(|b| &b.norm2_in));
+        assert!(
+            later.all(|v| v.min > 0.0) && s.final_norm_in.min > 0.0,
+            "{name}"
+        );
+        assert_eq!(s.blocks[0].norm_in.min > 0.0, !padded, "{name}");
         if name == "big vocabulary" || name == "llama long" {
             continue;
         }
@@ -300,6 +316,11 @@ fn gpt2_follows_the_theory_with_and_without_its_residual_scaling() {
         }
         let l = r.loss_check.as_ref().expect("loss check");
         assert!(l.applies && l.pass, "{}: {l:?}", init.name());
+        // Every norm's output, each block's two and the final one.
+        assert_eq!(r.norm_checks.len(), 13);
+        for c in &r.norm_checks {
+            assert!(c.pass, "{}: {c:?}", init.name());
+        }
         // The recursion's terms add up by construction; the covariance of the
         // MLP branch with the stream is small at init (under a quarter of
         // the branch's own variance here).
@@ -311,6 +332,36 @@ fn gpt2_follows_the_theory_with_and_without_its_residual_scaling() {
     // GPT-2's own init scales the residual branches by 1/sqrt(2 n_layer):
     // its stream ends an order of magnitude quieter than LeCun's unscaled.
     assert!(last[0] * 10.0 < last[1], "{last:?}");
+}
+
+#[test]
+fn norm_outputs_follow_their_rows_variances_and_epsilon() {
+    // Every weight of std 5e-4 (the embeddings' sum of variance 5e-7 against
+    // epsilon 1e-5): no norm brings the stream to unit variance, and the
+    // first one's output mean square, mean v / (v + eps), is about 0.05.
+    let cfg = GPT2.replace(
+        "\"vocab_size\": 97",
+        "\"vocab_size\": 97, \"initializer_range\": 5e-4",
+    );
+    let m = Model::new(&tiny(&cfg), InitRule::Reference, 5).expect("model");
+    let tokens = Tokens::random(&m.cfg, 2, 16, 5).expect("tokens");
+    let backend = deepinit::backend::Backend::Cpu;
+    let r = tfm::run::run(&backend, &m, "test", &tokens, true, false, None).expect("pass");
+    assert_eq!(r.norm_checks.len() as u64, 2 * m.cfg.layers + 1);
+    for c in &r.norm_checks {
+        assert!(c.pass, "{c:?}");
+    }
+    let c = &r.norm_checks[0];
+    assert_eq!(c.norm, "1.ln1");
+    assert!(c.measured < 0.2, "{c:?}");
+    // The band tells this epsilon from twice or half of it: for any rows with
+    // variances in [min, max], v / (v + 2 eps) is at most its value at max,
+    // v / (v + eps/2) at least its value at min, and both lie outside it.
+    let eps = f64::from(m.cfg.eps);
+    let f = |v: f64, e: f64| v / (v + e);
+    let (lo, hi) = c.row_var;
+    assert!(f(hi, 2.0 * eps) < c.measured - c.band, "{c:?}");
+    assert!(f(lo, 0.5 * eps) > c.measured + c.band, "{c:?}");
 }
 
 #[test]

@@ -127,6 +127,9 @@ def run(cfg, w, ids):
             return np.concatenate([a * cos - c * sin, c * cos + a * sin], axis=-1)
 
     stats["embed"] = x
+    # Each norm's input rows' variances: about the row's mean for LayerNorm,
+    # the mean square for RMSNorm.
+    row_var = (lambda z: z.var(-1)) if kind == "gpt2" else (lambda z: (z * z).mean(-1))
     heads = lambda z, n: z.reshape(b, t, n, hd).transpose(0, 2, 1, 3)
     merge = lambda z: z.transpose(0, 2, 1, 3).reshape(b, t, -1)
     ents, maxps, caches = [], [], []
@@ -174,7 +177,8 @@ def run(cfg, w, ids):
         cache.update(mid=mid, h2=h2)
         caches.append(cache)
         x = mid + m
-        stats["blocks"].append({"norm": hn, "attn": a, "mid": mid, "norm2": h2, "mlp": m, "out": x})
+        stats["blocks"].append({"norm": hn, "attn": a, "mid": mid, "norm2": h2, "mlp": m, "out": x,
+                                "norm_in": row_var(cache["x_in"]), "norm2_in": row_var(mid)})
     if kind == "gpt2":
         xf = layer_norm(x, g(p + "ln_f.weight"), g(p + "ln_f.bias"), eps)
         head = g("lm_head.weight") if "lm_head.weight" in w else g(p + "wte.weight")
@@ -185,7 +189,7 @@ def run(cfg, w, ids):
     z = logits[:, :-1]
     lse = np.log(np.exp(z - z.max(-1, keepdims=True)).sum(-1)) + z.max(-1)
     tgt = np.take_along_axis(z, ids[:, 1:, None], axis=-1)[..., 0]
-    stats.update(final_norm=xf, logits=logits, loss=(lse - tgt).mean(), ents=ents, maxps=maxps)
+    stats.update(final_norm=xf, final_norm_in=row_var(x), eps=eps, logits=logits, loss=(lse - tgt).mean(), ents=ents, maxps=maxps)
     stats["grads"] = backward(cfg, w, ids, caches, x, xf, logits, head, eps, scale,
                               (h, kv, hd, e, window), kind, p, locals().get("rope_args"))
     return stats
@@ -370,6 +374,14 @@ def close(what, got, want, rel=None, abs_=None):
         raise SystemExit(f"{what}: deepinit {got!r}, numpy {want!r}")
 
 
+def check_rows(what, got, v, eps):
+    """A norm's input rows' variances v (float64) against the report's."""
+    assert got["nonfinite"] == 0, what
+    for key, want in [("mean", v.mean()), ("min", v.min()), ("max", v.max()),
+                      ("unit_ms", (v / (v + eps)).mean())]:
+        close(f"{what} {key}", got[key], float(want), rel=REL)
+
+
 def check(config, ckdir, tokens, report):
     cfg = json.load(open(config))
     w = load_file(f"{ckdir}/model.safetensors")
@@ -384,8 +396,11 @@ def check(config, ckdir, tokens, report):
             close(f"block {i + 1} {part} var", rb[part]["var"], var(sb[part]), rel=REL)
             close(f"block {i + 1} {part} mean", rb[part]["mean"], float(sb[part].mean()),
                   abs_=REL * math.sqrt(var(sb[part])))
+        for part in ["norm_in", "norm2_in"]:
+            check_rows(f"block {i + 1} {part}", rb[part], sb[part], s["eps"])
         close(f"block {i + 1} entropy", rb["entropy"], float(s["ents"][i]), abs_=ABS)
         close(f"block {i + 1} max prob", rb["max_prob"], float(s["maxps"][i]), abs_=ABS)
+    check_rows("final norm input", r["final_norm_in"], s["final_norm_in"], s["eps"])
     close("final norm var", r["final_norm"]["var"], var(s["final_norm"]), rel=REL)
     close("logits var", r["logits"]["var"], var(s["logits"]), rel=REL)
     close("loss", r["loss"], float(s["loss"]), abs_=ABS)

@@ -128,11 +128,12 @@ fn tree_sum(l: u32) -> f32 {
     return v;
 }
 
-// The (mean, inverse root) of the row of t1 at `base` (width ep.width), for
-// lane l of its workgroup: LayerNorm's mean (0 for RMSNorm) as the tree sum
-// times 1/width, the centred squares by fma, the inverse square root of
-// their mean plus epsilon. The forward norm and its backward share it.
-fn norm_stats(base: u32, l: u32, rms: bool) -> vec2<f32> {
+// The (mean, inverse root, sum of centred squares) of the row of t1 at
+// `base` (width ep.width), for lane l of its workgroup: LayerNorm's mean (0
+// for RMSNorm) as the tree sum times 1/width, the centred squares by fma, the
+// inverse square root of their mean plus epsilon. The forward norm, its
+// backward and `norm_var` share it.
+fn norm_stats(base: u32, l: u32, rms: bool) -> vec3<f32> {
     let n = ep.width;
     var mean = 0.0;
     if (!rms) {
@@ -147,7 +148,24 @@ fn norm_stats(base: u32, l: u32, rms: bool) -> vec2<f32> {
         d2 = fma(d, d, d2);
     }
     wg_f[l] = d2;
-    return vec2<f32>(mean, rsqrt_newton(fma(tree_sum(l), ep.inv_n, ep.eps)));
+    let s2 = tree_sum(l);
+    return vec3<f32>(mean, rsqrt_newton(fma(s2, ep.inv_n, ep.eps)), s2);
+}
+
+// Row r's variance as the norm sees it (LayerNorm: about the row's mean;
+// RMSNorm: the mean square), the sum of `norm_stats` times 1/width, into
+// t2[ep.lo + r]: the input of the norms' output-variance check.
+@compute @workgroup_size(RED_WG)
+fn norm_var(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = wid.y * nwg.x + wid.x;
+    let l = lid.x;
+    let n = ep.width;
+    if (r >= ep.rows || (r + 1u) * n > arrayLength(&t1) || ep.lo + r >= arrayLength(&t2)) {
+        return;
+    }
+    let st = norm_stats(r * n, l, (ep.heads & NORM_RMS) != 0u);
+    if (l == 0u) { t2[ep.lo + r] = st.z * ep.inv_n; }
 }
 
 // LayerNorm or RMSNorm of row r of t1 into t2, weight t3, bias t4: one

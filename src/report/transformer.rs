@@ -125,6 +125,28 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
             r.mlp_checks.len(),
         );
     }
+    if !r.norm_checks.is_empty() {
+        let inside = r.norm_checks.iter().filter(|c| c.pass).count();
+        let short = r
+            .norm_checks
+            .iter()
+            .max_by(|a, b| (1.0 - a.measured).total_cmp(&(1.0 - b.measured)));
+        let _ = write!(t, "norm outputs E[y^2] vs mean of v/(v + eps) over rows: ");
+        t.outcome(Outcome::of(inside == r.norm_checks.len()), 0);
+        let _ = write!(
+            t,
+            ", {inside} of {} norms within rounding",
+            r.norm_checks.len()
+        );
+        if let Some(c) = short {
+            let _ = write!(
+                t,
+                " (furthest below 1: {} at {:.6}, rows' variances {:.3e} .. {:.3e})",
+                c.norm, c.measured, c.row_var.0, c.row_var.1
+            );
+        }
+        let _ = writeln!(t);
+    }
     if let Some(c) = &r.loss_check {
         let _ = write!(t, "loss at init: ");
         t.outcome(
@@ -156,7 +178,7 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
             t.outcome(Outcome::Ok, 0);
             let _ = writeln!(
                 t,
-                ", identical, {} words (every statistics record, attention sum and loss term)",
+                ", identical, {} words (every statistics record, attention sum, loss term and norm row variance)",
                 v.comparison.words
             );
         }
@@ -278,14 +300,22 @@ pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
     let mut t = Styled::new();
     let _ = writeln!(
         t,
-        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  {:<7}{:<12}loss",
-        "init", "Var(x_0)", "Var(x_L)", "growth", "entropy", "loss", "ln V", "mirror", "MLP"
+        "{:<16}{:>11}{:>11}{:>9}{:>9}{:>9}{:>8}  {:<7}{:<12}{:<12}loss",
+        "init",
+        "Var(x_0)",
+        "Var(x_L)",
+        "growth",
+        "entropy",
+        "loss",
+        "ln V",
+        "mirror",
+        "MLP",
+        "norms"
     );
     for r in reports {
         let s = &r.stats;
         let last = s.blocks.last();
         let end = last.map_or(s.embed.var, |b| b.out.var);
-        let mlp = r.mlp_checks.iter().filter(|c| c.pass).count();
         let _ = write!(
             t,
             "{:<16}{:>11}{:>11}{:>9.1}{:>9.3}{:>9.3}{:>8.3}  ",
@@ -301,20 +331,22 @@ pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
             Outcome::of_opt(r.verify.as_ref().map(|v| v.comparison.identical())),
             7,
         );
-        t.outcome(
-            if r.mlp_checks.is_empty() {
-                Outcome::NotRun
-            } else {
-                Outcome::of(mlp == r.mlp_checks.len())
-            },
-            5,
-        );
-        let count = format!("{mlp}/{}", r.mlp_checks.len());
-        let _ = write!(
-            t,
-            "{:<7}",
-            if r.mlp_checks.is_empty() { "" } else { &count }
-        );
+        // How many of a kind of check passed, as "ok 12/12".
+        let mut checks = |pass: &[bool]| {
+            let inside = pass.iter().filter(|&&p| p).count();
+            t.outcome(
+                if pass.is_empty() {
+                    Outcome::NotRun
+                } else {
+                    Outcome::of(inside == pass.len())
+                },
+                5,
+            );
+            let count = format!("{inside}/{}", pass.len());
+            let _ = write!(t, "{:<7}", if pass.is_empty() { "" } else { &count });
+        };
+        checks(&r.mlp_checks.iter().map(|c| c.pass).collect::<Vec<_>>());
+        checks(&r.norm_checks.iter().map(|c| c.pass).collect::<Vec<_>>());
         t.outcome(
             match &r.loss_check {
                 Some(c) if c.applies => Outcome::of(c.pass),
@@ -327,8 +359,9 @@ pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
     let _ = writeln!(
         t,
         "(mirror: every word equal to the CPU mirror; MLP: blocks whose MLP branch is within\n\
-         its mean-field band; loss: within its band of ln V + s^2/2, n/a where the logits' std\n\
-         is 1 or more or there is no head)"
+         its mean-field band; norms: norms whose output's mean square is the mean of v/(v + eps)\n\
+         over its input rows within rounding; loss: within its band of ln V + s^2/2, n/a where\n\
+         the logits' std is 1 or more or there is no head)"
     );
     t
 }

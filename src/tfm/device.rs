@@ -23,6 +23,7 @@ use std::collections::HashMap;
 struct Kernels {
     embed: wgpu::ComputePipeline,
     norm: wgpu::ComputePipeline,
+    norm_var: wgpu::ComputePipeline,
     add_bias: wgpu::ComputePipeline,
     residual: wgpu::ComputePipeline,
     gelu_to: wgpu::ComputePipeline,
@@ -56,6 +57,7 @@ impl Kernels {
         Ok(Kernels {
             embed: p("embed")?,
             norm: p("norm")?,
+            norm_var: p("norm_var")?,
             add_bias: p("add_bias")?,
             residual: p("residual")?,
             gelu_to: p("gelu_to")?,
@@ -366,6 +368,30 @@ impl Pass<'_> {
         Ok(())
     }
 
+    /// The variances of `x`'s rows as the norm sees them into
+    /// `out[first..first + rows]`.
+    fn norm_var(
+        &self,
+        batch: &mut Batch,
+        x: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+        (first, rows): (u64, u64),
+    ) -> Result<()> {
+        let flags = u32::from(self.m.cfg.norm == NormKind::Rms);
+        let p = TfParams {
+            lo: first as u32,
+            ..self.norm_params(rows, flags)
+        };
+        Self::push(
+            batch,
+            &self.k.norm_var,
+            &p,
+            &[x, out],
+            self.ctx().dispatch_2d(rows)?,
+        );
+        Ok(())
+    }
+
     fn ew(
         &self,
         batch: &mut Batch,
@@ -402,6 +428,8 @@ struct Bufs {
     /// transposed.
     tiles: Vec<wgpu::Buffer>,
     loss_rows: wgpu::Buffer,
+    /// Each norm's input rows' variances ([`super::norm_var_words`]).
+    norm_vars: wgpu::Buffer,
     recs: wgpu::Buffer,
     tok: wgpu::Buffer,
     cos: wgpu::Buffer,
@@ -1253,6 +1281,7 @@ pub fn run_chunked(
                 .collect::<Result<_>>()?
         },
         loss_rows: buf("loss terms", 3 * rows)?,
+        norm_vars: buf("norm row variances", super::norm_var_words(c, tokens))?,
         recs: buf(
             "statistics records",
             layout.total_records * crate::gpu::layout::RECORD_WORDS,
@@ -1370,6 +1399,12 @@ pub fn run_chunked(
         if let Some(g) = &grads {
             copy(&mut batch, &bufs.x, &g.saved[i].0)?;
         }
+        pass.norm_var(
+            &mut batch,
+            &bufs.x,
+            &bufs.norm_vars,
+            (2 * i as u64 * rows, rows),
+        )?;
         pass.attn_branch(&mut batch, b, &bufs, &bufs.x, (&bufs.att_rows, hi), tokens)?;
         if let Some(a) = grads.as_ref().and_then(|g| g.acts.get(i)) {
             a.keep(&mut batch, c, &bufs, rows, Branch::Attn);
@@ -1381,6 +1416,12 @@ pub fn run_chunked(
         if let Some(g) = &grads {
             copy(&mut batch, &bufs.x, &g.saved[i].1)?;
         }
+        pass.norm_var(
+            &mut batch,
+            &bufs.x,
+            &bufs.norm_vars,
+            ((2 * i as u64 + 1) * rows, rows),
+        )?;
         pass.mlp_branch(&mut batch, b, &bufs, &bufs.x, rows)?;
         if let Some(a) = grads.as_ref().and_then(|g| g.acts.get(i)) {
             a.keep(&mut batch, c, &bufs, rows, Branch::Mlp);
@@ -1391,6 +1432,12 @@ pub fn run_chunked(
         reduce(&mut batch, &bufs.x, &format!("{l}.out"))?;
         step(&mut batch)?;
     }
+    pass.norm_var(
+        &mut batch,
+        &bufs.x,
+        &bufs.norm_vars,
+        (2 * c.layers * rows, rows),
+    )?;
     pass.norm(&mut batch, &n.ln_f, &bufs.x, &bufs.hn, rows)?;
     reduce(&mut batch, &bufs.hn, "ln_f")?;
     if let Some(head) = &n.head {
@@ -1552,6 +1599,7 @@ pub fn run_chunked(
             (&bufs.recs, 4 * raw_len.recs.len() as u64),
             (&bufs.att_rows, 4 * raw_len.att.len().max(1) as u64),
             (&bufs.loss_rows, 4 * raw_len.loss.len().max(1) as u64),
+            (&bufs.norm_vars, 4 * raw_len.norm_vars.len() as u64),
         ],
     )?;
     let take = |i: usize, n: usize| -> Vec<u32> {
@@ -1564,6 +1612,7 @@ pub fn run_chunked(
         recs: take(0, raw_len.recs.len()),
         att: take(1, raw_len.att.len()),
         loss: take(2, raw_len.loss.len()),
+        norm_vars: take(3, raw_len.norm_vars.len()),
     };
     if let Some(pr) = progress {
         pr.update(steps, steps);

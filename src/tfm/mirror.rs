@@ -102,7 +102,8 @@ fn tree_max(lanes: &mut [f32]) -> f32 {
     lanes[0]
 }
 
-/// A row's (mean, inverse root): the shader's `norm_stats`, shared by the
+/// A row's (mean, inverse root, sum of centred squares): the shader's
+/// `norm_stats`, shared by the
 /// norm and its backward. Each of [`RED_WORKGROUP`] lanes folds its strided
 /// elements in order, then the tree.
 fn norm_stats<A: Arith>(
@@ -110,7 +111,7 @@ fn norm_stats<A: Arith>(
     rms: bool,
     (inv_n, eps): (f32, f32),
     lanes: &mut [f32],
-) -> (f32, f32) {
+) -> (f32, f32, f32) {
     let wg = lanes.len();
     let lane_sum = |lanes: &mut [f32], f: &dyn Fn(f32, f32) -> f32| {
         for (l, lane) in lanes.iter_mut().enumerate() {
@@ -127,7 +128,19 @@ fn norm_stats<A: Arith>(
         let d = v - mean;
         A::fma(d, d, s)
     });
-    (mean, rsqrt_newton::<A>(A::fma(d2, inv_n, eps)))
+    (mean, rsqrt_newton::<A>(A::fma(d2, inv_n, eps)), d2)
+}
+
+/// The `norm_var` kernel: each row's sum of centred squares times 1/width
+/// into `out`.
+fn norm_vars<A: Arith>(m: &Model, x: &[f32], n: usize, out: &mut [u32]) {
+    let inv_n = (1.0 / n as f64) as f32;
+    let rms = m.cfg.norm == NormKind::Rms;
+    let mut lanes = vec![0f32; RED_WORKGROUP as usize];
+    for (row, o) in x.chunks(n).zip(out) {
+        let (_, _, d2) = norm_stats::<A>(row, rms, (inv_n, m.cfg.eps), &mut lanes);
+        *o = (d2 * inv_n).to_bits();
+    }
 }
 
 /// The `norm` kernel over every row of `x` (width n): per row, each of
@@ -156,7 +169,7 @@ fn norm_with<A: Arith>(m: &Model, w: &[f32], b: Option<&[f32]>, x: &[f32], n: us
     let mut y = vec![0f32; x.len()];
     let mut lanes = vec![0f32; wg];
     for (row, out) in x.chunks(n).zip(y.chunks_mut(n)) {
-        let (mean, inv) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
+        let (mean, inv, _) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
         for c in 0..n {
             out[c] = if rms {
                 w[c] * (row[c] * inv)
@@ -477,6 +490,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         let l = i + 1;
         let x_in = layout.backward.then(|| x.clone());
         let sums = &mut raw.att[i * per_layer..(i + 1) * per_layer];
+        norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
         let (hn, _, _, a) = attn_branch::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
         reduce::<A>(&hn, None, &mut raw.recs, layout.rec(&format!("{l}.ln1")));
         reduce::<A>(&a, None, &mut raw.recs, layout.rec(&format!("{l}.attn")));
@@ -487,6 +501,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         if let Some(x_in) = x_in {
             saved.push((x_in, x.clone()));
         }
+        norm_vars::<A>(m, &x, e, &mut raw.norm_vars[(2 * i + 1) * rows..]);
         let mv = mlp_branch::<A>(m, b, &x, rows)?;
         reduce::<A>(&mv.hn, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
         reduce::<A>(&mv.br, None, &mut raw.recs, layout.rec(&format!("{l}.mlp")));
@@ -495,6 +510,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
     }
+    norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * n.blocks.len() * rows..]);
     let xf = norm::<A>(m, &n.ln_f, &x, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
     // Without the loss, the backward pass starts from a fixed random
@@ -835,7 +851,7 @@ fn norm_bwd<A: Arith>(
             }
             tree_sum(lanes)
         };
-        let (mean, inv) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
+        let (mean, inv, _) = norm_stats::<A>(row, rms, (inv_n, eps), &mut lanes);
         let mut a = 0f32;
         if !rms {
             a = lane_sum(&mut lanes, &|c, s| s + dyr[c] * w[c]) * inv_n;

@@ -1100,6 +1100,9 @@ pub struct RawTfm {
     pub att: Vec<u32>,
     /// Per row: the largest logit, the sum of e^(l - m), the next token's logit.
     pub loss: Vec<u32>,
+    /// Per norm (each block's two, then the final one) and row: the row's
+    /// variance as the norm sees it ([`norm_var_words`]).
+    pub norm_vars: Vec<u32>,
 }
 
 impl RawTfm {
@@ -1116,8 +1119,17 @@ impl RawTfm {
                     0
                 }
             ],
+            norm_vars: vec![0; norm_var_words(cfg, tokens) as usize],
         }
     }
+}
+
+/// Words of the norms' row variances: one per norm (2 per block and the
+/// final one) and row. LayerNorm's is the row's mean squared deviation from
+/// its mean, RMSNorm's its mean square, each as the norm kernel forms it
+/// (the sum times 1/width rounded, without epsilon).
+pub(crate) fn norm_var_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
+    (2 * cfg.layers + 1) * tokens.rows()
 }
 
 /// Words of the attention row sums: 3 per layer, row and head (S, A, m).
@@ -1130,12 +1142,16 @@ pub(crate) fn att_words(cfg: &TfmConfig, tokens: &Tokens) -> u64 {
 pub struct BlockStats {
     /// Block (1-based).
     pub block: u64,
+    /// The rows entering the first norm.
+    pub norm_in: NormInput,
     /// The first norm's output (the attention's input).
     pub norm: TensorStats,
     /// The attention branch's output before the residual addition.
     pub attn: TensorStats,
     /// The stream after the attention's residual addition.
     pub mid: TensorStats,
+    /// The rows entering the second norm.
+    pub norm2_in: NormInput,
     /// The second norm's output (the MLP's input).
     pub norm2: TensorStats,
     /// The MLP branch's output before its addition.
@@ -1154,6 +1170,52 @@ pub struct BlockStats {
     pub collapsed: f64,
 }
 
+/// The rows entering a norm, by their variances as the norm kernel forms
+/// them (LayerNorm: about the row's mean; RMSNorm: the mean square).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NormInput {
+    /// Mean of the rows' variances.
+    pub mean: f64,
+    /// The smallest.
+    pub min: f64,
+    /// The largest.
+    pub max: f64,
+    /// Mean over rows of v / (v + eps): the mean square of the norm's output
+    /// at unit gain and zero bias (see [`theory::NormCheck`]).
+    pub unit_ms: f64,
+    /// Rows whose variance is not finite (not in the figures above).
+    pub nonfinite: u64,
+}
+
+impl NormInput {
+    /// From the raw words of one norm's rows.
+    fn of(words: &[u32], eps: f32) -> NormInput {
+        let eps = f64::from(eps);
+        let (mut sum, mut unit, mut n, mut nonfinite) = (0.0, 0.0, 0u64, 0u64);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &w in words {
+            let v = f64::from(f32::from_bits(w));
+            if !v.is_finite() {
+                nonfinite += 1;
+                continue;
+            }
+            sum += v;
+            unit += v / (v + eps);
+            min = min.min(v);
+            max = max.max(v);
+            n += 1;
+        }
+        let d = n.max(1) as f64;
+        NormInput {
+            mean: sum / d,
+            min: if n > 0 { min } else { f64::NAN },
+            max: if n > 0 { max } else { f64::NAN },
+            unit_ms: unit / d,
+            nonfinite,
+        }
+    }
+}
+
 /// A pass's measurements.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TfmStats {
@@ -1161,6 +1223,8 @@ pub struct TfmStats {
     pub embed: TensorStats,
     /// Per block.
     pub blocks: Vec<BlockStats>,
+    /// The rows entering the final norm.
+    pub final_norm_in: NormInput,
     /// The final norm's output.
     pub final_norm: TensorStats,
     /// The logits (with an LM head).
@@ -1275,6 +1339,12 @@ pub fn fold(
     };
     let f = |w: u32| f64::from(f32::from_bits(w));
     let (rows, h, t_len) = (tokens.rows(), cfg.heads, tokens.seq);
+    // The rows entering norm k (each block's two, then the final one).
+    let norm_input = |k: u64| {
+        let r0 = (k * rows) as usize;
+        let words = raw.norm_vars.get(r0..r0 + rows as usize).unwrap_or(&[]);
+        NormInput::of(words, cfg.eps)
+    };
     let mut blocks = Vec::new();
     for l in 1..=cfg.layers {
         let (mut ent, mut ratio, mut maxp, mut coll) = (0.0, 0.0, 0.0, 0.0);
@@ -1303,8 +1373,11 @@ pub fn fold(
         }
         let n_all = n_all.max(1) as f64;
         let n_multi = n_multi.max(1) as f64;
+        let norm_in = |k: u64| norm_input(2 * (l - 1) + k);
         blocks.push(BlockStats {
             block: l,
+            norm_in: norm_in(0),
+            norm2_in: norm_in(1),
             norm: stats(&format!("{l}.ln1"))?,
             attn: stats(&format!("{l}.attn"))?,
             mid: stats(&format!("{l}.mid"))?,
@@ -1434,6 +1507,7 @@ pub fn fold(
         grads,
         embed: stats("embed")?,
         blocks,
+        final_norm_in: norm_input(2 * cfg.layers),
         final_norm: stats("ln_f")?,
         logits: if cfg.head {
             Some(stats("logits")?)
@@ -1475,6 +1549,7 @@ pub fn compare(dev: &RawTfm, cpu: &RawTfm) -> Comparison {
         ("statistics records", &dev.recs, &cpu.recs),
         ("attention sums", &dev.att, &cpu.att),
         ("loss terms", &dev.loss, &cpu.loss),
+        ("norm row variances", &dev.norm_vars, &cpu.norm_vars),
     ] {
         c.words += a.len().max(b.len()) as u64;
         if a.len() != b.len() {

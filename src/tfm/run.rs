@@ -2,7 +2,7 @@
 //! against the CPU mirror (word for word), and the loss at init against its
 //! band ([`super::theory`]).
 
-use super::theory::{self, LossCheck, MlpCheck, Recursion};
+use super::theory::{self, LossCheck, MlpCheck, NormCheck, Recursion};
 use super::{Comparison, Model, PassLayout, TfmStats, Tokens};
 use crate::backend::{Backend, DeviceInfo};
 use crate::error::Result;
@@ -53,6 +53,8 @@ pub struct TfmReport {
     pub recursion: Vec<Recursion>,
     /// Each block's MLP branch against its mean-field prediction.
     pub mlp_checks: Vec<MlpCheck>,
+    /// Each norm's output against its input rows' variances.
+    pub norm_checks: Vec<NormCheck>,
     /// The device against the CPU mirror (None: not compared, see `not_compared`).
     pub verify: Option<Verification>,
     /// Why it was not compared.
@@ -65,7 +67,7 @@ pub struct TfmReport {
 
 impl TfmReport {
     /// Whether every check that ran passed (the comparison, the MLP branches'
-    /// bands, and the loss band where it applies).
+    /// and the norms' bands, and the loss band where it applies).
     pub fn pass(&self) -> bool {
         self.verify
             .as_ref()
@@ -75,6 +77,7 @@ impl TfmReport {
                 .as_ref()
                 .is_none_or(|l| !l.applies || l.pass)
             && self.mlp_checks.iter().all(|c| c.pass)
+            && self.norm_checks.iter().all(|c| c.pass)
     }
 }
 
@@ -152,6 +155,7 @@ pub fn run(
         device: backend.info(),
         loss_check: theory::loss_check(&stats, m.cfg.vocab),
         recursion: theory::recursion(&stats),
+        norm_checks: theory::norm_checks(m, &stats),
         mlp_checks: if m.drawn {
             theory::mlp_checks(m, &stats, tokens.rows())
         } else {

@@ -16,6 +16,14 @@
 //! rows' means differ by the dot product of a unit-variance vector with the
 //! mean of the head's rows, tiny at init).
 //!
+//! **Norm outputs.** At init a norm's gain is 1 and its bias 0, so a row
+//! of variance v (LayerNorm: about the row's mean; RMSNorm: its mean square)
+//! leaves with mean square exactly `v / (v + eps)`: near 1 however the
+//! stream has grown, short of it by `eps / (v + eps)` where the stream is as
+//! small as eps. The prediction is the mean of that over the rows entering
+//! the norm, measured on the device; the band is the f32 rounding of the two
+//! sides ([`NormCheck`]), so the check is exact up to rounding.
+//!
 //! **Residual recursion.** `Var(x + b) = Var(x) + Var(b) + 2 Cov(x, b)`:
 //! the stream's growth is its branches' variances unless a branch correlates
 //! with the stream. The measured covariance term (from the three measured
@@ -184,4 +192,88 @@ pub(crate) fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCh
         });
     }
     v
+}
+
+/// A norm's output mean square against `mean_r v_r / (v_r + eps)`, the
+/// value of unit gain and zero bias on rows of variances v_r.
+///
+/// Both sides come from the same centred values d_c = x_c - mean (the
+/// kernel's, recomputed to the same bits), so their rounding is all there
+/// is between them, relative to the prediction (first order in u = 2^-24,
+/// every term a sum of positive squares): the row's sum of d_c^2 as an `fma`
+/// chain of k = ceil(width / 256) terms per lane and an 8-level tree (k + 8);
+/// 1/width rounded (1); v's product by it (1); `v + eps` in the inverse
+/// root's `fma` (1); the inverse root's last Newton step (2.5: its square's
+/// rounding halved, the `fma`'s and the product's; so 5 squared); each
+/// output's rounding (1, so 2 squared); the statistics reduction's chain of
+/// 16 `fma`s and 8-level tree (24). That is k + 42; with one more for
+/// second-order terms the band is `(k + 43) u` times the prediction: no
+/// false alarm where the kernel
+/// normalizes as specified, while a wrong epsilon, 1/(width - 1) or a
+/// missing centring moves the measured value by far more than that wherever
+/// eps / v or 1/width exceeds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NormCheck {
+    /// The norm's statistics record (`3.ln1`, `3.ln2`, `ln_f`).
+    pub norm: String,
+    /// Mean over rows of v / (v + eps).
+    pub predicted: f64,
+    /// Mean square of the norm's output.
+    pub measured: f64,
+    /// Half-width of the band.
+    pub band: f64,
+    /// The rows' smallest and largest variance.
+    pub row_var: (f64, f64),
+    /// Inside the band.
+    pub pass: bool,
+}
+
+/// [`NormCheck`] of every norm whose gain is all 1 and bias all 0 (every
+/// drawn model's; a checkpoint's where it kept them), and whose input and
+/// output are finite.
+pub(crate) fn norm_checks(m: &super::Model, s: &TfmStats) -> Vec<NormCheck> {
+    let k = m
+        .cfg
+        .hidden
+        .div_ceil(u64::from(crate::gpu::layout::RED_WORKGROUP)) as f64;
+    let rel = (k + 43.0) * f64::from(f32::EPSILON) / 2.0;
+    let unit = |(w, b): &(String, Option<String>)| {
+        let ones = m.weights.get(w).is_ok_and(|w| w.iter().all(|&g| g == 1.0));
+        let zeros = b
+            .as_ref()
+            .is_none_or(|b| m.weights.get(b).is_ok_and(|b| b.iter().all(|&z| z == 0.0)));
+        ones && zeros
+    };
+    let norms = s
+        .blocks
+        .iter()
+        .zip(&m.names.blocks)
+        .flat_map(|(b, n)| {
+            [
+                (format!("{}.ln1", b.block), &n.ln1, &b.norm_in, &b.norm),
+                (format!("{}.ln2", b.block), &n.ln2, &b.norm2_in, &b.norm2),
+            ]
+        })
+        .chain(std::iter::once((
+            "ln_f".to_string(),
+            &m.names.ln_f,
+            &s.final_norm_in,
+            &s.final_norm,
+        )));
+    norms
+        .filter(|(_, w, input, out)| {
+            input.nonfinite == 0 && out.nonfinite == 0 && input.min.is_finite() && unit(w)
+        })
+        .map(|(norm, _, input, out)| {
+            let band = rel * input.unit_ms;
+            NormCheck {
+                norm,
+                predicted: input.unit_ms,
+                measured: out.mean_sq,
+                band,
+                row_var: (input.min, input.max),
+                pass: (out.mean_sq - input.unit_ms).abs() <= band,
+            }
+        })
+        .collect()
 }
