@@ -30,10 +30,11 @@ fn conforming_class(ctx: &deepinit::gpu::GpuContext) -> Option<FmaMode> {
     class
 }
 
-const ALL: [Activation; 7] = [
+const ALL: [Activation; 8] = [
     Activation::Relu,
     Activation::LeakyRelu(0.01),
     Activation::Gelu,
+    Activation::GeluErf,
     Activation::Selu,
     Activation::Tanh,
     Activation::Sigmoid,

@@ -223,6 +223,7 @@ fn gpu_statistics_match_the_cpu_reference_for_every_activation() {
         "sigmoid",
         "selu",
         "gelu",
+        "gelu_erf",
         "linear",
     ];
     for (i, a) in acts.iter().enumerate() {

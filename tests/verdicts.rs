@@ -12,13 +12,14 @@ use deepinit::experiment::{self, CpuStatus, RunReport};
 use deepinit::init::scheme::Scheme;
 use deepinit::net::{Fault, NetConfig};
 
-const ACTIVATIONS: [&str; 7] = [
+const ACTIVATIONS: [&str; 8] = [
     "relu",
     "leaky_relu:0.1",
     "tanh",
     "sigmoid",
     "selu",
     "gelu",
+    "gelu_erf",
     "linear",
 ];
 const SCHEMES: [&str; 5] = ["he", "lecun", "xavier", "naive:0.01", "naive:1.0"];

@@ -2,7 +2,8 @@
 
 // Activation functions and their derivatives, selected by the pipeline
 // constant ACT, one of the ACT_* ids of the prelude (src/gpu/layout.rs). GELU
-// is the tanh approximation, as PyTorch's approximate='tanh'.
+// is the tanh approximation, as PyTorch's approximate='tanh'; GELU_ERF is
+// x Phi(x) through erf, as PyTorch's default.
 //
 // Statement for statement the CPU mirror in src/act/arith.rs, whose constants
 // the prelude carries: only +, -, *, explicit fma, comparisons, selects,
@@ -118,6 +119,38 @@ fn gelu_parts(x: f32) -> vec2<f32> {
     return vec2<f32>(one_plus, tm.y * (2.0 - tm.y));
 }
 
+// The erf GELU's (1 + erf(x / sqrt 2), e^(-x^2 / 2)): with z = |x| / sqrt 2
+// (clamped at ERFC_MAX), 1 +- z P(z^2) below ERF_SMALL, and from there e^Q(z)
+// (erfc z, so no cancellation for x < 0) or 2 - e^Q(z).
+fn gelu_erf_parts(x: f32) -> vec2<f32> {
+    // + k(0u): the product may then be contracted only with that 0 (the same
+    // value), never with the subtraction of u below.
+    var z = abs_bits(x) * k(RSQRT2_BITS) + k(0u);
+    z = select(k(ERFC_MAX_BITS), z, z < k(ERFC_MAX_BITS));
+    let s = z * z;
+    var p = k(ERF_S0_BITS);
+    p = fma(p, s, k(ERF_S1_BITS));
+    p = fma(p, s, k(ERF_S2_BITS));
+    p = fma(p, s, k(ERF_S3_BITS));
+    p = fma(p, s, k(ERF_S4_BITS));
+    p = fma(p, s, k(ERF_S5_BITS));
+    let series = fma(select(z, -z, x < 0.0), p, 1.0);
+    let near = z < k(ERFC_MID_BITS);
+    let u = z - select(k(ERFC_B_AT_BITS), k(ERFC_A_AT_BITS), near);
+    var q = select(k(ERFC_B0_BITS), k(ERFC_A0_BITS), near);
+    q = fma(q, u, select(k(ERFC_B1_BITS), k(ERFC_A1_BITS), near));
+    q = fma(q, u, select(k(ERFC_B2_BITS), k(ERFC_A2_BITS), near));
+    q = fma(q, u, select(k(ERFC_B3_BITS), k(ERFC_A3_BITS), near));
+    q = fma(q, u, select(k(ERFC_B4_BITS), k(ERFC_A4_BITS), near));
+    q = fma(q, u, select(k(ERFC_B5_BITS), k(ERFC_A5_BITS), near));
+    q = fma(q, u, select(k(ERFC_B6_BITS), k(ERFC_A6_BITS), near));
+    q = fma(q, u, select(k(ERFC_B7_BITS), k(ERFC_A7_BITS), near));
+    q = fma(q, u, select(k(ERFC_B8_BITS), k(ERFC_A8_BITS), near));
+    let ec = exp_neg(q);
+    let tail = select(2.0 - ec, ec, x < 0.0);
+    return vec2<f32>(select(tail, series, z < k(ERF_SMALL_BITS)), exp_neg(-(x * x * 0.5)));
+}
+
 fn act(x: f32) -> f32 {
     switch ACT {
         case ACT_RELU: { return select(0.0, x, x > 0.0); }
@@ -129,6 +162,7 @@ fn act(x: f32) -> f32 {
             return select(flush_tiny(k(SELU_LAMBDA_BITS) * select(neg, x, x > 0.0)), x, is_nan(x));
         }
         case ACT_GELU: { return flush_tiny(0.5 * x * gelu_parts(x).x); }
+        case ACT_GELU_ERF: { return flush_tiny(0.5 * x * gelu_erf_parts(x).x); }
         default: { return x; }
     }
 }
@@ -147,6 +181,10 @@ fn dact(x: f32) -> f32 {
             let parts = gelu_parts(x);
             let right = x * parts.y * fma(k(GELU_K3_BITS) * x, x, 1.0) * k(GELU_C_HALF_BITS);
             return flush_tiny(fma(0.5, parts.x, right));
+        }
+        case ACT_GELU_ERF: {
+            let parts = gelu_erf_parts(x);
+            return flush_tiny(fma(0.5, parts.x, x * parts.y * k(INV_SQRT_2PI_BITS)));
         }
         default: { return 1.0; }
     }

@@ -28,10 +28,14 @@ pub enum Activation {
     Selu,
     /// GELU, tanh approximation (PyTorch's `approximate='tanh'`).
     Gelu,
+    /// GELU, x Phi(x) with the normal CDF through erf (PyTorch's default
+    /// `nn.GELU()`, transformers' `gelu`).
+    GeluErf,
 }
 
 impl Activation {
-    /// Parses `linear`, `relu`, `leaky_relu[:a]`, `tanh`, `sigmoid`, `selu`, `gelu`.
+    /// Parses `linear`, `relu`, `leaky_relu[:a]`, `tanh`, `sigmoid`, `selu`,
+    /// `gelu` (the tanh form), `gelu_erf`.
     pub fn parse(s: &str) -> Result<Activation> {
         let l = s.trim().to_ascii_lowercase();
         Ok(match l.as_str() {
@@ -42,6 +46,7 @@ impl Activation {
             "sigmoid" => Activation::Sigmoid,
             "selu" => Activation::Selu,
             "gelu" => Activation::Gelu,
+            "gelu_erf" => Activation::GeluErf,
             other => match other.strip_prefix("leaky_relu:") {
                 Some(a) => {
                     let a: f64 = a.parse().map_err(|_| {
@@ -63,6 +68,7 @@ impl Activation {
                             "sigmoid",
                             "selu",
                             "gelu",
+                            "gelu_erf",
                             "linear",
                         ],
                     ))
@@ -81,6 +87,7 @@ impl Activation {
             Activation::Sigmoid => "sigmoid".into(),
             Activation::Selu => "selu".into(),
             Activation::Gelu => "gelu".into(),
+            Activation::GeluErf => "gelu_erf".into(),
         }
     }
 
@@ -118,6 +125,7 @@ impl Activation {
             Activation::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             Activation::Selu => SELU_LAMBDA * if x > 0.0 { x } else { SELU_ALPHA * x.exp_m1() },
             Activation::Gelu => 0.5 * x * (1.0 + (GELU_C * (x + 0.044715 * x * x * x)).tanh()),
+            Activation::GeluErf => 0.5 * x * erfc(-x * std::f64::consts::FRAC_1_SQRT_2),
         }
     }
 
@@ -148,6 +156,9 @@ impl Activation {
             Activation::Gelu => {
                 let t = (GELU_C * (x + 0.044715 * x * x * x)).tanh();
                 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
+            }
+            Activation::GeluErf => {
+                0.5 * erfc(-x * std::f64::consts::FRAC_1_SQRT_2) + x * normal_density(x)
             }
         }
     }
@@ -181,6 +192,8 @@ impl Activation {
                                       // phi = x (1 + t) / 2: phi'' = t' + x t'' / 2, t' = s2 u', t'' = s2 (u'' - 2 t u'^2).
                 s2 * du + 0.5 * x * s2 * (d2u - 2.0 * t * du * du)
             }
+            // (Phi + x phi)' = 2 phi + x phi' = phi (2 - x^2).
+            Activation::GeluErf => normal_density(x) * (2.0 - x * x),
         }
     }
 
@@ -210,10 +223,61 @@ impl Activation {
     }
 }
 
+/// The standard normal density in f64.
+fn normal_density(x: f64) -> f64 {
+    (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt()
+}
+
+/// erf in f64 (relative error near 1e-14): the Maclaurin series below 2.5,
+/// `1 - erfc` beyond.
+pub(crate) fn erf(x: f64) -> f64 {
+    let a = x.abs();
+    let v = if a < 2.5 {
+        // 2/sqrt(pi) sum_n (-1)^n a^(2n+1) / (n! (2n+1)); the largest term
+        // (near n = 6 at a = 2.5) is about 10, so the cancellation costs a
+        // digit.
+        let (x2, mut term, mut sum) = (a * a, a, a);
+        for n in 1..100 {
+            term *= -x2 / f64::from(n);
+            let t = term / f64::from(2 * n + 1);
+            sum += t;
+            if t.abs() < 1e-17 * sum.abs() {
+                break;
+            }
+        }
+        sum * std::f64::consts::FRAC_2_SQRT_PI
+    } else {
+        1.0 - erfc(a)
+    };
+    if x.is_nan() {
+        x
+    } else {
+        v.copysign(x)
+    }
+}
+
+/// erfc in f64, without cancellation for large positive x: Laplace's
+/// continued fraction e^(-x^2) / sqrt(pi) / (x + (1/2) / (x + (2/2) / (x +
+/// ...))) with 80 terms from 2.5 on (relative error under 1e-14), and
+/// `1 - erf` below.
+pub(crate) fn erfc(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    if x < 2.5 {
+        return 1.0 - erf(x);
+    }
+    let mut f = x;
+    for k in (1..=80).rev() {
+        f = x + f64::from(k) * 0.5 / f;
+    }
+    (-x * x).exp() / (std::f64::consts::PI.sqrt() * f)
+}
+
 /// Every activation (leaky ReLU with slope 0.2), for the tests here and in
 /// [`arith`].
 #[cfg(test)]
-pub(crate) const EVERY: [Activation; 7] = [
+pub(crate) const EVERY: [Activation; 8] = [
     Activation::Linear,
     Activation::Relu,
     Activation::LeakyRelu(0.2),
@@ -221,11 +285,40 @@ pub(crate) const EVERY: [Activation; 7] = [
     Activation::Sigmoid,
     Activation::Selu,
     Activation::Gelu,
+    Activation::GeluErf,
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erf_and_erfc_give_known_values() {
+        // Python's math.erf / math.erfc (the C library's), printed to 17
+        // digits.
+        for (x, want) in [
+            (0.5, 0.520_499_877_813_046_5),
+            (1.0, 0.842_700_792_949_714_9),
+            (2.0, 0.995_322_265_018_952_7),
+            (-1.0, -0.842_700_792_949_714_9),
+        ] {
+            assert!((erf(x) - want).abs() < 1e-15, "erf({x}) = {}", erf(x));
+        }
+        for (x, want) in [
+            (3.0, 2.209_049_699_858_543_8e-5),
+            (5.0, 1.537_459_794_428_035_1e-12),
+        ] {
+            assert!(
+                (erfc(x) / want - 1.0).abs() < 1e-13,
+                "erfc({x}) = {}",
+                erfc(x)
+            );
+        }
+        // Continuous where the methods meet, and odd.
+        assert!((erf(2.5 - 1e-12) - erf(2.5)).abs() < 1e-13);
+        assert_eq!(erf(-0.3), -erf(0.3));
+        assert!((erfc(-1.0) - (2.0 - erfc(1.0))).abs() < 1e-15);
+    }
 
     #[test]
     fn derivatives_match_finite_differences() {

@@ -13,7 +13,7 @@ pub(crate) struct ForwardArgs {
     /// he|kaiming, lecun, xavier|glorot, or naive:STD.
     #[arg(long, default_value = "he", value_parser = Scheme::parse)]
     scheme: Scheme,
-    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu (tanh form), gelu_erf, linear.
     #[arg(long, default_value = "relu", value_parser = Activation::parse)]
     act: Activation,
     /// Width of the input and every layer.

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug, Clone)]
 pub(crate) struct SweepArgs {
-    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu, linear.
+    /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu (tanh form), gelu_erf, linear.
     #[arg(long, default_value = "tanh", value_parser = Activation::parse)]
     act: Activation,
     /// Base scheme whose variance the multiplier scales (lecun: multiplier = sigma_w^2).

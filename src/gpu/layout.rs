@@ -20,7 +20,7 @@ pub const RECORD_ELEMS: u64 = (RED_WORKGROUP * RED_ITEMS) as u64;
 pub const RECORD_WORDS: u64 = 8;
 
 /// The activations' ids, as the `ACT` pipeline constant selects them.
-pub const ACTIVATION_IDS: [(&str, u32); 7] = [
+pub const ACTIVATION_IDS: [(&str, u32); 8] = [
     ("ACT_LINEAR", 0),
     ("ACT_RELU", 1),
     ("ACT_LEAKY_RELU", 2),
@@ -28,6 +28,7 @@ pub const ACTIVATION_IDS: [(&str, u32); 7] = [
     ("ACT_SIGMOID", 4),
     ("ACT_SELU", 5),
     ("ACT_GELU", 6),
+    ("ACT_GELU_ERF", 7),
 ];
 
 /// The `ACT` id of an activation.
@@ -40,6 +41,7 @@ pub(crate) fn activation_id(act: Activation) -> u32 {
         Activation::Sigmoid => "ACT_SIGMOID",
         Activation::Selu => "ACT_SELU",
         Activation::Gelu => "ACT_GELU",
+        Activation::GeluErf => "ACT_GELU_ERF",
     };
     ACTIVATION_IDS
         .iter()
