@@ -15,6 +15,10 @@ fn tiny(json: &str) -> hf::HfModel {
 /// Tiny GPT-2 (LayerNorm, GELU, learned positions, tied head).
 pub const GPT2: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
   "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 40, "vocab_size": 97}"#;
+/// Tiny GPT-2 with GELU's erf form (`activation_function: gelu`).
+const GPT2_ERF: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
+  "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 40, "vocab_size": 97,
+  "activation_function": "gelu"}"#;
 /// Tiny Llama (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head,
 /// padding token 0).
 pub const LLAMA: &str = r#"{"model_type": "llama", "architectures": ["LlamaForCausalLM"],
@@ -56,6 +60,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
     for (name, cfg, init, batch, seq) in [
         ("gpt2", GPT2, InitRule::Reference, 2, 9),
         ("gpt2 naive", GPT2, InitRule::Naive(1.0), 3, 7),
+        // GELU's erf form (transformers' "gelu").
+        ("gpt2 erf", GPT2_ERF, InitRule::Reference, 2, 9),
         // 90 rows: chunked, each head chunk (8 vocabulary rows) is cut into
         // several column blocks of the head's gradient.
         ("gpt2 long", GPT2, InitRule::Reference, 3, 30),
@@ -201,6 +207,7 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
     for (name, cfg, vocab, init) in [
         ("gpt2", GPT2, 97, "reference"),
         ("gpt2-he", GPT2, 97, "he-unscaled"),
+        ("gpt2-erf", GPT2_ERF, 97, "reference"),
         ("llama", LLAMA, 101, "reference"),
         ("llama3", LLAMA3, 77, "lecun"),
         ("qwen2", QWEN2, 113, "reference"),
@@ -332,6 +339,28 @@ fn gpt2_follows_the_theory_with_and_without_its_residual_scaling() {
     // GPT-2's own init scales the residual branches by 1/sqrt(2 n_layer):
     // its stream ends an order of magnitude quieter than LeCun's unscaled.
     assert!(last[0] * 10.0 < last[1], "{last:?}");
+}
+
+#[test]
+fn gelu_configs_run_the_erf_form_and_the_tanh_form_as_named() {
+    // transformers' "gelu" is erf's GELU, "gelu_new" the tanh form: the
+    // same weights and tokens give the same stream into the first MLP and
+    // a different MLP branch (the forms differ by up to 5e-4).
+    let backend = deepinit::backend::Backend::Cpu;
+    let mut stats = Vec::new();
+    for (cfg, form) in [
+        (GPT2, deepinit::Activation::Gelu),
+        (GPT2_ERF, deepinit::Activation::GeluErf),
+    ] {
+        let m = Model::new(&tiny(cfg), InitRule::Reference, 3).expect("model");
+        assert_eq!(m.cfg.gelu, form);
+        let tokens = Tokens::random(&m.cfg, 2, 9, 3).expect("tokens");
+        let r = tfm::run::run(&backend, &m, "test", &tokens, true, false, None).expect("pass");
+        assert!(r.pass(), "{form:?}");
+        stats.push(r.stats.blocks[0].clone());
+    }
+    assert_eq!(stats[0].norm2, stats[1].norm2);
+    assert_ne!(stats[0].mlp.mean_sq, stats[1].mlp.mean_sq);
 }
 
 #[test]

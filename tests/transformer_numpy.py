@@ -38,6 +38,22 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
+def gelu_erf(x):
+    return 0.5 * x * (1.0 + ERF(x / math.sqrt(2.0)))
+
+
+def gelu_erf_grad(x):
+    return 0.5 * (1.0 + ERF(x / math.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+
+ERF = np.vectorize(math.erf)
+
+
+def erf_form(cfg):
+    """transformers' gelu / gelu_python are erf's GELU, the rest the tanh form."""
+    return cfg.get("activation_function", "gelu_new") in ("gelu", "gelu_python")
+
+
 def silu(x):
     return x / (1.0 + np.exp(-x))
 
@@ -163,7 +179,7 @@ def run(cfg, w, ids):
             mid = x + a
             h2 = layer_norm(mid, g(n("ln_2.weight")), g(n("ln_2.bias")), eps)
             zf = h2 @ g(n("mlp.c_fc.weight")) + g(n("mlp.c_fc.bias"))
-            fh = gelu_tanh(zf)
+            fh = gelu_erf(zf) if erf_form(cfg) else gelu_tanh(zf)
             m = fh @ g(n("mlp.c_proj.weight")) + g(n("mlp.c_proj.bias"))
             cache.update(zf=zf, fh=fh)
         else:
@@ -279,7 +295,8 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
         if kind == "gpt2":
             n = lambda s: f"{p}h.{i}.{s}"
             grad(n("mlp.c_proj.weight"), c["fh"], dx)
-            dz = (dx @ g(n("mlp.c_proj.weight")).T) * gelu_tanh_grad(c["zf"])
+            dz = (dx @ g(n("mlp.c_proj.weight")).T) * (
+                gelu_erf_grad(c["zf"]) if erf_form(cfg) else gelu_tanh_grad(c["zf"]))
             grad(n("mlp.c_fc.weight"), c["h2"], dz)
             dh2 = dz @ g(n("mlp.c_fc.weight")).T
             norm_grads(n("ln_2.weight"), c["mid"], dh2)

@@ -44,13 +44,11 @@ struct Kernels {
 }
 
 impl Kernels {
-    fn new(ctx: &GpuContext) -> Result<Kernels> {
+    /// The kernels, GELU's `gelu_to` in the form `gelu`.
+    fn new(ctx: &GpuContext, gelu: Activation) -> Result<Kernels> {
         let m = crate::gpu::shaders::transformer_module();
         let consts = [
-            (
-                "ACT",
-                f64::from(crate::gpu::layout::activation_id(Activation::Gelu)),
-            ),
+            ("ACT", f64::from(crate::gpu::layout::activation_id(gelu))),
             ("SLOPE", 0.01),
         ];
         let p = |entry| ctx.compute_pipeline(&m, entry, &consts);
@@ -1236,7 +1234,7 @@ pub fn run_chunked(
     }
     let pass = Pass {
         gpu,
-        k: Kernels::new(ctx)?,
+        k: Kernels::new(ctx, c.gelu)?,
         m,
         w,
         slots,
@@ -1661,7 +1659,7 @@ fn backward_block(
     match c.mlp {
         MlpKind::Gelu => {
             pass.gpu
-                .kernels(Activation::Gelu)?
+                .kernels(c.gelu)?
                 .grad_mul(batch, rows * inter, &bufs.z, &g.df)?;
             pass.weight_grad(
                 batch,

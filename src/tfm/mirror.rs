@@ -435,9 +435,7 @@ fn mlp_branch<A: Arith>(m: &Model, b: &BlockNames, x: &[f32], rows: usize) -> Re
     let (u, f): (Vec<f32>, Vec<f32>) = match c.mlp {
         MlpKind::Gelu => (
             Vec::new(),
-            z.iter()
-                .map(|&v| arith::act::<A>(crate::act::Activation::Gelu, v))
-                .collect(),
+            z.iter().map(|&v| arith::act::<A>(m.cfg.gelu, v)).collect(),
         ),
         MlpKind::SwiGlu => {
             let u = linear::<A>(m, &b.mlp_in[1], &hn, rows)?;
@@ -941,7 +939,7 @@ fn backward_block<A: Arith>(
     match c.mlp {
         MlpKind::Gelu => {
             for (d, &z) in df.iter_mut().zip(&mv.z) {
-                *d *= arith::dact::<A>(crate::act::Activation::Gelu, z);
+                *d *= arith::dact::<A>(m.cfg.gelu, z);
             }
             weight_grad::<A>((&mv.hn, e), (&df, inter), rows, recs, wrec(&b.mlp_in[0]));
             linear_bwd::<A>(

@@ -23,6 +23,7 @@ pub mod mirror;
 pub mod run;
 pub mod theory;
 
+use crate::act::Activation;
 use crate::error::{Error, Result};
 use crate::gpu::layout::{RECORD_ELEMS, RECORD_WORDS};
 use crate::model::hf::{self, Family, HfModel, InitRule};
@@ -45,7 +46,8 @@ pub enum NormKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MlpKind {
-    /// GPT-2: c_proj(gelu_tanh(c_fc(x))).
+    /// GPT-2: c_proj(gelu(c_fc(x))), GELU's tanh or erf form
+    /// ([`TfmConfig::gelu`]).
     Gelu,
     /// Llama: down(silu(gate(x)) * up(x)).
     SwiGlu,
@@ -125,6 +127,10 @@ pub struct TfmConfig {
     pub eps: f32,
     /// The MLP.
     pub mlp: MlpKind,
+    /// GELU's form where the MLP is [`MlpKind::Gelu`]: the tanh form
+    /// (transformers' `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`) or erf
+    /// (`gelu`, `gelu_python`).
+    pub gelu: Activation,
     /// Rotary inverse frequencies (head_dim / 2 of them), or empty.
     pub inv_freq: Vec<f32>,
     /// Sliding attention window (0: none).
@@ -157,9 +163,10 @@ impl TfmConfig {
                 ))
             }
         };
+        let erf = ["gelu", "gelu_python"].contains(&d.act.as_str());
         let act_ok = match mlp {
             MlpKind::Gelu => {
-                ["gelu_new", "gelu_pytorch_tanh", "gelu_fast"].contains(&d.act.as_str())
+                erf || ["gelu_new", "gelu_pytorch_tanh", "gelu_fast"].contains(&d.act.as_str())
             }
             MlpKind::SwiGlu => d.act == "silu" || d.act == "swish",
         };
@@ -169,7 +176,8 @@ impl TfmConfig {
                 format!("activation {:?}", d.act),
                 match mlp {
                     MlpKind::Gelu => {
-                        "the pass computes GELU's tanh form (gelu_new, gelu_pytorch_tanh)"
+                        "the pass computes GELU's tanh form (gelu_new, gelu_pytorch_tanh, \
+                         gelu_fast) or its erf form (gelu, gelu_python)"
                     }
                     MlpKind::SwiGlu => "the pass computes SwiGLU with silu",
                 },
@@ -253,6 +261,11 @@ impl TfmConfig {
             norm,
             eps,
             mlp,
+            gelu: if erf {
+                Activation::GeluErf
+            } else {
+                Activation::Gelu
+            },
             inv_freq,
             window,
             score_scale,

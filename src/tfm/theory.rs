@@ -156,7 +156,7 @@ pub(crate) fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCh
         let z = q * e * s1 * s1;
         let (m1, m2, m4) = match m.cfg.mlp {
             super::MlpKind::Gelu => {
-                let g = |x: f64| crate::act::Activation::Gelu.f(x);
+                let g = |x: f64| m.cfg.gelu.f(x);
                 (
                     quad.expect(z, g),
                     quad.expect(z, |x| g(x).powi(2)),
