@@ -196,9 +196,10 @@ fn att_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
 // wrote them), with the forward's largest score and sum (t3 words hi + 3
 // (r * heads + h)) and D (t4, per (row, head)): the probability
 // p = e^(s - m) / S recomputed from the scaled score s, and the score's
-// gradient dS = p (dP - D) scale, into t1 and t2 in place and transposed
-// ([width][key][query]) into t5 and t6; both are 0 where the query does not
-// see the key. One invocation per element.
+// gradient dS = p (dP - D) scale: dS into t2 in place, P and dS transposed
+// ([width][key][query]) into t5 and t6 (P itself is read only transposed,
+// by dV = P^T dO); both are 0 where the query does not see the key. One
+// invocation per element.
 @compute @workgroup_size(EW_WG)
 fn att_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
             @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -223,7 +224,6 @@ fn att_tile(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         p = opaque(exp_neg(s - t3[a + 2u]) * recip_ge1(t3[a]));
         ds = opaque(p * (t2[idx] - t4[r * ep.heads + h]) * ep.inv_n);
     }
-    t1[idx] = p;
     t2[idx] = ds;
     t5[tr] = p;
     t6[tr] = ds;

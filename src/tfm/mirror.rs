@@ -265,7 +265,7 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
         let mut la = [0f32; ATT_WG];
         let mut lb = [0f32; ATT_WG];
         for hh in 0..h {
-            let g = hh / (h / kvh);
+            let g = c.kv_head(hh as u64) as usize;
             let q = &qkv[r * ld + hh * hd..r * ld + (hh + 1) * hd];
             for (i, s) in sc.iter_mut().enumerate() {
                 let j = j0 + i;
@@ -1036,7 +1036,7 @@ fn backward_block<A: Arith>(
     // query does not see the key, then dq = dS K, dk = dS^T Q and
     // dv = P^T dO, every chain over all the tile's keys or queries.
     let tile = |(s0, span): (usize, usize), hh: usize| {
-        let g = hh / group;
+        let g = c.kv_head(hh as u64) as usize;
         let mut p = vec![0f32; span * span];
         let mut ds = vec![0f32; span * span];
         for t in 0..span {
