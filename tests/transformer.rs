@@ -298,6 +298,15 @@ fn a_one_word_difference_is_caught_and_located() {
         c.first.as_ref().map(|f| (f.0.as_str(), f.1)),
         Some(("attention sums", 5))
     );
+    // The norms' row variances are compared too.
+    let mut b = a.clone();
+    b.norm_vars[7] ^= 1;
+    let c = tfm::compare(&a, &b);
+    assert_eq!(c.differing, 1);
+    assert_eq!(
+        c.first.as_ref().map(|f| (f.0.as_str(), f.1)),
+        Some(("norm row variances", 7))
+    );
 }
 
 /// GPT-2 at width 256 (6 blocks): big enough for the mean-field bands to be
