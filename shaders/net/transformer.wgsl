@@ -2,7 +2,8 @@
 
 // The element-wise, row-wise and attention steps of a transformer's forward
 // pass at initialization; the matrix multiplies are the GEMM variants'. From
-// net/activation.wgsl: exp_neg, recip12, sigmoid2, and act with ACT = GELU.
+// net/activation.wgsl: exp_neg, recip12, sigmoid2, and act with ACT = the
+// model's GELU (tanh or erf form).
 //
 // Statement for statement the CPU mirror in src/tfm/mirror.rs: only +, -, *,
 // explicit fma, comparisons, selects and bit operations -- the norms' inverse
@@ -37,6 +38,7 @@ struct TfParams {
     v_col: u32,
     // Embedding: the vocabulary rows [lo, hi) this chunk holds. Attention:
     // lo = the sliding window (0: none), hi = first word of this layer's rows.
+    // norm_var: lo = the first output word.
     lo: u32,
     hi: u32,
     // Norms: 1 / width (rounded), epsilon. Attention: the score scale.

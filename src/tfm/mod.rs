@@ -1213,7 +1213,8 @@ impl NormInput {
                 continue;
             }
             sum += v;
-            unit += v / (v + eps);
+            // A constant row leaves the norm as zeros (also with eps = 0).
+            unit += if v == 0.0 { 0.0 } else { v / (v + eps) };
             min = min.min(v);
             max = max.max(v);
             n += 1;
