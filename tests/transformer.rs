@@ -522,6 +522,29 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
         "{}",
         common::stderr(&o)
     );
+    // Options of one pass are refused with the other, not ignored.
+    for (args, want) in [
+        (&["forward", "--seq", "16"][..], "--preset"),
+        (&["forward", "--direction", "random"][..], "--preset"),
+        (&["forward", "--no-backward"][..], "--preset"),
+        (
+            &["forward", "--preset", "gpt2", "--act", "tanh"][..],
+            "'--act <ACT>'",
+        ),
+        (
+            &["forward", "--preset", "gpt2", "--depth", "3"][..],
+            "'--depth <DEPTH>'",
+        ),
+        (
+            &["forward", "--preset", "gpt2", "--scheme", "he"][..],
+            "'--scheme <SCHEME>'",
+        ),
+    ] {
+        let o = common::run(args);
+        let err = common::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: wanted '{want}' in: {err}");
+    }
 }
 
 #[test]

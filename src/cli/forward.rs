@@ -9,39 +9,55 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("transformer").args(["config", "preset", "model"])))]
 pub(crate) struct ForwardArgs {
     /// he|kaiming, lecun, xavier|glorot, or naive:STD.
-    #[arg(long, default_value = "he", value_parser = Scheme::parse)]
+    #[arg(long, default_value = "he", value_parser = Scheme::parse, conflicts_with = "transformer")]
     scheme: Scheme,
     /// relu, leaky_relu[:a], tanh, sigmoid, selu, gelu (tanh form), gelu_erf, linear.
-    #[arg(long, default_value = "relu", value_parser = Activation::parse)]
+    #[arg(long, default_value = "relu", value_parser = Activation::parse, conflicts_with = "transformer")]
     act: Activation,
     /// Width of the input and every layer.
-    #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30))]
+    #[arg(long, default_value_t = 256, value_parser = num::int_in(1u64, 1 << 30), conflicts_with = "transformer")]
     width: u64,
     /// Explicit widths n_0,n_1,...,n_L (overrides --width and --depth).
     #[arg(long, value_delimiter = ',', value_parser = num::int_in(1u64, 1 << 30))]
     widths: Option<Vec<u64>>,
     /// Number of layers.
-    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, crate::net::MAX_DEPTH as u64))]
+    #[arg(long, default_value_t = 50, value_parser = num::usize_in(1, crate::net::MAX_DEPTH as u64), conflicts_with = "transformer")]
     depth: usize,
     /// Batch size [default: 64, or the rows of --input].
     #[arg(long, value_parser = num::int_in(1u64, 1 << 30))]
     batch: Option<u64>,
     /// Bias standard deviation (0: no bias).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 0.0,
+        allow_negative_numbers = true,
+        conflicts_with = "transformer"
+    )]
     bias_std: f64,
     /// Variance multiplier.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(
+        long,
+        default_value_t = 1.0,
+        allow_negative_numbers = true,
+        conflicts_with = "transformer"
+    )]
     multiplier: f64,
     /// Gain: a number or an activation name (scale = gain^2).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, conflicts_with = "transformer")]
     gain: Option<String>,
     /// The fan to divide by (overrides the scheme's).
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "transformer")]
     mode: Option<ModeChoice>,
     /// Weight distribution.
-    #[arg(long, value_enum, default_value = "normal")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "normal",
+        conflicts_with = "transformer"
+    )]
     dist: DistChoice,
     /// Seed.
     #[arg(long, default_value_t = 0, value_parser = num::seed)]
@@ -70,19 +86,19 @@ pub(crate) struct ForwardArgs {
     preset: Option<String>,
     /// The transformer's init: reference (the model's own, as transformers
     /// does it), lecun, he, lecun-unscaled, he-unscaled, naive:STD.
-    #[arg(long, default_value = "reference")]
+    #[arg(long, default_value = "reference", requires = "transformer")]
     init: String,
     /// Tokens per sequence of the transformer pass.
-    #[arg(long, default_value_t = 128, value_parser = num::int_in(2u64, crate::tfm::MAX_SEQ))]
+    #[arg(long, default_value_t = 128, value_parser = num::int_in(2u64, crate::tfm::MAX_SEQ), requires = "transformer")]
     seq: u64,
     /// Transformer: run the forward pass only (no gradients).
-    #[arg(long)]
+    #[arg(long, requires = "transformer")]
     no_backward: bool,
     /// Transformer: where the backward pass starts: the LM loss on the batch
     /// (models with a head), or a random direction at the final norm's
     /// output, as the MLP pass does (the head's gradient is then not taken)
     #[arg(long, value_name = "FROM", default_value = "loss", value_parser = ["loss", "random"],
-          conflicts_with = "no_backward")]
+          conflicts_with = "no_backward", requires = "transformer")]
     direction: String,
     /// Token ids from a .npy integer file of shape (batch, seq) (sets both);
     /// default: uniform random ids from the seed.
