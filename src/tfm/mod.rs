@@ -1114,7 +1114,8 @@ pub struct RawTfm {
     /// Per row: the largest logit, the sum of e^(l - m), the next token's logit.
     pub loss: Vec<u32>,
     /// Per norm (each block's two, then the final one) and row: the row's
-    /// variance as the norm sees it ([`norm_var_words`]).
+    /// variance as the norm sees it (LayerNorm: about the row's mean; RMSNorm:
+    /// the mean square; without epsilon).
     pub norm_vars: Vec<u32>,
 }
 

@@ -201,15 +201,15 @@ pub(crate) fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCh
 /// kernel's, recomputed to the same bits), so their rounding is all there
 /// is between them, relative to the prediction (first order in u = 2^-24,
 /// every term a sum of positive squares), counted for an `fma` that rounds
-/// once, and [in brackets] for one that rounds the product and the sum: the
+/// once, and {in braces} for one that rounds the product and the sum: the
 /// row's sum of d_c^2 as an `fma` chain of k = ceil(width / 256) terms per
-/// lane and an 8-level tree (k + 8 [k + 9: each term's product rounds once
-/// more]); 1/width rounded (1); v's product by it (1); `v + eps` in the
-/// inverse root's `fma` (1 [2]); the inverse root's last Newton step (2.5:
-/// its square's rounding halved, the `fma`'s and the product's [3]; doubled
-/// for the square, 5 [6]); each output's rounding (1, so 2 squared); the
-/// statistics reduction's chain of 16 `fma`s and 8-level tree (24 [25]).
-/// That is k + 42 [k + 46]; with one more for second-order terms the band
+/// lane and an 8-level tree (k + 8 {k + 9: each term's product rounds once
+/// more}); 1/width rounded (1); v's product by it (1); `v + eps` in the
+/// inverse root's `fma` (1 {2}); the inverse root's last Newton step (2.5:
+/// its square's rounding halved, the `fma`'s and the product's {3}; doubled
+/// for the square, 5 {6}); each output's rounding (1, so 2 squared); the
+/// statistics reduction's chain of 16 `fma`s and 8-level tree (24 {25}).
+/// That is k + 42 {k + 46}; with one more for second-order terms the band
 /// is `(k + 47) u` times the prediction in either class: no false alarm
 /// where the kernel normalizes as specified, while a wrong epsilon,
 /// 1/(width - 1) or a missing centring moves the measured value by far more
