@@ -19,6 +19,12 @@ pub const GPT2: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadMo
 const GPT2_ERF: &str = r#"{"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"],
   "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 40, "vocab_size": 97,
   "activation_function": "gelu"}"#;
+/// Tiny BERT (post-norm encoder, bidirectional attention, token types, the
+/// masked-LM head with its transform and decoder bias; padding token 0).
+const BERT: &str = r#"{"model_type": "bert", "architectures": ["BertForMaskedLM"],
+  "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+  "intermediate_size": 96, "vocab_size": 89, "max_position_embeddings": 40,
+  "type_vocab_size": 2}"#;
 /// Tiny Llama (RMSNorm, SwiGLU, rotary, grouped-query attention, untied head,
 /// padding token 0).
 pub const LLAMA: &str = r#"{"model_type": "llama", "architectures": ["LlamaForCausalLM"],
@@ -62,6 +68,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         ("gpt2 naive", GPT2, InitRule::Naive(1.0), 3, 7),
         // GELU's erf form (transformers' "gelu").
         ("gpt2 erf", GPT2_ERF, InitRule::Reference, 2, 9),
+        // Post-norm, bidirectional, token types, the masked-LM head.
+        ("bert", BERT, InitRule::Reference, 3, 11),
         // 90 rows: chunked, each head chunk (8 vocabulary rows) is cut into
         // several column blocks of the head's gradient.
         ("gpt2 long", GPT2, InitRule::Reference, 3, 30),
@@ -99,6 +107,23 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
             m.cfg.head,
             "{name}: {s:?}"
         );
+        if m.cfg.post_norm {
+            // BERT: forward only (its backward pass is not built), also
+            // with every tensor in 2 KiB chunks and the logits in row blocks.
+            assert!(s.grads.is_none() && !layout.backward, "{name}");
+            let mut inputs = s.blocks.iter().flat_map(|b| [&b.norm_in, &b.norm2_in]);
+            assert!(
+                inputs.all(|v| v.min > 0.0) && s.final_norm_in.min > 0.0,
+                "{name}"
+            );
+            let (dev, layout) = tfm::device::run_chunked(&gpu, &m, &tokens, true, None, Some(2048))
+                .expect("chunked");
+            assert!(layout.logit_rows < tokens.rows(), "{name}");
+            let cpu = mirror::run_in(class, &m, &tokens, &layout).expect("mirror");
+            let c = tfm::compare(&dev, &cpu);
+            assert!(c.identical(), "{name}, chunked: {c:?}");
+            continue;
+        }
         let g = s.grads.as_ref().expect("gradients");
         assert!(g.blocks.iter().all(|b| b.stream_in > 0.0), "{name}: {g:?}");
         // Every parameter's gradient norm was written (a record neither side
@@ -208,6 +233,7 @@ fn an_independent_numpy_forward_pass_agrees_with_every_statistic() {
         ("gpt2", GPT2, 97, "reference"),
         ("gpt2-he", GPT2, 97, "he-unscaled"),
         ("gpt2-erf", GPT2_ERF, 97, "reference"),
+        ("bert", BERT, 89, "reference"),
         ("llama", LLAMA, 101, "reference"),
         ("llama3", LLAMA3, 77, "lecun"),
         ("qwen2", QWEN2, 113, "reference"),
@@ -423,8 +449,12 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
             "intermediate_size": 64, "vocab_size": 50{extra}}}"#
         )
     };
-    let bert = r#"{"model_type": "bert", "architectures": ["BertForMaskedLM"], "hidden_size": 64,
-        "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50}"#;
+    let bert = |extra: &str| {
+        format!(
+            r#"{{"model_type": "bert", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 64, "vocab_size": 50{extra}}}"#
+        )
+    };
     let json = dir.path().join("report.json");
     let cases: Vec<(String, Vec<&str>, &str)> = vec![
         (
@@ -442,7 +472,19 @@ fn bad_configs_and_batches_are_refused_before_any_work() {
             vec!["--seq", "9"],
             "position table",
         ),
-        (write("bert.json", bert), vec![], "BERT"),
+        (
+            write("bert.json", &bert(r#", "architectures": ["BertModel"]"#)),
+            vec![],
+            "BertModel (no masked-LM head)",
+        ),
+        (
+            write(
+                "bert-rel.json",
+                &bert(r#", "position_embedding_type": "relative_key""#),
+            ),
+            vec![],
+            "position_embedding_type",
+        ),
         (
             write(
                 "rope.json",

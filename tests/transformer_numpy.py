@@ -85,7 +85,7 @@ def inv_freq(cfg, head_dim):
     return f
 
 
-def attention(q, k, v, scale, window):
+def attention(q, k, v, scale, window, causal=True):
     """q: (B, H, T, d); k, v: (B, KV, T, d). Returns out (B, H, T, d), probs."""
     b, h, t, d = q.shape
     rep = h // k.shape[1]
@@ -94,7 +94,7 @@ def attention(q, k, v, scale, window):
     s = np.einsum("bhid,bhjd->bhij", q, k) * scale
     i = np.arange(t)[:, None]
     j = np.arange(t)[None, :]
-    allowed = j <= i
+    allowed = (j <= i) if causal else np.ones((t, t), dtype=bool)
     if window:
         allowed &= (i - j) < window
     s = np.where(allowed, s, -np.inf)
@@ -104,8 +104,57 @@ def attention(q, k, v, scale, window):
     return np.einsum("bhij,bhjd->bhid", p, v), p
 
 
+def run_bert(cfg, w, ids):
+    """BertForMaskedLM's forward pass (post-norm, bidirectional, token type 0,
+    erf GELU unless hidden_act says otherwise) and its masked-LM loss with
+    labels = input ids, as transformers' modeling_bert computes them."""
+    b, t = ids.shape
+    g = lambda n: w[n].astype(np.float64)
+    e = cfg.get("hidden_size", 768)
+    h = cfg.get("num_attention_heads", 12)
+    hd = e // h
+    eps = cfg.get("layer_norm_eps", 1e-12)
+    act = cfg.get("hidden_act", "gelu")
+    gelu = gelu_erf if act in ("gelu", "gelu_python") else gelu_tanh
+    p = "bert."
+    ln = lambda z, n: layer_norm(z, g(n + ".weight"), g(n + ".bias"), eps)
+    lin = lambda z, n: z @ g(n + ".weight").T + g(n + ".bias")
+    row_var = lambda z: z.var(-1)
+    x = g(p + "embeddings.word_embeddings.weight")[ids] + g(p + "embeddings.token_type_embeddings.weight")[0]
+    x = x + g(p + "embeddings.position_embeddings.weight")[np.arange(t)][None]
+    x = ln(x, p + "embeddings.LayerNorm")
+    heads = lambda z: z.reshape(b, t, h, hd).transpose(0, 2, 1, 3)
+    merge = lambda z: z.transpose(0, 2, 1, 3).reshape(b, t, -1)
+    stats = {"embed": x, "blocks": []}
+    ents, maxps = [], []
+    for i in range(cfg.get("num_hidden_layers", 12)):
+        n = lambda s: f"{p}encoder.layer.{i}.{s}"
+        q, k, v = (heads(lin(x, n(f"attention.self.{s}"))) for s in ("query", "key", "value"))
+        out, probs = attention(q, k, v, 1.0 / math.sqrt(hd), 0, causal=False)
+        ents.append((-(probs * np.log(probs)).sum(-1)).mean())
+        maxps.append(probs.max(-1).mean())
+        a = lin(merge(out), n("attention.output.dense"))
+        s1 = x + a
+        h1 = ln(s1, n("attention.output.LayerNorm"))
+        m = lin(gelu(lin(h1, n("intermediate.dense"))), n("output.dense"))
+        s2 = h1 + m
+        x = ln(s2, n("output.LayerNorm"))
+        stats["blocks"].append({"norm": h1, "attn": a, "mid": s1, "norm2": x, "mlp": m, "out": s2,
+                                "norm_in": row_var(s1), "norm2_in": row_var(s2)})
+    tr = gelu(lin(x, "cls.predictions.transform.dense"))
+    xf = ln(tr, "cls.predictions.transform.LayerNorm")
+    logits = xf @ g(p + "embeddings.word_embeddings.weight").T + g("cls.predictions.bias")
+    lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
+    tgt = np.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
+    stats.update(final_norm=xf, final_norm_in=row_var(tr), eps=eps, logits=logits,
+                 loss=(lse - tgt).mean(), ents=ents, maxps=maxps, grads=None)
+    return stats
+
+
 def run(cfg, w, ids):
     kind = cfg["model_type"]
+    if kind == "bert":
+        return run_bert(cfg, w, ids)
     b, t = ids.shape
     g = lambda n: w[n].astype(np.float64)
     stats = {"blocks": []}
@@ -422,6 +471,9 @@ def check(config, ckdir, tokens, report):
     close("logits var", r["logits"]["var"], var(s["logits"]), rel=REL)
     close("loss", r["loss"], float(s["loss"]), abs_=ABS)
     rg, sg = r["grads"], s["grads"]
+    if sg is None:  # BERT: forward only
+        assert rg is None, "a BERT report with gradients"
+        return
     close("dL/dx after the last block", rg["stream_out"], sg["stream_out"], rel=REL_GRAD)
     if rg["head"] is not None:
         close("head dW", rg["head"], sg["head"], rel=REL_GRAD)

@@ -274,6 +274,8 @@ fn att_tree(l: u32, is_max: bool) {
 // and the backward kernels share it.
 fn key_range(r: u32) -> vec2<u32> {
     let t = r % ep.seq;
+    // lo = 0xffffffff: bidirectional (an encoder), every row of the sequence.
+    if (ep.lo == 0xffffffffu) { return vec2<u32>(r - t, ep.seq); }
     var j0 = r - t;
     if (ep.lo != 0u && t + 1u > ep.lo) { j0 = r + 1u - ep.lo; }
     return vec2<u32>(j0, r + 1u - j0);
@@ -394,8 +396,10 @@ fn lm_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let total = tree_sum(l);
     if (l == 0u) {
         var l_next = 0.0;
-        if ((gr % ep.seq) + 1u < ep.seq && gr + 1u < arrayLength(&t2)) {
-            let tok = bitcast<u32>(t2[gr + 1u]);
+        // The target: the next token (ep.lo = 1, a causal LM) or the row's
+        // own (ep.lo = 0, a masked LM with labels = input ids).
+        if ((gr % ep.seq) + ep.lo < ep.seq && gr + ep.lo < arrayLength(&t2)) {
+            let tok = bitcast<u32>(t2[gr + ep.lo]);
             if (tok < n) { l_next = t1[base + tok]; }
         }
         t3[out] = mx;

@@ -42,8 +42,9 @@ pub(crate) fn blocks_table(r: &TfmReport) -> String {
     let step = if n <= 24 { 1 } else { n.div_ceil(16) };
     let mut before = s.embed.var;
     for (i, b) in s.blocks.iter().enumerate() {
-        let (attn_ratio, mlp_ratio) = (b.attn.var / before, b.mlp.var / b.mid.var);
-        before = b.out.var;
+        let mlp_in = if s.post_norm { &b.norm } else { &b.mid };
+        let (attn_ratio, mlp_ratio) = (b.attn.var / before, b.mlp.var / mlp_in.var);
+        before = s.stream_after(b).var;
         if !(b.block == 1 || (b.block as usize).is_multiple_of(step) || b.block as usize == n) {
             continue;
         }
@@ -79,11 +80,23 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
             "residual stream: Var {:.3e} after the embeddings -> {:.3e} after block {} (x{:.3}); \
              final norm output Var {:.3e}",
             s.embed.var,
-            last.out.var,
+            s.stream_after(last).var,
             last.block,
-            last.out.var / s.embed.var,
+            s.stream_after(last).var / s.embed.var,
             s.final_norm.var
         );
+        if s.post_norm {
+            let top = s
+                .blocks
+                .iter()
+                .map(|b| b.mid.var.max(b.out.var))
+                .fold(0.0, f64::max);
+            let _ = writeln!(
+                t,
+                "post-norm: the stream is each LayerNorm's output; the Var(x) columns are the \
+                 sums before the norms (largest {top:.3e})"
+            );
+        }
     }
     if let Some(l) = &s.logits {
         let _ = writeln!(t, "logits: std {:.4}, mean {:+.2e}", l.var.sqrt(), l.mean);
@@ -159,9 +172,14 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
         );
         let _ = writeln!(
             t,
-            ", {:.4} over {} next tokens (ln V = {:.4}); predicted ln V + s^2/2 = {:.4} +- {:.4}{}",
+            ", {:.4} over {} {} (ln V = {:.4}); predicted ln V + s^2/2 = {:.4} +- {:.4}{}",
             c.measured,
             s.loss_rows,
+            if r.class.ends_with("ForMaskedLM") {
+                "tokens (labels = input ids)"
+            } else {
+                "next tokens"
+            },
             c.ln_vocab,
             c.predicted,
             c.band,
@@ -239,7 +257,10 @@ pub(crate) fn variance_svg(reports: &[TfmReport]) -> String {
         let c = color(i);
         let b = &r.stats.blocks;
         let stream = std::iter::once((0.0, r.stats.embed.var))
-            .chain(b.iter().map(|x| (x.block as f64, x.out.var)))
+            .chain(
+                b.iter()
+                    .map(|x| (x.block as f64, r.stats.stream_after(x).var)),
+            )
             .collect();
         panels[0].series.push(line(&r.init, &c, false, stream));
         let at = |f: &dyn Fn(&crate::tfm::BlockStats) -> f64| -> Vec<(f64, f64)> {
@@ -315,7 +336,7 @@ pub(crate) fn summary_table(reports: &[TfmReport]) -> Styled {
     for r in reports {
         let s = &r.stats;
         let last = s.blocks.last();
-        let end = last.map_or(s.embed.var, |b| b.out.var);
+        let end = last.map_or(s.embed.var, |b| s.stream_after(b).var);
         let _ = write!(
             t,
             "{:<16}{:>11}{:>11}{:>9.1}{:>9.3}{:>9.3}{:>8.3}  ",

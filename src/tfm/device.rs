@@ -798,7 +798,7 @@ impl Pass<'_> {
         let c = &self.m.cfg;
         let (rows, e) = (tokens.rows(), c.hidden);
         let per = (layout.logit_rows * c.vocab / rows).max(1);
-        let targets = tokens.batch * (tokens.seq - 1);
+        let targets = tokens.batch * (tokens.seq - c.loss_shift());
         let mut first = true;
         for (v0, nv, chunk) in &self.tensor(head)?.chunks {
             let (v0, nv) = (*v0, *nv);
@@ -907,7 +907,7 @@ impl Pass<'_> {
             q_col: 0,
             k_col: (h * hd) as u32,
             v_col: ((h + kvh) * hd) as u32,
-            lo: c.window.min(u64::from(u32::MAX)) as u32,
+            lo: c.att_window() as u32,
             hi: hi as u32,
             inv_n: c.score_scale,
             ..TfParams::default()
@@ -950,25 +950,38 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The attention branch from the stream `x`: hn = norm1(x), q|k|v, the
-    /// rotary embedding, attention (row sums into `sums` from word `hi`), and
-    /// the output projection into `br`.
+    /// The attention branch from the stream `x`: hn = norm1(x), then
+    /// [`Pass::attn_core`] on hn.
     fn attn_branch(
         &self,
         batch: &mut Batch,
         b: &BlockNames,
         bufs: &Bufs,
         x: &wgpu::Buffer,
+        sums: (&wgpu::Buffer, u64),
+        tokens: &Tokens,
+    ) -> Result<()> {
+        self.norm(batch, &b.ln1, x, &bufs.hn, tokens.rows())?;
+        self.attn_core(batch, b, bufs, &bufs.hn, sums, tokens)
+    }
+
+    /// Attention on `input`: q|k|v, the rotary embedding, attention (row
+    /// sums into `sums` from word `hi`), and the output projection into `br`.
+    fn attn_core(
+        &self,
+        batch: &mut Batch,
+        b: &BlockNames,
+        bufs: &Bufs,
+        input: &wgpu::Buffer,
         (sums, hi): (&wgpu::Buffer, u64),
         tokens: &Tokens,
     ) -> Result<()> {
         let c = &self.m.cfg;
         let rows = tokens.rows();
         let ld = c.qkv_width();
-        self.norm(batch, &b.ln1, x, &bufs.hn, rows)?;
         let mut col = 0;
         for p in &b.qkv {
-            self.gemm(batch, p, &bufs.hn, rows, &bufs.qkv, ld, col)?;
+            self.gemm(batch, p, input, rows, &bufs.qkv, ld, col)?;
             col += p.n_out;
         }
         qkv_bias(self, batch, &b.qkv, &bufs.qkv, rows, ld)?;
@@ -1065,8 +1078,8 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// The MLP branch from the stream `x`: hn = norm2(x), the pre-activations
-    /// z (and u), the activation output f, the output projection into `br`.
+    /// The MLP branch from the stream `x`: hn = norm2(x), then
+    /// [`Pass::mlp_core`] on hn.
     fn mlp_branch(
         &self,
         batch: &mut Batch,
@@ -1075,15 +1088,28 @@ impl Pass<'_> {
         x: &wgpu::Buffer,
         rows: u64,
     ) -> Result<()> {
-        let c = &self.m.cfg;
         self.norm(batch, &b.ln2, x, &bufs.hn, rows)?;
-        self.linear(batch, &b.mlp_in[0], &bufs.hn, rows, &bufs.z)?;
+        self.mlp_core(batch, b, bufs, &bufs.hn, rows)
+    }
+
+    /// The MLP on `input`: the pre-activations z (and u), the activation
+    /// output f, the output projection into `br`.
+    fn mlp_core(
+        &self,
+        batch: &mut Batch,
+        b: &BlockNames,
+        bufs: &Bufs,
+        input: &wgpu::Buffer,
+        rows: u64,
+    ) -> Result<()> {
+        let c = &self.m.cfg;
+        self.linear(batch, &b.mlp_in[0], input, rows, &bufs.z)?;
         match c.mlp {
             MlpKind::Gelu => {
                 self.ew(batch, &self.k.gelu_to, &[&bufs.z, &bufs.f], rows * c.inter)?
             }
             MlpKind::SwiGlu => {
-                self.linear(batch, &b.mlp_in[1], &bufs.hn, rows, &bufs.u)?;
+                self.linear(batch, &b.mlp_in[1], input, rows, &bufs.u)?;
                 self.ew(
                     batch,
                     &self.k.swiglu_to,
@@ -1386,14 +1412,47 @@ pub fn run_chunked(
             ew_groups(ctx, rows * e)?,
         );
     }
-    reduce(&mut batch, &bufs.x, "embed")?;
     let copy = |batch: &mut Batch, from: &wgpu::Buffer, to: &wgpu::Buffer| {
         pass.ew(batch, &pass.k.copy, &[from, to], rows * e)
     };
+    // BERT: the token-type embedding (every token of type 0: the table's
+    // first row, added as a bias), then the embeddings' norm.
+    if let Some(t) = &n.types {
+        pass.add_bias(&mut batch, &bufs.x, rows, pass.single(t)?, e)?;
+    }
+    if let Some(ln) = &n.ln_e {
+        pass.norm(&mut batch, ln, &bufs.x, &bufs.hn, rows)?;
+        copy(&mut batch, &bufs.hn, &bufs.x)?;
+    }
+    reduce(&mut batch, &bufs.x, "embed")?;
     for (i, b) in n.blocks.iter().enumerate() {
         let l = i + 1;
         let hi = i as u64 * 3 * rows * c.heads;
         pass.load_block(&mut batch, i)?;
+        if c.post_norm {
+            // x = norm1(x + attn(x)); x = norm2(x + mlp(x)). The records:
+            // `mid` and `out` are the sums, `ln1` and `ln2` the norms'
+            // outputs (the stream); the row variances are the sums'.
+            let slot = |k: u64| ((2 * i as u64 + k) * rows, rows);
+            pass.attn_core(&mut batch, b, &bufs, &bufs.x, (&bufs.att_rows, hi), tokens)?;
+            reduce(&mut batch, &bufs.br, &format!("{l}.attn"))?;
+            pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+            pass.norm_var(&mut batch, &bufs.x, &bufs.norm_vars, slot(0))?;
+            reduce(&mut batch, &bufs.x, &format!("{l}.mid"))?;
+            pass.norm(&mut batch, &b.ln1, &bufs.x, &bufs.hn, rows)?;
+            reduce(&mut batch, &bufs.hn, &format!("{l}.ln1"))?;
+            copy(&mut batch, &bufs.hn, &bufs.x)?;
+            pass.mlp_core(&mut batch, b, &bufs, &bufs.x, rows)?;
+            reduce(&mut batch, &bufs.br, &format!("{l}.mlp"))?;
+            pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+            pass.norm_var(&mut batch, &bufs.x, &bufs.norm_vars, slot(1))?;
+            reduce(&mut batch, &bufs.x, &format!("{l}.out"))?;
+            pass.norm(&mut batch, &b.ln2, &bufs.x, &bufs.hn, rows)?;
+            reduce(&mut batch, &bufs.hn, &format!("{l}.ln2"))?;
+            copy(&mut batch, &bufs.hn, &bufs.x)?;
+            step(&mut batch)?;
+            continue;
+        }
         if let Some(g) = &grads {
             copy(&mut batch, &bufs.x, &g.saved[i].0)?;
         }
@@ -1430,13 +1489,28 @@ pub fn run_chunked(
         reduce(&mut batch, &bufs.x, &format!("{l}.out"))?;
         step(&mut batch)?;
     }
+    // BERT's masked-LM head transforms the stream (dense, GELU) before its
+    // norm.
+    let final_in = match &n.transform {
+        Some(t) => {
+            pass.linear(&mut batch, t, &bufs.x, rows, &bufs.br)?;
+            pass.ew(
+                &mut batch,
+                &pass.k.gelu_to,
+                &[&bufs.br, &bufs.att],
+                rows * e,
+            )?;
+            &bufs.att
+        }
+        None => &bufs.x,
+    };
     pass.norm_var(
         &mut batch,
-        &bufs.x,
+        final_in,
         &bufs.norm_vars,
         (2 * c.layers * rows, rows),
     )?;
-    pass.norm(&mut batch, &n.ln_f, &bufs.x, &bufs.hn, rows)?;
+    pass.norm(&mut batch, &n.ln_f, final_in, &bufs.hn, rows)?;
     reduce(&mut batch, &bufs.hn, "ln_f")?;
     if let Some(head) = &n.head {
         let v = c.vocab;
@@ -1444,7 +1518,7 @@ pub fn run_chunked(
             .take()
             .ok_or_else(|| Error::internal("transformer pass", "no logits buffer for the head"))?;
         let mut rec = layout.rec("logits");
-        let targets = tokens.batch * (tokens.seq - 1);
+        let targets = tokens.batch * (tokens.seq - c.loss_shift());
         let mut r0 = 0;
         while r0 < rows {
             let nr = layout.logit_rows.min(rows - r0);
@@ -1460,6 +1534,9 @@ pub fn run_chunked(
                     false,
                 )?;
             }
+            if let Some(hb) = &n.head_bias {
+                pass.add_bias(&mut batch, &logits, nr, pass.single(hb)?, v)?;
+            }
             red.reduce(&mut batch, &logits, nr * v, rec, None, recs)?;
             rec += crate::net::mirror::records(nr * v);
             let p = TfParams {
@@ -1467,6 +1544,7 @@ pub fn run_chunked(
                 row0: r0 as u32,
                 width: v as u32,
                 seq: tokens.seq as u32,
+                lo: c.loss_shift() as u32,
                 inv_n: (1.0 / targets.max(1) as f64) as f32,
                 ..TfParams::default()
             };
@@ -1479,10 +1557,11 @@ pub fn run_chunked(
             );
             if let Some(g) = grads.as_ref().filter(|_| layout.from_loss) {
                 // dL/d(logits) in place, then dL/d(final norm output) rows.
+                // dlogits reads `lo` as its first vocabulary column.
                 Pass::push(
                     &mut batch,
                     &pass.k.dlogits,
-                    &p,
+                    &TfParams { lo: 0, ..p },
                     &[&logits, &bufs.loss_rows, &bufs.tok],
                     ew_groups(ctx, nr * v)?,
                 );

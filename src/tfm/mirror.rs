@@ -217,6 +217,10 @@ fn rope<A: Arith>(
 /// `key_range`). The forward and the backward share it.
 fn key_range(r: usize, seq: usize, window: usize) -> (usize, usize) {
     let t = r % seq;
+    if window == u32::MAX as usize {
+        // Bidirectional: every row of the sequence.
+        return (r - t, seq);
+    }
     let j0 = if window != 0 && t + 1 > window {
         r + 1 - window
     } else {
@@ -257,7 +261,7 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
     let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
     let ld = c.qkv_width() as usize;
     let (k_col, v_col) = (h * hd, (h + kvh) * hd);
-    let (scale, window) = (c.score_scale, c.window as usize);
+    let (scale, window) = (c.score_scale, c.att_window() as usize);
     let rows = qkv.len() / ld;
     let one_row = |r: usize, out: &mut [f32], sums: &mut [u32]| {
         let (j0, keys) = key_range(r, seq, window);
@@ -342,7 +346,13 @@ fn attention<A: Arith>(m: &Model, qkv: &[f32], seq: usize, out: &mut [f32], sums
 /// The `lm_loss` kernel for the rows `row0 ..` of a logits block: per row,
 /// each of [`RED_WORKGROUP`] lanes folds its strided elements in order, then
 /// the halving tree.
-fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens, out: &mut [u32]) {
+fn lm_loss<A: Arith>(
+    logits: &[f32],
+    (vocab, shift): (usize, usize),
+    row0: usize,
+    tokens: &Tokens,
+    out: &mut [u32],
+) {
     let seq = tokens.seq as usize;
     let wg = RED_WORKGROUP as usize;
     let mut lanes = vec![0f32; wg];
@@ -367,8 +377,8 @@ fn lm_loss<A: Arith>(logits: &[f32], vocab: usize, row0: usize, tokens: &Tokens,
         }
         let total = tree_sum(&mut lanes);
         let mut next = 0f32;
-        if gr % seq + 1 < seq {
-            let tok = tokens.ids[gr + 1] as usize;
+        if gr % seq + shift < seq {
+            let tok = tokens.ids[gr + shift] as usize;
             if tok < vocab {
                 next = row[tok];
             }
@@ -390,19 +400,30 @@ fn attn_branch<A: Arith>(
     (cos, sin): (&[f32], &[f32]),
     sums: &mut [u32],
 ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let hn = norm::<A>(m, &b.ln1, x, m.cfg.hidden as usize)?;
+    let (qkv, att, br) = attn_core::<A>(m, b, &hn, tokens, (cos, sin), sums)?;
+    Ok((hn, qkv, att, br))
+}
+
+/// Attention on `hn` (see the device's `attn_core`): (q|k|v, attention
+/// output, projection).
+#[allow(clippy::type_complexity)]
+fn attn_core<A: Arith>(
+    m: &Model,
+    b: &BlockNames,
+    hn: &[f32],
+    tokens: &Tokens,
+    (cos, sin): (&[f32], &[f32]),
+    sums: &mut [u32],
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
     let c = &m.cfg;
-    let (rows, e, seq) = (
-        tokens.rows() as usize,
-        c.hidden as usize,
-        tokens.seq as usize,
-    );
+    let (rows, seq) = (tokens.rows() as usize, tokens.seq as usize);
     let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
     let ld = c.qkv_width() as usize;
-    let hn = norm::<A>(m, &b.ln1, x, e)?;
     let mut qkv = vec![0f32; rows * ld];
     let mut col = 0;
     for p in &b.qkv {
-        let y = linear::<A>(m, p, &hn, rows)?;
+        let y = linear::<A>(m, p, hn, rows)?;
         let w = p.n_out as usize;
         for (dst, src) in qkv.chunks_mut(ld).zip(y.chunks(w)) {
             dst[col..col + w].copy_from_slice(src);
@@ -416,7 +437,7 @@ fn attn_branch<A: Arith>(
     let mut att = vec![0f32; rows * h * hd];
     attention::<A>(m, &qkv, seq, &mut att, sums);
     let br = linear::<A>(m, &b.o, &att, rows)?;
-    Ok((hn, qkv, att, br))
+    Ok((qkv, att, br))
 }
 
 /// The MLP branch's values (see the device's `mlp_branch`).
@@ -429,8 +450,13 @@ struct MlpValues {
 }
 
 fn mlp_branch<A: Arith>(m: &Model, b: &BlockNames, x: &[f32], rows: usize) -> Result<MlpValues> {
+    let hn = norm::<A>(m, &b.ln2, x, m.cfg.hidden as usize)?;
+    mlp_core::<A>(m, b, hn, rows)
+}
+
+/// The MLP on `hn` (see the device's `mlp_core`).
+fn mlp_core<A: Arith>(m: &Model, b: &BlockNames, hn: Vec<f32>, rows: usize) -> Result<MlpValues> {
     let c = &m.cfg;
-    let hn = norm::<A>(m, &b.ln2, x, c.hidden as usize)?;
     let z = linear::<A>(m, &b.mlp_in[0], &hn, rows)?;
     let (u, f): (Vec<f32>, Vec<f32>) = match c.mlp {
         MlpKind::Gelu => (
@@ -480,6 +506,14 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             }
         }
     }
+    // BERT: the token-type table's first row (every token of type 0), then
+    // the embeddings' norm.
+    if let Some(t) = &n.types {
+        add_bias(&mut x, &m.weights.get(t)?[..e]);
+    }
+    if let Some(ln) = &n.ln_e {
+        x = norm::<A>(m, ln, &x, e)?;
+    }
     reduce::<A>(&x, None, &mut raw.recs, layout.rec("embed"));
     let (cos, sin) = m.rope_tables(tokens.seq);
     let per_layer = (att_words(c, tokens) / c.layers.max(1)) as usize;
@@ -488,6 +522,29 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         let l = i + 1;
         let x_in = layout.backward.then(|| x.clone());
         let sums = &mut raw.att[i * per_layer..(i + 1) * per_layer];
+        if c.post_norm {
+            // x = norm1(x + attn(x)); x = norm2(x + mlp(x)) (the device's
+            // records: the sums as `mid` and `out`).
+            let (_, _, a) = attn_core::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
+            reduce::<A>(&a, None, &mut raw.recs, layout.rec(&format!("{l}.attn")));
+            for (v, &d) in x.iter_mut().zip(&a) {
+                *v += d;
+            }
+            norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
+            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.mid")));
+            x = norm::<A>(m, &b.ln1, &x, e)?;
+            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.ln1")));
+            let mv = mlp_core::<A>(m, b, x.clone(), rows)?;
+            reduce::<A>(&mv.br, None, &mut raw.recs, layout.rec(&format!("{l}.mlp")));
+            for (v, &d) in x.iter_mut().zip(&mv.br) {
+                *v += d;
+            }
+            norm_vars::<A>(m, &x, e, &mut raw.norm_vars[(2 * i + 1) * rows..]);
+            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
+            x = norm::<A>(m, &b.ln2, &x, e)?;
+            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
+            continue;
+        }
         norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
         let (hn, _, _, a) = attn_branch::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
         reduce::<A>(&hn, None, &mut raw.recs, layout.rec(&format!("{l}.ln1")));
@@ -508,8 +565,24 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
     }
-    norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * n.blocks.len() * rows..]);
-    let xf = norm::<A>(m, &n.ln_f, &x, e)?;
+    // BERT's masked-LM head: dense, GELU, then the final norm.
+    let x_t = match &n.transform {
+        Some(t) => Some(
+            linear::<A>(m, t, &x, rows)?
+                .into_iter()
+                .map(|v| arith::act::<A>(c.gelu, v))
+                .collect::<Vec<_>>(),
+        ),
+        None => None,
+    };
+    let final_in = x_t.as_deref().unwrap_or(&x);
+    norm_vars::<A>(
+        m,
+        final_in,
+        e,
+        &mut raw.norm_vars[2 * n.blocks.len() * rows..],
+    );
+    let xf = norm::<A>(m, &n.ln_f, final_in, e)?;
     reduce::<A>(&xf, None, &mut raw.recs, layout.rec("ln_f"));
     // Without the loss, the backward pass starts from a fixed random
     // direction.
@@ -526,7 +599,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         let head_chunks = layout.chunks(v as u64, e as u64);
         let mut rec = layout.rec("logits");
         let blk = layout.logit_rows as usize;
-        let targets = (tokens.batch * (tokens.seq - 1)).max(1);
+        let targets = (tokens.batch * (tokens.seq - c.loss_shift())).max(1);
         let inv_count = (1.0 / targets as f64) as f32;
         if layout.from_loss {
             dxf = vec![0f32; rows * e];
@@ -550,9 +623,18 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                 &mut logits,
                 false,
             );
+            if let Some(hb) = &n.head_bias {
+                add_bias(&mut logits, &m.weights.get(hb)?);
+            }
             reduce::<A>(&logits, None, &mut raw.recs, rec);
             rec += crate::net::mirror::records((nr * v) as u64);
-            lm_loss::<A>(&logits, v, r0, tokens, &mut raw.loss);
+            lm_loss::<A>(
+                &logits,
+                (v, c.loss_shift() as usize),
+                r0,
+                tokens,
+                &mut raw.loss,
+            );
             if layout.from_loss {
                 dlogits::<A>(&mut logits, v, (r0, 0), tokens, &raw.loss, inv_count);
                 if cross {
@@ -1004,7 +1086,7 @@ fn backward_block<A: Arith>(
         .collect();
     let mut dqkv = vec![0f32; rows * ld];
     let (k_col, v_col) = (h * hd, (h + kvh) * hd);
-    let (scale, window) = (c.score_scale, c.window as usize);
+    let (scale, window) = (c.score_scale, c.att_window() as usize);
     let score = |r: usize, j: usize, hh: usize, g: usize| {
         let mut s = 0f32;
         for d in 0..hd {

@@ -131,6 +131,11 @@ pub struct TfmConfig {
     /// (transformers' `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`) or erf
     /// (`gelu`, `gelu_python`).
     pub gelu: Activation,
+    /// Post-norm blocks (BERT): `x = norm1(x + attn(x)); x = norm2(x +
+    /// mlp(x))`; otherwise pre-norm `x += attn(norm1(x)); x += mlp(norm2(x))`.
+    pub post_norm: bool,
+    /// Causal attention (decoders); BERT's attends to its whole sequence.
+    pub causal: bool,
     /// Rotary inverse frequencies (head_dim / 2 of them), or empty.
     pub inv_freq: Vec<f32>,
     /// Sliding attention window (0: none).
@@ -157,10 +162,22 @@ impl TfmConfig {
             Family::Gpt2 => (NormKind::Layer, MlpKind::Gelu),
             Family::Llama | Family::Mistral | Family::Qwen2 => (NormKind::Rms, MlpKind::SwiGlu),
             Family::Bert => {
-                return Err(unsupported(
-                    "the transformer pass runs decoder-only models (GPT-2, Llama, Mistral, \
-                     Qwen2); BERT's post-norm encoder is not supported yet",
-                ))
+                if !m.has_head() {
+                    return Err(unsupported(
+                        "BertModel (no masked-LM head) is not supported by the pass; \
+                         BertForMaskedLM is",
+                    ));
+                }
+                let pe = hf::string(c, &["position_embedding_type"], "absolute")?;
+                if pe != "absolute" {
+                    return Err(unsupported(format!(
+                        "position_embedding_type {pe:?}: the pass runs absolute positions"
+                    )));
+                }
+                if hf::boolean(c, "is_decoder", false)? {
+                    return Err(unsupported("is_decoder = true (BERT as a causal decoder)"));
+                }
+                (NormKind::Layer, MlpKind::Gelu)
             }
         };
         let erf = ["gelu", "gelu_python"].contains(&d.act.as_str());
@@ -189,7 +206,7 @@ impl TfmConfig {
                 d.heads, d.kv_heads
             )));
         }
-        if m.family == Family::Gpt2 && !d.hidden.is_multiple_of(d.heads) {
+        if matches!(m.family, Family::Gpt2 | Family::Bert) && !d.hidden.is_multiple_of(d.heads) {
             return Err(unsupported(format!(
                 "{} heads do not divide the width {}",
                 d.heads, d.hidden
@@ -213,7 +230,7 @@ impl TfmConfig {
                     "scale_attn_by_inverse_layer_idx = true is not supported by the pass",
                 ));
             }
-        } else {
+        } else if m.family != Family::Bert {
             if !d.head_dim.is_multiple_of(2) {
                 return Err(unsupported(format!(
                     "rotary embeddings need an even head_dim, not {}",
@@ -261,6 +278,8 @@ impl TfmConfig {
             norm,
             eps,
             mlp,
+            post_norm: m.family == Family::Bert,
+            causal: m.family != Family::Bert,
             gelu: if erf {
                 Activation::GeluErf
             } else {
@@ -282,6 +301,22 @@ impl TfmConfig {
     /// The key/value head query head `h` reads (grouped-query attention).
     pub(crate) fn kv_head(&self, h: u64) -> u64 {
         h / (self.heads / self.kv_heads.max(1)).max(1)
+    }
+
+    /// The attention kernels' window word (`TfParams::lo`): the sliding
+    /// window (0: none), or `u32::MAX` for bidirectional attention.
+    pub(crate) fn att_window(&self) -> u64 {
+        if self.causal {
+            self.window.min(u64::from(u32::MAX - 1))
+        } else {
+            u64::from(u32::MAX)
+        }
+    }
+
+    /// How far a row's LM target is: 1 (the next token) for a causal LM, 0
+    /// (the row's own token, labels = input ids) for a masked LM.
+    pub(crate) fn loss_shift(&self) -> u64 {
+        u64::from(self.causal)
     }
 
     /// The padding id plus one as the kernels read it (`same_key`,
@@ -757,6 +792,15 @@ pub struct Names {
     pub ln_f: (String, Option<String>),
     /// LM head ([vocab, hidden], possibly tied to the embedding).
     pub head: Option<String>,
+    /// Token-type embedding (BERT; every token is of type 0).
+    pub types: Option<String>,
+    /// The embeddings' norm (BERT).
+    pub ln_e: Option<(String, Option<String>)>,
+    /// The masked-LM head's transform before the final norm (BERT): a dense
+    /// map, then GELU.
+    pub transform: Option<Linear>,
+    /// The head's bias (BERT's decoder bias, `[vocab]`).
+    pub head_bias: Option<String>,
 }
 
 impl Names {
@@ -817,6 +861,64 @@ impl Names {
                     blocks,
                     ln_f: (format!("{p}ln_f.weight"), Some(format!("{p}ln_f.bias"))),
                     head,
+                    types: None,
+                    ln_e: None,
+                    transform: None,
+                    head_bias: None,
+                }
+            }
+            Family::Bert => {
+                // BertForMaskedLM (the pass refuses BertModel).
+                let p = "bert.";
+                let blocks = (0..cfg.layers)
+                    .map(|i| {
+                        let n = |s: &str| format!("{p}encoder.layer.{i}.{s}");
+                        let proj = |s: &str, n_in, n_out| {
+                            lin(
+                                n(&format!("{s}.weight")),
+                                n(&format!("{s}.bias")),
+                                n_in,
+                                n_out,
+                            )
+                        };
+                        let ln =
+                            |s: &str| (n(&format!("{s}.weight")), Some(n(&format!("{s}.bias"))));
+                        BlockNames {
+                            ln1: ln("attention.output.LayerNorm"),
+                            qkv: vec![
+                                proj("attention.self.query", e, e),
+                                proj("attention.self.key", e, e),
+                                proj("attention.self.value", e, e),
+                            ],
+                            o: proj("attention.output.dense", e, e),
+                            ln2: ln("output.LayerNorm"),
+                            mlp_in: vec![proj("intermediate.dense", e, cfg.inter)],
+                            mlp_out: proj("output.dense", cfg.inter, e),
+                        }
+                    })
+                    .collect();
+                let c = |s: &str| format!("cls.predictions.{s}");
+                Names {
+                    tok: format!("{p}embeddings.word_embeddings.weight"),
+                    pos: Some(format!("{p}embeddings.position_embeddings.weight")),
+                    blocks,
+                    ln_f: (
+                        c("transform.LayerNorm.weight"),
+                        Some(c("transform.LayerNorm.bias")),
+                    ),
+                    head: Some(c("decoder.weight")),
+                    types: Some(format!("{p}embeddings.token_type_embeddings.weight")),
+                    ln_e: Some((
+                        format!("{p}embeddings.LayerNorm.weight"),
+                        Some(format!("{p}embeddings.LayerNorm.bias")),
+                    )),
+                    transform: Some(lin(
+                        c("transform.dense.weight"),
+                        c("transform.dense.bias"),
+                        e,
+                        e,
+                    )),
+                    head_bias: Some(c("bias")),
                 }
             }
             _ => {
@@ -856,6 +958,10 @@ impl Names {
                     blocks,
                     ln_f: (format!("{p}norm.weight"), None),
                     head,
+                    types: None,
+                    ln_e: None,
+                    transform: None,
+                    head_bias: None,
                 }
             }
         }
@@ -1028,7 +1134,8 @@ impl PassLayout {
             }
             push("logits".into(), recs, rows * cfg.vocab);
         }
-        let backward = backward && rows <= MAX_GRAD_ROWS;
+        // BERT's post-norm backward pass is not built: forward only.
+        let backward = backward && rows <= MAX_GRAD_ROWS && !cfg.post_norm;
         let from_loss = backward && cfg.head && m.direction == Direction::Loss;
         if backward {
             let g = rows * rows;
@@ -1201,6 +1308,18 @@ pub struct NormInput {
     pub nonfinite: u64,
 }
 
+impl TfmStats {
+    /// The stream leaving block `b`: its output, or post-norm its second
+    /// norm's.
+    pub fn stream_after<'a>(&self, b: &'a BlockStats) -> &'a TensorStats {
+        if self.post_norm {
+            &b.norm2
+        } else {
+            &b.out
+        }
+    }
+}
+
 impl NormInput {
     /// From the raw words of one norm's rows.
     fn of(words: &[u32], eps: f32) -> NormInput {
@@ -1234,6 +1353,10 @@ impl NormInput {
 /// A pass's measurements.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TfmStats {
+    /// Post-norm blocks (BERT): each block's `mid` and `out` are the sums
+    /// before its norms, and the stream is the norms' output (`norm`,
+    /// `norm2`).
+    pub post_norm: bool,
     /// The embedding output (the stream entering block 1).
     pub embed: TensorStats,
     /// Per block.
@@ -1366,7 +1489,9 @@ pub fn fold(
         let (mut n_all, mut n_multi) = (0u64, 0u64);
         for r in 0..rows {
             let t = r % t_len;
-            let keys = if cfg.window > 0 {
+            let keys = if !cfg.causal {
+                t_len
+            } else if cfg.window > 0 {
                 (t + 1).min(cfg.window)
             } else {
                 t + 1
@@ -1409,7 +1534,7 @@ pub fn fold(
     if cfg.head {
         let mut ls = Vec::new();
         for r in 0..rows {
-            if r % t_len + 1 < t_len {
+            if r % t_len + cfg.loss_shift() < t_len {
                 let i = 3 * r as usize;
                 let (m, s, lt) = (f(raw.loss[i]), f(raw.loss[i + 1]), f(raw.loss[i + 2]));
                 ls.push(s.ln() + m - lt);
@@ -1519,6 +1644,7 @@ pub fn fold(
         None
     };
     Ok(TfmStats {
+        post_norm: cfg.post_norm,
         grads,
         embed: stats("embed")?,
         blocks,

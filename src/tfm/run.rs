@@ -154,7 +154,7 @@ pub fn run(
         layers: m.cfg.layers,
         device: backend.info(),
         loss_check: theory::loss_check(&stats, m.cfg.vocab),
-        recursion: theory::recursion(&stats),
+        recursion: theory::recursion(&stats, m.cfg.post_norm),
         norm_checks: theory::norm_checks(m, &stats),
         mlp_checks: if m.drawn {
             theory::mlp_checks(m, &stats, tokens.rows())

@@ -87,12 +87,16 @@ pub struct Recursion {
     pub cov2: f64,
 }
 
-/// Every residual addition of a pass.
-pub(crate) fn recursion(s: &TfmStats) -> Vec<Recursion> {
+/// Every residual addition of a pass. Post-norm (BERT), each addition's
+/// stream is the previous norm's output and `mid`, `out` are the sums.
+pub(crate) fn recursion(s: &TfmStats, post_norm: bool) -> Vec<Recursion> {
     let mut v = Vec::new();
     let mut before = s.embed.var;
     for b in &s.blocks {
-        for (branch, bv, after) in [("attn", &b.attn, &b.mid), ("mlp", &b.mlp, &b.out)] {
+        for (branch, bv, after, next) in [
+            ("attn", &b.attn, &b.mid, &b.norm),
+            ("mlp", &b.mlp, &b.out, &b.norm2),
+        ] {
             v.push(Recursion {
                 block: b.block,
                 branch,
@@ -101,7 +105,7 @@ pub(crate) fn recursion(s: &TfmStats) -> Vec<Recursion> {
                 after: after.var,
                 cov2: after.var - before - bv.var,
             });
-            before = after.var;
+            before = if post_norm { next.var } else { after.var };
         }
     }
     v
@@ -110,7 +114,7 @@ pub(crate) fn recursion(s: &TfmStats) -> Vec<Recursion> {
 /// One block's MLP branch against its mean-field prediction.
 ///
 /// The branch is `y = phi(h W1) W2` (zero biases, as every init rule here
-/// sets them), with h the second norm's output: E[h^2] = q is measured
+/// sets them), with h the second norm's output (post-norm: the first's): E[h^2] = q is measured
 /// (`norm2`), W1's and W2's entries are N(0, s1^2), N(0, s2^2) by the rule.
 /// Each hidden pre-activation is then N(0, q E s1^2) (E the width), so
 /// `E[y^2] = I s2^2 E[phi(z)^2]` (I the MLP width); for SwiGLU,
@@ -152,7 +156,13 @@ pub(crate) fn mlp_checks(m: &super::Model, s: &TfmStats, rows: u64) -> Vec<MlpCh
         let (Some(s1), Some(s2)) = (std(&names.mlp_in[0]), std(&names.mlp_out)) else {
             continue;
         };
-        let q = b.norm2.mean_sq;
+        // The MLP's input: the second norm's output, or post-norm the
+        // first's (the stream).
+        let q = if m.cfg.post_norm {
+            b.norm.mean_sq
+        } else {
+            b.norm2.mean_sq
+        };
         let z = q * e * s1 * s1;
         let (m1, m2, m4) = match m.cfg.mlp {
             super::MlpKind::Gelu => {
