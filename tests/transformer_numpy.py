@@ -131,7 +131,8 @@ def run_bert(cfg, w, ids):
         n = lambda s: f"{p}encoder.layer.{i}.{s}"
         q, k, v = (heads(lin(x, n(f"attention.self.{s}"))) for s in ("query", "key", "value"))
         out, probs = attention(q, k, v, 1.0 / math.sqrt(hd), 0, causal=False)
-        ents.append((-(probs * np.log(probs)).sum(-1)).mean())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ents.append((-np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)).mean())
         maxps.append(probs.max(-1).mean())
         a = lin(merge(out), n("attention.output.dense"))
         s1 = x + a

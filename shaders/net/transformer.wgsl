@@ -270,8 +270,9 @@ fn att_tree(l: u32, is_max: bool) {
 }
 
 // The first key row query row r sees, and how many: its sequence's rows up
-// to r, the last `lo` of them under a sliding window (lo > 0). The forward
-// and the backward kernels share it.
+// to r, the last `lo` of them under a sliding window (lo > 0), or every row
+// of its sequence (lo = 0xffffffff: bidirectional). The forward and the
+// backward kernels share it.
 fn key_range(r: u32) -> vec2<u32> {
     let t = r % ep.seq;
     // lo = 0xffffffff: bidirectional (an encoder), every row of the sequence.
@@ -357,9 +358,10 @@ fn att_softmax(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_
 
 // Per row of a logits block t1 ([rows, width], global rows row0 ..), one
 // workgroup of RED_WG lanes: the largest logit m, S = sum_j e^(l_j - m) and
-// the logit of the next token (t2 = token ids; rows at a sequence's last
-// position have none: 0), into t3 words 3 (row0 + row) ..; the host forms
-// the loss ln S + m - l_next. Lane l folds elements l, l + RED_WG, ... in
+// the logit of the target, the token ep.lo rows on (t2 = token ids; 1: the
+// next token, and rows at a sequence's last position have none: 0; 0: the
+// row's own), into t3 words 3 (row0 + row) ..; the host forms the loss
+// ln S + m - l_target. Lane l folds elements l, l + RED_WG, ... in
 // order, then the halving tree combines the lanes (as partial_stats does).
 @compute @workgroup_size(RED_WG)
 fn lm_loss(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

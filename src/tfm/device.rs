@@ -1035,7 +1035,8 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Causal attention from `bufs.qkv` into `bufs.att`, tile by tile: the
+    /// Attention (causal, or BERT's bidirectional) from `bufs.qkv` into
+    /// `bufs.att`, tile by tile: the
     /// raw scores Q K^T of each head into the tile buffer, the softmax in
     /// place (row sums into `sums` from word `hi`), and O = P V.
     fn attention(

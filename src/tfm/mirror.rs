@@ -12,7 +12,7 @@
 use super::{
     att_words, BlockNames, Linear, MlpKind, Model, NormKind, PassLayout, RawTfm, Tokens, K_PIECE,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::layout::RED_WORKGROUP;
 
 /// Lanes of an attention workgroup (`ATT_WG` in the shader).
@@ -509,7 +509,14 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     // BERT: the token-type table's first row (every token of type 0), then
     // the embeddings' norm.
     if let Some(t) = &n.types {
-        add_bias(&mut x, &m.weights.get(t)?[..e]);
+        let table = m.weights.get(t)?;
+        let row = table.get(..e).ok_or_else(|| {
+            Error::internal(
+                "transformer mirror",
+                "token-type table shorter than the width",
+            )
+        })?;
+        add_bias(&mut x, row);
     }
     if let Some(ln) = &n.ln_e {
         x = norm::<A>(m, ln, &x, e)?;

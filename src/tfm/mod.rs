@@ -508,7 +508,7 @@ fn check_batch(cfg: &TfmConfig, batch: u64, seq: u64) -> Result<()> {
     if batch == 0 || seq < 2 {
         return Err(Error::invalid(
             "batch",
-            "--batch must be at least 1 and --seq at least 2 (a next token to predict)",
+            "--batch must be at least 1 and --seq at least 2",
         ));
     }
     if seq > MAX_SEQ {
