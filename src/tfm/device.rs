@@ -1434,23 +1434,23 @@ pub fn run_chunked(
             // x = norm1(x + attn(x)); x = norm2(x + mlp(x)). The records:
             // `mid` and `out` are the sums, `ln1` and `ln2` the norms'
             // outputs (the stream); the row variances are the sums'.
-            let slot = |k: u64| ((2 * i as u64 + k) * rows, rows);
+            // After a branch (in br, recorded as `branch`): the addition,
+            // its sum's row variances into norm slot k and its record, the
+            // norm and its record, the norm's output as the stream.
+            let add_norm = |batch: &mut Batch, k: u64, ln, [branch, sum, normed]: [&str; 3]| {
+                reduce(batch, &bufs.br, &format!("{l}.{branch}"))?;
+                pass.ew(batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+                let slot = ((2 * i as u64 + k) * rows, rows);
+                pass.norm_var(batch, &bufs.x, &bufs.norm_vars, slot)?;
+                reduce(batch, &bufs.x, &format!("{l}.{sum}"))?;
+                pass.norm(batch, ln, &bufs.x, &bufs.hn, rows)?;
+                reduce(batch, &bufs.hn, &format!("{l}.{normed}"))?;
+                copy(batch, &bufs.hn, &bufs.x)
+            };
             pass.attn_core(&mut batch, b, &bufs, &bufs.x, (&bufs.att_rows, hi), tokens)?;
-            reduce(&mut batch, &bufs.br, &format!("{l}.attn"))?;
-            pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
-            pass.norm_var(&mut batch, &bufs.x, &bufs.norm_vars, slot(0))?;
-            reduce(&mut batch, &bufs.x, &format!("{l}.mid"))?;
-            pass.norm(&mut batch, &b.ln1, &bufs.x, &bufs.hn, rows)?;
-            reduce(&mut batch, &bufs.hn, &format!("{l}.ln1"))?;
-            copy(&mut batch, &bufs.hn, &bufs.x)?;
+            add_norm(&mut batch, 0, &b.ln1, ["attn", "mid", "ln1"])?;
             pass.mlp_core(&mut batch, b, &bufs, &bufs.x, rows)?;
-            reduce(&mut batch, &bufs.br, &format!("{l}.mlp"))?;
-            pass.ew(&mut batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
-            pass.norm_var(&mut batch, &bufs.x, &bufs.norm_vars, slot(1))?;
-            reduce(&mut batch, &bufs.x, &format!("{l}.out"))?;
-            pass.norm(&mut batch, &b.ln2, &bufs.x, &bufs.hn, rows)?;
-            reduce(&mut batch, &bufs.hn, &format!("{l}.ln2"))?;
-            copy(&mut batch, &bufs.hn, &bufs.x)?;
+            add_norm(&mut batch, 1, &b.ln2, ["mlp", "out", "ln2"])?;
             step(&mut batch)?;
             continue;
         }

@@ -532,24 +532,24 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         if c.post_norm {
             // x = norm1(x + attn(x)); x = norm2(x + mlp(x)) (the device's
             // records: the sums as `mid` and `out`).
+            // The device's `add_norm`: the branch's record, the addition,
+            // its sum's row variances into norm slot k and its record, the
+            // norm and its record.
+            let add_norm =
+                |x: &[f32], br: &[f32], k: usize, ln, names: [&str; 3], raw: &mut RawTfm| {
+                    let rec = |name: &str| layout.rec(&format!("{l}.{name}"));
+                    reduce::<A>(br, None, &mut raw.recs, rec(names[0]));
+                    let sum: Vec<f32> = x.iter().zip(br).map(|(&v, &d)| v + d).collect();
+                    norm_vars::<A>(m, &sum, e, &mut raw.norm_vars[(2 * i + k) * rows..]);
+                    reduce::<A>(&sum, None, &mut raw.recs, rec(names[1]));
+                    let y = norm::<A>(m, ln, &sum, e)?;
+                    reduce::<A>(&y, None, &mut raw.recs, rec(names[2]));
+                    Ok::<_, crate::error::Error>(y)
+                };
             let (_, _, a) = attn_core::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
-            reduce::<A>(&a, None, &mut raw.recs, layout.rec(&format!("{l}.attn")));
-            for (v, &d) in x.iter_mut().zip(&a) {
-                *v += d;
-            }
-            norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
-            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.mid")));
-            x = norm::<A>(m, &b.ln1, &x, e)?;
-            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.ln1")));
+            x = add_norm(&x, &a, 0, &b.ln1, ["attn", "mid", "ln1"], &mut raw)?;
             let mv = mlp_core::<A>(m, b, x.clone(), rows)?;
-            reduce::<A>(&mv.br, None, &mut raw.recs, layout.rec(&format!("{l}.mlp")));
-            for (v, &d) in x.iter_mut().zip(&mv.br) {
-                *v += d;
-            }
-            norm_vars::<A>(m, &x, e, &mut raw.norm_vars[(2 * i + 1) * rows..]);
-            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
-            x = norm::<A>(m, &b.ln2, &x, e)?;
-            reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.ln2")));
+            x = add_norm(&x, &mv.br, 1, &b.ln2, ["mlp", "out", "ln2"], &mut raw)?;
             continue;
         }
         norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
