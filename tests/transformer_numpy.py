@@ -122,34 +122,136 @@ def run_bert(cfg, w, ids):
     row_var = lambda z: z.var(-1)
     x = g(p + "embeddings.word_embeddings.weight")[ids] + g(p + "embeddings.token_type_embeddings.weight")[0]
     x = x + g(p + "embeddings.position_embeddings.weight")[np.arange(t)][None]
-    x = ln(x, p + "embeddings.LayerNorm")
     heads = lambda z: z.reshape(b, t, h, hd).transpose(0, 2, 1, 3)
     merge = lambda z: z.transpose(0, 2, 1, 3).reshape(b, t, -1)
+    ents, maxps, caches = [], [], []
+    emb_sum = x
+    x = ln(x, p + "embeddings.LayerNorm")
     stats = {"embed": x, "blocks": []}
-    ents, maxps = [], []
     for i in range(cfg.get("num_hidden_layers", 12)):
         n = lambda s: f"{p}encoder.layer.{i}.{s}"
         q, k, v = (heads(lin(x, n(f"attention.self.{s}"))) for s in ("query", "key", "value"))
         out, probs = attention(q, k, v, 1.0 / math.sqrt(hd), 0, causal=False)
+        cache = {"x_in": x, "q": q, "k": k, "v": v, "probs": probs, "out": out}
         with np.errstate(divide="ignore", invalid="ignore"):
             ents.append((-np.where(probs > 0, probs * np.log(probs), 0.0).sum(-1)).mean())
         maxps.append(probs.max(-1).mean())
         a = lin(merge(out), n("attention.output.dense"))
         s1 = x + a
         h1 = ln(s1, n("attention.output.LayerNorm"))
-        m = lin(gelu(lin(h1, n("intermediate.dense"))), n("output.dense"))
+        z = lin(h1, n("intermediate.dense"))
+        m = lin(gelu(z), n("output.dense"))
         s2 = h1 + m
         x = ln(s2, n("output.LayerNorm"))
+        cache.update(s1=s1, h1=h1, z=z, s2=s2)
+        caches.append(cache)
         stats["blocks"].append({"norm": h1, "attn": a, "mid": s1, "norm2": x, "mlp": m, "out": s2,
                                 "norm_in": row_var(s1), "norm2_in": row_var(s2)})
-    tr = gelu(lin(x, "cls.predictions.transform.dense"))
+    tz = lin(x, "cls.predictions.transform.dense")
+    tr = gelu(tz)
     xf = ln(tr, "cls.predictions.transform.LayerNorm")
     logits = xf @ g(p + "embeddings.word_embeddings.weight").T + g("cls.predictions.bias")
     lse = np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1)) + logits.max(-1)
     tgt = np.take_along_axis(logits, ids[..., None], axis=-1)[..., 0]
     stats.update(final_norm=xf, final_norm_in=row_var(tr), eps=eps, logits=logits,
-                 loss=(lse - tgt).mean(), ents=ents, maxps=maxps, grads=None)
+                 loss=(lse - tgt).mean(), ents=ents, maxps=maxps)
+    stats["grads"] = backward_bert(cfg, w, ids, caches, (emb_sum, x, tz, tr, xf), logits, eps)
     return stats
+
+
+def backward_bert(cfg, w, ids, caches, ends, logits, eps):
+    """BertForMaskedLM's gradients of its masked-LM loss (labels = input
+    ids, every row), by hand, as `backward` for the decoders: post-norm
+    blocks (s1 = x + attn(x), y1 = LN(s1), s2 = y1 + mlp(y1), y = LN(s2)),
+    the head's transform, the decoder's bias, the embeddings' norm and the
+    token-type table (every token of type 0)."""
+    emb_sum, x_last, tz, tr, xf = ends
+    b, t = ids.shape
+    g = lambda n: w[n].astype(np.float64)
+    fro = lambda a: float(np.sqrt((a**2).sum()))
+    flat = lambda a: a.reshape(-1, a.shape[-1])
+    act = cfg.get("hidden_act", "gelu")
+    gelu_grad = gelu_erf_grad if act in ("gelu", "gelu_python") else gelu_tanh_grad
+    e = cfg.get("hidden_size", 768)
+    h = cfg.get("num_attention_heads", 12)
+    hd = e // h
+    p = "bert."
+    tok = p + "embeddings.word_embeddings.weight"
+    z = logits - logits.max(-1, keepdims=True)
+    dl = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    dl[np.arange(b)[:, None], np.arange(t)[None, :], ids] -= 1.0
+    dl /= b * t
+    hg = flat(dl).T @ flat(xf)
+    out = {"head": fro(hg), "head_bias": fro(flat(dl).sum(0))}
+    nb, ng = {}, {}
+
+    def through_norm(name, x_in, d_out):
+        """dL/d(input) of LayerNorm `name`; its parameters' gradient norms."""
+        mu = x_in.mean(-1, keepdims=True)
+        xh = (x_in - mu) / np.sqrt(((x_in - mu) ** 2).mean(-1, keepdims=True) + eps)
+        ng[name + ".weight"] = fro(flat(d_out * xh).sum(0))
+        nb[name + ".bias"] = fro(flat(d_out).sum(0))
+        return norm_bwd(x_in, d_out, g(name + ".weight"), eps, False)
+
+    def linear(name, x_in, d_out, grads):
+        """dL/d(input) of the dense map `name` (y = x W^T + b); ||dW|| and
+        ||db|| into `grads`."""
+        grads[name + ".weight"] = (fro(flat(x_in).T @ flat(d_out)), fro(flat(d_out).sum(0)))
+        return d_out @ g(name + ".weight")
+
+    d = through_norm("cls.predictions.transform.LayerNorm", tr, dl @ g(tok))
+    top = {}
+    dx = linear("cls.predictions.transform.dense", x_last, d * gelu_grad(tz), top)
+    out["transform"] = top
+    out["stream_out"] = fro(dx)
+    heads = lambda a: a.reshape(b, t, h, hd).transpose(0, 2, 1, 3)
+    merge = lambda a: a.transpose(0, 2, 1, 3).reshape(b, t, -1)
+    blocks = []
+    for i in reversed(range(len(caches))):
+        c = caches[i]
+        n = lambda s: f"{p}encoder.layer.{i}.{s}"
+        grads = {}
+        ds2 = through_norm(n("output.LayerNorm"), c["s2"], dx)
+        fh = (gelu_erf if act in ("gelu", "gelu_python") else gelu_tanh)(c["z"])
+        df = linear(n("output.dense"), fh, ds2, grads)
+        dmid = ds2 + linear(n("intermediate.dense"), c["h1"], df * gelu_grad(c["z"]), grads)
+        ds1 = through_norm(n("attention.output.LayerNorm"), c["s1"], dmid)
+        d_o = heads(linear(n("attention.output.dense"), merge(c["out"]), ds1, grads))
+        dq, dk, dv = attention_bwd(c, d_o, 1.0 / math.sqrt(hd), h)
+        dx = ds1
+        for name, dz in [("query", dq), ("key", dk), ("value", dv)]:
+            dx = dx + linear(n(f"attention.self.{name}"), c["x_in"], merge(dz), grads)
+        # The key's bias adds q.b_k to every score of a query's row, which
+        # the softmax ignores: its gradient sum_r dk_r = sum_i q_i sum_j dS_ij
+        # is 0 (each row of dS sums to 0). deepinit's value is rounding:
+        # ||sum of the rows of its dK|| (each element's relative error at
+        # most REL_GRAD) is at most REL_GRAD sqrt(rows) ||dK||, and the sum
+        # of the Gram matrix dK dK^T it forms (rows^2 entries, each a chain
+        # of e products, |entries| summing to at most rows ||dK||^2) is off
+        # by at most (e + rows^2) 2^-24 rows ||dK||^2.
+        rows = b * t
+        gamma = (e + rows * rows) * 2.0**-24
+        zero = {n("attention.self.key.weight"):
+                math.sqrt(rows * (REL_GRAD**2 + gamma)) * fro(dk)}
+        blocks.append({"stream_in": fro(dx), "stream_mid": fro(dmid),
+                       "weights": {k: v[0] for k, v in grads.items()},
+                       "biases": {k: v[1] for k, v in grads.items()}, "zero_biases": zero})
+    out["blocks"] = blocks[::-1]
+    # The embeddings: back through their norm to the sum, then each table
+    # by its lookup (the word table's padding row gets none; every token is
+    # of type 0).
+    d = flat(through_norm(p + "embeddings.LayerNorm", emb_sum, dx))
+    lookup = np.zeros((w[tok].shape[0], e))
+    np.add.at(lookup, ids.reshape(-1), d)
+    lookup[cfg.get("pad_token_id", 0)] = 0.0
+    pos = np.zeros((w[p + "embeddings.position_embeddings.weight"].shape[0], e))
+    np.add.at(pos, np.tile(np.arange(t), b), d)
+    out["embeddings"] = {tok: fro(lookup), p + "embeddings.position_embeddings.weight": fro(pos),
+                         p + "embeddings.token_type_embeddings.weight": fro(d.sum(0))}
+    out["tied"] = {"norm": fro(lookup + hg), "cross": float((lookup * hg).sum()),
+                   "lookup": fro(lookup), "head": fro(hg)}
+    out["norm_biases"], out["norm_gains"] = nb, ng
+    return out
 
 
 def run(cfg, w, ids):
@@ -285,6 +387,22 @@ def norm_bwd(x, dy, w, eps, rms):
     return inv * (g - g.mean(-1, keepdims=True) - xh * (g * xh).mean(-1, keepdims=True))
 
 
+def attention_bwd(c, d_o, scale, kv):
+    """dq, dk, dv (per head, as (B, heads, T, d)) from dL/d(attention
+    output) d_o, the cache's q, k, v and probabilities; k and v shared by
+    groups of query heads get their group's sum."""
+    b, h, t, hd = d_o.shape
+    rep = h // kv
+    kr, vr = np.repeat(c["k"], rep, axis=1), np.repeat(c["v"], rep, axis=1)
+    pm = c["probs"]
+    dp = np.einsum("bhid,bhjd->bhij", d_o, vr)
+    dv = np.einsum("bhij,bhid->bhjd", pm, d_o)
+    ds = pm * (dp - (dp * pm).sum(-1, keepdims=True)) * scale
+    dq = np.einsum("bhij,bhjd->bhid", ds, kr)
+    dk = np.einsum("bhij,bhid->bhjd", ds, c["q"])
+    return dq, dk.reshape(b, kv, rep, t, hd).sum(2), dv.reshape(b, kv, rep, t, hd).sum(2)
+
+
 def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, kind, p, rope_args):
     """The mean next-token loss's gradients, by hand: Frobenius norms of the
     stream's gradient at each block's input and middle, and of every weight."""
@@ -366,16 +484,7 @@ def backward(cfg, w, ids, caches, x_last, xf, logits, head, eps, scale, dims, ki
             dmid = dx + norm_bwd(c["mid"], dh2, g(n("post_attention_layernorm.weight")), eps, True)
             grad(n("self_attn.o_proj.weight"), merge(c["out"]), dmid)
             d_o = heads(dmid @ g(n("self_attn.o_proj.weight")), h)
-        rep = h // kv
-        kr, vr = np.repeat(c["k"], rep, axis=1), np.repeat(c["v"], rep, axis=1)
-        pm = c["probs"]
-        dp = np.einsum("bhid,bhjd->bhij", d_o, vr)
-        dv = np.einsum("bhij,bhid->bhjd", pm, d_o)
-        ds = pm * (dp - (dp * pm).sum(-1, keepdims=True)) * scale
-        dq = np.einsum("bhij,bhjd->bhid", ds, kr)
-        dk = np.einsum("bhij,bhid->bhjd", ds, c["q"])
-        dk = dk.reshape(b, kv, rep, t, hd).sum(2)
-        dv = dv.reshape(b, kv, rep, t, hd).sum(2)
+        dq, dk, dv = attention_bwd(c, d_o, scale, kv)
         if rope_args is not None:
             cos, sin = rope_args
             half = hd // 2
@@ -472,12 +581,18 @@ def check(config, ckdir, tokens, report):
     close("logits var", r["logits"]["var"], var(s["logits"]), rel=REL)
     close("loss", r["loss"], float(s["loss"]), abs_=ABS)
     rg, sg = r["grads"], s["grads"]
-    if sg is None:  # BERT: forward only
-        assert rg is None, "a BERT report with gradients"
-        return
     close("dL/dx after the last block", rg["stream_out"], sg["stream_out"], rel=REL_GRAD)
     if rg["head"] is not None:
         close("head dW", rg["head"], sg["head"], rel=REL_GRAD)
+    # BERT's decoder bias and its head's transform: measured exactly there.
+    assert (rg["head_bias"] is None) == ("head_bias" not in sg), rg["head_bias"]
+    if rg["head_bias"] is not None:
+        close("head db", rg["head_bias"], sg["head_bias"], rel=REL_GRAD)
+    assert (rg["transform"] is None) == ("transform" not in sg), rg["transform"]
+    if rg["transform"] is not None:
+        want_w, want_b = sg["transform"][rg["transform"]["name"]]
+        close("transform dW", rg["transform"]["norm"], want_w, rel=REL_GRAD)
+        close("transform db", rg["transform"]["bias"], want_b, rel=REL_GRAD)
     # The tied table's whole gradient is reported exactly where the head is
     # tied (and its share measured).
     assert (rg["tied"] is None) == (sg["tied"] is None), (rg["tied"], sg["tied"])
@@ -498,9 +613,13 @@ def check(config, ckdir, tokens, report):
             close(f"block {i + 1} dW {wgr['name']}", wgr["norm"], sb["weights"][wgr["name"]], rel=REL_GRAD)
             # The bias gradients: measured exactly where the layer has a bias.
             assert (wgr["bias"] is None) == (wgr["name"] not in sb["biases"]), (wgr, sb["biases"])
-            if wgr["bias"] is not None:
-                close(f"block {i + 1} db of {wgr['name']}", wgr["bias"], sb["biases"][wgr["name"]],
-                      rel=REL_GRAD)
+            what = f"block {i + 1} db of {wgr['name']}"
+            if wgr["name"] in sb.get("zero_biases", {}):
+                # Zero in exact arithmetic: deepinit's value is rounding.
+                bound = sb["zero_biases"][wgr["name"]]
+                assert wgr["bias"] <= bound, f"{what}: deepinit {wgr['bias']!r}, bound {bound!r}"
+            elif wgr["bias"] is not None:
+                close(what, wgr["bias"], sb["biases"][wgr["name"]], rel=REL_GRAD)
     counts = []
     for part in ["embeddings", "norm_gains", "norm_biases"]:
         got = {b["name"]: b["norm"] for b in rg[part]}

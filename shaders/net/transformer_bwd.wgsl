@@ -98,10 +98,11 @@ fn hadamard(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
 }
 
 // The mean loss's gradient in place over a logits block t1 ([rows, width],
-// global rows row0 .., vocabulary columns lo ..): (softmax - onehot(next
-// token)) / N, N = inv_n's reciprocal, from the row's largest logit and sum
-// in t2 (3 words a row, as lm_loss wrote them); rows at a sequence's last
-// position get 0. t3: ids.
+// global rows row0 .., vocabulary columns lo ..): (softmax - onehot(target))
+// / N, N = inv_n's reciprocal, from the row's largest logit and sum in t2 (3
+// words a row, as lm_loss wrote them). The target is the id hi rows on (hi =
+// 1: the next token, whose rows at a sequence's last position get 0; hi = 0:
+// the row's own, a masked LM with labels = input ids). t3: ids.
 @compute @workgroup_size(EW_WG)
 fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
            @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -110,15 +111,15 @@ fn dlogits(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) 
     let r = i / ep.width;
     let c = i % ep.width;
     let gr = ep.row0 + r;
-    if ((gr % ep.seq) + 1u >= ep.seq || 3u * gr + 2u >= arrayLength(&t2)
-        || gr + 1u >= arrayLength(&t3)) {
+    if ((gr % ep.seq) + ep.hi >= ep.seq || 3u * gr + 2u >= arrayLength(&t2)
+        || gr + ep.hi >= arrayLength(&t3)) {
         t1[i] = 0.0;
         return;
     }
     let m = t2[3u * gr];
     let inv = recip_ge1(t2[3u * gr + 1u]);
     let p = opaque(exp_neg(t1[i] - m) * inv);
-    let one = select(0.0, 1.0, ep.lo + c == bitcast<u32>(t3[gr + 1u]));
+    let one = select(0.0, 1.0, ep.lo + c == bitcast<u32>(t3[gr + ep.hi]));
     t1[i] = (p - one) * ep.inv_n;
 }
 

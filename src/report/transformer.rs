@@ -115,6 +115,17 @@ pub(crate) fn verdict_lines(r: &TfmReport) -> Styled {
             first.stream_in / g.stream_out,
             g.head.map_or(String::new(), |h| format!("; ||dL/dW|| of the head {h:.3e}"))
         );
+        if let Some(tw) = &g.transform {
+            let _ = writeln!(
+                t,
+                "masked-LM head: ||dL/dW|| of the transform {:.3e} (bias {}){}",
+                tw.norm,
+                tw.bias.map_or("-".to_string(), |b| format!("{b:.3e}")),
+                g.head_bias.map_or(String::new(), |b| format!(
+                    "; of the decoder's bias {b:.3e}"
+                ))
+            );
+        }
         if let Some(tg) = &g.tied {
             let _ = writeln!(
                 t,

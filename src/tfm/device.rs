@@ -458,8 +458,11 @@ struct Grads {
     /// Gram matrices (rows x rows).
     g1: wgpu::Buffer,
     g2: wgpu::Buffer,
-    /// The stream entering each block, and after its attention addition.
+    /// The stream entering each block, and after its attention addition;
+    /// post-norm, each block's two sums before their norms.
     saved: Vec<(wgpu::Buffer, wgpu::Buffer)>,
+    /// The embeddings' sum before their norm (BERT).
+    emb_sum: Option<wgpu::Buffer>,
     /// Attention row sums of a recomputed block (not read back).
     scratch: wgpu::Buffer,
     /// Each block's branch activations, kept from the forward pass where
@@ -820,6 +823,7 @@ impl Pass<'_> {
                     width: nc as u32,
                     seq: tokens.seq as u32,
                     lo: (v0 + c0) as u32,
+                    hi: c.loss_shift() as u32,
                     inv_n: (1.0 / targets.max(1) as f64) as f32,
                     ..TfParams::default()
                 };
@@ -836,7 +840,20 @@ impl Pass<'_> {
             }
         }
         let rec = layout.rec("dW:head");
-        self.gram_product(batch, g, (&bufs.hn, e, 0, e), rows, (rec, &bufs.recs))
+        self.gram_product(batch, g, (&bufs.hn, e, 0, e), rows, (rec, &bufs.recs))?;
+        // The head's bias: the sum of the same dY dY^T, which the product
+        // left.
+        match super::head_bias_rec(self.m, layout) {
+            Some(b) => self.gpu.kernels(Activation::Linear)?.reduce(
+                batch,
+                &g.g2,
+                rows * rows,
+                b,
+                None,
+                &bufs.recs,
+            ),
+            None => Ok(()),
+        }
     }
 
     /// ||dL/dE||^2 of the token (and position) embedding tables' lookups:
@@ -863,6 +880,12 @@ impl Pass<'_> {
             ..TfParams::default()
         };
         let names = &self.m.names;
+        // Every token is of type 0: that row's gradient is the sum of all
+        // of dx's rows, whose squared norm is the sum of dx dx^T.
+        if let Some(t) = &names.types {
+            let rec = layout.rec(&format!("dE:{t}"));
+            red.reduce(batch, &g.g2, rows * rows, rec, None, &bufs.recs)?;
+        }
         if let Some(pos) = &names.pos {
             self.ew(batch, &self.k.copy, &[&g.g2, &g.g1], rows * rows)?;
             Self::push(batch, &self.k.same_key, &p(1), &[&g.g1, &bufs.tok], groups);
@@ -1214,15 +1237,15 @@ pub fn run_chunked(
         .flatten()
         .map(|n| m.weights.tied.get(n).map_or(n.as_str(), String::as_str))
         .collect();
-    // Resident block matrices (a checkpoint's) multiplied chunk by chunk, as
-    // the mirror splits them.
-    for b in &m.names.blocks {
-        chunked.extend(
-            b.linears()
-                .filter(|l| m.weights.layout(&l.weight) == Layout::OutIn)
-                .map(|l| l.weight.as_str()),
-        );
-    }
+    // Resident block matrices (a checkpoint's) and BERT's transform
+    // multiplied chunk by chunk, as the mirror splits them.
+    let resident = m.names.blocks.iter().flat_map(|b| b.linears());
+    chunked.extend(
+        resident
+            .chain(&m.names.transform)
+            .filter(|l| m.weights.layout(&l.weight) == Layout::OutIn)
+            .map(|l| l.weight.as_str()),
+    );
     let mut w = HashMap::new();
     for (name, values) in &m.weights.values {
         let width = values.len() as u64 / weight_rows(m, name);
@@ -1339,6 +1362,10 @@ pub fn run_chunked(
                 })
                 .collect::<Result<_>>()?,
             scratch: buf("attention sums (recomputed)", 3 * rows * c.heads)?,
+            emb_sum: match m.names.ln_e {
+                Some(_) => Some(buf("embeddings' sum", rows * e)?),
+                None => None,
+            },
             acts: Vec::new(),
             tied: if layout.has(&super::cross_rec(&m.names.tok)) {
                 Some((
@@ -1360,6 +1387,7 @@ pub fn run_chunked(
     let grads = match grads {
         Some(mut g)
             if chunk_bytes.is_none()
+                && !c.post_norm
                 && Acts::bytes(c, &bufs, rows).saturating_mul(c.layers) <= SAVED_BYTES =>
         {
             // A device short of memory recomputes instead: the same bits.
@@ -1422,6 +1450,9 @@ pub fn run_chunked(
         pass.add_bias(&mut batch, &bufs.x, rows, pass.single(t)?, e)?;
     }
     if let Some(ln) = &n.ln_e {
+        if let Some(s) = grads.as_ref().and_then(|g| g.emb_sum.as_ref()) {
+            copy(&mut batch, &bufs.x, s)?;
+        }
         pass.norm(&mut batch, ln, &bufs.x, &bufs.hn, rows)?;
         copy(&mut batch, &bufs.hn, &bufs.x)?;
     }
@@ -1434,12 +1465,17 @@ pub fn run_chunked(
             // x = norm1(x + attn(x)); x = norm2(x + mlp(x)). The records:
             // `mid` and `out` are the sums, `ln1` and `ln2` the norms'
             // outputs (the stream); the row variances are the sums'.
-            // After a branch (in br, recorded as `branch`): the addition,
-            // its sum's row variances into norm slot k and its record, the
-            // norm and its record, the norm's output as the stream.
+            // After a branch (in br, recorded as `branch`): the addition
+            // (kept for the backward pass), its sum's row variances into
+            // norm slot k and its record, the norm and its record, the
+            // norm's output as the stream.
             let add_norm = |batch: &mut Batch, k: u64, ln, [branch, sum, normed]: [&str; 3]| {
                 reduce(batch, &bufs.br, &format!("{l}.{branch}"))?;
                 pass.ew(batch, &pass.k.residual, &[&bufs.x, &bufs.br], rows * e)?;
+                if let Some(g) = &grads {
+                    let (s1, s2) = &g.saved[i];
+                    copy(batch, &bufs.x, if k == 0 { s1 } else { s2 })?;
+                }
                 let slot = ((2 * i as u64 + k) * rows, rows);
                 pass.norm_var(batch, &bufs.x, &bufs.norm_vars, slot)?;
                 reduce(batch, &bufs.x, &format!("{l}.{sum}"))?;
@@ -1519,6 +1555,7 @@ pub fn run_chunked(
             .take()
             .ok_or_else(|| Error::internal("transformer pass", "no logits buffer for the head"))?;
         let mut rec = layout.rec("logits");
+        let head_bias_rec = super::head_bias_rec(m, &layout);
         let targets = tokens.batch * (tokens.seq - c.loss_shift());
         let mut r0 = 0;
         while r0 < rows {
@@ -1558,11 +1595,16 @@ pub fn run_chunked(
             );
             if let Some(g) = grads.as_ref().filter(|_| layout.from_loss) {
                 // dL/d(logits) in place, then dL/d(final norm output) rows.
-                // dlogits reads `lo` as its first vocabulary column.
+                // dlogits reads `lo` as its first vocabulary column and `hi`
+                // as the target's offset.
                 Pass::push(
                     &mut batch,
                     &pass.k.dlogits,
-                    &TfParams { lo: 0, ..p },
+                    &TfParams {
+                        lo: 0,
+                        hi: c.loss_shift() as u32,
+                        ..p
+                    },
                     &[&logits, &bufs.loss_rows, &bufs.tok],
                     ew_groups(ctx, nr * v)?,
                 );
@@ -1590,7 +1632,7 @@ pub fn run_chunked(
                         (&bufs.hn, e, 0, e),
                         (&logits, v, 0, v),
                         rows,
-                        (layout.rec("dW:head"), None),
+                        (layout.rec("dW:head"), head_bias_rec),
                         recs,
                     )?;
                 }
@@ -1626,20 +1668,62 @@ pub fn run_chunked(
         }
         batch.clear(&g.dx, 0, None);
         // The final norm's output (bufs.hn) is spent: the head read it.
+        // BERT's final norm read the transform's output (in bufs.att, its
+        // pre-activation in bufs.br), the others' the stream.
+        let final_in = if n.transform.is_some() {
+            &bufs.att
+        } else {
+            &bufs.x
+        };
         pass.norm_grads(
             &mut batch,
             g,
             &n.ln_f,
-            (&bufs.x, &g.dh, &bufs.hn),
+            (final_in, &g.dh, &bufs.hn),
             rows,
             (&layout, &bufs.recs),
         )?;
-        pass.norm_bwd(&mut batch, &n.ln_f, (&bufs.x, &g.dh, &g.dx), rows)?;
+        pass.norm_bwd(&mut batch, &n.ln_f, (final_in, &g.dh, &g.dx), rows)?;
+        if let Some(t) = &n.transform {
+            // Through the GELU, then the dense map from the stream.
+            pass.gpu
+                .kernels(c.gelu)?
+                .grad_mul(&mut batch, rows * e, &bufs.br, &g.dx)?;
+            pass.weight_grad(
+                &mut batch,
+                g,
+                (&bufs.x, e, 0, e),
+                (&g.dx, e, 0, e),
+                rows,
+                super::grad_recs(&layout, t),
+                recs,
+            )?;
+            pass.linear_bwd(&mut batch, t, (&g.dx, e, 0), rows, &g.dh, false)?;
+            copy(&mut batch, &g.dh, &g.dx)?;
+        }
         reduce(&mut batch, &g.dx, "d.final")?;
         for (i, b) in n.blocks.iter().enumerate().rev() {
             pass.load_block(&mut batch, i)?;
-            backward_block(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
+            if c.post_norm {
+                backward_post(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
+            } else {
+                backward_block(&pass, &mut batch, &bufs, g, (i, b), tokens, &layout)?;
+            }
             step(&mut batch)?;
+        }
+        // BERT: back through the embeddings' norm to their sum.
+        if let (Some(ln), Some(sum)) = (&n.ln_e, &g.emb_sum) {
+            pass.norm_grads(
+                &mut batch,
+                g,
+                ln,
+                (sum, &g.dx, &bufs.hn),
+                rows,
+                (&layout, recs),
+            )?;
+            batch.clear(&g.dh, 0, None);
+            pass.norm_bwd(&mut batch, ln, (sum, &g.dx, &g.dh), rows)?;
+            copy(&mut batch, &g.dh, &g.dx)?;
         }
         pass.embedding_grads(&mut batch, g, &bufs, tokens, &layout)?;
         if let Some((mm, h)) = &g.tied {
@@ -1712,30 +1796,156 @@ fn backward_block(
     layout: &PassLayout,
 ) -> Result<()> {
     let c = &pass.m.cfg;
-    let ctx = pass.ctx();
-    let (rows, e, inter) = (tokens.rows(), c.hidden, c.inter);
-    let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
-    let (ld, aw) = (c.qkv_width(), c.attn_width());
+    let (rows, e) = (tokens.rows(), c.hidden);
     let l = i + 1;
     let (x_in, mid) = (&g.saved[i].0, &g.saved[i].1);
     let recs = &bufs.recs;
-    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     let red = pass.gpu.kernels(Activation::Linear)?;
     // MLP.
     match g.acts.get(i) {
         Some(a) => a.restore(batch, c, bufs, rows, Branch::Mlp),
         None => pass.mlp_branch(batch, b, bufs, mid, rows)?,
     }
+    mlp_bwd(pass, batch, bufs, g, b, rows, (&g.dx, &g.dh), layout)?;
+    // The MLP's weight gradients have read the second norm's output.
+    pass.norm_grads(
+        batch,
+        g,
+        &b.ln2,
+        (mid, &g.dh, &bufs.hn),
+        rows,
+        (layout, recs),
+    )?;
+    pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
+    red.reduce(
+        batch,
+        &g.dx,
+        rows * e,
+        layout.rec(&format!("{l}.dmid")),
+        None,
+        recs,
+    )?;
+    // Attention.
+    match g.acts.get(i) {
+        Some(a) => a.restore(batch, c, bufs, rows, Branch::Attn),
+        None => pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?,
+    }
+    attn_bwd(pass, batch, bufs, g, (i, b), (&g.dx, &g.dh), tokens, layout)?;
+    // The q/k/v weight gradients have read the first norm's output.
+    pass.norm_grads(
+        batch,
+        g,
+        &b.ln1,
+        (x_in, &g.dh, &bufs.hn),
+        rows,
+        (layout, recs),
+    )?;
+    pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
+    red.reduce(
+        batch,
+        &g.dx,
+        rows * e,
+        layout.rec(&format!("{l}.din")),
+        None,
+        recs,
+    )
+}
+
+/// A post-norm block's backward pass (BERT: s1 = x + attn(x), y1 = norm1(s1),
+/// s2 = y1 + mlp(y1), y = norm2(s2)): `g.dx` holds dL/dy and ends holding
+/// dL/dx. The sums s1 and s2 are the saved ones; y1 and x are recomputed
+/// from them by the forward's norms (x from the previous block's s2, or
+/// block 1's from the embeddings' saved sum), and the branches from those.
+fn backward_post(
+    pass: &Pass,
+    batch: &mut Batch,
+    bufs: &Bufs,
+    g: &Grads,
+    (i, b): (usize, &BlockNames),
+    tokens: &Tokens,
+    layout: &PassLayout,
+) -> Result<()> {
+    let c = &pass.m.cfg;
+    let n = &pass.m.names;
+    let (rows, e) = (tokens.rows(), c.hidden);
+    let l = i + 1;
+    let (s1, s2) = (&g.saved[i].0, &g.saved[i].1);
+    let recs = &bufs.recs;
+    let red = pass.gpu.kernels(Activation::Linear)?;
+    // dL/ds = norm'(s)^T dL/dy into g.dh (cleared: norm_bwd adds).
+    let through_norm = |batch: &mut Batch, ln, s| -> Result<()> {
+        pass.norm_grads(batch, g, ln, (s, &g.dx, &bufs.hn), rows, (layout, recs))?;
+        batch.clear(&g.dh, 0, None);
+        pass.norm_bwd(batch, ln, (s, &g.dx, &g.dh), rows)
+    };
+    // The residual: dL/d(branch input) = the branch's part (in g.dx) plus
+    // dL/ds (in g.dh).
+    let add_residual = |batch: &mut Batch, name: &str| -> Result<()> {
+        pass.ew(batch, &pass.k.residual, &[&g.dx, &g.dh], rows * e)?;
+        red.reduce(
+            batch,
+            &g.dx,
+            rows * e,
+            layout.rec(&format!("{l}.{name}")),
+            None,
+            recs,
+        )
+    };
+    // MLP, on y1 = norm1(s1).
+    through_norm(batch, &b.ln2, s2)?;
+    pass.norm(batch, &b.ln1, s1, &bufs.hn, rows)?;
+    pass.mlp_core(batch, b, bufs, &bufs.hn, rows)?;
+    mlp_bwd(pass, batch, bufs, g, b, rows, (&g.dh, &g.dx), layout)?;
+    add_residual(batch, "dmid")?;
+    // Attention, on the block's input.
+    through_norm(batch, &b.ln1, s1)?;
+    let (ln, s) = match i.checked_sub(1) {
+        Some(prev) => (&n.blocks[prev].ln2, &g.saved[prev].1),
+        None => match (&n.ln_e, &g.emb_sum) {
+            (Some(ln), Some(s)) => (ln, s),
+            _ => {
+                return Err(Error::internal(
+                    "transformer pass",
+                    "a post-norm model without the embeddings' norm",
+                ))
+            }
+        },
+    };
+    pass.norm(batch, ln, s, &bufs.hn, rows)?;
+    pass.attn_core(batch, b, bufs, &bufs.hn, (&g.scratch, 0), tokens)?;
+    attn_bwd(pass, batch, bufs, g, (i, b), (&g.dh, &g.dx), tokens, layout)?;
+    add_residual(batch, "din")
+}
+
+/// The MLP's backward pass from dL/d(output) `dy` to dL/d(input) `out`
+/// (written), its activations in `bufs` and its input in `bufs.hn`; the
+/// weight gradients into their records.
+#[allow(clippy::too_many_arguments)]
+fn mlp_bwd(
+    pass: &Pass,
+    batch: &mut Batch,
+    bufs: &Bufs,
+    g: &Grads,
+    b: &BlockNames,
+    rows: u64,
+    (dy, out): (&wgpu::Buffer, &wgpu::Buffer),
+    layout: &PassLayout,
+) -> Result<()> {
+    let c = &pass.m.cfg;
+    let ctx = pass.ctx();
+    let (e, inter) = (c.hidden, c.inter);
+    let recs = &bufs.recs;
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     pass.weight_grad(
         batch,
         g,
         (&bufs.f, inter, 0, inter),
-        (&g.dx, e, 0, e),
+        (dy, e, 0, e),
         rows,
         wrec(&b.mlp_out),
         recs,
     )?;
-    pass.linear_bwd(batch, &b.mlp_out, (&g.dx, e, 0), rows, &g.df, false)?;
+    pass.linear_bwd(batch, &b.mlp_out, (dy, e, 0), rows, &g.df, false)?;
     match c.mlp {
         MlpKind::Gelu => {
             pass.gpu
@@ -1750,7 +1960,7 @@ fn backward_block(
                 wrec(&b.mlp_in[0]),
                 recs,
             )?;
-            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, &g.dh, false)?;
+            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, out, false)?;
         }
         MlpKind::SwiGlu => {
             let p = TfParams {
@@ -1783,43 +1993,45 @@ fn backward_block(
                 wrec(&b.mlp_in[1]),
                 recs,
             )?;
-            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, &g.dh, false)?;
-            pass.linear_bwd(batch, &b.mlp_in[1], (&g.du, inter, 0), rows, &g.dh, true)?;
+            pass.linear_bwd(batch, &b.mlp_in[0], (&g.df, inter, 0), rows, out, false)?;
+            pass.linear_bwd(batch, &b.mlp_in[1], (&g.du, inter, 0), rows, out, true)?;
         }
     }
-    // The MLP's weight gradients have read the second norm's output.
-    pass.norm_grads(
-        batch,
-        g,
-        &b.ln2,
-        (mid, &g.dh, &bufs.hn),
-        rows,
-        (layout, recs),
-    )?;
-    pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
-    red.reduce(
-        batch,
-        &g.dx,
-        rows * e,
-        layout.rec(&format!("{l}.dmid")),
-        None,
-        recs,
-    )?;
-    // Attention.
-    match g.acts.get(i) {
-        Some(a) => a.restore(batch, c, bufs, rows, Branch::Attn),
-        None => pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?,
-    }
+    Ok(())
+}
+
+/// Attention's backward pass from dL/d(output projection) `dy` to
+/// dL/d(input) `out` (written), q|k|v and the attention output in `bufs`
+/// and the input in `bufs.hn`; the forward's row sums are read from
+/// `bufs.att_rows`.
+#[allow(clippy::too_many_arguments)]
+fn attn_bwd(
+    pass: &Pass,
+    batch: &mut Batch,
+    bufs: &Bufs,
+    g: &Grads,
+    (i, b): (usize, &BlockNames),
+    (dy, out): (&wgpu::Buffer, &wgpu::Buffer),
+    tokens: &Tokens,
+    layout: &PassLayout,
+) -> Result<()> {
+    let c = &pass.m.cfg;
+    let ctx = pass.ctx();
+    let (rows, e) = (tokens.rows(), c.hidden);
+    let (h, kvh, hd) = (c.heads, c.kv_heads, c.head_dim);
+    let (ld, aw) = (c.qkv_width(), c.attn_width());
+    let recs = &bufs.recs;
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     pass.weight_grad(
         batch,
         g,
         (&bufs.att, aw, 0, aw),
-        (&g.dx, e, 0, e),
+        (dy, e, 0, e),
         rows,
         wrec(&b.o),
         recs,
     )?;
-    pass.linear_bwd(batch, &b.o, (&g.dx, e, 0), rows, &g.d_o, false)?;
+    pass.linear_bwd(batch, &b.o, (dy, e, 0), rows, &g.d_o, false)?;
     let p = pass.att_params(tokens, i as u64 * 3 * rows * h);
     Pass::push(
         batch,
@@ -1910,27 +2122,10 @@ fn backward_block(
             wrec(lin),
             recs,
         )?;
-        pass.linear_bwd(batch, lin, (&g.dqkv, ld, col), rows, &g.dh, k > 0)?;
+        pass.linear_bwd(batch, lin, (&g.dqkv, ld, col), rows, out, k > 0)?;
         col += lin.n_out;
     }
-    // The q/k/v weight gradients have read the first norm's output.
-    pass.norm_grads(
-        batch,
-        g,
-        &b.ln1,
-        (x_in, &g.dh, &bufs.hn),
-        rows,
-        (layout, recs),
-    )?;
-    pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
-    red.reduce(
-        batch,
-        &g.dx,
-        rows * e,
-        layout.rec(&format!("{l}.din")),
-        None,
-        recs,
-    )
+    Ok(())
 }
 
 /// The attention parameters `p` for one tile: rows `row0 .. row0 + span`,

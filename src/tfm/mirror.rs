@@ -518,8 +518,10 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         })?;
         add_bias(&mut x, row);
     }
+    let mut emb_sum = None;
     if let Some(ln) = &n.ln_e {
-        x = norm::<A>(m, ln, &x, e)?;
+        let y = norm::<A>(m, ln, &x, e)?;
+        emb_sum = Some(std::mem::replace(&mut x, y));
     }
     reduce::<A>(&x, None, &mut raw.recs, layout.rec("embed"));
     let (cos, sin) = m.rope_tables(tokens.seq);
@@ -544,12 +546,17 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                     reduce::<A>(&sum, None, &mut raw.recs, rec(names[1]));
                     let y = norm::<A>(m, ln, &sum, e)?;
                     reduce::<A>(&y, None, &mut raw.recs, rec(names[2]));
-                    Ok::<_, crate::error::Error>(y)
+                    Ok::<_, crate::error::Error>((sum, y))
                 };
             let (_, _, a) = attn_core::<A>(m, b, &x, tokens, (&cos, &sin), sums)?;
-            x = add_norm(&x, &a, 0, &b.ln1, ["attn", "mid", "ln1"], &mut raw)?;
-            let mv = mlp_core::<A>(m, b, x.clone(), rows)?;
-            x = add_norm(&x, &mv.br, 1, &b.ln2, ["mlp", "out", "ln2"], &mut raw)?;
+            let (s1, y1) = add_norm(&x, &a, 0, &b.ln1, ["attn", "mid", "ln1"], &mut raw)?;
+            let mv = mlp_core::<A>(m, b, y1.clone(), rows)?;
+            let (s2, y) = add_norm(&y1, &mv.br, 1, &b.ln2, ["mlp", "out", "ln2"], &mut raw)?;
+            x = y;
+            // The backward pass keeps the sums (the device's saved pair).
+            if layout.backward {
+                saved.push((s1, s2));
+            }
             continue;
         }
         norm_vars::<A>(m, &x, e, &mut raw.norm_vars[2 * i * rows..]);
@@ -643,7 +650,14 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                 &mut raw.loss,
             );
             if layout.from_loss {
-                dlogits::<A>(&mut logits, v, (r0, 0), tokens, &raw.loss, inv_count);
+                dlogits::<A>(
+                    &mut logits,
+                    (v, c.loss_shift() as usize),
+                    (r0, 0),
+                    tokens,
+                    &raw.loss,
+                    inv_count,
+                );
                 if cross {
                     for r in 0..rows {
                         let id = tokens.ids[r] as usize;
@@ -661,7 +675,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                         (&logits, v),
                         rows,
                         &mut raw.recs,
-                        (layout.rec("dW:head"), None),
+                        (layout.rec("dW:head"), super::head_bias_rec(m, layout)),
                     );
                 }
                 chain_split::<A>(
@@ -679,20 +693,66 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
             let chunks = layout.chunks(v as u64, e as u64);
             head_grad_by_columns::<A>(
                 (&xf, w_head, &chunks),
-                (blk * v, e, inv_count),
+                (blk * v, e, inv_count, c.loss_shift() as usize),
                 tokens,
                 &raw.loss,
-                (layout.rec("dW:head"), &mut raw.recs),
+                (
+                    (layout.rec("dW:head"), super::head_bias_rec(m, layout)),
+                    &mut raw.recs,
+                ),
             );
         }
     }
     if layout.backward {
         let mut dx = vec![0f32; rows * e];
-        norm_grads::<A>(m, &n.ln_f, (&x, &dxf, e), rows, (layout, &mut raw.recs));
-        norm_bwd::<A>(m, &n.ln_f, &x, &dxf, &mut dx)?;
+        norm_grads::<A>(
+            m,
+            &n.ln_f,
+            (final_in, &dxf, e),
+            rows,
+            (layout, &mut raw.recs),
+        );
+        norm_bwd::<A>(m, &n.ln_f, final_in, &dxf, &mut dx)?;
+        if let Some(t) = &n.transform {
+            // Through the GELU, then the dense map from the stream.
+            let z = linear::<A>(m, t, &x, rows)?;
+            for (d, &z) in dx.iter_mut().zip(&z) {
+                *d *= arith::dact::<A>(c.gelu, z);
+            }
+            let wrec = super::grad_recs(layout, t);
+            weight_grad::<A>((&x, e), (&dx, e), rows, &mut raw.recs, wrec);
+            let mut dy = vec![0f32; rows * e];
+            linear_bwd::<A>(m, layout, t, (&dx, e, 0), rows, &mut dy, false)?;
+            dx = dy;
+        }
         reduce::<A>(&dx, None, &mut raw.recs, layout.rec("d.final"));
         for (i, b) in n.blocks.iter().enumerate().rev() {
             let sums = raw.att[i * per_layer..(i + 1) * per_layer].to_vec();
+            if c.post_norm {
+                // The block's input as the device recomputes it: the
+                // previous block's second norm, or the embeddings' norm.
+                let x_in = match (i.checked_sub(1), &n.ln_e, &emb_sum) {
+                    (Some(p), _, _) => norm::<A>(m, &n.blocks[p].ln2, &saved[p].1, e)?,
+                    (None, Some(ln), Some(s)) => norm::<A>(m, ln, s, e)?,
+                    _ => {
+                        return Err(Error::internal(
+                            "transformer mirror",
+                            "a post-norm model without the embeddings' norm",
+                        ))
+                    }
+                };
+                backward_post::<A>(
+                    m,
+                    (i, b),
+                    (&saved[i], &x_in),
+                    &sums,
+                    &mut dx,
+                    tokens,
+                    layout,
+                    &mut raw.recs,
+                )?;
+                continue;
+            }
             backward_block::<A>(
                 m,
                 (i, b),
@@ -703,6 +763,13 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
                 layout,
                 &mut raw.recs,
             )?;
+        }
+        // BERT: back through the embeddings' norm to their sum.
+        if let (Some(ln), Some(sum)) = (&n.ln_e, &emb_sum) {
+            norm_grads::<A>(m, ln, (sum, &dx, e), rows, (layout, &mut raw.recs));
+            let mut ds = vec![0f32; rows * e];
+            norm_bwd::<A>(m, ln, sum, &dx, &mut ds)?;
+            dx = ds;
         }
         embedding_grads::<A>(m, &dx, tokens, (layout, &mut raw.recs));
         let cross = super::cross_rec(&n.tok);
@@ -807,6 +874,10 @@ fn embedding_grads<A: Arith>(
         tokens.seq as usize,
     );
     let g = gram::<A>(dx, rows, e);
+    // Every token is of type 0: the sum of all of dx dx^T.
+    if let Some(t) = &m.names.types {
+        reduce::<A>(&g, None, recs, layout.rec(&format!("dE:{t}")));
+    }
     let kept = |same: &dyn Fn(usize, usize) -> bool| -> Vec<f32> {
         (0..rows * rows)
             .map(|i| if same(i / rows, i % rows) { g[i] } else { 0.0 })
@@ -856,13 +927,14 @@ fn gram_product<A: Arith>(
 /// when the logits ran in row blocks: per storage chunk of the head, blocks
 /// of as many columns as `cap` floats hold for every row; each block's
 /// logits, their loss gradient and its Gram matrix, added up; then the
-/// element-wise product with X X^T, summed.
+/// element-wise product with X X^T, summed; and the sum of the Gram
+/// matrix itself for the head's bias.
 fn head_grad_by_columns<A: Arith>(
     (xf, w_head, chunks): (&[f32], &[f32], &[(usize, usize)]),
-    (cap, e, inv_count): (usize, usize, f32),
+    (cap, e, inv_count, shift): (usize, usize, f32, usize),
     tokens: &Tokens,
     loss: &[u32],
-    (rec, recs): (u64, &mut [u32]),
+    ((rec, bias_rec), recs): ((u64, Option<u64>), &mut [u32]),
 ) {
     let rows = tokens.rows() as usize;
     let per = (cap / rows).max(1);
@@ -875,20 +947,31 @@ fn head_grad_by_columns<A: Arith>(
             let w = &w_head[(v0 + c0) * e..(v0 + c0 + nc) * e];
             let mut logits = vec![0f32; rows * nc];
             chain_k::<A>(rows, nc, e, xf, &transpose(w, nc, e), &mut logits, false);
-            dlogits::<A>(&mut logits, nc, (0, v0 + c0), tokens, loss, inv_count);
+            dlogits::<A>(
+                &mut logits,
+                (nc, shift),
+                (0, v0 + c0),
+                tokens,
+                loss,
+                inv_count,
+            );
             let t = transpose(&logits, rows, nc);
             chain_k::<A>(rows, rows, nc, &logits, &t, &mut g2, !first);
             first = false;
             c0 += nc;
         }
     }
-    gram_product::<A>((xf, e), &g2, rows, (rec, recs));
+    gram_product::<A>((xf, e), &g2, rows, (rec, &mut *recs));
+    if let Some(b) = bias_rec {
+        reduce::<A>(&g2, None, recs, b);
+    }
 }
 
-/// The `dlogits` kernel over a block of rows from `row0`.
+/// The `dlogits` kernel over a block of rows from `row0`, `v` columns from
+/// `col0`, each row's target `shift` rows on.
 fn dlogits<A: Arith>(
     logits: &mut [f32],
-    v: usize,
+    (v, shift): (usize, usize),
     (row0, col0): (usize, usize),
     tokens: &Tokens,
     loss: &[u32],
@@ -897,13 +980,13 @@ fn dlogits<A: Arith>(
     let seq = tokens.seq as usize;
     for (r, row) in logits.chunks_mut(v).enumerate() {
         let gr = row0 + r;
-        if gr % seq + 1 >= seq {
+        if gr % seq + shift >= seq {
             row.fill(0.0);
             continue;
         }
         let mx = f32::from_bits(loss[3 * gr]);
         let inv = recip_split::<A>(f32::from_bits(loss[3 * gr + 1]));
-        let target = tokens.ids[gr + 1] as usize;
+        let target = tokens.ids[gr + shift] as usize;
         for (j, l) in row.iter_mut().enumerate() {
             let p = exp_neg::<A>(*l - mx) * inv;
             let one = if col0 + j == target { 1.0 } else { 0.0 };
@@ -1009,22 +1092,89 @@ fn backward_block<A: Arith>(
     layout: &PassLayout,
     recs: &mut [u32],
 ) -> Result<()> {
-    let c = &m.cfg;
-    let (rows, e, inter) = (tokens.rows() as usize, c.hidden as usize, c.inter as usize);
-    let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
-    let (ld, aw, seq) = (
-        c.qkv_width() as usize,
-        c.attn_width() as usize,
-        tokens.seq as usize,
-    );
     let l = i + 1;
-    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
+    let e = m.cfg.hidden as usize;
+    let rows = tokens.rows() as usize;
     // MLP.
     let mv = mlp_branch::<A>(m, b, mid, rows)?;
+    let dh = mlp_bwd::<A>(m, b, &mv, dx, rows, layout, recs)?;
+    norm_grads::<A>(m, &b.ln2, (mid, &dh, e), rows, (layout, &mut *recs));
+    norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
+    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
+    // Attention.
+    let (cos, sin) = m.rope_tables(tokens.seq);
+    let mut scratch = vec![0u32; 3 * rows * m.cfg.heads as usize];
+    let (hn, qkv, att, _) = attn_branch::<A>(m, b, x_in, tokens, (&cos, &sin), &mut scratch)?;
+    let dh = attn_bwd::<A>(m, b, (&hn, &qkv, &att), sums, dx, tokens, layout, recs)?;
+    norm_grads::<A>(m, &b.ln1, (x_in, &dh, e), rows, (layout, &mut *recs));
+    norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
+    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
+    Ok(())
+}
+
+/// A post-norm block's backward pass (see the device's `backward_post`):
+/// `sums` = (s1, s2), the two sums before the norms, and `x_in` the block's
+/// input (as the device recomputes it).
+#[allow(clippy::too_many_arguments)]
+fn backward_post<A: Arith>(
+    m: &Model,
+    (i, b): (usize, &BlockNames),
+    ((s1, s2), x_in): (&(Vec<f32>, Vec<f32>), &[f32]),
+    sums: &[u32],
+    dx: &mut [f32],
+    tokens: &Tokens,
+    layout: &PassLayout,
+    recs: &mut [u32],
+) -> Result<()> {
+    let l = i + 1;
+    let e = m.cfg.hidden as usize;
+    let rows = tokens.rows() as usize;
+    let through_norm = |ln, s: &[f32], dy: &[f32], recs: &mut [u32]| -> Result<Vec<f32>> {
+        norm_grads::<A>(m, ln, (s, dy, e), rows, (layout, recs));
+        let mut ds = vec![0f32; rows * e];
+        norm_bwd::<A>(m, ln, s, dy, &mut ds)?;
+        Ok(ds)
+    };
+    let add_residual = |d: &mut [f32], ds: &[f32], name: &str, recs: &mut [u32]| {
+        for (a, &b) in d.iter_mut().zip(ds) {
+            *a += b;
+        }
+        reduce::<A>(d, None, recs, layout.rec(&format!("{l}.{name}")));
+    };
+    // MLP, on y1 = norm1(s1).
+    let ds2 = through_norm(&b.ln2, s2, dx, recs)?;
+    let mv = mlp_core::<A>(m, b, norm::<A>(m, &b.ln1, s1, e)?, rows)?;
+    let mut d = mlp_bwd::<A>(m, b, &mv, &ds2, rows, layout, recs)?;
+    add_residual(&mut d, &ds2, "dmid", recs);
+    // Attention, on the block's input.
+    let ds1 = through_norm(&b.ln1, s1, &d, recs)?;
+    let (cos, sin) = m.rope_tables(tokens.seq);
+    let mut scratch = vec![0u32; 3 * rows * m.cfg.heads as usize];
+    let (qkv, att, _) = attn_core::<A>(m, b, x_in, tokens, (&cos, &sin), &mut scratch)?;
+    let mut d = attn_bwd::<A>(m, b, (x_in, &qkv, &att), sums, &ds1, tokens, layout, recs)?;
+    add_residual(&mut d, &ds1, "din", recs);
+    dx.copy_from_slice(&d);
+    Ok(())
+}
+
+/// The MLP's backward pass from dL/d(output) `dx`: dL/d(input), the weight
+/// gradients into their records (see the device's `mlp_bwd`).
+fn mlp_bwd<A: Arith>(
+    m: &Model,
+    b: &BlockNames,
+    mv: &MlpValues,
+    dx: &[f32],
+    rows: usize,
+    layout: &PassLayout,
+    recs: &mut [u32],
+) -> Result<Vec<f32>> {
+    let c = &m.cfg;
+    let (e, inter) = (c.hidden as usize, c.inter as usize);
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
+    let mut dh = vec![0f32; rows * e];
     weight_grad::<A>((&mv.f, inter), (dx, e), rows, recs, wrec(&b.mlp_out));
     let mut df = vec![0f32; rows * inter];
     linear_bwd::<A>(m, layout, &b.mlp_out, (dx, e, 0), rows, &mut df, false)?;
-    let mut dh = vec![0f32; rows * e];
     match c.mlp {
         MlpKind::Gelu => {
             for (d, &z) in df.iter_mut().zip(&mv.z) {
@@ -1072,14 +1222,36 @@ fn backward_block<A: Arith>(
             )?;
         }
     }
-    norm_grads::<A>(m, &b.ln2, (mid, &dh, e), rows, (layout, &mut *recs));
-    norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
-    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
-    // Attention.
+    Ok(dh)
+}
+
+/// Attention's backward pass from dL/d(output projection) `dx`, on its
+/// input `hn`, q|k|v and output `att` with the forward's row sums `sums`:
+/// dL/d(input), the weight gradients into their records (see the device's
+/// `attn_bwd`).
+#[allow(clippy::too_many_arguments)]
+fn attn_bwd<A: Arith>(
+    m: &Model,
+    b: &BlockNames,
+    (hn, qkv, att): (&[f32], &[f32], &[f32]),
+    sums: &[u32],
+    dx: &[f32],
+    tokens: &Tokens,
+    layout: &PassLayout,
+    recs: &mut [u32],
+) -> Result<Vec<f32>> {
+    let c = &m.cfg;
+    let (rows, e) = (tokens.rows() as usize, c.hidden as usize);
+    let (h, kvh, hd) = (c.heads as usize, c.kv_heads as usize, c.head_dim as usize);
+    let (ld, aw, seq) = (
+        c.qkv_width() as usize,
+        c.attn_width() as usize,
+        tokens.seq as usize,
+    );
+    let wrec = |lin: &Linear| super::grad_recs(layout, lin);
     let (cos, sin) = m.rope_tables(tokens.seq);
-    let mut scratch = vec![0u32; 3 * rows * h];
-    let (hn, qkv, att, _) = attn_branch::<A>(m, b, x_in, tokens, (&cos, &sin), &mut scratch)?;
-    weight_grad::<A>((&att, aw), (dx, e), rows, recs, wrec(&b.o));
+    let mut dh = vec![0f32; rows * e];
+    weight_grad::<A>((att, aw), (dx, e), rows, recs, wrec(&b.o));
     let mut d_o = vec![0f32; rows * aw];
     linear_bwd::<A>(m, layout, &b.o, (dx, e, 0), rows, &mut d_o, false)?;
     let dd: Vec<f32> = (0..rows * h)
@@ -1208,19 +1380,15 @@ fn backward_block<A: Arith>(
         rope::<A>(&mut dqkv, ld, k_col, kvh, hd, seq, &cos, &sin_neg);
     }
     let mut col = 0;
-    let mut dh = vec![0f32; rows * e];
     for (k, lin) in b.qkv.iter().enumerate() {
         let w = lin.n_out as usize;
         let cols: Vec<f32> = dqkv
             .chunks(ld)
             .flat_map(|row| row[col..col + w].iter().copied())
             .collect();
-        weight_grad::<A>((&hn, e), (&cols, w), rows, recs, wrec(lin));
+        weight_grad::<A>((hn, e), (&cols, w), rows, recs, wrec(lin));
         linear_bwd::<A>(m, layout, lin, (&dqkv, ld, col), rows, &mut dh, k > 0)?;
         col += w;
     }
-    norm_grads::<A>(m, &b.ln1, (x_in, &dh, e), rows, (layout, &mut *recs));
-    norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
-    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
-    Ok(())
+    Ok(dh)
 }

@@ -768,12 +768,12 @@ impl BlockNames {
 }
 
 impl Names {
-    /// Every norm as (weight, bias), in pass order: each block's two, then
-    /// the final norm.
+    /// Every norm as (weight, bias), in pass order: the embeddings' (BERT),
+    /// each block's two, then the final norm.
     pub(crate) fn all_norms(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
-        self.blocks
+        self.ln_e
             .iter()
-            .flat_map(|b| [&b.ln1, &b.ln2])
+            .chain(self.blocks.iter().flat_map(|b| [&b.ln1, &b.ln2]))
             .chain([&self.ln_f])
             .map(|(w, b)| (w.as_str(), b.as_deref()))
     }
@@ -1134,8 +1134,7 @@ impl PassLayout {
             }
             push("logits".into(), recs, rows * cfg.vocab);
         }
-        // BERT's post-norm backward pass is not built: forward only.
-        let backward = backward && rows <= MAX_GRAD_ROWS && !cfg.post_norm;
+        let backward = backward && rows <= MAX_GRAD_ROWS;
         let from_loss = backward && cfg.head && m.direction == Direction::Loss;
         if backward {
             let g = rows * rows;
@@ -1145,13 +1144,23 @@ impl PassLayout {
             // as large as the logits buffer.
             if from_loss && logit_rows * cfg.vocab >= rows {
                 push("dW:head".into(), records(g), g);
+                // The head's bias (BERT's decoder bias): the same dY dY^T.
+                if let Some(hb) = &m.names.head_bias {
+                    push(format!("db:{hb}"), records(g), g);
+                }
             }
             push(format!("dE:{}", m.names.tok), records(g), g);
             if m.tied_head() && from_loss && logit_rows * cfg.vocab >= rows {
                 push(cross_rec(&m.names.tok), records(g), g);
             }
-            if let Some(pos) = &m.names.pos {
-                push(format!("dE:{pos}"), records(g), g);
+            for table in m.names.pos.iter().chain(&m.names.types) {
+                push(format!("dE:{table}"), records(g), g);
+            }
+            if let Some(t) = &m.names.transform {
+                push(format!("dW:{}", t.weight), records(g), g);
+                if t.bias.is_some() {
+                    push(format!("db:{}", t.weight), records(g), g);
+                }
             }
             for (weight, bias) in m.names.all_norms() {
                 push(format!("dg:{weight}"), records(g), g);
@@ -1209,6 +1218,13 @@ pub(crate) fn grad_recs(layout: &PassLayout, lin: &Linear) -> (u64, Option<u64>)
         layout.rec(&format!("dW:{}", lin.weight)),
         layout.has(&bias).then(|| layout.rec(&bias)),
     )
+}
+
+/// The first record of the head's bias gradient norm, where the model has a
+/// head bias and the pass measures the head's gradient.
+pub(crate) fn head_bias_rec(m: &Model, layout: &PassLayout) -> Option<u64> {
+    let rec = format!("db:{}", m.names.head_bias.as_ref()?);
+    layout.has(&rec).then(|| layout.rec(&rec))
 }
 
 /// A pass's raw results as the device leaves them.
@@ -1397,7 +1413,8 @@ pub struct BlockGrads {
     pub block: u64,
     /// ||dL/dx|| for the stream entering the block.
     pub stream_in: f64,
-    /// ||dL/dx|| for the stream after its attention addition.
+    /// ||dL/dx|| for the stream after its attention addition (post-norm:
+    /// after the first norm, the MLP's input).
     pub stream_mid: f64,
     /// Every weight matrix of the block.
     pub weights: Vec<WeightGrad>,
@@ -1432,7 +1449,8 @@ pub struct TiedGrad {
 }
 
 /// The backward pass's measurements: Frobenius norms of the loss's
-/// gradients (the loss being the mean next-token loss).
+/// gradients (the loss being the mean next-token loss; BERT's, the mean
+/// masked-LM loss with every token its own label).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GradStats {
     /// ||dL/dx|| for the stream leaving the last block.
@@ -1441,13 +1459,20 @@ pub struct GradStats {
     /// None under [`Direction::Random`], or where not even one logit column
     /// of every row fits the logits buffer.
     pub head: Option<f64>,
+    /// ||dL/db|| of the head's bias (BERT's decoder bias: the column sums
+    /// of dL/d(logits)), from the loss; None without one.
+    pub head_bias: Option<f64>,
+    /// The masked-LM head's transform (BERT's dense map before its GELU and
+    /// the final norm), and its bias's.
+    pub transform: Option<WeightGrad>,
     /// Per block.
     pub blocks: Vec<BlockGrads>,
-    /// The token embedding table's (and the learned position table's)
-    /// gradient through the lookup: a row's gradient is the sum of the
-    /// stream gradient's rows at that token (position); the padding token's
-    /// row gets none. A tied table's lookup share only ([`GradStats::head`]
-    /// is the head's).
+    /// The token embedding table's (and the learned position and token-type
+    /// tables') gradient through the lookup, at the embeddings' sum (BERT:
+    /// before their norm): a row's gradient is the sum of the stream
+    /// gradient's rows at that token (position, type: every token is of
+    /// type 0); the padding token's row gets none. A tied table's lookup
+    /// share only ([`GradStats::head`] is the head's).
     pub embeddings: Vec<ParamGrad>,
     /// The table the token embedding and the head share (GPT-2's `wte`, a
     /// tied Qwen2's): its whole gradient, the lookup's share plus the head's.
@@ -1603,6 +1628,7 @@ pub fn fold(
         }
         let embeddings = std::iter::once(&names.tok)
             .chain(names.pos.as_ref())
+            .chain(names.types.as_ref())
             .map(|t| param("dE:", t))
             .collect::<Result<Vec<_>>>()?
             .into_iter()
@@ -1612,6 +1638,18 @@ pub fn fold(
             Some(wnorm("dW:head")?)
         } else {
             None
+        };
+        let head_bias = match &names.head_bias {
+            Some(hb) => param("db:", hb)?.map(|p| p.norm),
+            None => None,
+        };
+        let transform = match &names.transform {
+            Some(t) => Some(WeightGrad {
+                name: t.weight.clone(),
+                norm: wnorm(&format!("dW:{}", t.weight))?,
+                bias: param("db:", &t.weight)?.map(|p| p.norm),
+            }),
+            None => None,
         };
         let cross_rec = cross_rec(&names.tok);
         let tied = match (layout.has(&cross_rec), head) {
@@ -1638,6 +1676,8 @@ pub fn fold(
             norm_biases,
             stream_out: norm("d.final")?,
             head,
+            head_bias,
+            transform,
             blocks,
         })
     } else {
