@@ -1801,54 +1801,29 @@ fn backward_block(
     let (x_in, mid) = (&g.saved[i].0, &g.saved[i].1);
     let recs = &bufs.recs;
     let red = pass.gpu.kernels(Activation::Linear)?;
+    // After a branch's backward (dL/d(norm output) in g.dh, the branch's
+    // weight gradients having read the norm's output in bufs.hn): the
+    // norm's parameters, `g.dx += norm'(x)^T g.dh`, its record.
+    let norm_back = |batch: &mut Batch, ln, x, name: &str| -> Result<()> {
+        pass.norm_grads(batch, g, ln, (x, &g.dh, &bufs.hn), rows, (layout, recs))?;
+        pass.norm_bwd(batch, ln, (x, &g.dh, &g.dx), rows)?;
+        let rec = layout.rec(&format!("{l}.{name}"));
+        red.reduce(batch, &g.dx, rows * e, rec, None, recs)
+    };
     // MLP.
     match g.acts.get(i) {
         Some(a) => a.restore(batch, c, bufs, rows, Branch::Mlp),
         None => pass.mlp_branch(batch, b, bufs, mid, rows)?,
     }
     mlp_bwd(pass, batch, bufs, g, b, rows, (&g.dx, &g.dh), layout)?;
-    // The MLP's weight gradients have read the second norm's output.
-    pass.norm_grads(
-        batch,
-        g,
-        &b.ln2,
-        (mid, &g.dh, &bufs.hn),
-        rows,
-        (layout, recs),
-    )?;
-    pass.norm_bwd(batch, &b.ln2, (mid, &g.dh, &g.dx), rows)?;
-    red.reduce(
-        batch,
-        &g.dx,
-        rows * e,
-        layout.rec(&format!("{l}.dmid")),
-        None,
-        recs,
-    )?;
+    norm_back(batch, &b.ln2, mid, "dmid")?;
     // Attention.
     match g.acts.get(i) {
         Some(a) => a.restore(batch, c, bufs, rows, Branch::Attn),
         None => pass.attn_branch(batch, b, bufs, x_in, (&g.scratch, 0), tokens)?,
     }
     attn_bwd(pass, batch, bufs, g, (i, b), (&g.dx, &g.dh), tokens, layout)?;
-    // The q/k/v weight gradients have read the first norm's output.
-    pass.norm_grads(
-        batch,
-        g,
-        &b.ln1,
-        (x_in, &g.dh, &bufs.hn),
-        rows,
-        (layout, recs),
-    )?;
-    pass.norm_bwd(batch, &b.ln1, (x_in, &g.dh, &g.dx), rows)?;
-    red.reduce(
-        batch,
-        &g.dx,
-        rows * e,
-        layout.rec(&format!("{l}.din")),
-        None,
-        recs,
-    )
+    norm_back(batch, &b.ln1, x_in, "din")
 }
 
 /// A post-norm block's backward pass (BERT: s1 = x + attn(x), y1 = norm1(s1),

@@ -1095,21 +1095,24 @@ fn backward_block<A: Arith>(
     let l = i + 1;
     let e = m.cfg.hidden as usize;
     let rows = tokens.rows() as usize;
+    // The device's `norm_back`: the norm's parameters, dx += norm'(x)^T dh,
+    // its record.
+    let norm_back = |ln, x: &[f32], dh: &[f32], dx: &mut [f32], name: &str, recs: &mut [u32]| {
+        norm_grads::<A>(m, ln, (x, dh, e), rows, (layout, &mut *recs));
+        norm_bwd::<A>(m, ln, x, dh, dx)?;
+        reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.{name}")));
+        Ok::<_, crate::error::Error>(())
+    };
     // MLP.
     let mv = mlp_branch::<A>(m, b, mid, rows)?;
     let dh = mlp_bwd::<A>(m, b, &mv, dx, rows, layout, recs)?;
-    norm_grads::<A>(m, &b.ln2, (mid, &dh, e), rows, (layout, &mut *recs));
-    norm_bwd::<A>(m, &b.ln2, mid, &dh, dx)?;
-    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.dmid")));
+    norm_back(&b.ln2, mid, &dh, dx, "dmid", recs)?;
     // Attention.
     let (cos, sin) = m.rope_tables(tokens.seq);
     let mut scratch = vec![0u32; 3 * rows * m.cfg.heads as usize];
     let (hn, qkv, att, _) = attn_branch::<A>(m, b, x_in, tokens, (&cos, &sin), &mut scratch)?;
     let dh = attn_bwd::<A>(m, b, (&hn, &qkv, &att), sums, dx, tokens, layout, recs)?;
-    norm_grads::<A>(m, &b.ln1, (x_in, &dh, e), rows, (layout, &mut *recs));
-    norm_bwd::<A>(m, &b.ln1, x_in, &dh, dx)?;
-    reduce::<A>(dx, None, recs, layout.rec(&format!("{l}.din")));
-    Ok(())
+    norm_back(&b.ln1, x_in, &dh, dx, "din", recs)
 }
 
 /// A post-norm block's backward pass (see the device's `backward_post`):
