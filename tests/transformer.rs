@@ -133,7 +133,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         let layer_norm = m.cfg.norm == tfm::NormKind::Layer;
         assert_eq!(positive(&g.norm_biases), layer_norm, "{name}: {g:?}");
         assert_eq!(g.head.is_some(), from_loss, "{name}");
-        // The tied tables' whole gradient: GPT-2's wte, the tied Qwen2's.
+        // The tied tables' whole gradient: GPT-2's wte, the tied Qwen2's,
+        // BERT's word embeddings.
         let tied = name.starts_with("gpt2") || name == "qwen2" || name == "big vocabulary" || bert;
         assert_eq!(g.tied.is_some(), tied && from_loss, "{name}");
         // Every record covered something: the stream's count is rows x width.
@@ -163,8 +164,8 @@ fn device_transformer_passes_equal_the_cpu_mirror_bit_for_bit() {
         // (so products over a chunked dimension add their pieces), and the
         // mirror follows the same cuts. This run also recomputes each
         // block's activations in the backward pass, where the run above
-        // kept them from the forward pass, and submits attention's work
-        // tile by tile.
+        // kept them from the forward pass (BERT's post-norm blocks
+        // recompute in both), and submits attention's work tile by tile.
         let (dev, layout) =
             tfm::device::run_chunked(&gpu, &m, &tokens, true, None, Some(2048)).expect("chunked");
         assert!(layout.logit_rows < tokens.rows(), "{name}");

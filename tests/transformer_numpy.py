@@ -223,9 +223,11 @@ def backward_bert(cfg, w, ids, caches, ends, logits, eps):
             dx = dx + linear(n(f"attention.self.{name}"), c["x_in"], merge(dz), grads)
         # The key's bias adds q.b_k to every score of a query's row, which
         # the softmax ignores: its gradient sum_r dk_r = sum_i q_i sum_j dS_ij
-        # is 0 (each row of dS sums to 0). deepinit's value is rounding:
-        # ||sum of the rows of its dK|| (each element's relative error at
-        # most REL_GRAD) is at most REL_GRAD sqrt(rows) ||dK||, and the sum
+        # is 0 (each row of dS sums to 0). deepinit's value is rounding.
+        # Assumed: its dK is off by an error E with ||E|| <= REL_GRAD ||dK||
+        # (the tolerance every gradient norm here is held to, not derived
+        # element by element); then ||sum of the rows of E|| <= sqrt(rows)
+        # ||E|| <= REL_GRAD sqrt(rows) ||dK|| (Cauchy-Schwarz), and the sum
         # of the Gram matrix dK dK^T it forms (rows^2 entries, each a chain
         # of e products, |entries| summing to at most rows ||dK||^2) is off
         # by at most (e + rows^2) 2^-24 rows ||dK||^2.

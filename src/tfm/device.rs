@@ -466,8 +466,9 @@ struct Grads {
     /// Attention row sums of a recomputed block (not read back).
     scratch: wgpu::Buffer,
     /// Each block's branch activations, kept from the forward pass where
-    /// they fit [`SAVED_BYTES`]; empty: the backward pass recomputes them
-    /// (the same operations on the same inputs: the same bits).
+    /// they fit [`SAVED_BYTES`] (never post-norm); empty: the backward pass
+    /// recomputes them (the same operations on the same inputs: the same
+    /// bits).
     acts: Vec<Acts>,
     /// A tied table's cross term: M (rows x rows, gathered from the
     /// logits' gradient block by block) and the final norm's output.
@@ -856,7 +857,8 @@ impl Pass<'_> {
         }
     }
 
-    /// ||dL/dE||^2 of the token (and position) embedding tables' lookups:
+    /// ||dL/dE||^2 of the token (and position, token-type) embedding
+    /// tables' lookups:
     /// a table's gradient row for a key is the sum of the stream gradient's
     /// rows with that key, so its squared norm is the sum of dx dx^T over
     /// the pairs of rows that share the key.

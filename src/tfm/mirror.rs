@@ -529,7 +529,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
     let mut saved = Vec::new();
     for (i, b) in n.blocks.iter().enumerate() {
         let l = i + 1;
-        let x_in = layout.backward.then(|| x.clone());
+        let x_in = (layout.backward && !c.post_norm).then(|| x.clone());
         let sums = &mut raw.att[i * per_layer..(i + 1) * per_layer];
         if c.post_norm {
             // x = norm1(x + attn(x)); x = norm2(x + mlp(x)) (the device's

@@ -992,8 +992,8 @@ pub struct Model {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
-    /// The mean next-token loss, where the model has an LM head (else as
-    /// `Random`).
+    /// The mean next-token loss (BERT: the masked-LM loss with labels =
+    /// input ids), where the model has an LM head (else as `Random`).
     #[default]
     Loss,
     /// dL/d(final norm output) = a random direction ([`direction`]), as the
@@ -1078,7 +1078,7 @@ pub struct PassLayout {
     pub binding: u64,
     /// Whether the backward pass runs.
     pub backward: bool,
-    /// Whether it starts from the mean next-token loss (an LM head and
+    /// Whether it starts from the mean loss (an LM head and
     /// [`Direction::Loss`]); else from [`direction`].
     pub from_loss: bool,
     /// All records.
@@ -1234,7 +1234,8 @@ pub struct RawTfm {
     pub recs: Vec<u32>,
     /// Per layer, row and head: the softmax sum S, A = sum e (s - m), and m.
     pub att: Vec<u32>,
-    /// Per row: the largest logit, the sum of e^(l - m), the next token's logit.
+    /// Per row: the largest logit, the sum of e^(l - m), the target's logit
+    /// (the next token's; BERT's: the row's own).
     pub loss: Vec<u32>,
     /// Per norm (each block's two, then the final one) and row: the row's
     /// variance as the norm sees it (LayerNorm: about the row's mean; RMSNorm:
@@ -1383,7 +1384,8 @@ pub struct TfmStats {
     pub final_norm: TensorStats,
     /// The logits (with an LM head).
     pub logits: Option<TensorStats>,
-    /// Mean next-token loss over the rows that have a next token.
+    /// Mean loss over the rows that have a target (the next token; BERT:
+    /// the row's own).
     pub loss: Option<f64>,
     /// Standard deviation of the per-row losses.
     pub loss_std: Option<f64>,
@@ -1460,7 +1462,8 @@ pub struct GradStats {
     /// of every row fits the logits buffer.
     pub head: Option<f64>,
     /// ||dL/db|| of the head's bias (BERT's decoder bias: the column sums
-    /// of dL/d(logits)), from the loss; None without one.
+    /// of dL/d(logits)), from the loss; None without one, and wherever
+    /// [`GradStats::head`] is None.
     pub head_bias: Option<f64>,
     /// The masked-LM head's transform (BERT's dense map before its GELU and
     /// the final norm), and its bias's.
@@ -1475,7 +1478,7 @@ pub struct GradStats {
     /// share only ([`GradStats::head`] is the head's).
     pub embeddings: Vec<ParamGrad>,
     /// The table the token embedding and the head share (GPT-2's `wte`, a
-    /// tied Qwen2's): its whole gradient, the lookup's share plus the head's.
+    /// tied Qwen2's, BERT's word embeddings): its whole gradient, the lookup's share plus the head's.
     /// None where the head is not tied or its share was not measured.
     pub tied: Option<TiedGrad>,
     /// Every norm's weight (the gain gamma: its gradient is the column sums
