@@ -899,6 +899,25 @@ impl Pass<'_> {
         red.reduce(batch, &g.g2, rows * rows, rec, None, &bufs.recs)
     }
 
+    /// Back through a norm into `out` (written): its parameters' gradient
+    /// norms ([`Pass::norm_grads`], `scratch` overwritten), then
+    /// `out = norm'(x)^T dy`.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_through(
+        &self,
+        batch: &mut Batch,
+        g: &Grads,
+        ln: &(String, Option<String>),
+        (x, dy, out, scratch): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        rows: u64,
+        (layout, recs): (&PassLayout, &wgpu::Buffer),
+    ) -> Result<()> {
+        self.norm_grads(batch, g, ln, (x, dy, scratch), rows, (layout, recs))?;
+        // norm_bwd adds.
+        batch.clear(out, 0, None);
+        self.norm_bwd(batch, ln, (x, dy, out), rows)
+    }
+
     /// `dx += norm'(x)^T dy` for a block norm.
     fn norm_bwd(
         &self,
@@ -1668,7 +1687,6 @@ pub fn run_chunked(
         if let Some((_, h)) = &g.tied {
             batch.copy(&bufs.hn, h, 4 * rows * e);
         }
-        batch.clear(&g.dx, 0, None);
         // The final norm's output (bufs.hn) is spent: the head read it.
         // BERT's final norm read the transform's output (in bufs.att, its
         // pre-activation in bufs.br), the others' the stream.
@@ -1677,15 +1695,14 @@ pub fn run_chunked(
         } else {
             &bufs.x
         };
-        pass.norm_grads(
+        pass.norm_through(
             &mut batch,
             g,
             &n.ln_f,
-            (final_in, &g.dh, &bufs.hn),
+            (final_in, &g.dh, &g.dx, &bufs.hn),
             rows,
-            (&layout, &bufs.recs),
+            (&layout, recs),
         )?;
-        pass.norm_bwd(&mut batch, &n.ln_f, (final_in, &g.dh, &g.dx), rows)?;
         if let Some(t) = &n.transform {
             // Through the GELU, then the dense map from the stream.
             pass.gpu
@@ -1715,16 +1732,14 @@ pub fn run_chunked(
         }
         // BERT: back through the embeddings' norm to their sum.
         if let (Some(ln), Some(sum)) = (&n.ln_e, &g.emb_sum) {
-            pass.norm_grads(
+            pass.norm_through(
                 &mut batch,
                 g,
                 ln,
-                (sum, &g.dx, &bufs.hn),
+                (sum, &g.dx, &g.dh, &bufs.hn),
                 rows,
                 (&layout, recs),
             )?;
-            batch.clear(&g.dh, 0, None);
-            pass.norm_bwd(&mut batch, ln, (sum, &g.dx, &g.dh), rows)?;
             copy(&mut batch, &g.dh, &g.dx)?;
         }
         pass.embedding_grads(&mut batch, g, &bufs, tokens, &layout)?;
@@ -1849,11 +1864,16 @@ fn backward_post(
     let (s1, s2) = (&g.saved[i].0, &g.saved[i].1);
     let recs = &bufs.recs;
     let red = pass.gpu.kernels(Activation::Linear)?;
-    // dL/ds = norm'(s)^T dL/dy into g.dh (cleared: norm_bwd adds).
-    let through_norm = |batch: &mut Batch, ln, s| -> Result<()> {
-        pass.norm_grads(batch, g, ln, (s, &g.dx, &bufs.hn), rows, (layout, recs))?;
-        batch.clear(&g.dh, 0, None);
-        pass.norm_bwd(batch, ln, (s, &g.dx, &g.dh), rows)
+    // dL/ds = norm'(s)^T dL/dy into g.dh.
+    let through_norm = |batch: &mut Batch, ln, s| {
+        pass.norm_through(
+            batch,
+            g,
+            ln,
+            (s, &g.dx, &g.dh, &bufs.hn),
+            rows,
+            (layout, recs),
+        )
     };
     // The residual: dL/d(branch input) = the branch's part (in g.dx) plus
     // dL/ds (in g.dh).

@@ -580,16 +580,16 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         reduce::<A>(&x, None, &mut raw.recs, layout.rec(&format!("{l}.out")));
     }
     // BERT's masked-LM head: dense, GELU, then the final norm.
-    let x_t = match &n.transform {
-        Some(t) => Some(
-            linear::<A>(m, t, &x, rows)?
-                .into_iter()
-                .map(|v| arith::act::<A>(c.gelu, v))
-                .collect::<Vec<_>>(),
-        ),
-        None => None,
+    // (Its pre-activation is kept for the backward pass.)
+    let (z_t, x_t) = match &n.transform {
+        Some(t) => {
+            let z = linear::<A>(m, t, &x, rows)?;
+            let y: Vec<f32> = z.iter().map(|&v| arith::act::<A>(c.gelu, v)).collect();
+            (z, Some(y))
+        }
+        None => (Vec::new(), None),
     };
-    let final_in = x_t.as_deref().unwrap_or(&x);
+    let final_in: &[f32] = x_t.as_deref().unwrap_or(&x);
     norm_vars::<A>(
         m,
         final_in,
@@ -704,19 +704,11 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
     }
     if layout.backward {
-        let mut dx = vec![0f32; rows * e];
-        norm_grads::<A>(
-            m,
-            &n.ln_f,
-            (final_in, &dxf, e),
-            rows,
-            (layout, &mut raw.recs),
-        );
-        norm_bwd::<A>(m, &n.ln_f, final_in, &dxf, &mut dx)?;
+        let ln_f = (&n.ln_f, final_in);
+        let mut dx = norm_through::<A>(m, ln_f, (&dxf, e), rows, (layout, &mut raw.recs))?;
         if let Some(t) = &n.transform {
             // Through the GELU, then the dense map from the stream.
-            let z = linear::<A>(m, t, &x, rows)?;
-            for (d, &z) in dx.iter_mut().zip(&z) {
+            for (d, &z) in dx.iter_mut().zip(&z_t) {
                 *d *= arith::dact::<A>(c.gelu, z);
             }
             let wrec = super::grad_recs(layout, t);
@@ -766,10 +758,7 @@ pub fn run<A: Arith>(m: &Model, tokens: &Tokens, layout: &PassLayout) -> Result<
         }
         // BERT: back through the embeddings' norm to their sum.
         if let (Some(ln), Some(sum)) = (&n.ln_e, &emb_sum) {
-            norm_grads::<A>(m, ln, (sum, &dx, e), rows, (layout, &mut raw.recs));
-            let mut ds = vec![0f32; rows * e];
-            norm_bwd::<A>(m, ln, sum, &dx, &mut ds)?;
-            dx = ds;
+            dx = norm_through::<A>(m, (ln, sum), (&dx, e), rows, (layout, &mut raw.recs))?;
         }
         embedding_grads::<A>(m, &dx, tokens, (layout, &mut raw.recs));
         let cross = super::cross_rec(&n.tok);
@@ -995,6 +984,21 @@ fn dlogits<A: Arith>(
     }
 }
 
+/// Back through the norm `ln` with input `x` (the device's
+/// `norm_through`): its parameters' gradient norms, then norm'(x)^T dy.
+fn norm_through<A: Arith>(
+    m: &Model,
+    (ln, x): (&(String, Option<String>), &[f32]),
+    (dy, e): (&[f32], usize),
+    rows: usize,
+    (layout, recs): (&PassLayout, &mut [u32]),
+) -> Result<Vec<f32>> {
+    norm_grads::<A>(m, ln, (x, dy, e), rows, (layout, recs));
+    let mut dx = vec![0f32; rows * e];
+    norm_bwd::<A>(m, ln, x, dy, &mut dx)?;
+    Ok(dx)
+}
+
 /// The `norm_bwd` kernel: `dx += norm'(x)^T dy` per row.
 fn norm_bwd<A: Arith>(
     m: &Model,
@@ -1132,11 +1136,8 @@ fn backward_post<A: Arith>(
     let l = i + 1;
     let e = m.cfg.hidden as usize;
     let rows = tokens.rows() as usize;
-    let through_norm = |ln, s: &[f32], dy: &[f32], recs: &mut [u32]| -> Result<Vec<f32>> {
-        norm_grads::<A>(m, ln, (s, dy, e), rows, (layout, recs));
-        let mut ds = vec![0f32; rows * e];
-        norm_bwd::<A>(m, ln, s, dy, &mut ds)?;
-        Ok(ds)
+    let through_norm = |ln, s: &[f32], dy: &[f32], recs: &mut [u32]| {
+        norm_through::<A>(m, (ln, s), (dy, e), rows, (layout, recs))
     };
     let add_residual = |d: &mut [f32], ds: &[f32], name: &str, recs: &mut [u32]| {
         for (a, &b) in d.iter_mut().zip(ds) {
